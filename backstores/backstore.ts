@@ -1,0 +1,82 @@
+// The interface between the SCSI core and where blocks live. A backstore moves
+// bytes; every SCSI rule (ranges, protection, caching policy, sense) is the
+// core's. Offsets and lengths are in bytes, always multiples of the logical
+// block size. Methods may finish synchronously (return undefined) or return a
+// promise; none may block the event loop.
+
+import type { Sgl } from '../src/core/sgl';
+
+export type MaybePromise<T> = T | Promise<T>;
+
+export interface BackstoreCaps {
+  /** UNMAP / WRITE SAME with UNMAP deallocate, and the range reads back zeros. */
+  unmap: boolean;
+  /** writeZeroes is cheaper than writing a zero buffer. */
+  writeZeroes: boolean;
+  /** lbaStatus reports real allocation (GET LBA STATUS). */
+  lbaStatus: boolean;
+  /** SANITIZE service actions the store can carry out. */
+  sanitizeOverwrite: boolean;
+  sanitizeBlockErase: boolean;
+  /** flush() reaches stable storage (false for RAM, where it is a no-op by nature). */
+  persistent: boolean;
+  /** Non-rotational medium (VPD B1); an attribute may still override. */
+  nonRotational: boolean;
+}
+
+export interface LbaExtent {
+  /** true: the range holds no data (reads zeros, costs no space). */
+  deallocated: boolean;
+  /** Bytes from the asked offset that share this state (> 0). */
+  length: number;
+}
+
+export interface Backstore {
+  readonly plugin: string;
+  /** Capacity in bytes (a multiple of blockSize). */
+  readonly size: number;
+  /** Logical block size in bytes: 512 or 4096. */
+  readonly blockSize: number;
+  /** Physical block size, for READ CAPACITY(16)'s exponent; defaults to blockSize. */
+  readonly physicalBlockSize: number;
+  readonly caps: BackstoreCaps;
+
+  /** Reads length bytes at offset into sgl, from its start. */
+  read(offset: number, length: number, sgl: Sgl): MaybePromise<void>;
+  /** Writes length bytes from sgl at offset. fua: on stable storage before it resolves. */
+  write(offset: number, length: number, sgl: Sgl, fua: boolean): MaybePromise<void>;
+  /** Everything written so far reaches stable storage. */
+  flush(): MaybePromise<void>;
+  /** Deallocates the range; it reads back zeros afterwards. Only when caps.unmap. */
+  unmap(offset: number, length: number): MaybePromise<void>;
+  /** Zeroes the range, deallocating where cheaper if allowed. Always available. */
+  writeZeroes(offset: number, length: number): MaybePromise<void>;
+  /** Allocation state at offset, at most maxLength bytes long. */
+  lbaStatus(offset: number, maxLength: number): MaybePromise<LbaExtent>;
+  /** Optional hint that a range will be read soon (PRE-FETCH). */
+  prefetch?(offset: number, length: number): MaybePromise<void>;
+  /** SANITIZE: overwrite every block with the pattern repeated; block erase deallocates all. */
+  sanitize?(kind: 'overwrite' | 'block-erase', pattern?: Buffer): Promise<void>;
+  /** Grows or shrinks the store (rd_mcp, fileio); the core raises CAPACITY DATA HAS CHANGED. */
+  resize?(size: number): Promise<void>;
+  /** Flushes what is cached and releases the store. */
+  close(): Promise<void>;
+}
+
+/** What every plugin's factory receives: the storage object's config, sizes already in bytes. */
+export interface BackstoreOptions {
+  name: string;
+  /** Bytes; required for rd_mcp, optional for fileio (file size), ignored for block. */
+  size?: number;
+  blockSize?: number;
+  /** fileio, block, pscsi: a path. */
+  dev?: string;
+  /** rd_mcp: discard writes and read nothing. */
+  nullio?: boolean;
+  /** fileio: open with O_DIRECT. */
+  direct?: boolean;
+  /** block/fileio: refuse writes at the store level. */
+  readonly?: boolean;
+}
+
+export type BackstoreFactory = (opts: BackstoreOptions) => Promise<Backstore>;

@@ -1,0 +1,253 @@
+// The command pipeline (LIO's target_core_transport): from a fabric's request
+// to its completion. Every check that applies to all commands lives here, in
+// the order SAM and SPC give; what a command does lives in its table entry.
+
+import { CmdState, CommandRequest, CompletionCallback, ScsiCmd, TaskAttr } from './command';
+import { CommandTable, DataDir, F, firstInvalidBit, readField } from './opcodes';
+import {
+  Asc, ScsiError, SenseKey, Status, encodeSense, fromIoError, internalFailure, invalidCdbField, invalidOpcode,
+  lbaOutOfRange, lunNotSupported, mediumNotPresent, reservationConflict, unitAttention, writeProtected,
+} from './sense';
+import type { Session } from './session';
+import { sglLength, type Sgl } from './sgl';
+import type { RangeHold } from './range-lock';
+import { log } from './log';
+
+/**
+ * Commands served on a LUN the nexus has no mapping for (INQUIRY, REPORT
+ * LUNS, REQUEST SENSE), like LIO's virtual LUN 0. Set by the disk device type.
+ */
+export const unmappedLun: { table: CommandTable | undefined } = { table: undefined };
+
+/** Set when a medium was ejected from a removable unit (checked for F.MEDIUM commands). */
+export interface MediumState {
+  present: boolean;
+}
+
+export function submit(session: Session, req: CommandRequest, done: CompletionCallback): void {
+  const cmd = new ScsiCmd(session, req, done);
+  const itl = session.itls.get(req.lun);
+  if (itl === undefined) return submitUnmapped(cmd);
+  cmd.itl = itl;
+  const lu = (cmd.lu = itl.lu);
+  if (itl.tasks.has(cmd.tag)) {
+    // SAM-5 5.9: a duplicate tag is an overlapped command; both are aborted by the
+    // initiator's view, we refuse the newcomer.
+    return finishEarly(cmd, new ScsiError(SenseKey.ABORTED_COMMAND, Asc.OVERLAPPED_COMMANDS_ATTEMPTED));
+  }
+  itl.tasks.set(cmd.tag, cmd);
+  const def = lu.table.lookup(cmd.cdb);
+  try {
+    // Unit attentions come first for everything but the three commands that never report them.
+    if (itl.uas.length !== 0 && (def == null || (def.flags & F.NO_UA) === 0)) {
+      throw unitAttention(itl.takeUa()!);
+    }
+    if (def === undefined) throw invalidOpcode();
+    if (def === null) throw invalidCdbField(1, 4);
+    cmd.def = def;
+    cmd.dir = def.dir;
+    if (cmd.taskAttr === TaskAttr.ACA) throw invalidCdbField(1); // no NormACA: ACA tasks are refused
+    if (cmd.cdb.length < def.usage.length) throw invalidCdbField(cmd.cdb.length);
+    const bad = firstInvalidBit(cmd.cdb, def.usage);
+    if (bad) throw invalidCdbField(bad[0], bad[1]);
+    if ((def.flags & F.WRITE) !== 0 && (itl.writeProtect || lu.writeProtected)) throw writeProtected();
+    if (lu.reservation !== undefined && lu.reservation !== session && (def.flags & F.RESERVE_OK) === 0) {
+      throw reservationConflict();
+    }
+    if (lu.pr !== undefined && !lu.pr.check(cmd)) throw reservationConflict();
+    if ((def.flags & F.MEDIUM) !== 0 && lu.medium !== undefined && !lu.medium.present) throw mediumNotPresent();
+    decode(cmd);
+  } catch (e) {
+    return finishEarly(cmd, e);
+  }
+  if ((def.flags & F.HEAD) !== 0) cmd.taskAttr = TaskAttr.HEAD_OF_QUEUE;
+  if (lu.admit(cmd, start)) start(cmd);
+}
+
+/** Reads the declared CDB fields: LBA, block count, data length; checks the range. */
+function decode(cmd: ScsiCmd): void {
+  const def = cmd.def;
+  const cdb = cmd.cdb;
+  if (def.lbaField !== undefined) cmd.lba = readField(cdb, def.lbaField);
+  if (def.blocksField !== undefined) cmd.blocks = readField(cdb, def.blocksField);
+  if (def.decode !== undefined) {
+    cmd.dataLength = def.decode(cmd);
+  } else if (def.lengthField !== undefined) {
+    cmd.dataLength = readField(cdb, def.lengthField);
+  } else if (def.blocksField !== undefined && def.dir !== DataDir.NONE) {
+    cmd.dataLength = cmd.blocks * cmd.lu.blockSize;
+  }
+  if ((def.flags & F.LBA_CHECK) !== 0) {
+    if (cmd.lba + cmd.blocks > cmd.lu.blocks) throw lbaOutOfRange();
+    if (def.dir !== DataDir.NONE && def.blocksField && cmd.blocks > cmd.lu.so.attributes.hw_max_sectors) {
+      throw invalidCdbField(def.blocksField[0]);
+    }
+  }
+  if (cmd.dir === DataDir.OUT && cmd.expectedLength !== undefined && cmd.expectedLength < cmd.dataLength &&
+      def.blocksField !== undefined) {
+    // The initiator offers fewer blocks than the CDB asks to write: nothing sensible to write (as LIO).
+    throw new ScsiError(SenseKey.ILLEGAL_REQUEST, Asc.INVALID_FIELD_IN_COMMAND_IU);
+  }
+}
+
+/** Runs a command admitted to the task set: fetches its data-out, then its handler. */
+function start(cmd: ScsiCmd): void {
+  if (cmd.abortedBy !== undefined) return complete(cmd);
+  cmd.state = CmdState.RUNNING;
+  const need = cmd.dir === DataDir.OUT ? cmd.transferLength : 0;
+  if (need > 0 && (cmd.dataOut === undefined || sglLength(cmd.dataOut) < need)) {
+    if (cmd.fetchDataOut === undefined) {
+      return fail(cmd, new ScsiError(SenseKey.ILLEGAL_REQUEST, Asc.INVALID_FIELD_IN_COMMAND_IU));
+    }
+    cmd.fetchDataOut(need).then(
+      (sgl: Sgl) => {
+        cmd.dataOut = sgl;
+        if (cmd.abortedBy !== undefined) return complete(cmd);
+        execute(cmd);
+      },
+      (e) => fail(cmd, e),
+    );
+    return;
+  }
+  execute(cmd);
+}
+
+function execute(cmd: ScsiCmd): void {
+  const def = cmd.def;
+  // Writes hold their LBA range shared; COMPARE AND WRITE holds it exclusively.
+  if ((def.flags & (F.WRITE | F.ATOMIC)) !== 0 && def.lbaField !== undefined && cmd.blocks !== 0) {
+    const held = cmd.lu.rangeLock.acquire(cmd.lba, cmd.blocks, (def.flags & F.ATOMIC) !== 0);
+    if (held instanceof Promise) {
+      held.then((h) => runLocked(cmd, h));
+      return;
+    }
+    return runLocked(cmd, held);
+  }
+  let r;
+  try {
+    r = def.execute(cmd);
+  } catch (e) {
+    return fail(cmd, e);
+  }
+  if (r === undefined) return complete(cmd);
+  r.then(() => complete(cmd), (e) => fail(cmd, e));
+}
+
+function runLocked(cmd: ScsiCmd, held: RangeHold): void {
+  const lock = cmd.lu.rangeLock;
+  let r;
+  try {
+    r = cmd.def.execute(cmd);
+  } catch (e) {
+    lock.release(held);
+    return fail(cmd, e);
+  }
+  if (r === undefined) {
+    lock.release(held);
+    return complete(cmd);
+  }
+  r.then(
+    () => {
+      lock.release(held);
+      complete(cmd);
+    },
+    (e) => {
+      lock.release(held);
+      fail(cmd, e);
+    },
+  );
+}
+
+function senseFormatDescriptor(cmd: ScsiCmd): boolean {
+  return cmd.lu !== undefined && cmd.lu.mode.dsense;
+}
+
+/** Records an error on the command (sense built here, once). */
+function setError(cmd: ScsiCmd, e: unknown): void {
+  let err: ScsiError;
+  if (e instanceof ScsiError) {
+    err = e;
+  } else {
+    const write = cmd.def !== undefined && (cmd.def.flags & F.WRITE) !== 0;
+    err = fromIoError(e, write);
+    if (err.asc === internalFailure().asc) log.warn(`command ${cmd.def?.name ?? cmd.cdb[0]} failed`, e);
+  }
+  cmd.status = err.status;
+  cmd.sense = err.status === Status.CHECK_CONDITION ? encodeSense(err, senseFormatDescriptor(cmd)) : undefined;
+  cmd.dataInLength = 0;
+}
+
+function fail(cmd: ScsiCmd, e: unknown): void {
+  setError(cmd, e);
+  complete(cmd);
+}
+
+/** Ends a command that never entered the task set. */
+function finishEarly(cmd: ScsiCmd, e: unknown): void {
+  setError(cmd, e);
+  cmd.state = CmdState.DONE;
+  cmd.itl?.tasks.delete(cmd.tag);
+  finalize(cmd);
+}
+
+/** Ends a command in the task set: residuals, task set release, the fabric's callback. */
+export function complete(cmd: ScsiCmd): void {
+  if (cmd.state === CmdState.DONE) return;
+  cmd.state = CmdState.DONE;
+  if (cmd.itl !== undefined) cmd.itl.tasks.delete(cmd.tag);
+  else cmd.session.unmappedTasks.delete(cmd.tag);
+  if (cmd.lu !== undefined) cmd.lu.release(cmd);
+  finalize(cmd);
+}
+
+/** Ends a command that task management took out of the task set before it ran. */
+export function finishUnqueued(cmd: ScsiCmd): void {
+  cmd.state = CmdState.DONE;
+  cmd.itl.tasks.delete(cmd.tag);
+  finalize(cmd);
+}
+
+function finalize(cmd: ScsiCmd): void {
+  if (cmd.abortedBy !== undefined) {
+    cmd.status = Status.TASK_ABORTED;
+    cmd.sense = undefined;
+    cmd.dataInLength = 0;
+    cmd.quiet = cmd.abortedBy === 'self' || cmd.lu === undefined || !cmd.lu.mode.tas;
+  }
+  const expected = cmd.expectedLength ?? cmd.dataLength;
+  if (cmd.dataLength > expected) {
+    cmd.residual = expected - cmd.dataLength; // overflow
+  } else {
+    const moved = cmd.dir === DataDir.OUT && cmd.status === Status.GOOD ? cmd.dataLength : cmd.dataInLength;
+    cmd.residual = expected - moved;
+  }
+  const w = cmd.waiters;
+  cmd.done(cmd);
+  if (w !== undefined) for (const f of w) f();
+}
+
+/** Commands to a LUN this nexus has no mapping for. */
+function submitUnmapped(cmd: ScsiCmd): void {
+  const table = unmappedLun.table;
+  const def = table?.lookup(cmd.cdb);
+  if (!def || (def.flags & F.NO_LUN_OK) === 0) return finishEarly(cmd, lunNotSupported());
+  cmd.def = def;
+  cmd.dir = def.dir;
+  try {
+    const bad = firstInvalidBit(cmd.cdb, def.usage);
+    if (bad) throw invalidCdbField(bad[0], bad[1]);
+    if (def.lengthField !== undefined) cmd.dataLength = readField(cmd.cdb, def.lengthField);
+  } catch (e) {
+    return finishEarly(cmd, e);
+  }
+  cmd.session.unmappedTasks.set(cmd.tag, cmd);
+  cmd.state = CmdState.RUNNING;
+  let r;
+  try {
+    r = def.execute(cmd);
+  } catch (e) {
+    return fail(cmd, e);
+  }
+  if (r === undefined) return complete(cmd);
+  r.then(() => complete(cmd), (e) => fail(cmd, e));
+}

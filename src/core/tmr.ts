@@ -1,0 +1,104 @@
+// Task management functions (SAM-5 7): aborts, task set clearing and resets,
+// mapped from every fabric's TMF requests. Running commands cannot be
+// stopped inside a backstore, so an abort marks them and waits: the function
+// completes when every affected command has left the task set.
+
+import { CmdState, ScsiCmd } from './command';
+import { finishUnqueued } from './engine';
+import type { LogicalUnit } from './logical-unit';
+import { Asc } from './sense';
+import type { Session } from './session';
+
+export type TmfFunction =
+  | 'abort-task'
+  | 'abort-task-set'
+  | 'clear-task-set'
+  | 'lun-reset'
+  | 'it-nexus-reset'
+  | 'query-task'
+  | 'clear-aca'
+  | 'target-reset'
+  /** Not a TMF: the nexus is gone (logout, connection loss); its tasks end silently. */
+  | 'it-nexus-loss';
+
+/** SAM-5 7.1 service responses. */
+export type TmfResult = 'complete' | 'succeeded' | 'no-task' | 'no-lun' | 'not-supported' | 'rejected';
+
+/** Aborts one command; returns a promise when it must still finish running. */
+function abort(cmd: ScsiCmd, by: 'self' | 'other'): Promise<void> | undefined {
+  if (cmd.state === CmdState.DONE) return undefined;
+  cmd.abortedBy ??= by;
+  if (cmd.state === CmdState.DELAYED && cmd.lu.unqueue(cmd)) {
+    finishUnqueued(cmd);
+    return undefined;
+  }
+  return new Promise<void>((resolve) => (cmd.waiters ??= []).push(resolve));
+}
+
+function abortAll(cmds: Iterable<ScsiCmd>, by: (c: ScsiCmd) => 'self' | 'other'): Promise<unknown> {
+  const waits: Promise<void>[] = [];
+  for (const c of [...cmds]) {
+    const w = abort(c, by(c));
+    if (w) waits.push(w);
+  }
+  return Promise.all(waits);
+}
+
+/** Every task on a logical unit, from every nexus. */
+function tasksOf(lu: LogicalUnit): ScsiCmd[] {
+  const all: ScsiCmd[] = [];
+  for (const itl of lu.nexuses) all.push(...itl.tasks.values());
+  return all;
+}
+
+export async function taskManagement(session: Session, fn: TmfFunction, lun: number, tag?: number): Promise<TmfResult> {
+  const itl = session.itls.get(lun);
+  switch (fn) {
+    case 'abort-task': {
+      const cmd = itl?.tasks.get(tag ?? -1) ?? session.unmappedTasks.get(tag ?? -1);
+      if (!cmd) return 'no-task';
+      await abort(cmd, 'self');
+      return 'complete';
+    }
+    case 'query-task':
+      return itl?.tasks.has(tag ?? -1) ? 'succeeded' : 'complete';
+    case 'abort-task-set':
+      if (!itl) return 'no-lun';
+      await abortAll(itl.tasks.values(), () => 'self');
+      return 'complete';
+    case 'clear-task-set':
+    case 'lun-reset': {
+      if (!itl) return 'no-lun';
+      const lu = itl.lu;
+      const victims = tasksOf(lu);
+      const done = abortAll(victims, (c) => (c.session === session ? 'self' : 'other'));
+      if (fn === 'lun-reset') {
+        lu.reservation = undefined;
+        lu.raiseUa(Asc.BUS_DEVICE_RESET_OCCURRED);
+      } else if (!lu.mode.tas) {
+        // Without TASK ABORTED status the other initiators learn it from a unit attention.
+        const hit = new Set(victims.filter((c) => c.session !== session).map((c) => c.itl));
+        for (const other of hit) other.addUa(Asc.COMMANDS_CLEARED_BY_ANOTHER_INITIATOR);
+      }
+      await done;
+      return 'complete';
+    }
+    case 'it-nexus-reset':
+    case 'it-nexus-loss': {
+      const cmds: ScsiCmd[] = [...session.unmappedTasks.values()];
+      for (const i of session.itls.values()) cmds.push(...i.tasks.values());
+      const done = abortAll(cmds, () => 'self');
+      for (const i of session.itls.values()) {
+        if (i.lu.reservation === session) i.lu.reservation = undefined;
+        if (fn === 'it-nexus-reset') i.addUa(Asc.I_T_NEXUS_LOSS_OCCURRED);
+      }
+      await done;
+      return 'complete';
+    }
+    case 'clear-aca':
+      // NormACA is 0 in our INQUIRY data: there is never an ACA condition to clear.
+      return 'rejected';
+    case 'target-reset':
+      return 'not-supported';
+  }
+}

@@ -1,0 +1,54 @@
+// The live configuration (rtslib's RTSRoot): storage objects and targets.
+// The daemon, the control API and embedding programs change it through here.
+
+import type { BackstoreOptions } from '../../backstores/backstore';
+import { backstoreFactory } from '../../backstores';
+import type { StorageAttributes } from './attributes';
+import { storageAttributeDefaults } from './defaults';
+import { StorageObject } from './storage-object';
+import { Target } from './target';
+import { diskTable } from '../scsi/disk';
+
+export interface StorageObjectSpec extends BackstoreOptions {
+  plugin: string;
+  attributes?: Partial<StorageAttributes>;
+  /** Unit serial (saveconfig's `wwn`); default: derived from host and name. */
+  serial?: string;
+}
+
+export class Root {
+  readonly storageObjects = new Map<string, StorageObject>();
+  readonly targets = new Map<string, Target>();
+
+  async createStorageObject(spec: StorageObjectSpec): Promise<StorageObject> {
+    const key = `/backstores/${spec.plugin}/${spec.name}`;
+    if (this.storageObjects.has(key)) throw new Error(`storage object ${key} already exists`);
+    const attributes: StorageAttributes = { ...storageAttributeDefaults(), ...spec.attributes };
+    if (spec.readonly) attributes.readonly = true;
+    const backstore = await backstoreFactory(spec.plugin)(spec);
+    const so = new StorageObject(spec.name, spec.plugin, attributes, backstore, diskTable, spec.serial);
+    this.storageObjects.set(key, so);
+    return so;
+  }
+
+  storageObject(path: string): StorageObject {
+    const so = this.storageObjects.get(path);
+    if (!so) throw new Error(`no storage object ${path}`);
+    return so;
+  }
+
+  createTarget(fabric: string, wwn: string): Target {
+    if (this.targets.has(wwn)) throw new Error(`target ${wwn} already exists`);
+    const t = new Target(fabric, wwn);
+    this.targets.set(wwn, t);
+    return t;
+  }
+
+  /** Closes every session and flushes and releases every store. */
+  async close(): Promise<void> {
+    for (const t of this.targets.values()) {
+      for (const tpg of t.tpgs.values()) await Promise.all([...tpg.sessions].map((s) => s.close()));
+    }
+    await Promise.all([...this.storageObjects.values()].map((so) => so.backstore.close()));
+  }
+}
