@@ -196,8 +196,9 @@ export function complete(cmd: ScsiCmd): void {
   cmd.state = CmdState.DONE;
   if (cmd.itl !== undefined) cmd.itl.tasks.delete(cmd.tag);
   else cmd.session.unmappedTasks.delete(cmd.tag);
-  if (cmd.lu !== undefined) cmd.lu.release(cmd);
   finalize(cmd);
+  // After the fabric has the completion, so that what it unblocks is reported after it.
+  if (cmd.lu !== undefined) cmd.lu.release(cmd);
 }
 
 /** Ends a command that task management took out of the task set before it ran. */
