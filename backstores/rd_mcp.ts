@@ -7,6 +7,76 @@ import { Sgl, sglIsZero } from '../src/core/sgl';
 
 /** Allocation unit; a multiple of both logical block sizes. */
 export const RD_PAGE_SIZE = 4096;
+/**
+ * Pages come from 64 KiB slabs: one ArrayBuffer per 16 pages instead of one
+ * per page (allocation was most of the cost of a first write), and a slab is
+ * dropped as soon as its last page is unmapped, so freed ranges give memory back.
+ */
+const PAGES_PER_SLAB = 16;
+
+interface Slab {
+  buf: Buffer;
+  free: number[];
+}
+
+/** Page memory: slot numbers (slab * PAGES_PER_SLAB + index) for the page map's values. */
+class PagePool {
+  private readonly slabs: (Slab | undefined)[] = [];
+  private readonly withFree: number[] = [];
+  private readonly emptySlabIds: number[] = [];
+  pages = 0;
+
+  alloc(): number {
+    let id: number | undefined;
+    while (this.withFree.length) {
+      const c = this.withFree[this.withFree.length - 1];
+      if (this.slabs[c]?.free.length) {
+        id = c;
+        break;
+      }
+      this.withFree.pop();
+    }
+    if (id === undefined) {
+      id = this.emptySlabIds.pop() ?? this.slabs.length;
+      const free: number[] = [];
+      for (let i = PAGES_PER_SLAB - 1; i >= 0; i--) free.push(i);
+      this.slabs[id] = { buf: Buffer.alloc(PAGES_PER_SLAB * RD_PAGE_SIZE), free };
+      this.withFree.push(id);
+    }
+    this.pages++;
+    return id * PAGES_PER_SLAB + this.slabs[id]!.free.pop()!;
+  }
+
+  release(slot: number): void {
+    const id = Math.floor(slot / PAGES_PER_SLAB);
+    const slab = this.slabs[id]!;
+    const i = slot - id * PAGES_PER_SLAB;
+    slab.buf.fill(0, i * RD_PAGE_SIZE, (i + 1) * RD_PAGE_SIZE);
+    slab.free.push(i);
+    this.pages--;
+    if (slab.free.length === PAGES_PER_SLAB) {
+      this.slabs[id] = undefined;
+      this.emptySlabIds.push(id);
+    } else if (slab.free.length === 1) {
+      this.withFree.push(id);
+    }
+  }
+
+  /** The slab buffer holding a slot, and the slot's byte offset in it. */
+  buffer(slot: number): Buffer {
+    return this.slabs[Math.floor(slot / PAGES_PER_SLAB)]!.buf;
+  }
+  offset(slot: number): number {
+    return (slot % PAGES_PER_SLAB) * RD_PAGE_SIZE;
+  }
+
+  clear(): void {
+    this.slabs.length = 0;
+    this.withFree.length = 0;
+    this.emptySlabIds.length = 0;
+    this.pages = 0;
+  }
+}
 
 const RAM_CAPS: BackstoreCaps = {
   unmap: true,
@@ -22,7 +92,9 @@ export class RamBackstore implements Backstore {
   readonly plugin = 'rd_mcp';
   readonly caps = RAM_CAPS;
   readonly physicalBlockSize: number;
-  private readonly pages = new Map<number, Buffer>();
+  /** Page number -> pool slot; absent pages read as zeros. */
+  private readonly pages = new Map<number, number>();
+  private readonly pool = new PagePool();
 
   constructor(
     public size: number,
@@ -34,7 +106,7 @@ export class RamBackstore implements Backstore {
 
   /** Bytes of page memory held, for tests and statistics. */
   get allocatedBytes(): number {
-    return this.pages.size * RD_PAGE_SIZE;
+    return this.pool.pages * RD_PAGE_SIZE;
   }
 
   read(offset: number, length: number, sgl: Sgl): void {
@@ -47,9 +119,13 @@ export class RamBackstore implements Backstore {
       const pageNo = Math.floor(offset / RD_PAGE_SIZE);
       const inPage = offset - pageNo * RD_PAGE_SIZE;
       const n = Math.min(RD_PAGE_SIZE - inPage, b.length - segOff, length);
-      const page = this.pages.get(pageNo);
-      if (page === undefined) b.fill(0, segOff, segOff + n);
-      else page.copy(b, segOff, inPage, inPage + n);
+      const slot = this.pages.get(pageNo);
+      if (slot === undefined) {
+        b.fill(0, segOff, segOff + n);
+      } else {
+        const at = this.pool.offset(slot) + inPage;
+        this.pool.buffer(slot).copy(b, segOff, at, at + n);
+      }
       offset += n;
       length -= n;
       segOff += n;
@@ -69,12 +145,12 @@ export class RamBackstore implements Backstore {
       const pageNo = Math.floor(offset / RD_PAGE_SIZE);
       const inPage = offset - pageNo * RD_PAGE_SIZE;
       const n = Math.min(RD_PAGE_SIZE - inPage, b.length - segOff, length);
-      let page = this.pages.get(pageNo);
-      if (page === undefined) {
-        page = Buffer.alloc(RD_PAGE_SIZE);
-        this.pages.set(pageNo, page);
+      let slot = this.pages.get(pageNo);
+      if (slot === undefined) {
+        slot = this.pool.alloc();
+        this.pages.set(pageNo, slot);
       }
-      b.copy(page, inPage, segOff, segOff + n);
+      b.copy(this.pool.buffer(slot), this.pool.offset(slot) + inPage, segOff, segOff + n);
       offset += n;
       length -= n;
       segOff += n;
@@ -91,15 +167,16 @@ export class RamBackstore implements Backstore {
   unmap(offset: number, length: number): void {
     const end = offset + length;
     for (let p = Math.floor(offset / RD_PAGE_SIZE); p * RD_PAGE_SIZE < end; p++) {
-      const page = this.pages.get(p);
-      if (page === undefined) continue;
+      const slot = this.pages.get(p);
+      if (slot === undefined) continue;
       const from = Math.max(offset, p * RD_PAGE_SIZE) - p * RD_PAGE_SIZE;
       const to = Math.min(end, (p + 1) * RD_PAGE_SIZE) - p * RD_PAGE_SIZE;
-      if (from === 0 && to === RD_PAGE_SIZE) {
+      const buf = this.pool.buffer(slot);
+      const base = this.pool.offset(slot);
+      if (from !== 0 || to !== RD_PAGE_SIZE) buf.fill(0, base + from, base + to);
+      if ((from === 0 && to === RD_PAGE_SIZE) || sglIsZero([buf], base, RD_PAGE_SIZE)) {
         this.pages.delete(p);
-      } else {
-        page.fill(0, from, to);
-        if (sglIsZero([page], 0, RD_PAGE_SIZE)) this.pages.delete(p);
+        this.pool.release(slot);
       }
     }
   }
@@ -118,12 +195,13 @@ export class RamBackstore implements Backstore {
 
   async sanitize(kind: 'overwrite' | 'block-erase', pattern?: Buffer): Promise<void> {
     this.pages.clear();
+    this.pool.clear();
     if (kind === 'block-erase' || !pattern || sglIsZero([pattern], 0, pattern.length)) return;
     const page = Buffer.alloc(RD_PAGE_SIZE);
     for (let i = 0; i < RD_PAGE_SIZE; i += pattern.length) pattern.copy(page, i);
     // A non-zero pattern fills the medium: that is what SANITIZE OVERWRITE asks for.
     for (let p = 0; p * RD_PAGE_SIZE < this.size; p++) {
-      this.pages.set(p, Buffer.from(page));
+      this.write(p * RD_PAGE_SIZE, RD_PAGE_SIZE, [page]);
       if ((p & 0xfff) === 0xfff) await new Promise((r) => setImmediate(r));
     }
   }
@@ -135,6 +213,7 @@ export class RamBackstore implements Backstore {
 
   async close(): Promise<void> {
     this.pages.clear();
+    this.pool.clear();
   }
 }
 
