@@ -78,6 +78,8 @@ export class ScsiCmd implements Completion {
   state: number = CmdState.NEW;
   /** Set by task management; the engine completes the command as aborted when it finishes. */
   abortedBy: 'self' | 'other' | undefined = undefined;
+  /** Listed in its nexus's task map (only while it outlives a tick). */
+  tracked = false;
   /** Task management waiting for this command to leave the task set. */
   waiters: (() => void)[] | undefined = undefined;
 

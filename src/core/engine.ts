@@ -35,7 +35,6 @@ export function submit(session: Session, req: CommandRequest, done: CompletionCa
     // initiator's view, we refuse the newcomer.
     return finishEarly(cmd, new ScsiError(SenseKey.ABORTED_COMMAND, Asc.OVERLAPPED_COMMANDS_ATTEMPTED));
   }
-  itl.tasks.set(cmd.tag, cmd);
   const def = lu.table.lookup(cmd.cdb);
   try {
     // Unit attentions come first for everything but the three commands that never report them.
@@ -62,6 +61,24 @@ export function submit(session: Session, req: CommandRequest, done: CompletionCa
   }
   if ((def.flags & F.HEAD) !== 0) cmd.taskAttr = TaskAttr.HEAD_OF_QUEUE;
   if (lu.admit(cmd, start)) start(cmd);
+  else track(cmd);
+}
+
+/**
+ * Makes a command visible to task management. Only commands that outlive the
+ * current tick need it: one that completes synchronously can never be the
+ * target of a TMF, so the hot path skips the map.
+ */
+function track(cmd: ScsiCmd): void {
+  if (cmd.tracked) return;
+  cmd.tracked = true;
+  (cmd.itl !== undefined ? cmd.itl.tasks : cmd.session.unmappedTasks).set(cmd.tag, cmd);
+}
+
+function untrack(cmd: ScsiCmd): void {
+  if (!cmd.tracked) return;
+  cmd.tracked = false;
+  (cmd.itl !== undefined ? cmd.itl.tasks : cmd.session.unmappedTasks).delete(cmd.tag);
 }
 
 /** Reads the declared CDB fields: LBA, block count, data length; checks the range. */
@@ -99,6 +116,7 @@ function start(cmd: ScsiCmd): void {
     if (cmd.fetchDataOut === undefined) {
       return fail(cmd, new ScsiError(SenseKey.ILLEGAL_REQUEST, Asc.INVALID_FIELD_IN_COMMAND_IU));
     }
+    track(cmd);
     cmd.fetchDataOut(need).then(
       (sgl: Sgl) => {
         cmd.dataOut = sgl;
@@ -118,6 +136,7 @@ function execute(cmd: ScsiCmd): void {
   if ((def.flags & (F.WRITE | F.ATOMIC)) !== 0 && def.lbaField !== undefined && cmd.blocks !== 0) {
     const held = cmd.lu.rangeLock.acquire(cmd.lba, cmd.blocks, (def.flags & F.ATOMIC) !== 0);
     if (held instanceof Promise) {
+      track(cmd);
       held.then((h) => runLocked(cmd, h));
       return;
     }
@@ -130,6 +149,7 @@ function execute(cmd: ScsiCmd): void {
     return fail(cmd, e);
   }
   if (r === undefined) return complete(cmd);
+  track(cmd);
   r.then(() => complete(cmd), (e) => fail(cmd, e));
 }
 
@@ -146,6 +166,7 @@ function runLocked(cmd: ScsiCmd, held: RangeHold): void {
     lock.release(held);
     return complete(cmd);
   }
+  track(cmd);
   r.then(
     () => {
       lock.release(held);
@@ -186,7 +207,6 @@ function fail(cmd: ScsiCmd, e: unknown): void {
 function finishEarly(cmd: ScsiCmd, e: unknown): void {
   setError(cmd, e);
   cmd.state = CmdState.DONE;
-  cmd.itl?.tasks.delete(cmd.tag);
   finalize(cmd);
 }
 
@@ -194,8 +214,7 @@ function finishEarly(cmd: ScsiCmd, e: unknown): void {
 export function complete(cmd: ScsiCmd): void {
   if (cmd.state === CmdState.DONE) return;
   cmd.state = CmdState.DONE;
-  if (cmd.itl !== undefined) cmd.itl.tasks.delete(cmd.tag);
-  else cmd.session.unmappedTasks.delete(cmd.tag);
+  untrack(cmd);
   finalize(cmd);
   // After the fabric has the completion, so that what it unblocks is reported after it.
   if (cmd.lu !== undefined) cmd.lu.release(cmd);
@@ -204,7 +223,7 @@ export function complete(cmd: ScsiCmd): void {
 /** Ends a command that task management took out of the task set before it ran. */
 export function finishUnqueued(cmd: ScsiCmd): void {
   cmd.state = CmdState.DONE;
-  cmd.itl.tasks.delete(cmd.tag);
+  untrack(cmd);
   finalize(cmd);
 }
 
@@ -241,7 +260,6 @@ function submitUnmapped(cmd: ScsiCmd): void {
   } catch (e) {
     return finishEarly(cmd, e);
   }
-  cmd.session.unmappedTasks.set(cmd.tag, cmd);
   cmd.state = CmdState.RUNNING;
   let r;
   try {
@@ -250,5 +268,6 @@ function submitUnmapped(cmd: ScsiCmd): void {
     return fail(cmd, e);
   }
   if (r === undefined) return complete(cmd);
+  track(cmd);
   r.then(() => complete(cmd), (e) => fail(cmd, e));
 }
