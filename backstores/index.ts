@@ -2,9 +2,16 @@
 
 import type { BackstoreFactory } from './backstore';
 import { createRdMcp } from './rd_mcp';
+import { createFileio } from './fileio';
+import { createBlock } from './block';
 
-const plugins = new Map<string, BackstoreFactory>([['rd_mcp', createRdMcp]]);
+const plugins = new Map<string, BackstoreFactory>([
+  ['rd_mcp', createRdMcp],
+  ['fileio', createFileio],
+  ['block', createBlock],
+]);
 
+/** Adds a plugin (tests, embedding programs). */
 export function registerBackstore(plugin: string, factory: BackstoreFactory): void {
   plugins.set(plugin, factory);
 }

@@ -1,0 +1,167 @@
+// block: a kernel block device as a logical unit, held exclusively (O_EXCL)
+// so no mount or second target writes under us. Geometry comes from the
+// kernel; UNMAP is BLKDISCARD, WRITE SAME zeroing is BLKZEROOUT.
+
+import fs from 'node:fs';
+
+import type { Backstore, BackstoreCaps, BackstoreOptions, LbaExtent } from './backstore';
+import type { Sgl } from '../src/core/sgl';
+import { blkDiscard, blkZeroOut, blockDeviceInfo, isUnsupported } from '../src/native';
+import { DIRECT_IO_ALIGN, FdIo, reopen } from './fd-io';
+
+/** What sysfs tells about the device's queue; undefined where it cannot be read. */
+interface QueueInfo {
+  discard?: boolean;
+  rotational?: boolean;
+}
+
+/**
+ * Reads /sys/dev/block/MAJ:MIN/queue (a partition's queue is its disk's,
+ * one level up). Sync: it runs once, at open.
+ */
+function queueInfo(fd: number): QueueInfo {
+  const rdev = fs.fstatSync(fd, { bigint: true }).rdev;
+  // glibc's dev_t layout (gnu_dev_major/gnu_dev_minor).
+  const major = ((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn);
+  const minor = (rdev & 0xffn) | ((rdev >> 12n) & ~0xffn);
+  const base = `/sys/dev/block/${major}:${minor}`;
+  const read = (name: string): string | undefined => {
+    for (const dir of [`${base}/queue`, `${base}/../queue`]) {
+      try {
+        return fs.readFileSync(`${dir}/${name}`, 'utf8').trim();
+      } catch {
+        // try the parent disk
+      }
+    }
+    return undefined;
+  };
+  const discardMax = read('discard_max_bytes');
+  const rotational = read('rotational');
+  return {
+    discard: discardMax === undefined ? undefined : discardMax !== '0',
+    rotational: rotational === undefined ? undefined : rotational !== '0',
+  };
+}
+
+class BlockBackstore implements Backstore {
+  readonly plugin = 'block';
+  readonly caps: BackstoreCaps;
+
+  constructor(
+    private readonly io: FdIo,
+    readonly size: number,
+    readonly blockSize: number,
+    readonly physicalBlockSize: number,
+    queue: QueueInfo,
+  ) {
+    // Without sysfs we assume discard works; an EOPNOTSUPP then surfaces per command.
+    const discard = queue.discard ?? true;
+    this.caps = {
+      unmap: discard,
+      writeZeroes: true,
+      lbaStatus: false,
+      sanitizeOverwrite: true,
+      sanitizeBlockErase: discard,
+      persistent: true,
+      nonRotational: queue.rotational === false,
+    };
+  }
+
+  read(offset: number, length: number, sgl: Sgl): Promise<void> {
+    return this.io.read(offset, length, sgl);
+  }
+
+  write(offset: number, length: number, sgl: Sgl, fua: boolean): Promise<void> {
+    return this.io.write(offset, length, sgl, fua);
+  }
+
+  flush(): Promise<void> {
+    return this.io.flush();
+  }
+
+  /** BLKDISCARD; the kernel drops the range from the page cache first. */
+  async unmap(offset: number, length: number): Promise<void> {
+    this.io.checkWritable('ioctl(BLKDISCARD)');
+    if (length === 0) return;
+    await blkDiscard(this.io.fd, offset, length);
+  }
+
+  /** BLKZEROOUT: the device's WRITE ZEROES where it has one, the kernel writing zeros where not. */
+  async writeZeroes(offset: number, length: number): Promise<void> {
+    this.io.checkWritable('ioctl(BLKZEROOUT)');
+    if (length === 0) return;
+    try {
+      await blkZeroOut(this.io.fd, offset, length);
+    } catch (e) {
+      if (!isUnsupported(e)) throw e;
+      await this.io.writePattern(offset, length, this.blockSize);
+    }
+  }
+
+  /** A block device does not report allocation: everything is mapped. */
+  lbaStatus(offset: number, maxLength: number): LbaExtent {
+    this.io.checkOpen('lbaStatus');
+    return { deallocated: false, length: maxLength };
+  }
+
+  async sanitize(kind: 'overwrite' | 'block-erase', pattern?: Buffer): Promise<void> {
+    if (kind === 'overwrite') return this.io.overwrite(this.size, this.blockSize, pattern);
+    await this.unmap(0, this.size);
+    await this.io.flush();
+  }
+
+  close(): Promise<void> {
+    return this.io.close();
+  }
+}
+
+/** Opens the block device at opts.dev exclusively. */
+export async function createBlock(opts: BackstoreOptions): Promise<Backstore> {
+  const path = opts.dev;
+  if (!path) throw new Error(`block ${opts.name}: dev (the block device path) is required`);
+  const readonly = opts.readonly === true;
+  const direct = opts.direct === true;
+  const { O_RDONLY, O_RDWR, O_EXCL, O_DIRECT, O_DSYNC } = fs.constants;
+  const access = readonly ? O_RDONLY : O_RDWR;
+
+  // O_EXCL on a block device (without O_CREAT) claims it: it fails with EBUSY
+  // while it is mounted, in a RAID/LVM set or held by another exclusive opener.
+  let fd: number;
+  try {
+    fd = fs.openSync(path, access | O_EXCL | (direct ? O_DIRECT : 0));
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === 'EBUSY') {
+      err.message = `block ${opts.name}: ${path} is busy (mounted, part of another device, or opened exclusively by someone else): ${err.message}`;
+    }
+    throw err;
+  }
+
+  let dsyncFd: number | undefined;
+  try {
+    if (!fs.fstatSync(fd).isBlockDevice()) {
+      throw Object.assign(new Error(`block ${opts.name}: ${path} is not a block device (use the fileio plugin for files)`), {
+        code: 'ENOTBLK',
+      });
+    }
+    const info = blockDeviceInfo(fd);
+    const lbs = info.logicalBlockSize;
+    // A larger logical block than the device's can be emulated (every I/O is
+    // then a whole number of device blocks); a smaller one cannot.
+    const blockSize = opts.blockSize ?? lbs;
+    if (blockSize < lbs || blockSize % lbs !== 0 || (blockSize & (blockSize - 1)) !== 0) {
+      throw new RangeError(`block ${opts.name}: block size ${blockSize} is not a power-of-two multiple of ${path}'s logical block size ${lbs}`);
+    }
+    const size = Math.floor(info.size / blockSize) * blockSize;
+    if (size === 0) throw new Error(`block ${opts.name}: ${path} is smaller than one block`);
+    const physical = Math.max(info.physicalBlockSize, blockSize);
+    // The O_DSYNC twin is not O_EXCL: our own claim would refuse it.
+    if (!readonly) dsyncFd = reopen(fd, O_RDWR | O_DSYNC | (direct ? O_DIRECT : 0));
+    const io = new FdIo({ fd, dsyncFd, direct, align: Math.max(lbs, DIRECT_IO_ALIGN), what: `block ${path}`, readonly });
+    return new BlockBackstore(io, size, blockSize, physical, queueInfo(fd));
+  } catch (e) {
+    if (dsyncFd !== undefined) fs.closeSync(dsyncFd);
+    fs.closeSync(fd);
+    throw e;
+  }
+}

@@ -1,0 +1,265 @@
+// What the fd-backed stores (fileio, block) share: vectored I/O straight into
+// and out of the command's Sgl, O_DIRECT bounce buffering, FUA through an
+// O_DSYNC twin descriptor, and chunked pattern/zero writes. All of it goes
+// through libuv's pool (fs.readv/fs.writev callbacks): nothing here blocks
+// the event loop.
+
+import fs from 'node:fs';
+
+import type { Sgl } from '../src/core/sgl';
+import { sglCopyIn, sglCopyOut, sglSlice } from '../src/core/sgl';
+import { allocAligned, errnoError, isAligned } from '../src/native';
+
+/** Chunk size for bounce buffers and whole-store overwrites: big enough to stream, small enough to interleave. */
+export const IO_CHUNK = 1 << 20;
+/** Memory alignment for O_DIRECT: a page satisfies every device's DMA alignment. */
+export const DIRECT_IO_ALIGN = 4096;
+/** Free bounce buffers kept per store; more are allocated under load and dropped after. */
+const BOUNCE_POOL_KEEP = 4;
+
+export function preadv(fd: number, bufs: Buffer[], position: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    fs.readv(fd, bufs, position, (err, n) => (err ? reject(err) : resolve(n)));
+  });
+}
+
+export function pwritev(fd: number, bufs: Buffer[], position: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    fs.writev(fd, bufs, position, (err, n) => (err ? reject(err) : resolve(n)));
+  });
+}
+
+export function fdatasync(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+}
+
+export function ftruncate(fd: number, length: number): Promise<void> {
+  return new Promise((resolve, reject) => fs.ftruncate(fd, length, (err) => (err ? reject(err) : resolve())));
+}
+
+export function closeFd(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fs.close(fd, (err) => (err ? reject(err) : resolve())));
+}
+
+/** The list with its first n bytes dropped (views, no copies). */
+function advance(bufs: Buffer[], n: number): Buffer[] {
+  let i = 0;
+  while (i < bufs.length && n >= bufs[i].length) n -= bufs[i++].length;
+  const rest = bufs.slice(i);
+  if (n > 0) rest[0] = rest[0].subarray(n);
+  return rest;
+}
+
+/**
+ * Fills bufs from position. Reads may come back short (IOV_MAX segments per
+ * call, the 2 GiB syscall cap), so it loops; at end of file the rest reads as
+ * zeros, as an unwritten block would.
+ */
+export async function readFull(fd: number, bufs: Buffer[], position: number): Promise<void> {
+  while (bufs.length > 0) {
+    const n = await preadv(fd, bufs, position);
+    if (n === 0) {
+      for (const b of bufs) b.fill(0);
+      return;
+    }
+    position += n;
+    bufs = advance(bufs, n);
+  }
+}
+
+/** Writes all of bufs at position (libuv loops over short writes; this guards the rest). */
+export async function writeFull(fd: number, bufs: Buffer[], position: number): Promise<void> {
+  while (bufs.length > 0) {
+    const n = await pwritev(fd, bufs, position);
+    if (n === 0) throw errnoError('EIO', 'pwritev', 'device accepted no bytes');
+    position += n;
+    bufs = advance(bufs, n);
+  }
+}
+
+/** Aligned buffers for O_DIRECT, reused across commands. */
+export class BouncePool {
+  private readonly free: Buffer[] = [];
+  constructor(readonly chunk: number, readonly align: number) {}
+
+  acquire(): Buffer {
+    return this.free.pop() ?? allocAligned(this.chunk, this.align);
+  }
+
+  release(b: Buffer): void {
+    if (this.free.length < BOUNCE_POOL_KEEP) this.free.push(b);
+  }
+}
+
+export interface FdIoOptions {
+  /** The main descriptor: reads, plain writes, syncs. */
+  fd: number;
+  /** A twin opened with O_DSYNC, for FUA writes; when absent, FUA writes are followed by fdatasync. */
+  dsyncFd?: number;
+  /** Descriptors are O_DIRECT: memory and lengths must be aligned to `align`. */
+  direct: boolean;
+  /** Alignment O_DIRECT needs (memory address and segment length). */
+  align: number;
+  /** For error messages. */
+  what: string;
+  readonly: boolean;
+}
+
+/** Read/write/overwrite over one block-addressed descriptor. */
+export class FdIo {
+  readonly fd: number;
+  readonly dsyncFd: number | undefined;
+  readonly direct: boolean;
+  readonly align: number;
+  readonly readonly: boolean;
+  private readonly what: string;
+  private readonly pool: BouncePool;
+  private closed = false;
+
+  constructor(o: FdIoOptions) {
+    this.fd = o.fd;
+    this.dsyncFd = o.dsyncFd;
+    this.direct = o.direct;
+    this.align = o.align;
+    this.readonly = o.readonly;
+    this.what = o.what;
+    this.pool = new BouncePool(IO_CHUNK, Math.max(o.align, DIRECT_IO_ALIGN));
+  }
+
+  /**
+   * Refuses use after close: the descriptor number may already belong to
+   * another file, which a late write must never reach.
+   */
+  checkOpen(syscall: string): void {
+    if (this.closed) throw errnoError('EBADF', syscall, `${this.what} is closed`);
+  }
+
+  /** Rejects writes on a read-only store the way the kernel would. */
+  checkWritable(syscall: string): void {
+    this.checkOpen(syscall);
+    if (this.readonly) throw errnoError('EROFS', syscall, `${this.what} is read-only`);
+  }
+
+  private segments(sgl: Sgl, length: number): Buffer[] {
+    const bufs = sglSlice(sgl, 0, length);
+    let n = 0;
+    for (const b of bufs) n += b.length;
+    if (n < length) throw new RangeError(`${this.what}: Sgl holds ${n} bytes, ${length} requested`);
+    return bufs;
+  }
+
+  /** O_DIRECT can take the caller's buffers only if every segment is aligned in address and length. */
+  private directOk(bufs: Buffer[]): boolean {
+    for (const b of bufs) if (b.length % this.align !== 0 || !isAligned(b, this.pool.align)) return false;
+    return true;
+  }
+
+  async read(offset: number, length: number, sgl: Sgl): Promise<void> {
+    this.checkOpen('preadv');
+    if (length === 0) return;
+    const bufs = this.segments(sgl, length);
+    if (!this.direct || this.directOk(bufs)) return readFull(this.fd, bufs, offset);
+    const b = this.pool.acquire();
+    try {
+      for (let done = 0; done < length; ) {
+        const n = Math.min(b.length, length - done);
+        const chunk = b.subarray(0, n);
+        await readFull(this.fd, [chunk], offset + done);
+        sglCopyIn(bufs, done, chunk);
+        done += n;
+      }
+    } finally {
+      this.pool.release(b);
+    }
+  }
+
+  async write(offset: number, length: number, sgl: Sgl, fua: boolean): Promise<void> {
+    this.checkWritable('pwritev');
+    if (length === 0) {
+      if (fua) await fdatasync(this.fd);
+      return;
+    }
+    const bufs = this.segments(sgl, length);
+    // FUA goes through the O_DSYNC twin: only this write waits for the medium,
+    // not every dirty page of the store as an fdatasync would.
+    const fd = fua && this.dsyncFd !== undefined ? this.dsyncFd : this.fd;
+    if (!this.direct || this.directOk(bufs)) {
+      await writeFull(fd, bufs, offset);
+    } else {
+      const b = this.pool.acquire();
+      try {
+        for (let done = 0; done < length; ) {
+          const n = Math.min(b.length, length - done);
+          sglCopyOut(bufs, done, b, 0, n);
+          await writeFull(fd, [b.subarray(0, n)], offset + done);
+          done += n;
+        }
+      } finally {
+        this.pool.release(b);
+      }
+    }
+    if (fua && fd === this.fd) await fdatasync(this.fd);
+  }
+
+  async flush(): Promise<void> {
+    this.checkOpen('fdatasync');
+    if (!this.readonly) await fdatasync(this.fd);
+  }
+
+  /**
+   * Writes [offset, offset+length) with pattern repeated from the start of
+   * every logical block (SANITIZE OVERWRITE's rule; zeros without a pattern),
+   * one IO_CHUNK at a time so other commands interleave.
+   */
+  async writePattern(offset: number, length: number, blockSize: number, pattern?: Buffer): Promise<void> {
+    this.checkWritable('pwritev');
+    const chunk = this.pool.acquire();
+    try {
+      fillPattern(chunk, blockSize, pattern);
+      for (let done = 0; done < length; ) {
+        const n = Math.min(chunk.length, length - done);
+        await writeFull(this.fd, [chunk.subarray(0, n)], offset + done);
+        done += n;
+      }
+    } finally {
+      // Bounce users overwrite a pooled buffer before use, so the pattern can stay.
+      this.pool.release(chunk);
+    }
+  }
+
+  /** SANITIZE OVERWRITE over the whole store: the pattern everywhere, then on stable storage. */
+  async overwrite(size: number, blockSize: number, pattern?: Buffer): Promise<void> {
+    await this.writePattern(0, size, blockSize, pattern);
+    await fdatasync(this.fd);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      if (!this.readonly) await fdatasync(this.fd);
+    } finally {
+      if (this.dsyncFd !== undefined) await closeFd(this.dsyncFd).catch(() => undefined);
+      await closeFd(this.fd);
+    }
+  }
+}
+
+/** Fills buf (a whole number of blocks) with pattern repeated from each block's start. */
+export function fillPattern(buf: Buffer, blockSize: number, pattern?: Buffer): void {
+  if (!pattern || pattern.length === 0) {
+    buf.fill(0);
+    return;
+  }
+  const block = buf.subarray(0, blockSize);
+  block.fill(pattern);
+  for (let p = blockSize; p < buf.length; p += blockSize) block.copy(buf, p);
+}
+
+/**
+ * Opens a second descriptor to the very file or device fd refers to (through
+ * /proc/self/fd, so a rename or a replaced device node cannot redirect it).
+ */
+export function reopen(fd: number, flags: number): number {
+  return fs.openSync(`/proc/self/fd/${fd}`, flags);
+}

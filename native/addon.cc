@@ -1,0 +1,11 @@
+// Registration only: each concern adds its functions and constants.
+#include "common.h"
+
+static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  tsio::InitFileOps(env, exports);
+  tsio::InitBlockDev(env, exports);
+  tsio::InitMemory(env, exports);
+  return exports;
+}
+
+NODE_API_MODULE(tsio, Init)

@@ -1,0 +1,102 @@
+#include "common.h"
+
+#include <uv.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+
+namespace tsio {
+
+Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall) {
+  // libuv's names match Node's fs errors, except that Linux's single errno 95
+  // is ENOTSUP to libuv; the man pages of fallocate and BLKDISCARD call it
+  // EOPNOTSUPP, which is what callers test for.
+  char name[64];
+  char text[128];
+  if (err == EOPNOTSUPP) {
+    snprintf(name, sizeof name, "EOPNOTSUPP");
+    snprintf(text, sizeof text, "operation not supported");
+  } else {
+    uv_err_name_r(-err, name, sizeof name);
+    uv_strerror_r(-err, text, sizeof text);
+  }
+  Napi::Error e = Napi::Error::New(env, std::string(name) + ": " + text + ", " + syscall);
+  e.Set("errno", Napi::Number::New(env, -err));
+  e.Set("code", Napi::String::New(env, name));
+  e.Set("syscall", Napi::String::New(env, syscall));
+  return e;
+}
+
+int64_t ArgInt64(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (i >= info.Length() || !info[i].IsNumber()) {
+    throw Napi::TypeError::New(info.Env(), std::string(name) + " must be a number");
+  }
+  double v = info[i].As<Napi::Number>().DoubleValue();
+  // Offsets beyond 2^53 cannot be exact in a JS number; refuse them.
+  if (!std::isfinite(v) || v != std::trunc(v) || v < 0 || v > 9007199254740991.0) {
+    throw Napi::RangeError::New(info.Env(), std::string(name) + " must be a non-negative safe integer");
+  }
+  return static_cast<int64_t>(v);
+}
+
+int ArgFd(const Napi::CallbackInfo& info, size_t i) {
+  int64_t fd = ArgInt64(info, i, "fd");
+  if (fd > INT32_MAX) throw Napi::RangeError::New(info.Env(), "fd out of range");
+  return static_cast<int>(fd);
+}
+
+Napi::Buffer<uint8_t> ArgBuffer(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (i >= info.Length() || !info[i].IsBuffer()) {
+    throw Napi::TypeError::New(info.Env(), std::string(name) + " must be a Buffer");
+  }
+  return info[i].As<Napi::Buffer<uint8_t>>();
+}
+
+namespace {
+
+class SyscallWorker : public Napi::AsyncWorker {
+ public:
+  SyscallWorker(Napi::Env env, const char* syscall, Syscall fn, Result result)
+      : Napi::AsyncWorker(env, syscall),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        syscall_(syscall),
+        fn_(std::move(fn)),
+        result_(result) {}
+
+  Napi::Promise Promise() const { return deferred_.Promise(); }
+
+  void Execute() override { value_ = fn_(&err_); }
+
+  // Failures travel in err_ rather than through SetError, so that the
+  // rejection carries .code/.errno like Node's own fs errors.
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (err_ != 0) {
+      deferred_.Reject(ErrnoError(env, err_, syscall_).Value());
+    } else if (result_ == Result::Number) {
+      deferred_.Resolve(Napi::Number::New(env, static_cast<double>(value_)));
+    } else {
+      deferred_.Resolve(env.Undefined());
+    }
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  const char* syscall_;
+  Syscall fn_;
+  Result result_;
+  int64_t value_ = 0;
+  int err_ = 0;
+};
+
+}  // namespace
+
+Napi::Promise RunAsync(Napi::Env env, const char* syscall, Syscall fn, Result result) {
+  auto* worker = new SyscallWorker(env, syscall, std::move(fn), result);  // deletes itself
+  Napi::Promise p = worker->Promise();
+  worker->Queue();
+  return p;
+}
+
+}  // namespace tsio

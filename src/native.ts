@@ -1,0 +1,101 @@
+// The native addon (build/Release/tsio.node, from native/*.cc): only the
+// syscalls Node cannot make. Everything that may block runs on the libuv pool
+// and returns a promise; failures are Errors shaped like Node's fs errors
+// (.code 'EIO', .errno -5, .syscall), so sense.ts fromIoError maps them.
+
+import os from 'node:os';
+import path from 'node:path';
+
+export interface BlockDeviceInfo {
+  /** Capacity in bytes (BLKGETSIZE64). */
+  size: number;
+  /** Logical block size (BLKSSZGET). */
+  logicalBlockSize: number;
+  /** Physical block size (BLKPBSZGET). */
+  physicalBlockSize: number;
+  /** Minimum/optimal I/O size hints (BLKIOMIN/BLKIOOPT); 0 when the device gives none. */
+  minimumIoSize: number;
+  optimalIoSize: number;
+}
+
+interface FileConstants {
+  FALLOC_FL_KEEP_SIZE: number;
+  FALLOC_FL_PUNCH_HOLE: number;
+  FALLOC_FL_ZERO_RANGE: number;
+  POSIX_FADV_NORMAL: number;
+  POSIX_FADV_SEQUENTIAL: number;
+  POSIX_FADV_WILLNEED: number;
+  POSIX_FADV_DONTNEED: number;
+}
+
+interface Addon {
+  fallocate(fd: number, mode: number, offset: number, length: number): Promise<void>;
+  seekData(fd: number, offset: number): Promise<number>;
+  seekHole(fd: number, offset: number): Promise<number>;
+  fadvise(fd: number, offset: number, length: number, advice: number): Promise<void>;
+  fileConstants: FileConstants;
+  blockDeviceInfo(fd: number): BlockDeviceInfo;
+  blkDiscard(fd: number, offset: number, length: number): Promise<void>;
+  blkSecDiscard(fd: number, offset: number, length: number): Promise<void>;
+  blkZeroOut(fd: number, offset: number, length: number): Promise<void>;
+  allocAligned(size: number, alignment: number): Buffer;
+  isAligned(buf: Buffer, alignment: number): boolean;
+}
+
+// dist/src/native.js -> <project>/build/Release/tsio.node
+const ADDON_PATH = path.join(__dirname, '..', '..', 'build', 'Release', 'tsio.node');
+
+function load(): Addon {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return require(ADDON_PATH) as Addon;
+  } catch (e) {
+    const err = new Error(`tsio native addon not loadable at ${ADDON_PATH} (build it with npm run install / node-gyp rebuild): ${(e as Error).message}`);
+    (err as NodeJS.ErrnoException).code = 'ERR_TSIO_NATIVE';
+    throw err;
+  }
+}
+
+const addon = load();
+
+export const constants: Readonly<FileConstants> = Object.freeze({ ...addon.fileConstants });
+
+/** fallocate modes the backstores use; both keep the file size. */
+export const FALLOC_PUNCH_HOLE = constants.FALLOC_FL_PUNCH_HOLE | constants.FALLOC_FL_KEEP_SIZE;
+export const FALLOC_ZERO_RANGE = constants.FALLOC_FL_ZERO_RANGE | constants.FALLOC_FL_KEEP_SIZE;
+
+/** fallocate(2): with FALLOC_PUNCH_HOLE or FALLOC_ZERO_RANGE (or raw FALLOC_FL_* flags). */
+export const fallocate: Addon['fallocate'] = addon.fallocate;
+/** lseek(SEEK_DATA): the first data byte at or after offset, or -1 when there is none (ENXIO). */
+export const seekData: Addon['seekData'] = addon.seekData;
+/** lseek(SEEK_HOLE): the first hole byte at or after offset (EOF counts as a hole), or -1 past EOF. */
+export const seekHole: Addon['seekHole'] = addon.seekHole;
+/** posix_fadvise(2), e.g. constants.POSIX_FADV_WILLNEED for PRE-FETCH. */
+export const fadvise: Addon['fadvise'] = addon.fadvise;
+
+/** Geometry of an open block device, from its ioctls. Sync: it only reads kernel memory. */
+export const blockDeviceInfo: Addon['blockDeviceInfo'] = addon.blockDeviceInfo;
+/** BLKDISCARD / BLKSECDISCARD / BLKZEROOUT over [offset, offset+length), bytes, logical-block aligned. */
+export const blkDiscard: Addon['blkDiscard'] = addon.blkDiscard;
+export const blkSecDiscard: Addon['blkSecDiscard'] = addon.blkSecDiscard;
+export const blkZeroOut: Addon['blkZeroOut'] = addon.blkZeroOut;
+
+/** A zeroed Buffer whose memory starts on an alignment boundary (posix_memalign), for O_DIRECT. */
+export const allocAligned: Addon['allocAligned'] = addon.allocAligned;
+/** Whether buf's first byte sits on an alignment boundary (its length is the caller's to check). */
+export const isAligned: Addon['isAligned'] = addon.isAligned;
+
+/** An fs-style error for a condition found in JS (e.g. EROFS on a read-only store). */
+export function errnoError(code: keyof typeof os.constants.errno, syscall: string, detail?: string): NodeJS.ErrnoException {
+  const e: NodeJS.ErrnoException = new Error(`${code}: ${detail ? detail + ', ' : ''}${syscall}`);
+  e.code = code;
+  e.errno = -os.constants.errno[code];
+  e.syscall = syscall;
+  return e;
+}
+
+/** The file system or device does not support the operation (Linux names errno 95 both ways). */
+export function isUnsupported(e: unknown): boolean {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'EOPNOTSUPP' || code === 'ENOTSUP';
+}

@@ -1,0 +1,386 @@
+// fileio against real files in a temporary directory: sparseness, vectored
+// I/O, holes and the allocation map, O_DIRECT, sanitize, errors.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+import { createFileio } from '../backstores/fileio';
+import type { Backstore } from '../backstores/backstore';
+import { fromIoError, SenseKey, Asc } from '../src/core/sense';
+import * as native from '../src/native';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const GiB = 1024 * MiB;
+
+let dir: string;
+let seq = 0;
+
+before(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsio-fileio-'));
+});
+
+after(() => {
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+function newPath(): string {
+  return path.join(dir, `lun${seq++}.img`);
+}
+
+/** Views of buf cut at the given sizes (the last segment takes the rest). */
+function split(buf: Buffer, sizes: number[]): Buffer[] {
+  const out: Buffer[] = [];
+  let p = 0;
+  for (const n of sizes) {
+    out.push(buf.subarray(p, p + n));
+    p += n;
+  }
+  if (p < buf.length) out.push(buf.subarray(p));
+  return out;
+}
+
+/** Reads a range through the store into a fresh buffer. */
+async function readBack(store: Backstore, offset: number, length: number): Promise<Buffer> {
+  const b = Buffer.alloc(length, 0xee);
+  await store.read(offset, length, [b]);
+  return b;
+}
+
+/** Bytes of the file as an independent descriptor sees them. */
+function fileBytes(p: string, offset: number, length: number): Buffer {
+  const fd = fs.openSync(p, 'r');
+  try {
+    const b = Buffer.alloc(length);
+    const n = fs.readSync(fd, b, 0, length, offset);
+    return b.subarray(0, n);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+test('a new file is created sparse at the requested size', async () => {
+  const p = newPath();
+  const store = await createFileio({ name: 'sparse', dev: p, size: GiB });
+  try {
+    const st = fs.statSync(p);
+    assert.equal(st.size, GiB);
+    assert.equal(st.blocks, 0);
+    assert.equal(store.plugin, 'fileio');
+    assert.equal(store.size, GiB);
+    assert.equal(store.blockSize, 512);
+    assert.equal(store.physicalBlockSize, 512);
+    assert.deepEqual(store.caps, {
+      unmap: true, writeZeroes: true, lbaStatus: true, sanitizeOverwrite: true,
+      sanitizeBlockErase: true, persistent: true, nonRotational: false,
+    });
+    assert.deepEqual(await store.lbaStatus(0, GiB), { deallocated: true, length: GiB });
+  } finally {
+    await store.close();
+  }
+});
+
+test('an existing file: its size when none is given, extended sparsely when a larger one is', async () => {
+  const p = newPath();
+  const head = crypto.randomBytes(8 * KiB);
+  fs.writeFileSync(p, head);
+  let store = await createFileio({ name: 'existing', dev: p });
+  assert.equal(store.size, 8 * KiB);
+  assert.deepEqual(await readBack(store, 0, 8 * KiB), head);
+  await store.close();
+
+  store = await createFileio({ name: 'existing', dev: p, size: 4 * MiB, blockSize: 4096 });
+  try {
+    assert.equal(store.size, 4 * MiB);
+    assert.equal(store.blockSize, 4096);
+    assert.equal(fs.statSync(p).size, 4 * MiB);
+    assert.deepEqual(await readBack(store, 0, 8 * KiB), head, 'existing data survives the extension');
+    assert.ok(fs.statSync(p).blocks * 512 < 1 * MiB, 'the extension allocates nothing');
+  } finally {
+    await store.close();
+  }
+});
+
+test('a missing file without a size, a bad size and a directory are refused', async () => {
+  await assert.rejects(createFileio({ name: 'nosize', dev: newPath() }), /does not exist and no size/);
+  await assert.rejects(createFileio({ name: 'odd', dev: newPath(), size: 1000 }), RangeError);
+  await assert.rejects(createFileio({ name: 'bs', dev: newPath(), size: MiB, blockSize: 520 }), RangeError);
+  await assert.rejects(createFileio({ name: 'dir', dev: dir }), (e: NodeJS.ErrnoException) => e.code === 'EISDIR');
+  await assert.rejects(createFileio({ name: 'nodev', size: MiB }), /dev \(the file path\) is required/);
+});
+
+test('multi-segment write and read round trip, in place, and an independent reader agrees', async () => {
+  const p = newPath();
+  const store = await createFileio({ name: 'rt', dev: p, size: 16 * MiB });
+  try {
+    const data = crypto.randomBytes(64 * KiB);
+    const offset = 3 * MiB + 512;
+    await store.write(offset, data.length, split(data, [512, 1536, 3000, 7, 60000 - 5043]), false);
+    // Read into differently cut segments; the Sgl is longer than the transfer.
+    const into = Buffer.alloc(data.length + 4096, 0x5a);
+    const segs = split(into, [100, 4096, 9000]);
+    await store.read(offset, data.length, segs);
+    assert.deepEqual(into.subarray(0, data.length), data);
+    assert.ok(into.subarray(data.length).every((b) => b === 0x5a), 'bytes past the transfer are untouched');
+    await store.flush();
+    assert.deepEqual(fileBytes(p, offset, data.length), data);
+    // Never-written blocks read as zeros.
+    assert.ok((await readBack(store, 0, 4096)).every((b) => b === 0));
+  } finally {
+    await store.close();
+  }
+});
+
+test('more segments than IOV_MAX still transfer completely', async () => {
+  const store = await createFileio({ name: 'iov', dev: newPath(), size: 4 * MiB });
+  try {
+    const data = crypto.randomBytes(3000 * 512);
+    await store.write(0, data.length, split(data, new Array(2999).fill(512)), false);
+    const into = Buffer.alloc(data.length);
+    await store.read(0, data.length, split(into, new Array(2999).fill(512)));
+    assert.deepEqual(into, data);
+  } finally {
+    await store.close();
+  }
+});
+
+test('reads past the end of a shorter file are zero-filled', async () => {
+  const p = newPath();
+  fs.writeFileSync(p, Buffer.alloc(4096, 0xaa));
+  // Read-only, so the store does not extend the file to its size.
+  const store = await createFileio({ name: 'eof', dev: p, size: 16 * KiB, readonly: true });
+  try {
+    assert.equal(fs.statSync(p).size, 4096);
+    const b = Buffer.alloc(8192, 0xff);
+    await store.read(2048, 8192, split(b, [1000, 3000]));
+    assert.ok(b.subarray(0, 2048).every((x) => x === 0xaa));
+    assert.ok(b.subarray(2048).every((x) => x === 0), 'bytes past EOF read as zeros');
+  } finally {
+    await store.close();
+  }
+});
+
+test('FUA writes and flush are visible to a fresh reader of the file', async () => {
+  const p = newPath();
+  const store = await createFileio({ name: 'fua', dev: p, size: 8 * MiB });
+  try {
+    const a = crypto.randomBytes(8192);
+    await store.write(MiB, a.length, split(a, [4096]), true);
+    assert.deepEqual(fs.readFileSync(p).subarray(MiB, MiB + a.length), a);
+    const b = crypto.randomBytes(4096);
+    await store.write(2 * MiB, b.length, [b], false);
+    await store.flush();
+    assert.deepEqual(fs.readFileSync(p).subarray(2 * MiB, 2 * MiB + b.length), b);
+  } finally {
+    await store.close();
+  }
+});
+
+test('unmap punches holes: blocks are freed, reads are zeros, lbaStatus maps the holes', async () => {
+  const p = newPath();
+  const store = await createFileio({ name: 'unmap', dev: p, size: 8 * MiB });
+  try {
+    const data = crypto.randomBytes(MiB);
+    await store.write(0, MiB, [data], false);
+    await store.flush();
+    const before = fs.statSync(p).blocks;
+    assert.ok(before * 512 >= MiB, `1 MiB written allocates 1 MiB (${before} sectors)`);
+
+    await store.unmap(256 * KiB, 512 * KiB);
+    const afterBlocks = fs.statSync(p).blocks;
+    assert.ok(before - afterBlocks >= (512 * KiB) / 512, `punching frees the range (${before} -> ${afterBlocks})`);
+
+    const back = await readBack(store, 0, MiB);
+    assert.deepEqual(back.subarray(0, 256 * KiB), data.subarray(0, 256 * KiB));
+    assert.ok(back.subarray(256 * KiB, 768 * KiB).every((x) => x === 0));
+    assert.deepEqual(back.subarray(768 * KiB), data.subarray(768 * KiB));
+
+    assert.deepEqual(await store.lbaStatus(0, 8 * MiB), { deallocated: false, length: 256 * KiB });
+    assert.deepEqual(await store.lbaStatus(256 * KiB, 8 * MiB), { deallocated: true, length: 512 * KiB });
+    assert.deepEqual(await store.lbaStatus(512 * KiB, 8 * MiB), { deallocated: true, length: 256 * KiB });
+    assert.deepEqual(await store.lbaStatus(768 * KiB, 8 * MiB), { deallocated: false, length: 256 * KiB });
+    assert.deepEqual(await store.lbaStatus(MiB, 8 * MiB), { deallocated: true, length: 8 * MiB });
+    assert.deepEqual(await store.lbaStatus(0, 4096), { deallocated: false, length: 4096 }, 'clamped to maxLength');
+    assert.deepEqual(await store.lbaStatus(MiB, 7 * MiB), { deallocated: true, length: 7 * MiB });
+  } finally {
+    await store.close();
+  }
+});
+
+test('writeZeroes zeroes the range and frees it', async () => {
+  const p = newPath();
+  const store = await createFileio({ name: 'wz', dev: p, size: 4 * MiB });
+  try {
+    await store.write(0, 2 * MiB, [Buffer.alloc(2 * MiB, 0x77)], false);
+    await store.writeZeroes(64 * KiB, MiB);
+    const back = await readBack(store, 0, 2 * MiB);
+    assert.ok(back.subarray(0, 64 * KiB).every((x) => x === 0x77));
+    assert.ok(back.subarray(64 * KiB, 64 * KiB + MiB).every((x) => x === 0));
+    assert.ok(back.subarray(64 * KiB + MiB).every((x) => x === 0x77));
+    assert.deepEqual(await store.lbaStatus(64 * KiB, 4 * MiB), { deallocated: true, length: MiB });
+    await store.flush();
+    assert.ok(fs.readFileSync(p).subarray(64 * KiB, 64 * KiB + MiB).every((x) => x === 0));
+  } finally {
+    await store.close();
+  }
+});
+
+test('O_DIRECT round trip through unaligned (bounced) and aligned (direct) buffers', async () => {
+  const p = newPath();
+  const store = await createFileio({ name: 'direct', dev: p, size: 8 * MiB, direct: true });
+  try {
+    assert.equal(fs.statSync(p).size, 8 * MiB);
+    // Unaligned: small Buffers come from Node's pool at arbitrary addresses,
+    // and the segment lengths are not multiples of 4096.
+    const data = crypto.randomBytes(3 * MiB + 4096);
+    await store.write(4096, data.length, split(data, [512, 1536, 5000, 77]), false);
+    const into = Buffer.alloc(data.length);
+    await store.read(4096, data.length, split(into, [333, 4096, 100000]));
+    assert.deepEqual(into, data);
+
+    // Aligned: memory from allocAligned, whole pages per segment; FUA too.
+    const a = native.allocAligned(64 * KiB, 4096);
+    crypto.randomFillSync(a);
+    assert.ok(native.isAligned(a, 4096));
+    await store.write(6 * MiB, a.length, [a.subarray(0, 16 * KiB), a.subarray(16 * KiB)], true);
+    const b = native.allocAligned(64 * KiB, 4096);
+    await store.read(6 * MiB, b.length, [b]);
+    assert.deepEqual(b, a);
+    // What O_DIRECT wrote is what a buffered reader sees.
+    assert.deepEqual(fileBytes(p, 4096, data.length), data);
+    assert.deepEqual(fileBytes(p, 6 * MiB, a.length), a);
+  } finally {
+    await store.close();
+  }
+});
+
+test('sanitize overwrite writes the pattern, restarted at every block, without blocking the loop', async () => {
+  const p = newPath();
+  const size = 2 * MiB + 4096; // not a whole number of chunks
+  const store = await createFileio({ name: 'san', dev: p, size });
+  try {
+    await store.write(0, 4096, [crypto.randomBytes(4096)], false);
+    const pattern = Buffer.from([0xde, 0xad, 0xbe]); // 512 % 3 != 0: each block restarts it
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 0);
+    try {
+      await store.sanitize!('overwrite', pattern);
+    } finally {
+      clearInterval(timer);
+    }
+    assert.ok(ticks > 0, 'timers ran while the overwrite was in progress');
+    const block = Buffer.alloc(512);
+    block.fill(pattern);
+    const file = fs.readFileSync(p);
+    assert.equal(file.length, size);
+    for (let off = 0; off < size; off += 512) {
+      if (!file.subarray(off, off + 512).equals(block)) assert.fail(`block at ${off} does not hold the pattern`);
+    }
+    assert.deepEqual(await store.lbaStatus(0, size), { deallocated: false, length: size });
+
+    await store.sanitize!('block-erase');
+    assert.equal(fs.statSync(p).blocks, 0);
+    assert.ok(fs.readFileSync(p).every((x) => x === 0));
+    assert.deepEqual(await store.lbaStatus(0, size), { deallocated: true, length: size });
+  } finally {
+    await store.close();
+  }
+});
+
+test('resize grows and shrinks the file', async () => {
+  const p = newPath();
+  const store = await createFileio({ name: 'resize', dev: p, size: MiB });
+  try {
+    await store.resize!(3 * MiB);
+    assert.equal(store.size, 3 * MiB);
+    assert.equal(fs.statSync(p).size, 3 * MiB);
+    await store.resize!(512 * KiB);
+    assert.equal(store.size, 512 * KiB);
+    assert.equal(fs.statSync(p).size, 512 * KiB);
+    await assert.rejects(store.resize!(1000), RangeError);
+  } finally {
+    await store.close();
+  }
+});
+
+test('a read-only store refuses writes with EROFS, which maps to WRITE PROTECTED', async () => {
+  const p = newPath();
+  fs.writeFileSync(p, Buffer.alloc(MiB, 1));
+  const store = await createFileio({ name: 'ro', dev: p, readonly: true });
+  try {
+    assert.ok((await readBack(store, 0, 4096)).every((x) => x === 1));
+    for (const op of [
+      () => store.write(0, 512, [Buffer.alloc(512)], false),
+      () => store.unmap(0, 512),
+      () => store.writeZeroes(0, 512),
+      () => store.sanitize!('overwrite'),
+      () => store.resize!(2 * MiB),
+    ]) {
+      await assert.rejects(async () => op(), (e: NodeJS.ErrnoException) => {
+        assert.equal(e.code, 'EROFS');
+        assert.equal(e.errno, -os.constants.errno.EROFS);
+        const s = fromIoError(e, true);
+        assert.equal(s.key, SenseKey.DATA_PROTECT);
+        assert.equal(s.asc, Asc.WRITE_PROTECTED);
+        return true;
+      });
+    }
+    assert.ok(fs.readFileSync(p).every((x) => x === 1));
+  } finally {
+    await store.close();
+  }
+});
+
+test('a closed store refuses I/O instead of reaching a recycled descriptor', async () => {
+  const store = await createFileio({ name: 'closed', dev: newPath(), size: MiB });
+  await store.close();
+  await store.close(); // idempotent
+  await assert.rejects(async () => store.read(0, 512, [Buffer.alloc(512)]), (e: NodeJS.ErrnoException) => e.code === 'EBADF');
+  await assert.rejects(async () => store.write(0, 512, [Buffer.alloc(512)], false), (e: NodeJS.ErrnoException) => e.code === 'EBADF');
+});
+
+test('native errors carry .code, .errno and .syscall like fs errors', async () => {
+  const p = newPath();
+  fs.writeFileSync(p, Buffer.alloc(8192, 9));
+  const fd = fs.openSync(p, 'r+');
+  try {
+    // seekData/seekHole: ENXIO (past EOF) is -1, not an error.
+    assert.equal(await native.seekData(fd, 0), 0);
+    assert.equal(await native.seekHole(fd, 0), 8192);
+    assert.equal(await native.seekData(fd, 8192), -1);
+    assert.equal(await native.seekHole(fd, 1 << 20), -1);
+    await native.fallocate(fd, native.FALLOC_PUNCH_HOLE, 0, 4096);
+    assert.ok(fileBytes(p, 0, 4096).every((x) => x === 0));
+    assert.equal(await native.seekData(fd, 0), 4096);
+    await native.fallocate(fd, native.FALLOC_ZERO_RANGE, 4096, 4096);
+    assert.ok(fileBytes(p, 4096, 4096).every((x) => x === 0));
+    await native.fadvise(fd, 0, 8192, native.constants.POSIX_FADV_WILLNEED);
+
+    await assert.rejects(native.blkDiscard(fd, 0, 512), (e: NodeJS.ErrnoException) => {
+      assert.equal(e.code, 'ENOTTY');
+      assert.equal(e.errno, -os.constants.errno.ENOTTY);
+      assert.equal(e.syscall, 'ioctl(BLKDISCARD)');
+      return true;
+    });
+    assert.throws(() => native.blockDeviceInfo(fd), (e: NodeJS.ErrnoException) => e.code === 'ENOTTY');
+    await assert.rejects(native.fallocate(fd, native.FALLOC_PUNCH_HOLE, 0, 0), (e: NodeJS.ErrnoException) => e.code === 'EINVAL');
+  } finally {
+    fs.closeSync(fd);
+  }
+  const rofd = fs.openSync(p, 'r');
+  try {
+    await assert.rejects(native.fallocate(rofd, native.FALLOC_PUNCH_HOLE, 0, 4096), (e: NodeJS.ErrnoException) => {
+      assert.equal(e.code, 'EBADF');
+      assert.equal(fromIoError(e, true).key, SenseKey.HARDWARE_ERROR);
+      return true;
+    });
+  } finally {
+    fs.closeSync(rofd);
+  }
+  assert.throws(() => native.allocAligned(4096, 3000), RangeError);
+  assert.throws(() => native.seekData(-1 as number, 0), RangeError);
+});
