@@ -48,10 +48,17 @@ export type LunMap = Map<number, { lun: Lun; writeProtect: boolean }>;
 
 export class AccessDenied extends Error {}
 
+/** A network portal of an iSCSI TPG. */
+export interface Portal {
+  ip_address: string;
+  port: number;
+}
+
 export class Tpg {
   readonly luns = new Map<number, Lun>();
   readonly acls = new Map<string, NodeAcl>();
   readonly sessions = new Set<Session>();
+  readonly portals: Portal[] = [];
   enabled = true;
 
   constructor(
