@@ -7,6 +7,7 @@ import { ConfigError, loadConfigFile, parseConfig, defaultConfigText } from '../
 import { Root } from '../model/root';
 import { applyConfig } from './apply';
 import { log } from '../core/log';
+import { fabricModule, type FabricService } from '../../fabrics';
 
 const USAGE = `usage: tsiod [--config FILE.yaml] [--check] [--log-level error|warn|info|debug]
   --config FILE   start from this configuration (default: the embedded one: RAM LUNs over iSCSI and vhost)
@@ -55,8 +56,14 @@ async function main(): Promise<void> {
   }
   const root = new Root();
   await applyConfig(root, cfg, args.config ? dirname(args.config) : process.cwd());
+  const services: FabricService[] = [];
   for (const t of root.targets.values()) {
-    if (t.fabric !== 'loopback') log.warn(`target ${t.wwn}: the ${t.fabric} fabric is not in this build yet; configured but not served`);
+    const m = fabricModule(t.fabric);
+    if (!m) {
+      log.warn(`target ${t.wwn}: the ${t.fabric} fabric is not in this build yet; configured but not served`);
+      continue;
+    }
+    services.push(await m.serve(t, root));
   }
   // A daemon serves until told to stop, even with nothing listening yet (a loopback-only config).
   const keepAlive = setInterval(() => {}, 1 << 30);
@@ -65,6 +72,7 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info(`${sig}: shutting down`);
+    await Promise.all(services.map((s) => s.close()));
     await root.close();
     clearInterval(keepAlive);
     log.info('stopped: every store flushed');
