@@ -8,7 +8,7 @@ import type { CommandTable } from './opcodes';
 import { CmdState, ScsiCmd, TaskAttr } from './command';
 import { RangeLock } from './range-lock';
 import type { ItlNexus, Session } from './session';
-import { Asc } from './sense';
+import { Asc, type ScsiError } from './sense';
 
 /** Current values of the mode parameters we let initiators change (SPC-5 7.5, SBC-4 6.5). */
 export interface ModeState {
@@ -45,6 +45,8 @@ export class LogicalUnit {
   readonly rangeLock = new RangeLock();
   /** Medium state of a removable unit; undefined for fixed media. */
   medium: { present: boolean } | undefined = undefined;
+  /** While set, medium-access commands fail with what it returns (SANITIZE in progress or failed). */
+  notReady: (() => ScsiError) | undefined = undefined;
   /** Hook for persistent reservations (issue: core part 2); undefined means none are held. */
   pr: { check(cmd: ScsiCmd): boolean } | undefined = undefined;
 
