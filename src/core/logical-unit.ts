@@ -32,6 +32,22 @@ export interface ModeState {
   mrie: number;
 }
 
+/** Mode parameters at start (MODE SENSE's default values: nothing is ever saved). */
+export function initialModeState(so: StorageObject): ModeState {
+  const a = so.attributes;
+  return {
+    wce: a.emulate_write_cache,
+    rcd: false,
+    dsense: false,
+    tas: a.emulate_tas,
+    qam: 1,
+    uaIntlckCtrl: a.emulate_ua_intlck_ctrl,
+    swp: false,
+    dexcpt: true,
+    mrie: 0,
+  };
+}
+
 /** Fixed identification of the product, as INQUIRY reports it. */
 export const VENDOR_ID = 'TSIO';
 export const PRODUCT_REVISION = '0001';
@@ -59,18 +75,7 @@ export class LogicalUnit {
     public backstore: Backstore,
     readonly table: CommandTable,
   ) {
-    const a = so.attributes;
-    this.mode = {
-      wce: a.emulate_write_cache,
-      rcd: false,
-      dsense: false,
-      tas: a.emulate_tas,
-      qam: 1,
-      uaIntlckCtrl: a.emulate_ua_intlck_ctrl,
-      swp: false,
-      dexcpt: true,
-      mrie: 0,
-    };
+    this.mode = initialModeState(so);
   }
 
   get deviceType(): number {
