@@ -6,6 +6,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   tsio::InitBlockDev(env, exports);
   tsio::InitMemory(env, exports);
   tsio::InitCrc32c(env, exports);
+  tsio::InitVhostUser(env, exports);
   return exports;
 }
 

@@ -59,9 +59,12 @@ export class LogicalUnit {
   /** SPC-2 RESERVE holder. */
   reservation: Session | undefined = undefined;
   readonly rangeLock = new RangeLock();
-  /** Medium state of a removable unit; undefined for fixed media. */
-  medium: { present: boolean } | undefined = undefined;
-  /** Hook for persistent reservations (issue: core part 2); undefined means none are held. */
+  /**
+   * Medium state of a removable unit (src/scsi/medium.ts); undefined for fixed
+   * media. preventers: the I_T_L nexuses holding PREVENT MEDIUM REMOVAL.
+   */
+  medium: { present: boolean; preventers: Set<ItlNexus> } | undefined = undefined;
+  /** Persistent reservations (src/scsi/pr.ts); set only while registrations exist. */
   pr: { check(cmd: ScsiCmd): boolean } | undefined = undefined;
 
   // Task set state (SAM-5 8.6): running SIMPLE count, a running ORDERED task, and those waiting.
