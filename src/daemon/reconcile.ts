@@ -214,6 +214,10 @@ export async function reconcile(live: Live, next: TsioConfig, opts: ReconcileOpt
     }
   }
 
+  // Fabric-wide settings (iSCSI discovery CHAP): read by the fabric at each discovery login.
+  root.fabricSettings.clear();
+  for (const m of next.fabric_modules) root.fabricSettings.set(m.name, { discovery_auth: { ...m.discovery_auth } });
+
   // 6. Fabric services: new targets served, touched ones refreshed.
   for (const nt of next.targets) {
     const target = root.targets.get(nt.wwn)!;

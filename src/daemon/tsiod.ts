@@ -15,18 +15,20 @@ import { Control, DEFAULT_CONTROL_PATH, listenControl } from './control';
 import { DEFAULT_SAVE_PATH } from '../config/save';
 import { listenMetrics } from './metrics';
 
-const USAGE = `usage: tsiod [--config FILE.yaml] [--check] [--control PATH|none] [--saveconfig FILE] [--metrics HOST:PORT]
-             [--log-level error|warn|info|debug]
+const USAGE = `usage: tsiod [--config FILE.yaml] [--check] [--state-dir DIR] [--control PATH|none] [--saveconfig FILE]
+             [--metrics HOST:PORT] [--log-level error|warn|info|debug]
   --config FILE      start from this configuration (default: the embedded one: RAM LUNs over iSCSI and vhost);
                      a targetcli saveconfig.json is converted
   --check            validate the configuration, print what it describes, and exit
   --control PATH     the control socket tcli talks to (JSON-RPC 2.0, mode 0600; default ${DEFAULT_CONTROL_PATH})
   --saveconfig FILE  where saveconfig writes by default (default ${DEFAULT_SAVE_PATH})
-  --metrics H:P      serve Prometheus metrics at http://H:P/metrics (loopback addresses only; off by default)`;
+  --metrics H:P      serve Prometheus metrics at http://H:P/metrics (loopback addresses only; off by default)
+  --state-dir DIR    where state that outlives a restart is kept (APTPL reservations; default /var/lib/tsio)`;
 
 interface Args {
   config?: string;
   check: boolean;
+  stateDir: string;
   control?: string;
   saveconfig?: string;
   metrics?: string;
@@ -42,7 +44,7 @@ function loadConfig(path: string): TsioConfig {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { check: false };
+  const a: Args = { check: false, stateDir: '/var/lib/tsio' };
   for (let i = 0; i < argv.length; i++) {
     const v = argv[i];
     if (v === '--config' || v === '-c') a.config = argv[++i];
@@ -51,6 +53,8 @@ function parseArgs(argv: string[]): Args {
     else if (v === '--control') a.control = argv[++i];
     else if (v === '--saveconfig') a.saveconfig = argv[++i];
     else if (v === '--metrics') a.metrics = argv[++i];
+    else if (v === '--state-dir') a.stateDir = argv[++i];
+    else if (v.startsWith('--state-dir=')) a.stateDir = v.slice(12);
     else if (v === '--log-level') log.setLevel(argv[++i] as 'info');
     else if (v === '--help' || v === '-h') {
       console.log(USAGE);
@@ -80,7 +84,7 @@ async function main(): Promise<void> {
     console.log(`tsiod: configuration ok: ${summary}`);
     return;
   }
-  const root = new Root();
+  const root = new Root({ stateDir: args.stateDir });
   const live: Live = { root, services: new Map<string, FabricService>(), config: EMPTY_CONFIG };
   await reconcile(live, absolutePaths(cfg, args.config ? dirname(args.config) : process.cwd()));
   const control = new Control(live, { savePath: args.saveconfig });
