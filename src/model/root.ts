@@ -8,6 +8,7 @@ import { storageAttributeDefaults } from './defaults';
 import { StorageObject } from './storage-object';
 import { Target } from './target';
 import { diskTable } from '../scsi/disk';
+import { attachPrStore } from '../scsi/pr';
 
 export interface StorageObjectSpec extends BackstoreOptions {
   plugin: string;
@@ -16,7 +17,14 @@ export interface StorageObjectSpec extends BackstoreOptions {
   serial?: string;
 }
 
+export interface RootOptions {
+  /** Where state that outlives a restart is kept (APTPL persistent reservations); none: nothing persists. */
+  stateDir?: string;
+}
+
 export class Root {
+  constructor(readonly options: RootOptions = {}) {}
+
   readonly storageObjects = new Map<string, StorageObject>();
   readonly targets = new Map<string, Target>();
 
@@ -27,6 +35,7 @@ export class Root {
     if (spec.readonly) attributes.readonly = true;
     const backstore = await backstoreFactory(spec.plugin)(spec);
     const so = new StorageObject(spec.name, spec.plugin, attributes, backstore, diskTable, spec.serial);
+    attachPrStore(so.lu, this.options.stateDir);
     this.storageObjects.set(key, so);
     return so;
   }
