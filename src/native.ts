@@ -18,6 +18,22 @@ export interface BlockDeviceInfo {
   optimalIoSize: number;
 }
 
+/** What one SG_IO ioctl returned (sg_io_hdr_t's outputs). */
+export interface SgIoResult {
+  /** SCSI status byte from the device. */
+  status: number;
+  /** Host adapter status (DID_*): non-zero when the command did not reach the device or was cut short. */
+  hostStatus: number;
+  /** Driver status (DRIVER_SENSE when sense is valid, DRIVER_TIMEOUT...). */
+  driverStatus: number;
+  /** Bytes of the data length that did not move. */
+  resid: number;
+  /** Milliseconds the command took. */
+  duration: number;
+  /** Sense data the device returned, as it returned it. */
+  sense?: Buffer;
+}
+
 interface FileConstants {
   FALLOC_FL_KEEP_SIZE: number;
   FALLOC_FL_PUNCH_HOLE: number;
@@ -40,6 +56,7 @@ interface Addon {
   blkZeroOut(fd: number, offset: number, length: number): Promise<void>;
   allocAligned(size: number, alignment: number): Buffer;
   isAligned(buf: Buffer, alignment: number): boolean;
+  sgIo(fd: number, cdb: Buffer, dir: number, sgl: readonly Buffer[] | undefined, length: number, timeoutMs: number): Promise<SgIoResult>;
 }
 
 // dist/src/native.js -> <project>/build/Release/tsio.node
@@ -84,6 +101,14 @@ export const blkZeroOut: Addon['blkZeroOut'] = addon.blkZeroOut;
 export const allocAligned: Addon['allocAligned'] = addon.allocAligned;
 /** Whether buf's first byte sits on an alignment boundary (its length is the caller's to check). */
 export const isAligned: Addon['isAligned'] = addon.isAligned;
+
+/**
+ * SG_IO on an sg or SCSI block device node: sends cdb with dir 0 (none), 1
+ * (data in) or 2 (data out) moving length bytes through sgl's buffers in place
+ * (an sg_iovec list). Rejects only when the ioctl itself fails (ENOTTY: not a
+ * SCSI device); the device's own errors come back as status and sense.
+ */
+export const sgIo: Addon['sgIo'] = addon.sgIo;
 
 /** An fs-style error for a condition found in JS (e.g. EROFS on a read-only store). */
 export function errnoError(code: keyof typeof os.constants.errno, syscall: string, detail?: string): NodeJS.ErrnoException {

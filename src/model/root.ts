@@ -8,6 +8,7 @@ import { storageAttributeDefaults } from './defaults';
 import { StorageObject } from './storage-object';
 import { Target } from './target';
 import { diskTable } from '../scsi/disk';
+import { passthroughTable } from '../scsi/passthrough';
 
 export interface StorageObjectSpec extends BackstoreOptions {
   plugin: string;
@@ -26,7 +27,9 @@ export class Root {
     const attributes: StorageAttributes = { ...storageAttributeDefaults(), ...spec.attributes };
     if (spec.readonly) attributes.readonly = true;
     const backstore = await backstoreFactory(spec.plugin)(spec);
-    const so = new StorageObject(spec.name, spec.plugin, attributes, backstore, diskTable, spec.serial);
+    // A pass-through device is served by the table of its own device type.
+    const table = backstore.passthrough ? passthroughTable(backstore.passthrough.deviceType) : diskTable;
+    const so = new StorageObject(spec.name, spec.plugin, attributes, backstore, table, spec.serial);
     this.storageObjects.set(key, so);
     return so;
   }
