@@ -6,6 +6,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   tsio::InitBlockDev(env, exports);
   tsio::InitMemory(env, exports);
   tsio::InitSgIo(env, exports);
+  tsio::InitCrc32c(env, exports);
+  tsio::InitVhostUser(env, exports);
   return exports;
 }
 

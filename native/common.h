@@ -34,5 +34,7 @@ void InitFileOps(Napi::Env env, Napi::Object exports);
 void InitBlockDev(Napi::Env env, Napi::Object exports);
 void InitMemory(Napi::Env env, Napi::Object exports);
 void InitSgIo(Napi::Env env, Napi::Object exports);
+void InitCrc32c(Napi::Env env, Napi::Object exports);
+void InitVhostUser(Napi::Env env, Napi::Object exports);
 
 }  // namespace tsio

@@ -57,6 +57,26 @@ interface Addon {
   allocAligned(size: number, alignment: number): Buffer;
   isAligned(buf: Buffer, alignment: number): boolean;
   sgIo(fd: number, cdb: Buffer, dir: number, sgl: readonly Buffer[] | undefined, length: number, timeoutMs: number): Promise<SgIoResult>;
+  crc32c(buf: Uint8Array, prev?: number): number;
+  crc32cHardware: boolean;
+  unixListen(path: string): number;
+  unixConnect(path: string): number;
+  unixAccept(fd: number): number;
+  recvMessage(fd: number): { data: Buffer; fds: number[] } | null;
+  sendMessage(fd: number, buf: Buffer, fds?: number[]): void;
+  mmapFd(fd: number, length: number, offset?: number): Buffer;
+  unmap(buf: Buffer): void;
+  memfdCreate(name: string, size: number): number;
+  eventfd(): number;
+  eventfdWrite(fd: number): void;
+  eventfdRead(fd: number): number;
+  fence(): void;
+  FdWatcher: new (fd: number, onReadable: (status: number) => void) => FdWatcher;
+}
+
+/** Calls back when a raw fd is readable (uv_poll) until stopped. */
+export interface FdWatcher {
+  stop(): void;
 }
 
 // dist/src/native.js -> <project>/build/Release/tsio.node
@@ -109,6 +129,34 @@ export const isAligned: Addon['isAligned'] = addon.isAligned;
  * SCSI device); the device's own errors come back as status and sense.
  */
 export const sgIo: Addon['sgIo'] = addon.sgIo;
+/** CRC32C of buf (iSCSI digests); pass an earlier result as prev to continue over several buffers. */
+export const crc32c: Addon['crc32c'] = addon.crc32c;
+/** Whether crc32c runs on the CPU's SSE4.2 instruction rather than a table. */
+export const crc32cHardware: boolean = addon.crc32cHardware;
+// vhost-user (native/vhost_user.cc): unix sockets with fd passing, guest memory, eventfds.
+/** A non-blocking listening unix socket at path (a stale socket file there is replaced). */
+export const unixListen: Addon['unixListen'] = addon.unixListen;
+/** A blocking client connection to a unix socket. */
+export const unixConnect: Addon['unixConnect'] = addon.unixConnect;
+/** accept4 on a listening socket: the new non-blocking fd, or -1 when none is pending. */
+export const unixAccept: Addon['unixAccept'] = addon.unixAccept;
+/** One vhost-user message (header + payload) with the fds it carried; null when none is ready; empty data at EOF. */
+export const recvMessage: Addon['recvMessage'] = addon.recvMessage;
+/** Sends a whole message, the fds riding with its first byte. */
+export const sendMessage: Addon['sendMessage'] = addon.sendMessage;
+/** A MAP_SHARED read-write mapping of an fd as a Buffer (up to 4 GiB). */
+export const mmapFd: Addon['mmapFd'] = addon.mmapFd;
+/** Detaches a mapping's Buffer (every view becomes empty) and unmaps it. */
+export const unmap: Addon['unmap'] = addon.unmap;
+/** memfd_create + ftruncate: shared memory a peer can map. */
+export const memfdCreate: Addon['memfdCreate'] = addon.memfdCreate;
+/** A non-blocking eventfd; eventfdWrite adds 1, eventfdRead takes the counter (0 when none). */
+export const eventfd: Addon['eventfd'] = addon.eventfd;
+export const eventfdWrite: Addon['eventfdWrite'] = addon.eventfdWrite;
+export const eventfdRead: Addon['eventfdRead'] = addon.eventfdRead;
+/** A full memory barrier (shared-memory rings). */
+export const fence: Addon['fence'] = addon.fence;
+export const FdWatcher: Addon['FdWatcher'] = addon.FdWatcher;
 
 /** An fs-style error for a condition found in JS (e.g. EROFS on a read-only store). */
 export function errnoError(code: keyof typeof os.constants.errno, syscall: string, detail?: string): NodeJS.ErrnoException {

@@ -8,7 +8,7 @@ import type { CommandTable } from './opcodes';
 import { CmdState, ScsiCmd, TaskAttr } from './command';
 import { RangeLock } from './range-lock';
 import type { ItlNexus, Session } from './session';
-import { Asc } from './sense';
+import { Asc, type ScsiError } from './sense';
 
 /** Current values of the mode parameters we let initiators change (SPC-5 7.5, SBC-4 6.5). */
 export interface ModeState {
@@ -32,6 +32,22 @@ export interface ModeState {
   mrie: number;
 }
 
+/** Mode parameters at start (MODE SENSE's default values: nothing is ever saved). */
+export function initialModeState(so: StorageObject): ModeState {
+  const a = so.attributes;
+  return {
+    wce: a.emulate_write_cache,
+    rcd: false,
+    dsense: false,
+    tas: a.emulate_tas,
+    qam: 1,
+    uaIntlckCtrl: a.emulate_ua_intlck_ctrl,
+    swp: false,
+    dexcpt: true,
+    mrie: 0,
+  };
+}
+
 /** Fixed identification of the product, as INQUIRY reports it. */
 export const VENDOR_ID = 'TSIO';
 export const PRODUCT_REVISION = '0001';
@@ -43,9 +59,14 @@ export class LogicalUnit {
   /** SPC-2 RESERVE holder. */
   reservation: Session | undefined = undefined;
   readonly rangeLock = new RangeLock();
-  /** Medium state of a removable unit; undefined for fixed media. */
-  medium: { present: boolean } | undefined = undefined;
-  /** Hook for persistent reservations (issue: core part 2); undefined means none are held. */
+  /**
+   * Medium state of a removable unit (src/scsi/medium.ts); undefined for fixed
+   * media. preventers: the I_T_L nexuses holding PREVENT MEDIUM REMOVAL.
+   */
+  medium: { present: boolean; preventers: Set<ItlNexus> } | undefined = undefined;
+  /** While set, medium-access commands fail with what it returns (SANITIZE in progress or failed). */
+  notReady: (() => ScsiError) | undefined = undefined;
+  /** Persistent reservations (src/scsi/pr.ts); set only while registrations exist. */
   pr: { check(cmd: ScsiCmd): boolean } | undefined = undefined;
 
   // Task set state (SAM-5 8.6): running SIMPLE count, a running ORDERED task, and those waiting.
@@ -59,18 +80,7 @@ export class LogicalUnit {
     public backstore: Backstore,
     readonly table: CommandTable,
   ) {
-    const a = so.attributes;
-    this.mode = {
-      wce: a.emulate_write_cache,
-      rcd: false,
-      dsense: false,
-      tas: a.emulate_tas,
-      qam: 1,
-      uaIntlckCtrl: a.emulate_ua_intlck_ctrl,
-      swp: false,
-      dexcpt: true,
-      mrie: 0,
-    };
+    this.mode = initialModeState(so);
   }
 
   get deviceType(): number {

@@ -39,6 +39,8 @@ export const Asc = {
   WRITE_ERROR: 0x0c00,
   READ_ERROR: 0x1100,
   MISCOMPARE_DURING_VERIFY: 0x1d00,
+  DEFECT_LIST_NOT_FOUND: 0x1c00,
+  SANITIZE_COMMAND_FAILED: 0x3103,
   PARAMETER_LIST_LENGTH_ERROR: 0x1a00,
   INVALID_OPCODE: 0x2000,
   LBA_OUT_OF_RANGE: 0x2100,
@@ -156,8 +158,10 @@ export const internalFailure = (): ScsiError =>
   new ScsiError(SenseKey.HARDWARE_ERROR, Asc.INTERNAL_TARGET_FAILURE);
 export const reservationConflict = (): ScsiError => statusOnly(Status.RESERVATION_CONFLICT);
 export const unitAttention = (asc: number): ScsiError => new ScsiError(SenseKey.UNIT_ATTENTION, asc);
-export const savingNotSupported = (): ScsiError =>
-  new ScsiError(SenseKey.ILLEGAL_REQUEST, Asc.SAVING_PARAMETERS_NOT_SUPPORTED, { field: { inCdb: true, byte: 1, bit: 0 } });
+export const savingNotSupported = (byte = 1, bit = 0): ScsiError =>
+  new ScsiError(SenseKey.ILLEGAL_REQUEST, Asc.SAVING_PARAMETERS_NOT_SUPPORTED, { field: { inCdb: true, byte, bit } });
+/** NO SENSE: what REQUEST SENSE reports when nothing is pending. */
+export const noSense = (): ScsiError => new ScsiError(SenseKey.NO_SENSE, Asc.NO_ADDITIONAL_SENSE);
 
 /** Maps an I/O failure from a backstore (errno) to a sense condition. */
 export function fromIoError(e: unknown, write: boolean): ScsiError {

@@ -102,6 +102,7 @@ export class Session {
   private dropItl(itl: ItlNexus): void {
     this.itls.delete(itl.lun);
     itl.lu.nexuses.delete(itl);
+    itl.lu.medium?.preventers.delete(itl);
     if (itl.lu.reservation === this && ![...this.itls.values()].some((i) => i.lu === itl.lu)) {
       itl.lu.reservation = undefined;
     }

@@ -44,6 +44,20 @@ function abortAll(cmds: Iterable<ScsiCmd>, by: (c: ScsiCmd) => 'self' | 'other')
   return Promise.all(waits);
 }
 
+/**
+ * Aborts tasks as CLEAR TASK SET does (also PREEMPT AND ABORT): the issuer's
+ * end quietly; other nexuses' get TASK ABORTED when TAS is set, otherwise
+ * they learn it from COMMANDS CLEARED BY ANOTHER INITIATOR.
+ */
+export function abortClearing(lu: LogicalUnit, victims: ScsiCmd[], issuer: Session): Promise<unknown> {
+  const done = abortAll(victims, (c) => (c.session === issuer ? 'self' : 'other'));
+  if (!lu.mode.tas) {
+    const hit = new Set(victims.filter((c) => c.session !== issuer).map((c) => c.itl));
+    for (const other of hit) other.addUa(Asc.COMMANDS_CLEARED_BY_ANOTHER_INITIATOR);
+  }
+  return done;
+}
+
 /** Every task on a logical unit, from every nexus. */
 function tasksOf(lu: LogicalUnit): ScsiCmd[] {
   const all: ScsiCmd[] = [];
@@ -70,17 +84,15 @@ export async function taskManagement(session: Session, fn: TmfFunction, lun: num
     case 'lun-reset': {
       if (!itl) return 'no-lun';
       const lu = itl.lu;
-      const victims = tasksOf(lu);
-      const done = abortAll(victims, (c) => (c.session === session ? 'self' : 'other'));
       if (fn === 'lun-reset') {
+        const done = abortAll(tasksOf(lu), (c) => (c.session === session ? 'self' : 'other'));
         lu.reservation = undefined;
+        lu.medium?.preventers.clear();
         lu.raiseUa(Asc.BUS_DEVICE_RESET_OCCURRED);
-      } else if (!lu.mode.tas) {
-        // Without TASK ABORTED status the other initiators learn it from a unit attention.
-        const hit = new Set(victims.filter((c) => c.session !== session).map((c) => c.itl));
-        for (const other of hit) other.addUa(Asc.COMMANDS_CLEARED_BY_ANOTHER_INITIATOR);
+        await done;
+      } else {
+        await abortClearing(lu, tasksOf(lu), session);
       }
-      await done;
       return 'complete';
     }
     case 'it-nexus-reset':
@@ -90,6 +102,7 @@ export async function taskManagement(session: Session, fn: TmfFunction, lun: num
       const done = abortAll(cmds, () => 'self');
       for (const i of session.itls.values()) {
         if (i.lu.reservation === session) i.lu.reservation = undefined;
+        i.lu.medium?.preventers.delete(i);
         if (fn === 'it-nexus-reset') i.addUa(Asc.I_T_NEXUS_LOSS_OCCURRED);
       }
       await done;

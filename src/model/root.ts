@@ -6,9 +6,10 @@ import { backstoreFactory } from '../../backstores';
 import type { StorageAttributes } from './attributes';
 import { storageAttributeDefaults } from './defaults';
 import { StorageObject } from './storage-object';
-import { Target } from './target';
+import { Target, type Auth } from './target';
 import { diskTable } from '../scsi/disk';
 import { passthroughTable } from '../scsi/passthrough';
+import { attachPrStore } from '../scsi/pr';
 
 export interface StorageObjectSpec extends BackstoreOptions {
   plugin: string;
@@ -17,9 +18,18 @@ export interface StorageObjectSpec extends BackstoreOptions {
   serial?: string;
 }
 
+export interface RootOptions {
+  /** Where state that outlives a restart is kept (APTPL persistent reservations); none: nothing persists. */
+  stateDir?: string;
+}
+
 export class Root {
+  constructor(readonly options: RootOptions = {}) {}
+
   readonly storageObjects = new Map<string, StorageObject>();
   readonly targets = new Map<string, Target>();
+  /** Per-fabric settings from fabric_modules (iSCSI discovery authentication). */
+  readonly fabricSettings = new Map<string, { discovery_auth?: Auth & { enable?: boolean } }>();
 
   async createStorageObject(spec: StorageObjectSpec): Promise<StorageObject> {
     const key = `/backstores/${spec.plugin}/${spec.name}`;
@@ -30,6 +40,8 @@ export class Root {
     // A pass-through device is served by the table of its own device type.
     const table = backstore.passthrough ? passthroughTable(backstore.passthrough.deviceType) : diskTable;
     const so = new StorageObject(spec.name, spec.plugin, attributes, backstore, table, spec.serial);
+    // A pass-through device keeps its own persistent reservations (as LIO's pscsi).
+    if (!backstore.passthrough) attachPrStore(so.lu, this.options.stateDir);
     this.storageObjects.set(key, so);
     return so;
   }

@@ -5,9 +5,11 @@ import { CommandTable } from '../core/opcodes';
 import { unmappedLun } from '../core/engine';
 import { spcCommands } from './spc';
 import { sbcCommands } from './sbc';
+import { prCommands } from './pr';
+import { mediumCommands } from './medium';
 
 export const DEVICE_TYPE_DISK = 0x00;
 
-export const diskTable = new CommandTable(DEVICE_TYPE_DISK, [...spcCommands, ...sbcCommands]);
+export const diskTable = new CommandTable(DEVICE_TYPE_DISK, [...spcCommands, ...sbcCommands, ...prCommands, ...mediumCommands]);
 
 unmappedLun.table = diskTable;

@@ -1,0 +1,564 @@
+// Persistent reservations (SPC-5 5.14, 6.15 PERSISTENT RESERVE IN, 6.16
+// PERSISTENT RESERVE OUT), as LIO's target_core_pr.c serves them: the
+// registrations and the reservation of each logical unit, the access check
+// the engine runs before every command, and both commands' service actions.
+//
+// A registration belongs to an I_T nexus: an initiator port (name, and ISID
+// when the fabric has one) and a target port (a TPG), or every target port
+// (ALL_TG_PT). It outlives sessions: a re-login of the same initiator port is
+// the same registrant. Only APTPL state outlives a restart (pr-store.ts).
+
+import type { ScsiCmd } from '../core/command';
+import type { LogicalUnit } from '../core/logical-unit';
+import { CommandDef, DataDir, PrAccess } from '../core/opcodes';
+import {
+  Asc, ScsiError, SenseKey, invalidCdbField, invalidParamField, paramListLengthError, reservationConflict,
+} from '../core/sense';
+import type { ItlNexus, Session } from '../core/session';
+import { sglFlatten } from '../core/sgl';
+import { abortClearing } from '../core/tmr';
+import { log } from '../core/log';
+import { PrStore, SavedPrState } from './pr-store';
+import { PortName, decodeTransportId, encodeTransportId } from './transport-id';
+
+/** Reservation types (SPC-5 table 219). */
+export const PrType = {
+  WRITE_EXCLUSIVE: 1,
+  EXCLUSIVE_ACCESS: 3,
+  WRITE_EXCLUSIVE_REGISTRANTS_ONLY: 5,
+  EXCLUSIVE_ACCESS_REGISTRANTS_ONLY: 6,
+  WRITE_EXCLUSIVE_ALL_REGISTRANTS: 7,
+  EXCLUSIVE_ACCESS_ALL_REGISTRANTS: 8,
+} as const;
+
+const VALID_TYPES = new Set<number>(Object.values(PrType));
+const isAllRegistrants = (t: number): boolean => t === 7 || t === 8;
+/** Registrants-only and all-registrants types: every registrant has the holder's access. */
+const registrantsHaveAccess = (t: number): boolean => t >= 5;
+/** Write Exclusive types: non-holders may still read. */
+const isWriteExclusive = (t: number): boolean => t === 1 || t === 5 || t === 7;
+
+export const PrOutAction = {
+  REGISTER: 0, RESERVE: 1, RELEASE: 2, CLEAR: 3, PREEMPT: 4, PREEMPT_AND_ABORT: 5,
+  REGISTER_AND_IGNORE: 6, REGISTER_AND_MOVE: 7,
+} as const;
+
+export const PrInAction = { READ_KEYS: 0, READ_RESERVATION: 1, REPORT_CAPABILITIES: 2, READ_FULL_STATUS: 3 } as const;
+
+const INVALID_RELEASE_OF_PR = 0x2604;
+
+export interface Registration {
+  key: bigint;
+  name: string;
+  /** Set when the port was registered with its ISID (iSCSI); matches any ISID otherwise. */
+  isid?: string;
+  /** Target port (Tpg.portName); undefined when registered on every target port (ALL_TG_PT). */
+  tport?: string;
+  /** Relative target port identifier of the registering port (the TPG tag). */
+  relTgtPort: number;
+}
+
+export interface Reservation {
+  /** The holding registration; for all-registrants types, the one that reserved (every registrant holds). */
+  holder: Registration;
+  type: number;
+  scope: number;
+}
+
+const sameName = (a: string, b: string): boolean => a.toLowerCase() === b.toLowerCase();
+
+function matches(r: Registration, s: Session): boolean {
+  return sameName(r.name, s.initiator.name) && (r.isid === undefined || r.isid === s.initiator.isid?.toLowerCase()) &&
+    (r.tport === undefined || r.tport === s.tpg.portName);
+}
+
+/** The persistent reservation state of one logical unit. */
+export class PrState {
+  generation = 0;
+  registrations: Registration[] = [];
+  reservation: Reservation | undefined = undefined;
+  /** Activate persist through power loss: the state is saved on every change. */
+  aptpl = false;
+  /** Nexus -> its registration, rebuilt after every change (the access check is on the hot path). */
+  private cache = new WeakMap<Session, Registration | null>();
+  /** PR OUT commands run one at a time per unit (they may wait for the disk). */
+  private queue: Promise<void> = Promise.resolve();
+
+  constructor(
+    readonly lu: LogicalUnit,
+    readonly store: PrStore | undefined,
+  ) {}
+
+  registrationOf(s: Session): Registration | undefined {
+    let r = this.cache.get(s);
+    if (r === undefined) {
+      r = this.registrations.find((x) => matches(x, s)) ?? null;
+      this.cache.set(s, r);
+    }
+    return r ?? undefined;
+  }
+
+  isHolder(reg: Registration | undefined): boolean {
+    const res = this.reservation;
+    if (!res || !reg) return false;
+    return isAllRegistrants(res.type) || res.holder === reg;
+  }
+
+  /**
+   * May the command run? (SPC-5 5.14.1, table 66.) Entries without a `pr`
+   * class are treated as 'write', the most restrictive class for registered
+   * and reserved access alike, until every table declares one.
+   */
+  check(cmd: ScsiCmd): boolean {
+    const cls: PrAccess = cmd.def.pr ?? 'write';
+    if (cls === 'allowed') return true;
+    // SPC-2 RESERVE/RELEASE conflict while any registration exists (SPC-5 5.14.3).
+    if (cls === 'conflict') return false;
+    const res = this.reservation;
+    if (res === undefined) return true;
+    const reg = this.registrationOf(cmd.session);
+    if (reg !== undefined && (res.holder === reg || registrantsHaveAccess(res.type))) return true;
+    return cls === 'read' && isWriteExclusive(res.type);
+  }
+
+  /** Called after every change: hooks the check into the engine only while it can refuse something. */
+  changed(): void {
+    this.cache = new WeakMap();
+    this.lu.pr = this.registrations.length !== 0 ? this : undefined;
+  }
+
+  /** Runs fn alone among this unit's PR OUT commands. */
+  serialize<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn);
+    this.queue = run.then(() => {}, () => {});
+    return run;
+  }
+
+  snapshot(): SavedPrState {
+    const regs = this.registrations;
+    const s: SavedPrState = {
+      generation: this.generation,
+      registrations: regs.map((r) => ({
+        key: r.key.toString(16).padStart(16, '0'), name: r.name, isid: r.isid, tport: r.tport, relTgtPort: r.relTgtPort,
+      })),
+    };
+    if (this.reservation) {
+      const { holder, type, scope } = this.reservation;
+      s.reservation = { holder: regs.indexOf(holder), type, scope };
+    }
+    return s;
+  }
+
+  restore(s: SavedPrState): void {
+    this.generation = s.generation >>> 0;
+    this.registrations = s.registrations.map((r) => ({
+      key: BigInt(`0x${r.key}`), name: r.name, isid: r.isid, tport: r.tport, relTgtPort: r.relTgtPort,
+    }));
+    const res = s.reservation;
+    const holder = res ? this.registrations[res.holder] : undefined;
+    this.reservation = res && holder && VALID_TYPES.has(res.type) ? { holder, type: res.type, scope: res.scope } : undefined;
+    this.aptpl = true;
+    this.changed();
+  }
+
+  /** Saves the state if APTPL is set; removes a saved state when it is not. */
+  persist(): Promise<void> {
+    if (!this.store) return Promise.resolve();
+    return this.store.save(this.aptpl && this.registrations.length !== 0 ? this.snapshot() : undefined);
+  }
+
+  /** Unit attention to every live I_T_L nexus of this unit that the registration covers. */
+  uaTo(reg: Registration, asc: number, except?: Session): void {
+    for (const itl of this.lu.nexuses) if (itl.session !== except && matches(reg, itl.session)) itl.addUa(asc);
+  }
+
+  /** Unit attention to every registered nexus but the issuer. */
+  uaToRegistrants(asc: number, issuer: Session): void {
+    for (const itl of this.lu.nexuses) {
+      if (itl.session !== issuer && this.registrationOf(itl.session) !== undefined) itl.addUa(asc);
+    }
+  }
+
+  /** Removes a registration; releases the reservation it held (SPC-5 5.14.11.2.2). */
+  unregister(reg: Registration, issuer: Session): void {
+    this.registrations = this.registrations.filter((r) => r !== reg);
+    const res = this.reservation;
+    if (!res) return;
+    if (isAllRegistrants(res.type)) {
+      // Held by every registrant: it ends with the last one.
+      if (this.registrations.length === 0) this.reservation = undefined;
+      else if (res.holder === reg) res.holder = this.registrations[0];
+      return;
+    }
+    if (res.holder !== reg) return;
+    this.reservation = undefined;
+    this.changed();
+    if (registrantsHaveAccess(res.type)) this.uaToRegistrants(Asc.RESERVATIONS_RELEASED, issuer);
+  }
+}
+
+const states = new WeakMap<LogicalUnit, PrState>();
+
+/** The unit's persistent reservation state, created on first use. */
+export function prState(lu: LogicalUnit): PrState {
+  let s = states.get(lu);
+  if (!s) {
+    s = new PrState(lu, undefined);
+    states.set(lu, s);
+  }
+  return s;
+}
+
+/**
+ * Gives a unit its APTPL store and restores what it holds (at creation of
+ * the storage object). Without a store, APTPL is not offered (PTPL_C = 0).
+ */
+export function attachPrStore(lu: LogicalUnit, stateDir: string | undefined): void {
+  const s = new PrState(lu, stateDir === undefined ? undefined : new PrStore(stateDir, lu.so.serial));
+  states.set(lu, s);
+  const saved = s.store?.load();
+  if (saved) s.restore(saved);
+}
+
+// ---------------------------------------------------------------- PR IN
+
+function prIn(cmd: ScsiCmd): void {
+  if (cmd.lu.reservation !== undefined) throw reservationConflict(); // SPC-2 reservation held (as LIO)
+  const st = prState(cmd.lu);
+  const sa = cmd.cdb[1] & 0x1f;
+  switch (sa) {
+    case PrInAction.READ_KEYS: {
+      const b = Buffer.alloc(8 + 8 * st.registrations.length);
+      b.writeUInt32BE(st.generation, 0);
+      b.writeUInt32BE(8 * st.registrations.length, 4);
+      st.registrations.forEach((r, i) => b.writeBigUInt64BE(r.key, 8 + 8 * i));
+      return cmd.respond(b);
+    }
+    case PrInAction.READ_RESERVATION: {
+      const res = st.reservation;
+      const b = Buffer.alloc(res ? 24 : 8);
+      b.writeUInt32BE(st.generation, 0);
+      if (res) {
+        b.writeUInt32BE(16, 4);
+        // All-registrants types report key zero (SPC-5 6.15.3.3).
+        b.writeBigUInt64BE(isAllRegistrants(res.type) ? 0n : res.holder.key, 8);
+        b[21] = (res.scope << 4) | res.type;
+      }
+      return cmd.respond(b);
+    }
+    case PrInAction.REPORT_CAPABILITIES: {
+      const b = Buffer.alloc(8);
+      b.writeUInt16BE(8, 0);
+      // CRH 0, SIP_C, ATP_C, PTPL_C when there is somewhere to persist to.
+      b[2] = 0x08 | 0x04 | (st.store ? 0x01 : 0);
+      // TMV, ALLOW COMMANDS 001b, PTPL_A.
+      b[3] = 0x80 | 0x10 | (st.aptpl ? 0x01 : 0);
+      b[4] = 0x80 | 0x40 | 0x20 | 0x08 | 0x02; // WR_EX_AR, EX_AC_RO, WR_EX_RO, EX_AC, WR_EX
+      b[5] = 0x01; // EX_AC_AR
+      return cmd.respond(b);
+    }
+    case PrInAction.READ_FULL_STATUS: {
+      const parts: Buffer[] = [];
+      for (const r of st.registrations) {
+        const tid = encodeTransportId(r);
+        const d = Buffer.alloc(24 + tid.length);
+        d.writeBigUInt64BE(r.key, 0);
+        d[12] = (r.tport === undefined ? 0x02 : 0) | (st.isHolder(r) ? 0x01 : 0);
+        if (st.isHolder(r)) d[13] = (st.reservation!.scope << 4) | st.reservation!.type;
+        d.writeUInt16BE(r.tport === undefined ? 0 : r.relTgtPort, 18);
+        d.writeUInt32BE(tid.length, 20);
+        tid.copy(d, 24);
+        parts.push(d);
+      }
+      const body = Buffer.concat(parts);
+      const b = Buffer.alloc(8 + body.length);
+      b.writeUInt32BE(st.generation, 0);
+      b.writeUInt32BE(body.length, 4);
+      body.copy(b, 8);
+      return cmd.respond(b);
+    }
+  }
+  throw invalidCdbField(1, 4);
+}
+
+// ---------------------------------------------------------------- PR OUT
+
+interface OutParams {
+  key: bigint;
+  saKey: bigint;
+  specIpt: boolean;
+  allTgPt: boolean;
+  aptpl: boolean;
+  data: Buffer;
+}
+
+function outParams(cmd: ScsiCmd, sa: number): OutParams {
+  const len = cmd.dataLength;
+  if (len < 24) throw paramListLengthError();
+  const data = sglFlatten(cmd.out(), 0, Math.min(len, cmd.transferLength));
+  if (data.length < 24) throw paramListLengthError();
+  if (sa === PrOutAction.REGISTER_AND_MOVE) {
+    return { key: data.readBigUInt64BE(0), saKey: data.readBigUInt64BE(8), specIpt: false, allTgPt: false,
+      aptpl: (data[17] & 0x01) !== 0, data };
+  }
+  const specIpt = (data[20] & 0x08) !== 0;
+  if (!specIpt && len !== 24) throw paramListLengthError();
+  if ((data[20] & ~0x0d) !== 0) throw invalidParamField(20);
+  return { key: data.readBigUInt64BE(0), saKey: data.readBigUInt64BE(8), specIpt, allTgPt: (data[20] & 0x04) !== 0,
+    aptpl: (data[20] & 0x01) !== 0, data };
+}
+
+/** Side effects kept until the new state is safe on disk: unit attentions, aborts. */
+type Effect = () => void | Promise<unknown>;
+
+function prOut(cmd: ScsiCmd): Promise<void> {
+  if (cmd.lu.reservation !== undefined) throw reservationConflict(); // SPC-2 reservation held (as LIO)
+  const sa = cmd.cdb[1] & 0x1f;
+  const scope = cmd.cdb[2] >> 4;
+  const type = cmd.cdb[2] & 0x0f;
+  const p = outParams(cmd, sa);
+  const st = prState(cmd.lu);
+  if (p.aptpl && !st.store) throw invalidParamField(sa === PrOutAction.REGISTER_AND_MOVE ? 17 : 20, 0);
+  if (p.allTgPt && sa !== PrOutAction.REGISTER && sa !== PrOutAction.REGISTER_AND_IGNORE) throw invalidParamField(20, 2);
+  if (p.specIpt && sa !== PrOutAction.REGISTER) throw invalidParamField(20, 3);
+  if (sa === PrOutAction.RESERVE || sa === PrOutAction.RELEASE || sa === PrOutAction.PREEMPT ||
+      sa === PrOutAction.PREEMPT_AND_ABORT) {
+    if (scope !== 0) throw invalidCdbField(2, 4);
+    if (!VALID_TYPES.has(type)) throw invalidCdbField(2, 0);
+  }
+  return st.serialize(async () => {
+    const before = st.snapshot();
+    const beforeAptpl = st.aptpl;
+    const effects: Effect[] = [];
+    try {
+      if (service(cmd, st, sa, type, scope, p, effects)) {
+        await st.persist();
+      }
+    } catch (e) {
+      if (!(e instanceof ScsiError)) {
+        // The saved state could not be written: the change did not happen.
+        log.warn(`PR state of ${cmd.lu.so.path} not saved`, e);
+        st.restore(before);
+        st.aptpl = beforeAptpl;
+        throw new ScsiError(SenseKey.ILLEGAL_REQUEST, Asc.INSUFFICIENT_REGISTRATION_RESOURCES);
+      }
+      throw e;
+    } finally {
+      st.changed();
+    }
+    for (const f of effects) await f();
+  });
+}
+
+/** Carries out a service action on the state; true when the state changed (and must be saved). */
+function service(cmd: ScsiCmd, st: PrState, sa: number, type: number, scope: number, p: OutParams, effects: Effect[]): boolean {
+  const s = cmd.session;
+  const reg = st.registrationOf(s);
+  const bump = () => (st.generation = (st.generation + 1) >>> 0);
+  switch (sa) {
+    case PrOutAction.REGISTER:
+    case PrOutAction.REGISTER_AND_IGNORE: {
+      const ignore = sa === PrOutAction.REGISTER_AND_IGNORE;
+      if (!reg) {
+        if (!ignore && p.key !== 0n) throw reservationConflict();
+        if (p.saKey === 0n) return false; // nothing to register, nothing to do
+        const added: Registration[] = [newRegistration(s, s.initiator, p.saKey, p.allTgPt)];
+        if (p.specIpt) added.push(...specifiedPorts(cmd, st, p));
+        st.registrations.push(...added);
+      } else {
+        if (!ignore && p.key !== reg.key) throw reservationConflict();
+        if (p.specIpt) throw invalidParamField(20, 3);
+        if (p.saKey === 0n) st.unregister(reg, s);
+        else reg.key = p.saKey;
+      }
+      st.aptpl = p.aptpl;
+      bump();
+      return true;
+    }
+    case PrOutAction.RESERVE: {
+      if (!reg || reg.key !== p.key) throw reservationConflict();
+      const res = st.reservation;
+      if (res) {
+        // A holder asking again for the same type and scope gets GOOD; anything else conflicts.
+        if (!st.isHolder(reg) || res.type !== type || res.scope !== scope) throw reservationConflict();
+        return false;
+      }
+      st.reservation = { holder: reg, type, scope };
+      return true;
+    }
+    case PrOutAction.RELEASE: {
+      if (!reg || reg.key !== p.key) throw reservationConflict();
+      const res = st.reservation;
+      if (!res || !st.isHolder(reg)) return false;
+      if (res.type !== type || res.scope !== scope) throw new ScsiError(SenseKey.ILLEGAL_REQUEST, INVALID_RELEASE_OF_PR);
+      st.reservation = undefined;
+      if (res.type !== PrType.WRITE_EXCLUSIVE && res.type !== PrType.EXCLUSIVE_ACCESS) {
+        effects.push(() => st.uaToRegistrants(Asc.RESERVATIONS_RELEASED, s));
+      }
+      return true;
+    }
+    case PrOutAction.CLEAR: {
+      if (!reg || reg.key !== p.key) throw reservationConflict();
+      const others = st.registrations.filter((r) => r !== reg);
+      for (const r of others) effects.push(() => st.uaTo(r, Asc.RESERVATIONS_PREEMPTED, s));
+      st.registrations = [];
+      st.reservation = undefined;
+      bump();
+      return true;
+    }
+    case PrOutAction.PREEMPT:
+    case PrOutAction.PREEMPT_AND_ABORT:
+      if (!reg || reg.key !== p.key) throw reservationConflict();
+      preempt(cmd, st, reg, type, scope, p.saKey, sa === PrOutAction.PREEMPT_AND_ABORT, effects);
+      bump();
+      return true;
+    case PrOutAction.REGISTER_AND_MOVE:
+      registerAndMove(cmd, st, reg, p);
+      bump();
+      return true;
+  }
+  throw invalidCdbField(1, 4);
+}
+
+function newRegistration(s: Session, port: PortName, key: bigint, allTgPt: boolean): Registration {
+  return {
+    key,
+    name: port.name,
+    isid: port.isid?.toLowerCase(),
+    tport: allTgPt ? undefined : s.tpg.portName,
+    relTgtPort: s.tpg.relativePortId,
+  };
+}
+
+/**
+ * SPEC_I_PT: the initiator ports the TransportIDs name, each registered with
+ * the service action key on the issuer's target port (or on all of them with
+ * ALL_TG_PT). A port is known when a session of it reaches this unit or an
+ * ACL of the issuer's TPG names it.
+ */
+function specifiedPorts(cmd: ScsiCmd, st: PrState, p: OutParams): Registration[] {
+  const d = p.data;
+  if (d.length < 28) throw paramListLengthError();
+  const tidLen = d.readUInt32BE(24);
+  if (28 + tidLen !== cmd.dataLength || d.length < 28 + tidLen) throw paramListLengthError();
+  const s = cmd.session;
+  const out: Registration[] = [];
+  for (let off = 28; off < 28 + tidLen;) {
+    const t = decodeTransportId(d.subarray(0, 28 + tidLen), off);
+    if (!t.ok) throw invalidParamField(t.byte);
+    const port = t.port;
+    const known = [...cmd.lu.nexuses].some((i) => (p.allTgPt || i.session.tpg === s.tpg) &&
+      sameName(i.session.initiator.name, port.name) &&
+      (port.isid === undefined || port.isid === i.session.initiator.isid?.toLowerCase())) ||
+      (port.isid === undefined && [...s.tpg.acls.keys()].some((n) => sameName(n, port.name)));
+    if (!known) throw invalidParamField(off);
+    const r = newRegistration(s, port, p.saKey, p.allTgPt);
+    const clash = (x: Registration) => sameName(x.name, r.name) && (x.isid === r.isid || !x.isid || !r.isid) &&
+      (x.tport === undefined || r.tport === undefined || x.tport === r.tport);
+    // A port already registered (or named twice) is an error, and the command changes nothing.
+    if (st.registrations.some(clash) || out.some(clash) || (sameName(r.name, s.initiator.name) && r.isid === s.initiator.isid)) {
+      throw invalidParamField(off);
+    }
+    out.push(r);
+    off += t.length;
+  }
+  return out;
+}
+
+function preempt(cmd: ScsiCmd, st: PrState, reg: Registration, type: number, scope: number, saKey: bigint, abort: boolean,
+  effects: Effect[]): void {
+  const s = cmd.session;
+  const res = st.reservation;
+  let victims: Registration[];
+  if (res && isAllRegistrants(res.type) && saKey === 0n) {
+    // All-registrants reservation, key zero: every other registration goes, the issuer reserves anew.
+    victims = st.registrations.filter((r) => r !== reg);
+    st.reservation = { holder: reg, type, scope };
+  } else if (res && !isAllRegistrants(res.type) && res.holder.key === saKey) {
+    // The holder is preempted: its reservation goes to the issuer.
+    victims = st.registrations.filter((r) => r.key === saKey && r !== reg);
+    const changedType = res.type !== type || res.scope !== scope;
+    st.reservation = { holder: reg, type, scope };
+    if (changedType) {
+      effects.push(() => {
+        for (const r of st.registrations) if (r !== reg) st.uaTo(r, Asc.RESERVATIONS_RELEASED, s);
+      });
+    }
+  } else {
+    // No reservation, or another key than the holder's: only registrations are removed.
+    if (saKey === 0n) throw invalidParamField(8);
+    victims = st.registrations.filter((r) => r.key === saKey && r !== reg);
+    if (victims.length === 0 && !(reg.key === saKey)) throw reservationConflict();
+  }
+  const gone = new Set(victims);
+  st.registrations = st.registrations.filter((r) => !gone.has(r));
+  if (st.reservation && !st.registrations.includes(st.reservation.holder)) st.reservation = undefined;
+  effects.push(() => {
+    for (const r of victims) st.uaTo(r, Asc.REGISTRATIONS_PREEMPTED, s);
+  });
+  if (abort && victims.length !== 0) {
+    // PREEMPT AND ABORT: the preempted nexuses' tasks on this unit end as if cleared by another initiator.
+    const hit = (i: ItlNexus) => i.session !== s && victims.some((r) => matches(r, i.session));
+    effects.push(() => {
+      const cmds = [...st.lu.nexuses].filter(hit).flatMap((i) => [...i.tasks.values()]).filter((c) => c !== cmd);
+      return abortClearing(st.lu, cmds, s);
+    });
+  }
+}
+
+function registerAndMove(cmd: ScsiCmd, st: PrState, reg: Registration | undefined, p: OutParams): void {
+  const s = cmd.session;
+  const d = p.data;
+  if (!reg || reg.key !== p.key) throw reservationConflict();
+  const res = st.reservation;
+  if (!res || !st.isHolder(reg) || isAllRegistrants(res.type)) throw reservationConflict();
+  if (p.saKey === 0n) throw invalidParamField(8);
+  const tidLen = d.readUInt32BE(20);
+  if (24 + tidLen !== cmd.dataLength || d.length < 24 + tidLen || tidLen < 24) throw paramListLengthError();
+  const t = decodeTransportId(d.subarray(0, 24 + tidLen), 24);
+  if (!t.ok) throw invalidParamField(t.byte);
+  const relPort = d.readUInt16BE(18);
+  // The destination target port: a TPG that maps this unit.
+  const tpgs = new Map([...st.lu.nexuses].map((i) => [i.session.tpg.relativePortId, i.session.tpg] as const));
+  for (const t2 of s.tpg.target.tpgs.values()) {
+    if ([...t2.luns.values()].some((l) => l.so.lu === st.lu)) tpgs.set(t2.relativePortId, t2);
+  }
+  const tpg = tpgs.get(relPort);
+  if (!tpg) throw invalidParamField(18);
+  const dest: Registration = {
+    key: p.saKey, name: t.port.name, isid: t.port.isid, tport: tpg.portName, relTgtPort: tpg.relativePortId,
+  };
+  if (sameName(dest.name, s.initiator.name) && tpg === s.tpg &&
+      (dest.isid === undefined || dest.isid === s.initiator.isid?.toLowerCase())) {
+    throw invalidParamField(24); // moving to itself
+  }
+  const existing = st.registrations.find((r) => sameName(r.name, dest.name) && r.isid === dest.isid &&
+    (r.tport === undefined || r.tport === dest.tport));
+  const holder = existing ?? dest;
+  if (!existing) st.registrations.push(dest);
+  st.reservation = { holder, type: res.type, scope: res.scope };
+  if ((d[17] & 0x02) !== 0) st.registrations = st.registrations.filter((r) => r !== reg); // UNREG
+  st.aptpl = p.aptpl;
+}
+
+// ---------------------------------------------------------------- table
+
+const prInUsage = [0x5e, 0x1f, 0, 0, 0, 0, 0, 0xff, 0xff, 0];
+const prOutUsage = [0x5f, 0x1f, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0];
+
+const PR_IN_NAMES = ['READ KEYS', 'READ RESERVATION', 'REPORT CAPABILITIES', 'READ FULL STATUS'];
+const PR_OUT_NAMES = ['REGISTER', 'RESERVE', 'RELEASE', 'CLEAR', 'PREEMPT', 'PREEMPT AND ABORT',
+  'REGISTER AND IGNORE EXISTING KEY', 'REGISTER AND MOVE'];
+
+// PR IN and OUT are allowed from every nexus under every reservation type (SPC-5 table 66);
+// keys decide what the service action may do. Under an SPC-2 reservation they conflict.
+export const prCommands: CommandDef[] = [
+  ...PR_IN_NAMES.map((n, sa): CommandDef => ({
+    name: `PERSISTENT RESERVE IN(${n})`, opcode: 0x5e, serviceAction: sa, usage: prInUsage,
+    dir: DataDir.IN, lengthField: [7, 2], flags: 0, pr: 'allowed', execute: prIn,
+  })),
+  ...PR_OUT_NAMES.map((n, sa): CommandDef => ({
+    name: `PERSISTENT RESERVE OUT(${n})`, opcode: 0x5f, serviceAction: sa, usage: prOutUsage,
+    dir: DataDir.OUT, lengthField: [5, 4], flags: 0, pr: 'allowed', execute: prOut,
+  })),
+];

@@ -1,0 +1,130 @@
+// Vital product data pages (SPC-5 7.7, SBC-4 6.6), as INQUIRY with EVPD=1 returns them.
+
+import type { ScsiCmd } from '../core/command';
+import type { LogicalUnit } from '../core/logical-unit';
+import { VENDOR_ID } from '../core/logical-unit';
+import type { Tpg } from '../model/target';
+import { PERIPHERAL_NO_LUN, productId, putAscii, transportOf } from './inquiry';
+import { provisioning } from './provisioning';
+import { TARGET_PORT_GROUP_ID } from './alua';
+
+type PageBuilder = (lu: LogicalUnit, tpg: Tpg) => Buffer;
+
+/** A page with its 4-byte header filled in; `body` bytes follow it. */
+function page(lu: LogicalUnit | undefined, code: number, body: Buffer | number[]): Buffer {
+  const b = Buffer.alloc(4 + body.length);
+  b[0] = lu === undefined ? PERIPHERAL_NO_LUN : lu.deviceType;
+  b[1] = code;
+  b.writeUInt16BE(body.length, 2);
+  b.set(body, 4);
+  return b;
+}
+
+/** A designation descriptor (SPC-5 7.7.6.1). */
+function designator(codeSet: number, piv: boolean, association: number, type: number, protocolId: number, id: Buffer): Buffer {
+  const b = Buffer.alloc(4 + id.length);
+  b[0] = (piv ? protocolId << 4 : 0) | codeSet;
+  b[1] = (piv ? 0x80 : 0) | (association << 4) | type;
+  b[3] = id.length;
+  id.copy(b, 4);
+  return b;
+}
+
+/** A SCSI name string: UTF-8, NUL terminated, padded with NULs to a multiple of four, at most 256 bytes. */
+function scsiName(s: string): Buffer {
+  const raw = Buffer.from(s, 'utf8');
+  const len = Math.min(256, (raw.length + 1 + 3) & ~3);
+  const b = Buffer.alloc(len);
+  raw.copy(b, 0, 0, Math.min(raw.length, len - 1));
+  return b;
+}
+
+const CodeSet = { BINARY: 1, ASCII: 2, UTF8: 3 } as const;
+const Assoc = { LU: 0, PORT: 1, DEVICE: 2 } as const;
+const Designator = { T10: 1, NAA: 3, RTPI: 4, TPG: 5, SCSI_NAME: 8 } as const;
+
+function unitSerial(lu: LogicalUnit): Buffer {
+  // NUL terminated, as LIO returns it.
+  return page(lu, 0x80, Buffer.from(`${lu.so.serial}\0`, 'ascii'));
+}
+
+function deviceIdentification(lu: LogicalUnit, tpg: Tpg): Buffer {
+  const proto = transportOf(tpg).protocolId;
+  const so = lu.so;
+  const t10 = Buffer.from(`        ${productId(lu)}:${so.serial}\0`, 'ascii');
+  putAscii(t10, 0, 8, VENDOR_ID);
+  const rtpi = Buffer.alloc(4);
+  rtpi.writeUInt16BE(tpg.relativePortId, 2);
+  const tpgId = Buffer.alloc(4);
+  tpgId.writeUInt16BE(TARGET_PORT_GROUP_ID, 2);
+  return page(lu, 0x83, Buffer.concat([
+    designator(CodeSet.BINARY, false, Assoc.LU, Designator.NAA, proto, so.naa),
+    designator(CodeSet.ASCII, false, Assoc.LU, Designator.T10, proto, t10),
+    designator(CodeSet.BINARY, true, Assoc.PORT, Designator.RTPI, proto, rtpi),
+    designator(CodeSet.BINARY, true, Assoc.PORT, Designator.TPG, proto, tpgId),
+    designator(CodeSet.UTF8, true, Assoc.PORT, Designator.SCSI_NAME, proto, scsiName(tpg.portName)),
+    designator(CodeSet.UTF8, false, Assoc.LU, Designator.SCSI_NAME, proto, scsiName(`naa.${so.naa.toString('hex').toUpperCase()}`)),
+  ]));
+}
+
+function extendedInquiry(lu: LogicalUnit): Buffer {
+  const body = Buffer.alloc(0x3c);
+  body[1] = 0x07; // HEADSUP, ORDSUP, SIMPSUP
+  if (lu.mode.wce) body[2] = 0x01; // V_SUP: the volatile cache can be synchronised
+  return page(lu, 0x86, body);
+}
+
+function blockLimits(lu: LogicalUnit): Buffer {
+  const a = lu.so.attributes;
+  const p = provisioning(lu);
+  const body = Buffer.alloc(0x3c);
+  body[0] = 0x01; // WSNZ: WRITE SAME with zero blocks is refused
+  if (a.emulate_caw) body[1] = 1; // MAXIMUM COMPARE AND WRITE LENGTH
+  body.writeUInt16BE(Math.max(1, lu.backstore.physicalBlockSize / lu.blockSize), 2);
+  body.writeUInt32BE(a.hw_max_sectors, 4);
+  body.writeUInt32BE(Math.min(a.optimal_sectors, a.hw_max_sectors), 8);
+  body.writeUInt32BE(p.maxUnmapBlocks, 16);
+  body.writeUInt32BE(p.maxUnmapDescriptors, 20);
+  if (p.thin) {
+    body.writeUInt32BE(p.granularity, 24);
+    body.writeUInt32BE(p.granularityAlignment & 0x7fffffff, 28);
+    if (p.granularityAlignment !== 0) body[28] |= 0x80; // UGAVALID
+  }
+  body.writeBigUInt64BE(BigInt(a.max_write_same_len), 32);
+  return page(lu, 0xb0, body);
+}
+
+function blockCharacteristics(lu: LogicalUnit): Buffer {
+  const body = Buffer.alloc(0x3c);
+  // MEDIUM ROTATION RATE 1: non-rotating medium.
+  if (lu.so.attributes.is_nonrot || lu.backstore.caps.nonRotational) body.writeUInt16BE(1, 0);
+  return page(lu, 0xb1, body);
+}
+
+function logicalBlockProvisioning(lu: LogicalUnit): Buffer {
+  const p = provisioning(lu);
+  const body = Buffer.alloc(4);
+  body[0] = 0; // THRESHOLD EXPONENT: no thresholds
+  if (p.unmap) body[1] |= 0x80; // LBPU
+  if (p.writeSameUnmap) body[1] |= 0x60; // LBPWS, LBPWS10
+  if (p.readsZeros) body[1] |= 0x04; // LBPRZ 001b
+  body[2] = p.thin ? 0x02 : 0x00; // PROVISIONING TYPE: thin or full
+  return page(lu, 0xb2, body);
+}
+
+const PAGES: ReadonlyMap<number, PageBuilder> = new Map<number, PageBuilder>([
+  [0x80, unitSerial],
+  [0x83, deviceIdentification],
+  [0x86, extendedInquiry],
+  [0xb0, blockLimits],
+  [0xb1, blockCharacteristics],
+  [0xb2, logicalBlockProvisioning],
+]);
+
+/** The VPD page the INQUIRY asks for, or undefined when it does not exist here. */
+export function vpdPage(cmd: ScsiCmd, code: number): Buffer | undefined {
+  const lu: LogicalUnit | undefined = cmd.lu;
+  if (code === 0x00) return page(lu, 0x00, lu === undefined ? [0x00] : [0x00, ...PAGES.keys()]);
+  if (lu === undefined) return undefined;
+  return PAGES.get(code)?.(lu, cmd.session.tpg);
+}
