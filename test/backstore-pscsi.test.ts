@@ -55,7 +55,7 @@ async function startTapeTarget(dir: string): Promise<{ port: number; tgtd: Child
   sh(tgtimg, ['--op', 'new', '--device-type', 'tape', '--barcode', 'TSIO01', '--size', '16', '--type', 'data', '--file', image]);
   const port = await freePort();
   // The control socket is per instance: another tgtd on this machine keeps its own.
-  const control = 20000 + (process.pid % 20000);
+  const control = 1000 + (process.pid % 30000); // tgtd keeps it in a short
   const child = spawn(tgtd, ['-f', '--iscsi', `portal=127.0.0.1:${port}`, '-C', String(control)], { stdio: 'ignore' });
   const adm = (args: string[]) => sh(tgtadm, ['-C', String(control), '--lld', 'iscsi', ...args]);
   for (let i = 0; ; i++) {
@@ -106,7 +106,7 @@ describe('pscsi pass-through to a disk, a tape and a CD in a guest', { timeout: 
         `mkdir -p '${PROJECT}'`,
         `mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=262144 tsioproj '${PROJECT}'`,
         'for i in $(seq 50); do [ -e /sys/class/scsi_generic/sg2 ] && break; sleep 0.1; done',
-        `node '${DRIVER}'`,
+        `node '${DRIVER}' --run`,
       ].join('\n'),
       qemuArgs: [
         '-virtfs', `local,path=${PROJECT},mount_tag=tsioproj,security_model=none,readonly=on,multidevs=remap`,
@@ -265,6 +265,19 @@ test('pscsi refuses a path that is not a SCSI device', async () => {
     await assert.rejects(root.createStorageObject({ name: 'n', plugin: 'pscsi', dev: '/dev/null' }), /pscsi n: \/dev\/null is not a SCSI device/);
     await assert.rejects(root.createStorageObject({ name: 'm', plugin: 'pscsi', dev: path.join(dir, 'missing') }), /pscsi m: .*missing.*ENOENT|ENOENT.*missing/);
     await assert.rejects(root.createStorageObject({ name: 'd', plugin: 'pscsi' }), /pscsi d: dev .* is required/);
+    // A block device that is not SCSI: the kernel refuses SG_IO on it.
+    fs.truncateSync(file, 1 << 20);
+    let loop: string;
+    try {
+      loop = sh('losetup', ['--find', '--show', file]).trim();
+    } catch (e) {
+      throw new Error(`losetup failed (util-linux and root are needed): ${(e as Error).message}`);
+    }
+    try {
+      await assert.rejects(root.createStorageObject({ name: 'l', plugin: 'pscsi', dev: loop }), /pscsi l: \/dev\/loop\d+ is not a SCSI device \(SG_IO/);
+    } finally {
+      sh('losetup', ['-d', loop]);
+    }
     assert.equal(root.storageObjects.size, 0);
   } finally {
     await root.close();

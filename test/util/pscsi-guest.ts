@@ -237,7 +237,8 @@ async function main(): Promise<void> {
   console.log(`${RESULT_MARK} ${JSON.stringify(out)}`);
 }
 
-if (require.main === module) {
+// Only when the guest asks: `node --test dist/test/` also loads this file, on the host.
+if (require.main === module && process.argv[2] === '--run') {
   main().catch((e) => {
     console.log(`${RESULT_MARK} ${JSON.stringify({ fatal: (e as Error).stack ?? String(e) })}`);
     process.exitCode = 1;
