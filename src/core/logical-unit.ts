@@ -8,7 +8,7 @@ import type { CommandTable } from './opcodes';
 import { CmdState, ScsiCmd, TaskAttr } from './command';
 import { RangeLock } from './range-lock';
 import type { ItlNexus, Session } from './session';
-import { Asc } from './sense';
+import { Asc, type ScsiError } from './sense';
 
 /** Current values of the mode parameters we let initiators change (SPC-5 7.5, SBC-4 6.5). */
 export interface ModeState {
@@ -64,6 +64,8 @@ export class LogicalUnit {
    * media. preventers: the I_T_L nexuses holding PREVENT MEDIUM REMOVAL.
    */
   medium: { present: boolean; preventers: Set<ItlNexus> } | undefined = undefined;
+  /** While set, medium-access commands fail with what it returns (SANITIZE in progress or failed). */
+  notReady: (() => ScsiError) | undefined = undefined;
   /** Persistent reservations (src/scsi/pr.ts); set only while registrations exist. */
   pr: { check(cmd: ScsiCmd): boolean } | undefined = undefined;
 
