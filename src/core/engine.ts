@@ -5,13 +5,14 @@
 import { CmdState, CommandRequest, CompletionCallback, ScsiCmd, TaskAttr } from './command';
 import { CommandTable, DataDir, F, firstInvalidBit, readField } from './opcodes';
 import {
-  Asc, ScsiError, SenseKey, Status, encodeSense, fromIoError, internalFailure, invalidCdbField, invalidOpcode,
+  Asc, DeviceSense, ScsiError, SenseKey, Status, encodeSense, fromIoError, internalFailure, invalidCdbField, invalidOpcode,
   lbaOutOfRange, lunNotSupported, mediumNotPresent, reservationConflict, unitAttention, writeProtected,
 } from './sense';
 import type { Session } from './session';
 import { sglLength, type Sgl } from './sgl';
 import type { RangeHold } from './range-lock';
 import { log } from './log';
+import { recordCompletion } from './stats';
 
 /**
  * Commands served on a LUN the nexus has no mapping for (INQUIRY, REPORT
@@ -135,7 +136,10 @@ function execute(cmd: ScsiCmd): void {
   const def = cmd.def;
   // Writes hold their LBA range shared; COMPARE AND WRITE holds it exclusively.
   if ((def.flags & (F.WRITE | F.ATOMIC)) !== 0 && def.lbaField !== undefined && cmd.blocks !== 0) {
-    const held = cmd.lu.rangeLock.acquire(cmd.lba, cmd.blocks, (def.flags & F.ATOMIC) !== 0);
+    const lock = cmd.lu.rangeLock;
+    // Shared and uncontended: the hold is only taken if the handler goes asynchronous.
+    if ((def.flags & F.ATOMIC) === 0 && lock.sharedFree) return runLocked(cmd, undefined);
+    const held = lock.acquire(cmd.lba, cmd.blocks, (def.flags & F.ATOMIC) !== 0);
     if (held instanceof Promise) {
       track(cmd);
       held.then((h) => runLocked(cmd, h));
@@ -154,27 +158,30 @@ function execute(cmd: ScsiCmd): void {
   r.then(() => complete(cmd), (e) => fail(cmd, e));
 }
 
-function runLocked(cmd: ScsiCmd, held: RangeHold): void {
+/** Runs a command under its range lock; held undefined: not taken yet, and free for a shared hold. */
+function runLocked(cmd: ScsiCmd, held: RangeHold | undefined): void {
   const lock = cmd.lu.rangeLock;
   let r;
   try {
     r = cmd.def.execute(cmd);
   } catch (e) {
-    lock.release(held);
+    if (held !== undefined) lock.release(held);
     return fail(cmd, e);
   }
   if (r === undefined) {
-    lock.release(held);
+    if (held !== undefined) lock.release(held);
     return complete(cmd);
   }
+  // Still the same tick as the sharedFree check: the shared hold is granted at once.
+  const h = held ?? (lock.acquire(cmd.lba, cmd.blocks, false) as RangeHold);
   track(cmd);
   r.then(
     () => {
-      lock.release(held);
+      lock.release(h);
       complete(cmd);
     },
     (e) => {
-      lock.release(held);
+      lock.release(h);
       fail(cmd, e);
     },
   );
@@ -196,7 +203,8 @@ function setError(cmd: ScsiCmd, e: unknown): void {
   }
   cmd.status = err.status;
   cmd.sense = err.status === Status.CHECK_CONDITION ? encodeSense(err, senseFormatDescriptor(cmd)) : undefined;
-  cmd.dataInLength = 0;
+  // A pass-through device may return data along with its sense (tape ILI, filemark).
+  cmd.dataInLength = err instanceof DeviceSense ? Math.min(err.dataInLength, cmd.dataInLength) : 0;
 }
 
 function fail(cmd: ScsiCmd, e: unknown): void {
@@ -242,6 +250,7 @@ function finalize(cmd: ScsiCmd): void {
     const moved = cmd.dir === DataDir.OUT && cmd.status === Status.GOOD ? cmd.dataLength : cmd.dataInLength;
     cmd.residual = expected - moved;
   }
+  recordCompletion(cmd);
   const w = cmd.waiters;
   cmd.done(cmd);
   if (w !== undefined) for (const f of w) f();

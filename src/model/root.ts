@@ -8,6 +8,7 @@ import { storageAttributeDefaults } from './defaults';
 import { StorageObject } from './storage-object';
 import { Target, type Auth } from './target';
 import { diskTable } from '../scsi/disk';
+import { passthroughTable } from '../scsi/passthrough';
 import { attachPrStore } from '../scsi/pr';
 
 export interface StorageObjectSpec extends BackstoreOptions {
@@ -36,8 +37,11 @@ export class Root {
     const attributes: StorageAttributes = { ...storageAttributeDefaults(), ...spec.attributes };
     if (spec.readonly) attributes.readonly = true;
     const backstore = await backstoreFactory(spec.plugin)(spec);
-    const so = new StorageObject(spec.name, spec.plugin, attributes, backstore, diskTable, spec.serial);
-    attachPrStore(so.lu, this.options.stateDir);
+    // A pass-through device is served by the table of its own device type.
+    const table = backstore.passthrough ? passthroughTable(backstore.passthrough.deviceType) : diskTable;
+    const so = new StorageObject(spec.name, spec.plugin, attributes, backstore, table, spec.serial);
+    // A pass-through device keeps its own persistent reservations (as LIO's pscsi).
+    if (!backstore.passthrough) attachPrStore(so.lu, this.options.stateDir);
     this.storageObjects.set(key, so);
     return so;
   }
@@ -53,6 +57,21 @@ export class Root {
     const t = new Target(fabric, wwn);
     this.targets.set(wwn, t);
     return t;
+  }
+
+  /** Removes a storage object no LUN uses any more; its store is flushed and released. */
+  async deleteStorageObject(path: string): Promise<void> {
+    const so = this.storageObject(path);
+    this.storageObjects.delete(path);
+    await so.backstore.close();
+  }
+
+  /** Removes a target after closing every session of its TPGs. */
+  async deleteTarget(wwn: string): Promise<void> {
+    const t = this.targets.get(wwn);
+    if (!t) throw new Error(`no target ${wwn}`);
+    this.targets.delete(wwn);
+    for (const tpg of t.tpgs.values()) await Promise.all([...tpg.sessions].map((s) => s.close()));
   }
 
   /** Closes every session and flushes and releases every store. */
