@@ -4,6 +4,7 @@
 
 import type { Root } from '../src/model/root';
 import type { Target } from '../src/model/target';
+import { iscsiFabric } from './iscsi';
 import { vhostFabric } from './vhost/vhost';
 
 /** A target being served by its fabric. */
@@ -23,6 +24,7 @@ export interface FabricModule {
 const modules = new Map<string, FabricModule>([
   // Loopback nexuses are opened in-process by their users: nothing to listen on.
   ['loopback', { name: 'loopback', serve: async () => ({ close: async () => {} }) }],
+  ['iscsi', iscsiFabric],
   ['vhost', vhostFabric],
 ]);
 

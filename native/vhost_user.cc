@@ -53,7 +53,14 @@ Napi::Value UnixListen(const Napi::CallbackInfo& info) {
   std::string path = ArgString(info, 0, "path");
   sockaddr_un a = UnixAddress(env, path);
   struct stat st;
-  if (lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) unlink(path.c_str());
+  if (lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) {
+    // A socket someone still accepts on belongs to a live daemon: never steal it.
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    bool live = probe >= 0 && connect(probe, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    if (probe >= 0) close(probe);
+    if (live) throw ErrnoError(env, EADDRINUSE, ("bind " + path).c_str());
+    unlink(path.c_str());
+  }
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) throw ErrnoError(env, errno, "socket");
   if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0 || listen(fd, 8) < 0) {

@@ -40,6 +40,8 @@ interface Addon {
   blkZeroOut(fd: number, offset: number, length: number): Promise<void>;
   allocAligned(size: number, alignment: number): Buffer;
   isAligned(buf: Buffer, alignment: number): boolean;
+  crc32c(buf: Uint8Array, prev?: number): number;
+  crc32cHardware: boolean;
   unixListen(path: string): number;
   unixConnect(path: string): number;
   unixAccept(fd: number): number;
@@ -103,6 +105,10 @@ export const allocAligned: Addon['allocAligned'] = addon.allocAligned;
 /** Whether buf's first byte sits on an alignment boundary (its length is the caller's to check). */
 export const isAligned: Addon['isAligned'] = addon.isAligned;
 
+/** CRC32C of buf (iSCSI digests); pass an earlier result as prev to continue over several buffers. */
+export const crc32c: Addon['crc32c'] = addon.crc32c;
+/** Whether crc32c runs on the CPU's SSE4.2 instruction rather than a table. */
+export const crc32cHardware: boolean = addon.crc32cHardware;
 // vhost-user (native/vhost_user.cc): unix sockets with fd passing, guest memory, eventfds.
 /** A non-blocking listening unix socket at path (a stale socket file there is replaced). */
 export const unixListen: Addon['unixListen'] = addon.unixListen;

@@ -21,6 +21,7 @@ export async function applyConfig(root: Root, cfg: TsioConfig, baseDir: string):
       attributes: so.attributes,
     });
   }
+  for (const m of cfg.fabric_modules) root.fabricSettings.set(m.name, { discovery_auth: m.discovery_auth });
   for (const t of cfg.targets) {
     const target = root.createTarget(t.fabric, t.wwn);
     for (const tp of t.tpgs) {

@@ -9,22 +9,26 @@ import { applyConfig } from './apply';
 import { log } from '../core/log';
 import { fabricModule, type FabricService } from '../../fabrics';
 
-const USAGE = `usage: tsiod [--config FILE.yaml] [--check] [--log-level error|warn|info|debug]
+const USAGE = `usage: tsiod [--config FILE.yaml] [--check] [--state-dir DIR] [--log-level error|warn|info|debug]
   --config FILE   start from this configuration (default: the embedded one: RAM LUNs over iSCSI and vhost)
-  --check         validate the configuration, print what it describes, and exit`;
+  --check         validate the configuration, print what it describes, and exit
+  --state-dir DIR where state that outlives a restart is kept (APTPL reservations; default /var/lib/tsio)`;
 
 interface Args {
   config?: string;
   check: boolean;
+  stateDir: string;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { check: false };
+  const a: Args = { check: false, stateDir: '/var/lib/tsio' };
   for (let i = 0; i < argv.length; i++) {
     const v = argv[i];
     if (v === '--config' || v === '-c') a.config = argv[++i];
     else if (v.startsWith('--config=')) a.config = v.slice(9);
     else if (v === '--check') a.check = true;
+    else if (v === '--state-dir') a.stateDir = argv[++i];
+    else if (v.startsWith('--state-dir=')) a.stateDir = v.slice(12);
     else if (v === '--log-level') log.setLevel(argv[++i] as 'info');
     else if (v === '--help' || v === '-h') {
       console.log(USAGE);
@@ -54,7 +58,7 @@ async function main(): Promise<void> {
     console.log(`tsiod: configuration ok: ${summary}`);
     return;
   }
-  const root = new Root();
+  const root = new Root({ stateDir: args.stateDir });
   await applyConfig(root, cfg, args.config ? dirname(args.config) : process.cwd());
   const services: FabricService[] = [];
   for (const t of root.targets.values()) {

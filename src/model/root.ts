@@ -6,7 +6,7 @@ import { backstoreFactory } from '../../backstores';
 import type { StorageAttributes } from './attributes';
 import { storageAttributeDefaults } from './defaults';
 import { StorageObject } from './storage-object';
-import { Target } from './target';
+import { Target, type Auth } from './target';
 import { diskTable } from '../scsi/disk';
 import { attachPrStore } from '../scsi/pr';
 
@@ -27,6 +27,8 @@ export class Root {
 
   readonly storageObjects = new Map<string, StorageObject>();
   readonly targets = new Map<string, Target>();
+  /** Per-fabric settings from fabric_modules (iSCSI discovery authentication). */
+  readonly fabricSettings = new Map<string, { discovery_auth?: Auth & { enable?: boolean } }>();
 
   async createStorageObject(spec: StorageObjectSpec): Promise<StorageObject> {
     const key = `/backstores/${spec.plugin}/${spec.name}`;

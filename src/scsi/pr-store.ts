@@ -3,7 +3,7 @@
 // <stateDir>/pr/. Written atomically: temporary file, fsync, rename, fsync of
 // the directory, so a crash leaves either the old state or the new one.
 
-import { mkdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -42,11 +42,6 @@ export class PrStore {
     } catch {
       return undefined;
     }
-  }
-
-  /** Creates the state directory now (tsiod checks it is usable at start). */
-  ensureDir(): void {
-    mkdirSync(this.dir, { recursive: true });
   }
 
   /** Saves the state (undefined: removes it). Saves are serialized, in call order. */

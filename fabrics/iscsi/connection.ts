@@ -1,0 +1,336 @@
+// One iSCSI connection: the TCP socket, the PDU framer (partial reads,
+// header and data digests), the send path, and the dispatch of each PDU to
+// the login state machine or, in full feature phase, to the session.
+
+import type { Socket } from 'node:net';
+import { crc32c } from '../../src/native';
+import type { Sgl } from '../../src/core/sgl';
+import { log } from '../../src/core/log';
+import {
+  BHS_LEN, DIGEST_LEN, H, NO_TAG, Op, RejectReason, REJECT_REASON, F_FINAL, ahsLengthOf, dataLengthOf, newHeader, opcodeOf,
+  pad4, setDataLength,
+} from './pdu';
+import type { Portal } from './portal';
+import { LoginMachine } from './login';
+import type { IscsiSession } from './session';
+
+const PAD = Buffer.alloc(4);
+/** Login PDUs carry at most this much text (RFC 7143 13.12: the default before negotiation). */
+const LOGIN_MRDSL = 8192;
+/** No data segment is ever bigger than the 24-bit length field allows. */
+const MAX_DSL = 16777215;
+
+let nextConnId = 1;
+
+export class Connection {
+  readonly id = nextConnId++;
+  /** Connection ID the initiator chose at login. */
+  cid = 0;
+  session: IscsiSession | undefined;
+  /** In full feature phase (login done). */
+  ffp = false;
+  closed = false;
+  statSN = 0;
+  headerDigest = false;
+  dataDigest = false;
+  maxRecvDataSegmentLength = LOGIN_MRDSL;
+  maxXmitDataSegmentLength = LOGIN_MRDSL;
+  /** When the last PDU arrived (idle pings). */
+  lastRx = Date.now();
+  /** Outstanding target NOP-In ping: its TTT and when it was sent. */
+  pingTtt = NO_TAG;
+  pingSent = 0;
+  login: LoginMachine | undefined;
+  readonly connectedAt = Date.now();
+
+  // Framer state: received chunks not yet consumed.
+  private chunks: Buffer[] = [];
+  private head = 0; // consumed bytes of chunks[0]
+  private avail = 0;
+  private hdr: Buffer | undefined;
+  private need = 0;
+  private dataLen = 0;
+  /** Bytes still to throw away (the data of a PDU we rejected on its header). */
+  private skip = 0;
+
+  constructor(
+    readonly socket: Socket,
+    readonly portal: Portal,
+  ) {
+    socket.setNoDelay(true);
+    this.login = new LoginMachine(this);
+    socket.on('data', (b: Buffer) => this.onData(b));
+    socket.on('error', (e) => log.debug(`iscsi: connection ${this.id}: ${e.message}`));
+    socket.on('close', () => this.onClose());
+  }
+
+  get localAddress(): string {
+    return this.socket.localAddress ?? '';
+  }
+
+  get localPort(): number {
+    return this.socket.localPort ?? 0;
+  }
+
+  private onData(b: Buffer): void {
+    if (this.closed) return;
+    this.lastRx = Date.now();
+    if (this.skip > 0) {
+      const n = Math.min(this.skip, b.length);
+      this.skip -= n;
+      if (n === b.length) return;
+      b = b.subarray(n);
+    }
+    this.chunks.push(b);
+    this.avail += b.length;
+    try {
+      this.frame();
+    } catch (e) {
+      log.warn(`iscsi: connection ${this.id}: ${(e as Error).stack ?? e}`);
+      this.destroy();
+    }
+  }
+
+  /** Cuts complete PDUs out of what arrived and dispatches them. */
+  private frame(): void {
+    for (;;) {
+      if (this.closed) return;
+      if (this.hdr === undefined) {
+        if (this.avail < BHS_LEN) return;
+        const first = this.chunks[0];
+        // Peek at the AHS length without consuming.
+        const ahsByte = first.length - this.head > H.TOTAL_AHS ? first[this.head + H.TOTAL_AHS] : this.byteAt(H.TOTAL_AHS);
+        const hlen = BHS_LEN + ahsByte * 4 + (this.headerDigest ? DIGEST_LEN : 0);
+        if (this.avail < hlen) return;
+        const h = this.take(hlen);
+        if (this.headerDigest) {
+          const end = hlen - DIGEST_LEN;
+          if (crc32c(h.subarray(0, end)) !== h.readUInt32LE(end)) {
+            // Nothing in a header we cannot trust can be acted on, not even its length (ERL 0: drop).
+            log.warn(`iscsi: connection ${this.id}: header digest error; dropping the connection`);
+            this.destroy();
+            return;
+          }
+        }
+        const dlen = dataLengthOf(h);
+        const seg = dlen + pad4(dlen) + (this.dataDigest && dlen > 0 ? DIGEST_LEN : 0);
+        if (dlen > this.maxRecvDataSegmentLength) {
+          // A protocol error we can step over: the length is trustworthy (digest ok).
+          this.reject(h, RejectReason.PROTOCOL_ERROR);
+          this.discard(seg);
+          continue;
+        }
+        this.hdr = h;
+        this.dataLen = dlen;
+        this.need = seg;
+      }
+      if (this.avail < this.need) return;
+      const h = this.hdr;
+      this.hdr = undefined;
+      let data: Sgl = this.need === 0 ? [] : this.takeSgl(this.need);
+      if (this.need > 0) {
+        if (this.dataDigest && this.dataLen > 0) {
+          const end = this.need - DIGEST_LEN;
+          let crc = 0;
+          for (const b of sglHead(data, end)) crc = crc32c(b, crc);
+          const got = sglTailU32(data, end);
+          if (crc !== got) {
+            this.reject(h, RejectReason.DATA_DIGEST);
+            continue;
+          }
+        }
+        if (this.need !== this.dataLen) data = sglHead(data, this.dataLen);
+      }
+      this.dispatch(h, data);
+    }
+  }
+
+  private byteAt(offset: number): number {
+    let off = this.head + offset;
+    for (const c of this.chunks) {
+      if (off < c.length) return c[off];
+      off -= c.length;
+    }
+    return 0;
+  }
+
+  /** n bytes as one Buffer: a view when they lie in one chunk, else a copy (headers only). */
+  private take(n: number): Buffer {
+    const first = this.chunks[0];
+    if (first.length - this.head >= n) {
+      const v = first.subarray(this.head, this.head + n);
+      this.consume(n);
+      return v;
+    }
+    const out = Buffer.allocUnsafe(n);
+    let done = 0;
+    while (done < n) {
+      const c = this.chunks[0];
+      const k = Math.min(c.length - this.head, n - done);
+      c.copy(out, done, this.head, this.head + k);
+      done += k;
+      this.consume(k);
+    }
+    return out;
+  }
+
+  /** n bytes as views of the received chunks: data segments are never copied. */
+  private takeSgl(n: number): Buffer[] {
+    const out: Buffer[] = [];
+    while (n > 0) {
+      const c = this.chunks[0];
+      const k = Math.min(c.length - this.head, n);
+      out.push(this.head === 0 && k === c.length ? c : c.subarray(this.head, this.head + k));
+      n -= k;
+      this.consume(k);
+    }
+    return out;
+  }
+
+  private consume(n: number): void {
+    this.avail -= n;
+    this.head += n;
+    if (this.head === this.chunks[0].length) {
+      this.chunks.shift();
+      this.head = 0;
+    }
+  }
+
+  private discard(n: number): void {
+    const now = Math.min(n, this.avail);
+    while (n > 0 && this.avail > 0) {
+      const c = this.chunks[0];
+      const k = Math.min(c.length - this.head, n);
+      this.consume(k);
+      n -= k;
+    }
+    this.skip = n;
+    void now;
+  }
+
+  private dispatch(h: Buffer, data: Sgl): void {
+    if (!this.ffp) {
+      if (opcodeOf(h) !== Op.LOGIN_REQ) {
+        // Only login PDUs before full feature phase (RFC 7143 6.3): end the connection.
+        log.warn(`iscsi: connection ${this.id}: opcode 0x${opcodeOf(h).toString(16)} before login completed`);
+        this.destroy();
+        return;
+      }
+      this.login!.receive(h, data);
+      return;
+    }
+    this.session!.receive(this, h, data);
+  }
+
+  /**
+   * Sends one PDU: its header (digest filled in here), then the data
+   * buffers as they are, padding and data digest. Corked so they leave in
+   * one writev.
+   */
+  send(h: Buffer, data?: Sgl, dataLen = 0): void {
+    if (this.closed) return;
+    setDataLength(h, dataLen);
+    const hd = this.headerDigest && this.ffp;
+    const s = this.socket;
+    if (hd) h.writeUInt32LE(crc32c(h.subarray(0, BHS_LEN)), BHS_LEN);
+    const hdr = h.length === (hd ? BHS_LEN + DIGEST_LEN : BHS_LEN) ? h : h.subarray(0, hd ? BHS_LEN + DIGEST_LEN : BHS_LEN);
+    if (dataLen === 0 || data === undefined) {
+      s.write(hdr);
+      return;
+    }
+    s.cork();
+    s.write(hdr);
+    let left = dataLen;
+    let crc = 0;
+    const dd = this.dataDigest && this.ffp;
+    for (let i = 0; i < data.length && left > 0; i++) {
+      let b = data[i];
+      if (b.length > left) b = b.subarray(0, left);
+      s.write(b);
+      if (dd) crc = crc32c(b, crc);
+      left -= b.length;
+    }
+    const p = pad4(dataLen);
+    if (p) {
+      s.write(PAD.subarray(0, p));
+      if (dd) crc = crc32c(PAD.subarray(0, p), crc);
+    }
+    if (dd) {
+      const d = Buffer.allocUnsafe(4);
+      d.writeUInt32LE(crc >>> 0);
+      s.write(d);
+    }
+    s.uncork();
+  }
+
+  /** A header for a target PDU sized for this connection's header digest. */
+  header(opcode: number, flags: number): Buffer {
+    return newHeader(opcode, flags, this.headerDigest && this.ffp);
+  }
+
+  /** Reject PDU carrying the offending header (RFC 7143 11.17). */
+  reject(bad: Buffer, reason: number): void {
+    const h = this.header(Op.REJECT, F_FINAL);
+    h[REJECT_REASON] = reason;
+    h.writeUInt32BE(NO_TAG, H.ITT);
+    h.writeUInt32BE(this.statSN >>> 0, H.W24);
+    if (this.session) {
+      h.writeUInt32BE(this.session.expCmdSN >>> 0, H.W28);
+      h.writeUInt32BE(this.session.maxCmdSN >>> 0, H.W32);
+    }
+    const copy = Buffer.from(bad.subarray(0, BHS_LEN));
+    this.send(h, [copy], BHS_LEN);
+  }
+
+  /** Closes gracefully once everything queued is written. */
+  end(): void {
+    if (this.closed) return;
+    this.socket.end();
+    this.onClose();
+  }
+
+  destroy(): void {
+    if (this.closed) return;
+    this.socket.destroy();
+    this.onClose();
+  }
+
+  private onClose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.chunks = [];
+    this.portal.connections.delete(this);
+    this.login?.dispose();
+    this.login = undefined;
+    if (this.session) this.session.connectionClosed(this);
+  }
+}
+
+/** The first n bytes of a list, as views. */
+function sglHead(sgl: Sgl, n: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (const b of sgl) {
+    if (n <= 0) break;
+    out.push(b.length <= n ? b : b.subarray(0, n));
+    n -= b.length;
+  }
+  return out;
+}
+
+/** The little-endian u32 at offset of a list (the data digest, which may straddle chunks). */
+function sglTailU32(sgl: Sgl, offset: number): number {
+  const bytes = [0, 0, 0, 0];
+  let i = 0;
+  for (const b of sgl) {
+    if (offset >= b.length) {
+      offset -= b.length;
+      continue;
+    }
+    for (let k = offset; k < b.length && i < 4; k++) bytes[i++] = b[k];
+    offset = 0;
+    if (i === 4) break;
+  }
+  return (bytes[0] | (bytes[1] << 8) | (bytes[2] << 16) | (bytes[3] << 24)) >>> 0;
+}
+
+export { MAX_DSL, LOGIN_MRDSL };

@@ -1,0 +1,314 @@
+// The login phase of one connection (RFC 7143 6, 11.12, 11.13): stages
+// (security, operational, full feature), the login keys, CHAP, operational
+// negotiation, status classes, and the session the connection ends up in:
+// a new one, a reinstated one (same initiator and ISID), or an existing one
+// joined by TSIH (MC/S).
+
+import { log } from '../../src/core/log';
+import type { Sgl } from '../../src/core/sgl';
+import { AccessDenied, type Tpg, type Auth } from '../../src/model/target';
+import { ChapServer } from './chap';
+import type { Connection } from './connection';
+import { KeyPairs, Negotiation, encodeText, parseText } from './keys';
+import { H, L, Login, LoginStatus, Op, Stage, isidOf } from './pdu';
+import { IscsiSession, sessions } from './session';
+
+/** Keys only the login layer handles; the rest go to the negotiation. */
+const LOGIN_KEYS = new Set(['InitiatorName', 'InitiatorAlias', 'TargetName', 'SessionType', 'AuthMethod']);
+
+const flatten = (data: Sgl): Buffer => (data.length === 1 ? data[0] : Buffer.concat(data as Buffer[]));
+
+export class LoginMachine {
+  private stage: number = Stage.SECURITY;
+  private firstPdu = true;
+  private isid = '';
+  private tsih = 0;
+  private itt = 0;
+  private cmdSN = 0;
+  private initiatorName: string | undefined;
+  private targetName: string | undefined;
+  private discovery = false;
+  private tpg: Tpg | undefined;
+  private authMethod: 'CHAP' | 'None' | undefined;
+  private chap: ChapServer | undefined;
+  private authDone = false;
+  private negotiation: Negotiation | undefined;
+  private joining: IscsiSession | undefined;
+  /** Text of a request continued over several PDUs (C bit). */
+  private partial: Buffer[] = [];
+  private timer: NodeJS.Timeout;
+
+  constructor(private readonly conn: Connection) {
+    const timeout = 15_000;
+    this.timer = setTimeout(() => {
+      log.warn(`iscsi: connection ${conn.id}: login took longer than ${timeout / 1000} s`);
+      conn.destroy();
+    }, timeout);
+    this.timer.unref();
+  }
+
+  receive(h: Buffer, data: Sgl): void {
+    try {
+      this.step(h, data);
+    } catch (e) {
+      log.warn(`iscsi: login on connection ${this.conn.id}: ${(e as Error).stack ?? e}`);
+      this.fail(h, LoginStatus.TARGET_ERROR);
+    }
+  }
+
+  private step(h: Buffer, data: Sgl): void {
+    const flags = h[H.FLAGS];
+    const csg = (flags >> Login.CSG_SHIFT) & Login.STAGE_MASK;
+    const nsg = flags & Login.STAGE_MASK;
+    const transit = (flags & Login.TRANSIT) !== 0;
+    if (this.firstPdu) {
+      this.firstPdu = false;
+      if (h[L.VERSION_MIN] > 0) return this.fail(h, LoginStatus.UNSUPPORTED_VERSION);
+      this.isid = isidOf(h);
+      this.tsih = h.readUInt16BE(L.TSIH);
+      this.itt = h.readUInt32BE(H.ITT);
+      this.cmdSN = h.readUInt32BE(H.W24);
+      this.conn.cid = h.readUInt16BE(L.CID);
+      this.conn.statSN = h.readUInt32BE(H.W28);
+      this.stage = csg;
+    } else if (isidOf(h) !== this.isid || h.readUInt16BE(L.TSIH) !== this.tsih) {
+      return this.fail(h, LoginStatus.INITIATOR_ERROR);
+    }
+    this.itt = h.readUInt32BE(H.ITT);
+    if (csg !== this.stage || csg === 2 || csg === Stage.FULL_FEATURE || (transit && (nsg === 2 || nsg <= csg))) {
+      return this.fail(h, LoginStatus.INITIATOR_ERROR);
+    }
+    if ((flags & Login.CONTINUE) !== 0) {
+      // More text follows: acknowledge with an empty response (RFC 7143 11.12.2).
+      if (transit) return this.fail(h, LoginStatus.INITIATOR_ERROR);
+      this.partial.push(flatten(data));
+      return this.respond(csg, 0, false, []);
+    }
+    const text = this.partial.length ? Buffer.concat([...this.partial, flatten(data)]) : flatten(data);
+    this.partial = [];
+    const parsed = parseText(text);
+    if (typeof parsed === 'string') return this.fail(h, LoginStatus.INITIATOR_ERROR, parsed);
+    const keys = new Map<string, string>();
+    const rest: KeyPairs = [];
+    for (const [k, v] of parsed) {
+      if (LOGIN_KEYS.has(k) || k.startsWith('CHAP_')) {
+        if (keys.has(k)) return this.fail(h, LoginStatus.INITIATOR_ERROR, `key ${k} twice`);
+        keys.set(k, v);
+      } else rest.push([k, v]);
+    }
+    const reply: KeyPairs = [];
+
+    // Login keys: who is logging in, to what.
+    if (keys.has('InitiatorName')) this.initiatorName = keys.get('InitiatorName');
+    if (keys.has('SessionType')) {
+      const t = keys.get('SessionType');
+      if (t !== 'Discovery' && t !== 'Normal') return this.fail(h, LoginStatus.SESSION_TYPE_UNSUPPORTED);
+      this.discovery = t === 'Discovery';
+    }
+    if (keys.has('TargetName')) this.targetName = keys.get('TargetName');
+    if (this.tpg === undefined) {
+      if (!this.initiatorName) return this.fail(h, LoginStatus.MISSING_PARAMETER, 'no InitiatorName');
+      const err = this.resolveTarget(h, reply);
+      if (err !== undefined) return this.fail(h, err);
+    }
+    if (this.negotiation === undefined) {
+      this.negotiation = new Negotiation(this.tpg!.parameters, this.joining === undefined, this.discovery);
+    }
+
+    if (csg === Stage.SECURITY) {
+      const err = this.security(keys, reply);
+      if (err !== undefined) return this.fail(h, err);
+    } else if (!this.authDone && this.authRequired()) {
+      // Skipping the security stage when authentication is required.
+      return this.fail(h, LoginStatus.AUTH_FAILED, 'authentication required');
+    }
+
+    const neg = this.negotiation.answer(rest);
+    if ('status' in neg) return this.fail(h, LoginStatus.INITIATOR_ERROR, neg.reason);
+    reply.push(...neg.reply);
+
+    let go = transit;
+    if (csg === Stage.SECURITY && !this.authDone) go = false;
+    if (go && nsg === Stage.FULL_FEATURE) {
+      const offers = this.negotiation.finalOffers();
+      if (offers.length) reply.push(...offers);
+      if (this.negotiation.awaitingAnswers) go = false;
+    }
+    if (!go) return this.respond(csg, 0, false, reply);
+    this.stage = nsg;
+    if (nsg === Stage.FULL_FEATURE) return this.finish(csg, reply);
+    return this.respond(csg, nsg, true, reply);
+  }
+
+  /** Finds the target and TPG (normal sessions) and checks the initiator may use it. */
+  private resolveTarget(h: Buffer, reply: KeyPairs): number | undefined {
+    const portal = this.conn.portal;
+    if (this.discovery) {
+      // Discovery sessions belong to no target; any TPG on the portal holds their parameters.
+      const tpg = [...portal.tpgs][0];
+      if (!tpg) return LoginStatus.SERVICE_UNAVAILABLE;
+      this.tpg = tpg;
+      return undefined;
+    }
+    if (!this.targetName) return LoginStatus.MISSING_PARAMETER;
+    const tpg = [...portal.tpgs].find((t) => t.target.wwn === this.targetName);
+    if (!tpg) return LoginStatus.NOT_FOUND;
+    if (!tpg.enabled) return LoginStatus.SERVICE_UNAVAILABLE;
+    if (tpg.lunMapFor(this.initiatorName!) === undefined) return LoginStatus.FORBIDDEN;
+    this.tpg = tpg;
+    if (this.tsih !== 0) {
+      const s = sessions.get(this.tsih);
+      if (!s || s.tpg !== tpg || s.initiatorName !== this.initiatorName || s.isid !== this.isid) return LoginStatus.NO_SESSION;
+      if (s.connections.size >= s.params.maxConnections && ![...s.connections].some((c) => c.cid === this.conn.cid)) {
+        return LoginStatus.TOO_MANY_CONNECTIONS;
+      }
+      this.joining = s;
+    }
+    reply.push(['TargetPortalGroupTag', String(tpg.tag)]);
+    const alias = tpg.parameters.TargetAlias;
+    if (typeof alias === 'string' && alias !== '') reply.push(['TargetAlias', alias]);
+    void h;
+    return undefined;
+  }
+
+  private credentials(): Auth {
+    if (this.discovery) return this.conn.portal.discoveryAuth();
+    const acl = this.tpg!.acls.get(this.initiatorName!);
+    if (acl && acl.auth.userid) return acl.auth;
+    return this.tpg!.auth;
+  }
+
+  private authRequired(): boolean {
+    if (this.discovery) return this.conn.portal.discoveryAuth().enable === true;
+    return this.tpg!.attributes.authentication === true;
+  }
+
+  private security(keys: Map<string, string>, reply: KeyPairs): number | undefined {
+    if (this.authMethod === undefined) {
+      const offered = keys.get('AuthMethod');
+      if (offered === undefined) {
+        if (this.authRequired()) return LoginStatus.AUTH_FAILED;
+        this.authDone = true;
+        return undefined;
+      }
+      const list = offered.split(',');
+      const creds = this.credentials();
+      const canChap = !!creds.userid && !!creds.password;
+      if (this.authRequired()) {
+        if (!list.includes('CHAP') || !canChap) return LoginStatus.AUTH_FAILED;
+        this.authMethod = 'CHAP';
+      } else if (list.includes('CHAP') && canChap && (list[0] === 'CHAP' || !list.includes('None'))) {
+        this.authMethod = 'CHAP';
+      } else if (list.includes('None')) {
+        this.authMethod = 'None';
+      } else {
+        reply.push(['AuthMethod', 'Reject']);
+        return LoginStatus.AUTH_FAILED;
+      }
+      reply.push(['AuthMethod', this.authMethod]);
+      if (this.authMethod === 'None') {
+        this.authDone = true;
+        return undefined;
+      }
+      this.chap = new ChapServer(creds);
+      if (!keys.has('CHAP_A')) return undefined;
+    }
+    if (this.authMethod === 'CHAP' && !this.authDone) {
+      if (![...keys.keys()].some((k) => k.startsWith('CHAP_'))) return undefined;
+      const r = this.chap!.step(keys);
+      if ('error' in r) {
+        log.warn(`iscsi: CHAP of ${this.initiatorName}: ${r.reason}`);
+        return r.error === 'auth' ? LoginStatus.AUTH_FAILED : LoginStatus.INITIATOR_ERROR;
+      }
+      reply.push(...r.reply);
+      if (r.done) this.authDone = true;
+    }
+    return undefined;
+  }
+
+  /** The last login response: the connection enters full feature phase in its session. */
+  private finish(csg: number, reply: KeyPairs): void {
+    const conn = this.conn;
+    const params = this.negotiation!.result();
+    let s = this.joining;
+    if (s === undefined) {
+      const tpg = this.tpg!;
+      // Session reinstatement (RFC 7143 6.3.5): the old session with this initiator port ends.
+      if (!this.discovery) {
+        for (const old of sessions.values()) {
+          if (old.tpg === tpg && !old.discovery && old.initiatorName === this.initiatorName && old.isid === this.isid) {
+            old.close('reinstated');
+          }
+        }
+      }
+      let core;
+      if (!this.discovery) {
+        try {
+          core = tpg.openSession({ name: this.initiatorName!, isid: this.isid });
+        } catch (e) {
+          if (e instanceof AccessDenied) return this.failNow(LoginStatus.FORBIDDEN);
+          throw e;
+        }
+      }
+      s = new IscsiSession(tpg, this.conn.portal, this.initiatorName!, this.isid, this.discovery, params, core, this.cmdSN);
+    } else {
+      // Connection reinstatement: an old connection with this CID gives way.
+      for (const c of s.connections) if (c.cid === conn.cid) c.destroy();
+    }
+    this.tsih = s.tsih;
+    this.respond(csg, Stage.FULL_FEATURE, true, reply);
+    clearTimeout(this.timer);
+    conn.headerDigest = params.headerDigest;
+    conn.dataDigest = params.dataDigest;
+    conn.maxRecvDataSegmentLength = params.maxRecvDataSegmentLength;
+    conn.maxXmitDataSegmentLength = params.maxXmitDataSegmentLength;
+    if (this.joining) {
+      // Connection-only keys were negotiated on this connection.
+      const p = this.negotiation!.result();
+      conn.headerDigest = p.headerDigest;
+      conn.dataDigest = p.dataDigest;
+    }
+    conn.login = undefined;
+    s.addConnection(conn);
+  }
+
+  private respond(csg: number, nsg: number, transit: boolean, reply: KeyPairs, status: number = LoginStatus.SUCCESS): void {
+    const conn = this.conn;
+    const h = conn.header(Op.LOGIN_RSP, (transit ? Login.TRANSIT : 0) | (csg << Login.CSG_SHIFT) | (transit ? nsg : 0));
+    h[L.VERSION_MAX] = 0;
+    h[L.VERSION_MIN] = 0;
+    Buffer.from(this.isid.padEnd(12, '0'), 'hex').copy(h, L.ISID);
+    h.writeUInt16BE(status === LoginStatus.SUCCESS ? this.tsih : 0, L.TSIH);
+    h.writeUInt32BE(this.itt >>> 0, H.ITT);
+    h.writeUInt32BE(conn.statSN >>> 0, H.W24);
+    conn.statSN = (conn.statSN + 1) >>> 0;
+    const s = this.joining;
+    const exp = s ? s.expCmdSN : this.cmdSN;
+    h.writeUInt32BE(exp >>> 0, H.W28);
+    h.writeUInt32BE(s ? s.maxCmdSN >>> 0 : (this.cmdSN + this.depth() - 1) >>> 0, H.W32);
+    h[L.STATUS_CLASS] = status >> 8;
+    h[L.STATUS_DETAIL] = status & 0xff;
+    const text = encodeText(reply);
+    conn.send(h, [text], text.length);
+  }
+
+  private depth(): number {
+    return Number(this.tpg?.attributes.default_cmdsn_depth ?? 64);
+  }
+
+  private fail(h: Buffer, status: number, why?: string): void {
+    if (why) log.info(`iscsi: login of ${this.initiatorName ?? '?'} refused (0x${status.toString(16).padStart(4, '0')}): ${why}`);
+    this.itt = h.readUInt32BE(H.ITT);
+    this.failNow(status);
+  }
+
+  private failNow(status: number): void {
+    clearTimeout(this.timer);
+    this.respond(this.stage === Stage.FULL_FEATURE ? Stage.OPERATIONAL : this.stage, 0, false, [], status);
+    this.conn.end();
+  }
+
+  dispose(): void {
+    clearTimeout(this.timer);
+  }
+}

@@ -1,0 +1,63 @@
+// Network portals: one TCP listener per address and port, shared by every
+// TPG (of any target) that lists it. Logins on a portal find their target
+// among the TPGs it serves.
+
+import { createServer, type Server, type Socket } from 'node:net';
+import type { Root } from '../../src/model/root';
+import type { Auth, Tpg } from '../../src/model/target';
+import { log } from '../../src/core/log';
+import { Connection } from './connection';
+
+export const portals = new Map<string, Portal>();
+
+export const portalKey = (ip: string, port: number): string => `${ip}|${port}`;
+
+export class Portal {
+  readonly tpgs = new Set<Tpg>();
+  readonly connections = new Set<Connection>();
+  private readonly server: Server;
+
+  constructor(
+    readonly ip: string,
+    readonly port: number,
+    readonly root: Root,
+  ) {
+    this.server = createServer({ noDelay: true }, (s: Socket) => this.accept(s));
+    this.server.on('error', (e) => log.warn(`iscsi: portal ${ip}:${port}: ${e.message}`));
+  }
+
+  listen(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const onError = (e: Error) => reject(new Error(`iscsi: cannot listen on ${this.ip}:${this.port}: ${e.message}`));
+      this.server.once('error', onError);
+      this.server.listen({ host: this.ip, port: this.port, ipv6Only: this.ip.includes(':') && this.ip !== '::' }, () => {
+        this.server.off('error', onError);
+        resolve();
+      });
+    });
+  }
+
+  /** The port actually bound (port 0 in tests). */
+  get boundPort(): number {
+    const a = this.server.address();
+    return a && typeof a === 'object' ? a.port : this.port;
+  }
+
+  private accept(s: Socket): void {
+    if (this.tpgs.size === 0) {
+      s.destroy();
+      return;
+    }
+    this.connections.add(new Connection(s, this));
+  }
+
+  /** Discovery CHAP settings (fabric_modules: iscsi discovery_auth). */
+  discoveryAuth(): Auth & { enable?: boolean } {
+    return this.root.fabricSettings.get('iscsi')?.discovery_auth ?? {};
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const c of [...this.connections]) c.destroy();
+  }
+}

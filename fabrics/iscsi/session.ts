@@ -1,0 +1,572 @@
+// An iSCSI session in full feature phase (RFC 7143 4, 11): the CmdSN window
+// and ordering, SCSI commands with immediate, unsolicited and solicited
+// (R2T) data, Data-In with status in the last PDU, NOP both ways, task
+// management, text (SendTargets), logout, asynchronous logout requests, and
+// several connections (MC/S). Data-out buffers handed to the core are views
+// of what the socket read; data-in buffers of the core go to the socket as
+// they are.
+
+import type { Completion } from '../../src/core/command';
+import type { Session as CoreSession } from '../../src/core/session';
+import type { TmfFunction, TmfResult } from '../../src/core/tmr';
+import { sglLength, sglSlice, type Sgl } from '../../src/core/sgl';
+import { Status } from '../../src/core/sense';
+import { log } from '../../src/core/log';
+import type { Tpg } from '../../src/model/target';
+import type { Connection } from './connection';
+import type { OperationalParams } from './keys';
+import { encodeText, parseText } from './keys';
+import {
+  AS, AsyncEvent, Cmd, F_FINAL, H, LO, LOGOUT_REASON_MASK, LogoutReason, LogoutRsp, NO_TAG, Op, RSP_COMPLETED, RejectReason,
+  Rsp, TEXT_CONTINUE, TMF_FUNCTION_MASK, TMF_RESPONSE, TmfFn, TmfRsp, decodeLun, encodeLun, isImmediate, opcodeOf, snLess,
+} from './pdu';
+import type { Portal } from './portal';
+import { sendTargets } from './discovery';
+
+/** Live sessions by TSIH. */
+export const sessions = new Map<number, IscsiSession>();
+let nextTsih = 1;
+function allocTsih(): number {
+  for (;;) {
+    const t = nextTsih;
+    nextTsih = nextTsih >= 0xffff ? 1 : nextTsih + 1;
+    if (!sessions.has(t)) return t;
+  }
+}
+
+let nextTtt = 1;
+function allocTtt(): number {
+  const t = nextTtt;
+  nextTtt = nextTtt >= 0x7fffffff ? 1 : nextTtt + 1;
+  return t;
+}
+
+const EMPTY: Buffer[] = [];
+
+/** One SCSI command in flight on a connection. */
+class Task {
+  /** Data-out received so far, in offset order. */
+  bufs: Buffer[] = EMPTY;
+  received = 0;
+  /** End of the unsolicited region (immediate data plus unsolicited Data-Out). */
+  unsolEnd = 0;
+  /** Bytes the core asked for (-1 until it asks). */
+  need = -1;
+  resolve: ((s: Sgl) => void) | undefined;
+  /** Next offset to solicit, R2Ts outstanding, their serial number. */
+  r2tNext = 0;
+  r2tOutstanding = 0;
+  r2tSN = 0;
+  /** TTT of each outstanding R2T -> the offset its burst ends at. */
+  r2ts: Map<number, number> | undefined;
+  /** Expected DataSN of the current data sequence. */
+  dataSN = 0;
+  done = false;
+
+  constructor(
+    readonly conn: Connection,
+    readonly itt: number,
+    readonly lun: number,
+    readonly edtl: number,
+  ) {}
+
+  add(data: Sgl): void {
+    if (this.bufs === EMPTY) this.bufs = [];
+    for (const b of data) this.bufs.push(b);
+    this.received += sglLength(data);
+  }
+}
+
+export class IscsiSession {
+  readonly tsih = allocTsih();
+  readonly connections = new Set<Connection>();
+  expCmdSN: number;
+  /** SCSI commands that consumed a CmdSN and have not completed. */
+  private inflight = 0;
+  private readonly depth: number;
+  /** Non-immediate PDUs that arrived ahead of ExpCmdSN (MC/S), by CmdSN. */
+  private readonly early = new Map<number, { conn: Connection; h: Buffer; data: Sgl }>();
+  private readonly tasks = new Map<number, Task>();
+  /** Text response still to send in pieces: ITT, TTT and the remaining bytes. */
+  private textRest: { itt: number; ttt: number; rest: Buffer } | undefined;
+  private closing = false;
+  private readonly onComplete = (c: Completion): void => this.complete(c);
+  private readonly onOverlap = (c: Completion): void => this.respondOverlap(c);
+  /** Resolves when the last connection is gone (shutdown waits for logouts). */
+  private endWaiters: (() => void)[] = [];
+
+  constructor(
+    readonly tpg: Tpg,
+    readonly portal: Portal,
+    readonly initiatorName: string,
+    readonly isid: string,
+    readonly discovery: boolean,
+    readonly params: OperationalParams,
+    readonly core: CoreSession | undefined,
+    cmdSN: number,
+  ) {
+    this.expCmdSN = cmdSN >>> 0;
+    this.depth = Number(tpg.attributes.default_cmdsn_depth ?? 64);
+    sessions.set(this.tsih, this);
+  }
+
+  get maxCmdSN(): number {
+    return (this.expCmdSN + this.depth - 1 - this.inflight) >>> 0;
+  }
+
+  addConnection(c: Connection): void {
+    this.connections.add(c);
+    c.session = this;
+    c.ffp = true;
+  }
+
+  connectionClosed(c: Connection): void {
+    if (!this.connections.delete(c)) return;
+    // ERL 0: commands of a lost connection cannot be recovered; the session ends with its last connection.
+    if (this.connections.size === 0) this.close('connection closed');
+  }
+
+  /** Ends the session: connections, tasks (the core aborts them silently), the nexus. */
+  close(why: string): void {
+    if (this.closing) return;
+    this.closing = true;
+    log.debug(`iscsi: session ${this.tsih} of ${this.initiatorName}: ${why}`);
+    sessions.delete(this.tsih);
+    for (const c of [...this.connections]) c.destroy();
+    for (const t of this.tasks.values()) t.done = true;
+    this.tasks.clear();
+    const done = this.core ? this.core.close() : Promise.resolve();
+    void done.then(() => {
+      for (const w of this.endWaiters) w();
+      this.endWaiters = [];
+    });
+  }
+
+  /** Asks the initiator to log out (shutdown); resolves when it did or time ran out. */
+  requestLogout(seconds: number): Promise<void> {
+    if (this.closing) return Promise.resolve();
+    const p = new Promise<void>((resolve) => this.endWaiters.push(resolve));
+    for (const c of this.connections) {
+      const h = c.header(Op.ASYNC, F_FINAL);
+      h.writeUInt32BE(NO_TAG, H.ITT);
+      this.stamp(c, h, true);
+      h[AS.EVENT] = AsyncEvent.LOGOUT_REQUEST;
+      h.writeUInt16BE(seconds, AS.PARAM3);
+      c.send(h);
+    }
+    return p;
+  }
+
+  /** StatSN (advancing it when the PDU carries status), ExpCmdSN, MaxCmdSN. */
+  private stamp(c: Connection, h: Buffer, status: boolean): void {
+    h.writeUInt32BE(c.statSN, H.W24);
+    if (status) c.statSN = (c.statSN + 1) >>> 0;
+    h.writeUInt32BE(this.expCmdSN, H.W28);
+    h.writeUInt32BE(this.maxCmdSN, H.W32);
+  }
+
+  /** A PDU from a connection in full feature phase. */
+  receive(c: Connection, h: Buffer, data: Sgl): void {
+    const op = opcodeOf(h);
+    if (op === Op.DATA_OUT) return this.dataOut(c, h, data);
+    if (op === Op.SNACK) return c.reject(h, RejectReason.NOT_SUPPORTED); // ERL 0
+    if (op !== Op.SCSI_CMD && op !== Op.NOP_OUT && op !== Op.TMF_REQ && op !== Op.TEXT_REQ && op !== Op.LOGOUT_REQ) {
+      return c.reject(h, op === Op.LOGIN_REQ ? RejectReason.PROTOCOL_ERROR : RejectReason.NOT_SUPPORTED);
+    }
+    // Acknowledged status: the initiator's ExpStatSN; only NOP-Out pings need none.
+    if (isImmediate(h)) return this.execute(c, h, data);
+    const sn = h.readUInt32BE(H.W24);
+    if (sn === this.expCmdSN) {
+      this.expCmdSN = (sn + 1) >>> 0;
+      this.execute(c, h, data);
+      // Anything that arrived early on another connection may go now.
+      while (this.early.size > 0) {
+        const next = this.early.get(this.expCmdSN);
+        if (!next) break;
+        this.early.delete(this.expCmdSN);
+        this.expCmdSN = (this.expCmdSN + 1) >>> 0;
+        this.execute(next.conn, next.h, next.data);
+      }
+      return;
+    }
+    // Outside the window: silently ignored (RFC 7143 4.2.2.1).
+    if (snLess(sn, this.expCmdSN) || snLess(this.maxCmdSN, sn)) {
+      log.debug(`iscsi: session ${this.tsih}: CmdSN ${sn} outside [${this.expCmdSN}, ${this.maxCmdSN}] dropped`);
+      return;
+    }
+    if (!this.early.has(sn)) this.early.set(sn, { conn: c, h: Buffer.from(h), data });
+  }
+
+  private execute(c: Connection, h: Buffer, data: Sgl): void {
+    switch (opcodeOf(h)) {
+      case Op.SCSI_CMD:
+        return this.scsiCommand(c, h, data);
+      case Op.NOP_OUT:
+        return this.nopOut(c, h, data);
+      case Op.TMF_REQ:
+        return void this.tmf(c, h);
+      case Op.TEXT_REQ:
+        return this.text(c, h, data);
+      case Op.LOGOUT_REQ:
+        return this.logout(c, h);
+    }
+  }
+
+  // ---- SCSI commands ------------------------------------------------------
+
+  private scsiCommand(c: Connection, h: Buffer, data: Sgl): void {
+    const core = this.core;
+    if (core === undefined) return c.reject(h, RejectReason.PROTOCOL_ERROR); // discovery session
+    const flags = h[H.FLAGS];
+    const itt = h.readUInt32BE(H.ITT);
+    const edtl = h.readUInt32BE(H.W20);
+    const lun = decodeLun(h);
+    const write = (flags & Cmd.WRITE) !== 0;
+    const immLen = sglLength(data);
+    if (h[H.TOTAL_AHS] !== 0) return c.reject(h, RejectReason.NOT_SUPPORTED); // extended CDBs
+    if (immLen > 0 && (!write || !this.params.immediateData || immLen > this.params.firstBurstLength || immLen > edtl)) {
+      return c.reject(h, RejectReason.PROTOCOL_ERROR);
+    }
+    const finalBit = (flags & F_FINAL) !== 0;
+    if (!finalBit && (!write || this.params.initialR2T)) return c.reject(h, RejectReason.PROTOCOL_ERROR);
+    const cdb = h.subarray(H.CDB, H.CDB + 16);
+    if (!isImmediate(h)) this.inflight++;
+    const overlap = this.tasks.has(itt);
+    const task = new Task(c, itt, lun, edtl);
+    if (!overlap) this.tasks.set(itt, task);
+    let fetch: ((n: number) => Promise<Sgl>) | undefined;
+    if (write && edtl > 0) {
+      if (immLen > 0) task.add(data);
+      task.unsolEnd = finalBit ? immLen : Math.min(edtl, this.params.firstBurstLength);
+      task.r2tNext = task.unsolEnd;
+      if (task.received < edtl) fetch = (n: number) => this.fetch(task, n);
+    }
+    core.submit(
+      {
+        cdb,
+        lun,
+        tag: itt,
+        taskAttr: (flags & Cmd.ATTR_MASK) as 0,
+        expectedLength: edtl,
+        dataOut: write && task.received > 0 && fetch === undefined ? task.bufs : undefined,
+        fetchDataOut: fetch,
+      },
+      overlap ? this.onOverlap : this.onComplete,
+    );
+  }
+
+  /** The core wants n bytes of data-out: what came unsolicited, the rest by R2T. */
+  private fetch(task: Task, n: number): Promise<Sgl> {
+    task.need = n;
+    if (task.received >= n) return Promise.resolve(sglSlice(task.bufs, 0, n));
+    return new Promise<Sgl>((resolve) => {
+      task.resolve = resolve;
+      this.solicit(task);
+    });
+  }
+
+  /** Sends R2Ts up to MaxOutstandingR2T, each for at most MaxBurstLength. */
+  private solicit(task: Task): void {
+    const c = task.conn;
+    while (task.r2tOutstanding < this.params.maxOutstandingR2T && task.r2tNext < task.need && !task.done) {
+      const len = Math.min(this.params.maxBurstLength, task.need - task.r2tNext);
+      const ttt = allocTtt();
+      (task.r2ts ??= new Map()).set(ttt, task.r2tNext + len);
+      task.r2tOutstanding++;
+      const h = c.header(Op.R2T, F_FINAL);
+      encodeLun(h, task.lun);
+      h.writeUInt32BE(task.itt, H.ITT);
+      h.writeUInt32BE(ttt, H.W20);
+      this.stamp(c, h, false);
+      h.writeUInt32BE(task.r2tSN++, H.W36);
+      h.writeUInt32BE(task.r2tNext, H.W40);
+      h.writeUInt32BE(len, H.W44);
+      task.r2tNext += len;
+      c.send(h);
+    }
+  }
+
+  private dataOut(c: Connection, h: Buffer, data: Sgl): void {
+    const itt = h.readUInt32BE(H.ITT);
+    const ttt = h.readUInt32BE(H.W20);
+    const task = this.tasks.get(itt);
+    const len = sglLength(data);
+    if (task === undefined || task.conn !== c) {
+      // Unsolicited data of a command that already ended (refused early) is dropped quietly.
+      if (ttt === NO_TAG && task === undefined) return;
+      return c.reject(h, RejectReason.INVALID_FIELD);
+    }
+    const offset = h.readUInt32BE(H.W40);
+    if (ttt === NO_TAG) {
+      if (offset + len > task.unsolEnd) return c.reject(h, RejectReason.PROTOCOL_ERROR);
+    } else if (task.r2ts === undefined || !task.r2ts.has(ttt)) {
+      return c.reject(h, RejectReason.INVALID_FIELD);
+    } else if (offset + len > task.r2ts.get(ttt)!) {
+      return c.reject(h, RejectReason.PROTOCOL_ERROR);
+    }
+    // DataPDUInOrder and DataSequenceInOrder are Yes: data comes at the next offset.
+    if (offset !== task.received || h.readUInt32BE(H.W36) !== task.dataSN) {
+      return c.reject(h, RejectReason.PROTOCOL_ERROR);
+    }
+    task.dataSN++;
+    if (task.done) return;
+    if (len > 0) task.add(data);
+    if ((h[H.FLAGS] & F_FINAL) !== 0) task.dataSN = 0;
+    if (ttt !== NO_TAG && task.received >= task.r2ts!.get(ttt)!) {
+      task.r2ts!.delete(ttt);
+      task.r2tOutstanding--;
+    }
+    if (task.resolve !== undefined) {
+      if (task.received >= task.need) {
+        const r = task.resolve;
+        task.resolve = undefined;
+        r(sglSlice(task.bufs, 0, task.need));
+      } else this.solicit(task);
+    }
+  }
+
+  private complete(cmp: Completion): void {
+    const task = this.tasks.get(cmp.tag);
+    if (task === undefined) return; // session gone
+    this.tasks.delete(cmp.tag);
+    task.done = true;
+    this.inflight--;
+    if (this.inflight < 0) this.inflight = 0;
+    if (cmp.quiet || task.conn.closed) return;
+    this.respond(task.conn, task.itt, cmp);
+  }
+
+  private respondOverlap(cmp: Completion): void {
+    this.inflight = Math.max(0, this.inflight - 1);
+    const t = this.tasks.get(cmp.tag);
+    if (t && !t.conn.closed) this.respond(t.conn, cmp.tag, cmp);
+  }
+
+  /** Data-In PDUs (status in the last one when it can carry it), else a SCSI Response. */
+  private respond(c: Connection, itt: number, cmp: Completion): void {
+    const len = cmp.dataInLength;
+    const residual = cmp.residual;
+    const resFlags = residual > 0 ? Rsp.UNDERFLOW : residual < 0 ? Rsp.OVERFLOW : 0;
+    const statusInData = cmp.status === Status.GOOD && cmp.sense === undefined;
+    if (len > 0 && cmp.dataIn !== undefined) {
+      const seg = c.maxXmitDataSegmentLength;
+      const burst = this.params.maxBurstLength;
+      const sgl = cmp.dataIn;
+      let single = sgl.length === 1 ? sgl[0] : undefined;
+      let off = 0;
+      let dataSN = 0;
+      let burstLeft = burst;
+      while (off < len) {
+        const n = Math.min(seg, len - off, burstLeft);
+        const last = off + n === len;
+        burstLeft -= n;
+        let flags = 0;
+        if (last || burstLeft === 0) flags |= F_FINAL;
+        if (last && statusInData) flags |= Rsp.STATUS | resFlags;
+        const h = c.header(Op.DATA_IN, flags);
+        h.writeUInt32BE(itt, H.ITT);
+        h.writeUInt32BE(NO_TAG, H.W20);
+        if (last && statusInData) {
+          h[3] = cmp.status;
+          this.stamp(c, h, true);
+          h.writeUInt32BE(Math.abs(residual), H.W44);
+        } else {
+          h.writeUInt32BE(this.expCmdSN, H.W28);
+          h.writeUInt32BE(this.maxCmdSN, H.W32);
+        }
+        h.writeUInt32BE(dataSN++, H.W36);
+        h.writeUInt32BE(off, H.W40);
+        if (single !== undefined) c.send(h, [off === 0 && n === single.length ? single : single.subarray(off, off + n)], n);
+        else c.send(h, sglSlice(sgl, off, n), n);
+        off += n;
+        if (burstLeft === 0) burstLeft = burst;
+      }
+      single = undefined;
+      if (statusInData) return;
+    }
+    const h = c.header(Op.SCSI_RSP, F_FINAL | resFlags);
+    h[2] = RSP_COMPLETED;
+    h[3] = cmp.status;
+    h.writeUInt32BE(itt, H.ITT);
+    this.stamp(c, h, true);
+    h.writeUInt32BE(Math.abs(residual), H.W44);
+    if (cmp.sense !== undefined && cmp.sense.length > 0) {
+      const sl = Buffer.allocUnsafe(2);
+      sl.writeUInt16BE(cmp.sense.length);
+      c.send(h, [sl, cmp.sense], 2 + cmp.sense.length);
+    } else c.send(h);
+  }
+
+  // ---- NOP, TMF, text, logout ----------------------------------------------
+
+  private nopOut(c: Connection, h: Buffer, data: Sgl): void {
+    const itt = h.readUInt32BE(H.ITT);
+    const ttt = h.readUInt32BE(H.W20);
+    if (ttt !== NO_TAG) {
+      // The answer to our ping.
+      if (ttt === c.pingTtt) c.pingTtt = NO_TAG;
+      return;
+    }
+    if (itt === NO_TAG) return; // a ping that wants no answer
+    const r = c.header(Op.NOP_IN, F_FINAL);
+    r.set(h.subarray(H.LUN, H.LUN + 8), H.LUN);
+    r.writeUInt32BE(itt, H.ITT);
+    r.writeUInt32BE(NO_TAG, H.W20);
+    this.stamp(c, r, true);
+    const n = Math.min(sglLength(data), c.maxXmitDataSegmentLength);
+    c.send(r, data, n);
+  }
+
+  /** A target ping of an idle initiator (NOP-In with a TTT it must echo). */
+  ping(c: Connection): void {
+    const ttt = allocTtt();
+    c.pingTtt = ttt;
+    c.pingSent = Date.now();
+    const r = c.header(Op.NOP_IN, F_FINAL);
+    r.writeUInt32BE(NO_TAG, H.ITT);
+    r.writeUInt32BE(ttt, H.W20);
+    this.stamp(c, r, false);
+    c.send(r);
+  }
+
+  private async tmf(c: Connection, h: Buffer): Promise<void> {
+    const fn = h[H.FLAGS] & TMF_FUNCTION_MASK;
+    const itt = h.readUInt32BE(H.ITT);
+    const rtt = h.readUInt32BE(H.W20);
+    const refCmdSN = h.readUInt32BE(H.W32);
+    const lun = decodeLun(h);
+    let rsp: number = TmfRsp.NOT_SUPPORTED;
+    const core = this.core;
+    if (core === undefined) rsp = TmfRsp.AUTH_FAILED;
+    else {
+      const map: Record<number, TmfFunction> = {
+        [TmfFn.ABORT_TASK]: 'abort-task',
+        [TmfFn.ABORT_TASK_SET]: 'abort-task-set',
+        [TmfFn.CLEAR_ACA]: 'clear-aca',
+        [TmfFn.CLEAR_TASK_SET]: 'clear-task-set',
+        [TmfFn.LUN_RESET]: 'lun-reset',
+      };
+      try {
+        if (map[fn] !== undefined) {
+          if (fn === TmfFn.ABORT_TASK) {
+            const t = this.tasks.get(rtt);
+            if (t) {
+              // An aborted write waiting for data must not wait for it forever.
+              t.done = true;
+              if (t.resolve) {
+                const r = t.resolve;
+                t.resolve = undefined;
+                r(sglSlice(t.bufs, 0, t.received));
+              }
+            }
+          }
+          const r = await core.taskManagement(map[fn], lun, rtt);
+          rsp = tmfResponse(r);
+          // A task that never arrived but whose CmdSN is in the window counts as received (RFC 7143 11.5.1).
+          if (fn === TmfFn.ABORT_TASK && r === 'no-task' && !snLess(refCmdSN, this.expCmdSN) && !snLess(this.maxCmdSN, refCmdSN)) {
+            rsp = TmfRsp.COMPLETE;
+          }
+        } else if (fn === TmfFn.TARGET_WARM_RESET || fn === TmfFn.TARGET_COLD_RESET) {
+          for (const n of core.lunNumbers()) await core.taskManagement('lun-reset', n);
+          rsp = TmfRsp.COMPLETE;
+        } else if (fn === TmfFn.TASK_REASSIGN) {
+          rsp = TmfRsp.NO_REASSIGN;
+        }
+      } catch (e) {
+        log.warn(`iscsi: TMF ${fn}: ${(e as Error).message}`);
+        rsp = TmfRsp.REJECTED;
+      }
+    }
+    if (c.closed) return;
+    const r = c.header(Op.TMF_RSP, F_FINAL);
+    r[TMF_RESPONSE] = rsp;
+    r.writeUInt32BE(itt, H.ITT);
+    this.stamp(c, r, true);
+    c.send(r);
+    if (fn === TmfFn.TARGET_COLD_RESET && rsp === TmfRsp.COMPLETE) this.close('target cold reset');
+  }
+
+  private text(c: Connection, h: Buffer, data: Sgl): void {
+    const itt = h.readUInt32BE(H.ITT);
+    const ttt = h.readUInt32BE(H.W20);
+    let body: Buffer;
+    if (ttt !== NO_TAG) {
+      // Continuing a long response we started.
+      if (this.textRest === undefined || this.textRest.ttt !== ttt || this.textRest.itt !== itt) {
+        return c.reject(h, RejectReason.INVALID_FIELD);
+      }
+      body = this.textRest.rest;
+      this.textRest = undefined;
+    } else {
+      this.textRest = undefined;
+      const flat = data.length === 1 ? data[0] : Buffer.concat(data as Buffer[]);
+      const pairs = parseText(flat);
+      if (typeof pairs === 'string') return c.reject(h, RejectReason.PROTOCOL_ERROR);
+      const reply: [string, string][] = [];
+      for (const [k, v] of pairs) {
+        if (k === 'SendTargets') {
+          if (v === '' && this.discovery) continue;
+          reply.push(...sendTargets(this.portal, c, this.initiatorName, v === '' ? this.tpg.target.wwn : v, this.discovery));
+        } else reply.push([k, 'NotUnderstood']);
+      }
+      body = encodeText(reply);
+    }
+    const max = c.maxXmitDataSegmentLength;
+    const more = body.length > max;
+    const r = c.header(Op.TEXT_RSP, more ? TEXT_CONTINUE : F_FINAL);
+    r.set(h.subarray(H.LUN, H.LUN + 8), H.LUN);
+    r.writeUInt32BE(itt, H.ITT);
+    let tttOut = NO_TAG;
+    if (more) {
+      tttOut = allocTtt();
+      this.textRest = { itt, ttt: tttOut, rest: body.subarray(max) };
+      body = body.subarray(0, max);
+    }
+    r.writeUInt32BE(tttOut, H.W20);
+    this.stamp(c, r, true);
+    c.send(r, [body], body.length);
+  }
+
+  private logout(c: Connection, h: Buffer): void {
+    const reason = h[H.FLAGS] & LOGOUT_REASON_MASK;
+    const itt = h.readUInt32BE(H.ITT);
+    let code: number = LogoutRsp.OK;
+    let target: Connection | undefined = c;
+    if (reason === LogoutReason.CLOSE_CONNECTION || reason === LogoutReason.REMOVE_FOR_RECOVERY) {
+      const cid = h.readUInt16BE(LO.CID);
+      target = [...this.connections].find((x) => x.cid === cid);
+      if (target === undefined) code = LogoutRsp.NO_CID;
+      else if (reason === LogoutReason.REMOVE_FOR_RECOVERY) code = LogoutRsp.NO_RECOVERY;
+    } else if (reason !== LogoutReason.CLOSE_SESSION) {
+      return c.reject(h, RejectReason.INVALID_FIELD);
+    }
+    const r = c.header(Op.LOGOUT_RSP, F_FINAL);
+    r[LO.RESPONSE] = code;
+    r.writeUInt32BE(itt, H.ITT);
+    this.stamp(c, r, true);
+    r.writeUInt16BE(this.params.defaultTime2Wait, LO.TIME2WAIT);
+    r.writeUInt16BE(this.params.defaultTime2Retain, LO.TIME2RETAIN);
+    c.send(r);
+    if (code !== LogoutRsp.OK) return;
+    if (reason === LogoutReason.CLOSE_SESSION) {
+      for (const x of this.connections) x.end();
+      this.close('logout');
+    } else target!.end();
+  }
+}
+
+function tmfResponse(r: TmfResult): number {
+  switch (r) {
+    case 'complete':
+    case 'succeeded':
+      return TmfRsp.COMPLETE;
+    case 'no-task':
+      return TmfRsp.NO_TASK;
+    case 'no-lun':
+      return TmfRsp.NO_LUN;
+    case 'not-supported':
+      return TmfRsp.NOT_SUPPORTED;
+    case 'rejected':
+      return TmfRsp.REJECTED;
+  }
+}

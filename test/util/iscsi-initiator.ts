@@ -1,0 +1,355 @@
+// A small raw-socket iSCSI initiator for tests that need exact PDUs: login
+// with chosen keys, SCSI commands with immediate, unsolicited and solicited
+// data, NOP, TMF, text, logout, and raw bytes for hostile input.
+
+import { connect, type Socket } from 'node:net';
+import { once } from 'node:events';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createServer } from 'node:net';
+import { crc32c } from '../../src/native';
+
+export const TSIOD = join(__dirname, '..', '..', 'src', 'daemon', 'tsiod.js');
+
+export interface Pdu {
+  bhs: Buffer;
+  data: Buffer;
+  opcode: number;
+  flags: number;
+  itt: number;
+}
+
+export class RawInitiator {
+  private buf = Buffer.alloc(0);
+  private waiters: (() => void)[] = [];
+  readonly pdus: Pdu[] = [];
+  closed = false;
+  cmdSN = 1;
+  expStatSN = 0;
+  itt = 1;
+  headerDigest = false;
+  dataDigest = false;
+  tsih = 0;
+  isid = Buffer.from([0x80, 0x12, 0x34, 0x56, 0x78, 0x9a]);
+
+  private constructor(readonly socket: Socket) {
+    socket.on('data', (d: Buffer) => {
+      this.buf = Buffer.concat([this.buf, d]);
+      this.parse();
+    });
+    socket.on('close', () => {
+      this.closed = true;
+      this.wake();
+    });
+    socket.on('error', () => {});
+  }
+
+  static async connect(port: number, host = '127.0.0.1'): Promise<RawInitiator> {
+    const s = connect({ port, host });
+    await once(s, 'connect');
+    return new RawInitiator(s);
+  }
+
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+
+  private parse(): void {
+    for (;;) {
+      if (this.buf.length < 48) break;
+      const hd = this.headerDigest ? 4 : 0;
+      const ahs = this.buf[4] * 4;
+      const dlen = this.buf.readUIntBE(5, 3);
+      const dd = this.dataDigest && dlen > 0 ? 4 : 0;
+      const total = 48 + ahs + hd + dlen + ((4 - (dlen & 3)) & 3) + dd;
+      if (this.buf.length < total) break;
+      const bhs = this.buf.subarray(0, 48);
+      if (hd && crc32c(this.buf.subarray(0, 48 + ahs)) !== this.buf.readUInt32LE(48 + ahs)) throw new Error('bad header digest from target');
+      const data = Buffer.from(this.buf.subarray(48 + ahs + hd, 48 + ahs + hd + dlen));
+      this.pdus.push({ bhs: Buffer.from(bhs), data, opcode: bhs[0] & 0x3f, flags: bhs[1], itt: bhs.readUInt32BE(16) });
+      this.buf = this.buf.subarray(total);
+    }
+    this.wake();
+  }
+
+  /** Waits for the next PDU matching pred (removing it from the queue). */
+  async next(pred: (p: Pdu) => boolean = () => true, ms = 5000): Promise<Pdu> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const i = this.pdus.findIndex(pred);
+      if (i >= 0) return this.pdus.splice(i, 1)[0];
+      if (this.closed) throw new Error('connection closed by target');
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error('timed out waiting for a PDU');
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  }
+
+  /** Resolves true when the target closes the connection within ms. */
+  async waitClosed(ms = 5000): Promise<boolean> {
+    const deadline = Date.now() + ms;
+    while (!this.closed && Date.now() < deadline) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, Math.max(1, deadline - Date.now()));
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+    return this.closed;
+  }
+
+  /** Sends a PDU: header (48 bytes), data; digests when negotiated. */
+  send(bhs: Buffer, data: Buffer = Buffer.alloc(0)): void {
+    bhs.writeUIntBE(data.length, 5, 3);
+    const parts: Buffer[] = [bhs];
+    if (this.headerDigest) {
+      const d = Buffer.alloc(4);
+      d.writeUInt32LE(crc32c(bhs));
+      parts.push(d);
+    }
+    if (data.length) {
+      const padded = Buffer.concat([data, Buffer.alloc((4 - (data.length & 3)) & 3)]);
+      parts.push(padded);
+      if (this.dataDigest) {
+        const d = Buffer.alloc(4);
+        d.writeUInt32LE(crc32c(padded));
+        parts.push(d);
+      }
+    }
+    this.socket.write(Buffer.concat(parts));
+  }
+
+  raw(b: Buffer): void {
+    this.socket.write(b);
+  }
+
+  /** A login PDU; returns the response and its keys. */
+  async loginPdu(flags: number, keys: Record<string, string>): Promise<{ pdu: Pdu; keys: Map<string, string>; status: number }> {
+    const h = Buffer.alloc(48);
+    h[0] = 0x43;
+    h[1] = flags;
+    this.isid.copy(h, 8);
+    h.writeUInt16BE(this.tsih, 14);
+    h.writeUInt32BE(this.itt, 16);
+    h.writeUInt32BE(this.cmdSN, 24);
+    h.writeUInt32BE(this.expStatSN, 28);
+    this.send(h, textOf(keys));
+    const pdu = await this.next((p) => p.opcode === 0x23);
+    this.expStatSN = (pdu.bhs.readUInt32BE(24) + 1) >>> 0;
+    this.tsih = pdu.bhs.readUInt16BE(14);
+    return { pdu, keys: parseKeys(pdu.data), status: pdu.bhs.readUInt16BE(36) };
+  }
+
+  /** Logs in without authentication straight to full feature phase. */
+  async login(target: string | undefined, extra: Record<string, string> = {}, initiator = 'iqn.2026-11.org.tsio:test-initiator'): Promise<Map<string, string>> {
+    const keys: Record<string, string> = {
+      InitiatorName: initiator,
+      SessionType: target ? 'Normal' : 'Discovery',
+      ...(target ? { TargetName: target } : {}),
+      AuthMethod: 'None',
+    };
+    let r = await this.loginPdu(0x81, keys); // CSG 0 -> NSG 1, T
+    if (r.status !== 0) throw Object.assign(new Error(`login status 0x${r.status.toString(16)}`), { status: r.status });
+    const op: Record<string, string> = {
+      HeaderDigest: 'None',
+      DataDigest: 'None',
+      MaxRecvDataSegmentLength: '65536',
+      ...extra,
+    };
+    r = await this.loginPdu(0x87, op); // CSG 1 -> NSG 3, T
+    const all = new Map([...r.keys]);
+    while (r.status === 0 && (r.pdu.flags & 0x80) === 0) r = await this.loginPdu(0x87, {});
+    if (r.status !== 0) throw Object.assign(new Error(`login status 0x${r.status.toString(16)}`), { status: r.status });
+    for (const [k, v] of r.keys) all.set(k, v);
+    this.headerDigest = all.get('HeaderDigest') === 'CRC32C';
+    this.dataDigest = all.get('DataDigest') === 'CRC32C';
+    return all;
+  }
+
+  nextItt(): number {
+    return this.itt++;
+  }
+
+  /**
+   * Runs a SCSI command. Writes: immediate data up to `immediate` bytes, the
+   * rest answered to R2Ts. Returns status, sense, data-in and residual.
+   */
+  async command(cdb: number[] | Buffer, opts: { read?: number; write?: Buffer; immediate?: number; lun?: number } = {}): Promise<{
+    status: number; sense: Buffer; data: Buffer; residual: number; flags: number; r2ts: number;
+  }> {
+    const itt = this.nextItt();
+    const h = Buffer.alloc(48);
+    h[0] = 0x01;
+    const write = opts.write;
+    const edtl = write ? write.length : opts.read ?? 0;
+    const imm = write ? Math.min(opts.immediate ?? 0, write.length) : 0;
+    h[1] = 0x80 | (opts.read ? 0x40 : 0) | (write ? 0x20 : 0) | 1;
+    h[9] = opts.lun ?? 0;
+    h.writeUInt32BE(itt, 16);
+    h.writeUInt32BE(edtl, 20);
+    h.writeUInt32BE(this.cmdSN++, 24);
+    h.writeUInt32BE(this.expStatSN, 28);
+    Buffer.from(cdb).copy(h, 32);
+    this.send(h, write ? write.subarray(0, imm) : undefined);
+    const chunks: Buffer[] = [];
+    let r2ts = 0;
+    for (;;) {
+      const p = await this.next((x) => x.itt === itt);
+      if (p.opcode === 0x31) {
+        r2ts++;
+        const ttt = p.bhs.readUInt32BE(20);
+        const off = p.bhs.readUInt32BE(40);
+        const len = p.bhs.readUInt32BE(44);
+        const seg = 8192;
+        let sn = 0;
+        for (let o = off; o < off + len; o += seg) {
+          const n = Math.min(seg, off + len - o);
+          const d = Buffer.alloc(48);
+          d[0] = 0x05;
+          d[1] = o + n === off + len ? 0x80 : 0;
+          d[9] = opts.lun ?? 0;
+          d.writeUInt32BE(itt, 16);
+          d.writeUInt32BE(ttt, 20);
+          d.writeUInt32BE(this.expStatSN, 28);
+          d.writeUInt32BE(sn++, 36);
+          d.writeUInt32BE(o, 40);
+          this.send(d, write!.subarray(o, o + n));
+        }
+        continue;
+      }
+      if (p.opcode === 0x25) {
+        chunks.push(p.data);
+        if (p.flags & 0x01) {
+          this.expStatSN = (p.bhs.readUInt32BE(24) + 1) >>> 0;
+          return { status: p.bhs[3], sense: Buffer.alloc(0), data: Buffer.concat(chunks), residual: p.bhs.readUInt32BE(44), flags: p.flags, r2ts };
+        }
+        continue;
+      }
+      if (p.opcode === 0x21) {
+        this.expStatSN = (p.bhs.readUInt32BE(24) + 1) >>> 0;
+        const sense = p.data.length >= 2 ? p.data.subarray(2, 2 + p.data.readUInt16BE(0)) : Buffer.alloc(0);
+        return { status: p.bhs[3], sense, data: Buffer.concat(chunks), residual: p.bhs.readUInt32BE(44), flags: p.flags, r2ts };
+      }
+      throw new Error(`unexpected opcode 0x${p.opcode.toString(16)} for task ${itt}`);
+    }
+  }
+
+  async logout(): Promise<number> {
+    const h = Buffer.alloc(48);
+    h[0] = 0x46;
+    h[1] = 0x80;
+    const itt = this.nextItt();
+    h.writeUInt32BE(itt, 16);
+    h.writeUInt32BE(this.cmdSN, 24);
+    h.writeUInt32BE(this.expStatSN, 28);
+    this.send(h);
+    const p = await this.next((x) => x.opcode === 0x26);
+    return p.bhs[2];
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+export function textOf(keys: Record<string, string>): Buffer {
+  return Buffer.from(Object.entries(keys).map(([k, v]) => `${k}=${v}\0`).join(''));
+}
+
+export function parseKeys(b: Buffer): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const s of b.toString().split('\0')) {
+    if (!s) continue;
+    const i = s.indexOf('=');
+    m.set(s.slice(0, i), s.slice(i + 1));
+  }
+  return m;
+}
+
+/** A free TCP port on 127.0.0.1. */
+export async function freePort(): Promise<number> {
+  const s = createServer();
+  s.listen(0, '127.0.0.1');
+  await once(s, 'listening');
+  const p = (s.address() as { port: number }).port;
+  await new Promise((r) => s.close(r));
+  return p;
+}
+
+export interface Daemon {
+  proc: ChildProcess;
+  port: number;
+  dir: string;
+  log(): string;
+  stop(): Promise<number | null>;
+}
+
+/** Starts tsiod with a config (PORT replaced by a free port); resolves once it is ready. */
+export async function startTsiod(config: (port: number, dir: string) => string, port?: number): Promise<Daemon> {
+  const p = port ?? (await freePort());
+  const dir = mkdtempSync(join(tmpdir(), 'tsio-iscsi-'));
+  const f = join(dir, 'tsiod.yaml');
+  writeFileSync(f, config(p, dir));
+  const proc = spawn(process.execPath, [TSIOD, '--config', f], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  proc.stdout!.on('data', (d) => (out += d));
+  proc.stderr!.on('data', (d) => (out += d));
+  await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`tsiod did not get ready:\n${out}`)), 15000);
+    const check = () => {
+      if (/ready:/.test(out)) {
+        clearTimeout(t);
+        resolve();
+      }
+    };
+    proc.stdout!.on('data', check);
+    proc.stderr!.on('data', check);
+    proc.on('exit', (code) => {
+      clearTimeout(t);
+      reject(new Error(`tsiod exited with ${code}:\n${out}`));
+    });
+  });
+  return {
+    proc,
+    port: p,
+    dir,
+    log: () => out,
+    async stop() {
+      if (proc.exitCode !== null) return proc.exitCode;
+      proc.kill('SIGTERM');
+      const t = setTimeout(() => proc.kill('SIGKILL'), 10000);
+      const [code] = await once(proc, 'exit');
+      clearTimeout(t);
+      return code as number | null;
+    },
+  };
+}
+
+/** A config with one demo-mode iSCSI target on 127.0.0.1 (and ::1) with one rd_mcp LUN. */
+export function simpleConfig(opts: { iqn?: string; size?: string; v6?: boolean; tpgExtra?: string; extra?: string } = {}) {
+  return (port: number): string => `storage_objects:
+  - { name: ram0, plugin: rd_mcp, size: ${opts.size ?? '64MiB'}, attributes: { emulate_tpu: true, emulate_tpws: true } }
+${opts.extra ?? ''}targets:
+  - fabric: iscsi
+    wwn: ${opts.iqn ?? 'iqn.2026-11.org.tsio:test'}
+    tpgs:
+      - tag: 1
+        attributes: { generate_node_acls: true, authentication: false, demo_mode_write_protect: false }
+${opts.tpgExtra ?? ''}        portals:
+          - { ip_address: 127.0.0.1, port: ${port} }
+${opts.v6 ? `          - { ip_address: '::1', port: ${port} }\n` : ''}        luns:
+          - { index: 0, storage_object: /backstores/rd_mcp/ram0 }
+`;
+}

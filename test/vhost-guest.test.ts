@@ -1,0 +1,100 @@
+// vhost-user-scsi end to end: a Linux guest under QEMU (TCG) with
+// vhost-user-scsi-pci on tsiod's TPG socket sees our LUNs as /dev/sd* and
+// uses them: identification, a file system, discard, fio with verify.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runGuest } from './util/guest';
+import { naaFromSerial } from '../src/model/storage-object';
+
+const TSIOD = join(__dirname, '..', 'src', 'daemon', 'tsiod.js');
+const SERIAL0 = '0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9';
+const SERIAL1 = '1f2e3d4c-5b6a-7988-97a6-b5c4d3e2f1a0';
+
+const dir = mkdtempSync(join(tmpdir(), 'tsio-vhost-guest-'));
+const sock = join(dir, 'vhost.sock');
+let daemon: ChildProcess | undefined;
+let daemonLog = '';
+
+after(() => {
+  daemon?.kill('SIGKILL');
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function startDaemon(): Promise<void> {
+  const cfg = join(dir, 'tsiod.yaml');
+  writeFileSync(
+    cfg,
+    [
+      'storage_objects:',
+      `  - { name: disk0, plugin: rd_mcp, size: 96MiB, wwn: ${SERIAL0} }`,
+      `  - { name: thin1, plugin: rd_mcp, size: 64MiB, wwn: ${SERIAL1}, attributes: { emulate_tpu: true, emulate_tpws: true } }`,
+      'targets:',
+      '  - fabric: vhost',
+      '    wwn: naa.5001405000000042',
+      '    tpgs:',
+      '      - tag: 1',
+      `        socket: ${sock}`,
+      '        num_queues: 2',
+      '        luns:',
+      '          - { index: 0, storage_object: /backstores/rd_mcp/disk0 }',
+      '          - { index: 1, storage_object: /backstores/rd_mcp/thin1 }',
+      '',
+    ].join('\n'),
+  );
+  daemon = spawn(process.execPath, [TSIOD, '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
+  daemon.stdout!.on('data', (d) => (daemonLog += d));
+  daemon.stderr!.on('data', (d) => (daemonLog += d));
+  const t0 = Date.now();
+  while (!existsSync(sock) || !/ready/.test(daemonLog)) {
+    if (Date.now() - t0 > 10_000 || daemon.exitCode !== null) throw new Error(`tsiod did not start:\n${daemonLog}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function vhostArgs(): string[] {
+  return ['-chardev', `socket,path=${sock},id=vus`, '-device', 'vhost-user-scsi-pci,chardev=vus,num_queues=2'];
+}
+
+/** Guest shell: waits for n disks and names each LUN's device in $LUN0, $LUN1... */
+const FIND_DISKS = `
+for i in $(seq 100); do [ "$(ls /sys/block | grep -c '^sd')" -ge 2 ] && break; sleep 0.1; done
+for d in /sys/block/sd*; do
+  a=$(basename "$(readlink -f "$d/device")")
+  echo "DISK $(basename "$d") $a"
+  eval "LUN\${a##*:}=/dev/$(basename "$d")"
+done
+`;
+
+test('a guest finds both LUNs as /dev/sd* with our identity, designators and block limits', { timeout: 300_000 }, async () => {
+  await startDaemon();
+  const r = await runGuest({
+    sharedMemory: true,
+    memoryMiB: 512,
+    qemuArgs: vhostArgs(),
+    script: [
+      'set -e',
+      FIND_DISKS,
+      'sg_inq "$LUN0"',
+      'sg_inq "$LUN1"',
+      'sg_vpd -p di "$LUN0"',
+      'sg_vpd -p bl "$LUN1"',
+      'echo IDENT-DONE',
+    ].join('\n'),
+  });
+  const out = r.output;
+  assert.equal(r.exitCode, 0, `${out.slice(-3000)}\n--- tsiod:\n${daemonLog}`);
+  assert.match(out, /DISK sd[a-z] \d+:0:0:0\n/);
+  assert.match(out, /DISK sd[a-z] \d+:0:0:1\n/);
+  assert.equal([...out.matchAll(/Vendor identification: TSIO/g)].length, 2);
+  assert.equal([...out.matchAll(/Product identification: RAMDISK-MCP/g)].length, 2);
+  assert.match(out, new RegExp(`Unit serial number: ${SERIAL0}`));
+  assert.match(out, new RegExp(`Unit serial number: ${SERIAL1}`));
+  assert.match(out, new RegExp(`0x${naaFromSerial(SERIAL0).toString('hex')}`), 'NAA designator of LUN 0');
+  assert.match(out, /naa\.5001405000000042,t,0x0001/, 'target port name');
+  assert.match(out, /Block limits VPD page[\s\S]*Maximum unmap LBA count: [1-9]/, 'block limits of the thin LUN');
+  assert.match(out, /IDENT-DONE/);
+});
