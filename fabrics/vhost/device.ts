@@ -229,8 +229,13 @@ export class VhostScsiDevice {
       case Req.ADD_MEM_REG: {
         this.payload(p, MemRegMsg.LENGTH, 'ADD_MEM_REG');
         if (fds.length !== 1) throw new ProtocolError(`ADD_MEM_REG with ${fds.length} fds`);
+        const spec = readRegion(p, MemRegMsg.REGION);
+        if (this.mem.has(spec)) {
+          closeSync(fds[0]); // a front-end replaying its table after a reset: already mapped
+          return;
+        }
         if (this.mem.regions.length >= MAX_MEM_SLOTS) throw new RangeError('no free memory slot');
-        this.mem.add(readRegion(p, MemRegMsg.REGION), fds[0]);
+        this.mem.add(spec, fds[0]);
         this.remapRings();
         return;
       }

@@ -45,6 +45,10 @@ export class GuestMemory {
     }
   }
 
+  has(spec: RegionSpec): boolean {
+    return this.regions.some((r) => r.gpa === spec.gpa && r.size === spec.size && r.uaddr === spec.uaddr && r.mmapOffset === spec.mmapOffset);
+  }
+
   /** Takes the region matching spec out of the table (the caller unmaps it when nothing uses it). */
   remove(spec: RegionSpec): MappedRegion | undefined {
     const i = this.regions.findIndex((r) => r.gpa === spec.gpa && r.size === spec.size && r.uaddr === spec.uaddr);

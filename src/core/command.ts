@@ -76,6 +76,8 @@ export class ScsiCmd implements Completion {
   quiet = false;
 
   state: number = CmdState.NEW;
+  /** performance.now() at submission, for the latency statistics. */
+  readonly startedAt = performance.now();
   /** Set by task management; the engine completes the command as aborted when it finishes. */
   abortedBy: 'self' | 'other' | undefined = undefined;
   /** Listed in its nexus's task map (only while it outlives a tick). */

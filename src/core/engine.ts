@@ -12,6 +12,7 @@ import type { Session } from './session';
 import { sglLength, type Sgl } from './sgl';
 import type { RangeHold } from './range-lock';
 import { log } from './log';
+import { recordCompletion } from './stats';
 
 /**
  * Commands served on a LUN the nexus has no mapping for (INQUIRY, REPORT
@@ -242,6 +243,7 @@ function finalize(cmd: ScsiCmd): void {
     const moved = cmd.dir === DataDir.OUT && cmd.status === Status.GOOD ? cmd.dataLength : cmd.dataInLength;
     cmd.residual = expected - moved;
   }
+  recordCompletion(cmd);
   const w = cmd.waiters;
   cmd.done(cmd);
   if (w !== undefined) for (const f of w) f();

@@ -9,6 +9,7 @@ import { CmdState, ScsiCmd, TaskAttr } from './command';
 import { RangeLock } from './range-lock';
 import type { ItlNexus, Session } from './session';
 import { Asc, type ScsiError } from './sense';
+import { IoStats } from './stats';
 
 /** Current values of the mode parameters we let initiators change (SPC-5 7.5, SBC-4 6.5). */
 export interface ModeState {
@@ -70,6 +71,8 @@ export class LogicalUnit {
   pr: { check(cmd: ScsiCmd): boolean } | undefined = undefined;
 
   // Task set state (SAM-5 8.6): running SIMPLE count, a running ORDERED task, and those waiting.
+  /** Per-unit I/O statistics (recorded by the engine). */
+  readonly stats = new IoStats();
   private running = 0;
   private orderedRunning = false;
   private readonly delayed: ScsiCmd[] = [];

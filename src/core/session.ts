@@ -6,6 +6,7 @@ import type { LogicalUnit } from './logical-unit';
 import { CommandRequest, CompletionCallback, ScsiCmd } from './command';
 import { submit } from './engine';
 import { Asc } from './sense';
+import { IoStats } from './stats';
 import { TmfFunction, TmfResult, taskManagement } from './tmr';
 
 export interface InitiatorId {
@@ -61,6 +62,7 @@ export class Session {
   readonly unmappedTasks = new Map<number, ScsiCmd>();
   closed = false;
   readonly createdAt = Date.now();
+  readonly stats = new IoStats();
 
   constructor(
     readonly tpg: Tpg,

@@ -3,21 +3,44 @@
 // embedded default), serves it until SIGTERM, then flushes and exits.
 
 import { dirname } from 'node:path';
-import { ConfigError, loadConfigFile, parseConfig, defaultConfigText } from '../config/config';
+import { readFileSync } from 'node:fs';
+import type { Server } from 'node:net';
+import { ConfigError, parseConfig, defaultConfigText, type TsioConfig } from '../config/config';
+import { isLioSaveconfig, lioToDocument } from '../config/lio-import';
 import { Root } from '../model/root';
-import { applyConfig } from './apply';
 import { log } from '../core/log';
-import { fabricModule, type FabricService } from '../../fabrics';
+import type { FabricService } from '../../fabrics';
+import { absolutePaths, EMPTY_CONFIG, reconcile, type Live } from './reconcile';
+import { Control, DEFAULT_CONTROL_PATH, listenControl } from './control';
+import { DEFAULT_SAVE_PATH } from '../config/save';
+import { listenMetrics } from './metrics';
 
-const USAGE = `usage: tsiod [--config FILE.yaml] [--check] [--state-dir DIR] [--log-level error|warn|info|debug]
-  --config FILE   start from this configuration (default: the embedded one: RAM LUNs over iSCSI and vhost)
-  --check         validate the configuration, print what it describes, and exit
-  --state-dir DIR where state that outlives a restart is kept (APTPL reservations; default /var/lib/tsio)`;
+const USAGE = `usage: tsiod [--config FILE.yaml] [--check] [--state-dir DIR] [--control PATH|none] [--saveconfig FILE]
+             [--metrics HOST:PORT] [--log-level error|warn|info|debug]
+  --config FILE      start from this configuration (default: the embedded one: RAM LUNs over iSCSI and vhost);
+                     a targetcli saveconfig.json is converted
+  --check            validate the configuration, print what it describes, and exit
+  --control PATH     the control socket tcli talks to (JSON-RPC 2.0, mode 0600; default ${DEFAULT_CONTROL_PATH})
+  --saveconfig FILE  where saveconfig writes by default (default ${DEFAULT_SAVE_PATH})
+  --metrics H:P      serve Prometheus metrics at http://H:P/metrics (loopback addresses only; off by default)
+  --state-dir DIR    where state that outlives a restart is kept (APTPL reservations; default /var/lib/tsio)`;
 
 interface Args {
   config?: string;
   check: boolean;
   stateDir: string;
+  control?: string;
+  saveconfig?: string;
+  metrics?: string;
+}
+
+function loadConfig(path: string): TsioConfig {
+  const text = readFileSync(path, 'utf8');
+  const lio = isLioSaveconfig(text);
+  if (!lio) return parseConfig(text, path);
+  const conv = lioToDocument(lio);
+  for (const u of conv.unmapped) log.warn(`${path}: ${u}`);
+  return parseConfig(JSON.stringify(conv.document), `${path} (converted from targetcli saveconfig.json)`);
 }
 
 function parseArgs(argv: string[]): Args {
@@ -27,6 +50,9 @@ function parseArgs(argv: string[]): Args {
     if (v === '--config' || v === '-c') a.config = argv[++i];
     else if (v.startsWith('--config=')) a.config = v.slice(9);
     else if (v === '--check') a.check = true;
+    else if (v === '--control') a.control = argv[++i];
+    else if (v === '--saveconfig') a.saveconfig = argv[++i];
+    else if (v === '--metrics') a.metrics = argv[++i];
     else if (v === '--state-dir') a.stateDir = argv[++i];
     else if (v.startsWith('--state-dir=')) a.stateDir = v.slice(12);
     else if (v === '--log-level') log.setLevel(argv[++i] as 'info');
@@ -45,7 +71,7 @@ async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   let cfg;
   try {
-    cfg = args.config ? loadConfigFile(args.config) : parseConfig(defaultConfigText(), '<embedded default>');
+    cfg = args.config ? loadConfig(args.config) : parseConfig(defaultConfigText(), '<embedded default>');
   } catch (e) {
     if (e instanceof ConfigError) {
       console.error(`tsiod: configuration refused:\n${e.message}`);
@@ -59,15 +85,24 @@ async function main(): Promise<void> {
     return;
   }
   const root = new Root({ stateDir: args.stateDir });
-  await applyConfig(root, cfg, args.config ? dirname(args.config) : process.cwd());
-  const services: FabricService[] = [];
-  for (const t of root.targets.values()) {
-    const m = fabricModule(t.fabric);
-    if (!m) {
-      log.warn(`target ${t.wwn}: the ${t.fabric} fabric is not in this build yet; configured but not served`);
-      continue;
+  const live: Live = { root, services: new Map<string, FabricService>(), config: EMPTY_CONFIG };
+  await reconcile(live, absolutePaths(cfg, args.config ? dirname(args.config) : process.cwd()));
+  const control = new Control(live, { savePath: args.saveconfig });
+  let controlServer: Server | undefined;
+  if (args.control !== 'none') {
+    const path = args.control ?? DEFAULT_CONTROL_PATH;
+    try {
+      controlServer = await listenControl(control, path);
+      log.info(`control socket: ${path}`);
+    } catch (e) {
+      // The default place may be taken or unwritable (tests, a second daemon): serve anyway. An explicit one must work.
+      if (args.control !== undefined) throw e;
+      log.warn(`no control socket: ${(e as Error).message}`);
     }
-    services.push(await m.serve(t, root));
+  }
+  if (args.metrics !== undefined) {
+    await listenMetrics(root, args.metrics);
+    log.info(`metrics: http://${args.metrics}/metrics`);
   }
   // A daemon serves until told to stop, even with nothing listening yet (a loopback-only config).
   const keepAlive = setInterval(() => {}, 1 << 30);
@@ -76,7 +111,8 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info(`${sig}: shutting down`);
-    await Promise.all(services.map((s) => s.close()));
+    controlServer?.close();
+    await Promise.all([...live.services.values()].map((s) => s.close()));
     await root.close();
     clearInterval(keepAlive);
     log.info('stopped: every store flushed');

@@ -55,6 +55,21 @@ export class Root {
     return t;
   }
 
+  /** Removes a storage object no LUN uses any more; its store is flushed and released. */
+  async deleteStorageObject(path: string): Promise<void> {
+    const so = this.storageObject(path);
+    this.storageObjects.delete(path);
+    await so.backstore.close();
+  }
+
+  /** Removes a target after closing every session of its TPGs. */
+  async deleteTarget(wwn: string): Promise<void> {
+    const t = this.targets.get(wwn);
+    if (!t) throw new Error(`no target ${wwn}`);
+    this.targets.delete(wwn);
+    for (const tpg of t.tpgs.values()) await Promise.all([...tpg.sessions].map((s) => s.close()));
+  }
+
   /** Closes every session and flushes and releases every store. */
   async close(): Promise<void> {
     for (const t of this.targets.values()) {

@@ -1,0 +1,235 @@
+// tsiod's vhost-user-scsi back-end driven by the project's own front-end
+// tool (no guest): QEMU 7.2's negotiation, I/O through the rings, stop and
+// restart, and hostile descriptors that must fail requests or the queue,
+// never tsiod, and never another device.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ScsiSlot, VhostUserFrontend, type DriverQueue, type ScsiResult } from '../fabrics/vhost/frontend/frontend';
+import { DEVICE_FEATURES, PROTOCOL_FEATURES } from '../fabrics/vhost/device';
+import { Resp } from '../fabrics/vhost/virtio-scsi';
+import { DescFlag } from '../fabrics/vhost/virtio-scsi';
+
+const TSIOD = join(__dirname, '..', 'src', 'daemon', 'tsiod.js');
+const dir = mkdtempSync(join(tmpdir(), 'tsio-vhost-fe-'));
+const sockA = join(dir, 'a.sock');
+const sockB = join(dir, 'b.sock');
+let daemon: ChildProcess | undefined;
+let daemonLog = '';
+
+before(async () => {
+  const cfg = join(dir, 'tsiod.yaml');
+  writeFileSync(
+    cfg,
+    [
+      'storage_objects:',
+      '  - { name: r0, plugin: rd_mcp, size: 16MiB }',
+      '  - { name: r1, plugin: rd_mcp, size: 16MiB }',
+      'targets:',
+      '  - fabric: vhost',
+      '    wwn: naa.5001405000000051',
+      '    tpgs:',
+      `      - { tag: 1, socket: ${sockA}, num_queues: 2, luns: [ { index: 0, storage_object: /backstores/rd_mcp/r0 } ] }`,
+      '  - fabric: vhost',
+      '    wwn: naa.5001405000000052',
+      '    tpgs:',
+      `      - { tag: 1, socket: ${sockB}, luns: [ { index: 3, storage_object: /backstores/rd_mcp/r1 } ] }`,
+      '',
+    ].join('\n'),
+  );
+  daemon = spawn(process.execPath, [TSIOD, '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
+  daemon.stderr!.on('data', (d) => (daemonLog += d));
+  daemon.stdout!.on('data', (d) => (daemonLog += d));
+  const t0 = Date.now();
+  while (!existsSync(sockA) || !existsSync(sockB) || !/ready/.test(daemonLog)) {
+    if (Date.now() - t0 > 10_000 || daemon.exitCode !== null) throw new Error(`tsiod did not start:\n${daemonLog}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+});
+
+after(() => {
+  daemon?.kill('SIGKILL');
+  rmSync(dir, { recursive: true, force: true });
+});
+
+let nextId = 1n;
+
+function scsi(q: DriverQueue, slot: ScsiSlot, lun: number, cdb: number[], len: number, write = false, target = 0): Promise<ScsiResult> {
+  return new Promise((resolve) => {
+    slot.post(q, lun, cdb, len, write, nextId++, resolve, target);
+    q.kick();
+  });
+}
+
+function connect(path: string, queues: number): VhostUserFrontend {
+  const fe = new VhostUserFrontend(path, { memory: 96 * 1024 * 1024 });
+  fe.negotiate(queues);
+  fe.start(64);
+  for (const q of fe.queues) q.watch();
+  return fe;
+}
+
+test('negotiation in QEMU 7.2 order: features, protocol features, queue count, memory slots', () => {
+  const fe = new VhostUserFrontend(sockA);
+  try {
+    fe.negotiate(4);
+    assert.equal(fe.features, DEVICE_FEATURES);
+    assert.equal(fe.features & (1n << 32n), 1n << 32n, 'VERSION_1');
+    assert.equal(fe.features & (1n << 30n), 1n << 30n, 'F_PROTOCOL_FEATURES');
+    assert.equal(fe.features & (1n << 34n), 0n, 'no packed rings offered');
+    assert.equal(fe.protocolFeatures, PROTOCOL_FEATURES);
+    assert.equal(fe.queueNum, 4, 'control + event + 2 request queues');
+    fe.start(64);
+    assert.deepEqual(fe.sent.slice(0, 7), [
+      'GET_FEATURES', 'GET_PROTOCOL_FEATURES', 'SET_PROTOCOL_FEATURES', 'GET_QUEUE_NUM', 'GET_MAX_MEM_SLOTS', 'SET_OWNER', 'GET_FEATURES',
+    ]);
+    assert.ok(fe.sent.includes('ADD_MEM_REG'), 'memory sent as slots');
+    assert.deepEqual(fe.stop(), [0, 0, 0, 0], 'nothing was posted');
+  } finally {
+    fe.close();
+  }
+});
+
+test('I/O round trip: unit attention, INQUIRY, write and read back through guest memory, stop and resume', async () => {
+  const fe = connect(sockA, 4);
+  try {
+    const q = fe.queues[2];
+    const slot = new ScsiSlot(fe.ram, 65536);
+    let r = await scsi(q, slot, 0, [0x00, 0, 0, 0, 0, 0], 0);
+    assert.equal(r.response, Resp.OK);
+    assert.equal(r.status, 2, 'first command: POWER ON unit attention');
+    assert.equal(r.sense[2] & 0x0f, 6);
+    assert.equal(r.sense[12], 0x29);
+    r = await scsi(q, slot, 0, [0x12, 0, 0, 0, 96, 0], 96);
+    assert.equal(r.status, 0);
+    assert.equal(r.data.subarray(8, 12).toString(), 'TSIO');
+    assert.equal(r.usedLen, 108 + 96);
+    const pattern = Buffer.alloc(8192);
+    for (let i = 0; i < pattern.length; i++) pattern[i] = (i * 7 + 3) & 0xff;
+    pattern.copy(slot.data);
+    r = await scsi(q, slot, 0, [0x2a, 0, 0, 0, 0, 8, 0, 0, 16, 0], 8192, true);
+    assert.equal(r.status, 0, `WRITE(10): ${r.sense.toString('hex')}`);
+    slot.data.fill(0);
+    r = await scsi(q, slot, 0, [0x28, 0, 0, 0, 0, 8, 0, 0, 16, 0], 8192);
+    assert.equal(r.status, 0);
+    assert.equal(r.usedLen, 108 + 8192);
+    assert.ok(slot.data.subarray(0, 8192).equals(pattern), 'read back what was written');
+    // Read into a larger buffer than the command moves: residual reported.
+    r = await scsi(q, slot, 0, [0x28, 0, 0, 0, 0, 8, 0, 0, 1, 0], 4096);
+    assert.equal(r.residual, 4096 - 512);
+    // The second request queue works too.
+    r = await scsi(fe.queues[3], new ScsiSlot(fe.ram, 512), 0, [0x28, 0, 0, 0, 0, 8, 0, 0, 1, 0], 512);
+    assert.equal(r.status, 0);
+    const bases = fe.stop();
+    assert.deepEqual(bases, [0, 0, 5, 1], 'GET_VRING_BASE: next avail index per ring');
+    // Start again from those bases, as QEMU does after a stop (the rings keep their indexes).
+    fe.start(64);
+    for (const qq of fe.queues) qq.watch();
+    r = await scsi(fe.queues[2], new ScsiSlot(fe.ram, 512), 0, [0x00, 0, 0, 0, 0, 0], 0);
+    assert.equal(r.status, 0);
+  } finally {
+    fe.close();
+  }
+});
+
+test('bad target, unknown LUN and short headers get virtio-scsi errors', async () => {
+  const fe = connect(sockA, 3);
+  try {
+    const q = fe.queues[2];
+    const slot = new ScsiSlot(fe.ram, 4096);
+    let r = await scsi(q, slot, 0, [0x00, 0, 0, 0, 0, 0], 0, false, 5);
+    assert.equal(r.response, Resp.BAD_TARGET);
+    r = await scsi(q, slot, 0, [0x00, 0, 0, 0, 0, 0], 0);
+    r = await scsi(q, slot, 9, [0x00, 0, 0, 0, 0, 0], 0);
+    assert.equal(r.response, Resp.OK);
+    assert.equal(r.status, 2, 'LOGICAL UNIT NOT SUPPORTED');
+    assert.equal(r.sense[12], 0x25);
+    // A 20-byte request header.
+    const len = await new Promise<number>((resolve) => {
+      q.add([[slot.reqGpa, 20]], [[slot.respGpa, 108]], resolve);
+      q.kick();
+    });
+    assert.equal(len, 108);
+    assert.equal(slot.resp[11], Resp.FAILURE);
+  } finally {
+    fe.close();
+  }
+});
+
+test('hostile descriptors fail the request or the queue; tsiod keeps serving this and every other device', async () => {
+  const fe = connect(sockA, 4);
+  const other = connect(sockB, 3);
+  try {
+    const q = fe.queues[2];
+    const slot = new ScsiSlot(fe.ram, 4096);
+    const lenOf = (out: [number, number][], inb: [number, number][]) =>
+      new Promise<number>((resolve) => {
+        q.add(out, inb, resolve);
+        q.kick();
+      });
+    // Data buffer outside guest memory: the request comes back empty.
+    assert.equal(await lenOf([[slot.reqGpa, 51]], [[slot.respGpa, 108], [fe.ram.gpa + fe.ram.size - 100, 4096]]), 0);
+    assert.equal(await lenOf([[0x10, 51]], [[slot.respGpa, 108]]), 0, 'header below guest memory');
+    // A chain describing more than the back-end accepts (three 32 MiB views of the same RAM).
+    const big: [number, number][] = [[fe.ram.gpa, 32 << 20], [fe.ram.gpa, 32 << 20], [fe.ram.gpa, 32 << 20]];
+    assert.equal(await lenOf([[slot.reqGpa, 51]], [[slot.respGpa, 108], ...big]), 0);
+    // An indirect table outside memory, and a good indirect request.
+    const viaIndirect = (table: number) =>
+      new Promise<number>((resolve) => {
+        q.addIndirect(table, [
+          { addr: slot.reqGpa, len: 51, flags: DescFlag.NEXT, next: 1 },
+          { addr: slot.respGpa, len: 108, flags: DescFlag.WRITE },
+        ], resolve);
+        q.kick();
+      });
+    assert.equal(await viaIndirect(0xdead_0000), 0);
+    slot.req.fill(0);
+    slot.req[0] = 1;
+    slot.req[2] = 0x40;
+    assert.equal(await viaIndirect(fe.ram.alloc(64)), 108, 'indirect TEST UNIT READY');
+    assert.equal(slot.resp[11], Resp.OK);
+    // Still serving on the same queue.
+    let r = await scsi(q, slot, 0, [0x12, 0, 0, 0, 36, 0], 36);
+    assert.equal(r.status, 0);
+    // A descriptor loop breaks the queue: nothing comes back from it any more...
+    const q3 = fe.queues[3];
+    const loop = await new Promise<number | undefined>((resolve) => {
+      const t = setTimeout(() => resolve(undefined), 500);
+      q3.addRaw(
+        [
+          { addr: slot.reqGpa, len: 51, flags: DescFlag.NEXT, next: 1 },
+          { addr: slot.respGpa, len: 108, flags: DescFlag.WRITE | DescFlag.NEXT, next: 2 },
+          { addr: slot.dataGpa, len: 512, flags: DescFlag.WRITE | DescFlag.NEXT, next: 1 },
+        ],
+        0,
+        (len) => (clearTimeout(t), resolve(len)),
+      );
+      q3.kick();
+    });
+    assert.equal(loop, undefined, 'a looping chain is never completed');
+    // ...but the other request queue of the same device still works,
+    r = await scsi(q, slot, 0, [0x00, 0, 0, 0, 0, 0], 0);
+    assert.equal(r.response, Resp.OK);
+    // and so does the other device.
+    const s2 = new ScsiSlot(other.ram, 512);
+    r = await scsi(other.queues[2], s2, 3, [0x12, 0, 0, 0, 36, 0], 36);
+    assert.equal(r.status, 0);
+    assert.equal(r.data.subarray(8, 12).toString(), 'TSIO');
+    // Out-of-range head index on the control queue: that queue stops, nothing else.
+    fe.queues[0].publishRaw(999);
+    fe.queues[0].kick();
+    await new Promise((res) => setTimeout(res, 100));
+    r = await scsi(q, slot, 0, [0x00, 0, 0, 0, 0, 0], 0);
+    assert.equal(r.response, Resp.OK);
+    assert.equal(daemon!.exitCode, null, 'tsiod still running');
+    assert.match(daemonLog, /outside guest memory/);
+    assert.match(daemonLog, /loops or is longer than its table/);
+    assert.match(daemonLog, /head 999 out of a ring/);
+  } finally {
+    fe.close();
+    other.close();
+  }
+});
