@@ -15,9 +15,10 @@ async function main(): Promise<void> {
     return;
   }
   const names = args.filter((a, i) => !a.startsWith('--') && (i === 0 || !args[i - 1].startsWith('--')));
-  const chosen = names.length === 0 ? scenarios.filter((s) => s.byDefault) : names.map(find);
+  const chosen = names.length === 0 ? scenarios.filter((s) => s.byDefault) : [...new Set(names.map(find))];
+  const child = args.includes('--child');
   for (const s of chosen) {
-    console.log(`== ${s.name}: ${s.description}`);
+    if (!child) console.log(`== ${s.name}: ${s.description}`);
     await s.run(args);
   }
 }

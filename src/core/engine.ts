@@ -136,7 +136,10 @@ function execute(cmd: ScsiCmd): void {
   const def = cmd.def;
   // Writes hold their LBA range shared; COMPARE AND WRITE holds it exclusively.
   if ((def.flags & (F.WRITE | F.ATOMIC)) !== 0 && def.lbaField !== undefined && cmd.blocks !== 0) {
-    const held = cmd.lu.rangeLock.acquire(cmd.lba, cmd.blocks, (def.flags & F.ATOMIC) !== 0);
+    const lock = cmd.lu.rangeLock;
+    // Shared and uncontended: the hold is only taken if the handler goes asynchronous.
+    if ((def.flags & F.ATOMIC) === 0 && lock.sharedFree) return runLocked(cmd, undefined);
+    const held = lock.acquire(cmd.lba, cmd.blocks, (def.flags & F.ATOMIC) !== 0);
     if (held instanceof Promise) {
       track(cmd);
       held.then((h) => runLocked(cmd, h));
@@ -155,27 +158,30 @@ function execute(cmd: ScsiCmd): void {
   r.then(() => complete(cmd), (e) => fail(cmd, e));
 }
 
-function runLocked(cmd: ScsiCmd, held: RangeHold): void {
+/** Runs a command under its range lock; held undefined: not taken yet, and free for a shared hold. */
+function runLocked(cmd: ScsiCmd, held: RangeHold | undefined): void {
   const lock = cmd.lu.rangeLock;
   let r;
   try {
     r = cmd.def.execute(cmd);
   } catch (e) {
-    lock.release(held);
+    if (held !== undefined) lock.release(held);
     return fail(cmd, e);
   }
   if (r === undefined) {
-    lock.release(held);
+    if (held !== undefined) lock.release(held);
     return complete(cmd);
   }
+  // Still the same tick as the sharedFree check: the shared hold is granted at once.
+  const h = held ?? (lock.acquire(cmd.lba, cmd.blocks, false) as RangeHold);
   track(cmd);
   r.then(
     () => {
-      lock.release(held);
+      lock.release(h);
       complete(cmd);
     },
     (e) => {
-      lock.release(held);
+      lock.release(h);
       fail(cmd, e);
     },
   );

@@ -17,12 +17,21 @@ interface Waiter {
 export class RangeLock {
   private readonly held: RangeHold[] = [];
   private readonly waiting: Waiter[] = [];
+  private exclusiveHeld = 0;
+
+  /**
+   * True when a shared hold would be granted at once. A write that finishes
+   * synchronously then needs no hold at all: nothing else runs before it ends.
+   */
+  get sharedFree(): boolean {
+    return this.exclusiveHeld === 0 && this.waiting.length === 0;
+  }
 
   /** Returns the held range, or a promise of it when it must wait. */
   acquire(start: number, count: number, exclusive: boolean): RangeHold | Promise<RangeHold> {
     const r: RangeHold = { start, end: start + count, exclusive };
     if (this.waiting.length === 0 && !this.conflicts(r)) {
-      this.held.push(r);
+      this.hold(r);
       return r;
     }
     return new Promise<RangeHold>((resolve) => {
@@ -32,8 +41,16 @@ export class RangeLock {
 
   release(r: RangeHold): void {
     const i = this.held.indexOf(r);
-    if (i >= 0) this.held.splice(i, 1);
+    if (i >= 0) {
+      this.held.splice(i, 1);
+      if (r.exclusive) this.exclusiveHeld--;
+    }
     if (this.waiting.length) this.wake();
+  }
+
+  private hold(r: RangeHold): void {
+    this.held.push(r);
+    if (r.exclusive) this.exclusiveHeld++;
   }
 
   private conflicts(r: RangeHold): boolean {
@@ -54,7 +71,7 @@ export class RangeLock {
       }
       if (!blockedByEarlier && !this.conflicts(w)) {
         const { grant } = this.waiting.splice(i, 1)[0];
-        this.held.push(w);
+        this.hold(w);
         grant(w);
       } else {
         i++;

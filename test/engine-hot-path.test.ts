@@ -1,0 +1,54 @@
+// The engine's fast paths keep their guarantees: a write that finishes at once
+// takes no range hold, one that goes asynchronous holds its range shared until
+// it ends; caller-owned buffers are used in place.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { rig } from './util/loopback-setup';
+import { gated } from './util/gated';
+import { Status } from '../src/core/sense';
+
+const WRITE10 = (lba: number, n: number) => [0x2a, 0, 0, 0, (lba >> 8) & 0xff, lba & 0xff, 0, 0, n, 0];
+const READ10 = (lba: number, n: number) => [0x28, 0, 0, 0, (lba >> 8) & 0xff, lba & 0xff, 0, 0, n, 0];
+
+test('an asynchronous write holds its LBA range against an exclusive hold until it completes', async () => {
+  const r = await rig([{ plugin: 'gated', size: 1 << 20 }]);
+  const store = gated[gated.length - 1];
+  const lock = r.sos[0].lu.rangeLock;
+  const a = await r.nexus();
+  const w = a.command(0, WRITE10(8, 2), { dataOut: Buffer.alloc(1024, 0x5a) });
+  await new Promise((res) => setImmediate(res));
+  assert.equal(store.started, 1);
+  const outside = lock.acquire(10, 4, true);
+  assert.ok(!(outside instanceof Promise), 'a disjoint range is free');
+  lock.release(outside);
+  const inside = lock.acquire(9, 1, true);
+  assert.ok(inside instanceof Promise, 'overlapping exclusive hold must wait for the write');
+  let granted = false;
+  void inside.then((h) => {
+    granted = true;
+    lock.release(h);
+  });
+  store.open();
+  assert.equal((await w).status, Status.GOOD);
+  await new Promise((res) => setImmediate(res));
+  assert.ok(granted);
+  assert.ok(lock.sharedFree);
+  await r.close();
+});
+
+test('synchronous writes leave no hold behind, and reads land in the caller\'s buffer', async () => {
+  const r = await rig([{}]);
+  const lock = r.sos[0].lu.rangeLock;
+  const a = await r.nexus();
+  const res = await a.command(0, WRITE10(100, 8), { dataOut: Buffer.alloc(4096, 0xc3) });
+  assert.equal(res.status, Status.GOOD);
+  const h = lock.acquire(100, 8, true);
+  assert.ok(!(h instanceof Promise));
+  lock.release(h);
+  const mine = Buffer.alloc(4096);
+  const rd = await a.command(0, READ10(100, 8), { dataIn: [mine] });
+  assert.equal(rd.status, Status.GOOD);
+  assert.equal(rd.data.buffer, mine.buffer);
+  assert.ok(mine.every((b) => b === 0xc3));
+  await r.close();
+});
