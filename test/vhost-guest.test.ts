@@ -98,3 +98,41 @@ test('a guest finds both LUNs as /dev/sd* with our identity, designators and blo
   assert.match(out, /Block limits VPD page[\s\S]*Maximum unmap LBA count: [1-9]/, 'block limits of the thin LUN');
   assert.match(out, /IDENT-DONE/);
 });
+
+test('a file system, discard on the thin LUN and fio with verify, all through guest memory', { timeout: 400_000 }, async () => {
+  if (!daemon || daemon.exitCode !== null) await startDaemon();
+  const r = await runGuest({
+    sharedMemory: true,
+    memoryMiB: 512,
+    qemuArgs: vhostArgs(),
+    timeoutMs: 360_000,
+    script: [
+      'set -e',
+      FIND_DISKS,
+      'echo SIZE0 $(cat /sys/block/${LUN0#/dev/}/size)',
+      'echo SIZE1 $(cat /sys/block/${LUN1#/dev/}/size)',
+      'mkfs.ext4 -q -F "$LUN0"',
+      'mkdir -p /mnt/t && mount "$LUN0" /mnt/t',
+      'dd if=/dev/urandom of=/tmp/data bs=1M count=8 status=none',
+      'cp /tmp/data /mnt/t/data && sync && umount /mnt/t',
+      'echo 3 > /proc/sys/vm/drop_caches',
+      'mount "$LUN0" /mnt/t && cmp /tmp/data /mnt/t/data && echo "FS-OK $(sha256sum < /mnt/t/data)"',
+      'umount /mnt/t',
+      'echo DISCARD-MAX $(cat /sys/block/${LUN1#/dev/}/queue/discard_max_bytes)',
+      'dd if=/dev/urandom of="$LUN1" bs=1M count=4 oflag=direct status=none',
+      'blkdiscard -o 0 -l 4194304 "$LUN1"',
+      'cmp -n 4194304 "$LUN1" /dev/zero && echo DISCARD-ZEROES',
+      'fio --name=verify --filename="$LUN1" --rw=randrw --bs=4k --size=8M --iodepth=8 --ioengine=libaio --direct=1 ' +
+        '--verify=crc32c --do_verify=1 --verify_fatal=1 --group_reporting --output-format=terse --terse-version=3 > /tmp/fio.out',
+      'echo "FIO-OK $(cut -d";" -f1-8 /tmp/fio.out)"',
+    ].join('\n'),
+  });
+  const out = r.output;
+  assert.equal(r.exitCode, 0, `${out.slice(-3000)}\n--- tsiod:\n${daemonLog.slice(-3000)}`);
+  assert.match(out, /SIZE0 196608\n/, '96 MiB in 512-byte sectors');
+  assert.match(out, /SIZE1 131072\n/, '64 MiB in 512-byte sectors');
+  assert.match(out, /FS-OK [0-9a-f]{64}/);
+  assert.match(out, /DISCARD-MAX [1-9]\d*/, 'the guest sees the thin LUN as discard-capable');
+  assert.match(out, /DISCARD-ZEROES/);
+  assert.match(out, /FIO-OK /);
+});
