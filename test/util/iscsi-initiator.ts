@@ -302,7 +302,9 @@ export async function startTsiod(config: (port: number, dir: string) => string, 
   const dir = mkdtempSync(join(tmpdir(), 'tsio-iscsi-'));
   const f = join(dir, 'tsiod.yaml');
   writeFileSync(f, config(p, dir));
-  const proc = spawn(process.execPath, [TSIOD, '--config', f], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Its own control socket and state: other daemons (tests, helpers) may run on this machine.
+  const args = [TSIOD, '--config', f, '--control', 'none', '--state-dir', join(dir, 'state'), '--saveconfig', join(dir, 'save.json')];
+  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   proc.stdout!.on('data', (d) => (out += d));
   proc.stderr!.on('data', (d) => (out += d));
