@@ -163,8 +163,17 @@ describe('pscsi pass-through to a disk, a tape and a CD in a guest', { timeout: 
     assert.equal(d.write.status, Status.GOOD);
     assert.equal(d.read.status, Status.GOOD);
     assert.equal(d.read.equal, true, 'data read back through multi-segment buffers');
+    assert.equal(d.writeBig.status, Status.GOOD, JSON.stringify(d.writeBig));
+    assert.equal(d.readBig.status, Status.GOOD, JSON.stringify(d.readBig));
+    assert.equal(d.readBig.equal, true, '1 MiB through 64 segments');
     assert.equal(d.readViaBlockNode.status, Status.GOOD);
     assert.equal(d.readViaBlockNode.equal, true, 'the block node sees the same blocks');
+    // Too long for the kernel's SG_IO: our ILLEGAL REQUEST (fixed format), pointing at the transfer length.
+    assert.equal(d.readTooLong.status, Status.CHECK_CONDITION, JSON.stringify(d.readTooLong));
+    assert.equal(d.readTooLong.senseFormat, 0x70);
+    assert.equal(d.readTooLong.senseKey, 0x5);
+    assert.equal(d.readTooLong.asc, 0x24);
+    assert.deepEqual(d.readTooLong.field, { inCdb: true, byte: 10 });
     // scsi_debug was loaded with dsense=1: descriptor sense proves the bytes are the device's.
     assert.equal(d.outOfRange.status, Status.CHECK_CONDITION);
     assert.equal(d.outOfRange.senseFormat, 0x72);
