@@ -15,6 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 
 import { runGuest } from './util/guest';
+import { losetup } from './util/losetup';
 import { RESULT_MARK } from './util/pscsi-guest';
 import { Root } from '../src/model/root';
 import { Status } from '../src/core/sense';
@@ -286,16 +287,11 @@ test('pscsi refuses a path that is not a SCSI device', async () => {
     await assert.rejects(root.createStorageObject({ name: 'd', plugin: 'pscsi' }), /pscsi d: dev .* is required/);
     // A block device that is not SCSI: the kernel refuses SG_IO on it.
     fs.truncateSync(file, 1 << 20);
-    let loop: string;
-    try {
-      loop = sh('losetup', ['--find', '--show', file]).trim();
-    } catch (e) {
-      throw new Error(`losetup failed (util-linux and root are needed): ${(e as Error).message}`);
-    }
+    const loop = losetup(['--find', '--show', file]);
     try {
       await assert.rejects(root.createStorageObject({ name: 'l', plugin: 'pscsi', dev: loop }), /pscsi l: \/dev\/loop\d+ is not a SCSI device \(SG_IO/);
     } finally {
-      sh('losetup', ['-d', loop]);
+      losetup(['-d', loop]);
     }
     assert.equal(root.storageObjects.size, 0);
   } finally {
