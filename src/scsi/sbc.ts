@@ -136,13 +136,13 @@ export const sbcCommands: CommandDef[] = [
   },
 
   {
-    // IMMED (bit 1). NUMBER OF LOGICAL BLOCKS 0: to the end of the medium.
-    name: 'SYNCHRONIZE CACHE(10)', opcode: 0x35, usage: [0x35, 0x02, ...ff(4), GROUP, 0xff, 0xff, CONTROL],
+    // SYNC_NV (bit 2, SBC-3; obsolete, still sent), IMMED (bit 1). NUMBER OF LOGICAL BLOCKS 0: to the end.
+    name: 'SYNCHRONIZE CACHE(10)', opcode: 0x35, usage: [0x35, 0x06, ...ff(4), GROUP, 0xff, 0xff, CONTROL],
     dir: DataDir.NONE, lbaField: [2, 4], blocksField: [7, 2], flags: F.MEDIUM | F.LBA_CHECK, pr: 'read',
     timeout: T_LONG, execute: info.synchronizeCache,
   },
   {
-    name: 'SYNCHRONIZE CACHE(16)', opcode: 0x91, usage: [0x91, 0x02, ...ff(8), ...ff(4), GROUP, CONTROL],
+    name: 'SYNCHRONIZE CACHE(16)', opcode: 0x91, usage: [0x91, 0x06, ...ff(8), ...ff(4), GROUP, CONTROL],
     dir: DataDir.NONE, lbaField: [2, 8], blocksField: [10, 4], flags: F.MEDIUM | F.LBA_CHECK, pr: 'read',
     timeout: T_LONG, execute: info.synchronizeCache,
   },
