@@ -245,6 +245,23 @@ test('a vhost target created live gets its socket at once; deleting it removes t
   assert.ok(!existsSync(path), 'the socket went with the target');
 });
 
+test('a portal on a port in use is refused and taken back; the daemon keeps serving', async () => {
+  const { createServer } = await import('node:net');
+  const busy = createServer();
+  await new Promise<void>((r) => busy.listen(0, '127.0.0.1', () => r()));
+  const port = (busy.address() as { port: number }).port;
+  try {
+    const before = (await c.call<any>('config.dump')).yaml;
+    const e = await rpcError(c.call('portals.create', { wwn: IQN, tag: 1, ip_address: '127.0.0.1', port }));
+    assert.equal(e.code, -32000);
+    assert.match(e.message, /EADDRINUSE|in use/i);
+    assert.equal((await c.call<any>('config.dump')).yaml, before);
+    assert.deepEqual((await c.call<any>('tpgs.get', { wwn: IQN, tag: 1 })).portals, []);
+  } finally {
+    busy.close();
+  }
+});
+
 test('--metrics serves Prometheus text on a loopback port only', async () => {
   const d2 = mkdtempSync(join(tmpdir(), 'tsio-metrics-'));
   const port = 20000 + (process.pid % 20000);

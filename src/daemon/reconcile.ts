@@ -222,6 +222,9 @@ export async function reconcile(live: Live, next: TsioConfig, opts: ReconcileOpt
   root.fabricSettings.clear();
   for (const m of next.fabric_modules) root.fabricSettings.set(m.name, { discovery_auth: { ...m.discovery_auth } });
 
+  // The objects now match next; if a fabric cannot serve it (a port in use), the caller may reconcile back.
+  live.config = next;
+
   // 6. Fabric services: new targets served, touched ones refreshed.
   for (const nt of next.targets) {
     const target = root.targets.get(nt.wwn)!;
@@ -237,7 +240,6 @@ export async function reconcile(live: Live, next: TsioConfig, opts: ReconcileOpt
       await live.services.get(nt.wwn)?.refresh?.();
     }
   }
-  live.config = next;
   for (const w of report.warnings) log.warn(w);
   return report;
 }
