@@ -76,7 +76,7 @@ test('every VPD page, byte for byte', async () => {
       assertGood(res, `VPD ${page.toString(16)}`);
       return res.data;
     };
-    assert.deepEqual(await vpd(0x00), bytes('00 00 0007 00 80 83 86 b0 b1 b2'));
+    assert.deepEqual(await vpd(0x00), bytes('00 00 0008 00 80 83 86 8f b0 b1 b2'));
     assert.deepEqual(await vpd(0x80), bytes('00 80 0025', { a: SERIAL }, '00'));
 
     const t10 = `TSIO    RAMDISK-MCP:${SERIAL}\0`;

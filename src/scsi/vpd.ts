@@ -7,6 +7,7 @@ import type { Tpg } from '../model/target';
 import { PERIPHERAL_NO_LUN, productId, putAscii, transportOf } from './inquiry';
 import { provisioning } from './provisioning';
 import { TARGET_PORT_GROUP_ID } from './alua';
+import { thirdPartyCopyDescriptors } from './xcopy';
 
 type PageBuilder = (lu: LogicalUnit, tpg: Tpg) => Buffer;
 
@@ -116,6 +117,7 @@ const PAGES: ReadonlyMap<number, PageBuilder> = new Map<number, PageBuilder>([
   [0x80, unitSerial],
   [0x83, deviceIdentification],
   [0x86, extendedInquiry],
+  [0x8f, (lu) => page(lu, 0x8f, thirdPartyCopyDescriptors())], // xcopy.ts
   [0xb0, blockLimits],
   [0xb1, blockCharacteristics],
   [0xb2, logicalBlockProvisioning],

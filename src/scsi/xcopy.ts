@@ -260,6 +260,25 @@ function operatingParameters(): Buffer {
   return b;
 }
 
+/**
+ * The third-party copy descriptors of VPD page 8Fh (SPC-4 7.8.17): the copy
+ * commands served (0001h) and the descriptor types they take (0008h).
+ */
+export function thirdPartyCopyDescriptors(): Buffer {
+  const desc = (type: number, body: number[]): Buffer => {
+    const b = Buffer.alloc(4 + ((body.length + 3) & ~3));
+    b.writeUInt16BE(type, 0);
+    b.writeUInt16BE(b.length - 4, 2);
+    Buffer.from(body).copy(b, 4);
+    return b;
+  };
+  const commands = [0x83, 1, 0x00, 0x84, 2, 0x00, 0x03];
+  return Buffer.concat([
+    desc(0x0001, [commands.length, ...commands]),
+    desc(0x0008, [2, SD_BLOCK_TO_BLOCK, TD_IDENTIFICATION]),
+  ]);
+}
+
 export const xcopyCommands: CommandDef[] = [
   {
     // LID1 (SPC-4): service action 00h of 83h.
