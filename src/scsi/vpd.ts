@@ -7,7 +7,6 @@ import type { Tpg } from '../model/target';
 import { PERIPHERAL_NO_LUN, productId, putAscii, servesCompareAndWrite, transportOf } from './inquiry';
 import { provisioning } from './provisioning';
 import { TARGET_PORT_GROUP_ID } from './alua';
-import { thirdPartyCopyDescriptors } from './xcopy';
 
 /** Builds a whole page, header included (`page` helps). */
 export type PageBuilder = (lu: LogicalUnit, tpg: Tpg) => Buffer;
@@ -118,7 +117,6 @@ const PAGES = new Map<number, PageBuilder>([
   [0x80, unitSerial],
   [0x83, deviceIdentification],
   [0x86, extendedInquiry],
-  [0x8f, (lu) => page(lu, 0x8f, thirdPartyCopyDescriptors())], // xcopy.ts
   [0xb0, blockLimits],
   [0xb1, blockCharacteristics],
   [0xb2, logicalBlockProvisioning],

@@ -12,6 +12,7 @@ import {
   writeProtected,
 } from '../core/sense';
 import { sglFlatten } from '../core/sgl';
+import { addVpdPage, page } from './vpd';
 
 /** Limits, as RECEIVE COPY RESULTS (OPERATING PARAMETERS) reports them. */
 export const XCOPY_LIMITS = {
@@ -264,7 +265,7 @@ function operatingParameters(): Buffer {
  * The third-party copy descriptors of VPD page 8Fh (SPC-4 7.8.17): the copy
  * commands served (0001h) and the descriptor types they take (0008h).
  */
-export function thirdPartyCopyDescriptors(): Buffer {
+function thirdPartyCopyDescriptors(): Buffer {
   const desc = (type: number, body: number[]): Buffer => {
     const b = Buffer.alloc(4 + ((body.length + 3) & ~3));
     b.writeUInt16BE(type, 0);
@@ -278,6 +279,8 @@ export function thirdPartyCopyDescriptors(): Buffer {
     desc(0x0008, [2, SD_BLOCK_TO_BLOCK, TD_IDENTIFICATION]),
   ]);
 }
+
+addVpdPage(0x8f, (lu) => page(lu, 0x8f, thirdPartyCopyDescriptors()));
 
 export const xcopyCommands: CommandDef[] = [
   {
