@@ -204,7 +204,8 @@ test('SYNCHRONIZE CACHE (10)/(16): GOOD, IMMED accepted, range checked', async (
   good(await n.command(0, cdb16(0x91, BLOCKS - 8, 8)));
   checkSense(await n.command(0, cdb10(0x35, BLOCKS - 8, 9)), LBA_OUT_OF_RANGE, 'SYNC(10) past end');
   checkSense(await n.command(0, cdb16(0x91, BLOCKS + 1, 0)), LBA_OUT_OF_RANGE, 'SYNC(16) LBA past end');
-  checkSense(await n.command(0, cdb10(0x35, 0, 0, 0x04)), invalidCdb(1, 2), 'SYNC_NV');
+  good(await n.command(0, cdb10(0x35, 0, 0, 0x04)), 'SYNC_NV (SBC-3) accepted');
+  checkSense(await n.command(0, cdb16(0x91, 0, 0, 0x01)), invalidCdb(1, 0), 'obsolete RELADR');
 });
 
 // fileio: FUA writes (FUA bit, or the write cache off) reach the backstore as FUA and the file.
