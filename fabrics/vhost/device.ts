@@ -6,6 +6,7 @@
 import { closeSync } from 'node:fs';
 import type { Tpg } from '../../src/model/target';
 import type { Session } from '../../src/core/session';
+import type { LogicalUnit } from '../../src/core/logical-unit';
 import type { Completion } from '../../src/core/command';
 import type { TmfFunction, TmfResult } from '../../src/core/tmr';
 import { log } from '../../src/core/log';
@@ -351,6 +352,7 @@ export class VhostScsiDevice {
   private async stopQueue(q: DeviceQueue): Promise<void> {
     q.started = false;
     q.stopWatching();
+    if (q.inflight > 0) log.debug(`vhost ${this.name}: GET_VRING_BASE ${q.index} waits for ${q.inflight} requests`);
     while (q.inflight > 0) await new Promise<void>((r) => setTimeout(r, 1));
     this.flush();
     const b = Buffer.alloc(VringState.LENGTH);
@@ -595,8 +597,24 @@ export class VhostScsiDevice {
 
   private rememberLuns(): void {
     this.knownLuns.clear();
-    if (!this.session) return;
-    for (const [n, itl] of this.session.itls) this.knownLuns.set(n, itl.lu.blocks);
+    if (!this.session || this.closed) return this.unwatchCapacity();
+    const lus = new Set<LogicalUnit>();
+    for (const [n, itl] of this.session.itls) {
+      this.knownLuns.set(n, itl.lu.blocks);
+      lus.add(itl.lu);
+    }
+    for (const lu of this.watchedLus) if (!lus.has(lu)) lu.capacityListeners.delete(this.onCapacity);
+    for (const lu of lus) lu.capacityListeners.add(this.onCapacity);
+    this.watchedLus.clear();
+    for (const lu of lus) this.watchedLus.add(lu);
+  }
+
+  private readonly watchedLus = new Set<LogicalUnit>();
+  private readonly onCapacity = (): void => this.refresh();
+
+  private unwatchCapacity(): void {
+    for (const lu of this.watchedLus) lu.capacityListeners.delete(this.onCapacity);
+    this.watchedLus.clear();
   }
 
   /** The TPG's LUNs or their sizes changed: tell the guest (rescan, removed, capacity changed). */
@@ -628,6 +646,7 @@ export class VhostScsiDevice {
     this.closed = true;
     this.watcher?.stop();
     this.watcher = undefined;
+    this.unwatchCapacity();
     for (const q of this.queues) if (q) q.stopWatching();
     const s = this.session;
     this.session = undefined;
