@@ -274,3 +274,58 @@ test('the same front-end drives qemu-storage-daemon vhost-user-blk (a real peer)
     qsd.kill('SIGKILL');
   }
 });
+
+test('control queue: LUN RESET, QUERY TASK, ABORT TASK of nothing, AN query, a bad subtype', async () => {
+  const fe = connect(sockA, 3);
+  try {
+    const ctl = fe.queues[0];
+    const reqGpa = fe.ram.alloc(24);
+    const respGpa = fe.ram.alloc(8);
+    const req = fe.ram.view(reqGpa, 24);
+    const resp = fe.ram.view(respGpa, 8);
+    const tmf = (subtype: number, lun: number, id = 0n) =>
+      new Promise<number>((resolve) => {
+        req.fill(0);
+        req.writeUInt32LE(0, 0);
+        req.writeUInt32LE(subtype, 4);
+        req[8] = 1;
+        req[10] = 0x40 | (lun >> 8);
+        req[11] = lun & 0xff;
+        req.writeBigUInt64LE(id, 16);
+        resp.fill(0xee);
+        ctl.add([[reqGpa, 24]], [[respGpa, 1]], (len) => {
+          assert.equal(len, 1);
+          resolve(resp[0]);
+        });
+        ctl.kick();
+      });
+    const q = fe.queues[2];
+    const slot = new ScsiSlot(fe.ram, 512);
+    await scsi(q, slot, 0, [0x00, 0, 0, 0, 0, 0], 0); // clears the power-on UA if still pending
+    assert.equal(await tmf(5, 0), Resp.OK, 'LOGICAL UNIT RESET');
+    let r = await scsi(q, slot, 0, [0x00, 0, 0, 0, 0, 0], 0);
+    assert.equal(r.status, 2);
+    assert.equal(r.sense[12], 0x29, 'reset unit attention after LUN RESET');
+    assert.equal(await tmf(6, 0, 12345n), Resp.OK, 'QUERY TASK of an unknown task: function complete');
+    assert.equal(await tmf(0, 0, 12345n), Resp.OK, 'ABORT TASK of an unknown task: function complete');
+    assert.equal(await tmf(5, 77), Resp.INCORRECT_LUN, 'LUN RESET of a LUN that is not there');
+    assert.equal(await tmf(7, 0), Resp.FUNCTION_REJECTED, 'QUERY TASK SET is not supported');
+    // Asynchronous notification query: nothing supported, answered OK.
+    const an = await new Promise<Buffer>((resolve) => {
+      req.fill(0);
+      req.writeUInt32LE(1, 0);
+      req[4] = 1;
+      req[6] = 0x40;
+      req.writeUInt32LE(0xff, 12);
+      resp.fill(0xee);
+      ctl.add([[reqGpa, 16]], [[respGpa, 5]], () => resolve(Buffer.from(resp.subarray(0, 5))));
+      ctl.kick();
+    });
+    assert.equal(an.readUInt32LE(0), 0, 'event_actual');
+    assert.equal(an[4], Resp.OK);
+    r = await scsi(q, slot, 0, [0x00, 0, 0, 0, 0, 0], 0);
+    assert.equal(r.status, 0);
+  } finally {
+    fe.close();
+  }
+});

@@ -108,6 +108,6 @@ test('reboot finds the disks again; after QEMU exits a new QEMU on the same sock
   assert.match(r.output, /BOOT2 2 boot-one-marker/, r.output.slice(-2000));
   assert.equal(r.exitCode, 0);
   // That QEMU is gone; a new one connects to the same socket.
-  const r2 = await runGuest({ sharedMemory: true, memoryMiB: 512, qemuArgs, timeoutMs: 200_000, script: script.replace('"$TSIO_BOOT" = 1', 'false') });
+  const r2 = await runGuest({ sharedMemory: true, memoryMiB: 512, qemuArgs, timeoutMs: 200_000, script: script.replace('if [ "$TSIO_BOOT" = 1 ]; then', 'if false; then') });
   assert.match(r2.output, /BOOT1 2 boot-one-marker/, r2.output.slice(-2000));
 });

@@ -476,7 +476,7 @@ export class VhostScsiDevice {
 
   private commandDone(f: Inflight, c: Completion): void {
     this.inflight.delete(f.tag);
-    if (c.status !== 0) log.debug(`vhost ${this.name}: LUN ${f.lun} tag ${f.tag}: status ${c.status}${c.sense ? ' sense ' + c.sense.subarray(0, 18).toString('hex') : ''}`);
+    if (DEBUG && c.status !== 0) log.debug(`vhost ${this.name}: LUN ${f.lun} tag ${f.tag}: status ${c.status}${c.sense ? ' sense ' + c.sense.subarray(0, 18).toString('hex') : ''}`);
     const w = f.chain.writable;
     const resp = w[0].length >= CmdResp.LENGTH ? w[0] : Buffer.alloc(CmdResp.LENGTH);
     const senseLen = c.sense ? Math.min(c.sense.length, CmdResp.SENSE_SIZE) : 0;
