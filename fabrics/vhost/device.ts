@@ -190,9 +190,8 @@ export class VhostScsiDevice {
   }
 
   private queue(index: number): DeviceQueue {
-    if (index >= VQ.REQUEST0 + this.numQueues) {
-      throw new RangeError(`queue ${index} does not exist (${VQ.REQUEST0 + this.numQueues} queues offered)`);
-    }
+    // QEMU 7.2's vhost-user-scsi does not hold its num_queues to GET_QUEUE_NUM: serve what it sets up.
+    if (index > VRING_IDX_MASK) throw new RangeError(`queue ${index} does not exist`);
     let q = this.queues[index];
     if (!q) q = this.queues[index] = new DeviceQueue(index);
     return q;
