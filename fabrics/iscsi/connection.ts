@@ -81,11 +81,17 @@ export class Connection {
     }
     this.chunks.push(b);
     this.avail += b.length;
+    // Everything answered while this read is processed (commands completing at once, as on RAM) leaves
+    // in one writev rather than one per PDU.
+    const s = this.socket;
+    s.cork();
     try {
       this.frame();
     } catch (e) {
       log.warn(`iscsi: connection ${this.id}: ${(e as Error).stack ?? e}`);
       this.destroy();
+    } finally {
+      if (!s.destroyed) s.uncork();
     }
   }
 
