@@ -16,6 +16,11 @@ import { IscsiSession, sessions } from './session';
 /** Keys only the login layer handles; the rest go to the negotiation. */
 const LOGIN_KEYS = new Set(['InitiatorName', 'InitiatorAlias', 'TargetName', 'SessionType', 'AuthMethod']);
 
+/** Seconds a login may take before the TPG is known (its login_timeout applies after). */
+const LOGIN_TIMEOUT_S = 15;
+/** Login text continued over several PDUs may not grow past this. */
+const MAX_LOGIN_TEXT = 64 * 1024;
+
 const flatten = (data: Sgl): Buffer => (data.length === 1 ? data[0] : Buffer.concat(data as Buffer[]));
 
 export class LoginMachine {
@@ -36,14 +41,21 @@ export class LoginMachine {
   private joining: IscsiSession | undefined;
   /** Text of a request continued over several PDUs (C bit). */
   private partial: Buffer[] = [];
-  private timer: NodeJS.Timeout;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly startedAt = Date.now();
 
   constructor(private readonly conn: Connection) {
-    const timeout = 15_000;
+    this.armTimer(LOGIN_TIMEOUT_S);
+  }
+
+  /** The whole login must finish within the TPG's login_timeout (counted from the connection). */
+  private armTimer(seconds: number): void {
+    clearTimeout(this.timer);
+    const left = Math.max(0, seconds * 1000 - (Date.now() - this.startedAt));
     this.timer = setTimeout(() => {
-      log.warn(`iscsi: connection ${conn.id}: login took longer than ${timeout / 1000} s`);
-      conn.destroy();
-    }, timeout);
+      log.warn(`iscsi: connection ${this.conn.id}: login took longer than ${seconds} s`);
+      this.conn.destroy();
+    }, left);
     this.timer.unref();
   }
 
@@ -81,7 +93,10 @@ export class LoginMachine {
     if ((flags & Login.CONTINUE) !== 0) {
       // More text follows: acknowledge with an empty response (RFC 7143 11.12.2).
       if (transit) return this.fail(h, LoginStatus.INITIATOR_ERROR);
-      this.partial.push(flatten(data));
+      this.partial.push(Buffer.from(flatten(data)));
+      if (this.partial.reduce((n, b) => n + b.length, 0) > MAX_LOGIN_TEXT) {
+        return this.fail(h, LoginStatus.OUT_OF_RESOURCES, 'login text too long');
+      }
       return this.respond(csg, 0, false, []);
     }
     const text = this.partial.length ? Buffer.concat([...this.partial, flatten(data)]) : flatten(data);
@@ -108,7 +123,7 @@ export class LoginMachine {
     if (keys.has('TargetName')) this.targetName = keys.get('TargetName');
     if (this.tpg === undefined) {
       if (!this.initiatorName) return this.fail(h, LoginStatus.MISSING_PARAMETER, 'no InitiatorName');
-      const err = this.resolveTarget(h, reply);
+      const err = this.resolveTarget(reply);
       if (err !== undefined) return this.fail(h, err);
     }
     if (this.negotiation === undefined) {
@@ -141,7 +156,7 @@ export class LoginMachine {
   }
 
   /** Finds the target and TPG (normal sessions) and checks the initiator may use it. */
-  private resolveTarget(h: Buffer, reply: KeyPairs): number | undefined {
+  private resolveTarget(reply: KeyPairs): number | undefined {
     const portal = this.conn.portal;
     if (this.discovery) {
       // Discovery sessions belong to no target; any TPG on the portal holds their parameters.
@@ -167,7 +182,7 @@ export class LoginMachine {
     reply.push(['TargetPortalGroupTag', String(tpg.tag)]);
     const alias = tpg.parameters.TargetAlias;
     if (typeof alias === 'string' && alias !== '') reply.push(['TargetAlias', alias]);
-    void h;
+    this.armTimer(Number(tpg.attributes.login_timeout ?? LOGIN_TIMEOUT_S));
     return undefined;
   }
 
