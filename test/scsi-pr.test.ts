@@ -429,3 +429,21 @@ test('SPC-2 reservations and persistent reservations exclude each other', async 
   assert.equal(INITIATOR_A.startsWith('naa.'), true);
   await r.close();
 });
+
+test('registrations and reservations survive LUN reset and nexus loss; emulate_pr off hides the commands', async () => {
+  const r = await rig([{}, { attributes: { emulate_pr: false } }]);
+  let a = await r.nexus();
+  const b = await r.nexus(INITIATOR_B);
+  ok(await prOut(a, 0, SA.REGISTER, 0, 0n, 1n), 'register');
+  ok(await prOut(a, 0, SA.RESERVE, TYPES.EA, 1n, 0n), 'reserve');
+  assert.equal(await b.taskManagement('lun-reset', 0), 'complete');
+  await a.close();
+  a = await r.nexus();
+  await clearUa(b);
+  assert.deepEqual(await readReservation(b), { key: 1n, type: TYPES.EA });
+  ok(await a.command(0, WRITE10(), { dataOut: Buffer.alloc(512) }), 'the same initiator port holds it after re-login');
+  assert.equal((await b.command(0, WRITE10(), { dataOut: Buffer.alloc(512) })).status, CONFLICT);
+  const off = await prIn(a, 1, 0);
+  assert.deepEqual([off.senseKey, off.asc], [SenseKey.ILLEGAL_REQUEST, 0x20], 'emulate_pr=false: INVALID COMMAND OPERATION CODE');
+  await r.close();
+});
