@@ -1,7 +1,9 @@
 // I/O statistics per logical unit and per session: command counts, bytes,
 // errors and a latency histogram. Recorded once per command from the
-// engine's finalize(), so the cost is a handful of additions and one
-// Math.clz32 — no allocation, no map lookup.
+// engine's finalize(), so the cost is a handful of additions — no
+// allocation, no map lookup. Reading the clock costs more than all the
+// counting, so latency is sampled: one command in LATENCY_SAMPLE_EVERY is
+// timed (startedAt 0 means not sampled).
 
 import type { ScsiCmd } from './command';
 import { Status } from './sense';
@@ -9,6 +11,13 @@ import { DataDir } from './opcodes';
 
 /** Bucket i counts latencies in [2^(i-1), 2^i) microseconds; bucket 0 is < 1 µs. */
 export const LATENCY_BUCKETS = 32;
+export const LATENCY_SAMPLE_EVERY = 16;
+
+let sampleCounter = 0;
+/** ScsiCmd.startedAt's initial value: the clock for one command in LATENCY_SAMPLE_EVERY, else 0. */
+export function sampleClock(): number {
+  return (++sampleCounter & (LATENCY_SAMPLE_EVERY - 1)) === 0 ? performance.now() : 0;
+}
 
 export class IoStats {
   commands = 0;
@@ -17,10 +26,12 @@ export class IoStats {
   bytesRead = 0;
   bytesWritten = 0;
   errors = 0;
+  /** Histogram of the sampled commands' latencies. */
   readonly latency = new Float64Array(LATENCY_BUCKETS);
+  latencySamples = 0;
   latencySumUs = 0;
 
-  add(dir: number, bytes: number, failed: boolean, us: number): void {
+  add(dir: number, bytes: number, failed: boolean): void {
     this.commands++;
     if (failed) this.errors++;
     else if (dir === DataDir.IN) {
@@ -30,13 +41,17 @@ export class IoStats {
       this.writes++;
       this.bytesWritten += bytes;
     }
+  }
+
+  addLatency(us: number): void {
+    this.latencySamples++;
     this.latencySumUs += us;
     this.latency[us < 1 ? 0 : Math.min(LATENCY_BUCKETS - 1, 32 - Math.clz32(us))]++;
   }
 
-  /** Latency (µs) below which a fraction q of commands finished; the bucket's upper bound, interpolated. */
+  /** Latency (µs) below which a fraction q of sampled commands finished; within its bucket, interpolated. */
   percentile(q: number): number {
-    const total = this.commands;
+    const total = this.latencySamples;
     if (total === 0) return 0;
     const want = q * total;
     let seen = 0;
@@ -62,12 +77,13 @@ export class IoStats {
       bytes_written: this.bytesWritten,
       errors: this.errors,
       latency_us: {
-        avg: this.commands === 0 ? 0 : Math.round(this.latencySumUs / this.commands),
+        avg: this.latencySamples === 0 ? 0 : Math.round(this.latencySumUs / this.latencySamples),
         p50: this.percentile(0.5),
         p90: this.percentile(0.9),
         p99: this.percentile(0.99),
         p999: this.percentile(0.999),
       },
+      latency_samples: this.latencySamples,
       latency_buckets_us: [...this.latency],
     };
   }
@@ -80,16 +96,23 @@ export interface IoStatsSnapshot {
   bytes_read: number;
   bytes_written: number;
   errors: number;
+  /** From the sampled commands (one in LATENCY_SAMPLE_EVERY). */
   latency_us: { avg: number; p50: number; p90: number; p99: number; p999: number };
+  latency_samples: number;
   /** Counts per histogram bucket (see LATENCY_BUCKETS). */
   latency_buckets_us: number[];
 }
 
 /** The engine's one call per finished command. */
 export function recordCompletion(cmd: ScsiCmd): void {
-  const us = (performance.now() - cmd.startedAt) * 1000;
   const failed = cmd.status !== Status.GOOD && cmd.status !== Status.CONDITION_MET;
   const bytes = cmd.dir === DataDir.OUT ? cmd.dataLength : cmd.dataInLength;
-  cmd.session.stats.add(cmd.dir, bytes, failed, us);
-  if (cmd.lu !== undefined) cmd.lu.stats.add(cmd.dir, bytes, failed, us);
+  const lu = cmd.lu;
+  cmd.session.stats.add(cmd.dir, bytes, failed);
+  if (lu !== undefined) lu.stats.add(cmd.dir, bytes, failed);
+  if (cmd.startedAt !== 0) {
+    const us = (performance.now() - cmd.startedAt) * 1000;
+    cmd.session.stats.addLatency(us);
+    if (lu !== undefined) lu.stats.addLatency(us);
+  }
 }
