@@ -29,11 +29,12 @@ before(async () => {
       'storage_objects:',
       '  - { name: r0, plugin: rd_mcp, size: 16MiB }',
       '  - { name: r1, plugin: rd_mcp, size: 16MiB }',
+      `  - { name: f0, plugin: fileio, dev: ${join(dir, 'f0.img')}, size: 16MiB }`,
       'targets:',
       '  - fabric: vhost',
       '    wwn: naa.5001405000000051',
       '    tpgs:',
-      `      - { tag: 1, socket: ${sockA}, num_queues: 2, luns: [ { index: 0, storage_object: /backstores/rd_mcp/r0 } ] }`,
+      `      - { tag: 1, socket: ${sockA}, num_queues: 2, luns: [ { index: 0, storage_object: /backstores/rd_mcp/r0 }, { index: 1, storage_object: /backstores/fileio/f0 } ] }`,
       '  - fabric: vhost',
       '    wwn: naa.5001405000000052',
       '    tpgs:',
@@ -89,6 +90,7 @@ test('negotiation in QEMU 7.2 order: features, protocol features, queue count, m
     ]);
     assert.ok(fe.sent.includes('ADD_MEM_REG'), 'memory sent as slots');
     assert.deepEqual(fe.stop(), [0, 0, 0, 0], 'nothing was posted');
+    fe.reset();
   } finally {
     fe.close();
   }
@@ -325,6 +327,41 @@ test('control queue: LUN RESET, QUERY TASK, ABORT TASK of nothing, AN query, a b
     assert.equal(an[4], Resp.OK);
     r = await scsi(q, slot, 0, [0x00, 0, 0, 0, 0, 0], 0);
     assert.equal(r.status, 0);
+  } finally {
+    fe.close();
+  }
+});
+
+test('GET_VRING_BASE waits for requests in flight on a file LUN; the memory table can be replaced mid-run', async () => {
+  const fe = connect(sockA, 3);
+  try {
+    const q = fe.queues[2];
+    const first = new ScsiSlot(fe.ram, 512);
+    await scsi(q, first, 1, [0x00, 0, 0, 0, 0, 0], 0); // power-on unit attention of LUN 1
+    // SET_MEM_TABLE (not slots) with the same RAM while the device runs: I/O goes on.
+    fe.sendMemoryTable();
+    const slots = Array.from({ length: 20 }, () => new ScsiSlot(fe.ram, 65536));
+    const results: number[] = [];
+    slots.forEach((s, i) => {
+      s.data.fill(i + 1);
+      s.post(q, 1, [0x2a, 0, 0, 0, (i * 128) >> 8, (i * 128) & 0xff, 0, 0, 128, 0], 65536, true, BigInt(1000 + i), (r) => results.push(r.status));
+    });
+    q.kick();
+    await new Promise((res) => setTimeout(res, 5));
+    // Stop while the writes run: the reply comes only after every request the device took finished,
+    // and names the next avail index; the rest wait in the ring for the restart.
+    const bases = fe.stop();
+    q.reap();
+    assert.ok(bases[2] >= 1 && bases[2] <= 21, `base ${bases[2]}`);
+    assert.equal(results.length, bases[2] - 1, 'every request taken was completed before GET_VRING_BASE answered');
+    fe.start(64);
+    for (const qq of fe.queues) qq.watch();
+    for (let i = 0; i < 200 && results.length < 20; i++) await new Promise((res) => setTimeout(res, 10));
+    assert.equal(results.length, 20, 'the rest ran after the restart, from the base');
+    assert.ok(results.every((st) => st === 0), `statuses ${results}`);
+    const r = await scsi(fe.queues[2], slots[0], 1, [0x28, 0, 0, 0, 0x09, 0x80, 0, 0, 128, 0], 65536);
+    assert.equal(r.status, 0);
+    assert.ok(r.data.equals(Buffer.alloc(65536, 20)), 'the 20th write is on the file');
   } finally {
     fe.close();
   }

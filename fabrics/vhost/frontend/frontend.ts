@@ -267,6 +267,8 @@ export class VhostUserFrontend {
   readonly queues: DriverQueue[] = [];
   /** Messages sent, by name (protocol tests). */
   readonly sent: string[] = [];
+  /** Ring positions GET_VRING_BASE returned, for the next start. */
+  private bases: number[] = [];
 
   constructor(
     readonly socketPath: string,
@@ -325,11 +327,15 @@ export class VhostUserFrontend {
     this.request(Req.SET_FEATURES, u64Payload(acked));
     this.sendMemory();
     for (let i = 0; i < this.queues.length; i++) {
-      if (queueSize !== this.queues[i].num) this.queues[i] = new DriverQueue(this.ram, i, queueSize);
+      if (queueSize !== this.queues[i].num) {
+        this.queues[i] = new DriverQueue(this.ram, i, queueSize);
+        this.bases[i] = 0;
+      }
       const q = this.queues[i];
       q.eventIdx = (acked & bit(Feature.EVENT_IDX)) !== 0n;
       this.request(Req.SET_VRING_NUM, vringState(i, q.num));
-      this.request(Req.SET_VRING_BASE, vringState(i, 0));
+      // Where the last GET_VRING_BASE left the ring (0 for a fresh one), as QEMU does.
+      this.request(Req.SET_VRING_BASE, vringState(i, this.bases[i] ?? 0));
       const a = Buffer.alloc(VringAddr.LENGTH);
       a.writeUInt32LE(i, VringAddr.INDEX);
       a.writeBigUInt64LE(BigInt(this.ram.uaddr(q.descGpa)), VringAddr.DESC);
@@ -340,6 +346,17 @@ export class VhostUserFrontend {
       this.request(Req.SET_VRING_CALL, u64Payload(i), [q.callFd]);
     }
     for (let i = 0; i < this.queues.length; i++) this.request(Req.SET_VRING_ENABLE, vringState(i, 1), undefined, { needAck: true });
+  }
+
+  /** SET_MEM_TABLE with the one region, whatever was negotiated (a table change mid-run). */
+  sendMemoryTable(): void {
+    const slots = this.opts.memSlots;
+    (this.opts as FrontendOptions).memSlots = false;
+    try {
+      this.sendMemory();
+    } finally {
+      (this.opts as FrontendOptions).memSlots = slots;
+    }
   }
 
   /** The memory table: one region (ADD_MEM_REG with CONFIGURE_MEM_SLOTS, else SET_MEM_TABLE). */
@@ -375,8 +392,14 @@ export class VhostUserFrontend {
   stop(): number[] {
     for (let i = 0; i < this.queues.length; i++) this.request(Req.SET_VRING_ENABLE, vringState(i, 0));
     const bases = this.queues.map((_q, i) => this.request(Req.GET_VRING_BASE, vringState(i, 0), undefined, { reply: true })!.readUInt32LE(VringState.NUM));
-    if ((this.protocolFeatures & bit(ProtoFeature.RESET_DEVICE)) !== 0n) this.request(Req.RESET_DEVICE);
+    this.bases = bases;
     return bases;
+  }
+
+  /** A guest reset after stop(): RESET_DEVICE, and the rings start over from 0. */
+  reset(): void {
+    if ((this.protocolFeatures & bit(ProtoFeature.RESET_DEVICE)) !== 0n) this.request(Req.RESET_DEVICE);
+    this.bases = [];
   }
 
   close(): void {
