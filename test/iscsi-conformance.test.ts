@@ -34,10 +34,11 @@ const LUN_OF: Record<string, number> = { PreventAllow: 1, StartStopUnit: 1, NoMe
  * goal is an empty list. Failures not listed here fail this test.
  */
 const KNOWN_FAILING: Record<string, string> = {
-  // Core SCSI modules (owned by the spc/sbc/pr helpers and the engine), not the fabric:
-  'Inquiry.BlockLimits': 'sbc: VPD B0h MAXIMUM UNMAP LBA COUNT must be <= 1 Mi blocks, and SBC-3 claimed in the version descriptors',
-  'Sanitize.BlockErase': 'sbc: SANITIZE BLOCK ERASE',
-  'Sanitize.Reset': 'sbc: SANITIZE must run in the background and TEST UNIT READY report SANITIZE IN PROGRESS',
+  // libiscsi assumes a slow medium: it expects a SANITIZE OVERWRITE of zeros to be still running 3 s after it
+  // started. On a thin RAM LUN that overwrite deallocates every page and ends within milliseconds, so the later
+  // TEST UNIT READY, START STOP UNIT and READ16 are GOOD where it wants SANITIZE IN PROGRESS. (While a sanitize
+  // does run, those commands get it: test/scsi-sbc-sanitize.test.ts.)
+  'Sanitize.Reset': 'a RAM LUN sanitizes within milliseconds; the test expects it still running after 3 s',
 };
 
 type Outcome = 'pass' | 'skip' | 'fail';
