@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { rig } from './util/loopback-setup';
 import { gated } from './util/gated';
 import { Status } from '../src/core/sense';
+import { LATENCY_SAMPLE_EVERY } from '../src/core/stats';
 
 const WRITE10 = (lba: number, n: number) => [0x2a, 0, 0, 0, (lba >> 8) & 0xff, lba & 0xff, 0, 0, n, 0];
 const READ10 = (lba: number, n: number) => [0x28, 0, 0, 0, (lba >> 8) & 0xff, lba & 0xff, 0, 0, n, 0];
@@ -50,5 +51,21 @@ test('synchronous writes leave no hold behind, and reads land in the caller\'s b
   assert.equal(rd.status, Status.GOOD);
   assert.equal(rd.data.buffer, mine.buffer);
   assert.ok(mine.every((b) => b === 0xc3));
+  await r.close();
+});
+
+test('statistics count every command exactly and time one in LATENCY_SAMPLE_EVERY', async () => {
+  const r = await rig([{}]);
+  const a = await r.nexus();
+  const st = r.sos[0].lu.stats;
+  const before = { commands: st.commands, reads: st.reads, timed: st.timed };
+  const n = 4 * LATENCY_SAMPLE_EVERY;
+  for (let i = 0; i < n; i++) assert.equal((await a.command(0, READ10(i, 1))).status, Status.GOOD);
+  assert.equal(st.commands - before.commands, n);
+  assert.equal(st.reads - before.reads, n);
+  assert.equal(st.timed - before.timed, 4);
+  const snap = st.snapshot();
+  assert.equal(snap.latency_buckets_us.reduce((x, y) => x + y, 0), snap.latency_samples);
+  assert.ok(snap.latency_us.p50 >= 0 && snap.latency_us.p99 >= snap.latency_us.p50);
   await r.close();
 });

@@ -3,7 +3,7 @@
 
 import { createServer, type Server } from 'node:http';
 import type { Root } from '../model/root';
-import { LATENCY_BUCKETS, type IoStats } from '../core/stats';
+import { LATENCY_BUCKETS, LATENCY_SAMPLE_EVERY, type IoStats } from '../core/stats';
 
 const esc = (v: string | number) => String(v).replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
 const labels = (l: Record<string, string | number>) => `{${Object.entries(l).map(([k, v]) => `${k}="${esc(v)}"`).join(',')}}`;
@@ -32,11 +32,12 @@ function addStats(fam: Map<string, Family>, prefix: string, what: string, l: Rec
     cum += s.latency[i];
     // Empty leading buckets say nothing; keep the exposition short.
     if (cum === 0 && i < LATENCY_BUCKETS - 2) continue;
-    add('latency_seconds', `Command latency per ${what}, submission to completion.`, 'histogram', `${name}_bucket${labels({ ...l, le: (2 ** i / 1e6).toString() })} ${cum}`);
+    add('latency_seconds', `Command latency per ${what}, submission to completion (one command in ${LATENCY_SAMPLE_EVERY} sampled).`, 'histogram', `${name}_bucket${labels({ ...l, le: (2 ** i / 1e6).toString() })} ${cum}`);
   }
-  add('latency_seconds', '', 'histogram', `${name}_bucket${labels({ ...l, le: '+Inf' })} ${s.commands}`);
+  // The histogram holds the sampled commands only (see LATENCY_SAMPLE_EVERY).
+  add('latency_seconds', '', 'histogram', `${name}_bucket${labels({ ...l, le: '+Inf' })} ${s.timed}`);
   add('latency_seconds', '', 'histogram', `${name}_sum${L} ${s.latencySumUs / 1e6}`);
-  add('latency_seconds', '', 'histogram', `${name}_count${L} ${s.commands}`);
+  add('latency_seconds', '', 'histogram', `${name}_count${L} ${s.timed}`);
 }
 
 export function prometheusText(root: Root): string {
