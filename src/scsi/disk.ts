@@ -7,9 +7,11 @@ import { spcCommands } from './spc';
 import { sbcCommands } from './sbc';
 import { prCommands } from './pr';
 import { mediumCommands } from './medium';
+import { xcopyCommands } from './xcopy';
 
 export const DEVICE_TYPE_DISK = 0x00;
 
-export const diskTable = new CommandTable(DEVICE_TYPE_DISK, [...spcCommands, ...sbcCommands, ...prCommands, ...mediumCommands]);
+export const diskTable = new CommandTable(DEVICE_TYPE_DISK, [...spcCommands, ...sbcCommands, ...prCommands, ...mediumCommands,
+  ...xcopyCommands]);
 
 unmappedLun.table = diskTable;

@@ -12,7 +12,7 @@ import type { ScsiCmd } from '../core/command';
 import type { LogicalUnit } from '../core/logical-unit';
 import { CommandDef, DataDir, PrAccess } from '../core/opcodes';
 import {
-  Asc, ScsiError, SenseKey, invalidCdbField, invalidParamField, paramListLengthError, reservationConflict,
+  Asc, ScsiError, SenseKey, invalidCdbField, invalidOpcode, invalidParamField, paramListLengthError, reservationConflict,
 } from '../core/sense';
 import type { ItlNexus, Session } from '../core/session';
 import { sglFlatten } from '../core/sgl';
@@ -223,6 +223,7 @@ export function attachPrStore(lu: LogicalUnit, stateDir: string | undefined): vo
 // ---------------------------------------------------------------- PR IN
 
 function prIn(cmd: ScsiCmd): void {
+  if (!cmd.lu.so.attributes.emulate_pr) throw invalidOpcode();
   if (cmd.lu.reservation !== undefined) throw reservationConflict(); // SPC-2 reservation held (as LIO)
   const st = prState(cmd.lu);
   const sa = cmd.cdb[1] & 0x1f;
@@ -312,6 +313,7 @@ function outParams(cmd: ScsiCmd, sa: number): OutParams {
 type Effect = () => void | Promise<unknown>;
 
 function prOut(cmd: ScsiCmd): Promise<void> {
+  if (!cmd.lu.so.attributes.emulate_pr) throw invalidOpcode();
   if (cmd.lu.reservation !== undefined) throw reservationConflict(); // SPC-2 reservation held (as LIO)
   const sa = cmd.cdb[1] & 0x1f;
   const scope = cmd.cdb[2] >> 4;
