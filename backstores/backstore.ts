@@ -5,6 +5,7 @@
 // promise; none may block the event loop.
 
 import type { Sgl } from '../src/core/sgl';
+import type { DataDir } from '../src/core/opcodes';
 
 export type MaybePromise<T> = T | Promise<T>;
 
@@ -29,6 +30,28 @@ export interface LbaExtent {
   deallocated: boolean;
   /** Bytes from the asked offset that share this state (> 0). */
   length: number;
+}
+
+/** What a pass-through device answered to one command. */
+export interface PassthroughResult {
+  /** SCSI status byte. */
+  status: number;
+  /** Host adapter status (Linux DID_*): non-zero when the command did not complete at the device. */
+  hostStatus: number;
+  /** Bytes of the transfer that did not move. */
+  resid: number;
+  /** The device's sense data, as it returned it. */
+  sense?: Buffer;
+}
+
+/** A real SCSI device that commands pass through to (pscsi). */
+export interface ScsiDevice {
+  /** Peripheral device type from the device's INQUIRY (0 disk, 1 tape, 5 CD/DVD...). */
+  readonly deviceType: number;
+  /** Tape: block length of fixed-block READ/WRITE (0: variable blocks); kept current after MODE SELECT. */
+  tapeBlockLength: number;
+  /** Sends one CDB; length bytes move through sgl in place (dir NONE: no data). */
+  execute(cdb: Buffer, dir: DataDir, sgl: Sgl | undefined, length: number): Promise<PassthroughResult>;
 }
 
 export interface Backstore {
@@ -61,6 +84,8 @@ export interface Backstore {
   resize?(size: number): Promise<void>;
   /** Flushes what is cached and releases the store. */
   close(): Promise<void>;
+  /** pscsi: the device itself; the unit then uses a pass-through command table for its type. */
+  readonly passthrough?: ScsiDevice;
 }
 
 /** What every plugin's factory receives: the storage object's config, sizes already in bytes. */

@@ -4,11 +4,13 @@ import type { BackstoreFactory } from './backstore';
 import { createRdMcp } from './rd_mcp';
 import { createFileio } from './fileio';
 import { createBlock } from './block';
+import { createPscsi } from './pscsi';
 
 const plugins = new Map<string, BackstoreFactory>([
   ['rd_mcp', createRdMcp],
   ['fileio', createFileio],
   ['block', createBlock],
+  ['pscsi', createPscsi],
 ]);
 
 /** Adds a plugin (tests, embedding programs). */

@@ -5,6 +5,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   tsio::InitFileOps(env, exports);
   tsio::InitBlockDev(env, exports);
   tsio::InitMemory(env, exports);
+  tsio::InitSgIo(env, exports);
   tsio::InitCrc32c(env, exports);
   tsio::InitVhostUser(env, exports);
   return exports;

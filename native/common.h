@@ -33,6 +33,7 @@ Napi::Promise RunAsync(Napi::Env env, const char* syscall, Syscall fn, Result re
 void InitFileOps(Napi::Env env, Napi::Object exports);
 void InitBlockDev(Napi::Env env, Napi::Object exports);
 void InitMemory(Napi::Env env, Napi::Object exports);
+void InitSgIo(Napi::Env env, Napi::Object exports);
 void InitCrc32c(Napi::Env env, Napi::Object exports);
 void InitVhostUser(Napi::Env env, Napi::Object exports);
 

@@ -18,6 +18,22 @@ export interface BlockDeviceInfo {
   optimalIoSize: number;
 }
 
+/** What one SG_IO ioctl returned (sg_io_hdr_t's outputs). */
+export interface SgIoResult {
+  /** SCSI status byte from the device. */
+  status: number;
+  /** Host adapter status (DID_*): non-zero when the command did not reach the device or was cut short. */
+  hostStatus: number;
+  /** Driver status (DRIVER_SENSE when sense is valid, DRIVER_TIMEOUT...). */
+  driverStatus: number;
+  /** Bytes of the data length that did not move. */
+  resid: number;
+  /** Milliseconds the command took. */
+  duration: number;
+  /** Sense data the device returned, as it returned it. */
+  sense?: Buffer;
+}
+
 interface FileConstants {
   FALLOC_FL_KEEP_SIZE: number;
   FALLOC_FL_PUNCH_HOLE: number;
@@ -40,6 +56,7 @@ interface Addon {
   blkZeroOut(fd: number, offset: number, length: number): Promise<void>;
   allocAligned(size: number, alignment: number): Buffer;
   isAligned(buf: Buffer, alignment: number): boolean;
+  sgIo(fd: number, cdb: Buffer, dir: number, sgl: readonly Buffer[] | undefined, length: number, timeoutMs: number): Promise<SgIoResult>;
   crc32c(buf: Uint8Array, prev?: number): number;
   crc32cHardware: boolean;
   unixListen(path: string): number;
@@ -105,6 +122,13 @@ export const allocAligned: Addon['allocAligned'] = addon.allocAligned;
 /** Whether buf's first byte sits on an alignment boundary (its length is the caller's to check). */
 export const isAligned: Addon['isAligned'] = addon.isAligned;
 
+/**
+ * SG_IO on an sg or SCSI block device node: sends cdb with dir 0 (none), 1
+ * (data in) or 2 (data out) moving length bytes through sgl's buffers in place
+ * (an sg_iovec list). Rejects only when the ioctl itself fails (ENOTTY: not a
+ * SCSI device); the device's own errors come back as status and sense.
+ */
+export const sgIo: Addon['sgIo'] = addon.sgIo;
 /** CRC32C of buf (iSCSI digests); pass an earlier result as prev to continue over several buffers. */
 export const crc32c: Addon['crc32c'] = addon.crc32c;
 /** Whether crc32c runs on the CPU's SSE4.2 instruction rather than a table. */

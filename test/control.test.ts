@@ -2,14 +2,14 @@
 // every method, and malformed requests that must change nothing.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { connect } from 'node:net';
 import { mkdtempSync, writeFileSync, rmSync, statSync, readFileSync, readdirSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ControlClient, RpcFailure } from '../cli/client';
+import { startDaemon } from './util/tsiod';
 
-const TSIOD = join(__dirname, '..', 'src', 'daemon', 'tsiod.js');
 const IQN = 'iqn.2026-11.org.tsio:ctl';
 const INIT = 'iqn.2026-11.org.example:host1';
 
@@ -18,26 +18,6 @@ let sock: string;
 let daemon: ChildProcess;
 let stderr = '';
 let c: ControlClient;
-
-export async function startDaemon(configText: string, dir: string, extra: string[] = []): Promise<{ child: ChildProcess; sock: string; log: () => string }> {
-  const cfg = join(dir, 'start.yaml');
-  writeFileSync(cfg, configText);
-  const sock = join(dir, 'control.sock');
-  const child = spawn(process.execPath, [TSIOD, '--config', cfg, '--control', sock, '--saveconfig', join(dir, 'etc', 'saveconfig.yaml'), ...extra], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let log = '';
-  child.stderr!.on('data', (d) => (log += d));
-  await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`tsiod did not start: ${log}`)), 10_000);
-    child.stderr!.on('data', () => {
-      if (log.includes('ready:')) {
-        clearTimeout(t);
-        resolve();
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`tsiod exited ${code}: ${log}`)));
-  });
-  return { child, sock, log: () => log };
-}
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'tsio-control-'));

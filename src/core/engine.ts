@@ -5,7 +5,7 @@
 import { CmdState, CommandRequest, CompletionCallback, ScsiCmd, TaskAttr } from './command';
 import { CommandTable, DataDir, F, firstInvalidBit, readField } from './opcodes';
 import {
-  Asc, ScsiError, SenseKey, Status, encodeSense, fromIoError, internalFailure, invalidCdbField, invalidOpcode,
+  Asc, DeviceSense, ScsiError, SenseKey, Status, encodeSense, fromIoError, internalFailure, invalidCdbField, invalidOpcode,
   lbaOutOfRange, lunNotSupported, mediumNotPresent, reservationConflict, unitAttention, writeProtected,
 } from './sense';
 import type { Session } from './session';
@@ -203,7 +203,8 @@ function setError(cmd: ScsiCmd, e: unknown): void {
   }
   cmd.status = err.status;
   cmd.sense = err.status === Status.CHECK_CONDITION ? encodeSense(err, senseFormatDescriptor(cmd)) : undefined;
-  cmd.dataInLength = 0;
+  // A pass-through device may return data along with its sense (tape ILI, filemark).
+  cmd.dataInLength = err instanceof DeviceSense ? Math.min(err.dataInLength, cmd.dataInLength) : 0;
 }
 
 function fail(cmd: ScsiCmd, e: unknown): void {

@@ -73,7 +73,11 @@ export class CommandTable {
   private readonly byOpcode: (CommandDef | Map<number, CommandDef> | undefined)[] = new Array(256);
   readonly all: readonly CommandDef[];
 
-  constructor(readonly deviceType: number, defs: readonly CommandDef[]) {
+  /**
+   * @param fallback serves every opcode (and service action) the table does not
+   * declare: a pass-through table hands them to the device.
+   */
+  constructor(readonly deviceType: number, defs: readonly CommandDef[], readonly fallback?: CommandDef) {
     this.all = [...defs].sort((a, b) => a.opcode - b.opcode || (a.serviceAction ?? 0) - (b.serviceAction ?? 0));
     for (const d of this.all) {
       if (d.usage.length < 6 || d.usage[0] !== d.opcode) throw new Error(`${d.name}: usage must start with its opcode`);
@@ -99,8 +103,9 @@ export class CommandTable {
   /** The command a CDB names; undefined for an unknown opcode, null for an unknown service action. */
   lookup(cdb: Uint8Array): CommandDef | null | undefined {
     const slot = this.byOpcode[cdb[0]];
-    if (slot === undefined || !(slot instanceof Map)) return slot;
-    return slot.get(serviceActionOf(cdb)) ?? null;
+    if (slot === undefined) return this.fallback;
+    if (!(slot instanceof Map)) return slot;
+    return slot.get(serviceActionOf(cdb)) ?? this.fallback ?? null;
   }
 
   find(opcode: number, serviceAction?: number): CommandDef | undefined {

@@ -73,6 +73,7 @@ export const Asc = {
   REPORTED_LUNS_DATA_CHANGED: 0x3f0e,
   INQUIRY_DATA_CHANGED: 0x3f03,
   INTERNAL_TARGET_FAILURE: 0x4400,
+  LU_COMMUNICATION_FAILURE: 0x0800,
   INVALID_MESSAGE_ERROR: 0x4900,
   INVALID_FIELD_IN_COMMAND_IU: 0x0e03,
   OVERLAPPED_COMMANDS_ATTEMPTED: 0x4e00,
@@ -113,6 +114,22 @@ export class ScsiError extends Error {
   }
   get ascq(): number {
     return this.asc & 0xff;
+  }
+}
+
+/**
+ * A pass-through device's own answer (pscsi): its status and sense bytes go
+ * back to the initiator as the device gave them, with the data that moved
+ * before it stopped (a tape READ of a shorter block). Our own errors never use it.
+ */
+export class DeviceSense extends ScsiError {
+  constructor(
+    readonly raw: Buffer,
+    status: number,
+    readonly dataInLength = 0,
+  ) {
+    const d = decodeSense(raw);
+    super(d.key, (d.asc << 8) | d.ascq, {}, status);
   }
 }
 
@@ -170,6 +187,7 @@ function sksBytes(e: ScsiError): number[] | undefined {
 
 /** Encodes sense data: fixed format (0x70) or descriptor format (0x72). */
 export function encodeSense(e: ScsiError, descriptor: boolean): Buffer {
+  if (e instanceof DeviceSense) return e.raw; // the device's bytes, in the device's format
   const asc = e.asc >> 8;
   const ascq = e.asc & 0xff;
   const sks = sksBytes(e);

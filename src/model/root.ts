@@ -8,6 +8,7 @@ import { storageAttributeDefaults } from './defaults';
 import { StorageObject } from './storage-object';
 import { Target, type Auth } from './target';
 import { diskTable } from '../scsi/disk';
+import { passthroughTable } from '../scsi/passthrough';
 import { attachPrStore } from '../scsi/pr';
 
 export interface StorageObjectSpec extends BackstoreOptions {
@@ -36,8 +37,11 @@ export class Root {
     const attributes: StorageAttributes = { ...storageAttributeDefaults(), ...spec.attributes };
     if (spec.readonly) attributes.readonly = true;
     const backstore = await backstoreFactory(spec.plugin)(spec);
-    const so = new StorageObject(spec.name, spec.plugin, attributes, backstore, diskTable, spec.serial);
-    attachPrStore(so.lu, this.options.stateDir);
+    // A pass-through device is served by the table of its own device type.
+    const table = backstore.passthrough ? passthroughTable(backstore.passthrough.deviceType) : diskTable;
+    const so = new StorageObject(spec.name, spec.plugin, attributes, backstore, table, spec.serial);
+    // A pass-through device keeps its own persistent reservations (as LIO's pscsi).
+    if (!backstore.passthrough) attachPrStore(so.lu, this.options.stateDir);
     this.storageObjects.set(key, so);
     return so;
   }
