@@ -7,6 +7,9 @@ import { assertGood, assertSense, bytes } from './util/scsi-assert';
 import { LoopbackNexus } from '../fabrics/loopback/loopback';
 import { NodeAcl } from '../src/model/target';
 import { SenseKey, Status } from '../src/core/sense';
+import { servesCompareAndWrite, servesExtendedCopy } from '../src/scsi/inquiry';
+import { addVpdPage, page } from '../src/scsi/vpd';
+import { Root } from '../src/model/root';
 
 const SERIAL = '01234567-89ab-cdef-0123-456789abcdef';
 const NAA = '65c9da10 12345678 9abcdef0 12345678';
@@ -28,8 +31,8 @@ test('standard INQUIRY data, byte for byte, and truncation by the allocation len
     const n = await r.nexus();
     const full = await n.command(0, inq(0, 0, 255));
     assertGood(full);
-    // TPGS 01b and 3PC (emulate_3pc defaults on); product named after the plugin, as LIO.
-    assert.deepEqual(full.data, stdInquiry(0x18, 'RAMDISK-MCP'));
+    // TPGS 01b, and 3PC when EXTENDED COPY is served (emulate_3pc defaults on); product named after the plugin, as LIO.
+    assert.deepEqual(full.data, stdInquiry(0x10 | (servesExtendedCopy(r.sos[0].lu) ? 0x08 : 0), 'RAMDISK-MCP'));
     assert.equal(full.residual, 255 - 96);
     const short = await n.command(0, inq(0, 0, 5));
     assertGood(short);
@@ -93,9 +96,10 @@ test('every VPD page, byte for byte', async () => {
     assert.deepEqual(await vpd(0x83), Buffer.concat([bytes('00 83', [0, designators.length]), designators]));
 
     assert.deepEqual(await vpd(0x86), bytes('00 86 003c 00 07 00', { z: 0x3c - 3 }));
-    // Not thin (emulate_tpu/tpws off): no UNMAP limits; WSNZ, CAW length 1, granularity 1.
+    // Not thin (emulate_tpu/tpws off): no UNMAP limits; WSNZ, CAW length 1 (once served), granularity 1.
+    const caw = servesCompareAndWrite(r.sos[0].lu) ? '01' : '00';
     assert.deepEqual(await vpd(0xb0), bytes(
-      '00 b0 003c 01 01 0001 00004000 00004000 00000000 00000000 00000000 00000000 00000000',
+      `00 b0 003c 01 ${caw} 0001 00004000 00004000 00000000 00000000 00000000 00000000 00000000`,
       '000000000000ffff', { z: 20 },
     ));
     assert.deepEqual(await vpd(0xb1), bytes('00 b1 003c 0001', { z: 0x3c - 2 }));
@@ -243,6 +247,58 @@ test('unknown opcode is INVALID COMMAND OPERATION CODE; reserved CDB bits point 
     // MAINTENANCE IN with a service action nobody declared.
     assertSense(await n.command(0, [0xa3, 0x1f, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0]), SenseKey.ILLEGAL_REQUEST, 0x24, 0, { inCdb: true, byte: 1, bit: 4 });
     assert.equal((await n.command(0, [0, 0, 0, 0, 0, 0])).status, Status.GOOD);
+  } finally {
+    await r.close();
+  }
+});
+
+test('an iSCSI target port: iSCSI version descriptor and protocol identifier 5 in VPD 83h', async () => {
+  const root = new Root();
+  try {
+    const so = await root.createStorageObject({ name: 'i0', plugin: 'rd_mcp', size: 1 << 20, serial: SERIAL });
+    const tpg = root.createTarget('iscsi', 'iqn.2026-01.org.tsio:t1').addTpg(3, { generate_node_acls: true });
+    tpg.addLun(0, so);
+    const n = LoopbackNexus.open(tpg, 'iqn.2026-01.org.tsio:i1');
+    const std = await n.command(0, inq(0, 0));
+    assert.deepEqual(std.data.subarray(58, 68), bytes('00a0 05c0 0600 0960 0000'));
+    const ids = (await n.command(0, inq(1, 0x83, 1024))).data;
+    const port = 'iqn.2026-01.org.tsio:t1,t,0x0003';
+    const at = 4 + 20 + 4 + ids[4 + 20 + 3];
+    assert.deepEqual(ids.subarray(at, at + 16), bytes('51 94 00 04 0000 0003', '51 95 00 04 0000 0000'));
+    assert.deepEqual(ids.subarray(at + 16, at + 20 + 36), bytes('53 98 00 24', { a: port }, { z: 36 - port.length }));
+  } finally {
+    await root.close();
+  }
+});
+
+test('REPORT LUNS clears REPORTED LUNS DATA HAS CHANGED on every LUN of the nexus', async () => {
+  const r = await rig([{}, {}]);
+  try {
+    const n = await r.nexus();
+    const so = await r.root.createStorageObject({ name: 'late', plugin: 'rd_mcp', size: 1 << 20 });
+    r.tpg.addLun(2, so);
+    const res = await n.command(1, reportLuns());
+    assert.deepEqual(res.data, bytes('00000018 00000000', '0000 000000000000', '0001 000000000000', '0002 000000000000'));
+    assertGood(await n.command(0, [0, 0, 0, 0, 0, 0]));
+    assertGood(await n.command(1, [0, 0, 0, 0, 0, 0]));
+    assertGood(await n.command(2, [0, 0, 0, 0, 0, 0]));
+    // Without REPORT LUNS the attention is reported.
+    r.tpg.removeLun(2);
+    assertSense(await n.command(0, [0, 0, 0, 0, 0, 0]), SenseKey.UNIT_ATTENTION, 0x3f, 0x0e);
+  } finally {
+    await r.close();
+  }
+});
+
+// Last: it changes the page list for the rest of this process.
+test('a VPD page added by another module is served and listed in order', async () => {
+  const r = await rig([{ serial: SERIAL }]);
+  try {
+    addVpdPage(0x8f, (lu) => page(lu, 0x8f, [0xaa, 0xbb]));
+    assert.throws(() => addVpdPage(0x80, (lu) => page(lu, 0x80, [])));
+    const n = await r.nexus();
+    assert.deepEqual((await n.command(0, inq(1, 0))).data, bytes('00 00 0008 00 80 83 86 8f b0 b1 b2'));
+    assert.deepEqual((await n.command(0, inq(1, 0x8f))).data, bytes('00 8f 0002 aa bb'));
   } finally {
     await r.close();
   }

@@ -53,6 +53,7 @@ class Task {
   /** Bytes the core asked for (-1 until it asks). */
   need = -1;
   resolve: ((s: Sgl) => void) | undefined;
+  reject: ((e: Error) => void) | undefined;
   /** Next offset to solicit, R2Ts outstanding, their serial number. */
   r2tNext = 0;
   r2tOutstanding = 0;
@@ -69,6 +70,17 @@ class Task {
     readonly lun: number,
     readonly edtl: number,
   ) {}
+
+  /**
+   * Gives up waiting for data-out: the core then fails the command, or ends
+   * it as aborted when task management or the nexus loss marked it first.
+   */
+  abandon(why: string): void {
+    this.done = true;
+    const r = this.reject;
+    this.resolve = this.reject = undefined;
+    if (r) r(new Error(why));
+  }
 
   add(data: Sgl): void {
     if (this.bufs === EMPTY) this.bufs = [];
@@ -133,9 +145,10 @@ export class IscsiSession {
     log.debug(`iscsi: session ${this.tsih} of ${this.initiatorName}: ${why}`);
     sessions.delete(this.tsih);
     for (const c of [...this.connections]) c.destroy();
-    for (const t of this.tasks.values()) t.done = true;
-    this.tasks.clear();
+    // The nexus loss marks every task aborted first; then writes stop waiting for data that will not come.
     const done = this.core ? this.core.close() : Promise.resolve();
+    for (const t of this.tasks.values()) t.abandon('session closed');
+    this.tasks.clear();
     void done.then(() => {
       for (const w of this.endWaiters) w();
       this.endWaiters = [];
@@ -259,8 +272,9 @@ export class IscsiSession {
   private fetch(task: Task, n: number): Promise<Sgl> {
     task.need = n;
     if (task.received >= n) return Promise.resolve(sglSlice(task.bufs, 0, n));
-    return new Promise<Sgl>((resolve) => {
+    return new Promise<Sgl>((resolve, reject) => {
       task.resolve = resolve;
+      task.reject = reject;
       this.solicit(task);
     });
   }
@@ -305,8 +319,12 @@ export class IscsiSession {
       return c.reject(h, RejectReason.PROTOCOL_ERROR);
     }
     // DataPDUInOrder and DataSequenceInOrder are Yes: data comes at the next offset.
+    // ERL 0 has no within-command recovery: the connection (and with it the task) ends.
     if (offset !== task.received || h.readUInt32BE(H.W36) !== task.dataSN) {
-      return c.reject(h, RejectReason.PROTOCOL_ERROR);
+      log.warn(`iscsi: ${this.initiatorName}: Data-Out at offset ${offset} DataSN ${h.readUInt32BE(H.W36)}, expected ${task.received} DataSN ${task.dataSN}; dropping the connection`);
+      c.reject(h, RejectReason.PROTOCOL_ERROR);
+      c.end();
+      return;
     }
     task.dataSN++;
     if (task.done) return;
@@ -319,7 +337,7 @@ export class IscsiSession {
     if (task.resolve !== undefined) {
       if (task.received >= task.need) {
         const r = task.resolve;
-        task.resolve = undefined;
+        task.resolve = task.reject = undefined;
         r(sglSlice(task.bufs, 0, task.need));
       } else this.solicit(task);
     }
@@ -448,19 +466,12 @@ export class IscsiSession {
       };
       try {
         if (map[fn] !== undefined) {
-          if (fn === TmfFn.ABORT_TASK) {
-            const t = this.tasks.get(rtt);
-            if (t) {
-              // An aborted write waiting for data must not wait for it forever.
-              t.done = true;
-              if (t.resolve) {
-                const r = t.resolve;
-                t.resolve = undefined;
-                r(sglSlice(t.bufs, 0, t.received));
-              }
-            }
+          // The core marks the victims aborted synchronously; writes among them then stop waiting for data.
+          const pending = core.taskManagement(map[fn], lun, rtt);
+          for (const t of this.tasks.values()) {
+            if (t.resolve !== undefined && (fn === TmfFn.ABORT_TASK ? t.itt === rtt : t.lun === lun)) t.abandon('aborted');
           }
-          const r = await core.taskManagement(map[fn], lun, rtt);
+          const r = await pending;
           rsp = tmfResponse(r);
           // A task that never arrived but whose CmdSN is in the window counts as received (RFC 7143 11.5.1).
           if (fn === TmfFn.ABORT_TASK && r === 'no-task' && !snLess(refCmdSN, this.expCmdSN) && !snLess(this.maxCmdSN, refCmdSN)) {

@@ -38,6 +38,18 @@ export function productId(lu: LogicalUnit): string {
   return PRODUCT_BY_PLUGIN[so.plugin] ?? so.plugin.toUpperCase();
 }
 
+// Attributes enable what a module serves; the bits promise nothing the table lacks.
+const EXTENDED_COPY = 0x83;
+const COMPARE_AND_WRITE = 0x89;
+
+export function servesExtendedCopy(lu: LogicalUnit): boolean {
+  return lu.table.find(EXTENDED_COPY) !== undefined || lu.table.find(EXTENDED_COPY, 0) !== undefined;
+}
+
+export function servesCompareAndWrite(lu: LogicalUnit): boolean {
+  return lu.table.find(COMPARE_AND_WRITE) !== undefined;
+}
+
 /** Writes an ASCII field left-aligned and padded with spaces (SPC-5 4.3.1). */
 export function putAscii(b: Buffer, offset: number, length: number, s: string): void {
   b.fill(0x20, offset, offset + length);
@@ -62,7 +74,7 @@ export function standardInquiry(lu: LogicalUnit | undefined, tpg: Tpg): Buffer {
     b[0] = lu.deviceType;
     if (a.removable) b[1] = 0x80; // RMB
     b[5] = 0x10; // TPGS 01b: implicit ALUA only (REPORT TARGET PORT GROUPS)
-    if (a.emulate_3pc) b[5] |= 0x08; // 3PC
+    if (a.emulate_3pc && servesExtendedCopy(lu)) b[5] |= 0x08; // 3PC
     putAscii(b, 16, 16, productId(lu));
   }
   const vds = [VD_SAM5, VD_SPC5];

@@ -4,14 +4,15 @@ import type { ScsiCmd } from '../core/command';
 import type { LogicalUnit } from '../core/logical-unit';
 import { VENDOR_ID } from '../core/logical-unit';
 import type { Tpg } from '../model/target';
-import { PERIPHERAL_NO_LUN, productId, putAscii, transportOf } from './inquiry';
+import { PERIPHERAL_NO_LUN, productId, putAscii, servesCompareAndWrite, transportOf } from './inquiry';
 import { provisioning } from './provisioning';
 import { TARGET_PORT_GROUP_ID } from './alua';
 
-type PageBuilder = (lu: LogicalUnit, tpg: Tpg) => Buffer;
+/** Builds a whole page, header included (`page` helps). */
+export type PageBuilder = (lu: LogicalUnit, tpg: Tpg) => Buffer;
 
 /** A page with its 4-byte header filled in; `body` bytes follow it. */
-function page(lu: LogicalUnit | undefined, code: number, body: Buffer | number[]): Buffer {
+export function page(lu: LogicalUnit | undefined, code: number, body: Buffer | number[]): Buffer {
   const b = Buffer.alloc(4 + body.length);
   b[0] = lu === undefined ? PERIPHERAL_NO_LUN : lu.deviceType;
   b[1] = code;
@@ -79,7 +80,7 @@ function blockLimits(lu: LogicalUnit): Buffer {
   const p = provisioning(lu);
   const body = Buffer.alloc(0x3c);
   body[0] = 0x01; // WSNZ: WRITE SAME with zero blocks is refused
-  if (a.emulate_caw) body[1] = 1; // MAXIMUM COMPARE AND WRITE LENGTH
+  if (a.emulate_caw && servesCompareAndWrite(lu)) body[1] = 1; // MAXIMUM COMPARE AND WRITE LENGTH
   body.writeUInt16BE(Math.max(1, lu.backstore.physicalBlockSize / lu.blockSize), 2);
   body.writeUInt32BE(a.hw_max_sectors, 4);
   body.writeUInt32BE(Math.min(a.optimal_sectors, a.hw_max_sectors), 8);
@@ -112,7 +113,7 @@ function logicalBlockProvisioning(lu: LogicalUnit): Buffer {
   return page(lu, 0xb2, body);
 }
 
-const PAGES: ReadonlyMap<number, PageBuilder> = new Map<number, PageBuilder>([
+const PAGES = new Map<number, PageBuilder>([
   [0x80, unitSerial],
   [0x83, deviceIdentification],
   [0x86, extendedInquiry],
@@ -120,6 +121,17 @@ const PAGES: ReadonlyMap<number, PageBuilder> = new Map<number, PageBuilder>([
   [0xb1, blockCharacteristics],
   [0xb2, logicalBlockProvisioning],
 ]);
+
+/**
+ * Adds a page another module owns (e.g. third-party copy, 8Fh); page 00h
+ * lists it from then on, in ascending order as SPC-5 7.7.14 wants.
+ */
+export function addVpdPage(code: number, build: PageBuilder): void {
+  if (code === 0x00 || PAGES.has(code)) throw new Error(`VPD page ${code.toString(16)} declared twice`);
+  const all = [...PAGES, [code, build] as const].sort((x, y) => x[0] - y[0]);
+  PAGES.clear();
+  for (const [c, b] of all) PAGES.set(c, b);
+}
 
 /** The VPD page the INQUIRY asks for, or undefined when it does not exist here. */
 export function vpdPage(cmd: ScsiCmd, code: number): Buffer | undefined {
