@@ -150,7 +150,7 @@ describe('pscsi pass-through to a disk, a tape and a CD in a guest', { timeout: 
     assert.deepEqual(result.deviceTypes, [0, 0, 1, 5]);
   });
 
-  test('disk: INQUIRY, READ CAPACITY, WRITE/READ round trip, device sense, emulated REPORT LUNS', () => {
+  test('disk: INQUIRY, READ CAPACITY, WRITE/READ round trip, device sense, emulated REPORT LUNS, write protection', () => {
     const d = part('disk');
     assert.equal(d.inquiry.status, Status.GOOD);
     assert.equal(d.inquiry.vendor, 'Linux');
@@ -178,6 +178,16 @@ describe('pscsi pass-through to a disk, a tape and a CD in a guest', { timeout: 
     // scsi_debug has one LUN; the nexus sees four: REPORT LUNS is ours.
     assert.equal(d.reportLuns.status, Status.GOOD);
     assert.equal(d.reportLuns.count, 4);
+    // A write-protected mapping: the core refuses the write in its own (fixed) format, and sets WP in the
+    // device's MODE SENSE answer, as LIO's pscsi does.
+    assert.equal(d.modeSense.status, Status.GOOD);
+    assert.equal(d.modeSense.wp, false);
+    assert.equal(d.modeSenseWriteProtected.status, Status.GOOD);
+    assert.equal(d.modeSenseWriteProtected.wp, true);
+    assert.equal(d.writeWriteProtected.status, Status.CHECK_CONDITION);
+    assert.equal(d.writeWriteProtected.senseFormat, 0x70);
+    assert.equal(d.writeWriteProtected.senseKey, 0x7);
+    assert.equal(d.writeWriteProtected.asc, 0x27);
   });
 
   test('tape: variable and fixed blocks, filemarks, REWIND, SPACE, READ POSITION, LOAD UNLOAD, device sense with data', () => {

@@ -138,6 +138,10 @@ export class Negotiation {
   /** Answers operational keys; the login layer has already taken the login keys out. */
   answer(pairs: KeyPairs): { reply: KeyPairs } | NegotiationError {
     const reply: KeyPairs = [];
+    // Offers of ours this request leaves unanswered keep the RFC default (no endless rounds).
+    const unanswered = new Set(this.offered);
+    for (const [k] of pairs) unanswered.delete(k);
+    for (const k of unanswered) this.offered.delete(k);
     for (const [key, value] of pairs) {
       const def = KEYS[key];
       if (!def) {

@@ -10,7 +10,7 @@ import type { Completion } from '../../src/core/command';
 import type { Session as CoreSession } from '../../src/core/session';
 import type { TmfFunction, TmfResult } from '../../src/core/tmr';
 import { sglLength, sglSlice, type Sgl } from '../../src/core/sgl';
-import { Status } from '../../src/core/sense';
+import { Asc, ScsiError, SenseKey, Status } from '../../src/core/sense';
 import { log } from '../../src/core/log';
 import type { Tpg } from '../../src/model/target';
 import type { Connection } from './connection';
@@ -75,11 +75,11 @@ class Task {
    * Gives up waiting for data-out: the core then fails the command, or ends
    * it as aborted when task management or the nexus loss marked it first.
    */
-  abandon(why: string): void {
+  abandon(why: string | ScsiError): void {
     this.done = true;
     const r = this.reject;
     this.resolve = this.reject = undefined;
-    if (r) r(new Error(why));
+    if (r) r(typeof why === 'string' ? new Error(why) : why);
   }
 
   add(data: Sgl): void {
@@ -271,6 +271,7 @@ export class IscsiSession {
   /** The core wants n bytes of data-out: what came unsolicited, the rest by R2T. */
   private fetch(task: Task, n: number): Promise<Sgl> {
     task.need = n;
+    if (task.done) return Promise.reject(new ScsiError(SenseKey.ABORTED_COMMAND, Asc.DATA_PHASE_ERROR));
     if (task.received >= n) return Promise.resolve(sglSlice(task.bufs, 0, n));
     return new Promise<Sgl>((resolve, reject) => {
       task.resolve = resolve;
@@ -318,16 +319,16 @@ export class IscsiSession {
     } else if (offset + len > task.r2ts.get(ttt)!) {
       return c.reject(h, RejectReason.PROTOCOL_ERROR);
     }
+    if (task.done) return; // the rest of a command that already failed
     // DataPDUInOrder and DataSequenceInOrder are Yes: data comes at the next offset.
-    // ERL 0 has no within-command recovery: the connection (and with it the task) ends.
+    // ERL 0 has no within-command recovery: the PDU is rejected and the command fails.
     if (offset !== task.received || h.readUInt32BE(H.W36) !== task.dataSN) {
-      log.warn(`iscsi: ${this.initiatorName}: Data-Out at offset ${offset} DataSN ${h.readUInt32BE(H.W36)}, expected ${task.received} DataSN ${task.dataSN}; dropping the connection`);
+      log.debug(`iscsi: ${this.initiatorName}: Data-Out at offset ${offset} DataSN ${h.readUInt32BE(H.W36)}, expected ${task.received} DataSN ${task.dataSN}`);
       c.reject(h, RejectReason.PROTOCOL_ERROR);
-      c.end();
+      task.abandon(new ScsiError(SenseKey.ABORTED_COMMAND, Asc.DATA_PHASE_ERROR));
       return;
     }
     task.dataSN++;
-    if (task.done) return;
     if (len > 0) task.add(data);
     if ((h[H.FLAGS] & F_FINAL) !== 0) task.dataSN = 0;
     if (ttt !== NO_TAG && task.received >= task.r2ts!.get(ttt)!) {

@@ -333,7 +333,8 @@ function toDef(e: Entry): CommandDef {
 
 /**
  * Opcodes no table names: the initiator's transfer says the direction (data
- * offered: out; a buffer expected: in) and the length, as LIO takes it from the fabric.
+ * offered or to be fetched, as iSCSI's W bit: out; a buffer expected: in) and
+ * the length, as LIO takes both from the fabric.
  */
 const FALLBACK: CommandDef = {
   name: 'PASS-THROUGH',
@@ -344,7 +345,7 @@ const FALLBACK: CommandDef = {
   decode(cmd) {
     const expected = cmd.expectedLength ?? 0;
     if (expected === 0) return 0;
-    cmd.dir = cmd.dataOut !== undefined ? DataDir.OUT : DataDir.IN;
+    cmd.dir = cmd.dataOut !== undefined || cmd.fetchDataOut !== undefined ? DataDir.OUT : DataDir.IN;
     return expected;
   },
   execute: passThrough,

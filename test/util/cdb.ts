@@ -1,7 +1,8 @@
-// CDB builders and sense assertions for the SBC tests.
+// CDB builders and sense expectations (with INFORMATION) for the SBC tests.
 
 import assert from 'node:assert/strict';
-import type { LoopbackResult } from '../../fabrics/loopback/loopback';
+import type { LoopbackNexus, LoopbackResult } from '../../fabrics/loopback/loopback';
+import { assertGood } from './scsi-assert';
 import { Status } from '../../src/core/sense';
 
 /** 10-byte CDB: opcode, flags byte 1, 32-bit LBA at 2, 16-bit count at 7. */
@@ -39,9 +40,7 @@ export function cdb6(op: number, lba: number, blocks: number): Buffer {
   return Buffer.from([op, (lba >> 16) & 0x1f, (lba >> 8) & 0xff, lba & 0xff, blocks & 0xff, 0]);
 }
 
-export function good(r: LoopbackResult, what = ''): void {
-  assert.equal(r.status, Status.GOOD, `${what} expected GOOD, got status ${r.status} sense ${r.senseKey}/${r.asc?.toString(16)}/${r.ascq?.toString(16)}`);
-}
+export { assertGood as good } from './scsi-assert';
 
 export interface SenseExpect {
   key: number;
@@ -79,4 +78,16 @@ export function pattern(n: number, seed: number): Buffer {
     b[i] = x & 0xff;
   }
   return b;
+}
+
+/** WRITE(16) of whole blocks, asserting GOOD. */
+export async function writeBlocks(n: LoopbackNexus, lun: number, lba: number, data: Buffer, bs = 512): Promise<void> {
+  assertGood(await n.command(lun, cdb16(0x8a, lba, data.length / bs), { dataOut: data }), `WRITE(16) LBA ${lba}`);
+}
+
+/** READ(16), asserting GOOD; the data read. */
+export async function readBlocks(n: LoopbackNexus, lun: number, lba: number, blocks: number): Promise<Buffer> {
+  const res = await n.command(lun, cdb16(0x88, lba, blocks));
+  assertGood(res, `READ(16) LBA ${lba}`);
+  return res.data;
 }

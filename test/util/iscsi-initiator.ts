@@ -170,7 +170,13 @@ export class RawInitiator {
     };
     r = await this.loginPdu(0x87, op); // CSG 1 -> NSG 3, T
     const all = new Map([...r.keys]);
-    while (r.status === 0 && (r.pdu.flags & 0x80) === 0) r = await this.loginPdu(0x87, {});
+    while (r.status === 0 && (r.pdu.flags & 0x80) === 0) {
+      // The target offered keys of its own: accept them.
+      const answers: Record<string, string> = {};
+      for (const [k, v] of r.keys) if (!(k in op)) answers[k] = v;
+      r = await this.loginPdu(0x87, answers);
+      for (const [k, v] of r.keys) all.set(k, v);
+    }
     if (r.status !== 0) throw Object.assign(new Error(`login status 0x${r.status.toString(16)}`), { status: r.status });
     for (const [k, v] of r.keys) all.set(k, v);
     this.headerDigest = all.get('HeaderDigest') === 'CRC32C';
@@ -302,7 +308,9 @@ export async function startTsiod(config: (port: number, dir: string) => string, 
   const dir = mkdtempSync(join(tmpdir(), 'tsio-iscsi-'));
   const f = join(dir, 'tsiod.yaml');
   writeFileSync(f, config(p, dir));
-  const proc = spawn(process.execPath, [TSIOD, '--config', f], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Its own control socket and state: other daemons (tests, helpers) may run on this machine.
+  const args = [TSIOD, '--config', f, '--control', 'none', '--state-dir', join(dir, 'state'), '--saveconfig', join(dir, 'save.json')];
+  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   proc.stdout!.on('data', (d) => (out += d));
   proc.stderr!.on('data', (d) => (out += d));

@@ -8,8 +8,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { rig, type Rig } from './loopback-setup';
-import type { LoopbackNexus, LoopbackResult } from '../../fabrics/loopback/loopback';
+import { INITIATOR_B, clearUas, rig, type Rig } from './loopback-setup';
+import { LoopbackNexus, type LoopbackResult } from '../../fabrics/loopback/loopback';
 import { sgIo } from '../../src/native';
 import { DataDir } from '../../src/core/opcodes';
 
@@ -82,7 +82,7 @@ function pattern(n: number, seed: number): Buffer {
   return b;
 }
 
-async function disk(n: LoopbackNexus, node: ScsiNode, o: Record<string, unknown>): Promise<void> {
+async function disk(n: LoopbackNexus, rg: Rig, node: ScsiNode, o: Record<string, unknown>): Promise<void> {
   const inq = await n.command(0, [0x12, 0, 0, 0, 96, 0]);
   o.inquiry = { ...brief(inq), pdt: inq.data[0] & 0x1f, vendor: ascii(inq.data, 8, 16), product: ascii(inq.data, 16, 32) };
   o.inquirySameAsDevice = inq.data.equals(await direct(node.sg, [0x12, 0, 0, 0, 96, 0], 96));
@@ -114,6 +114,22 @@ async function disk(n: LoopbackNexus, node: ScsiNode, o: Record<string, unknown>
 
   const luns = await n.command(0, [0xa0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0]);
   o.reportLuns = { ...brief(luns), count: luns.data.length >= 4 ? luns.data.readUInt32BE(0) / 8 : -1 };
+
+  // The same disk behind a write-protected mapping: we refuse writes, and MODE SENSE shows WP.
+  const ms = await n.command(0, [0x1a, 0, 0x3f, 0, 255, 0]);
+  o.modeSense = { ...brief(ms), wp: (ms.data[2] & 0x80) !== 0 };
+  const tpg = rg.root.createTarget('loopback', 'naa.5001405000000098')
+    .addTpg(1, { generate_node_acls: true, demo_mode_write_protect: true });
+  tpg.addLun(0, rg.sos[0]);
+  const ro = LoopbackNexus.open(tpg, INITIATOR_B);
+  try {
+    await clearUas(ro, 1);
+    const msRo = await ro.command(0, [0x1a, 0, 0x3f, 0, 255, 0]);
+    o.modeSenseWriteProtected = { ...brief(msRo), wp: (msRo.data[2] & 0x80) !== 0 };
+    o.writeWriteProtected = brief(await ro.command(0, [0x2a, 0, 0, 0, 0, 100, 0, 0, 1, 0], { dataOut: Buffer.alloc(512) }));
+  } finally {
+    await ro.close();
+  }
 }
 
 /** SSC: WRITE(6) variable blocks, filemarks, REWIND, READ, SPACE, READ POSITION, fixed blocks after MODE SELECT. */
@@ -226,7 +242,7 @@ async function main(): Promise<void> {
   try {
     out.deviceTypes = rg.sos.map((so) => so.lu.deviceType);
     const n = await rg.nexus();
-    await section(out, 'disk', (o) => disk(n, dk, o));
+    await section(out, 'disk', (o) => disk(n, rg, dk, o));
     await section(out, 'tape', (o) => tape(n, 2, rg, o));
     await section(out, 'cd', (o) => cd(n, 3, o));
     await n.close();

@@ -1,0 +1,128 @@
+// libiscsi's conformance suite (iscsi-test-cu 1.19) against tsiod over iSCSI:
+// every suite of family ALL, each in its own process (a long single run of
+// 1.19 corrupts later CDBs after CompareAndWrite.InvalidDataOutSize), with
+// two initiator names and a second path on [::1] for the multipath tests.
+// A thin rd_mcp LUN for most suites, a removable one for the medium suites,
+// a read-only one for ReadOnly.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { startTsiod } from './util/iscsi-initiator';
+
+const IQN = 'iqn.2026-11.org.tsio:conformance';
+const SUITES = [
+  'CompareAndWrite', 'ExtendedCopy', 'GetLBAStatus', 'Inquiry', 'Mandatory', 'ModeSense6', 'NoMedia', 'OrWrite',
+  'Prefetch10', 'Prefetch16', 'PreventAllow', 'PrinReadKeys', 'PrinServiceactionRange', 'PrinReportCapabilities',
+  'ProutRegister', 'ProutReserve', 'ProutClear', 'ProutPreempt', 'Read6', 'Read10', 'Read12', 'Read16',
+  'ReadCapacity10', 'ReadCapacity16', 'ReadDefectData10', 'ReadDefectData12', 'ReadOnly', 'ReceiveCopyResults',
+  'ReportSupportedOpcodes', 'Reserve6', 'Sanitize', 'StartStopUnit', 'TestUnitReady', 'Unmap', 'Verify10', 'Verify12',
+  'Verify16', 'Write10', 'Write12', 'Write16', 'WriteAtomic16', 'WriteSame10', 'WriteSame16', 'WriteVerify10',
+  'WriteVerify12', 'WriteVerify16', 'iSCSIcmdsn', 'iSCSIdatasn', 'iSCSIResiduals', 'iSCSITMF', 'MultipathIO',
+];
+/** Suites that need a medium that can be removed, or a read-only unit. */
+const LUN_OF: Record<string, number> = { PreventAllow: 1, StartStopUnit: 1, NoMedia: 1, ReadOnly: 2 };
+
+/**
+ * Tests that fail for reasons outside the iSCSI fabric, each with why; the
+ * goal is an empty list. Failures not listed here fail this test.
+ */
+const KNOWN_FAILING: Record<string, string> = {
+  // Core SCSI modules (owned by the spc/sbc/pr helpers and the engine), not the fabric:
+  'CompareAndWrite.Simple': 'sbc: COMPARE AND WRITE of more blocks than VPD B0h MAXIMUM COMPARE AND WRITE LENGTH must fail INVALID FIELD IN CDB',
+  'CompareAndWrite.Miscompare': 'sbc: same length limit as CompareAndWrite.Simple',
+  'Inquiry.Standard': 'spc: libiscsi 1.19 accepts VERSION 4, 5 or 6 only; tsio claims 7 (SPC-5)',
+  'Inquiry.BlockLimits': 'sbc: VPD B0h MAXIMUM UNMAP LBA COUNT must be <= 1 Mi blocks, and SBC-3 claimed in the version descriptors',
+  'NoMedia.NoMediaSBC': 'pr/sbc: commands on a removable LUN without medium must fail MEDIUM NOT PRESENT',
+  'PreventAllow.2ITNexuses': 'core tmr: a LUN reset leaves BUS DEVICE RESET unit attentions on every nexus; libiscsi expects the second path clean',
+  'Sanitize.BlockErase': 'sbc: SANITIZE BLOCK ERASE',
+  'Sanitize.Reset': 'sbc: SANITIZE must run in the background and TEST UNIT READY report SANITIZE IN PROGRESS',
+  'WriteAtomic16.BeyondEol': 'sbc: WRITE ATOMIC(16) range check',
+  'WriteAtomic16.VPD': 'sbc: VPD B0h atomic write fields',
+  'iSCSIResiduals.Write10Residuals': 'engine: a write with EDTL below the CDB length must succeed with overflow and write only EDTL (whole blocks); the engine answers INVALID FIELD IN COMMAND IU, which only newer libiscsi accepts',
+  'iSCSIResiduals.Write12Residuals': 'engine: as Write10Residuals',
+  'iSCSIResiduals.Write16Residuals': 'engine: as Write10Residuals',
+  'iSCSIResiduals.WriteVerify10Residuals': 'engine: as Write10Residuals',
+  'iSCSIResiduals.WriteVerify12Residuals': 'engine: as Write10Residuals',
+  'iSCSIResiduals.WriteVerify16Residuals': 'engine: as Write10Residuals',
+};
+
+type Outcome = 'pass' | 'skip' | 'fail';
+
+/** Each test's outcome from CUnit's console output: failures list file:line, skips log [SKIPPED]. */
+export function parseCunit(out: string, suite: string): Map<string, Outcome> {
+  const r = new Map<string, Outcome>();
+  const blocks = out.split(/\n\s*Test: /).slice(1);
+  for (const b of blocks) {
+    const name = `${suite}.${b.split(' ...')[0].trim()}`;
+    if (/\n\s+\d+\. \S+\.c:\d+/.test(b)) r.set(name, 'fail');
+    else if (b.includes('[SKIPPED]')) r.set(name, 'skip');
+    else r.set(name, 'pass');
+  }
+  return r;
+}
+
+function runSuite(suite: string, port: number): Promise<string> {
+  const lun = LUN_OF[suite] ?? 0;
+  const args = [
+    '-d', '-S',
+    '-i', 'iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test',
+    '-I', 'iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test-2',
+    '-t', `ALL.${suite}`,
+    `iscsi://127.0.0.1:${port}/${IQN}/${lun}`,
+    `iscsi://[::1]:${port}/${IQN}/${lun}`,
+  ];
+  return new Promise((resolve, reject) => {
+    const p = spawn('iscsi-test-cu', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout.on('data', (d) => (out += d));
+    p.stderr.on('data', (d) => (out += d));
+    // A suite that hangs is a failure, not a stuck test run.
+    const t = setTimeout(() => p.kill('SIGKILL'), 120_000);
+    p.on('error', (e) => reject(new Error(`iscsi-test-cu not runnable (scripts/install-deps --test installs libiscsi-bin): ${e.message}`)));
+    p.on('close', () => {
+      clearTimeout(t);
+      resolve(out);
+    });
+  });
+}
+
+test('iscsi-test-cu -d -S, every suite of ALL: zero failures, at least 200 passing', { timeout: 20 * 60_000 }, async () => {
+  assert.equal(spawnSync('iscsi-test-cu', ['-l'], { encoding: 'utf8' }).error, undefined, 'iscsi-test-cu missing: scripts/install-deps --test installs libiscsi-bin');
+  const d = await startTsiod((port) => `storage_objects:
+  - { name: thin, plugin: rd_mcp, size: 1GiB, attributes: { emulate_tpu: true, emulate_tpws: true } }
+  - { name: removable, plugin: rd_mcp, size: 64MiB, attributes: { removable: true } }
+  - { name: ro, plugin: rd_mcp, size: 64MiB, attributes: { readonly: true } }
+targets:
+  - fabric: iscsi
+    wwn: ${IQN}
+    tpgs:
+      - tag: 1
+        attributes: { generate_node_acls: true, authentication: false, demo_mode_write_protect: false }
+        portals: [ { ip_address: 127.0.0.1, port: ${port} }, { ip_address: '::1', port: ${port} } ]
+        luns:
+          - { index: 0, storage_object: /backstores/rd_mcp/thin }
+          - { index: 1, storage_object: /backstores/rd_mcp/removable }
+          - { index: 2, storage_object: /backstores/rd_mcp/ro }
+`);
+  const all = new Map<string, Outcome>();
+  const started = Date.now();
+  try {
+    for (const suite of SUITES) {
+      const out = await runSuite(suite, d.port);
+      const r = parseCunit(out, suite);
+      assert.ok(r.size > 0, `suite ${suite} ran no test:\n${out.slice(-2000)}`);
+      for (const [k, v] of r) all.set(k, v);
+      const failed = [...r].filter(([, v]) => v === 'fail').map(([k]) => k);
+      if (failed.length) console.log(`${suite}: FAILED ${failed.join(' ')}`);
+    }
+  } finally {
+    await d.stop();
+  }
+  const count = (o: Outcome) => [...all.values()].filter((v) => v === o).length;
+  const failures = [...all].filter(([k, v]) => v === 'fail' && !(k in KNOWN_FAILING)).map(([k]) => k);
+  console.log(`iscsi-test-cu: ${all.size} tests, ${count('pass')} passed, ${count('skip')} skipped, ${count('fail')} failed in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+  const fixed = Object.keys(KNOWN_FAILING).filter((k) => all.get(k) !== 'fail');
+  if (fixed.length) console.log(`listed as known failing but no longer failing (prune KNOWN_FAILING): ${fixed.join(' ')}`);
+  assert.deepEqual(failures, [], 'tests failing against tsiod');
+  assert.ok(count('pass') >= 200, `at least 200 tests pass (${count('pass')})`);
+});

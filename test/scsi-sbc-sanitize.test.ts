@@ -1,0 +1,169 @@
+// SANITIZE (OVERWRITE, BLOCK ERASE, EXIT FAILURE MODE) with its NOT READY
+// window and progress, PRE-FETCH and READ DEFECT DATA, through loopback.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { rig, type Rig } from './util/loopback-setup';
+import type { LoopbackNexus } from '../fabrics/loopback/loopback';
+import { gated } from './util/gated';
+import { registerBackstore } from '../backstores';
+import { RamBackstore } from '../backstores/rd_mcp';
+import { Status } from '../src/core/sense';
+import {
+  LBA_OUT_OF_RANGE, cdb10, cdb16, checkSense, good, invalidCdb, invalidParam, pattern, readBlocks, writeBlocks,
+} from './util/cdb';
+
+const BS = 512;
+const SIZE = 4 << 20;
+const BLOCKS = SIZE / BS;
+
+/** RAM whose writes fail with EIO once armed: a sanitize that cannot finish. */
+class FailingRam extends RamBackstore {
+  failWrites = false;
+  override write(offset: number, length: number, sgl: readonly Buffer[]): void {
+    if (this.failWrites) throw Object.assign(new Error('injected EIO'), { code: 'EIO' });
+    super.write(offset, length, sgl);
+  }
+}
+let failing: FailingRam;
+registerBackstore('failing-ram', async (o) => (failing = new FailingRam(o.size ?? SIZE, o.blockSize ?? 512, false)));
+
+let r: Rig;
+let n: LoopbackNexus;
+
+before(async () => {
+  r = await rig([
+    { size: SIZE },
+    { plugin: 'gated', size: SIZE },
+    { plugin: 'failing-ram', size: SIZE },
+  ]);
+  n = await r.nexus();
+  gated[gated.length - 1].open();
+});
+after(() => r.close());
+
+function sanitizeCdb(sa: number, len: number, immed = false): Buffer {
+  const c = Buffer.alloc(10);
+  c[0] = 0x48;
+  c[1] = sa | (immed ? 0x80 : 0);
+  c.writeUInt16BE(len, 7);
+  return c;
+}
+
+function overwriteList(pat: Buffer, count = 1, flags = 0): Buffer {
+  const b = Buffer.alloc(4 + pat.length);
+  b[0] = flags | count;
+  b.writeUInt16BE(pat.length, 2);
+  pat.copy(b, 4);
+  return b;
+}
+
+const OVERWRITE = 0x01;
+const BLOCK_ERASE = 0x02;
+const EXIT_FAILURE = 0x1f;
+
+test('SANITIZE OVERWRITE puts the pattern at the start of every block; INVERT on an even count inverts it', async () => {
+  await writeBlocks(n, 0, 0, pattern(16 * BS, 1));
+  const pat = Buffer.from([0xde, 0xad, 0xbe, 0xef]);
+  const list = overwriteList(pat);
+  good(await n.command(0, sanitizeCdb(OVERWRITE, list.length), { dataOut: list }));
+  const want = Buffer.alloc(BS);
+  for (let i = 0; i < BS; i += 4) pat.copy(want, i);
+  for (const lba of [0, 15, BLOCKS - 1]) assert.deepEqual(await readBlocks(n, 0, lba, 1), want, `LBA ${lba}`);
+  const inv = overwriteList(Buffer.from([0x0f]), 2, 0x80);
+  good(await n.command(0, sanitizeCdb(OVERWRITE, inv.length), { dataOut: inv }));
+  assert.deepEqual(await readBlocks(n, 0, 7, 1), Buffer.alloc(BS, 0xf0));
+  const zeros = overwriteList(Buffer.alloc(BS));
+  good(await n.command(0, sanitizeCdb(OVERWRITE, zeros.length), { dataOut: zeros }));
+  assert.deepEqual(await readBlocks(n, 0, 3, 1), Buffer.alloc(BS));
+});
+
+test('SANITIZE OVERWRITE parameter checks', async () => {
+  for (const len of [0, 1, 4]) {
+    checkSense(await n.command(0, sanitizeCdb(OVERWRITE, len), { dataOut: Buffer.alloc(len) }), invalidCdb(7), `length ${len}`);
+  }
+  checkSense(await n.command(0, sanitizeCdb(OVERWRITE, BS + 5), { dataOut: Buffer.alloc(BS + 5) }), invalidCdb(7), 'length bs+5');
+  const noCount = overwriteList(Buffer.alloc(4, 1), 0);
+  checkSense(await n.command(0, sanitizeCdb(OVERWRITE, noCount.length), { dataOut: noCount }), invalidParam(0, 4), 'count 0');
+  const noPattern = overwriteList(Buffer.alloc(4, 1));
+  noPattern.writeUInt16BE(0, 2);
+  checkSense(await n.command(0, sanitizeCdb(OVERWRITE, noPattern.length), { dataOut: noPattern }), invalidParam(2), 'pattern length 0');
+  const tooLong = overwriteList(Buffer.alloc(BS, 1));
+  tooLong.writeUInt16BE(BS + 1, 2);
+  checkSense(await n.command(0, sanitizeCdb(OVERWRITE, tooLong.length), { dataOut: tooLong }), invalidParam(2), 'pattern > block');
+  const test = overwriteList(Buffer.alloc(4, 1), 1, 0x20);
+  checkSense(await n.command(0, sanitizeCdb(OVERWRITE, test.length), { dataOut: test }), invalidParam(0, 5), 'TEST');
+});
+
+test('SANITIZE BLOCK ERASE deallocates everything; parameter data refused; unknown service actions refused', async () => {
+  await writeBlocks(n, 0, 100, pattern(8 * BS, 2));
+  good(await n.command(0, sanitizeCdb(BLOCK_ERASE, 0)));
+  assert.deepEqual(await readBlocks(n, 0, 100, 8), Buffer.alloc(8 * BS));
+  checkSense(await n.command(0, sanitizeCdb(BLOCK_ERASE, 8), { dataOut: Buffer.alloc(8) }), invalidCdb(7), 'BLOCK ERASE with data');
+  checkSense(await n.command(0, sanitizeCdb(EXIT_FAILURE, 8), { dataOut: Buffer.alloc(8) }), invalidCdb(7), 'EXIT with data');
+  good(await n.command(0, sanitizeCdb(EXIT_FAILURE, 0)), 'EXIT FAILURE MODE outside failure mode');
+  checkSense(await n.command(0, sanitizeCdb(0x03, 0)), invalidCdb(1, 4), 'CRYPTOGRAPHIC ERASE');
+  const reserved = sanitizeCdb(BLOCK_ERASE, 0);
+  reserved[1] |= 0x40;
+  checkSense(await n.command(0, reserved), invalidCdb(1, 6), 'reserved bit');
+});
+
+test('while SANITIZE runs, medium commands get NOT READY / SANITIZE IN PROGRESS with progress; INQUIRY still works', async () => {
+  const g = gated[gated.length - 1];
+  g.closed = true;
+  const list = overwriteList(Buffer.from([0x5a]));
+  const started = g.started;
+  const done = n.command(1, sanitizeCdb(OVERWRITE, list.length, true), { dataOut: list });
+  good(await done, 'IMMED: GOOD before the sanitize ends');
+  assert.equal(g.started, started + 1, 'the first chunk is being written');
+  const rd = await n.command(1, cdb10(0x28, 0, 1));
+  checkSense(rd, { key: 2, asc: 0x04, ascq: 0x1b }, 'READ during sanitize');
+  assert.ok(rd.sense && (rd.sense[15] & 0x80) !== 0, 'SKSV: progress indication present');
+  checkSense(await n.command(1, [0, 0, 0, 0, 0, 0]), { key: 2, asc: 0x04, ascq: 0x1b }, 'TEST UNIT READY');
+  checkSense(await n.command(1, sanitizeCdb(BLOCK_ERASE, 0)), { key: 2, asc: 0x04, ascq: 0x1b }, 'a second SANITIZE');
+  const inq = await n.command(1, [0x12, 0, 0, 0, 36, 0]);
+  assert.equal(inq.status, Status.GOOD, 'INQUIRY is served');
+  g.open();
+  // Let the sanitize finish, then the unit is ready and holds the pattern.
+  for (let i = 0; i < 100; i++) {
+    const t = await n.command(1, [0, 0, 0, 0, 0, 0]);
+    if (t.status === Status.GOOD) break;
+    await new Promise((res) => setTimeout(res, 5));
+  }
+  assert.deepEqual(await readBlocks(n, 1, BLOCKS - 1, 1), Buffer.alloc(BS, 0x5a));
+});
+
+test('a failed SANITIZE leaves the unit in failure mode until EXIT FAILURE MODE', async () => {
+  failing.failWrites = true;
+  const list = overwriteList(Buffer.from([0x11]));
+  checkSense(await n.command(2, sanitizeCdb(OVERWRITE, list.length), { dataOut: list }), { key: 3, asc: 0x0c }, 'write error');
+  checkSense(await n.command(2, cdb10(0x28, 0, 1)), { key: 3, asc: 0x31, ascq: 0x03 }, 'READ in failure mode');
+  failing.failWrites = false;
+  good(await n.command(2, sanitizeCdb(EXIT_FAILURE, 0)));
+  good(await n.command(2, cdb10(0x28, 0, 1)));
+});
+
+test('PRE-FETCH (10)/(16): GOOD over the range (never CONDITION MET), range checked, IMMED accepted', async () => {
+  good(await n.command(0, cdb10(0x34, 0, 256)));
+  good(await n.command(0, cdb10(0x34, 0, 0)), 'to the end');
+  good(await n.command(0, cdb16(0x90, BLOCKS - 256, 256, 0x02)));
+  checkSense(await n.command(0, cdb10(0x34, BLOCKS - 1, 2)), LBA_OUT_OF_RANGE, 'past end');
+  checkSense(await n.command(0, cdb16(0x90, 0xffffffffffffffffn, 1)), LBA_OUT_OF_RANGE, 'LBA -1');
+  checkSense(await n.command(0, cdb10(0x34, 0, 1, 0x01)), invalidCdb(1, 0), 'reserved bit');
+});
+
+test('READ DEFECT DATA (10)/(12): empty lists in the format asked; unsupported formats are RECOVERED ERROR', async () => {
+  const rd10 = await n.command(0, [0x37, 0, 0x18 | 3, 0, 0, 0, 0, 0, 32, 0]);
+  good(rd10);
+  assert.deepEqual(rd10.data, Buffer.from([0, 0x18 | 3, 0, 0]));
+  const plain = await n.command(0, [0x37, 0, 0, 0, 0, 0, 0, 0, 32, 0]);
+  assert.deepEqual(plain.data, Buffer.from([0, 0, 0, 0]));
+  const rd12 = await n.command(0, [0xb7, 0x08 | 5, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0]);
+  good(rd12);
+  assert.deepEqual(rd12.data, Buffer.from([0, 0x08 | 5, 0, 0, 0, 0, 0, 0]));
+  checkSense(await n.command(0, [0x37, 0, 0x06, 0, 0, 0, 0, 0, 32, 0]), { key: 1, asc: 0x1c }, 'vendor-specific format');
+  checkSense(await n.command(0, [0x37, 0, 0x20, 0, 0, 0, 0, 0, 32, 0]), invalidCdb(2, 5), 'reserved bit');
+  const short = await n.command(0, [0x37, 0, 0, 0, 0, 0, 0, 0, 2, 0]);
+  assert.equal(short.data.length, 2);
+});

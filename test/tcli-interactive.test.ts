@@ -1,0 +1,133 @@
+// tcli in a real terminal: tmux runs it, send-keys types, capture-pane reads
+// the screen. A private tmux server (-L) keeps this apart from any other.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startDaemon, TCLI, type Daemon } from './util/tsiod';
+
+const SERVER = `tsio-test-${process.pid}`;
+const IQN = 'iqn.2026-11.org.tsio:typed';
+const INIT = 'iqn.2026-11.org.example:typist';
+
+function tmux(...args: string[]): string {
+  const p = spawnSync('tmux', ['-L', SERVER, '-f', '/dev/null', ...args], { encoding: 'utf8' });
+  if (p.error) throw new Error(`tmux is needed for this test (scripts/install-deps --test installs it): ${p.error.message}`);
+  if (p.status !== 0) throw new Error(`tmux ${args.join(' ')}: ${p.stderr}`);
+  return p.stdout;
+}
+
+const screen = () => tmux('capture-pane', '-p', '-J', '-S', '-', '-t', 'tcli');
+
+async function waitFor(re: RegExp, ms = 10_000): Promise<string> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const s = screen();
+    if (re.test(s)) return s;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${re} on the screen:\n${s}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const escape = (t: string) => t.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+
+/**
+ * Types text (literally), waits until the terminal echoes it, then sends the keys one by one.
+ * Node's readline takes a Tab arriving in the same read as other characters for pasted text
+ * (inserted, not completed), so a person's pause before Tab is part of the test.
+ */
+async function type(text: string, keys: string[] = ['Enter']): Promise<void> {
+  tmux('send-keys', '-t', 'tcli', '-l', text);
+  await waitFor(new RegExp(`${escape(text)}$`, 'm'));
+  for (const k of keys) {
+    tmux('send-keys', '-t', 'tcli', k);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Number of prompts ("PATH> ") on the screen so far, to wait for the next one. */
+const prompts = (s: string) => (s.match(/^\/[^\n]*> /gm) ?? []).length;
+
+async function run(text: string): Promise<string> {
+  const before = prompts(screen());
+  await type(text);
+  const until = Date.now() + 10_000;
+  for (;;) {
+    const s = screen();
+    if (prompts(s) > before && /> $/.test(s.trimEnd() + ' ')) return s;
+    if (Date.now() > until) throw new Error(`no prompt after '${text}':\n${s}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+let daemon: Daemon | undefined;
+let dir: string;
+
+after(async () => {
+  spawnSync('tmux', ['-L', SERVER, 'kill-server']);
+  await daemon?.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+test('typing in tcli builds an iSCSI target with a LUN and an ACL; Tab completes; a typo is one line; exit offers to save', async () => {
+  dir = mkdtempSync(join(tmpdir(), 'tsio-tmux-'));
+  daemon = await startDaemon('', dir);
+  const save = join(dir, 'etc', 'saveconfig.yaml');
+  tmux('new-session', '-d', '-s', 'tcli', '-x', '160', '-y', '50',
+    `env TCLI_HOME=${join(dir, 'home')} NO_COLOR=1 ${process.execPath} ${TCLI} --control ${daemon.sock}; echo TCLI-EXITED-$?; sleep 600`);
+  await waitFor(/connected to tsiod/);
+  await waitFor(/^\/> $/m);
+
+  await run('/backstores/rd_mcp create ram0 64MiB');
+  await run(`/iscsi create ${IQN}`);
+  let s = await run(`cd /iscsi/${IQN}/tpg1`);
+  assert.match(s, new RegExp(`Created target ${IQN.replace(/\./g, '\\.')}\\.\\nCreated TPG 1\\.`));
+  s = await run('luns create /backstores/rd_mcp/ram0');
+  assert.match(s, /Created LUN 0\./);
+  s = await run(`acls create ${INIT}`);
+  assert.match(s, /Created Node ACL for iqn\.2026-11\.org\.example:typist/);
+
+  // Tab: a path...
+  await type('cd /backs', ['Tab']);
+  await waitFor(/> cd \/backstores\/$/m);
+  tmux('send-keys', '-t', 'tcli', 'C-u');
+  // ... a parameter name, then an enumerated value.
+  await type('set attribute generate_nod', ['Tab']);
+  await waitFor(/> set attribute generate_node_acls=$/m);
+  await type('f', ['Tab']);
+  await waitFor(/> set attribute generate_node_acls=false$/m);
+  tmux('send-keys', '-t', 'tcli', 'C-u');
+  // Two candidates: the second Tab lists them.
+  await type('set parameter Max', ['Tab', 'Tab']);
+  await waitFor(/MaxConnections=\s+MaxRecvDataSegmentLength=.*MaxBurstLength=/);
+  tmux('send-keys', '-t', 'tcli', 'C-u');
+
+  s = await run('ls /');
+  const tree = s.slice(s.lastIndexOf('ls /'));
+  assert.match(tree, /o- \/ \.+ \[\.\.\.\]/);
+  assert.match(tree, /\| \| o- ram0 \.+ \[\(64\.0MiB\) activated\]/);
+  assert.match(tree, new RegExp(`o- ${IQN.replace(/\./g, '\\.')} \\.+ \\[TPGs: 1\\]`));
+  assert.match(tree, /o- lun0 \.+ \[rd_mcp\/ram0\]/);
+  assert.match(tree, /o- iqn\.2026-11\.org\.example:typist \.+ \[Mapped LUNs: 1\]/);
+  assert.match(tree, /o- mapped_lun0 \.+ \[lun0 rd_mcp\/ram0 \(rw\)\]/);
+
+  // A mistyped command: exactly one line of error, then the prompt again.
+  s = await run('lss');
+  const after = s.slice(s.lastIndexOf('> lss') + 5).split('\n').filter((l) => l !== '');
+  assert.deepEqual(after.slice(0, 1), ['error: command not found: lss (did you mean ls?)']);
+  assert.match(after[1], /> $/);
+
+  // exit: the config changed, so tcli offers to save it.
+  await type('exit');
+  await waitFor(/changed since it was last saved\. Save it to .*saveconfig\.yaml\?/);
+  await type('y');
+  s = await waitFor(/TCLI-EXITED-0/);
+  assert.match(s, /Configuration saved to .*saveconfig\.yaml/);
+  assert.ok(existsSync(save));
+  assert.match(readFileSync(save, 'utf8'), new RegExp(`node_wwn: ${INIT}`));
+  const history = readFileSync(join(dir, 'home', 'history'), 'utf8');
+  assert.match(history, /^luns create \/backstores\/rd_mcp\/ram0$/m);
+  assert.doesNotMatch(history, /^y$/m, 'prompt answers are not history');
+});
