@@ -126,10 +126,16 @@ class Terminal implements Prompter {
       this.history = (this.rl as unknown as { history: string[] }).history ?? this.history;
       const rl = this.rl;
       this.rl = undefined;
-      rl.removeAllListeners('close');
+      // No question is pending here, so no close handler of ours is attached; readline's own must run.
       rl.close();
     }
-    return fn(inquirer());
+    try {
+      return await fn(inquirer());
+    } finally {
+      // inquirer restores the terminal mode in its own cleanup, after its promise settles; our readline
+      // must set raw mode after that, or the terminal echoes every key a second time.
+      await new Promise((r) => setTimeout(r, 20));
+    }
   }
 
   async confirm(message: string, def: boolean): Promise<boolean> {
@@ -193,7 +199,6 @@ class Terminal implements Prompter {
   close(): void {
     if (this.rl) {
       this.history = (this.rl as unknown as { history: string[] }).history ?? this.history;
-      this.rl.removeAllListeners('close');
       this.rl.close();
       this.rl = undefined;
     }

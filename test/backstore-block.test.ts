@@ -4,7 +4,6 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -14,6 +13,7 @@ import { createBlock } from '../backstores/block';
 import { createFileio } from '../backstores/fileio';
 import type { Backstore } from '../backstores/backstore';
 import * as native from '../src/native';
+import { losetup, readFileRange } from './util/losetup';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -21,18 +21,6 @@ const LOOP_SIZE = 64 * MiB;
 
 let dir: string;
 const loops: string[] = [];
-
-function losetup(args: string[]): string {
-  try {
-    return execFileSync('losetup', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException & { stderr?: string };
-    if (err.code === 'ENOENT') {
-      throw new Error('losetup not found: the block backstore tests need util-linux (losetup) and root to create loop devices');
-    }
-    throw new Error(`losetup ${args.join(' ')} failed (root and /dev/loop-control are needed): ${err.stderr ?? err.message}`);
-  }
-}
 
 /** A loop device over a fresh sparse file; detached in after(). */
 function makeLoop(opts: { sectorSize?: number; size?: number } = {}): { dev: string; file: string } {
@@ -52,16 +40,7 @@ function sysfsQueue(dev: string, name: string): number {
 }
 
 /** Bytes of the loop's backing file, as the loop driver left them. */
-function backing(file: string, offset: number, length: number): Buffer {
-  const fd = fs.openSync(file, 'r');
-  try {
-    const b = Buffer.alloc(length);
-    fs.readSync(fd, b, 0, length, offset);
-    return b;
-  } finally {
-    fs.closeSync(fd);
-  }
-}
+const backing = readFileRange;
 
 function split(buf: Buffer, sizes: number[]): Buffer[] {
   const out: Buffer[] = [];

@@ -119,6 +119,9 @@ test('COMPARE AND WRITE: writes when the verify half matches, MISCOMPARE with th
   checkSense(await n.command(0, caw(0, 2), { dataOut: Buffer.alloc(4 * BS) }), invalidCdb(13), 'NUMBER 2 > maximum 1');
   checkSense(await n.command(0, caw(0, 1, 0x20), { dataOut: Buffer.alloc(2 * BS) }), invalidCdb(1, 5), 'WRPROTECT');
   checkSense(await n.command(1, caw(0, 1), { dataOut: Buffer.alloc(2 * BS) }), INVALID_OPCODE, 'emulate_caw off');
+  for (const len of [BS, 4 * BS]) {
+    checkSense(await n.command(0, caw(0, 1), { dataOut: Buffer.alloc(len) }), { key: 5, asc: 0x0e, ascq: 0x03 }, `data-out ${len}`);
+  }
 });
 
 test('COMPARE AND WRITE is atomic: concurrent writes to its block wait for it, and compare-and-swap loses no update', async () => {

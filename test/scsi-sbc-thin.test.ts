@@ -145,6 +145,11 @@ test('WRITE SAME refusals: 0 blocks (WSNZ), over max_write_same_len, ANCHOR, pas
   good(await n.command(0, cdb16(0x93, BLOCKS - 1, 1), { dataOut: Buffer.alloc(BS) }), 'last block');
   checkSense(await n.command(0, cdb16(0x93, BLOCKS - 1, 2), { dataOut: Buffer.alloc(BS) }), LBA_OUT_OF_RANGE, 'past end');
   checkSense(await n.command(0, cdb16(0x93, 0xffffffffffffffffn, 1), { dataOut: Buffer.alloc(BS) }), LBA_OUT_OF_RANGE, 'LBA -1');
+  // Only one block of data-out makes sense: more or less is refused (not clipped).
+  for (const len of [BS / 2, 2 * BS]) {
+    checkSense(await n.command(0, cdb10(0x41, 0, 1), { dataOut: Buffer.alloc(len) }), { key: 5, asc: 0x0e, ascq: 0x03 }, `${len} bytes`);
+  }
+  checkSense(await n.command(0, cdb16(0x93, 0, 1, 0x01), { dataOut: Buffer.alloc(BS) }), { key: 5, asc: 0x0e, ascq: 0x03 }, 'NDOB with data');
 });
 
 test('UNMAP deallocates every range of the list; reads return zeros', async () => {

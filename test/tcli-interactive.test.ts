@@ -119,6 +119,29 @@ test('typing in tcli builds an iSCSI target with a LUN and an ACL; Tab completes
   assert.deepEqual(after.slice(0, 1), ['error: command not found: lss (did you mean ls?)']);
   assert.match(after[1], /> $/);
 
+  // The wizard (inquirer prompts): a RAM disk exported over loopback, step by step.
+  await type('wizard');
+  await waitFor(/Backstore type/);
+  const key = async (k: string, wait: RegExp) => {
+    tmux('send-keys', '-t', 'tcli', k);
+    await waitFor(wait);
+  };
+  await key('Down', /❯ fileio/);
+  await key('Down', /❯ rd_mcp/);
+  await key('Enter', /Storage object name/);
+  await type('wizram', ['Enter']);
+  await waitFor(/size \(Capacity/);
+  await key('Enter', /Created rd_mcp storage object wizram\./);
+  await waitFor(/\? Fabric/);
+  await key('Down', /❯ vhost/);
+  await key('Down', /❯ loopback/);
+  await key('Enter', /Target WWN/);
+  await key('Enter', /Created LUN 0\.\n.*> $/m);
+  // Back at the prompt, keys are echoed once (the terminal mode is ours again).
+  s = await run('ls /loopback');
+  assert.match(s, /> ls \/loopback\n/);
+  assert.match(s, /o- lun0 \.+ \[rd_mcp\/wizram\]/);
+
   // exit: the config changed, so tcli offers to save it.
   await type('exit');
   await waitFor(/changed since it was last saved\. Save it to .*saveconfig\.yaml\?/);

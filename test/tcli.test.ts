@@ -122,6 +122,13 @@ test('batch: errors are one line on stderr with a non-zero exit; a script stops 
   const s = tcli(d.sock, [], { input: 'cd /backstores/rd_mcp\npwd\n' });
   assert.equal(s.status, 0, s.stderr);
   assert.equal(s.stdout.trim(), '/backstores/rd_mcp');
+  // Bookmarks persist in TCLI_HOME and stand for paths in later runs.
+  const env = { TCLI_HOME: join(dir, 'home') };
+  assert.equal(tcli(d.sock, ['/backstores/rd_mcp', 'bookmarks', 'add', 'rd'], { env }).status, 0);
+  assert.equal(tcli(d.sock, ['@rd', 'pwd'], { env }).stdout.trim(), '/backstores/rd_mcp');
+  assert.match(tcli(d.sock, ['bookmarks', 'show'], { env }).stdout, /@rd: \/backstores\/rd_mcp/);
+  assert.match(tcli(d.sock, ['cd', '@rdx'], { env }).stderr, /^tcli: no bookmark @rdx \(did you mean @rd\?\)/);
+  assert.equal(tcli(d.sock, ['sessions'], { env }).stdout.trim(), '(no open sessions)');
   // No daemon: one line, exit 1.
   const none = tcli(join(dir, 'absent.sock'), ['ls']);
   assert.equal(none.status, 1);

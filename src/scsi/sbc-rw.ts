@@ -4,7 +4,7 @@
 // Plain reads and writes hand the command's own buffers to the backstore.
 
 import type { ScsiCmd } from '../core/command';
-import { invalidCdbField, invalidOpcode, lbaOutOfRange, miscompare } from '../core/sense';
+import { Asc, ScsiError, SenseKey, invalidCdbField, invalidOpcode, lbaOutOfRange, miscompare } from '../core/sense';
 import { sglCompare, sglFlatten, sglSlice } from '../core/sgl';
 
 /** Most blocks COMPARE AND WRITE takes (VPD B0 MAXIMUM COMPARE AND WRITE LENGTH), as LIO. */
@@ -46,6 +46,18 @@ function writeThrough(cmd: ScsiCmd): boolean {
 /** Checks LBA + blocks against capacity (for commands the engine's LBA_CHECK cannot cover). */
 export function checkRange(cmd: ScsiCmd): void {
   if (cmd.lba + cmd.blocks > cmd.lu.blocks) throw lbaOutOfRange();
+}
+
+/**
+ * For commands whose data-out is not "the blocks" (WRITE SAME's one block,
+ * COMPARE AND WRITE's two halves): a data-out of another size than the CDB
+ * implies cannot be meant as it says, so it is refused rather than clipped (as LIO).
+ */
+export function exactDataOut(cmd: ScsiCmd, length: number): number {
+  if (cmd.expectedLength !== undefined && cmd.expectedLength !== length) {
+    throw new ScsiError(SenseKey.ILLEGAL_REQUEST, Asc.INVALID_FIELD_IN_COMMAND_IU);
+  }
+  return length;
 }
 
 // ---- decoders: run before data-out is fetched; return the data length in bytes
@@ -94,7 +106,7 @@ export function decodeCompareAndWrite(cmd: ScsiCmd): number {
   if (!cmd.lu.so.attributes.emulate_caw) throw invalidOpcode();
   checkDpoFua(cmd);
   if (cmd.blocks > MAX_COMPARE_AND_WRITE_BLOCKS) throw invalidCdbField(13);
-  return 2 * cmd.blocks * cmd.lu.blockSize;
+  return exactDataOut(cmd, 2 * cmd.blocks * cmd.lu.blockSize);
 }
 
 export function decodeAtomic(cmd: ScsiCmd): number {

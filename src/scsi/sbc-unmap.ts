@@ -8,7 +8,7 @@ import {
 } from '../core/sense';
 import { sglFlatten, sglIsZero } from '../core/sgl';
 import { provisioning } from './provisioning';
-import { checkRange } from './sbc-rw';
+import { checkRange, exactDataOut } from './sbc-rw';
 
 const ANCHOR = 0x10;
 const UNMAP = 0x08;
@@ -31,7 +31,7 @@ export function decodeWriteSame(cmd: ScsiCmd): number {
   if (cmd.blocks === 0) throw invalidCdbField(blocksByte);
   if (cmd.blocks > cmd.lu.so.attributes.max_write_same_len) throw invalidCdbField(blocksByte);
   checkRange(cmd);
-  return cmd.cdb[0] === 0x93 && (flags & NDOB) !== 0 ? 0 : cmd.lu.blockSize;
+  return exactDataOut(cmd, cmd.cdb[0] === 0x93 && (flags & NDOB) !== 0 ? 0 : cmd.lu.blockSize);
 }
 
 /**
