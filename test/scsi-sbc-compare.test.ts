@@ -49,6 +49,17 @@ test('VERIFY BYTCHK 0 checks the medium only; out of range and 0 blocks as SBC-4
   }
 });
 
+test('a long VERIFY on RAM lets other commands run between its chunks', async () => {
+  const order: string[] = [];
+  const v = n.command(0, cdb16(0x8f, 0, BLOCKS)).then((res) => (good(res), order.push('verify')));
+  // Submitted from the next turn of the event loop: only runs early if the VERIFY yields it.
+  const rd = new Promise((res) => setImmediate(res))
+    .then(() => n.command(0, cdb10(0x28, 0, 1)))
+    .then((res) => (good(res), order.push('read')));
+  await Promise.all([v, rd]);
+  assert.deepEqual(order, ['read', 'verify']);
+});
+
 test('VERIFY BYTCHK 1 compares the data-out; a miscompare names the first differing byte', async () => {
   const data = pattern(8 * BS, 3);
   await put(0, 200, data);
@@ -114,13 +125,15 @@ test('COMPARE AND WRITE: writes when the verify half matches, MISCOMPARE with th
   checkSense(await n.command(0, caw(500, 1), { dataOut: Buffer.concat([old, third]) }), miscompareAt(first));
   assert.deepEqual(await get(0, 500, 1), next);
   good(await n.command(0, caw(500, 0)), '0 blocks');
+  // 256 blocks do not fit the byte: NUMBER OF LOGICAL BLOCKS 0 with 512 blocks of data-out.
+  checkSense(await n.command(0, caw(500, 0), { dataOut: Buffer.alloc(512 * BS) }), invalidCdb(13), '0 blocks with data');
   good(await n.command(0, caw(BLOCKS - 1, 1), { dataOut: Buffer.concat([await get(0, BLOCKS - 1, 1), next]) }));
   checkSense(await n.command(0, caw(BLOCKS, 1), { dataOut: Buffer.alloc(2 * BS) }), LBA_OUT_OF_RANGE, 'past end');
   checkSense(await n.command(0, caw(0, 2), { dataOut: Buffer.alloc(4 * BS) }), invalidCdb(13), 'NUMBER 2 > maximum 1');
   checkSense(await n.command(0, caw(0, 1, 0x20), { dataOut: Buffer.alloc(2 * BS) }), invalidCdb(1, 5), 'WRPROTECT');
   checkSense(await n.command(1, caw(0, 1), { dataOut: Buffer.alloc(2 * BS) }), INVALID_OPCODE, 'emulate_caw off');
   for (const len of [BS, 4 * BS]) {
-    checkSense(await n.command(0, caw(0, 1), { dataOut: Buffer.alloc(len) }), { key: 5, asc: 0x0e, ascq: 0x03 }, `data-out ${len}`);
+    checkSense(await n.command(0, caw(0, 1), { dataOut: Buffer.alloc(len) }), invalidCdb(13), `data-out ${len}`);
   }
 });
 
@@ -191,5 +204,8 @@ test('WRITE ATOMIC(16): up to the maximum atomic transfer length, no boundary', 
   checkSense(await n.command(0, writeAtomic(0, MAX_ATOMIC_BLOCKS + 1), { dataOut: Buffer.alloc((MAX_ATOMIC_BLOCKS + 1) * BS) }),
     invalidCdb(12), 'over the maximum');
   checkSense(await n.command(0, writeAtomic(BLOCKS - 1, 2), { dataOut: Buffer.alloc(2 * BS) }), LBA_OUT_OF_RANGE, 'past end');
+  // Past the end is reported before too long.
+  const long = 2 * MAX_ATOMIC_BLOCKS;
+  checkSense(await n.command(0, writeAtomic(BLOCKS - long / 2, long), { dataOut: Buffer.alloc(long * BS) }), LBA_OUT_OF_RANGE, 'long, past end');
   checkSense(await n.command(0, writeAtomic(0, 1, 1), { dataOut: Buffer.alloc(BS) }), invalidCdb(11, 0), 'ATOMIC BOUNDARY');
 });

@@ -12,6 +12,7 @@ import { rig, type Rig } from './util/loopback-setup';
 import type { LoopbackNexus } from '../fabrics/loopback/loopback';
 import { registerBackstore } from '../backstores';
 import { createFileio } from '../backstores/fileio';
+import { RamBackstore } from '../backstores/rd_mcp';
 import type { Backstore } from '../backstores/backstore';
 import type { Sgl } from '../src/core/sgl';
 import {
@@ -26,10 +27,19 @@ let r: Rig;
 let n: LoopbackNexus;
 
 before(async () => {
-  r = await rig([{}, { attributes: { emulate_fua_write: false } }, { size: 3 * 2 ** 40 }, { attributes: { emulate_tpu: true } }]);
+  r = await rig([
+    {}, { attributes: { emulate_fua_write: false } }, { size: 3 * 2 ** 40 }, { attributes: { emulate_tpu: true } },
+    { plugin: 'ram-4k-physical', size: 8 << 20 }, { attributes: { readonly: true, emulate_tpu: true, emulate_tpws: true } },
+  ]);
   n = await r.nexus();
 });
 after(() => r.close());
+
+/** RAM with 512-byte logical blocks in 4096-byte physical blocks, as a 512e disk reports. */
+class Ram512e extends RamBackstore {
+  override readonly physicalBlockSize = 4096;
+}
+registerBackstore('ram-4k-physical', async (o) => new Ram512e(o.size ?? 8 << 20, 512, false));
 
 const READS: [string, (lba: number, blocks: number, b1?: number) => Buffer][] = [
   ['READ(10)', (l, b, f) => cdb10(0x28, l, b, f)],
@@ -171,6 +181,8 @@ test('READ CAPACITY(16): 64-bit last LBA, exponent, LBPME/LBPRZ from provisionin
   assert.equal(full.data[12], 0x10); // RC BASIS 01b, no protection
   assert.equal(full.data[13], 0); // one logical block per physical block
   assert.equal(full.data[14] & 0xc0, 0, 'not thin: LBPME 0, LBPRZ 0');
+  const e512 = await n.command(4, rc16(32));
+  assert.equal(e512.data[13], 3, '2^3 logical blocks per physical block');
   const big = await n.command(2, rc16(32));
   assert.equal(big.data.readBigUInt64BE(0), BigInt(3 * 2 ** 40 / BS - 1));
   const thin = await n.command(3, rc16(32));
@@ -220,14 +232,47 @@ test('fileio: WCE=1 writes are not FUA unless asked; WCE=0 makes every write FUA
     fuaSeen.length = 0;
     good(await fn.command(0, cdb10(0x2a, 16, 4), { dataOut: data }));
     good(await fn.command(0, cdb10(0x2a, 16, 4, 0x08), { dataOut: data }));
-    lu.mode.wce = false; // what MODE SELECT of the caching page with WCE=0 sets
+    // MODE SELECT(6) of the caching page as MODE SENSE returned it, with WCE cleared.
+    const ms = await fn.command(0, [0x1a, 0x08, 0x08, 0, 255, 0]);
+    good(ms, 'MODE SENSE caching page');
+    const page = Buffer.from(ms.data.subarray(4));
+    assert.equal(page[0] & 0x3f, 0x08);
+    assert.equal(page[2] & 0x04, 0x04, 'WCE on at start');
+    page[0] &= 0x3f;
+    page[2] &= ~0x04;
+    const list = Buffer.concat([Buffer.alloc(4), page]);
+    good(await fn.command(0, [0x15, 0x10, 0, 0, list.length, 0], { dataOut: list }), 'MODE SELECT WCE=0');
+    assert.equal(lu.mode.wce, false);
     good(await fn.command(0, cdb16(0x8a, 32, 4), { dataOut: data }));
     good(await fn.command(0, cdb6(0x0a, 48, 4), { dataOut: data }));
     assert.deepEqual(fuaSeen, [false, true, true, true]);
+    good(await fn.command(0, cdb10(0x34, 0, 128)), 'PRE-FETCH on a file (readahead hint)');
+    good(await fn.command(0, cdb16(0x90, 0, 0, 0x02)), 'PRE-FETCH(16) IMMED to the end');
     const fresh = fs.readFileSync(file);
     for (const lba of [16, 32, 48]) assert.deepEqual(fresh.subarray(lba * BS, (lba + 4) * BS), data, `LBA ${lba}`);
   } finally {
     await fr.close();
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('every command that changes the medium is refused on a read-only unit with DATA PROTECT / WRITE PROTECTED', async () => {
+  const wp = { key: 7, asc: 0x27 };
+  const one = Buffer.alloc(BS);
+  checkSense(await n.command(5, cdb6(0x0a, 0, 1), { dataOut: one }), wp, 'WRITE(6)');
+  checkSense(await n.command(5, cdb10(0x2a, 0, 1), { dataOut: one }), wp, 'WRITE(10)');
+  checkSense(await n.command(5, cdb16(0x8a, 0, 1), { dataOut: one }), wp, 'WRITE(16)');
+  checkSense(await n.command(5, cdb10(0x2e, 0, 1), { dataOut: one }), wp, 'WRITE AND VERIFY(10)');
+  checkSense(await n.command(5, cdb16(0x93, 0, 1), { dataOut: one }), wp, 'WRITE SAME(16)');
+  checkSense(await n.command(5, cdb16(0x8b, 0, 1), { dataOut: one }), wp, 'ORWRITE(16)');
+  const unmap = Buffer.alloc(24);
+  unmap.writeUInt16BE(22, 0);
+  unmap.writeUInt16BE(16, 2);
+  unmap.writeUInt32BE(1, 16);
+  checkSense(await n.command(5, [0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0], { dataOut: unmap }), wp, 'UNMAP');
+  checkSense(await n.command(5, [0x48, 0x02, 0, 0, 0, 0, 0, 0, 0, 0]), wp, 'SANITIZE BLOCK ERASE');
+  // Reading, verifying and flushing are fine.
+  good(await n.command(5, cdb10(0x28, 0, 1)));
+  good(await n.command(5, cdb10(0x2f, 0, 8)));
+  good(await n.command(5, cdb10(0x35, 0, 0)));
 });

@@ -106,11 +106,16 @@ export function decodeCompareAndWrite(cmd: ScsiCmd): number {
   if (!cmd.lu.so.attributes.emulate_caw) throw invalidOpcode();
   checkDpoFua(cmd);
   if (cmd.blocks > MAX_COMPARE_AND_WRITE_BLOCKS) throw invalidCdbField(13);
-  return exactDataOut(cmd, 2 * cmd.blocks * cmd.lu.blockSize);
+  // A data-out that is not two halves of NUMBER OF LOGICAL BLOCKS: the field disagrees with what was sent.
+  const length = 2 * cmd.blocks * cmd.lu.blockSize;
+  if (cmd.expectedLength !== undefined && cmd.expectedLength !== length) throw invalidCdbField(13);
+  return length;
 }
 
 export function decodeAtomic(cmd: ScsiCmd): number {
   checkDpoFua(cmd);
+  // Out of range before too long: initiators probe the end of the medium with long atomic writes.
+  checkRange(cmd);
   if (cmd.blocks > MAX_ATOMIC_BLOCKS) throw invalidCdbField(12);
   return cmd.blocks * cmd.lu.blockSize;
 }
@@ -130,6 +135,15 @@ export function write(cmd: ScsiCmd): void | Promise<void> {
 /** READ(6) and WRITE(6) have no FUA bit: only the write cache setting decides. */
 export function write6(cmd: ScsiCmd): void | Promise<void> {
   return cmd.lu.backstore.write(cmd.byteOffset, cmd.transferLength, cmd.out(), !cmd.lu.mode.wce);
+}
+
+/**
+ * Waits for one chunk of a long command; when the store finished it
+ * synchronously (RAM), yields a turn of the event loop instead, so a long
+ * command does not hold every other command up.
+ */
+export function chunkDone(r: void | Promise<void>): Promise<void> {
+  return r ?? new Promise((resolve) => setImmediate(resolve));
 }
 
 /** Reads length bytes at offset into a new buffer. */
@@ -158,7 +172,7 @@ export async function verify(cmd: ScsiCmd): Promise<void> {
   const buf = Buffer.allocUnsafe(chunk);
   for (let done = 0; done < length; done += chunk) {
     const n = Math.min(chunk, length - done);
-    await cmd.lu.backstore.read(cmd.byteOffset + done, n, [buf]);
+    await chunkDone(cmd.lu.backstore.read(cmd.byteOffset + done, n, [buf]));
     if (one === undefined) continue;
     for (let p = 0; p < n; p += bs) {
       const at = sglCompare([buf], p, one);

@@ -10,6 +10,7 @@ import {
 } from '../core/sense';
 import { sglFlatten, sglIsZero } from '../core/sgl';
 import { log } from '../core/log';
+import { chunkDone } from './sbc-rw';
 
 export const SanitizeAction = { OVERWRITE: 0x01, BLOCK_ERASE: 0x02, EXIT_FAILURE_MODE: 0x1f } as const;
 
@@ -84,7 +85,7 @@ async function overwrite(lu: LogicalUnit, pattern: Buffer, s: SanitizeState): Pr
     for (let p = 0; p < chunk.length; p += bs) chunk.subarray(p, p + bs).fill(pattern);
     while (s.done < s.total) {
       const n = Math.min(chunk.length, s.total - s.done);
-      await store.write(s.done, n, [chunk], false);
+      await chunkDone(store.write(s.done, n, [chunk], false));
       s.done += n;
     }
   }

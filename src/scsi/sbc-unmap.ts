@@ -8,7 +8,7 @@ import {
 } from '../core/sense';
 import { sglFlatten, sglIsZero } from '../core/sgl';
 import { provisioning } from './provisioning';
-import { checkRange, exactDataOut } from './sbc-rw';
+import { checkRange, chunkDone, exactDataOut } from './sbc-rw';
 
 const ANCHOR = 0x10;
 const UNMAP = 0x08;
@@ -56,7 +56,7 @@ export async function writeSame(cmd: ScsiCmd): Promise<void> {
   const fua = !lu.mode.wce;
   for (let done = 0; done < length; done += chunk.length) {
     const n = Math.min(chunk.length, length - done);
-    await lu.backstore.write(offset + done, n, [chunk], fua);
+    await chunkDone(lu.backstore.write(offset + done, n, [chunk], fua));
   }
 }
 
