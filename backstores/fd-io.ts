@@ -163,9 +163,11 @@ export class FdIo {
     try {
       for (let done = 0; done < length; ) {
         const n = Math.min(b.length, length - done);
-        const chunk = b.subarray(0, n);
-        await readFull(this.fd, [chunk], offset + done);
-        sglCopyIn(bufs, done, chunk);
+        // O_DIRECT reads whole aligned units: a read the initiator cut short
+        // (a smaller expected length) still reads them, and hands on only n bytes.
+        const whole = Math.min(b.length, Math.ceil(n / this.align) * this.align);
+        await readFull(this.fd, [b.subarray(0, whole)], offset + done);
+        sglCopyIn(bufs, done, b.subarray(0, n));
         done += n;
       }
     } finally {

@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import type { Backstore, BackstoreCaps, BackstoreOptions, LbaExtent, PassthroughResult, ScsiDevice } from './backstore';
 import type { Sgl } from '../src/core/sgl';
 import { DataDir } from '../src/core/opcodes';
-import { Status } from '../src/core/sense';
+import { SenseKey, Status, decodeSense } from '../src/core/sense';
 import { errnoError, sgIo } from '../src/native';
 import { DEVICE_TYPE, passthroughError } from '../src/scsi/passthrough';
 
@@ -63,7 +63,7 @@ class PscsiDevice implements ScsiDevice {
     const buf = Buffer.alloc(length);
     for (let i = 0; ; i++) {
       const r = await this.execute(Buffer.from(cdb), dir, [buf], length);
-      const ua = r.status === Status.CHECK_CONDITION && r.sense !== undefined && senseKey(r.sense) === 0x6;
+      const ua = r.status === Status.CHECK_CONDITION && r.sense !== undefined && decodeSense(r.sense).key === SenseKey.UNIT_ATTENTION;
       if (ua && i < 4) continue;
       const moved = length - r.resid;
       const err = passthroughError(r, moved);
@@ -71,10 +71,6 @@ class PscsiDevice implements ScsiDevice {
       return buf.subarray(0, moved);
     }
   }
-}
-
-function senseKey(sense: Buffer): number {
-  return (sense[0] & 0x7f) >= 0x72 ? sense[1] & 0x0f : sense[2] & 0x0f;
 }
 
 function cdb16(op: number, lba: number, blocks: number): number[] {

@@ -15,6 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 
 import { runGuest } from './util/guest';
+import { losetup } from './util/losetup';
 import { RESULT_MARK } from './util/pscsi-guest';
 import { Root } from '../src/model/root';
 import { Status } from '../src/core/sense';
@@ -163,8 +164,17 @@ describe('pscsi pass-through to a disk, a tape and a CD in a guest', { timeout: 
     assert.equal(d.write.status, Status.GOOD);
     assert.equal(d.read.status, Status.GOOD);
     assert.equal(d.read.equal, true, 'data read back through multi-segment buffers');
+    assert.equal(d.writeBig.status, Status.GOOD, JSON.stringify(d.writeBig));
+    assert.equal(d.readBig.status, Status.GOOD, JSON.stringify(d.readBig));
+    assert.equal(d.readBig.equal, true, '1 MiB through 64 segments');
     assert.equal(d.readViaBlockNode.status, Status.GOOD);
     assert.equal(d.readViaBlockNode.equal, true, 'the block node sees the same blocks');
+    // Too long for the kernel's SG_IO: our ILLEGAL REQUEST (fixed format), pointing at the transfer length.
+    assert.equal(d.readTooLong.status, Status.CHECK_CONDITION, JSON.stringify(d.readTooLong));
+    assert.equal(d.readTooLong.senseFormat, 0x70);
+    assert.equal(d.readTooLong.senseKey, 0x5);
+    assert.equal(d.readTooLong.asc, 0x24);
+    assert.deepEqual(d.readTooLong.field, { inCdb: true, byte: 10 });
     // scsi_debug was loaded with dsense=1: descriptor sense proves the bytes are the device's.
     assert.equal(d.outOfRange.status, Status.CHECK_CONDITION);
     assert.equal(d.outOfRange.senseFormat, 0x72);
@@ -277,16 +287,11 @@ test('pscsi refuses a path that is not a SCSI device', async () => {
     await assert.rejects(root.createStorageObject({ name: 'd', plugin: 'pscsi' }), /pscsi d: dev .* is required/);
     // A block device that is not SCSI: the kernel refuses SG_IO on it.
     fs.truncateSync(file, 1 << 20);
-    let loop: string;
-    try {
-      loop = sh('losetup', ['--find', '--show', file]).trim();
-    } catch (e) {
-      throw new Error(`losetup failed (util-linux and root are needed): ${(e as Error).message}`);
-    }
+    const loop = losetup(['--find', '--show', file]);
     try {
       await assert.rejects(root.createStorageObject({ name: 'l', plugin: 'pscsi', dev: loop }), /pscsi l: \/dev\/loop\d+ is not a SCSI device \(SG_IO/);
     } finally {
-      sh('losetup', ['-d', loop]);
+      losetup(['-d', loop]);
     }
     assert.equal(root.storageObjects.size, 0);
   } finally {

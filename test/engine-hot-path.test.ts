@@ -58,12 +58,12 @@ test('statistics count every command exactly and time one in LATENCY_SAMPLE_EVER
   const r = await rig([{}]);
   const a = await r.nexus();
   const st = r.sos[0].lu.stats;
-  const before = { commands: st.commands, reads: st.reads, timed: st.timed };
+  const before = { commands: st.commands, reads: st.reads, timed: st.latencySamples };
   const n = 4 * LATENCY_SAMPLE_EVERY;
   for (let i = 0; i < n; i++) assert.equal((await a.command(0, READ10(i, 1))).status, Status.GOOD);
   assert.equal(st.commands - before.commands, n);
   assert.equal(st.reads - before.reads, n);
-  assert.equal(st.timed - before.timed, 4);
+  assert.equal(st.latencySamples - before.timed, 4);
   const snap = st.snapshot();
   assert.equal(snap.latency_buckets_us.reduce((x, y) => x + y, 0), snap.latency_samples);
   assert.ok(snap.latency_us.p50 >= 0 && snap.latency_us.p99 >= snap.latency_us.p50);

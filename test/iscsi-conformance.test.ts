@@ -38,12 +38,6 @@ const KNOWN_FAILING: Record<string, string> = {
   'Sanitize.Reset': 'sbc: SANITIZE must run in the background and TEST UNIT READY report SANITIZE IN PROGRESS',
   'WriteAtomic16.BeyondEol': 'sbc: WRITE ATOMIC(16) range check',
   'WriteAtomic16.VPD': 'sbc: VPD B0h atomic write fields',
-  'iSCSIResiduals.Write10Residuals': 'engine: a write with EDTL below the CDB length must succeed with overflow and write only EDTL (whole blocks); the engine answers INVALID FIELD IN COMMAND IU, which only newer libiscsi accepts',
-  'iSCSIResiduals.Write12Residuals': 'engine: as Write10Residuals',
-  'iSCSIResiduals.Write16Residuals': 'engine: as Write10Residuals',
-  'iSCSIResiduals.WriteVerify10Residuals': 'engine: as Write10Residuals',
-  'iSCSIResiduals.WriteVerify12Residuals': 'engine: as Write10Residuals',
-  'iSCSIResiduals.WriteVerify16Residuals': 'engine: as Write10Residuals',
 };
 
 type Outcome = 'pass' | 'skip' | 'fail';

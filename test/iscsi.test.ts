@@ -92,14 +92,7 @@ test('full feature phase: INQUIRY with underflow, WRITE with immediate data and 
 test('NOP-Out gets its NOP-In with the ping data echoed', async () => {
   const i = await RawInitiator.connect(d.port);
   await i.login(IQN);
-  const h = Buffer.alloc(48);
-  h[0] = 0x40;
-  h[1] = 0x80;
-  h.writeUInt32BE(4242, 16);
-  h.writeUInt32BE(0xffffffff, 20);
-  h.writeUInt32BE(i.cmdSN, 24);
-  i.send(h, Buffer.from('hello'));
-  const r = await i.next((p) => p.opcode === 0x20);
+  const r = await i.nop(Buffer.from('hello'), 4242);
   assert.equal(r.itt, 4242);
   assert.equal(r.data.toString(), 'hello');
   i.close();

@@ -21,7 +21,7 @@ let r: Rig;
 let n: LoopbackNexus;
 
 before(async () => {
-  r = await rig([{}, { attributes: { emulate_caw: false } }, { plugin: 'gated', size: 1 << 20 }]);
+  r = await rig([{}, { attributes: { emulate_caw: false } }, { plugin: 'gated', size: 1 << 20, attributes: { emulate_tpu: true } }]);
   n = await r.nexus();
   gated[gated.length - 1].open();
 });
@@ -153,6 +153,26 @@ test('COMPARE AND WRITE is atomic: concurrent writes to its block wait for it, a
   good(await cawDone);
   good(await writeDone);
   assert.deepEqual(await get(2, 7, 1), w, 'the write landed after the COMPARE AND WRITE');
+
+  // An UNMAP of a span holding the block waits for the COMPARE AND WRITE too.
+  g.closed = true;
+  const started = g.started;
+  const b = pattern(BS, 62);
+  const caw2 = n.command(2, caw(7, 1), { dataOut: Buffer.concat([w, b]) });
+  const list = Buffer.alloc(40);
+  list.writeUInt16BE(38, 0);
+  list.writeUInt16BE(32, 2);
+  list.writeBigUInt64BE(0n, 8);
+  list.writeUInt32BE(2, 16);
+  list.writeBigUInt64BE(7n, 24);
+  list.writeUInt32BE(1, 32);
+  const unmapped = n.command(2, [0x42, 0, 0, 0, 0, 0, 0, 0, 40, 0], { dataOut: list });
+  await new Promise((res) => setImmediate(res));
+  assert.equal(g.started, started + 1);
+  g.open();
+  good(await caw2);
+  good(await unmapped);
+  assert.deepEqual(await get(2, 7, 1), Buffer.alloc(BS), 'the UNMAP came after the COMPARE AND WRITE');
 
   // Many initiators increment a counter with compare-and-swap retries: every increment survives.
   good(await n.command(2, cdb16(0x8a, 8, 1), { dataOut: zero }));

@@ -204,7 +204,8 @@ test('SYNCHRONIZE CACHE (10)/(16): GOOD, IMMED accepted, range checked', async (
   good(await n.command(0, cdb16(0x91, BLOCKS - 8, 8)));
   checkSense(await n.command(0, cdb10(0x35, BLOCKS - 8, 9)), LBA_OUT_OF_RANGE, 'SYNC(10) past end');
   checkSense(await n.command(0, cdb16(0x91, BLOCKS + 1, 0)), LBA_OUT_OF_RANGE, 'SYNC(16) LBA past end');
-  checkSense(await n.command(0, cdb10(0x35, 0, 0, 0x04)), invalidCdb(1, 2), 'SYNC_NV');
+  good(await n.command(0, cdb10(0x35, 0, 0, 0x04)), 'SYNC_NV (SBC-3) accepted');
+  checkSense(await n.command(0, cdb16(0x91, 0, 0, 0x01)), invalidCdb(1, 0), 'obsolete RELADR');
 });
 
 // fileio: FUA writes (FUA bit, or the write cache off) reach the backstore as FUA and the file.
@@ -275,4 +276,23 @@ test('every command that changes the medium is refused on a read-only unit with 
   good(await n.command(5, cdb10(0x28, 0, 1)));
   good(await n.command(5, cdb10(0x2f, 0, 8)));
   good(await n.command(5, cdb10(0x35, 0, 0)));
+});
+
+test('O_DIRECT fileio: a READ the initiator expects only part of (not whole blocks) returns that part', async () => {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'tsio-sbc-direct-'));
+  const fr = await rig([{ plugin: 'fileio', dev: path.join(d, 'direct.img'), size: 8 << 20, direct: true }]);
+  try {
+    const fn = await fr.nexus();
+    const data = pattern(4 * BS, 77);
+    good(await fn.command(0, cdb10(0x2a, 8, 4), { dataOut: data }));
+    for (const expectedLength of [1000, 3 * BS + 1]) {
+      const res = await fn.command(0, cdb10(0x28, 8, 4), { expectedLength });
+      good(res, `expected ${expectedLength}`);
+      assert.deepEqual(res.data, data.subarray(0, expectedLength));
+      assert.equal(res.residual, expectedLength - 4 * BS);
+    }
+  } finally {
+    await fr.close();
+    fs.rmSync(d, { recursive: true, force: true });
+  }
 });

@@ -4,7 +4,7 @@
 
 import { Sgl, sglCopyIn, sglLength } from './sgl';
 import { Status } from './sense';
-import { latencyStart } from './stats';
+import { sampleClock } from './stats';
 import type { CommandDef, DataDir } from './opcodes';
 import type { LogicalUnit } from './logical-unit';
 import type { Session, ItlNexus } from './session';
@@ -77,8 +77,8 @@ export class ScsiCmd implements Completion {
   quiet = false;
 
   state: number = CmdState.NEW;
-  /** performance.now() at submission for the latency statistics; -1 when not sampled. */
-  readonly startedAt = latencyStart();
+  /** performance.now() at submission for latency-sampled commands, else 0 (see stats.ts). */
+  readonly startedAt = sampleClock();
   /** Set by task management; the engine completes the command as aborted when it finishes. */
   abortedBy: 'self' | 'other' | undefined = undefined;
   /** Listed in its nexus's task map (only while it outlives a tick). */

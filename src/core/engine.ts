@@ -104,8 +104,10 @@ function decode(cmd: ScsiCmd): void {
   }
   if (cmd.dir === DataDir.OUT && cmd.expectedLength !== undefined && cmd.expectedLength < cmd.dataLength &&
       def.blocksField !== undefined) {
-    // The initiator offers fewer blocks than the CDB asks to write: nothing sensible to write (as LIO).
-    throw new ScsiError(SenseKey.ILLEGAL_REQUEST, Asc.INVALID_FIELD_IN_COMMAND_IU);
+    // The initiator offers fewer blocks than the CDB asks to write: plain writes write the whole blocks
+    // offered (the residual reports the overflow); anything else has nothing sensible to write (as LIO).
+    if ((def.flags & F.CLIP_TO_EXPECTED) === 0) throw new ScsiError(SenseKey.ILLEGAL_REQUEST, Asc.INVALID_FIELD_IN_COMMAND_IU);
+    cmd.blocks = Math.floor(cmd.expectedLength / cmd.lu.blockSize);
   }
 }
 

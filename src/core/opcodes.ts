@@ -30,6 +30,11 @@ export const F = {
   ATOMIC: 1 << 6,
   /** The LBA/blocks fields are checked against capacity before the handler runs. */
   LBA_CHECK: 1 << 7,
+  /**
+   * A write offered fewer bytes than its CDB asks (iSCSI EDTL below the transfer length) writes the whole
+   * blocks offered and reports the overflow, as tgt does and libiscsi 1.19's residual tests expect.
+   */
+  CLIP_TO_EXPECTED: 1 << 8,
 } as const;
 
 export type Handler = (cmd: ScsiCmd) => MaybePromise<void>;

@@ -1,9 +1,9 @@
 // I/O statistics per logical unit and per session: command counts, bytes,
 // errors and a latency histogram. Recorded once per command from the
-// engine's finalize(), so the cost is a handful of additions and one
-// Math.clz32 — no allocation, no map lookup. Counts and bytes are exact;
-// latency is sampled (one command in LATENCY_SAMPLE_EVERY), because reading
-// the clock twice cost more than the rest of a RAM command's path.
+// engine's finalize(), so the cost is a handful of additions — no
+// allocation, no map lookup. Reading the clock costs more than all the
+// counting, so latency is sampled: one command in LATENCY_SAMPLE_EVERY is
+// timed (startedAt 0 means not sampled).
 
 import type { ScsiCmd } from './command';
 import { Status } from './sense';
@@ -11,14 +11,12 @@ import { DataDir } from './opcodes';
 
 /** Bucket i counts latencies in [2^(i-1), 2^i) microseconds; bucket 0 is < 1 µs. */
 export const LATENCY_BUCKETS = 32;
-
-/** One command in this many has its latency measured (a power of two). */
 export const LATENCY_SAMPLE_EVERY = 16;
-let sampleTick = 0;
 
-/** A command's start time for the latency statistics, or -1 when it is not sampled. */
-export function latencyStart(): number {
-  return (sampleTick++ & (LATENCY_SAMPLE_EVERY - 1)) === 0 ? performance.now() : -1;
+let sampleCounter = 0;
+/** ScsiCmd.startedAt's initial value: the clock for one command in LATENCY_SAMPLE_EVERY, else 0. */
+export function sampleClock(): number {
+  return (++sampleCounter & (LATENCY_SAMPLE_EVERY - 1)) === 0 ? performance.now() : 0;
 }
 
 export class IoStats {
@@ -28,13 +26,12 @@ export class IoStats {
   bytesRead = 0;
   bytesWritten = 0;
   errors = 0;
+  /** Histogram of the sampled commands' latencies. */
   readonly latency = new Float64Array(LATENCY_BUCKETS);
+  latencySamples = 0;
   latencySumUs = 0;
-  /** Commands whose latency was measured (the histogram's total). */
-  timed = 0;
 
-  /** us < 0: the command's latency was not sampled. */
-  add(dir: number, bytes: number, failed: boolean, us: number): void {
+  add(dir: number, bytes: number, failed: boolean): void {
     this.commands++;
     if (failed) this.errors++;
     else if (dir === DataDir.IN) {
@@ -44,15 +41,17 @@ export class IoStats {
       this.writes++;
       this.bytesWritten += bytes;
     }
-    if (us < 0) return;
-    this.timed++;
+  }
+
+  addLatency(us: number): void {
+    this.latencySamples++;
     this.latencySumUs += us;
     this.latency[us < 1 ? 0 : Math.min(LATENCY_BUCKETS - 1, 32 - Math.clz32(us))]++;
   }
 
-  /** Latency (µs) below which a fraction q of commands finished; the bucket's upper bound, interpolated. */
+  /** Latency (µs) below which a fraction q of sampled commands finished; within its bucket, interpolated. */
   percentile(q: number): number {
-    const total = this.timed;
+    const total = this.latencySamples;
     if (total === 0) return 0;
     const want = q * total;
     let seen = 0;
@@ -78,14 +77,14 @@ export class IoStats {
       bytes_written: this.bytesWritten,
       errors: this.errors,
       latency_us: {
-        avg: this.timed === 0 ? 0 : Math.round(this.latencySumUs / this.timed),
+        avg: this.latencySamples === 0 ? 0 : Math.round(this.latencySumUs / this.latencySamples),
         p50: this.percentile(0.5),
         p90: this.percentile(0.9),
         p99: this.percentile(0.99),
         p999: this.percentile(0.999),
       },
+      latency_samples: this.latencySamples,
       latency_buckets_us: [...this.latency],
-      latency_samples: this.timed,
     };
   }
 }
@@ -97,18 +96,23 @@ export interface IoStatsSnapshot {
   bytes_read: number;
   bytes_written: number;
   errors: number;
+  /** From the sampled commands (one in LATENCY_SAMPLE_EVERY). */
   latency_us: { avg: number; p50: number; p90: number; p99: number; p999: number };
+  latency_samples: number;
   /** Counts per histogram bucket (see LATENCY_BUCKETS). */
   latency_buckets_us: number[];
-  /** Commands the latency figures are drawn from (one in LATENCY_SAMPLE_EVERY). */
-  latency_samples: number;
 }
 
 /** The engine's one call per finished command. */
 export function recordCompletion(cmd: ScsiCmd): void {
-  const us = cmd.startedAt < 0 ? -1 : (performance.now() - cmd.startedAt) * 1000;
   const failed = cmd.status !== Status.GOOD && cmd.status !== Status.CONDITION_MET;
   const bytes = cmd.dir === DataDir.OUT ? cmd.dataLength : cmd.dataInLength;
-  cmd.session.stats.add(cmd.dir, bytes, failed, us);
-  if (cmd.lu !== undefined) cmd.lu.stats.add(cmd.dir, bytes, failed, us);
+  const lu = cmd.lu;
+  cmd.session.stats.add(cmd.dir, bytes, failed);
+  if (lu !== undefined) lu.stats.add(cmd.dir, bytes, failed);
+  if (cmd.startedAt !== 0) {
+    const us = (performance.now() - cmd.startedAt) * 1000;
+    cmd.session.stats.addLatency(us);
+    if (lu !== undefined) lu.stats.addLatency(us);
+  }
 }

@@ -34,10 +34,9 @@ function addStats(fam: Map<string, Family>, prefix: string, what: string, l: Rec
     if (cum === 0 && i < LATENCY_BUCKETS - 2) continue;
     add('latency_seconds', `Command latency per ${what}, submission to completion (one command in ${LATENCY_SAMPLE_EVERY} sampled).`, 'histogram', `${name}_bucket${labels({ ...l, le: (2 ** i / 1e6).toString() })} ${cum}`);
   }
-  // The histogram holds the sampled commands only (see LATENCY_SAMPLE_EVERY).
-  add('latency_seconds', '', 'histogram', `${name}_bucket${labels({ ...l, le: '+Inf' })} ${s.timed}`);
+  add('latency_seconds', '', 'histogram', `${name}_bucket${labels({ ...l, le: '+Inf' })} ${s.latencySamples}`);
   add('latency_seconds', '', 'histogram', `${name}_sum${L} ${s.latencySumUs / 1e6}`);
-  add('latency_seconds', '', 'histogram', `${name}_count${L} ${s.timed}`);
+  add('latency_seconds', '', 'histogram', `${name}_count${L} ${s.latencySamples}`);
 }
 
 export function prometheusText(root: Root): string {

@@ -10,7 +10,7 @@ import {
   CdbField, CommandDef, CommandTable, DataDir, F, cdbLengthOf, readField,
 } from '../core/opcodes';
 import {
-  Asc, DeviceSense, ScsiError, SenseKey, Status, decodeSense, statusOnly,
+  Asc, DeviceSense, ScsiError, SenseKey, Status, decodeSense, invalidCdbField, statusOnly,
 } from '../core/sense';
 import { sglCopyOut, type Sgl } from '../core/sgl';
 import type { PassthroughResult } from '../../backstores/backstore';
@@ -76,7 +76,14 @@ async function passThrough(cmd: ScsiCmd): Promise<void> {
   if (dev === undefined) throw new ScsiError(SenseKey.HARDWARE_ERROR, Asc.INTERNAL_TARGET_FAILURE);
   const n = cmd.transferLength;
   const sgl = n === 0 ? undefined : cmd.dir === DataDir.IN ? cmd.inBuffers() : cmd.dir === DataDir.OUT ? cmd.out() : undefined;
-  const r = await dev.execute(cdbToSend(cmd.cdb), sgl === undefined ? DataDir.NONE : cmd.dir, sgl, n);
+  let r: PassthroughResult;
+  try {
+    r = await dev.execute(cdbToSend(cmd.cdb), sgl === undefined ? DataDir.NONE : cmd.dir, sgl, n);
+  } catch (e) {
+    // The kernel refuses a transfer larger than the device's queue takes before the device sees it.
+    if (n > 0 && (e as NodeJS.ErrnoException).code === 'EINVAL') throw transferTooLong(cmd);
+    throw e;
+  }
   let moved = sgl === undefined ? 0 : Math.max(0, Math.min(n, n - r.resid));
   if (r.status === Status.CHECK_CONDITION && r.sense !== undefined) moved = movedBeforeCheck(cmd, r.sense, n);
   if (cmd.dir === DataDir.IN) cmd.dataInLength = moved;
@@ -84,6 +91,11 @@ async function passThrough(cmd: ScsiCmd): Promise<void> {
   if (err !== undefined) throw err;
   if (r.status === Status.CONDITION_MET) cmd.status = Status.CONDITION_MET;
   afterGood(cmd, sgl, moved);
+}
+
+function transferTooLong(cmd: ScsiCmd): ScsiError {
+  const field = cmd.def.blocksField ?? cmd.def.lengthField;
+  return field !== undefined ? invalidCdbField(field[0]) : new ScsiError(SenseKey.ILLEGAL_REQUEST, Asc.INVALID_FIELD_IN_CDB);
 }
 
 const TAPE_READS = new Set([0x08, 0x0f, 0x88]);

@@ -129,12 +129,13 @@ export function read(cmd: ScsiCmd): void | Promise<void> {
 
 export function write(cmd: ScsiCmd): void | Promise<void> {
   if (cmd.blocks === 0) return;
-  return cmd.lu.backstore.write(cmd.byteOffset, cmd.transferLength, cmd.out(), writeThrough(cmd));
+  return cmd.lu.backstore.write(cmd.byteOffset, cmd.blocks * cmd.lu.blockSize, cmd.out(), writeThrough(cmd));
 }
 
 /** READ(6) and WRITE(6) have no FUA bit: only the write cache setting decides. */
 export function write6(cmd: ScsiCmd): void | Promise<void> {
-  return cmd.lu.backstore.write(cmd.byteOffset, cmd.transferLength, cmd.out(), !cmd.lu.mode.wce);
+  if (cmd.blocks === 0) return;
+  return cmd.lu.backstore.write(cmd.byteOffset, cmd.blocks * cmd.lu.blockSize, cmd.out(), !cmd.lu.mode.wce);
 }
 
 /**

@@ -97,8 +97,19 @@ export async function unmap(cmd: ScsiCmd): Promise<void> {
     if (lba + n > cmd.lu.blocks) throw lbaOutOfRange();
     if (n !== 0) ranges.push([lba, n]);
   }
-  const bs = cmd.lu.blockSize;
-  for (const [lba, n] of ranges) await cmd.lu.backstore.unmap(lba * bs, n * bs);
+  if (ranges.length === 0) return;
+  // Held shared like any write, so a COMPARE AND WRITE in the span stays atomic. One
+  // span for all descriptors: taking several ranges one by one could deadlock against a waiter.
+  const lo = Math.min(...ranges.map(([lba]) => lba));
+  const hi = Math.max(...ranges.map(([lba, n]) => lba + n));
+  const lock = cmd.lu.rangeLock;
+  const held = await lock.acquire(lo, hi - lo, false);
+  try {
+    const bs = cmd.lu.blockSize;
+    for (const [lba, n] of ranges) await cmd.lu.backstore.unmap(lba * bs, n * bs);
+  } finally {
+    lock.release(held);
+  }
 }
 
 const LBA_STATUS_HEADER = 8;

@@ -28,6 +28,8 @@ const T_SANITIZE = 3600;
 
 const MEDIUM_READ = F.MEDIUM | F.LBA_CHECK;
 const MEDIUM_WRITE = F.MEDIUM | F.LBA_CHECK | F.WRITE;
+/** Plain block writes: an initiator offering fewer bytes than the CDB asks gets those whole blocks written. */
+const BLOCK_WRITE = MEDIUM_WRITE | F.CLIP_TO_EXPECTED;
 
 const ff = (n: number): number[] => new Array<number>(n).fill(0xff);
 
@@ -47,7 +49,7 @@ function readDef(name: string, usage: number[], lbaField: [number, number], bloc
 
 function writeDef(name: string, usage: number[], lbaField: [number, number], blocksField: [number, number]): CommandDef {
   return {
-    name, opcode: usage[0], usage, dir: DataDir.OUT, lbaField, blocksField, flags: MEDIUM_WRITE, pr: 'write',
+    name, opcode: usage[0], usage, dir: DataDir.OUT, lbaField, blocksField, flags: BLOCK_WRITE, pr: 'write',
     timeout: T_IO, decode: rw.decodeRw, execute: rw.write,
   };
 }
@@ -72,7 +74,7 @@ export const sbcCommands: CommandDef[] = [
   },
   {
     name: 'WRITE(6)', opcode: 0x0a, usage: [0x0a, 0x1f, 0xff, 0xff, 0xff, CONTROL], dir: DataDir.OUT,
-    lbaField: [1, 3], blocksField: [4, 1], flags: MEDIUM_WRITE, pr: 'write', timeout: T_IO,
+    lbaField: [1, 3], blocksField: [4, 1], flags: BLOCK_WRITE, pr: 'write', timeout: T_IO,
     decode: rw.decode6, execute: rw.write6,
   },
   readDef('READ(10)', [0x28, DPO_FUA, ...ff(4), GROUP, 0xff, 0xff, CONTROL], [2, 4], [7, 2]),
@@ -96,7 +98,7 @@ export const sbcCommands: CommandDef[] = [
     ['WRITE AND VERIFY(12)', [0xae, 0x16, ...ff(4), ...ff(4), GROUP, CONTROL], [2, 4], [6, 4]],
     ['WRITE AND VERIFY(16)', [0x8e, 0x16, ...ff(8), ...ff(4), GROUP, CONTROL], [2, 8], [10, 4]],
   ] as const).map(([name, usage, lbaField, blocksField]): CommandDef => ({
-    name, opcode: usage[0], usage, dir: DataDir.OUT, lbaField, blocksField, flags: MEDIUM_WRITE, pr: 'write',
+    name, opcode: usage[0], usage, dir: DataDir.OUT, lbaField, blocksField, flags: BLOCK_WRITE, pr: 'write',
     timeout: T_IO, decode: rw.decodeWriteVerify, execute: rw.writeVerify,
   })),
 
@@ -134,13 +136,13 @@ export const sbcCommands: CommandDef[] = [
   },
 
   {
-    // IMMED (bit 1). NUMBER OF LOGICAL BLOCKS 0: to the end of the medium.
-    name: 'SYNCHRONIZE CACHE(10)', opcode: 0x35, usage: [0x35, 0x02, ...ff(4), GROUP, 0xff, 0xff, CONTROL],
+    // SYNC_NV (bit 2, SBC-3; obsolete, still sent), IMMED (bit 1). NUMBER OF LOGICAL BLOCKS 0: to the end.
+    name: 'SYNCHRONIZE CACHE(10)', opcode: 0x35, usage: [0x35, 0x06, ...ff(4), GROUP, 0xff, 0xff, CONTROL],
     dir: DataDir.NONE, lbaField: [2, 4], blocksField: [7, 2], flags: F.MEDIUM | F.LBA_CHECK, pr: 'read',
     timeout: T_LONG, execute: info.synchronizeCache,
   },
   {
-    name: 'SYNCHRONIZE CACHE(16)', opcode: 0x91, usage: [0x91, 0x02, ...ff(8), ...ff(4), GROUP, CONTROL],
+    name: 'SYNCHRONIZE CACHE(16)', opcode: 0x91, usage: [0x91, 0x06, ...ff(8), ...ff(4), GROUP, CONTROL],
     dir: DataDir.NONE, lbaField: [2, 8], blocksField: [10, 4], flags: F.MEDIUM | F.LBA_CHECK, pr: 'read',
     timeout: T_LONG, execute: info.synchronizeCache,
   },

@@ -32,6 +32,8 @@ export class RawInitiator {
   headerDigest = false;
   dataDigest = false;
   tsih = 0;
+  /** Connection ID (MC/S: each connection of a session has its own). */
+  cid = 0;
   isid = Buffer.from([0x80, 0x12, 0x34, 0x56, 0x78, 0x9a]);
 
   private constructor(readonly socket: Socket) {
@@ -143,6 +145,7 @@ export class RawInitiator {
     this.isid.copy(h, 8);
     h.writeUInt16BE(this.tsih, 14);
     h.writeUInt32BE(this.itt, 16);
+    h.writeUInt16BE(this.cid, 20);
     h.writeUInt32BE(this.cmdSN, 24);
     h.writeUInt32BE(this.expStatSN, 28);
     this.send(h, textOf(keys));
@@ -252,13 +255,27 @@ export class RawInitiator {
     }
   }
 
-  async logout(): Promise<number> {
+  /** A NOP-Out ping (immediate) with data; resolves with the NOP-In. */
+  async nop(data: Buffer, itt = this.nextItt()): Promise<Pdu> {
+    const h = Buffer.alloc(48);
+    h[0] = 0x40;
+    h[1] = 0x80;
+    h.writeUInt32BE(itt, 16);
+    h.writeUInt32BE(0xffffffff, 20);
+    h.writeUInt32BE(this.cmdSN, 24);
+    this.send(h, data);
+    return this.next((p) => p.opcode === 0x20 && p.itt === itt);
+  }
+
+  /** Logout; reason 0 closes the session, 1 the connection cid. */
+  async logout(reason = 0, cid = this.cid): Promise<number> {
     const h = Buffer.alloc(48);
     h[0] = 0x46;
-    h[1] = 0x80;
+    h[1] = 0x80 | reason;
+    h.writeUInt16BE(cid, 20);
     const itt = this.nextItt();
     h.writeUInt32BE(itt, 16);
-    h.writeUInt32BE(this.cmdSN, 24);
+    h.writeUInt32BE(this.cmdSN++, 24);
     h.writeUInt32BE(this.expStatSN, 28);
     this.send(h);
     const p = await this.next((x) => x.opcode === 0x26);

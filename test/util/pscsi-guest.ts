@@ -101,9 +101,19 @@ async function disk(n: LoopbackNexus, rg: Rig, node: ScsiNode, o: Record<string,
   const segs = [Buffer.alloc(700), Buffer.alloc(3000), Buffer.alloc(396)];
   const r = await n.command(0, [0x28, 0, 0, 0, 0, 100, 0, 0, 8, 0], { dataIn: segs });
   o.read = { ...brief(r), equal: Buffer.concat(segs).equals(data) && r.data.equals(data) };
+  // 1 MiB in 64 segments each way: a long sg_iovec list, beyond sg's reserved buffer.
+  const big = pattern(1 << 20, 9);
+  const bigOut = Array.from({ length: 64 }, (_, i) => big.subarray(i << 14, (i + 1) << 14));
+  o.writeBig = brief(await n.command(0, [0x2a, 0, 0, 0, 0x10, 0, 0, 0x08, 0, 0], { dataOut: bigOut }));
+  const bigIn = Array.from({ length: 64 }, () => Buffer.alloc(1 << 14));
+  const rBig = await n.command(0, [0x28, 0, 0, 0, 0x10, 0, 0, 0x08, 0, 0], { dataIn: bigIn });
+  o.readBig = { ...brief(rBig), equal: Buffer.concat(bigIn).equals(big) };
   // LUN 1 is the same disk through its block node: SG_IO there sees the same blocks.
   const r1 = await n.command(1, [0x88, 0, 0, 0, 0, 0, 0, 0, 0, 100, 0, 0, 0, 8, 0, 0]);
   o.readViaBlockNode = { ...brief(r1), equal: r1.data.equals(data) };
+  // 32 MiB in one command: more than the kernel maps for SG_IO, refused before the device sees it.
+  const huge = await n.command(1, [0x88, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]);
+  o.readTooLong = { ...brief(huge), field: huge.field };
 
   // The device's own errors, in its own (descriptor) format: our LU would use fixed.
   const last = cap.data.readUInt32BE(0);

@@ -1,0 +1,173 @@
+// iSCSI session behaviour over time: several connections per session
+// (MC/S), session reinstatement by ISID, the target's NOP-In pings of idle
+// initiators and their timeout, the CmdSN window, long text responses, and
+// the Async logout request tsiod sends on shutdown.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { RawInitiator, startTsiod, type Daemon } from './util/iscsi-initiator';
+
+const IQN = 'iqn.2026-11.org.tsio:sessions';
+const PINGED = 'iqn.2026-11.org.tsio:pinged';
+const MANY = 40;
+let d: Daemon;
+
+const config = (port: number) => `storage_objects:
+  - { name: ram0, plugin: rd_mcp, size: 16MiB }
+targets:
+  - fabric: iscsi
+    wwn: ${IQN}
+    tpgs:
+      - tag: 1
+        attributes: { generate_node_acls: true, authentication: false, demo_mode_write_protect: false, default_cmdsn_depth: 4 }
+        parameters: { MaxConnections: 2 }
+        portals: [ { ip_address: 127.0.0.1, port: ${port} } ]
+        luns: [ { index: 0, storage_object: /backstores/rd_mcp/ram0 } ]
+        node_acls:
+          - node_wwn: ${PINGED}
+            attributes: { nopin_timeout: 3, nopin_response_timeout: 3 }
+            mapped_luns: [ { index: 0, tpg_lun: 0 } ]
+${Array.from({ length: MANY }, (_, k) => `  - fabric: iscsi
+    wwn: ${IQN}-${String(k).padStart(3, '0')}-with-a-rather-long-name-to-fill-text-segments
+    tpgs:
+      - tag: 1
+        attributes: { generate_node_acls: true, authentication: false }
+        portals: [ { ip_address: 127.0.0.1, port: ${port} } ]
+        luns: [ { index: 0, storage_object: /backstores/rd_mcp/ram0 } ]
+`).join('')}`;
+
+before(async () => {
+  d = await startTsiod(config);
+});
+after(async () => {
+  assert.equal(await d.stop(), 0);
+});
+
+test('MC/S: a second connection joins the session by TSIH; CmdSN is shared, status per connection', async () => {
+  const a = await RawInitiator.connect(d.port);
+  const keys = await a.login(IQN, { MaxConnections: '4' });
+  assert.equal(keys.get('MaxConnections'), '2');
+  assert.ok(a.tsih > 0);
+  const b = await RawInitiator.connect(d.port);
+  b.isid = a.isid;
+  b.tsih = a.tsih;
+  b.cid = 1;
+  b.cmdSN = a.cmdSN;
+  await b.login(IQN);
+  assert.equal(b.tsih, a.tsih, 'same session');
+  await a.command([0, 0, 0, 0, 0, 0]); // the power-on unit attention
+  b.cmdSN = a.cmdSN;
+  const block = Buffer.alloc(512, 0x3c);
+  const w = await b.command([0x2a, 0, 0, 0, 0, 9, 0, 0, 1, 0], { write: block, immediate: 512 });
+  assert.equal(w.status, 0);
+  a.cmdSN = b.cmdSN;
+  const r = await a.command([0x28, 0, 0, 0, 0, 9, 0, 0, 1, 0], { read: 512 });
+  assert.ok(r.data.equals(block), 'a write on one connection is read on the other');
+  // A third connection is one too many.
+  const c = await RawInitiator.connect(d.port);
+  c.isid = a.isid;
+  c.tsih = a.tsih;
+  c.cid = 2;
+  await assert.rejects(c.login(IQN), (e: Error & { status?: number }) => e.status === 0x0208);
+  c.close();
+  // Logging out one connection leaves the other working.
+  assert.equal(await b.logout(1, 1), 0);
+  assert.ok(await b.waitClosed());
+  a.cmdSN = b.cmdSN;
+  assert.equal((await a.command([0, 0, 0, 0, 0, 0])).status, 0);
+  assert.equal(await a.logout(), 0);
+  a.close();
+});
+
+test('session reinstatement: a new login with the same ISID ends the old session', async () => {
+  const a = await RawInitiator.connect(d.port);
+  await a.login(IQN);
+  const b = await RawInitiator.connect(d.port);
+  b.isid = a.isid;
+  await b.login(IQN);
+  assert.ok(await a.waitClosed(), 'the old connection is closed');
+  assert.equal((await b.nop(Buffer.from('x'))).data.toString(), 'x');
+  b.close();
+});
+
+test('the CmdSN window is the TPG depth; commands past MaxCmdSN are ignored', async () => {
+  const i = await RawInitiator.connect(d.port);
+  await i.login(IQN);
+  const p = await i.nop(Buffer.alloc(0));
+  const exp = p.bhs.readUInt32BE(28);
+  const max = p.bhs.readUInt32BE(32);
+  assert.equal(max - exp + 1, 4, 'window of default_cmdsn_depth commands');
+  // CmdSN beyond MaxCmdSN: silently dropped; the next in-window one is answered.
+  const h = Buffer.alloc(48);
+  h[0] = 0x01;
+  h[1] = 0x80;
+  h.writeUInt32BE(555, 16);
+  h.writeUInt32BE(max + 1, 24);
+  i.send(h);
+  const r = await i.command([0, 0, 0, 0, 0, 0]);
+  assert.equal(r.status, 2, 'the unit attention, so the in-window command ran');
+  assert.equal(i.pdus.filter((x) => x.itt === 555).length, 0, 'nothing for the out-of-window command');
+  i.close();
+});
+
+test('a SendTargets answer longer than one PDU continues with the target transfer tag', async () => {
+  const i = await RawInitiator.connect(d.port);
+  await i.login(undefined, { MaxRecvDataSegmentLength: '512' });
+  const send = (ttt: number, text: string) => {
+    const h = Buffer.alloc(48);
+    h[0] = 0x04;
+    h[1] = 0x80;
+    h.writeUInt32BE(31, 16);
+    h.writeUInt32BE(ttt, 20);
+    h.writeUInt32BE(i.cmdSN++, 24);
+    i.send(h, Buffer.from(text));
+  };
+  send(0xffffffff, 'SendTargets=All\0');
+  const parts: Buffer[] = [];
+  for (;;) {
+    const r = await i.next((p) => p.opcode === 0x24);
+    assert.ok(r.data.length <= 512, 'each piece fits the initiator MaxRecvDataSegmentLength');
+    parts.push(r.data);
+    if (r.flags & 0x80) break;
+    assert.equal(r.flags & 0x40, 0x40, 'C bit while more follows');
+    send(r.bhs.readUInt32BE(20), '');
+  }
+  const names = Buffer.concat(parts).toString().split('\0').filter((s) => s.startsWith('TargetName='));
+  assert.equal(names.length, MANY + 1);
+  i.close();
+});
+
+test('an idle initiator is pinged with NOP-In; one that never answers is dropped', { timeout: 30_000 }, async () => {
+  const i = await RawInitiator.connect(d.port);
+  i.isid = Buffer.from([0x80, 0, 0, 0, 9, 9]);
+  await i.login(IQN, {}, PINGED);
+  const t0 = Date.now();
+  const ping = await i.next((p) => p.opcode === 0x20, 10_000);
+  assert.equal(ping.itt, 0xffffffff);
+  assert.notEqual(ping.bhs.readUInt32BE(20), 0xffffffff, 'a TTT the initiator must echo');
+  assert.ok(Date.now() - t0 >= 2000, 'only after nopin_timeout of idleness');
+  // Answered: the connection lives on and is pinged again later.
+  const h = Buffer.alloc(48);
+  h[0] = 0x40;
+  h[1] = 0x80;
+  h.writeUInt32BE(0xffffffff, 16);
+  h.writeUInt32BE(ping.bhs.readUInt32BE(20), 20);
+  h.writeUInt32BE(i.cmdSN, 24);
+  i.send(h);
+  const again = await i.next((p) => p.opcode === 0x20, 10_000);
+  assert.ok(again);
+  // Not answered: dropped after nopin_response_timeout.
+  assert.ok(await i.waitClosed(10_000), 'the silent initiator is disconnected');
+});
+
+test('on SIGTERM tsiod asks logged-in initiators to log out (Async Message), then exits', { timeout: 30_000 }, async () => {
+  const own = await startTsiod(config);
+  const i = await RawInitiator.connect(own.port);
+  await i.login(IQN);
+  const exited = own.stop();
+  const a = await i.next((p) => p.opcode === 0x32, 5000);
+  assert.equal(a.bhs[36], 1, 'AsyncEvent 1: target requests logout');
+  assert.ok(a.bhs.readUInt16BE(42) > 0, 'with time to do it (Parameter3)');
+  assert.equal(await i.logout(), 0);
+  assert.equal(await exited, 0);
+  i.close();
+});
