@@ -187,10 +187,20 @@ export class RamBackstore implements Backstore {
 
   lbaStatus(offset: number, maxLength: number): LbaExtent {
     const end = Math.min(offset + maxLength, this.size);
-    let p = Math.floor(offset / RD_PAGE_SIZE);
-    const deallocated = !this.pages.has(p);
-    while ((p + 1) * RD_PAGE_SIZE < end && this.pages.has(p + 1) !== deallocated) p++;
-    return { deallocated, length: Math.min(end, (p + 1) * RD_PAGE_SIZE) - offset };
+    const first = Math.floor(offset / RD_PAGE_SIZE);
+    const endPage = Math.ceil(end / RD_PAGE_SIZE);
+    const deallocated = !this.pages.has(first);
+    // `next`: the first page past the run that starts at `first`.
+    let next = endPage;
+    if (deallocated && endPage - first > this.pages.size) {
+      // A long hole (a thin TiB unit is mostly one): look among the few allocated pages, not page by page.
+      for (const k of this.pages.keys()) if (k > first && k < next) next = k;
+    } else {
+      // An allocated run is at most pages.size long, and this hole is shorter than that.
+      next = first + 1;
+      while (next < endPage && this.pages.has(next) !== deallocated) next++;
+    }
+    return { deallocated, length: Math.min(end, next * RD_PAGE_SIZE) - offset };
   }
 
   async sanitize(kind: 'overwrite' | 'block-erase', pattern?: Buffer): Promise<void> {
