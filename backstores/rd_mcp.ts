@@ -166,18 +166,27 @@ export class RamBackstore implements Backstore {
   /** Whole pages are freed; partial pages are zeroed, and freed once all zero. */
   unmap(offset: number, length: number): void {
     const end = offset + length;
-    for (let p = Math.floor(offset / RD_PAGE_SIZE); p * RD_PAGE_SIZE < end; p++) {
-      const slot = this.pages.get(p);
-      if (slot === undefined) continue;
-      const from = Math.max(offset, p * RD_PAGE_SIZE) - p * RD_PAGE_SIZE;
-      const to = Math.min(end, (p + 1) * RD_PAGE_SIZE) - p * RD_PAGE_SIZE;
-      const buf = this.pool.buffer(slot);
-      const base = this.pool.offset(slot);
-      if (from !== 0 || to !== RD_PAGE_SIZE) buf.fill(0, base + from, base + to);
-      if ((from === 0 && to === RD_PAGE_SIZE) || sglIsZero([buf], base, RD_PAGE_SIZE)) {
-        this.pages.delete(p);
-        this.pool.release(slot);
-      }
+    const first = Math.floor(offset / RD_PAGE_SIZE);
+    const endPage = Math.ceil(end / RD_PAGE_SIZE);
+    if (endPage - first > this.pages.size) {
+      // A range larger than what is allocated (a whole TiB unit): visit the allocated pages, not the range.
+      for (const p of [...this.pages.keys()]) if (p >= first && p < endPage) this.unmapPage(p, offset, end);
+    } else {
+      for (let p = first; p < endPage; p++) this.unmapPage(p, offset, end);
+    }
+  }
+
+  private unmapPage(p: number, offset: number, end: number): void {
+    const slot = this.pages.get(p);
+    if (slot === undefined) return;
+    const from = Math.max(offset, p * RD_PAGE_SIZE) - p * RD_PAGE_SIZE;
+    const to = Math.min(end, (p + 1) * RD_PAGE_SIZE) - p * RD_PAGE_SIZE;
+    const buf = this.pool.buffer(slot);
+    const base = this.pool.offset(slot);
+    if (from !== 0 || to !== RD_PAGE_SIZE) buf.fill(0, base + from, base + to);
+    if ((from === 0 && to === RD_PAGE_SIZE) || sglIsZero([buf], base, RD_PAGE_SIZE)) {
+      this.pages.delete(p);
+      this.pool.release(slot);
     }
   }
 
