@@ -2,11 +2,11 @@
 // against the daemon, completing a partial line. Interactive and batch use
 // share all of it; the terminal loop lives in tcli.ts.
 
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { ControlClient } from './client';
-import { buildTree, find, FABRICS, formatSize, joinPath, portalName, renderTree, type Node, type TreeData, type StatsView } from './tree';
+import { buildTree, find, formatSize, joinPath, portalName, renderTree, type Node, type TreeData, type StatsView } from './tree';
 import { specs, type FieldSpec } from '../src/config/specs';
 import { didYouMean } from '../src/config/validation';
 import { commandHelp, COMMANDS, groupHelp, overview } from './help';
@@ -472,8 +472,7 @@ export class Shell {
       if (!f) throw new ShellError(`unknown parameter ${name} in group '${g}'${hintName(name, fields)}`);
       const v = values[name] ?? f.default ?? '';
       out[name] = v;
-      const shown = g.includes('auth') && name.includes('password') && v !== '' ? String(v) : String(v);
-      lines.push(`${name}=${shown}`);
+      lines.push(`${name}=${String(v)}`);
     }
     this.print(lines.join('\n'), out);
   }
@@ -789,4 +788,3 @@ function jsonTree(n: Node, depth: number): unknown {
   return { name: n.name, path: n.path, summary: n.summary, ...(depth > 0 && n.children.length ? { children: n.children.map((c) => jsonTree(c, depth - 1)) } : {}) };
 }
 
-export { FABRICS, existsSync };

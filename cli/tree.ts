@@ -5,6 +5,7 @@
 import type { StorageObjectConfig, TargetConfig, TpgConfig, NodeAclConfig, TsioConfig } from '../src/config/config';
 import { specs, type FabricSpec } from '../src/config/specs';
 import type { IoStatsSnapshot } from '../src/core/stats';
+import { formatSizeHuman } from '../src/config/size';
 
 export type NodeKind =
   | 'root' | 'backstores' | 'plugin' | 'so' | 'fabric' | 'target' | 'tpg' | 'luns' | 'lun' | 'acls' | 'acl' | 'mapped_lun' | 'portals' | 'portal';
@@ -43,16 +44,7 @@ export interface Node {
 export const FABRICS = ['iscsi', 'vhost', 'loopback'] as const;
 export const PLUGINS = ['rd_mcp', 'fileio', 'block', 'pscsi'] as const;
 
-export function formatSize(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
-  let v = bytes;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${u === 0 ? v : v.toFixed(1)}${units[u]}`;
-}
+export const formatSize = formatSizeHuman;
 
 function node(parent: Node | undefined, name: string, kind: NodeKind, summary: string, extra: Partial<Node> = {}): Node {
   const path = parent === undefined ? '/' : parent.path === '/' ? `/${name}` : `${parent.path}/${name}`;

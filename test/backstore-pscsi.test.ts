@@ -204,7 +204,15 @@ describe('pscsi pass-through to a disk, a tape and a CD in a guest', { timeout: 
       } catch {
         /* killed below */
       }
-      tgtd.kill('SIGKILL');
+      const child = tgtd;
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(() => (child.kill('SIGKILL'), resolve()), 2000);
+        child.once('exit', () => (clearTimeout(t), resolve()));
+      });
+    }
+    // tgtd leaves its control socket files behind; they are this instance's own.
+    if (control !== 0) {
+      for (const f of [`socket.${control}`, `socket.${control}.lock`]) fs.rmSync(path.join('/var/run/tgtd', f), { force: true });
     }
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });

@@ -120,8 +120,13 @@ test('every reservation type from holder, registrant and non-registrant: exact s
   const classOf = (cdb: number[]): PrAccess => lu.table.lookup(Buffer.from(cdb))!.pr ?? 'write';
   const commands: [string, number[]][] = [
     ['READ(10)', READ10(0)], ['WRITE(10)', WRITE10(0)], ['PR IN READ KEYS', [0x5e, 0, 0, 0, 0, 0, 0, 4, 0, 0]],
-    ['TEST UNIT READY', [0, 0, 0, 0, 0, 0]], ['PREVENT ALLOW', [0x1e, 0, 0, 0, 0, 0]],
+    ['TEST UNIT READY', [0, 0, 0, 0, 0, 0]], ['ALLOW MEDIUM REMOVAL', [0x1e, 0, 0, 0, 0, 0]],
+    ['PREVENT MEDIUM REMOVAL', [0x1e, 0, 0, 0, 1, 0]], ['START STOP UNIT START=1', [0x1b, 0, 0, 0, 1, 0]],
+    ['START STOP UNIT START=0', [0x1b, 0, 0, 0, 0, 0]],
   ];
+  // SPC-5 table 66 rows that depend on the CDB (pr.ts BY_CDB); the rest by their table entry.
+  const byCdb = (cdb: number[]): PrAccess | undefined =>
+    (cdb[0] === 0x1e && cdb[4] === 0) || (cdb[0] === 0x1b && cdb[4] === 1) ? 'allowed' : undefined;
   for (const [name, type] of Object.entries(TYPES)) {
     ok(await prOut(a, 0, SA.REGISTER_AND_IGNORE, 0, 0n, 0xa1n), 'register A');
     ok(await prOut(b, 0, SA.REGISTER_AND_IGNORE, 0, 0n, 0xb2n), 'register B');
@@ -132,12 +137,13 @@ test('every reservation type from holder, registrant and non-registrant: exact s
       for (const [cname, cdb] of commands) {
         const data = cdb[0] === 0x2a ? Buffer.alloc(512) : undefined;
         const res = await n.command(0, cdb, { dataOut: data });
-        const want = spcAllows(type, role, classOf(cdb)) ? Status.GOOD : CONFLICT;
-        assert.equal(res.status, want, `${name}: ${cname} (${classOf(cdb)}) from ${role}`);
+        const cls = byCdb(cdb) ?? classOf(cdb);
+        const want = spcAllows(type, role, cls) ? Status.GOOD : CONFLICT;
+        assert.equal(res.status, want, `${name}: ${cname} (${cls}) from ${role}`);
       }
       // And the two classes no command of ours may carry yet, through the same check.
       for (const cls of ['read', 'conflict'] as PrAccess[]) {
-        const fake = { def: { pr: cls }, session: n.session } as unknown as ScsiCmd;
+        const fake = { def: { pr: cls }, cdb: Buffer.alloc(6), session: n.session } as unknown as ScsiCmd;
         assert.equal(lu.pr!.check(fake), spcAllows(type, role, cls), `${name}: class ${cls} from ${role}`);
       }
     }
@@ -419,7 +425,7 @@ test('SPC-2 reservations and persistent reservations exclude each other', async 
   // With a registration, RESERVE/RELEASE (class 'conflict') conflict from everyone.
   const st = prState(lu);
   for (const n of [a, b]) {
-    assert.equal(st.check({ def: { pr: 'conflict' }, session: n.session } as unknown as ScsiCmd), false);
+    assert.equal(st.check({ def: { pr: 'conflict' }, cdb: Buffer.alloc(6), session: n.session } as unknown as ScsiCmd), false);
   }
   const reserve6 = lu.table.find(0x16);
   if (reserve6) {
@@ -427,5 +433,23 @@ test('SPC-2 reservations and persistent reservations exclude each other', async 
     assert.equal((await b.command(0, [0x16, 0, 0, 0, 0, 0])).status, CONFLICT, 'RESERVE(6) from another nexus');
   }
   assert.equal(INITIATOR_A.startsWith('naa.'), true);
+  await r.close();
+});
+
+test('registrations and reservations survive LUN reset and nexus loss; emulate_pr off hides the commands', async () => {
+  const r = await rig([{}, { attributes: { emulate_pr: false } }]);
+  let a = await r.nexus();
+  const b = await r.nexus(INITIATOR_B);
+  ok(await prOut(a, 0, SA.REGISTER, 0, 0n, 1n), 'register');
+  ok(await prOut(a, 0, SA.RESERVE, TYPES.EA, 1n, 0n), 'reserve');
+  assert.equal(await b.taskManagement('lun-reset', 0), 'complete');
+  await a.close();
+  a = await r.nexus();
+  await clearUa(b);
+  assert.deepEqual(await readReservation(b), { key: 1n, type: TYPES.EA });
+  ok(await a.command(0, WRITE10(), { dataOut: Buffer.alloc(512) }), 'the same initiator port holds it after re-login');
+  assert.equal((await b.command(0, WRITE10(), { dataOut: Buffer.alloc(512) })).status, CONFLICT);
+  const off = await prIn(a, 1, 0);
+  assert.deepEqual([off.senseKey, off.asc], [SenseKey.ILLEGAL_REQUEST, 0x20], 'emulate_pr=false: INVALID COMMAND OPERATION CODE');
   await r.close();
 });

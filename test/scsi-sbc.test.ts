@@ -8,7 +8,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-import { rig, type Rig } from './util/loopback-setup';
+import { INITIATOR_B, rig, type Rig } from './util/loopback-setup';
+import { Status } from '../src/core/sense';
 import type { LoopbackNexus } from '../fabrics/loopback/loopback';
 import { registerBackstore } from '../backstores';
 import { createFileio } from '../backstores/fileio';
@@ -331,5 +332,44 @@ test('4096-byte logical blocks: capacity, READ/WRITE, WRITE SAME, UNMAP, COMPARE
     assert.deepEqual((await kn.command(0, cdb16(0x88, 100, 5))).data, Buffer.alloc(5 * K));
   } finally {
     await kr.close();
+  }
+});
+
+/** PERSISTENT RESERVE OUT: REGISTER (sa 0) or RESERVE (sa 1) with key, of type (1 WE, 3 EA). */
+function prOut(sa: number, key: number, type = 0): { cdb: number[]; dataOut: Buffer } {
+  const list = Buffer.alloc(24);
+  if (sa === 0) list.writeBigUInt64BE(BigInt(key), 8);
+  else list.writeBigUInt64BE(BigInt(key), 0);
+  return { cdb: [0x5f, sa, type, 0, 0, 0, 0, 0, 24, 0], dataOut: list };
+}
+
+test('persistent reservation classes: reads pass Write Exclusive, writes and SYNCHRONIZE CACHE do not; READ CAPACITY passes both', async () => {
+  for (const [type, readsPass] of [[1, true], [3, false]] as const) {
+    const pr = await rig([{}]);
+    try {
+      const a = await pr.nexus();
+      const b = await pr.nexus(INITIATOR_B);
+      const reg = prOut(0, 0xabc);
+      good(await a.command(0, reg.cdb, { dataOut: reg.dataOut }), 'REGISTER');
+      const res = prOut(1, 0xabc, type);
+      good(await a.command(0, res.cdb, { dataOut: res.dataOut }), 'RESERVE');
+      const expect = async (cdb: Buffer | number[], pass: boolean, what: string, dataOut?: Buffer) => {
+        const r2 = await b.command(0, cdb, dataOut ? { dataOut } : {});
+        assert.equal(r2.status, pass ? Status.GOOD : Status.RESERVATION_CONFLICT, `type ${type}: ${what}`);
+      };
+      await expect(cdb10(0x28, 0, 1), readsPass, 'READ(10)');
+      await expect(cdb10(0x2f, 0, 1), readsPass, 'VERIFY(10)');
+      await expect(cdb10(0x34, 0, 1), readsPass, 'PRE-FETCH(10)');
+      await expect([0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0], true, 'READ CAPACITY(10)');
+      await expect(rc16(32), true, 'READ CAPACITY(16)');
+      await expect(cdb10(0x2a, 0, 1), false, 'WRITE(10)', Buffer.alloc(BS));
+      await expect(cdb10(0x35, 0, 0), false, 'SYNCHRONIZE CACHE(10)');
+      await expect([0x37, 0, 0, 0, 0, 0, 0, 0, 4, 0], false, 'READ DEFECT DATA(10)');
+      // The holder does everything.
+      good(await a.command(0, cdb10(0x2a, 0, 1), { dataOut: Buffer.alloc(BS) }));
+      good(await a.command(0, cdb10(0x35, 0, 0)));
+    } finally {
+      await pr.close();
+    }
   }
 });

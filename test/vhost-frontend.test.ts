@@ -5,13 +5,14 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync, existsSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ScsiSlot, VhostUserFrontend, type DriverQueue, type ScsiResult } from '../fabrics/vhost/frontend/frontend';
 import { DEVICE_FEATURES, PROTOCOL_FEATURES } from '../fabrics/vhost/device';
 import { Resp } from '../fabrics/vhost/virtio-scsi';
 import { DescFlag } from '../fabrics/vhost/virtio-scsi';
+import { bench } from '../fabrics/vhost/frontend/cli';
 
 const TSIOD = join(__dirname, '..', 'src', 'daemon', 'tsiod.js');
 const dir = mkdtempSync(join(tmpdir(), 'tsio-vhost-fe-'));
@@ -28,11 +29,12 @@ before(async () => {
       'storage_objects:',
       '  - { name: r0, plugin: rd_mcp, size: 16MiB }',
       '  - { name: r1, plugin: rd_mcp, size: 16MiB }',
+      `  - { name: f0, plugin: fileio, dev: ${join(dir, 'f0.img')}, size: 16MiB }`,
       'targets:',
       '  - fabric: vhost',
       '    wwn: naa.5001405000000051',
       '    tpgs:',
-      `      - { tag: 1, socket: ${sockA}, num_queues: 2, luns: [ { index: 0, storage_object: /backstores/rd_mcp/r0 } ] }`,
+      `      - { tag: 1, socket: ${sockA}, num_queues: 2, luns: [ { index: 0, storage_object: /backstores/rd_mcp/r0 }, { index: 1, storage_object: /backstores/fileio/f0 } ] }`,
       '  - fabric: vhost',
       '    wwn: naa.5001405000000052',
       '    tpgs:',
@@ -88,6 +90,7 @@ test('negotiation in QEMU 7.2 order: features, protocol features, queue count, m
     ]);
     assert.ok(fe.sent.includes('ADD_MEM_REG'), 'memory sent as slots');
     assert.deepEqual(fe.stop(), [0, 0, 0, 0], 'nothing was posted');
+    fe.reset();
   } finally {
     fe.close();
   }
@@ -231,5 +234,135 @@ test('hostile descriptors fail the request or the queue; tsiod keeps serving thi
   } finally {
     fe.close();
     other.close();
+  }
+});
+
+test('vhost-frontend bench: random writes and reads at depth on two queues, no errors, batched notifications', async () => {
+  const w = await bench({ socket: sockA, queues: 2, qd: 8, bs: 4096, rw: 'randwrite', seconds: 1, pid: daemon!.pid });
+  assert.equal(w.errors, 0);
+  assert.ok(w.ios > 100, `only ${w.ios} writes in a second`);
+  assert.ok(w.backendCpuSeconds !== undefined && w.backendCpuSeconds >= 0);
+  const r = await bench({ socket: sockA, queues: 1, qd: 16, bs: 8192, rw: 'randread', seconds: 1 });
+  assert.equal(r.errors, 0);
+  assert.ok(r.ios > 100);
+  assert.ok(r.callsPerIo < 1, `EVENT_IDX should batch calls at depth 16: ${r.callsPerIo} per I/O`);
+});
+
+test('the same front-end drives qemu-storage-daemon vhost-user-blk (a real peer) with virtio-blk', async () => {
+  const img = join(dir, 'blk.img');
+  writeFileSync(img, Buffer.alloc(0));
+  truncateSync(img, 32 << 20);
+  const qsdSock = join(dir, 'qsd.sock');
+  const qsd = spawn('qemu-storage-daemon', [
+    '--blockdev', `driver=file,filename=${img},node-name=f,cache.direct=off`,
+    '--export', `type=vhost-user-blk,id=e,node-name=f,addr.type=unix,addr.path=${qsdSock},writable=on,num-queues=2`,
+  ], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let qsdLog = '';
+  qsd.stderr!.on('data', (d) => (qsdLog += d));
+  qsd.on('error', (e) => (qsdLog += `spawn failed (scripts/install-deps --test installs qemu-system-x86): ${e.message}`));
+  try {
+    const t0 = Date.now();
+    while (!existsSync(qsdSock)) {
+      if (Date.now() - t0 > 10_000 || qsd.exitCode !== null) throw new Error(`qemu-storage-daemon did not start: ${qsdLog}`);
+      await new Promise((res) => setTimeout(res, 20));
+    }
+    const w = await bench({ socket: qsdSock, blk: true, queues: 2, qd: 8, rw: 'randwrite', seconds: 1 });
+    assert.equal(w.errors, 0, qsdLog);
+    assert.ok(w.ios > 100);
+    const r = await bench({ socket: qsdSock, blk: true, qd: 4, rw: 'randread', seconds: 1 });
+    assert.equal(r.errors, 0, qsdLog);
+    assert.ok(r.ios > 100);
+  } finally {
+    qsd.kill('SIGKILL');
+  }
+});
+
+test('control queue: LUN RESET, QUERY TASK, ABORT TASK of nothing, AN query, a bad subtype', async () => {
+  const fe = connect(sockA, 3);
+  try {
+    const ctl = fe.queues[0];
+    const reqGpa = fe.ram.alloc(24);
+    const respGpa = fe.ram.alloc(8);
+    const req = fe.ram.view(reqGpa, 24);
+    const resp = fe.ram.view(respGpa, 8);
+    const tmf = (subtype: number, lun: number, id = 0n) =>
+      new Promise<number>((resolve) => {
+        req.fill(0);
+        req.writeUInt32LE(0, 0);
+        req.writeUInt32LE(subtype, 4);
+        req[8] = 1;
+        req[10] = 0x40 | (lun >> 8);
+        req[11] = lun & 0xff;
+        req.writeBigUInt64LE(id, 16);
+        resp.fill(0xee);
+        ctl.add([[reqGpa, 24]], [[respGpa, 1]], (len) => {
+          assert.equal(len, 1);
+          resolve(resp[0]);
+        });
+        ctl.kick();
+      });
+    const q = fe.queues[2];
+    const slot = new ScsiSlot(fe.ram, 512);
+    await scsi(q, slot, 0, [0x00, 0, 0, 0, 0, 0], 0); // clears the power-on UA if still pending
+    assert.equal(await tmf(5, 0), Resp.OK, 'LOGICAL UNIT RESET');
+    let r = await scsi(q, slot, 0, [0x00, 0, 0, 0, 0, 0], 0);
+    assert.equal(r.status, 2);
+    assert.equal(r.sense[12], 0x29, 'reset unit attention after LUN RESET');
+    assert.equal(await tmf(6, 0, 12345n), Resp.OK, 'QUERY TASK of an unknown task: function complete');
+    assert.equal(await tmf(0, 0, 12345n), Resp.OK, 'ABORT TASK of an unknown task: function complete');
+    assert.equal(await tmf(5, 77), Resp.INCORRECT_LUN, 'LUN RESET of a LUN that is not there');
+    assert.equal(await tmf(7, 0), Resp.FUNCTION_REJECTED, 'QUERY TASK SET is not supported');
+    // Asynchronous notification query: nothing supported, answered OK.
+    const an = await new Promise<Buffer>((resolve) => {
+      req.fill(0);
+      req.writeUInt32LE(1, 0);
+      req[4] = 1;
+      req[6] = 0x40;
+      req.writeUInt32LE(0xff, 12);
+      resp.fill(0xee);
+      ctl.add([[reqGpa, 16]], [[respGpa, 5]], () => resolve(Buffer.from(resp.subarray(0, 5))));
+      ctl.kick();
+    });
+    assert.equal(an.readUInt32LE(0), 0, 'event_actual');
+    assert.equal(an[4], Resp.OK);
+    r = await scsi(q, slot, 0, [0x00, 0, 0, 0, 0, 0], 0);
+    assert.equal(r.status, 0);
+  } finally {
+    fe.close();
+  }
+});
+
+test('GET_VRING_BASE waits for requests in flight on a file LUN; the memory table can be replaced mid-run', async () => {
+  const fe = connect(sockA, 3);
+  try {
+    const q = fe.queues[2];
+    const first = new ScsiSlot(fe.ram, 512);
+    await scsi(q, first, 1, [0x00, 0, 0, 0, 0, 0], 0); // power-on unit attention of LUN 1
+    // SET_MEM_TABLE (not slots) with the same RAM while the device runs: I/O goes on.
+    fe.sendMemoryTable();
+    const slots = Array.from({ length: 20 }, () => new ScsiSlot(fe.ram, 65536));
+    const results: number[] = [];
+    slots.forEach((s, i) => {
+      s.data.fill(i + 1);
+      s.post(q, 1, [0x2a, 0, 0, 0, (i * 128) >> 8, (i * 128) & 0xff, 0, 0, 128, 0], 65536, true, BigInt(1000 + i), (r) => results.push(r.status));
+    });
+    q.kick();
+    await new Promise((res) => setTimeout(res, 5));
+    // Stop while the writes run: the reply comes only after every request the device took finished,
+    // and names the next avail index; the rest wait in the ring for the restart.
+    const bases = fe.stop();
+    q.reap();
+    assert.ok(bases[2] >= 1 && bases[2] <= 21, `base ${bases[2]}`);
+    assert.equal(results.length, bases[2] - 1, 'every request taken was completed before GET_VRING_BASE answered');
+    fe.start(64);
+    for (const qq of fe.queues) qq.watch();
+    for (let i = 0; i < 200 && results.length < 20; i++) await new Promise((res) => setTimeout(res, 10));
+    assert.equal(results.length, 20, 'the rest ran after the restart, from the base');
+    assert.ok(results.every((st) => st === 0), `statuses ${results}`);
+    const r = await scsi(fe.queues[2], slots[0], 1, [0x28, 0, 0, 0, 0x09, 0x80, 0, 0, 128, 0], 65536);
+    assert.equal(r.status, 0);
+    assert.ok(r.data.equals(Buffer.alloc(65536, 20)), 'the 20th write is on the file');
+  } finally {
+    fe.close();
   }
 });

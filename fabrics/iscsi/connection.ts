@@ -17,6 +17,8 @@ import type { IscsiSession } from './session';
 const PAD = Buffer.alloc(4);
 /** Login PDUs carry at most this much text (RFC 7143 13.12: the default before negotiation). */
 const LOGIN_MRDSL = 8192;
+/** Bytes queued for the socket above which reading from it pauses until they drain. */
+const WRITE_BACKLOG = 64 << 20;
 
 let nextConnId = 1;
 
@@ -50,6 +52,7 @@ export class Connection {
   private dataLen = 0;
   /** Bytes still to throw away (the data of a PDU we rejected on its header). */
   private skip = 0;
+  private paused = false;
 
   constructor(
     readonly socket: Socket,
@@ -81,11 +84,26 @@ export class Connection {
     }
     this.chunks.push(b);
     this.avail += b.length;
+    // Everything answered while this read is processed (commands completing at once, as on RAM) leaves
+    // in one writev rather than one per PDU.
+    const s = this.socket;
+    s.cork();
     try {
       this.frame();
     } catch (e) {
       log.warn(`iscsi: connection ${this.id}: ${(e as Error).stack ?? e}`);
       this.destroy();
+    } finally {
+      if (!s.destroyed) s.uncork();
+    }
+    // An initiator that does not read what it asked for stops being read from: its data-in cannot pile up.
+    if (s.writableLength > WRITE_BACKLOG && !this.paused) {
+      this.paused = true;
+      s.pause();
+      s.once('drain', () => {
+        this.paused = false;
+        s.resume();
+      });
     }
   }
 

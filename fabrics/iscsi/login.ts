@@ -18,6 +18,8 @@ const LOGIN_KEYS = new Set(['InitiatorName', 'InitiatorAlias', 'TargetName', 'Se
 
 /** Seconds a login may take before the TPG is known (its login_timeout applies after). */
 const LOGIN_TIMEOUT_S = 15;
+/** Login text continued over several PDUs may not grow past this. */
+const MAX_LOGIN_TEXT = 64 * 1024;
 
 const flatten = (data: Sgl): Buffer => (data.length === 1 ? data[0] : Buffer.concat(data as Buffer[]));
 
@@ -91,7 +93,10 @@ export class LoginMachine {
     if ((flags & Login.CONTINUE) !== 0) {
       // More text follows: acknowledge with an empty response (RFC 7143 11.12.2).
       if (transit) return this.fail(h, LoginStatus.INITIATOR_ERROR);
-      this.partial.push(flatten(data));
+      this.partial.push(Buffer.from(flatten(data)));
+      if (this.partial.reduce((n, b) => n + b.length, 0) > MAX_LOGIN_TEXT) {
+        return this.fail(h, LoginStatus.OUT_OF_RESOURCES, 'login text too long');
+      }
       return this.respond(csg, 0, false, []);
     }
     const text = this.partial.length ? Buffer.concat([...this.partial, flatten(data)]) : flatten(data);

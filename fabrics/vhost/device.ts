@@ -6,6 +6,7 @@
 import { closeSync } from 'node:fs';
 import type { Tpg } from '../../src/model/target';
 import type { Session } from '../../src/core/session';
+import type { LogicalUnit } from '../../src/core/logical-unit';
 import type { Completion } from '../../src/core/command';
 import type { TmfFunction, TmfResult } from '../../src/core/tmr';
 import { log } from '../../src/core/log';
@@ -189,9 +190,8 @@ export class VhostScsiDevice {
   }
 
   private queue(index: number): DeviceQueue {
-    if (index >= VQ.REQUEST0 + this.numQueues) {
-      throw new RangeError(`queue ${index} does not exist (${VQ.REQUEST0 + this.numQueues} queues offered)`);
-    }
+    // QEMU 7.2's vhost-user-scsi does not hold its num_queues to GET_QUEUE_NUM: serve what it sets up.
+    if (index > VRING_IDX_MASK) throw new RangeError(`queue ${index} does not exist`);
     let q = this.queues[index];
     if (!q) q = this.queues[index] = new DeviceQueue(index);
     return q;
@@ -351,6 +351,7 @@ export class VhostScsiDevice {
   private async stopQueue(q: DeviceQueue): Promise<void> {
     q.started = false;
     q.stopWatching();
+    if (q.inflight > 0) log.debug(`vhost ${this.name}: GET_VRING_BASE ${q.index} waits for ${q.inflight} requests`);
     while (q.inflight > 0) await new Promise<void>((r) => setTimeout(r, 1));
     this.flush();
     const b = Buffer.alloc(VringState.LENGTH);
@@ -474,7 +475,7 @@ export class VhostScsiDevice {
 
   private commandDone(f: Inflight, c: Completion): void {
     this.inflight.delete(f.tag);
-    if (c.status !== 0) log.debug(`vhost ${this.name}: LUN ${f.lun} tag ${f.tag}: status ${c.status}${c.sense ? ' sense ' + c.sense.subarray(0, 18).toString('hex') : ''}`);
+    if (DEBUG && c.status !== 0) log.debug(`vhost ${this.name}: LUN ${f.lun} tag ${f.tag}: status ${c.status}${c.sense ? ' sense ' + c.sense.subarray(0, 18).toString('hex') : ''}`);
     const w = f.chain.writable;
     const resp = w[0].length >= CmdResp.LENGTH ? w[0] : Buffer.alloc(CmdResp.LENGTH);
     const senseLen = c.sense ? Math.min(c.sense.length, CmdResp.SENSE_SIZE) : 0;
@@ -595,8 +596,24 @@ export class VhostScsiDevice {
 
   private rememberLuns(): void {
     this.knownLuns.clear();
-    if (!this.session) return;
-    for (const [n, itl] of this.session.itls) this.knownLuns.set(n, itl.lu.blocks);
+    if (!this.session || this.closed) return this.unwatchCapacity();
+    const lus = new Set<LogicalUnit>();
+    for (const [n, itl] of this.session.itls) {
+      this.knownLuns.set(n, itl.lu.blocks);
+      lus.add(itl.lu);
+    }
+    for (const lu of this.watchedLus) if (!lus.has(lu)) lu.capacityListeners.delete(this.onCapacity);
+    for (const lu of lus) lu.capacityListeners.add(this.onCapacity);
+    this.watchedLus.clear();
+    for (const lu of lus) this.watchedLus.add(lu);
+  }
+
+  private readonly watchedLus = new Set<LogicalUnit>();
+  private readonly onCapacity = (): void => this.refresh();
+
+  private unwatchCapacity(): void {
+    for (const lu of this.watchedLus) lu.capacityListeners.delete(this.onCapacity);
+    this.watchedLus.clear();
   }
 
   /** The TPG's LUNs or their sizes changed: tell the guest (rescan, removed, capacity changed). */
@@ -628,6 +645,7 @@ export class VhostScsiDevice {
     this.closed = true;
     this.watcher?.stop();
     this.watcher = undefined;
+    this.unwatchCapacity();
     for (const q of this.queues) if (q) q.stopWatching();
     const s = this.session;
     this.session = undefined;

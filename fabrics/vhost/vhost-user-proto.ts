@@ -89,6 +89,9 @@ export const VringAddr = { INDEX: 0, FLAGS: 4, DESC: 8, USED: 16, AVAIL: 24, LOG
 export const VRING_IDX_MASK = 0xff;
 export const VRING_NOFD_MASK = 0x100;
 
+/** Device config (GET_CONFIG/SET_CONFIG): {u32 offset, u32 size, u32 flags, bytes[size]}. */
+export const VhostConfig = { OFFSET: 0, SIZE: 4, FLAGS: 8, PAYLOAD: 12, MAX: 256 } as const;
+
 /** One memory region: {u64 guest_phys_addr, u64 size, u64 userspace_addr, u64 mmap_offset}. */
 export const Region = { GPA: 0, SIZE: 8, UADDR: 16, MMAP_OFFSET: 24, LENGTH: 32 } as const;
 

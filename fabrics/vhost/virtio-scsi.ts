@@ -92,11 +92,15 @@ export function decodeLun(b: Buffer, off: number): { target: number; lun: number
   return { target: b[off + 1], lun };
 }
 
-/** Encodes a target and LUN the way Linux's virtio_scsi does (flat space). */
+/**
+ * Encodes a target and LUN for events the way REPORT LUNS names the LUN
+ * (peripheral addressing below 256, flat space above): Linux looks the LUN
+ * of a REMOVED event up by that number, so the two must agree.
+ */
 export function encodeLun(b: Buffer, off: number, target: number, lun: number): void {
   b[off] = 1;
   b[off + 1] = target;
-  b[off + 2] = 0x40 | (lun >> 8);
+  b[off + 2] = lun < 256 ? 0 : 0x40 | (lun >> 8);
   b[off + 3] = lun & 0xff;
   b.writeUInt32LE(0, off + 4);
 }

@@ -6,6 +6,7 @@
 import * as jsyaml from 'js-yaml';
 import type { TsioConfig } from './config';
 import { specs, type FieldSpec, type FieldValue } from './specs';
+import { formatSize } from './size';
 
 export type ConfigDocument = {
   storage_objects: Record<string, unknown>[];
@@ -19,7 +20,8 @@ function nonDefault(fields: readonly FieldSpec[], values: Record<string, unknown
   const out: Record<string, FieldValue> = {};
   for (const f of fields) {
     const v = values[f.name];
-    if (v !== undefined && v !== f.default) out[f.name] = v as FieldValue;
+    // Sizes as people write them (64MiB), exact so they read back to the same bytes.
+    if (v !== undefined && v !== f.default) out[f.name] = f.type === 'size' && typeof v === 'number' ? formatSize(v) : (v as FieldValue);
   }
   return Object.keys(out).length > 0 ? out : undefined;
 }

@@ -180,5 +180,9 @@ export class LogicalUnit {
   /** Capacity changed under the initiators (resize). */
   capacityChanged(): void {
     this.raiseUa(Asc.CAPACITY_DATA_CHANGED);
+    for (const l of [...this.capacityListeners]) l(); // a listener may re-register itself
   }
+
+  /** Told after capacityChanged(): fabrics that announce it themselves (vhost's PARAM_CHANGE event). */
+  readonly capacityListeners = new Set<() => void>();
 }

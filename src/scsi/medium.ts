@@ -49,12 +49,12 @@ function preventAllow(cmd: ScsiCmd): void {
 export const mediumCommands: CommandDef[] = [
   {
     // Loading is what it is for: it does not need the medium present.
-    // pr 'write': only START=1 with power condition 0 is 'allowed' in SPC-5 table 66; we are conservative.
+    // pr 'write', but START=1 with power condition 0h is 'allowed' (SPC-5 table 66; pr.ts reads the CDB).
     name: 'START STOP UNIT', opcode: 0x1b, usage: [0x1b, 0x01, 0x00, 0x0f, 0xf7, 0x00], dir: DataDir.NONE,
     flags: 0, pr: 'write', timeout: 30, execute: startStopUnit,
   },
   {
-    // pr 'write': PREVENT=00b is 'allowed' in SPC-5 table 66, the rest conflicts; we are conservative.
+    // pr 'write', but PREVENT=00b is 'allowed' (SPC-5 table 66; pr.ts reads the CDB).
     name: 'PREVENT ALLOW MEDIUM REMOVAL', opcode: 0x1e, usage: [0x1e, 0x00, 0x00, 0x00, 0x03, 0x00], dir: DataDir.NONE,
     flags: 0, pr: 'write', execute: preventAllow,
   },

@@ -72,6 +72,16 @@ function matches(r: Registration, s: Session): boolean {
     (r.tport === undefined || r.tport === s.tpg.portName);
 }
 
+/**
+ * Rows of SPC-5 table 66 whose class depends on a CDB field: START STOP UNIT
+ * with START=1 and POWER CONDITION 0h, and PREVENT ALLOW MEDIUM REMOVAL with
+ * PREVENT=00b, are allowed from everyone; otherwise their table entry's class applies.
+ */
+const BY_CDB: Partial<Record<number, (cdb: Buffer) => PrAccess | undefined>> = {
+  0x1b: (cdb) => ((cdb[4] & 0xf1) === 0x01 ? 'allowed' : undefined),
+  0x1e: (cdb) => ((cdb[4] & 0x03) === 0 ? 'allowed' : undefined),
+};
+
 /** The persistent reservation state of one logical unit. */
 export class PrState {
   generation = 0;
@@ -110,7 +120,7 @@ export class PrState {
    * and reserved access alike, until every table declares one.
    */
   check(cmd: ScsiCmd): boolean {
-    const cls: PrAccess = cmd.def.pr ?? 'write';
+    const cls: PrAccess = BY_CDB[cmd.cdb[0]]?.(cmd.cdb) ?? cmd.def.pr ?? 'write';
     if (cls === 'allowed') return true;
     // SPC-2 RESERVE/RELEASE conflict while any registration exists (SPC-5 5.14.3).
     if (cls === 'conflict') return false;

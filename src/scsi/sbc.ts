@@ -2,8 +2,10 @@
 // once with its CDB usage mask (the bits SBC-4 defines that we serve; anything
 // else is INVALID FIELD IN CDB, including RDPROTECT/WRPROTECT, since we keep
 // no protection information), its fields, flags and persistent reservation
-// class (SBC-4 table 13: 'read' is allowed under Write Exclusive and
-// conflicts under Exclusive Access). Handlers live in the sbc-*.ts modules.
+// class from the standards' tables of commands and reservations: 'read' is
+// allowed under Write Exclusive and conflicts under Exclusive Access;
+// SYNCHRONIZE CACHE and READ DEFECT DATA conflict under both ('write'), as
+// SPC-2 table B.2 lists them. Handlers live in the sbc-*.ts modules.
 
 import type { CommandDef } from '../core/opcodes';
 import { DataDir, F } from '../core/opcodes';
@@ -138,12 +140,12 @@ export const sbcCommands: CommandDef[] = [
   {
     // SYNC_NV (bit 2, SBC-3; obsolete, still sent), IMMED (bit 1). NUMBER OF LOGICAL BLOCKS 0: to the end.
     name: 'SYNCHRONIZE CACHE(10)', opcode: 0x35, usage: [0x35, 0x06, ...ff(4), GROUP, 0xff, 0xff, CONTROL],
-    dir: DataDir.NONE, lbaField: [2, 4], blocksField: [7, 2], flags: F.MEDIUM | F.LBA_CHECK, pr: 'read',
+    dir: DataDir.NONE, lbaField: [2, 4], blocksField: [7, 2], flags: F.MEDIUM | F.LBA_CHECK, pr: 'write',
     timeout: T_LONG, execute: info.synchronizeCache,
   },
   {
     name: 'SYNCHRONIZE CACHE(16)', opcode: 0x91, usage: [0x91, 0x06, ...ff(8), ...ff(4), GROUP, CONTROL],
-    dir: DataDir.NONE, lbaField: [2, 8], blocksField: [10, 4], flags: F.MEDIUM | F.LBA_CHECK, pr: 'read',
+    dir: DataDir.NONE, lbaField: [2, 8], blocksField: [10, 4], flags: F.MEDIUM | F.LBA_CHECK, pr: 'write',
     timeout: T_LONG, execute: info.synchronizeCache,
   },
   {
@@ -182,13 +184,13 @@ export const sbcCommands: CommandDef[] = [
   {
     // REQ_PLIST, REQ_GLIST, DEFECT LIST FORMAT in byte 2.
     name: 'READ DEFECT DATA(10)', opcode: 0x37, usage: [0x37, 0, 0x1f, 0, 0, 0, 0, 0xff, 0xff, CONTROL],
-    dir: DataDir.IN, lengthField: [7, 2], flags: F.MEDIUM, pr: 'read', timeout: T_IO,
+    dir: DataDir.IN, lengthField: [7, 2], flags: F.MEDIUM, pr: 'write', timeout: T_IO,
     execute: info.readDefectData10,
   },
   {
     // Byte 1 carries the flags; bytes 2..5 the ADDRESS DESCRIPTOR INDEX.
     name: 'READ DEFECT DATA(12)', opcode: 0xb7, usage: [0xb7, 0x1f, ...ff(4), ...ff(4), 0, CONTROL],
-    dir: DataDir.IN, lengthField: [6, 4], flags: F.MEDIUM, pr: 'read', timeout: T_IO,
+    dir: DataDir.IN, lengthField: [6, 4], flags: F.MEDIUM, pr: 'write', timeout: T_IO,
     execute: info.readDefectData12,
   },
 ];

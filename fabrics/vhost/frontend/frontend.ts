@@ -9,7 +9,7 @@ import {
   FdWatcher, eventfd, eventfdRead, eventfdWrite, fence, memfdCreate, mmapFd, recvMessage, sendMessage, unixConnect, unmap,
 } from '../../../src/native';
 import {
-  Feature, Flag, Hdr, MemRegMsg, MemTable, ProtoFeature, Region, Req, U64, VringAddr, VringState, bit, message, reqName,
+  Feature, Flag, Hdr, MemRegMsg, VhostConfig, MemTable, ProtoFeature, Region, Req, U64, VringAddr, VringState, bit, message, reqName,
   u64Payload,
 } from '../vhost-user-proto';
 import {
@@ -177,6 +177,7 @@ export class DriverQueue {
 
   /** Kicks the device if it asked for it (EVENT_IDX) or unconditionally without it. */
   kick(): void {
+    if (this.availIdx === this.kickedAt) return;
     fence();
     const old = this.kickedAt;
     this.kickedAt = this.availIdx;
@@ -195,7 +196,14 @@ export class DriverQueue {
     let n = 0;
     for (;;) {
       const idx = this.used.readUInt16LE(Used.IDX);
-      if (idx === this.lastUsed) break;
+      if (idx === this.lastUsed) {
+        if (!this.eventIdx) break;
+        // Ask for a call at the next completion, then look again: one may have landed meanwhile.
+        this.avail.writeUInt16LE(this.lastUsed, availSize(this.num) - 2);
+        fence();
+        if (this.used.readUInt16LE(Used.IDX) === this.lastUsed) break;
+        continue;
+      }
       const o = Used.RING + Used.ENTRY * (this.lastUsed % this.num);
       const id = this.used.readUInt32LE(o + Used.ID);
       const len = this.used.readUInt32LE(o + Used.LEN);
@@ -212,7 +220,6 @@ export class DriverQueue {
       n++;
       h.done(len);
     }
-    if (this.eventIdx) this.avail.writeUInt16LE(this.lastUsed, availSize(this.num) - 2);
     return n;
   }
 
@@ -222,6 +229,8 @@ export class DriverQueue {
       eventfdRead(this.callFd);
       this.calls++;
       this.reap();
+      // Completions usually post the next requests: one kick for all of them.
+      this.kick();
     });
   }
 
@@ -258,6 +267,8 @@ export class VhostUserFrontend {
   readonly queues: DriverQueue[] = [];
   /** Messages sent, by name (protocol tests). */
   readonly sent: string[] = [];
+  /** Ring positions GET_VRING_BASE returned, for the next start. */
+  private bases: number[] = [];
 
   constructor(
     readonly socketPath: string,
@@ -316,11 +327,15 @@ export class VhostUserFrontend {
     this.request(Req.SET_FEATURES, u64Payload(acked));
     this.sendMemory();
     for (let i = 0; i < this.queues.length; i++) {
-      if (queueSize !== this.queues[i].num) this.queues[i] = new DriverQueue(this.ram, i, queueSize);
+      if (queueSize !== this.queues[i].num) {
+        this.queues[i] = new DriverQueue(this.ram, i, queueSize);
+        this.bases[i] = 0;
+      }
       const q = this.queues[i];
       q.eventIdx = (acked & bit(Feature.EVENT_IDX)) !== 0n;
       this.request(Req.SET_VRING_NUM, vringState(i, q.num));
-      this.request(Req.SET_VRING_BASE, vringState(i, 0));
+      // Where the last GET_VRING_BASE left the ring (0 for a fresh one), as QEMU does.
+      this.request(Req.SET_VRING_BASE, vringState(i, this.bases[i] ?? 0));
       const a = Buffer.alloc(VringAddr.LENGTH);
       a.writeUInt32LE(i, VringAddr.INDEX);
       a.writeBigUInt64LE(BigInt(this.ram.uaddr(q.descGpa)), VringAddr.DESC);
@@ -331,6 +346,17 @@ export class VhostUserFrontend {
       this.request(Req.SET_VRING_CALL, u64Payload(i), [q.callFd]);
     }
     for (let i = 0; i < this.queues.length; i++) this.request(Req.SET_VRING_ENABLE, vringState(i, 1), undefined, { needAck: true });
+  }
+
+  /** SET_MEM_TABLE with the one region, whatever was negotiated (a table change mid-run). */
+  sendMemoryTable(): void {
+    const slots = this.opts.memSlots;
+    (this.opts as FrontendOptions).memSlots = false;
+    try {
+      this.sendMemory();
+    } finally {
+      (this.opts as FrontendOptions).memSlots = slots;
+    }
   }
 
   /** The memory table: one region (ADD_MEM_REG with CONFIGURE_MEM_SLOTS, else SET_MEM_TABLE). */
@@ -352,12 +378,28 @@ export class VhostUserFrontend {
     }
   }
 
+  /** GET_CONFIG (virtio-blk): size bytes of the device's config space. */
+  getConfig(size: number): Buffer {
+    const p = Buffer.alloc(VhostConfig.PAYLOAD + size);
+    p.writeUInt32LE(0, VhostConfig.OFFSET);
+    p.writeUInt32LE(size, VhostConfig.SIZE);
+    const r = this.request(Req.GET_CONFIG, p, undefined, { reply: true })!;
+    if (r.readUInt32LE(VhostConfig.SIZE) !== size) throw new Error('GET_CONFIG refused');
+    return r.subarray(VhostConfig.PAYLOAD, VhostConfig.PAYLOAD + size);
+  }
+
   /** Stop sequence of QEMU 7.2: disable, GET_VRING_BASE each ring, RESET_DEVICE. Returns the bases. */
   stop(): number[] {
     for (let i = 0; i < this.queues.length; i++) this.request(Req.SET_VRING_ENABLE, vringState(i, 0));
     const bases = this.queues.map((_q, i) => this.request(Req.GET_VRING_BASE, vringState(i, 0), undefined, { reply: true })!.readUInt32LE(VringState.NUM));
-    if ((this.protocolFeatures & bit(ProtoFeature.RESET_DEVICE)) !== 0n) this.request(Req.RESET_DEVICE);
+    this.bases = bases;
     return bases;
+  }
+
+  /** A guest reset after stop(): RESET_DEVICE, and the rings start over from 0. */
+  reset(): void {
+    if ((this.protocolFeatures & bit(ProtoFeature.RESET_DEVICE)) !== 0n) this.request(Req.RESET_DEVICE);
+    this.bases = [];
   }
 
   close(): void {
@@ -421,5 +463,41 @@ export class ScsiSlot {
       usedLen,
       data: this.data.subarray(0, inLen),
     };
+  }
+}
+
+/** virtio-blk request header: {le32 type, le32 ioprio, le64 sector}; then data; then a status byte. */
+export const BlkReq = { TYPE: 0, IOPRIO: 4, SECTOR: 8, LENGTH: 16 } as const;
+export const BlkType = { IN: 0, OUT: 1, FLUSH: 4, GET_ID: 8 } as const;
+export const BLK_S_OK = 0;
+
+/** A virtio-blk request slot in guest RAM. */
+export class BlkSlot {
+  readonly hdrGpa: number;
+  readonly dataGpa: number;
+  readonly statusGpa: number;
+  readonly hdr: Buffer;
+  readonly data: Buffer;
+  readonly status: Buffer;
+
+  constructor(ram: GuestRam, readonly dataSize: number) {
+    this.hdrGpa = ram.alloc(BlkReq.LENGTH);
+    this.statusGpa = ram.alloc(1);
+    this.dataGpa = ram.alloc(Math.max(dataSize, 1), 4096);
+    this.hdr = ram.view(this.hdrGpa, BlkReq.LENGTH);
+    this.data = ram.view(this.dataGpa, dataSize);
+    this.status = ram.view(this.statusGpa, 1);
+  }
+
+  post(q: DriverQueue, type: number, sector: number, len: number, done: (status: number) => void): void {
+    this.hdr.writeUInt32LE(type, BlkReq.TYPE);
+    this.hdr.writeUInt32LE(0, BlkReq.IOPRIO);
+    this.hdr.writeBigUInt64LE(BigInt(sector), BlkReq.SECTOR);
+    this.status[0] = 0xff;
+    const out: [number, number][] = [[this.hdrGpa, BlkReq.LENGTH]];
+    const inb: [number, number][] = [];
+    if (len > 0) (type === BlkType.OUT ? out : inb).push([this.dataGpa, len]);
+    inb.push([this.statusGpa, 1]);
+    q.add(out, inb, () => done(this.status[0]));
   }
 }
