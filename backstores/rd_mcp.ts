@@ -166,18 +166,27 @@ export class RamBackstore implements Backstore {
   /** Whole pages are freed; partial pages are zeroed, and freed once all zero. */
   unmap(offset: number, length: number): void {
     const end = offset + length;
-    for (let p = Math.floor(offset / RD_PAGE_SIZE); p * RD_PAGE_SIZE < end; p++) {
-      const slot = this.pages.get(p);
-      if (slot === undefined) continue;
-      const from = Math.max(offset, p * RD_PAGE_SIZE) - p * RD_PAGE_SIZE;
-      const to = Math.min(end, (p + 1) * RD_PAGE_SIZE) - p * RD_PAGE_SIZE;
-      const buf = this.pool.buffer(slot);
-      const base = this.pool.offset(slot);
-      if (from !== 0 || to !== RD_PAGE_SIZE) buf.fill(0, base + from, base + to);
-      if ((from === 0 && to === RD_PAGE_SIZE) || sglIsZero([buf], base, RD_PAGE_SIZE)) {
-        this.pages.delete(p);
-        this.pool.release(slot);
-      }
+    const first = Math.floor(offset / RD_PAGE_SIZE);
+    const endPage = Math.ceil(end / RD_PAGE_SIZE);
+    if (endPage - first > this.pages.size) {
+      // A range larger than what is allocated (a whole TiB unit): visit the allocated pages, not the range.
+      for (const p of [...this.pages.keys()]) if (p >= first && p < endPage) this.unmapPage(p, offset, end);
+    } else {
+      for (let p = first; p < endPage; p++) this.unmapPage(p, offset, end);
+    }
+  }
+
+  private unmapPage(p: number, offset: number, end: number): void {
+    const slot = this.pages.get(p);
+    if (slot === undefined) return;
+    const from = Math.max(offset, p * RD_PAGE_SIZE) - p * RD_PAGE_SIZE;
+    const to = Math.min(end, (p + 1) * RD_PAGE_SIZE) - p * RD_PAGE_SIZE;
+    const buf = this.pool.buffer(slot);
+    const base = this.pool.offset(slot);
+    if (from !== 0 || to !== RD_PAGE_SIZE) buf.fill(0, base + from, base + to);
+    if ((from === 0 && to === RD_PAGE_SIZE) || sglIsZero([buf], base, RD_PAGE_SIZE)) {
+      this.pages.delete(p);
+      this.pool.release(slot);
     }
   }
 
@@ -187,10 +196,20 @@ export class RamBackstore implements Backstore {
 
   lbaStatus(offset: number, maxLength: number): LbaExtent {
     const end = Math.min(offset + maxLength, this.size);
-    let p = Math.floor(offset / RD_PAGE_SIZE);
-    const deallocated = !this.pages.has(p);
-    while ((p + 1) * RD_PAGE_SIZE < end && this.pages.has(p + 1) !== deallocated) p++;
-    return { deallocated, length: Math.min(end, (p + 1) * RD_PAGE_SIZE) - offset };
+    const first = Math.floor(offset / RD_PAGE_SIZE);
+    const endPage = Math.ceil(end / RD_PAGE_SIZE);
+    const deallocated = !this.pages.has(first);
+    // `next`: the first page past the run that starts at `first`.
+    let next = endPage;
+    if (deallocated && endPage - first > this.pages.size) {
+      // A long hole (a thin TiB unit is mostly one): look among the few allocated pages, not page by page.
+      for (const k of this.pages.keys()) if (k > first && k < next) next = k;
+    } else {
+      // An allocated run is at most pages.size long, and this hole is shorter than that.
+      next = first + 1;
+      while (next < endPage && this.pages.has(next) !== deallocated) next++;
+    }
+    return { deallocated, length: Math.min(end, next * RD_PAGE_SIZE) - offset };
   }
 
   async sanitize(kind: 'overwrite' | 'block-erase', pattern?: Buffer): Promise<void> {

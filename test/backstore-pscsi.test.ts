@@ -3,8 +3,10 @@
 // the device's own sense format is visible), a tape served by tgtd's SSC
 // emulation on the host (QEMU's iSCSI driver, scsi-generic), and a QEMU
 // scsi-cd holding an ISO built here. Inside it test/util/pscsi-guest.ts drives
-// them through a loopback target and prints its findings; the tests below
-// assert on them. Refusing non-SCSI paths is checked on the host.
+// them through a loopback target and prints its findings; then tsiod exports
+// the tape and the CD over iSCSI to the guest's own initiator, so Linux's st
+// and sr drivers run on the pass-through LUNs. The tests below assert on what
+// the guest printed. Refusing non-SCSI paths is checked on the host.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -84,6 +86,71 @@ function makeIso(dir: string): string {
   return iso;
 }
 
+const KERNEL_IQN = 'iqn.2026-11.org.tsio:pscsi';
+
+/**
+ * After the driver: tsiod exports the tape and the CD over iSCSI, and the
+ * guest's own initiator logs in, so Linux's st and sr drivers (and isofs) run
+ * on the pass-through LUNs: files to tape and back, a filemark skipped with
+ * mt, the ISO mounted and a file compared.
+ */
+function kernelInitiatorScript(): string {
+  const tsiod = path.join(PROJECT, 'dist', 'src', 'daemon', 'tsiod.js');
+  const config = [
+    'storage_objects:',
+    '  - { name: tape, plugin: pscsi, dev: $TAPE }',
+    '  - { name: cd, plugin: pscsi, dev: $CD }',
+    'targets:',
+    '  - fabric: iscsi',
+    `    wwn: ${KERNEL_IQN}`,
+    '    tpgs:',
+    '      - tag: 1',
+    '        attributes: { generate_node_acls: true, authentication: false, demo_mode_write_protect: false }',
+    '        portals: [ { ip_address: 127.0.0.1, port: 3260 } ]',
+    '        luns: [ { index: 0, storage_object: /backstores/pscsi/tape }, { index: 1, storage_object: /backstores/pscsi/cd } ]',
+  ].join('\n');
+  return `
+for d in /sys/class/scsi_generic/*; do
+  t=$(cat $d/device/type)
+  [ "$t" = 1 ] && TAPE=/dev/\${d##*/}
+  [ "$t" = 5 ] && CD=/dev/$(ls $d/device/block)
+done
+ip link set lo up
+mkdir -p /tmp/tsio
+printf '%s\\n' "${config}" > /tmp/tsio/c.yaml
+node '${tsiod}' --config /tmp/tsio/c.yaml --control none --state-dir /tmp/tsio/state --saveconfig /tmp/tsio/save.yaml > /tmp/tsio/log 2>&1 &
+for i in $(seq 1 120); do grep -q ready: /tmp/tsio/log && break; sleep 0.5; done
+cat /tmp/tsio/log
+modprobe iscsi_tcp
+mkdir -p /etc/iscsi /var/lib/iscsi /run/lock/iscsi
+echo "InitiatorName=iqn.2026-11.org.tsio:pscsi-guest" > /etc/iscsi/initiatorname.iscsi
+echo "node.startup = manual" > /etc/iscsi/iscsid.conf
+iscsid
+sleep 1
+iscsiadm -m discovery -t sendtargets -p 127.0.0.1:3260 >/dev/null
+iscsiadm -m node -T ${KERNEL_IQN} -p 127.0.0.1:3260 --login >/dev/null
+for i in $(seq 1 60); do [ -c /dev/nst1 ] && [ -b /dev/sr1 ] && break; sleep 0.5; done
+head -c 1048576 /dev/urandom > /tmp/f1
+head -c 524288 /dev/urandom > /tmp/f2
+mt -f /dev/nst1 rewind
+dd if=/tmp/f1 of=/dev/nst1 bs=32768 2>/dev/null
+dd if=/tmp/f2 of=/dev/nst1 bs=32768 2>/dev/null
+mt -f /dev/nst1 rewind
+dd if=/dev/nst1 of=/tmp/b1 bs=32768 2>/dev/null
+dd if=/dev/nst1 of=/tmp/b2 bs=32768 2>/dev/null
+cmp /tmp/f1 /tmp/b1 && cmp /tmp/f2 /tmp/b2 && echo ST-FILES-OK
+mt -f /dev/nst1 rewind
+mt -f /dev/nst1 fsf 1
+dd if=/dev/nst1 of=/tmp/b3 bs=32768 2>/dev/null
+cmp /tmp/f2 /tmp/b3 && echo ST-FSF-OK
+mkdir -p /mnt/cd
+mount -t iso9660 -o ro /dev/sr1 /mnt/cd
+yes pass-through | head -n 1000 | cmp - /mnt/cd/hello.txt && echo SR-ISO-OK
+umount /mnt/cd
+iscsiadm -m node -T ${KERNEL_IQN} -p 127.0.0.1:3260 --logout >/dev/null && echo LOGOUT-OK
+`;
+}
+
 type Section = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 describe('pscsi pass-through to a disk, a tape and a CD in a guest', { timeout: 300_000 }, () => {
@@ -108,6 +175,7 @@ describe('pscsi pass-through to a disk, a tape and a CD in a guest', { timeout: 
         `mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=262144 tsioproj '${PROJECT}'`,
         'for i in $(seq 50); do [ -e /sys/class/scsi_generic/sg2 ] && break; sleep 0.1; done',
         `node '${DRIVER}' --run`,
+        kernelInitiatorScript(),
       ].join('\n'),
       qemuArgs: [
         '-virtfs', `local,path=${PROJECT},mount_tag=tsioproj,security_model=none,readonly=on,multidevs=remap`,
@@ -146,6 +214,12 @@ describe('pscsi pass-through to a disk, a tape and a CD in a guest', { timeout: 
     assert.equal(s.error, undefined, `${name}: ${s.error}\n${console_.slice(-2000)}`);
     return s;
   };
+
+  test('Linux initiator over tsio iSCSI: st writes files to the pass-through tape and reads them back, mt skips a filemark, sr mounts the ISO', () => {
+    for (const mark of ['ST-FILES-OK', 'ST-FSF-OK', 'SR-ISO-OK', 'LOGOUT-OK']) {
+      assert.match(console_, new RegExp(mark), console_.slice(-4000));
+    }
+  });
 
   test('each storage object takes its device type from the device', () => {
     assert.deepEqual(result.deviceTypes, [0, 0, 1, 5]);
@@ -272,6 +346,7 @@ describe('pscsi pass-through to a disk, a tape and a CD in a guest', { timeout: 
     assert.equal(c.turEjected.status, Status.CHECK_CONDITION);
     assert.equal(c.turEjected.senseKey, 0x2);
     assert.equal(c.turEjected.asc, 0x3a, 'MEDIUM NOT PRESENT, from the drive');
+    assert.equal(c.load.status, Status.GOOD);
   });
 });
 

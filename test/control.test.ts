@@ -210,6 +210,8 @@ test('every malformed request gets its JSON-RPC error, changes nothing, and the 
     ['{"jsonrpc":"2.0","method":"storage_objects.set","params":{"path":"/backstores/rd_mcp/ram0","attributes":{"queue_depth":0}},"id":15}', -32602, /queue_depth/],
     ['{"jsonrpc":"2.0","method":"storage_objects.set","params":{"path":"/backstores/rd_mcp/ram0","attributes":{"emulate_tpux":true}},"id":16}', -32602, /emulate_tpux/],
     ['{"jsonrpc":"2.0","method":"storage_objects.create","params":{"plugin":"fileio","name":"f","fields":{"dev":"/nonexistent-dir/x.img","size":"1MiB"}},"id":17}', -32000, /storage_objects\.create failed/],
+    ['{"jsonrpc":"2.0","method":"storage_objects.set","params":{"path":"/backstores/fileio/disk0","fields":{"dev":"/nonexistent-dir/y.img"}},"id":21}', -32000, /directory \/nonexistent-dir does not exist/],
+    ['{"jsonrpc":"2.0","method":"storage_objects.create","params":{"plugin":"block","name":"b","fields":{"dev":"/dev/no-such-disk"}},"id":22}', -32000, /no such device/],
     ['{"jsonrpc":"2.0","method":"tpgs.set","params":{"wwn":"naa.5001405000000077","tag":1,"parameters":{"MaxBurstLength":1}},"id":18}', -32602, /parameters/],
     ['{"jsonrpc":"2.0","method":"portals.create","params":{"wwn":"naa.5001405000000077","tag":1,"ip_address":"127.0.0.1"},"id":19}', -32602, /portals/],
     ['{"jsonrpc":"2.0","method":"clearconfig","params":{"confirm":"yes"},"id":20}', -32602, /'confirm' must be true or false/],
@@ -232,6 +234,32 @@ test('every malformed request gets its JSON-RPC error, changes nothing, and the 
   assert.deepEqual(replies.map((r) => r.id), [1, 2]);
   assert.equal(daemon.exitCode, null, 'tsiod still runs');
   assert.equal((await c.call<any>('status')).pid, daemon.pid);
+});
+
+test('a vhost target created live gets its socket at once; deleting it removes the socket', async () => {
+  const path = join(dir, 'vhost0.sock');
+  await c.call('targets.create', { fabric: 'vhost', wwn: 'naa.5001405000000abc', tpg_fields: { socket: path } });
+  await c.call('luns.create', { wwn: 'naa.5001405000000abc', tag: 1, storage_object: '/backstores/rd_mcp/ram0' });
+  assert.ok(statSync(path).isSocket());
+  await c.call('targets.delete', { wwn: 'naa.5001405000000abc' });
+  assert.ok(!existsSync(path), 'the socket went with the target');
+});
+
+test('a portal on a port in use is refused and taken back; the daemon keeps serving', async () => {
+  const { createServer } = await import('node:net');
+  const busy = createServer();
+  await new Promise<void>((r) => busy.listen(0, '127.0.0.1', () => r()));
+  const port = (busy.address() as { port: number }).port;
+  try {
+    const before = (await c.call<any>('config.dump')).yaml;
+    const e = await rpcError(c.call('portals.create', { wwn: IQN, tag: 1, ip_address: '127.0.0.1', port }));
+    assert.equal(e.code, -32000);
+    assert.match(e.message, /EADDRINUSE|in use/i);
+    assert.equal((await c.call<any>('config.dump')).yaml, before);
+    assert.deepEqual((await c.call<any>('tpgs.get', { wwn: IQN, tag: 1 })).portals, []);
+  } finally {
+    busy.close();
+  }
 });
 
 test('--metrics serves Prometheus text on a loopback port only', async () => {

@@ -119,11 +119,18 @@ test('while SANITIZE runs, medium commands get NOT READY / SANITIZE IN PROGRESS 
   assert.equal(g.started, started + 1, 'the first chunk is being written');
   const rd = await n.command(1, cdb10(0x28, 0, 1));
   checkSense(rd, { key: 2, asc: 0x04, ascq: 0x1b }, 'READ during sanitize');
-  assert.ok(rd.sense && (rd.sense[15] & 0x80) !== 0, 'SKSV: progress indication present');
+  // SKSV with PROGRESS INDICATION 0: the first chunk is still being written.
+  assert.deepEqual([...rd.sense!.subarray(15, 18)], [0x80, 0, 0], 'progress indication');
   checkSense(await n.command(1, [0, 0, 0, 0, 0, 0]), { key: 2, asc: 0x04, ascq: 0x1b }, 'TEST UNIT READY');
   checkSense(await n.command(1, sanitizeCdb(BLOCK_ERASE, 0)), { key: 2, asc: 0x04, ascq: 0x1b }, 'a second SANITIZE');
   const inq = await n.command(1, [0x12, 0, 0, 0, 36, 0]);
   assert.equal(inq.status, Status.GOOD, 'INQUIRY is served');
+  // Three of the four 1 MiB chunks to go once the first is written: progress 1/4 of 65536.
+  g.open();
+  g.closed = true;
+  await new Promise((res) => setTimeout(res, 10));
+  const mid = await n.command(1, cdb10(0x28, 0, 1));
+  assert.deepEqual([...mid.sense!.subarray(15, 18)], [0x80, 0x40, 0x00], 'progress after one chunk of four');
   g.open();
   // Let the sanitize finish, then the unit is ready and holds the pattern.
   for (let i = 0; i < 100; i++) {

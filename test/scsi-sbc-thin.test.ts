@@ -29,6 +29,7 @@ before(async () => {
     {},
     { attributes: { ...THIN, max_unmap_block_desc_count: 2, max_unmap_lba_count: 64, max_write_same_len: 128 } },
     { plugin: 'fileio', dev: path.join(dir, 'thin.img'), size: 64 << 20, attributes: THIN },
+    { size: 3 * 2 ** 40, attributes: THIN },
   ]);
   n = await r.nexus();
 });
@@ -211,4 +212,31 @@ test('GET LBA STATUS: start past the end, short allocation lengths, one descript
   const reportType = lbaStatusCdb(0, 64);
   reportType[14] = 1;
   checkSense(await n.command(0, reportType), invalidCdb(14, 0), 'REPORT TYPE');
+});
+
+test('GET LBA STATUS on a 3 TiB thin RAM unit: extents capped at 2^32-1 blocks, found without walking the hole', async () => {
+  const at = 2 ** 32 + 4096;
+  await put(4, at, pattern(8 * BS, 9));
+  const blocks = 3 * 2 ** 40 / BS;
+  const st = await lbaStatus(4, 0, 8 + 4 * 16);
+  assert.deepEqual(st, [[0, 0xffffffff, 1], [0xffffffff, at - 0xffffffff, 1], [at, 8, 0], [at + 8, blocks - at - 8, 1]]);
+});
+
+test('WRITE SAME UNMAP and UNMAP over a 3 TiB thin RAM unit visit only what is allocated', async () => {
+  const at = 2 ** 32 + 2 ** 20;
+  const count = 0x7f000000; // about 1 TiB of blocks, from just before the written ones
+  await put(4, at, pattern(8 * BS, 10));
+  const list = Buffer.alloc(24);
+  list.writeUInt16BE(22, 0);
+  list.writeUInt16BE(16, 2);
+  list.writeBigUInt64BE(BigInt(at - 4), 8);
+  list.writeUInt32BE(count, 16);
+  const big = r.sos[4];
+  big.attributes.max_unmap_lba_count = 0xffffffff;
+  good(await unmap(4, list));
+  assert.deepEqual(await get(4, at, 8), Buffer.alloc(8 * BS));
+  await put(4, at, pattern(8 * BS, 11));
+  big.attributes.max_write_same_len = 0xffffffff;
+  good(await n.command(4, cdb16(0x93, at - 4, count, 0x09)), 'WRITE SAME(16) NDOB UNMAP over 1 TiB');
+  assert.deepEqual(await get(4, at, 8), Buffer.alloc(8 * BS));
 });

@@ -296,3 +296,40 @@ test('O_DIRECT fileio: a READ the initiator expects only part of (not whole bloc
     fs.rmSync(d, { recursive: true, force: true });
   }
 });
+
+test('4096-byte logical blocks: capacity, READ/WRITE, WRITE SAME, UNMAP, COMPARE AND WRITE, VERIFY in 4 KiB units', async () => {
+  const K = 4096;
+  const kr = await rig([{ size: 16 << 20, blockSize: K, attributes: { emulate_tpu: true, emulate_tpws: true } }]);
+  try {
+    const kn = await kr.nexus();
+    const rc = await kn.command(0, [0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    assert.deepEqual([rc.data.readUInt32BE(0), rc.data.readUInt32BE(4)], [(16 << 20) / K - 1, K]);
+    const data = pattern(3 * K, 90);
+    good(await kn.command(0, cdb16(0x8a, 10, 3), { dataOut: data }));
+    assert.deepEqual((await kn.command(0, cdb6(0x08, 10, 3))).data, data);
+    // Offered two of the three blocks: those two are written, the third is the overflow residual.
+    const short = await kn.command(0, cdb16(0x8a, 20, 3), { dataOut: data.subarray(0, 2 * K) });
+    good(short, 'short data-out');
+    assert.equal(short.residual, -K);
+    assert.deepEqual((await kn.command(0, cdb16(0x88, 20, 3))).data, Buffer.concat([data.subarray(0, 2 * K), Buffer.alloc(K)]));
+    const block = pattern(K, 91);
+    good(await kn.command(0, cdb16(0x93, 100, 5), { dataOut: block }));
+    assert.deepEqual((await kn.command(0, cdb16(0x88, 104, 1))).data, block);
+    good(await kn.command(0, cdb10(0x2f, 100, 5, 0x06), { dataOut: block }), 'VERIFY BYTCHK 3');
+    const c = Buffer.alloc(16);
+    c[0] = 0x89;
+    c.writeBigUInt64BE(104n, 2);
+    c[13] = 1;
+    good(await kn.command(0, c, { dataOut: Buffer.concat([block, data.subarray(0, K)]) }));
+    assert.deepEqual((await kn.command(0, cdb16(0x88, 104, 1))).data, data.subarray(0, K));
+    const list = Buffer.alloc(24);
+    list.writeUInt16BE(22, 0);
+    list.writeUInt16BE(16, 2);
+    list.writeBigUInt64BE(100n, 8);
+    list.writeUInt32BE(5, 16);
+    good(await kn.command(0, [0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0], { dataOut: list }));
+    assert.deepEqual((await kn.command(0, cdb16(0x88, 100, 5))).data, Buffer.alloc(5 * K));
+  } finally {
+    await kr.close();
+  }
+});

@@ -79,7 +79,7 @@ test('every VPD page, byte for byte', async () => {
       assertGood(res, `VPD ${page.toString(16)}`);
       return res.data;
     };
-    assert.deepEqual(await vpd(0x00), bytes('00 00 0007 00 80 83 86 b0 b1 b2'));
+    assert.deepEqual(await vpd(0x00), bytes('00 00 0008 00 80 83 86 8f b0 b1 b2'));
     assert.deepEqual(await vpd(0x80), bytes('00 80 0025', { a: SERIAL }, '00'));
 
     const t10 = `TSIO    RAMDISK-MCP:${SERIAL}\0`;
@@ -294,11 +294,11 @@ test('REPORT LUNS clears REPORTED LUNS DATA HAS CHANGED on every LUN of the nexu
 test('a VPD page added by another module is served and listed in order', async () => {
   const r = await rig([{ serial: SERIAL }]);
   try {
-    addVpdPage(0x8f, (lu) => page(lu, 0x8f, [0xaa, 0xbb]));
+    addVpdPage(0x89, (lu) => page(lu, 0x89, [0xaa, 0xbb]));
     assert.throws(() => addVpdPage(0x80, (lu) => page(lu, 0x80, [])));
     const n = await r.nexus();
-    assert.deepEqual((await n.command(0, inq(1, 0))).data, bytes('00 00 0008 00 80 83 86 8f b0 b1 b2'));
-    assert.deepEqual((await n.command(0, inq(1, 0x8f))).data, bytes('00 8f 0002 aa bb'));
+    assert.deepEqual((await n.command(0, inq(1, 0))).data, bytes('00 00 0009 00 80 83 86 89 8f b0 b1 b2'));
+    assert.deepEqual((await n.command(0, inq(1, 0x89))).data, bytes('00 89 0002 aa bb'));
   } finally {
     await r.close();
   }

@@ -172,6 +172,10 @@ test('OPERATING PARAMETERS and the limits they announce are enforced', async () 
   assert.deepEqual(senseOf(await xcopy(a, 0, paramList(10, [targetDesc(naa, 0xe4, 4096)], [seg]))), COPY_ABORTED_UNREACHABLE);
   // LIST ID USAGE 01b is reserved.
   assert.deepEqual(senseOf(await xcopy(a, 0, paramList(11, [tgt], [seg], 1))), ILLEGAL(0x26, 0));
+  // VPD 8Fh names both commands with their service actions, and the descriptor types (libiscsi looks there first).
+  const vpd = await a.command(0, [0x12, 1, 0x8f, 0, 255, 0]);
+  assert.equal(vpd.status, Status.GOOD);
+  assert.deepEqual([...vpd.data], [0, 0x8f, 0, 20, 0, 1, 0, 8, 7, 0x83, 1, 0, 0x84, 2, 0, 3, 0, 8, 0, 4, 2, 0x02, 0xe4, 0]);
   // Unknown RECEIVE COPY RESULTS service actions.
   assert.deepEqual(senseOf(await rcr(a, 0, 1)), ILLEGAL(0x24, 0));
   await r.close();

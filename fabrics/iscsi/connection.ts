@@ -17,8 +17,6 @@ import type { IscsiSession } from './session';
 const PAD = Buffer.alloc(4);
 /** Login PDUs carry at most this much text (RFC 7143 13.12: the default before negotiation). */
 const LOGIN_MRDSL = 8192;
-/** No data segment is ever bigger than the 24-bit length field allows. */
-const MAX_DSL = 16777215;
 
 let nextConnId = 1;
 
@@ -83,11 +81,17 @@ export class Connection {
     }
     this.chunks.push(b);
     this.avail += b.length;
+    // Everything answered while this read is processed (commands completing at once, as on RAM) leaves
+    // in one writev rather than one per PDU.
+    const s = this.socket;
+    s.cork();
     try {
       this.frame();
     } catch (e) {
       log.warn(`iscsi: connection ${this.id}: ${(e as Error).stack ?? e}`);
       this.destroy();
+    } finally {
+      if (!s.destroyed) s.uncork();
     }
   }
 
@@ -197,7 +201,6 @@ export class Connection {
   }
 
   private discard(n: number): void {
-    const now = Math.min(n, this.avail);
     while (n > 0 && this.avail > 0) {
       const c = this.chunks[0];
       const k = Math.min(c.length - this.head, n);
@@ -205,7 +208,6 @@ export class Connection {
       n -= k;
     }
     this.skip = n;
-    void now;
   }
 
   private dispatch(h: Buffer, data: Sgl): void {
@@ -333,4 +335,3 @@ function sglTailU32(sgl: Sgl, offset: number): number {
   return (bytes[0] | (bytes[1] << 8) | (bytes[2] << 16) | (bytes[3] << 24)) >>> 0;
 }
 
-export { MAX_DSL, LOGIN_MRDSL };

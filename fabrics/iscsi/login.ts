@@ -16,6 +16,9 @@ import { IscsiSession, sessions } from './session';
 /** Keys only the login layer handles; the rest go to the negotiation. */
 const LOGIN_KEYS = new Set(['InitiatorName', 'InitiatorAlias', 'TargetName', 'SessionType', 'AuthMethod']);
 
+/** Seconds a login may take before the TPG is known (its login_timeout applies after). */
+const LOGIN_TIMEOUT_S = 15;
+
 const flatten = (data: Sgl): Buffer => (data.length === 1 ? data[0] : Buffer.concat(data as Buffer[]));
 
 export class LoginMachine {
@@ -36,14 +39,21 @@ export class LoginMachine {
   private joining: IscsiSession | undefined;
   /** Text of a request continued over several PDUs (C bit). */
   private partial: Buffer[] = [];
-  private timer: NodeJS.Timeout;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly startedAt = Date.now();
 
   constructor(private readonly conn: Connection) {
-    const timeout = 15_000;
+    this.armTimer(LOGIN_TIMEOUT_S);
+  }
+
+  /** The whole login must finish within the TPG's login_timeout (counted from the connection). */
+  private armTimer(seconds: number): void {
+    clearTimeout(this.timer);
+    const left = Math.max(0, seconds * 1000 - (Date.now() - this.startedAt));
     this.timer = setTimeout(() => {
-      log.warn(`iscsi: connection ${conn.id}: login took longer than ${timeout / 1000} s`);
-      conn.destroy();
-    }, timeout);
+      log.warn(`iscsi: connection ${this.conn.id}: login took longer than ${seconds} s`);
+      this.conn.destroy();
+    }, left);
     this.timer.unref();
   }
 
@@ -108,7 +118,7 @@ export class LoginMachine {
     if (keys.has('TargetName')) this.targetName = keys.get('TargetName');
     if (this.tpg === undefined) {
       if (!this.initiatorName) return this.fail(h, LoginStatus.MISSING_PARAMETER, 'no InitiatorName');
-      const err = this.resolveTarget(h, reply);
+      const err = this.resolveTarget(reply);
       if (err !== undefined) return this.fail(h, err);
     }
     if (this.negotiation === undefined) {
@@ -141,7 +151,7 @@ export class LoginMachine {
   }
 
   /** Finds the target and TPG (normal sessions) and checks the initiator may use it. */
-  private resolveTarget(h: Buffer, reply: KeyPairs): number | undefined {
+  private resolveTarget(reply: KeyPairs): number | undefined {
     const portal = this.conn.portal;
     if (this.discovery) {
       // Discovery sessions belong to no target; any TPG on the portal holds their parameters.
@@ -167,7 +177,7 @@ export class LoginMachine {
     reply.push(['TargetPortalGroupTag', String(tpg.tag)]);
     const alias = tpg.parameters.TargetAlias;
     if (typeof alias === 'string' && alias !== '') reply.push(['TargetAlias', alias]);
-    void h;
+    this.armTimer(Number(tpg.attributes.login_timeout ?? LOGIN_TIMEOUT_S));
     return undefined;
   }
 

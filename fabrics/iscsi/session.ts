@@ -371,7 +371,7 @@ export class IscsiSession {
       const seg = c.maxXmitDataSegmentLength;
       const burst = this.params.maxBurstLength;
       const sgl = cmp.dataIn;
-      let single = sgl.length === 1 ? sgl[0] : undefined;
+      const single = sgl.length === 1 ? sgl[0] : undefined;
       let off = 0;
       let dataSN = 0;
       let burstLeft = burst;
@@ -400,7 +400,6 @@ export class IscsiSession {
         off += n;
         if (burstLeft === 0) burstLeft = burst;
       }
-      single = undefined;
       if (statusInData) return;
     }
     const h = c.header(Op.SCSI_RSP, F_FINAL | resFlags);

@@ -148,7 +148,16 @@ export class Control {
 
   private async apply(next: Doc | TsioConfig, source = '<control>'): Promise<ReconcileReport> {
     const cfg = 'source' in next ? next : absolutePaths(parseConfig(JSON.stringify(next), source), process.cwd());
-    return reconcile(this.live, cfg);
+    const before = this.live.config;
+    try {
+      return await reconcile(this.live, cfg);
+    } catch (e) {
+      // A request that fails changes nothing: what was applied before the failure is taken back.
+      if (this.live.config !== before) {
+        await reconcile(this.live, before).catch((e2) => log.warn(`control: could not take back a failed change: ${(e2 as Error).message}`));
+      }
+      throw e;
+    }
   }
 
   private async edit(fn: (doc: Doc) => unknown): Promise<unknown> {

@@ -6,7 +6,8 @@
 // told to refresh (portals start listening, vhost sends hot-plug events).
 // Every change the control API makes goes through here, as does startup.
 
-import { resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import type { NodeAclConfig, StorageObjectConfig, TpgConfig, TsioConfig } from '../config/config';
 import type { Root } from '../model/root';
 import type { StorageObject } from '../model/storage-object';
@@ -81,6 +82,9 @@ export async function reconcile(live: Live, next: TsioConfig, opts: ReconcileOpt
     if (!n || !same(identity(c), identity(n))) reopen.add(k);
     else if (n.size !== undefined && n.size !== c.size && root.storageObjects.get(k)?.backstore.resize === undefined) reopen.add(k);
   }
+
+  // 0. What can be known to fail is refused before anything changes.
+  for (const [k, n] of nextSo) if (!curSo.has(k) || reopen.has(k)) preflight(n);
 
   // 1. New storage objects first: if one cannot open, nothing else has changed yet.
   const opened: string[] = [];
@@ -218,6 +222,9 @@ export async function reconcile(live: Live, next: TsioConfig, opts: ReconcileOpt
   root.fabricSettings.clear();
   for (const m of next.fabric_modules) root.fabricSettings.set(m.name, { discovery_auth: { ...m.discovery_auth } });
 
+  // The objects now match next; if a fabric cannot serve it (a port in use), the caller may reconcile back.
+  live.config = next;
+
   // 6. Fabric services: new targets served, touched ones refreshed.
   for (const nt of next.targets) {
     const target = root.targets.get(nt.wwn)!;
@@ -233,9 +240,20 @@ export async function reconcile(live: Live, next: TsioConfig, opts: ReconcileOpt
       await live.services.get(nt.wwn)?.refresh?.();
     }
   }
-  live.config = next;
   for (const w of report.warnings) log.warn(w);
   return report;
+}
+
+/** The usual reasons a store cannot open (a missing device, a file without a size), found before any change. */
+function preflight(so: StorageObjectConfig): void {
+  if (so.dev === undefined) return;
+  const where = `${soKey(so)}: dev ${so.dev}`;
+  if (so.plugin === 'fileio') {
+    if (!existsSync(dirname(so.dev))) throw new Error(`${where}: directory ${dirname(so.dev)} does not exist`);
+    if (!existsSync(so.dev) && so.size === undefined) throw new Error(`${where} does not exist and no size was given to create it`);
+  } else if (!existsSync(so.dev)) {
+    throw new Error(`${where}: no such device`);
+  }
 }
 
 async function createStorageObject(root: Root, so: StorageObjectConfig): Promise<StorageObject> {

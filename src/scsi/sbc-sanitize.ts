@@ -6,7 +6,7 @@
 import type { ScsiCmd } from '../core/command';
 import type { LogicalUnit } from '../core/logical-unit';
 import {
-  Asc, ScsiError, SenseKey, invalidCdbField, invalidParamField, paramListLengthError,
+  Asc, ScsiError, SenseKey, invalidCdbField, invalidParamField, mediumNotPresent, paramListLengthError,
 } from '../core/sense';
 import { sglFlatten, sglIsZero } from '../core/sgl';
 import { log } from '../core/log';
@@ -37,6 +37,8 @@ const failedMode = (): ScsiError => new ScsiError(SenseKey.MEDIUM_ERROR, Asc.SAN
 
 /** Only what the backstore can carry out is served; the rest is an invalid service action. */
 export function decodeSanitize(cmd: ScsiCmd): number {
+  // Not F.MEDIUM (that would lock a failed unit out of its way back), so the medium is checked here.
+  if (cmd.lu.medium !== undefined && !cmd.lu.medium.present) throw mediumNotPresent();
   const s = states.get(cmd.lu);
   if (s !== undefined && !s.failed) throw inProgress(s);
   const caps = cmd.lu.backstore.caps;

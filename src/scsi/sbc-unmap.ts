@@ -116,6 +116,8 @@ const LBA_STATUS_HEADER = 8;
 const LBA_STATUS_DESCRIPTOR = 16;
 /** A descriptor's NUMBER OF LOGICAL BLOCKS field is 32 bits. */
 const MAX_EXTENT_BLOCKS = 0xffffffff;
+/** Most descriptors one GET LBA STATUS returns. */
+const MAX_LBA_STATUS_DESCRIPTORS = 1024;
 const PROVISIONING_MAPPED = 0;
 const PROVISIONING_DEALLOCATED = 1;
 
@@ -133,7 +135,9 @@ export function decodeGetLbaStatus(cmd: ScsiCmd): number {
 export async function getLbaStatus(cmd: ScsiCmd): Promise<void> {
   const lu = cmd.lu;
   const bs = lu.blockSize;
-  const room = Math.max(1, Math.floor((cmd.dataLength - LBA_STATUS_HEADER) / LBA_STATUS_DESCRIPTOR));
+  // SBC-4 lets us return fewer descriptors than fit; a bound keeps a fragmented unit's answer small.
+  const fit = Math.floor((cmd.dataLength - LBA_STATUS_HEADER) / LBA_STATUS_DESCRIPTOR);
+  const room = Math.min(MAX_LBA_STATUS_DESCRIPTORS, Math.max(1, fit));
   // A fully provisioned unit (LBPME 0) has every block mapped, whatever the store keeps sparse.
   const thin = provisioning(lu).thin;
   const descs: Buffer[] = [];

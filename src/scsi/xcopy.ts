@@ -12,6 +12,7 @@ import {
   writeProtected,
 } from '../core/sense';
 import { sglFlatten } from '../core/sgl';
+import { addVpdPage, page } from './vpd';
 
 /** Limits, as RECEIVE COPY RESULTS (OPERATING PARAMETERS) reports them. */
 export const XCOPY_LIMITS = {
@@ -259,6 +260,27 @@ function operatingParameters(): Buffer {
   Buffer.from(types).copy(b, 44);
   return b;
 }
+
+/**
+ * The third-party copy descriptors of VPD page 8Fh (SPC-4 7.8.17): the copy
+ * commands served (0001h) and the descriptor types they take (0008h).
+ */
+function thirdPartyCopyDescriptors(): Buffer {
+  const desc = (type: number, body: number[]): Buffer => {
+    const b = Buffer.alloc(4 + ((body.length + 3) & ~3));
+    b.writeUInt16BE(type, 0);
+    b.writeUInt16BE(b.length - 4, 2);
+    Buffer.from(body).copy(b, 4);
+    return b;
+  };
+  const commands = [0x83, 1, 0x00, 0x84, 2, 0x00, 0x03];
+  return Buffer.concat([
+    desc(0x0001, [commands.length, ...commands]),
+    desc(0x0008, [2, SD_BLOCK_TO_BLOCK, TD_IDENTIFICATION]),
+  ]);
+}
+
+addVpdPage(0x8f, (lu) => page(lu, 0x8f, thirdPartyCopyDescriptors()));
 
 export const xcopyCommands: CommandDef[] = [
   {

@@ -232,6 +232,8 @@ async function cd(n: LoopbackNexus, lun: number, o: Record<string, unknown>): Pr
   o.mechanismStatus = brief(mech);
   o.eject = brief(await cmd([0x1b, 0, 0, 0, 0x02, 0]));
   o.turEjected = brief(await cmd([0, 0, 0, 0, 0, 0]));
+  // Back in, for the kernel initiator that mounts the disc next.
+  o.load = brief(await cmd([0x1b, 0, 0, 0, 0x03, 0]));
 }
 
 async function main(): Promise<void> {
