@@ -76,7 +76,7 @@ test('restoreconfig while an iSCSI session does verified I/O; live portal and LU
     // The edit: a new RAM disk, a second target with its own portal, an attribute of an object no session uses.
     const text = readFileSync(saved, 'utf8')
       .replace('storage_objects:\n', 'storage_objects:\n  - { name: extra, plugin: rd_mcp, size: 8MiB }\n')
-      .replace(/(  - name: disk0\n(?:    .*\n)*?)(    size: \d+\n)/, '$1$2    attributes: { emulate_tpu: true }\n') +
+      .replace(/(  - name: disk0\n(?:    .*\n)*?)(    size: \S+\n)/, '$1$2    attributes: { emulate_tpu: true }\n') +
       `  - fabric: iscsi\n    wwn: ${IQN2}\n    tpgs:\n      - tag: 1\n        attributes: { generate_node_acls: true, authentication: false }\n        portals: [ { ip_address: 127.0.0.1, port: ${port2} } ]\n        luns: [ { index: 0, storage_object: /backstores/rd_mcp/extra } ]\n`;
     writeFileSync(saved, text);
     const before = rounds;

@@ -136,7 +136,7 @@ test('raw CHAP: SHA-256 chosen when offered, mutual response proves the target s
   i.close();
 });
 
-test('raw CHAP: a reflected challenge and a wrong response fail with 0x0202', async () => {
+test('raw CHAP: a reflected challenge and a wrong response fail with 0x0202; no ACL is 0x0203', async () => {
   const i = await RawInitiator.connect(d.port);
   await i.loginPdu(0x00, { InitiatorName: INIT, SessionType: 'Normal', TargetName: IQN, AuthMethod: 'CHAP' });
   let r = await i.loginPdu(0x00, { CHAP_A: '5' });
@@ -152,4 +152,9 @@ test('raw CHAP: a reflected challenge and a wrong response fail with 0x0202', as
   r = await j.loginPdu(0x81, { CHAP_N: 'alice', CHAP_R: '0x' + '00'.repeat(16) });
   assert.equal(r.status, 0x0202);
   j.close();
+  // An initiator without an ACL on a TPG without demo mode: authorization failure, before any CHAP.
+  const k = await RawInitiator.connect(d.port);
+  r = await k.loginPdu(0x00, { InitiatorName: 'iqn.2026-11.org.tsio:mallory', SessionType: 'Normal', TargetName: IQN, AuthMethod: 'CHAP' });
+  assert.equal(r.status, 0x0203);
+  assert.ok(await k.waitClosed());
 });

@@ -16,12 +16,16 @@ const NAA = '65c9da10 12345678 9abcdef0 12345678';
 const inq = (evpd: number, page: number, alloc = 0xff) => [0x12, evpd, page, alloc >> 8, alloc & 0xff, 0];
 const reportLuns = (select = 0, alloc = 4096) => [0xa0, 0, select, 0, 0, 0, alloc >>> 24, (alloc >> 16) & 0xff, (alloc >> 8) & 0xff, alloc & 0xff, 0, 0];
 
+/** VPD B0 bytes 44..55: WRITE ATOMIC(16)'s limits once the table serves it (256 blocks, no alignment or granularity). */
+const atomic = (r: { sos: { lu: { table: { find(op: number): unknown } } }[] }) =>
+  r.sos[0].lu.table.find(0x9c) !== undefined ? '00000100 00000000 00000000' : '00000000 00000000 00000000';
+
 function stdInquiry(b5: number, product: string, b0 = 0x00, b1 = 0x00, sbc = true): Buffer {
   return bytes(
-    [b0, b1, 0x07, 0x12, 91, b5, 0x00, 0x02],
+    [b0, b1, 0x06, 0x12, 91, b5, 0x00, 0x02],
     { a: 'TSIO    ' }, { a: product.padEnd(16, ' ') }, { a: '0001' },
     { z: 22 },
-    '00a0 05c0', sbc ? '0600' : '', { z: sbc ? 32 : 34 }, // version descriptors, then reserved to byte 95
+    '00a0 0460', sbc ? '04c0' : '', { z: sbc ? 32 : 34 }, // version descriptors, then reserved to byte 95
   );
 }
 
@@ -100,7 +104,7 @@ test('every VPD page, byte for byte', async () => {
     const caw = servesCompareAndWrite(r.sos[0].lu) ? '01' : '00';
     assert.deepEqual(await vpd(0xb0), bytes(
       `00 b0 003c 01 ${caw} 0001 00004000 00004000 00000000 00000000 00000000 00000000 00000000`,
-      '000000000000ffff', { z: 20 },
+      '000000000000ffff', atomic(r), { z: 8 },
     ));
     assert.deepEqual(await vpd(0xb1), bytes('00 b1 003c 0001', { z: 0x3c - 2 }));
     assert.deepEqual(await vpd(0xb2), bytes('00 b2 0004 00 00 00 00'));
@@ -123,7 +127,7 @@ test('VPD B0/B2/86 on a thin unit with write cache, B1 on a rotating fileio-like
     const vpd = async (page: number) => (await n.command(0, inq(1, page, 1024))).data;
     assert.deepEqual(await vpd(0xb0), bytes(
       '00 b0 003c 01 00 0001 00000800 00000080 00000000 00000400 00000010 00000008 80000004',
-      '0000000000001000', { z: 20 },
+      '0000000000001000', atomic(r), { z: 8 },
     ));
     // LBPU, LBPWS, LBPWS10, LBPRZ 001b; provisioning type 2 (thin).
     assert.deepEqual(await vpd(0xb2), bytes('00 b2 0004 00 e4 02 00'));
@@ -260,7 +264,7 @@ test('an iSCSI target port: iSCSI version descriptor and protocol identifier 5 i
     tpg.addLun(0, so);
     const n = LoopbackNexus.open(tpg, 'iqn.2026-01.org.tsio:i1');
     const std = await n.command(0, inq(0, 0));
-    assert.deepEqual(std.data.subarray(58, 68), bytes('00a0 05c0 0600 0960 0000'));
+    assert.deepEqual(std.data.subarray(58, 68), bytes('00a0 0460 04c0 0960 0000'));
     const ids = (await n.command(0, inq(1, 0x83, 1024))).data;
     const port = 'iqn.2026-01.org.tsio:t1,t,0x0003';
     const at = 4 + 20 + 4 + ids[4 + 20 + 3];

@@ -149,6 +149,10 @@ test('tcli help prints the manual, its parameter texts from the spec files; --js
   const tree = JSON.parse(j.stdout);
   assert.equal(tree.path, '/backstores');
   assert.equal(tree.children[0].children[0].path, '/backstores/rd_mcp/ram0');
+  const info = tcli(d.sock, ['/backstores/rd_mcp/ram0', 'info']);
+  assert.match(info.stdout, /size: 1\.0MiB \(1048576 bytes\), block size 512/);
+  assert.match(info.stdout, /commands: 0 \(reads 0, writes 0, errors 0\)/);
+  assert.match(info.stdout, /latency µs: avg 0, p50 0/);
   const h = tcli(d.sock, ['/backstores/rd_mcp/ram0', 'help', 'attribute']);
   assert.match(h.stdout, /queue_depth +int \[1\.\.65535\] default 128/);
 });

@@ -34,7 +34,7 @@ before(async () => {
       '  - fabric: vhost',
       '    wwn: naa.5001405000000051',
       '    tpgs:',
-      `      - { tag: 1, socket: ${sockA}, num_queues: 2, luns: [ { index: 0, storage_object: /backstores/rd_mcp/r0 }, { index: 1, storage_object: /backstores/fileio/f0 } ] }`,
+      `      - { tag: 1, socket: ${sockA}, num_queues: 2, luns: [ { index: 0, storage_object: /backstores/rd_mcp/r0 }, { index: 1, storage_object: /backstores/fileio/f0 }, { index: 300, storage_object: /backstores/rd_mcp/r1 } ] }`,
       '  - fabric: vhost',
       '    wwn: naa.5001405000000052',
       '    tpgs:',
@@ -150,6 +150,10 @@ test('bad target, unknown LUN and short headers get virtio-scsi errors', async (
     assert.equal(r.response, Resp.OK);
     assert.equal(r.status, 2, 'LOGICAL UNIT NOT SUPPORTED');
     assert.equal(r.sense[12], 0x25);
+    // LUN 300: flat space addressing (0x40 | 300 >> 8, 300 & 0xff).
+    r = await scsi(q, slot, 300, [0x12, 0, 0, 0, 36, 0], 36);
+    assert.equal(r.status, 0);
+    assert.equal(r.data[0] & 0x1f, 0, 'a disk at LUN 300');
     // A 20-byte request header.
     const len = await new Promise<number>((resolve) => {
       q.add([[slot.reqGpa, 20]], [[slot.respGpa, 108]], resolve);

@@ -63,6 +63,8 @@ class Task {
   /** Expected DataSN of the current data sequence. */
   dataSN = 0;
   done = false;
+  /** Took a CmdSN (not immediate): counts against the window until it completes. */
+  windowed = false;
 
   constructor(
     readonly conn: Connection,
@@ -243,9 +245,13 @@ export class IscsiSession {
     const finalBit = (flags & F_FINAL) !== 0;
     if (!finalBit && (!write || this.params.initialR2T)) return c.reject(h, RejectReason.PROTOCOL_ERROR);
     const cdb = h.subarray(H.CDB, H.CDB + 16);
-    if (!isImmediate(h)) this.inflight++;
     const overlap = this.tasks.has(itt);
     const task = new Task(c, itt, lun, edtl);
+    // An overlapped command is refused at once by the core (OVERLAPPED COMMANDS ATTEMPTED): it never waits.
+    if (!isImmediate(h) && !overlap) {
+      task.windowed = true;
+      this.inflight++;
+    }
     if (!overlap) this.tasks.set(itt, task);
     let fetch: ((n: number) => Promise<Sgl>) | undefined;
     if (write && edtl > 0) {
@@ -349,14 +355,12 @@ export class IscsiSession {
     if (task === undefined) return; // session gone
     this.tasks.delete(cmp.tag);
     task.done = true;
-    this.inflight--;
-    if (this.inflight < 0) this.inflight = 0;
+    if (task.windowed) this.inflight--;
     if (cmp.quiet || task.conn.closed) return;
     this.respond(task.conn, task.itt, cmp);
   }
 
   private respondOverlap(cmp: Completion): void {
-    this.inflight = Math.max(0, this.inflight - 1);
     const t = this.tasks.get(cmp.tag);
     if (t && !t.conn.closed) this.respond(t.conn, cmp.tag, cmp);
   }

@@ -13,10 +13,14 @@ export const STD_INQUIRY_LEN = 96;
 /** Peripheral qualifier 011b, device type 1Fh: no logical unit behind this LUN (SPC-5 6.7.2). */
 export const PERIPHERAL_NO_LUN = 0x7f;
 
+// We claim SPC-4 (VERSION 6) and SBC-3, as LIO does, though we follow SPC-5
+// and SBC-4 where they differ: libiscsi's conformance suite fails VERSION 7
+// and wants an SBC-3 descriptor before it accepts a 3Ch-long Block Limits page.
+const VERSION_SPC4 = 0x06;
 /** Version descriptors (SPC-5 table 146), "no version claimed" variants. */
 const VD_SAM5 = 0x00a0;
-const VD_SPC5 = 0x05c0;
-const VD_SBC4 = 0x0600;
+const VD_SPC4 = 0x0460;
+const VD_SBC3 = 0x04c0;
 const VD_ISCSI = 0x0960;
 
 /** SPC-5 7.6.1 protocol identifiers. */
@@ -60,7 +64,7 @@ export function putAscii(b: Buffer, offset: number, length: number, s: string): 
 export function standardInquiry(lu: LogicalUnit | undefined, tpg: Tpg): Buffer {
   const b = Buffer.alloc(STD_INQUIRY_LEN);
   const t = transportOf(tpg);
-  b[2] = 0x07; // SPC-5
+  b[2] = VERSION_SPC4;
   b[3] = 0x10 | 0x02; // HISUP, RESPONSE DATA FORMAT 2 (NORMACA 0: ACA is not supported)
   b[4] = STD_INQUIRY_LEN - 5;
   b[7] = 0x02; // CMDQUE
@@ -77,8 +81,8 @@ export function standardInquiry(lu: LogicalUnit | undefined, tpg: Tpg): Buffer {
     if (a.emulate_3pc && servesExtendedCopy(lu)) b[5] |= 0x08; // 3PC
     putAscii(b, 16, 16, productId(lu));
   }
-  const vds = [VD_SAM5, VD_SPC5];
-  if (lu !== undefined) vds.push(VD_SBC4);
+  const vds = [VD_SAM5, VD_SPC4];
+  if (lu !== undefined) vds.push(VD_SBC3);
   if (t.versionDescriptor !== undefined) vds.push(t.versionDescriptor);
   vds.forEach((v, i) => b.writeUInt16BE(v, 58 + 2 * i));
   return b;

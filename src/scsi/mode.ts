@@ -7,6 +7,7 @@ import type { ScsiCmd } from '../core/command';
 import { initialModeState, type LogicalUnit, type ModeState } from '../core/logical-unit';
 import type { ItlNexus } from '../core/session';
 import { sglFlatten } from '../core/sgl';
+import { dpoFuaSupported } from './sbc';
 import {
   Asc, invalidCdbField, invalidParamField, paramListLengthError, savingNotSupported,
 } from '../core/sense';
@@ -134,7 +135,7 @@ export function modeSense(cmd: ScsiCmd): void {
   body.copy(b, hdrLen);
   let dsp = 0;
   if (writeProtectedFor(cmd)) dsp |= 0x80; // WP
-  if (lu.so.attributes.emulate_fua_write) dsp |= 0x10; // DPOFUA
+  if (dpoFuaSupported(cmd)) dsp |= 0x10; // DPOFUA: what the read/write commands accept
   if (ten) {
     b.writeUInt16BE(b.length - 2, 0);
     b[3] = dsp;

@@ -7,6 +7,9 @@ import type { Tpg } from '../model/target';
 import { PERIPHERAL_NO_LUN, productId, putAscii, servesCompareAndWrite, transportOf } from './inquiry';
 import { provisioning } from './provisioning';
 import { TARGET_PORT_GROUP_ID } from './alua';
+import { ATOMIC_ALIGNMENT, ATOMIC_GRANULARITY, MAX_ATOMIC_BLOCKS, MAX_COMPARE_AND_WRITE_BLOCKS, WSNZ } from './sbc';
+
+const WRITE_ATOMIC_16 = 0x9c;
 
 /** Builds a whole page, header included (`page` helps). */
 export type PageBuilder = (lu: LogicalUnit, tpg: Tpg) => Buffer;
@@ -79,8 +82,8 @@ function blockLimits(lu: LogicalUnit): Buffer {
   const a = lu.so.attributes;
   const p = provisioning(lu);
   const body = Buffer.alloc(0x3c);
-  body[0] = 0x01; // WSNZ: WRITE SAME with zero blocks is refused
-  if (a.emulate_caw && servesCompareAndWrite(lu)) body[1] = 1; // MAXIMUM COMPARE AND WRITE LENGTH
+  if (WSNZ) body[0] = 0x01; // WRITE SAME with zero blocks is refused
+  if (a.emulate_caw && servesCompareAndWrite(lu)) body[1] = MAX_COMPARE_AND_WRITE_BLOCKS;
   body.writeUInt16BE(Math.max(1, lu.backstore.physicalBlockSize / lu.blockSize), 2);
   body.writeUInt32BE(a.hw_max_sectors, 4);
   body.writeUInt32BE(Math.min(a.optimal_sectors, a.hw_max_sectors), 8);
@@ -92,6 +95,12 @@ function blockLimits(lu: LogicalUnit): Buffer {
     if (p.granularityAlignment !== 0) body[28] |= 0x80; // UGAVALID
   }
   body.writeBigUInt64BE(BigInt(a.max_write_same_len), 32);
+  if (lu.table.find(WRITE_ATOMIC_16) !== undefined) {
+    body.writeUInt32BE(Math.min(MAX_ATOMIC_BLOCKS, a.hw_max_sectors), 40);
+    body.writeUInt32BE(ATOMIC_ALIGNMENT, 44);
+    body.writeUInt32BE(ATOMIC_GRANULARITY, 48);
+    // Bytes 52..59: no atomic boundaries (WRITE ATOMIC's ATOMIC BOUNDARY field is not served).
+  }
   return page(lu, 0xb0, body);
 }
 
