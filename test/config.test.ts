@@ -287,7 +287,7 @@ fabric_modules:
   assert.deepEqual(r.attributes, defaults);
   assert.equal(defaults.emulate_caw, true);
   assert.equal(defaults.emulate_tpu, false);
-  assert.equal(defaults.max_unmap_lba_count, 8388608);
+  assert.equal(defaults.max_unmap_lba_count, 1048576);
   assert.equal(defaults.queue_depth, 128);
   assert.equal(f.size, undefined, 'fileio size stays optional');
   assert.deepEqual([f.write_back, f.direct, f.block_size, f.attributes.emulate_write_cache], [true, false, 512, true]);

@@ -35,11 +35,9 @@ const LUN_OF: Record<string, number> = { PreventAllow: 1, StartStopUnit: 1, NoMe
  */
 const KNOWN_FAILING: Record<string, string> = {
   // Core SCSI modules (owned by the spc/sbc/pr helpers and the engine), not the fabric:
-  'Inquiry.Standard': 'spc: libiscsi 1.19 accepts VERSION 4, 5 or 6 only; tsio claims 7 (SPC-5)',
   'Inquiry.BlockLimits': 'sbc: VPD B0h MAXIMUM UNMAP LBA COUNT must be <= 1 Mi blocks, and SBC-3 claimed in the version descriptors',
   'Sanitize.BlockErase': 'sbc: SANITIZE BLOCK ERASE',
   'Sanitize.Reset': 'sbc: SANITIZE must run in the background and TEST UNIT READY report SANITIZE IN PROGRESS',
-  'WriteAtomic16.VPD': 'sbc: VPD B0h atomic write fields',
 };
 
 type Outcome = 'pass' | 'skip' | 'fail';

@@ -125,6 +125,11 @@ test('while SANITIZE runs, medium commands get NOT READY / SANITIZE IN PROGRESS 
   checkSense(await n.command(1, sanitizeCdb(BLOCK_ERASE, 0)), { key: 2, asc: 0x04, ascq: 0x1b }, 'a second SANITIZE');
   const inq = await n.command(1, [0x12, 0, 0, 0, 36, 0]);
   assert.equal(inq.status, Status.GOOD, 'INQUIRY is served');
+  // REQUEST SENSE is how an initiator polls the progress (SBC-4 4.11.3).
+  const rs = await n.command(1, [0x03, 0, 0, 0, 18, 0]);
+  assert.equal(rs.status, Status.GOOD, 'REQUEST SENSE is served');
+  assert.deepEqual([rs.data[2] & 0x0f, rs.data[12], rs.data[13]], [2, 0x04, 0x1b], 'REQUEST SENSE reports SANITIZE IN PROGRESS');
+  assert.deepEqual([...rs.data.subarray(15, 18)], [0x80, 0, 0], 'with its progress indication');
   // Three of the four 1 MiB chunks to go once the first is written: progress 1/4 of 65536.
   g.open();
   g.closed = true;

@@ -106,7 +106,7 @@ test('every VPD page, byte for byte', async () => {
       `00 b0 003c 01 ${caw} 0001 00004000 00004000 00000000 00000000 00000000 00000000 00000000`,
       '000000000000ffff', atomic(r), { z: 8 },
     ));
-    assert.deepEqual(await vpd(0xb1), bytes('00 b1 003c 0001', { z: 0x3c - 2 }));
+    assert.deepEqual(await vpd(0xb1), bytes('00 b1 003c 0001 00 40', { z: 0x3c - 4 }));
     assert.deepEqual(await vpd(0xb2), bytes('00 b2 0004 00 00 00 00'));
   } finally {
     await r.close();

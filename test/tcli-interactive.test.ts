@@ -1,5 +1,5 @@
 // tcli in a real terminal: tmux runs it, send-keys types, capture-pane reads
-// the screen. A private tmux server (-L) keeps this apart from any other.
+// the screen. A private tmux server (-S) keeps this apart from any other.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -8,12 +8,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startDaemon, TCLI, type Daemon } from './util/tsiod';
 
-const SERVER = `tsio-test-${process.pid}`;
+// The server's socket lives in a directory of this test's own, removed afterwards.
+const TMUX_DIR = mkdtempSync(join(tmpdir(), 'tsio-tmux-sock-'));
+const SERVER = join(TMUX_DIR, 'tmux.sock');
 const IQN = 'iqn.2026-11.org.tsio:typed';
 const INIT = 'iqn.2026-11.org.example:typist';
 
 function tmux(...args: string[]): string {
-  const p = spawnSync('tmux', ['-L', SERVER, '-f', '/dev/null', ...args], { encoding: 'utf8' });
+  const p = spawnSync('tmux', ['-S', SERVER, '-f', '/dev/null', ...args], { encoding: 'utf8' });
   if (p.error) throw new Error(`tmux is needed for this test (scripts/install-deps --test installs it): ${p.error.message}`);
   if (p.status !== 0) throw new Error(`tmux ${args.join(' ')}: ${p.stderr}`);
   return p.stdout;
@@ -66,7 +68,8 @@ let daemon: Daemon | undefined;
 let dir: string;
 
 after(async () => {
-  spawnSync('tmux', ['-L', SERVER, 'kill-server']);
+  spawnSync('tmux', ['-S', SERVER, 'kill-server']);
+  rmSync(TMUX_DIR, { recursive: true, force: true });
   await daemon?.stop();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });

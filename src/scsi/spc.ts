@@ -34,8 +34,9 @@ function requestSense(cmd: ScsiCmd): void {
   if (itl === undefined) {
     e = lunNotSupported();
   } else {
+    // A pending unit attention first; then a NOT READY condition (sanitize progress, failure mode).
     const ua = itl.takeUa();
-    e = ua === undefined ? noSense() : unitAttention(ua);
+    e = ua !== undefined ? unitAttention(ua) : (cmd.lu.notReady?.() ?? noSense());
   }
   cmd.respond(encodeSense(e, desc));
 }

@@ -108,6 +108,8 @@ function blockCharacteristics(lu: LogicalUnit): Buffer {
   const body = Buffer.alloc(0x3c);
   // MEDIUM ROTATION RATE 1: non-rotating medium.
   if (lu.so.attributes.is_nonrot || lu.backstore.caps.nonRotational) body.writeUInt16BE(1, 0);
+  // WABEREQ 01b: after SANITIZE BLOCK ERASE, reads succeed (our stores deallocate, so they read zeros).
+  if (lu.backstore.caps.sanitizeBlockErase) body[3] |= 0x40;
   return page(lu, 0xb1, body);
 }
 
