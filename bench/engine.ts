@@ -198,8 +198,10 @@ async function setup(c: Case): Promise<{ root: Root; nexus: LoopbackNexus; bs: B
   });
   tpg.addLun(0, so);
   const nexus = LoopbackNexus.open(tpg, 'naa.5001405000000bb2');
-  // The new nexus's POWER ON unit attention, then fill the LUN so reads copy real pages.
+  // The new nexus's POWER ON unit attention, then what an initiator sends when it finds a LUN: the engine's
+  // call sites see many table entries, as in a daemon that has served a login (not just the case's opcodes).
   for (let i = 0; i < 4; i++) await nexus.command(0, [0, 0, 0, 0, 0, 0]);
+  for (let i = 0; i < 8; i++) for (const cdb of SCAN) await nexus.command(0, cdb);
   const fill = [Buffer.alloc(1 << 20, 0xa5)];
   for (let off = 0; off < LUN_BYTES; off += 1 << 20) so.backstore.write(off, 1 << 20, fill, false);
   return { root, nexus, bs: so.backstore };
@@ -222,6 +224,25 @@ function startClock(): { rate(n: number): Rate } {
     },
   };
 }
+
+/** A Linux-like LUN scan: INQUIRY and its VPD pages, capacities, mode pages, REPORT LUNS, cache flush. */
+const SCAN: number[][] = [
+  [0x12, 0, 0, 0, 36, 0],
+  [0x12, 1, 0x00, 0, 255, 0],
+  [0x12, 1, 0x80, 0, 255, 0],
+  [0x12, 1, 0x83, 0, 255, 0],
+  [0x12, 1, 0xb0, 0, 255, 0],
+  [0x12, 1, 0xb1, 0, 255, 0],
+  [0x12, 1, 0xb2, 0, 255, 0],
+  [0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+  [0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0],
+  [0x1a, 0, 0x3f, 0, 255, 0],
+  [0x5a, 0, 0x08, 0, 0, 0, 0, 0, 255, 0],
+  [0xa0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0],
+  [0xa3, 0x0c, 0, 0, 0, 0, 0, 0, 16, 0, 0, 0],
+  [0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+  [0x00, 0, 0, 0, 0, 0],
+];
 
 interface CaseResult {
   engine: Rate[];

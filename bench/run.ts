@@ -3,9 +3,11 @@
 // Scenario; it prints its own table. Options after the names go to the scenarios.
 
 import { engineScenario } from './engine';
+import { iscsiScenario } from './iscsi';
+import { vhostScenario } from './vhost';
 import type { Scenario } from './common';
 
-const scenarios: Scenario[] = [engineScenario];
+const scenarios: Scenario[] = [engineScenario, iscsiScenario, vhostScenario];
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);

@@ -6,6 +6,8 @@ import assert from 'node:assert/strict';
 import { rig } from './util/loopback-setup';
 import { gated } from './util/gated';
 import { Status } from '../src/core/sense';
+import { diskTable } from '../src/scsi/disk';
+import { LATENCY_SAMPLE_EVERY } from '../src/core/stats';
 
 const WRITE10 = (lba: number, n: number) => [0x2a, 0, 0, 0, (lba >> 8) & 0xff, lba & 0xff, 0, 0, n, 0];
 const READ10 = (lba: number, n: number) => [0x28, 0, 0, 0, (lba >> 8) & 0xff, lba & 0xff, 0, 0, n, 0];
@@ -50,5 +52,38 @@ test('synchronous writes leave no hold behind, and reads land in the caller\'s b
   assert.equal(rd.status, Status.GOOD);
   assert.equal(rd.data.buffer, mine.buffer);
   assert.ok(mine.every((b) => b === 0xc3));
+  await r.close();
+});
+
+test('statistics count every command exactly and time one in LATENCY_SAMPLE_EVERY', async () => {
+  const r = await rig([{}]);
+  const a = await r.nexus();
+  const st = r.sos[0].lu.stats;
+  const before = { commands: st.commands, reads: st.reads, timed: st.latencySamples };
+  const n = 4 * LATENCY_SAMPLE_EVERY;
+  for (let i = 0; i < n; i++) assert.equal((await a.command(0, READ10(i, 1))).status, Status.GOOD);
+  assert.equal(st.commands - before.commands, n);
+  assert.equal(st.reads - before.reads, n);
+  assert.equal(st.latencySamples - before.timed, 4);
+  const snap = st.snapshot();
+  assert.equal(snap.latency_buckets_us.reduce((x, y) => x + y, 0), snap.latency_samples);
+  assert.ok(snap.latency_us.p50 >= 0 && snap.latency_us.p99 >= snap.latency_us.p50);
+  await r.close();
+});
+
+test('table entries share one key layout, and reserved CDB bits are still found in the restricted bytes', async () => {
+  const keys = new Set(diskTable.all.map((d) => Object.keys(d).join(',')));
+  assert.equal(keys.size, 1, [...keys].join('\n'));
+  const r = await rig([{}]);
+  const a = await r.nexus();
+  const read16 = [0x88, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0x80, 0];
+  const bad16 = await a.command(0, read16);
+  assert.equal(bad16.senseKey, 5);
+  assert.deepEqual(bad16.field, { inCdb: true, byte: 14, bit: 7 });
+  const bad10 = await a.command(0, [0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0x04]);
+  assert.deepEqual(bad10.field, { inCdb: true, byte: 9, bit: 2 });
+  const badSa = await a.command(0, [0x9e, 0x1f, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0]);
+  assert.equal(badSa.senseKey, 5);
+  assert.equal((await a.command(0, READ10(0, 1))).status, Status.GOOD);
   await r.close();
 });

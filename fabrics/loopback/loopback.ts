@@ -55,14 +55,15 @@ export class LoopbackNexus {
   submit(lun: number, cdb: Buffer, opts: LoopbackOptions, done: (c: Completion) => void): number {
     const tag = opts.tag ?? this.nextTag++;
     const out = opts.dataOut;
-    const dataOut = out === undefined ? undefined : Buffer.isBuffer(out) ? [out] : out;
+    const one = out !== undefined && Buffer.isBuffer(out);
+    const dataOut = one ? [out] : out;
     this.session.submit(
       {
         cdb,
         lun,
         tag,
         taskAttr: opts.taskAttr,
-        expectedLength: opts.expectedLength ?? (Buffer.isBuffer(out) ? out.length : undefined),
+        expectedLength: opts.expectedLength ?? (one ? out.length : undefined),
         dataOut,
         dataIn: opts.dataIn,
       },

@@ -31,7 +31,7 @@ export function submit(session: Session, req: CommandRequest, done: CompletionCa
   if (itl === undefined) return submitUnmapped(cmd);
   cmd.itl = itl;
   const lu = (cmd.lu = itl.lu);
-  if (itl.tasks.has(cmd.tag)) {
+  if (itl.tasks.size !== 0 && itl.tasks.has(cmd.tag)) {
     // SAM-5 5.9: a duplicate tag is an overlapped command; both are aborted by the
     // initiator's view, we refuse the newcomer.
     return finishEarly(cmd, new ScsiError(SenseKey.ABORTED_COMMAND, Asc.OVERLAPPED_COMMANDS_ATTEMPTED));
@@ -48,7 +48,7 @@ export function submit(session: Session, req: CommandRequest, done: CompletionCa
     cmd.dir = def.dir;
     if (cmd.taskAttr === TaskAttr.ACA) throw invalidCdbField(1); // no NormACA: ACA tasks are refused
     if (cmd.cdb.length < def.usage.length) throw invalidCdbField(cmd.cdb.length);
-    const bad = firstInvalidBit(cmd.cdb, def.usage);
+    const bad = firstInvalidBit(cmd.cdb, def.usage, def.restricted);
     if (bad) throw invalidCdbField(bad[0], bad[1]);
     if ((def.flags & F.WRITE) !== 0 && (itl.writeProtect || lu.writeProtected)) throw writeProtected();
     if (lu.reservation !== undefined && lu.reservation !== session && (def.flags & F.RESERVE_OK) === 0) {
@@ -266,7 +266,7 @@ function submitUnmapped(cmd: ScsiCmd): void {
   cmd.def = def;
   cmd.dir = def.dir;
   try {
-    const bad = firstInvalidBit(cmd.cdb, def.usage);
+    const bad = firstInvalidBit(cmd.cdb, def.usage, def.restricted);
     if (bad) throw invalidCdbField(bad[0], bad[1]);
     if (def.lengthField !== undefined) cmd.dataLength = readField(cmd.cdb, def.lengthField);
   } catch (e) {

@@ -71,52 +71,75 @@ export interface CommandDef {
   /** Nominal command timeout in seconds, for RSOC's timeouts descriptor. */
   timeout?: number;
   execute: Handler;
+  /** Filled by CommandTable: the CDB bytes whose usage mask is not 0xff, the only ones firstInvalidBit must read. */
+  restricted?: readonly number[];
+}
+
+// Every key of CommandDef, in one order: a table's entries are copies laid out
+// from it, so they share one hidden class and the engine's reads of def.flags,
+// def.execute... stay monomorphic however many different commands it has seen.
+const ENTRY_LAYOUT: { [K in keyof Required<CommandDef>]: undefined } = {
+  name: undefined, opcode: undefined, serviceAction: undefined, usage: undefined, dir: undefined,
+  lengthField: undefined, lbaField: undefined, blocksField: undefined, decode: undefined, flags: undefined,
+  pr: undefined, timeout: undefined, execute: undefined, restricted: undefined,
+};
+
+function entry(d: CommandDef): CommandDef {
+  const restricted: number[] = [];
+  for (let i = 1; i < d.usage.length; i++) if (d.usage[i] !== 0xff) restricted.push(i);
+  return { ...ENTRY_LAYOUT, ...d, restricted };
 }
 
 /** Commands of one device type, indexed for dispatch. */
 export class CommandTable {
-  private readonly byOpcode: (CommandDef | Map<number, CommandDef> | undefined)[] = new Array(256);
+  // Two arrays, not one of mixed types: the dispatch reads a plain entry without a type test.
+  private readonly byOpcode: (CommandDef | undefined)[] = new Array(256).fill(undefined);
+  private readonly byServiceAction: (Map<number, CommandDef> | undefined)[] = new Array(256).fill(undefined);
   readonly all: readonly CommandDef[];
 
   /**
    * @param fallback serves every opcode (and service action) the table does not
    * declare: a pass-through table hands them to the device.
    */
-  constructor(readonly deviceType: number, defs: readonly CommandDef[], readonly fallback?: CommandDef) {
-    this.all = [...defs].sort((a, b) => a.opcode - b.opcode || (a.serviceAction ?? 0) - (b.serviceAction ?? 0));
+  readonly fallback: CommandDef | undefined;
+
+  constructor(readonly deviceType: number, defs: readonly CommandDef[], fallback?: CommandDef) {
+    this.fallback = fallback && entry(fallback);
+    this.all = defs.map(entry).sort((a, b) => a.opcode - b.opcode || (a.serviceAction ?? 0) - (b.serviceAction ?? 0));
     for (const d of this.all) {
       if (d.usage.length < 6 || d.usage[0] !== d.opcode) throw new Error(`${d.name}: usage must start with its opcode`);
-      const slot = this.byOpcode[d.opcode];
+      const plain = this.byOpcode[d.opcode];
+      const sas = this.byServiceAction[d.opcode];
       if (d.serviceAction === undefined) {
-        if (slot) throw new Error(`opcode ${d.opcode.toString(16)} declared twice`);
+        if (plain || sas) throw new Error(`opcode ${d.opcode.toString(16)} declared twice`);
         this.byOpcode[d.opcode] = d;
       } else {
-        const m = slot instanceof Map ? slot : new Map<number, CommandDef>();
-        if (slot && !(slot instanceof Map)) throw new Error(`${d.name}: opcode has no service actions`);
+        if (plain) throw new Error(`${d.name}: opcode has no service actions`);
+        const m = sas ?? new Map<number, CommandDef>();
         if (m.has(d.serviceAction)) throw new Error(`${d.name}: service action declared twice`);
         m.set(d.serviceAction, d);
-        this.byOpcode[d.opcode] = m;
+        this.byServiceAction[d.opcode] = m;
       }
     }
   }
 
   /** True when the opcode uses service actions. */
   hasServiceActions(opcode: number): boolean {
-    return this.byOpcode[opcode] instanceof Map;
+    return this.byServiceAction[opcode] !== undefined;
   }
 
   /** The command a CDB names; undefined for an unknown opcode, null for an unknown service action. */
   lookup(cdb: Uint8Array): CommandDef | null | undefined {
-    const slot = this.byOpcode[cdb[0]];
-    if (slot === undefined) return this.fallback;
-    if (!(slot instanceof Map)) return slot;
-    return slot.get(serviceActionOf(cdb)) ?? this.fallback ?? null;
+    const d = this.byOpcode[cdb[0]];
+    if (d !== undefined) return d;
+    const m = this.byServiceAction[cdb[0]];
+    if (m === undefined) return this.fallback;
+    return m.get(serviceActionOf(cdb)) ?? this.fallback ?? null;
   }
 
   find(opcode: number, serviceAction?: number): CommandDef | undefined {
-    const slot = this.byOpcode[opcode];
-    if (slot instanceof Map) return serviceAction === undefined ? undefined : slot.get(serviceAction);
-    return serviceAction === undefined ? slot : undefined;
+    if (serviceAction === undefined) return this.byOpcode[opcode];
+    return this.byServiceAction[opcode]?.get(serviceAction);
   }
 }
 
@@ -156,7 +179,15 @@ export function readField(cdb: Uint8Array, f: CdbField): number {
  * First bit set outside the usage mask, as [byte, bit], or undefined. The
  * opcode byte is not checked (it selected the entry).
  */
-export function firstInvalidBit(cdb: Uint8Array, usage: readonly number[]): [number, number] | undefined {
+export function firstInvalidBit(cdb: Uint8Array, usage: readonly number[], restricted?: readonly number[]): [number, number] | undefined {
+  if (restricted !== undefined) {
+    for (let j = 0; j < restricted.length; j++) {
+      const i = restricted[j];
+      const bad = cdb[i] & ~usage[i];
+      if (bad !== 0) return [i, 31 - Math.clz32(bad)];
+    }
+    return undefined;
+  }
   for (let i = 1; i < usage.length; i++) {
     const bad = cdb[i] & ~usage[i];
     if (bad !== 0) return [i, 31 - Math.clz32(bad)];

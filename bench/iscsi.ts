@@ -1,0 +1,145 @@
+// tsio's iSCSI target against tgtd (the Linux user-space target) on
+// 127.0.0.1, both serving a 1 GiB RAM LUN (tsio: rd_mcp; tgtd: a file on
+// /dev/shm). Reads are driven by libiscsi's iscsi-perf, writes by
+// `qemu-img bench` (QEMU's libiscsi driver). Runs alternate between the two
+// targets, so drift of the shared machine hits both alike; each reports IOPS
+// and IOPS per CPU-second of the target process (/proc/PID/stat).
+
+import { rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { startTsiod, freePort } from '../test/util/iscsi-initiator';
+import { Scenario, caseFilter, k, machineLine, numOpt, stats, table } from './common';
+import { cpuSeconds, requireTools, runClient, startTgtd, type Run } from './peers';
+
+const LUN_BYTES = 1 << 30;
+const IQN_TSIO = 'iqn.2026-11.org.tsio:bench';
+const IQN_TGTD = 'iqn.2026-11.org.tsio:bench-tgtd';
+
+interface Case {
+  name: string;
+  write: boolean;
+  bytes: number;
+  random: boolean;
+  qd: number;
+}
+
+// The 1 MiB write pass comes first: it also fills both LUNs, so later reads copy real data on both.
+const CASES: Case[] = [
+  { name: 'write-1m-seq', write: true, bytes: 1 << 20, random: false, qd: 8 },
+  { name: 'write-4k-rand', write: true, bytes: 4096, random: true, qd: 32 },
+  { name: 'read-4k-rand', write: false, bytes: 4096, random: true, qd: 32 },
+  { name: 'read-64k-seq', write: false, bytes: 64 << 10, random: false, qd: 16 },
+  { name: 'read-1m-seq', write: false, bytes: 1 << 20, random: false, qd: 8 },
+];
+
+interface Target {
+  name: string;
+  url: string;
+  pid: number;
+  /** qemu-img bench request count that lasts about the asked time, per write case (calibrated in warm-up). */
+  counts: Map<string, number>;
+}
+
+/** qemu-img bench: `count` writes; a random-looking order from a large odd stride (it has no random mode). */
+async function writeRun(t: Target, c: Case, count: number): Promise<Run> {
+  const step = c.random ? c.bytes * 7919 : c.bytes;
+  const cpu0 = cpuSeconds(t.pid);
+  const out = await runClient('qemu-img', [
+    'bench', '-w', '-f', 'raw', '-t', 'none', '-d', String(c.qd), '-s', String(c.bytes), '-S', String(step),
+    '-c', String(count), t.url,
+  ], 600_000);
+  const cpu = cpuSeconds(t.pid) - cpu0;
+  const m = /Run completed in ([\d.]+) seconds/.exec(out);
+  if (!m) throw new Error(`qemu-img bench printed no result:\n${out}`);
+  return { ops: count, seconds: Number(m[1]), targetCpu: cpu };
+}
+
+async function readRun(t: Target, c: Case, seconds: number): Promise<Run> {
+  const cpu0 = cpuSeconds(t.pid);
+  const out = await runClient('iscsi-perf', [
+    '-m', String(c.qd), '-b', String(c.bytes / 512), ...(c.random ? ['-r'] : []), '-t', String(seconds), t.url,
+  ], (seconds + 60) * 1000);
+  const cpu = cpuSeconds(t.pid) - cpu0;
+  const all = [...out.matchAll(/iops average (\d+)/g)];
+  if (!all.length) throw new Error(`iscsi-perf printed no average:\n${out}`);
+  const iops = Number(all[all.length - 1][1]);
+  return { ops: iops * seconds, seconds, targetCpu: cpu };
+}
+
+async function measure(t: Target, c: Case, seconds: number): Promise<Run> {
+  if (!c.write) return readRun(t, c, seconds);
+  let count = t.counts.get(c.name);
+  if (count === undefined) {
+    // Calibration: a short run tells the rate; later runs are sized to last `seconds`.
+    const probe = await writeRun(t, c, c.bytes >= 1 << 20 ? 256 : 4096);
+    count = Math.max(256, Math.round((probe.ops / probe.seconds) * seconds));
+    t.counts.set(c.name, count);
+  }
+  return writeRun(t, c, count);
+}
+
+const HEADER = ['case', 'tsio IOPS', 'tgtd IOPS', 'ratio', 'tsio IOPS/cpu-s', 'tgtd IOPS/cpu-s', 'ratio', 'tsio MB/s', 'tgtd MB/s'];
+
+export const iscsiScenario: Scenario = {
+  name: 'iscsi',
+  description: 'tsiod vs tgtd over iSCSI on 127.0.0.1 (iscsi-perf reads, qemu-img bench writes), 1 GiB RAM LUNs',
+  byDefault: false,
+  async run(args) {
+    requireTools([['tgtd', 'tgt'], ['tgtadm', 'tgt'], ['iscsi-perf', 'libiscsi-bin'], ['qemu-img', 'qemu-utils']]);
+    const rounds = numOpt(args, '--rounds', 3);
+    const seconds = numOpt(args, '--seconds', 5);
+    const want = caseFilter(args, 'iscsi');
+    console.log(machineLine());
+    console.log(`${rounds} rounds per case, each run ${seconds} s, tsio and tgtd alternating; 512-byte blocks\n`);
+
+    const shm = `/dev/shm/tsio-bench-tgtd-${process.pid}.img`;
+    const tsio = await startTsiod((port) => `storage_objects:
+  - { name: ram0, plugin: rd_mcp, size: ${LUN_BYTES} }
+targets:
+  - fabric: iscsi
+    wwn: ${IQN_TSIO}
+    tpgs:
+      - tag: 1
+        attributes: { generate_node_acls: true, authentication: false, demo_mode_write_protect: false }
+        portals: [ { ip_address: 127.0.0.1, port: ${port} } ]
+        luns: [ { index: 0, storage_object: /backstores/rd_mcp/ram0 } ]
+`);
+    let tgtd: { pid: number; stop(): void } | undefined;
+    try {
+      // A sparse file: tgtd's pages, like tsio's, come into being on first write.
+      writeFileSync(shm, '');
+      truncateSync(shm, LUN_BYTES);
+      const tgtPort = await freePort();
+      tgtd = await startTgtd(tgtPort, IQN_TGTD, shm);
+      const targets: Target[] = [
+        { name: 'tsio', url: `iscsi://127.0.0.1:${tsio.port}/${IQN_TSIO}/0`, pid: tsio.proc.pid!, counts: new Map() },
+        { name: 'tgtd', url: `iscsi://127.0.0.1:${tgtPort}/${IQN_TGTD}/1`, pid: tgtd.pid, counts: new Map() },
+      ];
+      // Fill both LUNs once (also warms both targets up).
+      for (const t of targets) await writeRun(t, CASES[0], LUN_BYTES / CASES[0].bytes);
+
+      const rows: string[][] = [];
+      for (const c of CASES) {
+        if (!want(c.name)) continue;
+        const runs: Run[][] = [[], []];
+        for (const t of targets) if (c.write) await measure(t, c, 1); // calibrate and warm up
+        for (let r = 0; r < rounds; r++) {
+          for (const [i, t] of targets.entries()) runs[i].push(await measure(t, c, seconds));
+        }
+        const iops = runs.map((rs) => stats(rs.map((x) => x.ops / x.seconds)).median);
+        const perCpu = runs.map((rs) => stats(rs.map((x) => x.ops / Math.max(x.targetCpu, 0.01))).median);
+        const mb = iops.map((x) => ((x * c.bytes) / 1e6).toFixed(0));
+        const row = [c.name, k(iops[0]), k(iops[1]), (iops[0] / iops[1]).toFixed(2), k(perCpu[0]), k(perCpu[1]),
+          (perCpu[0] / perCpu[1]).toFixed(2), mb[0], mb[1]];
+        rows.push(row);
+        console.log(table(HEADER, [row]).split('\n')[1]);
+      }
+      console.log('\n' + table(HEADER, rows));
+      console.log('\nmedians over rounds; ratio = tsio / tgtd; IOPS/cpu-s: operations per CPU-second of the target process');
+    } finally {
+      tgtd?.stop();
+      await tsio.stop();
+      rmSync(shm, { force: true });
+      rmSync(tsio.dir, { recursive: true, force: true });
+    }
+  },
+};

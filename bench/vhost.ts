@@ -1,0 +1,123 @@
+// tsio's vhost-user-scsi back-end against qemu-storage-daemon's
+// vhost-user-blk export, both driven by the project's own vhost-user
+// front-end (fabrics/vhost/frontend/cli.ts bench()) from this process: 4 KiB random reads
+// and writes at queue depth 32 on one queue, a 1 GiB RAM LUN (tsio: rd_mcp;
+// qsd: a file on /dev/shm). Runs alternate; each reports IOPS and IOPS per
+// CPU-second of the back-end process.
+
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { bench } from '../fabrics/vhost/frontend/cli';
+import { Scenario, caseFilter, k, machineLine, numOpt, stats, table } from './common';
+import { cpuSeconds, requireTools, type Run } from './peers';
+
+const LUN_BYTES = 1 << 30;
+const TSIOD = join(__dirname, '..', 'src', 'daemon', 'tsiod.js');
+
+interface Case {
+  name: string;
+  rw: 'randread' | 'randwrite';
+}
+const CASES: Case[] = [
+  { name: 'read-4k-rand', rw: 'randread' },
+  { name: 'write-4k-rand', rw: 'randwrite' },
+];
+
+interface Backend {
+  name: string;
+  pid: number;
+  socket: string;
+  blk: boolean;
+}
+
+/** One run of the project's front-end (a connection of its own) at 4 KiB, QD 32, one request queue. */
+async function drive(b: Backend, c: Case, seconds: number): Promise<Run> {
+  const r = await bench({ socket: b.socket, blk: b.blk, pid: b.pid, qd: 32, bs: 4096, rw: c.rw, seconds, queues: 1 });
+  if (r.errors !== 0) throw new Error(`${b.name}: ${r.errors} requests failed`);
+  return { ops: r.ios, seconds: r.seconds, targetCpu: r.backendCpuSeconds ?? 0 };
+}
+
+async function waitFor(path: string, what: string, log: () => string, exited: () => boolean): Promise<void> {
+  const t0 = Date.now();
+  while (!existsSync(path)) {
+    if (Date.now() - t0 > 15_000 || exited()) throw new Error(`${what} did not start:\n${log()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const HEADER = ['case', 'tsio IOPS', 'qsd IOPS', 'ratio', 'tsio IOPS/cpu-s', 'qsd IOPS/cpu-s', 'ratio'];
+
+export const vhostScenario: Scenario = {
+  name: 'vhost',
+  description: 'tsio vhost-user-scsi vs qemu-storage-daemon vhost-user-blk, the project front-end, 4 KiB QD 32',
+  byDefault: false,
+  async run(args) {
+    requireTools([['qemu-storage-daemon', 'qemu-system-common (qemu-system-x86)']]);
+    const rounds = numOpt(args, '--rounds', 3);
+    const seconds = numOpt(args, '--seconds', 5);
+    const want = caseFilter(args, 'vhost');
+    console.log(machineLine());
+    console.log(`${rounds} rounds per case, each run ${seconds} s, tsio and qsd alternating; one request queue\n`);
+    const dir = mkdtempSync(join(tmpdir(), 'tsio-bench-vhost-'));
+    const shm = `/dev/shm/tsio-bench-qsd-${process.pid}.img`;
+    const procs: ReturnType<typeof spawn>[] = [];
+    try {
+      const cfg = join(dir, 'tsiod.yaml');
+      const tsioSock = join(dir, 'tsio.sock');
+      writeFileSync(cfg, `storage_objects:
+  - { name: ram0, plugin: rd_mcp, size: ${LUN_BYTES} }
+targets:
+  - fabric: vhost
+    wwn: naa.5001405000000b01
+    tpgs:
+      - { tag: 1, socket: ${tsioSock}, num_queues: 1, luns: [ { index: 0, storage_object: /backstores/rd_mcp/ram0 } ] }
+`);
+      let tlog = '';
+      const tsiod = spawn(process.execPath, [TSIOD, '--config', cfg, '--control', 'none', '--state-dir', join(dir, 'state'),
+        '--saveconfig', join(dir, 'save.json')], { stdio: ['ignore', 'pipe', 'pipe'] });
+      procs.push(tsiod);
+      tsiod.stdout!.on('data', (b) => (tlog += b));
+      tsiod.stderr!.on('data', (b) => (tlog += b));
+      await waitFor(tsioSock, 'tsiod', () => tlog, () => tsiod.exitCode !== null);
+
+      writeFileSync(shm, '');
+      truncateSync(shm, LUN_BYTES);
+      const qsdSock = join(dir, 'qsd.sock');
+      let qlog = '';
+      const qsd = spawn('qemu-storage-daemon', [
+        '--blockdev', `driver=file,node-name=file0,filename=${shm},cache.direct=off,aio=threads`,
+        '--export', `type=vhost-user-blk,id=exp0,node-name=file0,addr.type=unix,addr.path=${qsdSock},writable=on,num-queues=1`,
+      ], { stdio: ['ignore', 'pipe', 'pipe'] });
+      procs.push(qsd);
+      qsd.stdout!.on('data', (b) => (qlog += b));
+      qsd.stderr!.on('data', (b) => (qlog += b));
+      await waitFor(qsdSock, 'qemu-storage-daemon', () => qlog, () => qsd.exitCode !== null);
+
+      const devices: Backend[] = [
+        { name: 'tsio', pid: tsiod.pid!, socket: tsioSock, blk: false },
+        { name: 'qsd', pid: qsd.pid!, socket: qsdSock, blk: true },
+      ];
+      const rows: string[][] = [];
+      for (const c of CASES) {
+        if (!want(c.name)) continue;
+        for (const d of devices) await drive(d, c, 1); // warm-up
+        const runs: Run[][] = devices.map(() => []);
+        for (let r = 0; r < rounds; r++) for (const [i, d] of devices.entries()) runs[i].push(await drive(d, c, seconds));
+        const iops = runs.map((rs) => stats(rs.map((x) => x.ops / x.seconds)).median);
+        const perCpu = runs.map((rs) => stats(rs.map((x) => x.ops / Math.max(x.targetCpu, 0.01))).median);
+        const row = [c.name, k(iops[0]), k(iops[1]), (iops[0] / iops[1]).toFixed(2), k(perCpu[0]), k(perCpu[1]),
+          (perCpu[0] / perCpu[1]).toFixed(2)];
+        rows.push(row);
+        console.log(table(HEADER, [row]).split('\n')[1]);
+      }
+      console.log('\n' + table(HEADER, rows));
+      console.log('\nmedians over rounds; ratio = tsio / qsd; IOPS/cpu-s: requests per CPU-second of the back-end process');
+    } finally {
+      for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+      rmSync(shm, { force: true });
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+};
