@@ -5,7 +5,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync, existsSync, truncateSync } from 'node:fs';
+import { closeSync, mkdtempSync, rmSync, writeFileSync, existsSync, truncateSync } from 'node:fs';
+import { eventfd, eventfdRead } from '../src/native';
+import { Req, u64Payload } from '../fabrics/vhost/vhost-user-proto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ScsiSlot, VhostUserFrontend, type DriverQueue, type ScsiResult } from '../fabrics/vhost/frontend/frontend';
@@ -368,5 +370,40 @@ test('GET_VRING_BASE waits for requests in flight on a file LUN; the memory tabl
     assert.ok(r.data.equals(Buffer.alloc(65536, 20)), 'the 20th write is on the file');
   } finally {
     fe.close();
+  }
+});
+
+test('a call fd replaced mid-run (QEMU masking MSI-X) is signalled at once: a completion signalled on the old one is not lost', async () => {
+  const fe = new VhostUserFrontend(sockA, { memory: 96 * 1024 * 1024 });
+  const fresh = eventfd();
+  try {
+    fe.negotiate(4);
+    fe.start(64);
+    const q = fe.queues[2];
+    assert.ok(q.eventIdx, 'EVENT_IDX negotiated: later calls depend on what was signalled');
+    const slot = new ScsiSlot(fe.ram, 512);
+    const usedIdx = () => q.used.readUInt16LE(2);
+    const until = async (what: string, ok: () => boolean) => {
+      for (const t0 = Date.now(); !ok(); await new Promise((r) => setTimeout(r, 5))) {
+        if (Date.now() - t0 > 5000) assert.fail(`${what}\n${daemonLog}`);
+      }
+    };
+    // The driver does not reap: the first completion is signalled on the old fd, which "QEMU" has masked.
+    slot.post(q, 0, [0x00, 0, 0, 0, 0, 0], 0, false, nextId++, () => {});
+    q.kick();
+    await until('the first request completed', () => usedIdx() === 1);
+    assert.ok(eventfdRead(q.callFd) > 0, 'signalled on the old call fd');
+    fe.request(Req.SET_VRING_CALL, u64Payload(2), [fresh]);
+    let calls = 0;
+    await until('the new call fd was never signalled: the guest would wait forever', () => (calls += eventfdRead(fresh)) > 0);
+    // A second completion (used_event still 0, as the driver never looked) is signalled too.
+    new ScsiSlot(fe.ram, 512).post(q, 0, [0x00, 0, 0, 0, 0, 0], 0, false, nextId++, () => {});
+    q.kick();
+    await until('the second request completed', () => usedIdx() === 2);
+    await until('the second completion was signalled on the new call fd', () => eventfdRead(fresh) > 0);
+    assert.equal(q.reap(), 2);
+  } finally {
+    fe.close();
+    closeSync(fresh);
   }
 });

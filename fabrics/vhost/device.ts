@@ -285,6 +285,11 @@ export class VhostScsiDevice {
         if (request === Req.SET_VRING_CALL) {
           if (q.callFd >= 0) closeSync(q.callFd);
           q.callFd = fd;
+          // QEMU swaps call fds while the ring runs (MSI-X mask/unmask during the guest's probe) without
+          // waiting for us: a completion we signalled on the old fd after QEMU last looked at it is lost,
+          // and EVENT_IDX then suppresses every later call (used_event is behind signalledUsed), so the
+          // guest waits forever. Like libvhost-user, signal the new fd once; a spurious interrupt is harmless.
+          q.callChanged();
         } else if (request === Req.SET_VRING_ERR) {
           if (q.errFd >= 0) closeSync(q.errFd);
           q.errFd = fd;

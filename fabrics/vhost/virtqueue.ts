@@ -224,6 +224,12 @@ export class DeviceQueue {
     if (send) eventfdWrite(this.callFd);
   }
 
+  /** A new call fd: tell the driver at once and decide afresh on the next notification. */
+  callChanged(): void {
+    this.signalledValid = false;
+    if (this.callFd >= 0) eventfdWrite(this.callFd);
+  }
+
   /**
    * With EVENT_IDX, asks for the next kick only after lastAvail and reports
    * whether more arrived meanwhile (the re-check that avoids a lost wake-up).
