@@ -120,8 +120,16 @@ test('ACL deleted: an initiator that logs out when asked ends cleanly', async ()
   const i = await login(IQN, INI_B);
   await c.call('acls.delete', { wwn: IQN, tag: 1, node_wwn: INI_B });
   await logoutRequest(i);
-  // Commands after the revocation get no answer; the logout (immediate) does.
-  assert.equal(await i.logout(), 0, 'logout response: success');
+  const h = Buffer.alloc(48);
+  h[0] = 0x46;
+  h[1] = 0x80; // close the session
+  h.writeUInt32BE(0x99, 16);
+  h.writeUInt32BE(i.cmdSN++, 24);
+  h.writeUInt32BE(i.expStatSN, 28);
+  i.send(h);
+  const r = await i.next((x) => x.opcode === 0x26);
+  assert.equal(r.bhs[2], 0, 'logout response: success');
+  assert.equal(r.bhs.readUInt16BE(42), 0, 'Time2Retain 0: nothing is kept for a reconnection');
   assert.ok(await i.waitClosed(2000));
   assert.deepEqual(await sessionsOf(INI_B), []);
   assert.equal(await loginStatus(IQN, INI_B), 0x0202);

@@ -583,7 +583,8 @@ export class IscsiSession {
     r.writeUInt32BE(itt, H.ITT);
     this.stamp(c, r, true);
     r.writeUInt16BE(this.params.defaultTime2Wait, LO.TIME2WAIT);
-    r.writeUInt16BE(this.params.defaultTime2Retain, LO.TIME2RETAIN);
+    // A session whose access was revoked keeps nothing for a reconnection to reclaim.
+    r.writeUInt16BE(this.core?.closed ? 0 : this.params.defaultTime2Retain, LO.TIME2RETAIN);
     c.send(r);
     if (code !== LogoutRsp.OK) return;
     if (reason === LogoutReason.CLOSE_SESSION) {
