@@ -24,6 +24,7 @@ export const COMMANDS: Record<string, { usage: string; doc: string }> = {
   saveconfig: { usage: 'saveconfig [FILE]', doc: 'Saves the live configuration as YAML (atomically, mode 0600, last 10 versions kept).' },
   restoreconfig: { usage: 'restoreconfig [FILE] [clear_existing]', doc: 'Loads a YAML config or a targetcli saveconfig.json, validated whole first; only differences are applied.' },
   clearconfig: { usage: 'clearconfig confirm=true', doc: 'Removes every target and storage object.' },
+  reservations: { usage: 'reservations [clear [confirm=true]]', doc: 'Persistent reservation state of the storage object; clear drops every registration and the reservation (admin escape hatch).' },
   bookmarks: { usage: 'bookmarks add|del|go|show [NAME]', doc: 'Named paths; use @NAME wherever a path goes.' },
   refresh: { usage: 'refresh', doc: 'Re-reads the tree from tsiod.' },
   wizard: { usage: 'wizard', doc: 'Creates a backstore, a target, a LUN and an ACL step by step.' },

@@ -10,6 +10,7 @@ import { buildTree, find, formatSize, joinPath, portalName, renderTree, type Nod
 import { specs, type FieldSpec } from '../src/config/specs';
 import { didYouMean } from '../src/config/validation';
 import { commandHelp, COMMANDS, groupHelp, overview } from './help';
+import type { PrView } from '../src/scsi/pr';
 
 export class ShellError extends Error {}
 
@@ -194,6 +195,7 @@ export function commandsAt(n: Node): string[] {
   if (['plugin', 'fabric', 'target', 'luns', 'acls', 'acl', 'portals'].includes(n.kind)) extra.push('delete');
   if (Object.keys(groupsOf(n)).length > 0) extra.push('get', 'set');
   if (n.kind === 'tpg') extra.push('enable', 'disable');
+  if (n.kind === 'so') extra.push('reservations');
   return [...always, ...extra].sort();
 }
 
@@ -374,6 +376,8 @@ export class Shell {
         this.print('All configuration cleared.', { ok: true });
         return;
       }
+      case 'reservations':
+        return this.reservations(at, a);
       case 'bookmarks':
         return this.bookmarksCmd(at, a);
       case 'wizard':
@@ -392,6 +396,28 @@ export class Shell {
 
   private print(text: string, json: unknown): void {
     this.out(this.opts.json ? JSON.stringify(json, null, 2) : text);
+  }
+
+  /** Shows, or (with clear) drops, the storage object's persistent reservation state. */
+  private async reservations(n: Node, a: { pos: string[]; kv: Record<string, string> }): Promise<void> {
+    const path = `/backstores/${n.plugin}/${n.so!.name}`;
+    if (a.pos[0] === 'clear') {
+      if (!boolArg('confirm', a.kv.confirm, false)) {
+        if (!this.opts.interactive || !this.opts.prompter) throw new ShellError('reservations clear drops every registration: run it as reservations clear confirm=true');
+        if (!(await this.opts.prompter.confirm(`Drop every registration and the reservation of ${path}? Cluster fencing relies on them.`, false))) return void this.out('Not cleared.');
+      }
+      const r = await this.client.call<{ cleared: number }>('storage_objects.clear_reservations', { path });
+      this.print(`${r.cleared} registrations of ${path} cleared.`, r);
+      return;
+    }
+    if (a.pos[0] !== undefined) throw new ShellError(`reservations: unknown argument '${a.pos[0]}' (reservations [clear [confirm=true]])`);
+    const v = await this.client.call<PrView>('storage_objects.reservations', { path });
+    const lines = [`generation 0x${v.generation.toString(16)}, APTPL ${v.aptpl ? 'on' : 'off'}`];
+    if (v.reservation) lines.push(`reservation: ${v.reservation.type} held by ${v.reservation.initiator_port} key ${v.reservation.key}`);
+    else lines.push('reservation: none');
+    lines.push(`registrations: ${v.registrations.length}`);
+    for (const r of v.registrations) lines.push(`  ${r.key} ${r.initiator_port} -> ${r.target_port}${r.holder ? ' (holder)' : ''}`);
+    this.print(lines.join('\n'), v);
   }
 
   private async info(n: Node): Promise<void> {
@@ -744,6 +770,8 @@ export class Shell {
         return pick(['clear_existing']);
       case 'clearconfig':
         return pick(['confirm=true']);
+      case 'reservations':
+        return pick(args.length === 0 ? ['clear'] : ['confirm=true']);
       case 'bookmarks':
         if (args.length === 0) return pick(['add', 'del', 'go', 'show']);
         return pick(Object.keys(this.bookmarks));

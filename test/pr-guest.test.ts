@@ -53,7 +53,7 @@ async function startDaemon(): Promise<void> {
       '',
     ].join('\n'),
   );
-  daemon = spawn(process.execPath, [TSIOD, '--config', cfg, '--state-dir', join(dir, 'state')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  daemon = spawn(process.execPath, [TSIOD, '--config', cfg, '--control', 'none', '--state-dir', join(dir, 'state')], { stdio: ['ignore', 'pipe', 'pipe'] });
   daemon.stdout!.on('data', (d) => (daemonLog += d));
   daemon.stderr!.on('data', (d) => (daemonLog += d));
   const t0 = Date.now();
@@ -72,17 +72,18 @@ function section(out: string, name: string): { text: string; rc: number } {
   return { text: m[1].replace(/\r/g, ''), rc: Number(m[2]) };
 }
 
-test('sg_persist in a guest: register, reserve, keys, full status, conflict, preempt, release, clear', { timeout: 240_000 }, async () => {
+test('sg_persist in a guest: register, reserve, keys, full status, conflict, preempt, release, clear', { timeout: 150_000 }, async () => {
   await startDaemon();
   const r = await runGuest({
     sharedMemory: true,
     memoryMiB: 512,
-    timeoutMs: 200_000,
+    timeoutMs: 100_000,
     qemuArgs: [
       '-chardev', `socket,path=${sockA},id=va`, '-device', 'vhost-user-scsi-pci,chardev=va',
       '-chardev', `socket,path=${sockB},id=vb`, '-device', 'vhost-user-scsi-pci,chardev=vb',
     ],
     script: [
+      'echo GUEST-UP; ls /sys/block',
       'for i in $(seq 100); do [ "$(ls /sys/block | grep -c "^sd")" -ge 2 ] && break; sleep 0.1; done',
       // Tell the two paths apart by the target port each one reports.
       'for d in /sys/block/sd*; do n=/dev/$(basename $d); p=$(sg_vpd -p di $n | grep -o "naa\\.5001405000000[ab]0[12]"); echo "PATH $n $p";',

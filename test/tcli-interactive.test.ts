@@ -122,6 +122,16 @@ test('typing in tcli builds an iSCSI target with a LUN and an ACL; Tab completes
   assert.deepEqual(after.slice(0, 1), ['error: command not found: lss (did you mean ls?)']);
   assert.match(after[1], /> $/);
 
+  // Clearing a LUN's reservations asks first (batch mode wants confirm=true instead).
+  await type('/backstores/rd_mcp/ram0 reservations clear');
+  await waitFor(/Drop every registration and the reservation of \/backstores\/rd_mcp\/ram0\?/);
+  s = await run('n');
+  assert.match(s, /Not cleared\./);
+  await type('/backstores/rd_mcp/ram0 reservations clear');
+  await waitFor(/Not cleared\.[\s\S]*Drop every registration and the reservation of/);
+  s = await run('y');
+  assert.match(s, /0 registrations of \/backstores\/rd_mcp\/ram0 cleared\./);
+
   // The wizard (inquirer prompts): a RAM disk exported over loopback, step by step.
   await type('wizard');
   await waitFor(/Backstore type/);

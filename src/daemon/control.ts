@@ -17,6 +17,7 @@ import { didYouMean } from '../config/validation';
 import { absolutePaths, EMPTY_CONFIG, reconcile, soKey, type Live, type ReconcileReport } from './reconcile';
 import type { Session } from '../core/session';
 import { log } from '../core/log';
+import { prAdminClear, prView } from '../scsi/pr';
 
 export const DEFAULT_CONTROL_PATH = '/run/tsio/control.sock';
 
@@ -195,6 +196,12 @@ export class Control {
     return so;
   }
 
+  private liveStorageObject(path: unknown) {
+    const so = this.live.root.storageObjects.get(String(path));
+    if (!so) throw bad(`no storage object ${path}${hint(String(path), [...this.live.root.storageObjects.keys()])}`);
+    return so;
+  }
+
   // -------------------------------------------------------------------------
   // Views
 
@@ -322,6 +329,16 @@ export class Control {
             }
             if (p.attributes) so.attributes = { ...((so.attributes as Obj) ?? {}), ...(p.attributes as Obj) };
           }),
+      },
+      'storage_objects.reservations': {
+        doc: 'Persistent reservation state of a storage object: generation, APTPL, registrations (initiator port, target port, key, holder) and the reservation.',
+        params: { path: str },
+        run: (p) => prView(this.liveStorageObject(p.path).lu),
+      },
+      'storage_objects.clear_reservations': {
+        doc: 'Admin escape hatch: drops every registration and the reservation (as PR OUT CLEAR: RESERVATIONS PREEMPTED to the registrants) and the saved APTPL state.',
+        params: { path: str },
+        run: async (p) => ({ cleared: await prAdminClear(this.liveStorageObject(p.path).lu) }),
       },
       'storage_objects.delete': {
         doc: 'Deletes a storage object and every LUN (and mapped LUN) using it; in-flight I/O finishes first.',

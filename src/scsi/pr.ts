@@ -230,6 +230,60 @@ export function attachPrStore(lu: LogicalUnit, stateDir: string | undefined): vo
   if (saved) s.restore(saved);
 }
 
+// ---------------------------------------------------------------- admin
+
+const TYPE_NAMES: Record<number, string> = {
+  1: 'write_exclusive', 3: 'exclusive_access', 5: 'write_exclusive_registrants_only',
+  6: 'exclusive_access_registrants_only', 7: 'write_exclusive_all_registrants', 8: 'exclusive_access_all_registrants',
+};
+
+/** What an administrator sees of a unit's reservation state (control API, tcli). */
+export interface PrView {
+  generation: number;
+  aptpl: boolean;
+  registrations: { initiator_port: string; target_port: string; rel_tgt_port: number; key: string; holder: boolean }[];
+  reservation?: { initiator_port: string; key: string; type: string; scope: number };
+}
+
+const portOf = (r: Registration): string => (r.isid === undefined ? r.name : `${r.name},i,0x${r.isid}`);
+const hexKey = (k: bigint): string => `0x${k.toString(16).padStart(16, '0')}`;
+
+export function prView(lu: LogicalUnit): PrView {
+  const st = prState(lu);
+  const v: PrView = {
+    generation: st.generation,
+    aptpl: st.aptpl,
+    registrations: st.registrations.map((r) => ({
+      initiator_port: portOf(r), target_port: r.tport ?? 'all', rel_tgt_port: r.relTgtPort, key: hexKey(r.key), holder: st.isHolder(r),
+    })),
+  };
+  const res = st.reservation;
+  if (res) v.reservation = { initiator_port: portOf(res.holder), key: hexKey(res.holder.key), type: TYPE_NAMES[res.type] ?? String(res.type), scope: res.scope };
+  return v;
+}
+
+/**
+ * The administrator's escape hatch: drops every registration and the
+ * reservation as a PR OUT CLEAR would (RESERVATIONS PREEMPTED to every
+ * registered nexus, generation bumped) and removes the saved APTPL state.
+ * Resolves with the number of registrations removed.
+ */
+export function prAdminClear(lu: LogicalUnit): Promise<number> {
+  const st = prState(lu);
+  return st.serialize(async () => {
+    const regs = st.registrations;
+    if (regs.length === 0 && !st.store) return 0;
+    st.registrations = [];
+    st.reservation = undefined;
+    st.aptpl = false;
+    if (regs.length !== 0) st.generation = (st.generation + 1) >>> 0;
+    st.changed();
+    await st.persist();
+    for (const r of regs) st.uaTo(r, Asc.RESERVATIONS_PREEMPTED);
+    return regs.length;
+  });
+}
+
 // ---------------------------------------------------------------- PR IN
 
 function prIn(cmd: ScsiCmd): void {
