@@ -63,7 +63,7 @@ test('one-way and mutual CHAP per ACL with iscsi-inq; wrong secrets and missing 
   assert.notEqual(r.status, 0, 'the initiator refuses a target that proves the wrong secret');
   r = tool('iscsi-inq', ['-i', INIT, url('alice%wrong-secret@')]);
   assert.notEqual(r.status, 0);
-  assert.match(r.out, /\(514\)/, "login status 0x0202, authentication failure");
+  assert.match(r.out, /\(513\)/, "login status 0x0201, authentication failure");
   r = tool('iscsi-inq', ['-i', INIT, url('')]);
   assert.notEqual(r.status, 0, 'authentication is required');
   r = tool('iscsi-inq', ['-i', 'iqn.2026-11.org.tsio:mallory', url('alice%alice-secret-1@')]);
@@ -136,7 +136,7 @@ test('raw CHAP: SHA-256 chosen when offered, mutual response proves the target s
   i.close();
 });
 
-test('raw CHAP: a reflected challenge and a wrong response fail with 0x0202; no ACL is 0x0203', async () => {
+test('raw CHAP: a reflected challenge and a wrong response fail with 0x0201 (authentication); no ACL is 0x0202 (authorization)', async () => {
   const i = await RawInitiator.connect(d.port);
   await i.loginPdu(0x00, { InitiatorName: INIT, SessionType: 'Normal', TargetName: IQN, AuthMethod: 'CHAP' });
   let r = await i.loginPdu(0x00, { CHAP_A: '5' });
@@ -144,17 +144,17 @@ test('raw CHAP: a reflected challenge and a wrong response fail with 0x0202; no 
   const id = Number(r.keys.get('CHAP_I'));
   const resp = createHash('md5').update(Buffer.from([id])).update('alice-secret-1').update(Buffer.from(c.slice(2), 'hex')).digest('hex');
   r = await i.loginPdu(0x81, { CHAP_N: 'alice', CHAP_R: '0x' + resp, CHAP_I: '1', CHAP_C: c });
-  assert.equal(r.status, 0x0202);
+  assert.equal(r.status, 0x0201);
   assert.ok(await i.waitClosed());
   const j = await RawInitiator.connect(d.port);
   await j.loginPdu(0x00, { InitiatorName: INIT, SessionType: 'Normal', TargetName: IQN, AuthMethod: 'CHAP' });
   await j.loginPdu(0x00, { CHAP_A: '5' });
   r = await j.loginPdu(0x81, { CHAP_N: 'alice', CHAP_R: '0x' + '00'.repeat(16) });
-  assert.equal(r.status, 0x0202);
+  assert.equal(r.status, 0x0201);
   j.close();
   // An initiator without an ACL on a TPG without demo mode: authorization failure, before any CHAP.
   const k = await RawInitiator.connect(d.port);
   r = await k.loginPdu(0x00, { InitiatorName: 'iqn.2026-11.org.tsio:mallory', SessionType: 'Normal', TargetName: IQN, AuthMethod: 'CHAP' });
-  assert.equal(r.status, 0x0203);
+  assert.equal(r.status, 0x0202);
   assert.ok(await k.waitClosed());
 });

@@ -47,9 +47,9 @@ test('discovery: SendTargets=All lists the target with both portals, IPv6 in bra
   i.close();
 });
 
-test('login: unknown target is 0x0204, unknown keys NotUnderstood', async () => {
+test('login: unknown target is 0x0203 (not found), unknown keys NotUnderstood', async () => {
   let i = await RawInitiator.connect(d.port);
-  await assert.rejects(i.login('iqn.2026-11.org.tsio:nope'), (e: Error & { status?: number }) => e.status === 0x0204);
+  await assert.rejects(i.login('iqn.2026-11.org.tsio:nope'), (e: Error & { status?: number }) => e.status === 0x0203);
   assert.ok(await i.waitClosed(), 'the target closes a refused login');
   i = await RawInitiator.connect(d.port);
   const keys = await i.login(IQN, { 'X-com.example.Thing': '1', MaxBurstLength: '100000', ErrorRecoveryLevel: '2', InitialR2T: 'No', ImmediateData: 'Yes', FirstBurstLength: '9999999999' });

@@ -313,23 +313,24 @@ export class Connection {
   end(): void {
     if (this.closed) return;
     this.socket.end();
-    this.onClose();
+    this.onClose(true);
   }
 
-  destroy(): void {
+  /** graceful: the connection leaves its session in order (replaced by a login with its CID), not failing. */
+  destroy(graceful = false): void {
     if (this.closed) return;
     this.socket.destroy();
-    this.onClose();
+    this.onClose(graceful);
   }
 
-  private onClose(): void {
+  private onClose(graceful = false): void {
     if (this.closed) return;
     this.closed = true;
     this.chunks = [];
     this.portal.connections.delete(this);
     this.login?.dispose();
     this.login = undefined;
-    if (this.session) this.session.connectionClosed(this);
+    if (this.session) this.session.connectionClosed(this, graceful);
   }
 }
 

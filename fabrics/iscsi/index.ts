@@ -56,6 +56,12 @@ async function serve(target: Target, root: Root): Promise<FabricService> {
     for (const [tpg, p] of attached(target)) {
       if (!want.has(`${tpg.tag}|${portalKey(p.ip, p.port)}`) || target.tpgs.get(tpg.tag) !== tpg) await detach(tpg, p);
     }
+    // Sessions the configuration no longer admits (TPG disabled, demo mode turned off without an ACL) end as
+    // on ACL removal: closing the nexus makes the session ask its initiator to log out (IscsiSession.revoke).
+    for (const s of sessions.values()) {
+      if (s.discovery || s.tpg.target !== target) continue;
+      if (!s.tpg.enabled || s.tpg.lunMapFor(s.initiatorName) === undefined) void s.core?.close();
+    }
   };
   await refresh();
   ensurePinger();

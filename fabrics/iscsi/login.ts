@@ -268,7 +268,7 @@ export class LoginMachine {
       s = new IscsiSession(tpg, this.conn.portal, this.initiatorName!, this.isid, this.discovery, params, core, this.cmdSN);
     } else {
       // Connection reinstatement: an old connection with this CID gives way.
-      for (const c of s.connections) if (c.cid === conn.cid) c.destroy();
+      for (const c of s.connections) if (c.cid === conn.cid) c.destroy(true);
     }
     this.tsih = s.tsih;
     this.respond(csg, Stage.FULL_FEATURE, true, reply);

@@ -42,6 +42,8 @@ function allocTtt(): number {
 }
 
 const EMPTY: Buffer[] = [];
+/** Seconds an initiator whose access was revoked has to log out before its connections are dropped. */
+const REVOKE_GRACE_S = 2;
 
 /** One SCSI command in flight on a connection. */
 class Task {
@@ -122,6 +124,7 @@ export class IscsiSession {
     this.expCmdSN = cmdSN >>> 0;
     this.depth = Number(tpg.attributes.default_cmdsn_depth ?? 64);
     sessions.set(this.tsih, this);
+    if (core) core.onClosed = () => this.revoke();
   }
 
   get maxCmdSN(): number {
@@ -134,10 +137,29 @@ export class IscsiSession {
     c.ffp = true;
   }
 
-  connectionClosed(c: Connection): void {
+  /** A connection ended: `graceful` when logged out (or replaced by a login with its CID), else it failed. */
+  connectionClosed(c: Connection, graceful = false): void {
     if (!this.connections.delete(c)) return;
-    // ERL 0: commands of a lost connection cannot be recovered; the session ends with its last connection.
-    if (this.connections.size === 0) this.close('connection closed');
+    // ERL 0 (RFC 7143 6.1.4, 7.1.3): a connection failure is a session failure; its tasks cannot move elsewhere.
+    if (!graceful || this.connections.size === 0) return this.close(graceful ? 'last connection logged out' : 'connection failed (ERL 0)');
+    // A connection that logged out alone takes its tasks with it: none waits for data that cannot come.
+    for (const t of this.tasks.values()) if (t.conn === c && !t.done) t.abandon('connection logged out');
+  }
+
+  /**
+   * The core closed the nexus (its ACL, TPG or demo mode admission went away
+   * live). Like LIO the session must end, but rather than dropping the
+   * connections at once we first ask the initiator to log out (Async Message,
+   * AsyncEvent 1): a clean logout tells it why, and its re-login then gets a
+   * login status (authorization failure) instead of a connection error it would
+   * retry. Commands meanwhile get no answer (the nexus is gone); those that
+   * remain end with the connections after REVOKE_GRACE_S.
+   */
+  private revoke(): void {
+    if (this.closing) return;
+    log.info(`iscsi: session ${this.tsih} of ${this.initiatorName}: access revoked; requesting logout`);
+    void this.requestLogout(REVOKE_GRACE_S);
+    setTimeout(() => this.close('access revoked'), REVOKE_GRACE_S * 1000).unref();
   }
 
   /** Ends the session: connections, tasks (the core aborts them silently), the nexus. */
@@ -232,6 +254,7 @@ export class IscsiSession {
   private scsiCommand(c: Connection, h: Buffer, data: Sgl): void {
     const core = this.core;
     if (core === undefined) return c.reject(h, RejectReason.PROTOCOL_ERROR); // discovery session
+    if (core.closed) return; // access revoked: the logout request is out, the connections drop soon
     const flags = h[H.FLAGS];
     const itt = h.readUInt32BE(H.ITT);
     const edtl = h.readUInt32BE(H.W20);
@@ -560,7 +583,8 @@ export class IscsiSession {
     r.writeUInt32BE(itt, H.ITT);
     this.stamp(c, r, true);
     r.writeUInt16BE(this.params.defaultTime2Wait, LO.TIME2WAIT);
-    r.writeUInt16BE(this.params.defaultTime2Retain, LO.TIME2RETAIN);
+    // A session whose access was revoked keeps nothing for a reconnection to reclaim.
+    r.writeUInt16BE(this.core?.closed ? 0 : this.params.defaultTime2Retain, LO.TIME2RETAIN);
     c.send(r);
     if (code !== LogoutRsp.OK) return;
     if (reason === LogoutReason.CLOSE_SESSION) {

@@ -61,6 +61,8 @@ export class Session {
   /** Tasks addressed to LUNs this nexus has no mapping for (INQUIRY, REPORT LUNS...). */
   readonly unmappedTasks = new Map<number, ScsiCmd>();
   closed = false;
+  /** Set by the fabric that opened the nexus: told when anyone else closes it (an ACL or TPG removed live). */
+  onClosed: (() => void) | undefined;
   readonly createdAt = Date.now();
   readonly stats = new IoStats();
 
@@ -138,6 +140,7 @@ export class Session {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.onClosed?.();
     await taskManagement(this, 'it-nexus-loss', 0);
     for (const itl of [...this.itls.values()]) this.dropItl(itl);
     this.tpg.forget(this);
