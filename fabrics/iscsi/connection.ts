@@ -53,6 +53,12 @@ export class Connection {
   /** Bytes still to throw away (the data of a PDU we rejected on its header). */
   private skip = 0;
   private paused = false;
+  /** The socket is corked until the end of this tick (see batch()). */
+  private batching = false;
+  private readonly unbatch = (): void => {
+    this.batching = false;
+    if (!this.socket.destroyed) this.socket.uncork();
+  };
 
   constructor(
     readonly socket: Socket,
@@ -238,8 +244,8 @@ export class Connection {
 
   /**
    * Sends one PDU: its header (digest filled in here), then the data
-   * buffers as they are, padding and data digest. Corked so they leave in
-   * one writev.
+   * buffers as they are, padding and data digest. Corked till the end of the
+   * tick (batch()).
    */
   send(h: Buffer, data?: Sgl, dataLen = 0): void {
     if (this.closed) return;
@@ -248,12 +254,8 @@ export class Connection {
     const s = this.socket;
     if (hd) h.writeUInt32LE(crc32c(h.subarray(0, BHS_LEN)), BHS_LEN);
     const hdr = h.length === (hd ? BHS_LEN + DIGEST_LEN : BHS_LEN) ? h : h.subarray(0, hd ? BHS_LEN + DIGEST_LEN : BHS_LEN);
-    if (dataLen === 0 || data === undefined) {
-      s.write(hdr);
-      return;
-    }
-    s.cork();
     s.write(hdr);
+    if (dataLen === 0 || data === undefined) return;
     let left = dataLen;
     let crc = 0;
     const dd = this.dataDigest && this.ffp;
@@ -274,7 +276,18 @@ export class Connection {
       d.writeUInt32LE(crc >>> 0);
       s.write(d);
     }
-    s.uncork();
+  }
+
+  /**
+   * Corks the socket until the end of this tick: every PDU sent meanwhile
+   * (R2Ts and responses of commands completing in the same microtask drain,
+   * all Data-In PDUs of a read) leaves in one writev, not one syscall each.
+   */
+  private batch(): void {
+    if (this.batching) return;
+    this.batching = true;
+    this.socket.cork();
+    process.nextTick(this.unbatch);
   }
 
   /** A header for a target PDU sized for this connection's header digest. */
