@@ -113,7 +113,9 @@ mount --move /proc /newroot/proc; mount --move /sys /newroot/sys; mount --move /
 mkdir -p /newroot/tsio-job /newroot/dev/pts /newroot/dev/shm
 mount -t 9p -o trans=virtio,version=9p2000.L job /newroot/tsio-job
 mount -t devpts devpts /newroot/dev/pts; mount -t tmpfs tmpfs /newroot/dev/shm
-mount -t tmpfs tmpfs /newroot/tmp; mount -t tmpfs tmpfs /newroot/run
+# /tmp stays the overlay's (writable, in guest RAM), so a checkout under the host's /tmp is still visible;
+# /run starts empty so no host daemon's sockets or pid files show.
+mount -t tmpfs tmpfs /newroot/run
 boot=1; [ -f /newroot/tsio-job/boots ] && boot=$(( $(cat /newroot/tsio-job/boots) + 1 ))
 echo $boot > /newroot/tsio-job/boots
 chroot /newroot /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TERM=dumb TSIO_BOOT=$boot \\
