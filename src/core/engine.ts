@@ -20,11 +20,6 @@ import { recordCompletion } from './stats';
  */
 export const unmappedLun: { table: CommandTable | undefined } = { table: undefined };
 
-/** Set when a medium was ejected from a removable unit (checked for F.MEDIUM commands). */
-export interface MediumState {
-  present: boolean;
-}
-
 export function submit(session: Session, req: CommandRequest, done: CompletionCallback): void {
   const cmd = new ScsiCmd(session, req, done);
   const itl = session.itls.get(req.lun);
