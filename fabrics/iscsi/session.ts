@@ -3,8 +3,9 @@
 // (R2T) data, Data-In with status in the last PDU, NOP both ways, task
 // management, text (SendTargets), logout, asynchronous logout requests, and
 // several connections (MC/S). Data-out buffers handed to the core are views
-// of what the socket read; data-in buffers of the core go to the socket as
-// they are.
+// of what the socket read; READ data is read into a recycled buffer
+// (data-in-pool.ts) that goes to the socket as it is and back to the pool
+// once the socket has written it.
 
 import type { Completion } from '../../src/core/command';
 import type { Session as CoreSession } from '../../src/core/session';
@@ -22,6 +23,7 @@ import {
 } from './pdu';
 import type { Portal } from './portal';
 import { sendTargets } from './discovery';
+import { dataInPool } from './data-in-pool';
 
 /** Live sessions by TSIH. */
 export const sessions = new Map<number, IscsiSession>();
@@ -67,6 +69,8 @@ class Task {
   done = false;
   /** Took a CmdSN (not immediate): counts against the window until it completes. */
   windowed = false;
+  /** Pooled buffer the core reads into (READ commands); back to the pool by releaseDataIn(). */
+  dataInBuf: Buffer | undefined;
 
   constructor(
     readonly conn: Connection,
@@ -84,6 +88,16 @@ class Task {
     const r = this.reject;
     this.resolve = this.reject = undefined;
     if (r) r(typeof why === 'string' ? new Error(why) : why);
+  }
+
+  /**
+   * The Data-In buffer is no longer needed: sent and written by the socket,
+   * or never to be sent. The only way a pooled buffer goes back.
+   */
+  releaseDataIn(): void {
+    const b = this.dataInBuf;
+    this.dataInBuf = undefined;
+    if (b !== undefined) dataInPool.give(b);
   }
 
   add(data: Sgl): void {
@@ -277,6 +291,15 @@ export class IscsiSession {
     }
     if (!overlap) this.tasks.set(itt, task);
     let fetch: ((n: number) => Promise<Sgl>) | undefined;
+    // Reads get a recycled buffer (an overlapped command is answered at once, it needs none).
+    let dataIn: Sgl | undefined;
+    if ((flags & Cmd.READ) !== 0 && !write && !overlap) {
+      const b = dataInPool.take(edtl);
+      if (b !== undefined) {
+        task.dataInBuf = b;
+        dataIn = [b.length === edtl ? b : b.subarray(0, edtl)];
+      }
+    }
     if (write && edtl > 0) {
       if (immLen > 0) task.add(data);
       task.unsolEnd = finalBit ? immLen : Math.min(edtl, this.params.firstBurstLength);
@@ -292,6 +315,7 @@ export class IscsiSession {
         expectedLength: edtl,
         dataOut: write && task.received > 0 && fetch === undefined ? task.bufs : undefined,
         fetchDataOut: fetch,
+        dataIn,
       },
       overlap ? this.onOverlap : this.onComplete,
     );
@@ -379,8 +403,8 @@ export class IscsiSession {
     this.tasks.delete(cmp.tag);
     task.done = true;
     if (task.windowed) this.inflight--;
-    if (cmp.quiet || task.conn.closed) return;
-    this.respond(task.conn, task.itt, cmp);
+    if (cmp.quiet || task.conn.closed) return task.releaseDataIn();
+    this.respond(task.conn, task.itt, cmp, task.dataInBuf === undefined ? undefined : () => task.releaseDataIn());
   }
 
   private respondOverlap(cmp: Completion): void {
@@ -388,8 +412,12 @@ export class IscsiSession {
     if (t && !t.conn.closed) this.respond(t.conn, cmp.tag, cmp);
   }
 
-  /** Data-In PDUs (status in the last one when it can carry it), else a SCSI Response. */
-  private respond(c: Connection, itt: number, cmp: Completion): void {
+  /**
+   * Data-In PDUs (status in the last one when it can carry it), else a SCSI
+   * Response. release: runs once the socket has written the last Data-In PDU
+   * (or at once when none is sent), after which the data buffers may be reused.
+   */
+  private respond(c: Connection, itt: number, cmp: Completion, release?: () => void): void {
     const len = cmp.dataInLength;
     const residual = cmp.residual;
     const resFlags = residual > 0 ? Rsp.UNDERFLOW : residual < 0 ? Rsp.OVERFLOW : 0;
@@ -422,13 +450,14 @@ export class IscsiSession {
         }
         h.writeUInt32BE(dataSN++, H.W36);
         h.writeUInt32BE(off, H.W40);
-        if (single !== undefined) c.send(h, [off === 0 && n === single.length ? single : single.subarray(off, off + n)], n);
-        else c.send(h, sglSlice(sgl, off, n), n);
+        const done = last ? release : undefined;
+        if (single !== undefined) c.send(h, [off === 0 && n === single.length ? single : single.subarray(off, off + n)], n, done);
+        else c.send(h, sglSlice(sgl, off, n), n, done);
         off += n;
         if (burstLeft === 0) burstLeft = burst;
       }
       if (statusInData) return;
-    }
+    } else release?.();
     const h = c.header(Op.SCSI_RSP, F_FINAL | resFlags);
     h[2] = RSP_COMPLETED;
     h[3] = cmp.status;
