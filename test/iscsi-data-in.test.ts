@@ -6,7 +6,8 @@
 // with digests that match.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { RawInitiator, startTsiod, simpleConfig, type Daemon } from './util/iscsi-initiator';
+import { RawInitiator, simpleConfig } from './util/iscsi-initiator';
+import { startTsiod, type Daemon } from './util/tsiod';
 import { BufferPool, POOL_MAX, POOL_MIN } from '../fabrics/iscsi/data-in-pool';
 
 const IQN = 'iqn.2026-11.org.tsio:data-in';
