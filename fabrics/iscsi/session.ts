@@ -18,7 +18,7 @@ import type { OperationalParams } from './keys';
 import { encodeText, parseText } from './keys';
 import {
   AS, AsyncEvent, Cmd, F_FINAL, H, LO, LOGOUT_REASON_MASK, LogoutReason, LogoutRsp, NO_TAG, Op, RSP_COMPLETED, RejectReason,
-  Rsp, TEXT_CONTINUE, TMF_FUNCTION_MASK, TMF_RESPONSE, TmfFn, TmfRsp, decodeLun, encodeLun, isImmediate, opcodeOf, snLess,
+  Rsp, TEXT_CONTINUE, TMF_FUNCTION_MASK, TMF_RESPONSE, TmfFn, TmfRsp, decodeLun, encodeLun, isImmediate, opcodeOf, parseAhs, snLess,
 } from './pdu';
 import type { Portal } from './portal';
 import { sendTargets } from './discovery';
@@ -261,13 +261,21 @@ export class IscsiSession {
     const lun = decodeLun(h);
     const write = (flags & Cmd.WRITE) !== 0;
     const immLen = sglLength(data);
-    if (h[H.TOTAL_AHS] !== 0) return c.reject(h, RejectReason.NOT_SUPPORTED); // extended CDBs
+    let cdb = h.subarray(H.CDB, H.CDB + 16);
+    if (h[H.TOTAL_AHS] !== 0) {
+      const ahs = parseAhs(h);
+      if (ahs === undefined) return c.reject(h, RejectReason.PROTOCOL_ERROR);
+      // Bidirectional commands: the core has no second data buffer, so the command is not supported.
+      if (ahs.bidiReadLength !== undefined) return c.reject(h, RejectReason.NOT_SUPPORTED);
+      // Longer CDBs (variable length, 32 bytes and more): the unit's table decides whether it knows them.
+      if (ahs.cdbTail !== undefined) cdb = Buffer.concat([cdb, ahs.cdbTail]);
+    }
+    if (write && (flags & Cmd.READ) !== 0) return c.reject(h, RejectReason.NOT_SUPPORTED); // bidirectional
     if (immLen > 0 && (!write || !this.params.immediateData || immLen > this.params.firstBurstLength || immLen > edtl)) {
       return c.reject(h, RejectReason.PROTOCOL_ERROR);
     }
     const finalBit = (flags & F_FINAL) !== 0;
     if (!finalBit && (!write || this.params.initialR2T)) return c.reject(h, RejectReason.PROTOCOL_ERROR);
-    const cdb = h.subarray(H.CDB, H.CDB + 16);
     const overlap = this.tasks.has(itt);
     const task = new Task(c, itt, lun, edtl);
     // An overlapped command is refused at once by the core (OVERLAPPED COMMANDS ATTEMPTED): it never waits.
