@@ -6,13 +6,14 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { VENDOR_ID } from '../src/core/logical-unit';
-import { RawInitiator, startTsiod, type Daemon, type Pdu } from './util/iscsi-initiator';
+import { RawInitiator, type Pdu } from './util/iscsi-initiator';
+import { startTsiod, type Daemon } from './util/tsiod';
 
 const IQN = 'iqn.2026-11.org.tsio:recovery';
 let d: Daemon;
 
 before(async () => {
-  d = await startTsiod((port) => `storage_objects:
+  d = await startTsiod((port: number) => `storage_objects:
   - { name: ram0, plugin: rd_mcp, size: 16MiB }
 targets:
   - fabric: iscsi
