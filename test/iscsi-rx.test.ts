@@ -11,7 +11,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { openSync, readSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
-import { RawInitiator, freePort, startTsiod, type Daemon } from './util/iscsi-initiator';
+import { RawInitiator } from './util/iscsi-initiator';
+import { freePort, startTsiod, type Daemon } from './util/tsiod';
 
 const IQN = 'iqn.2026-11.org.tsio:rx';
 const LUN_BYTES = 64 << 20;
@@ -46,8 +47,7 @@ targets:
         portals: [ { ip_address: 127.0.0.1, port: ${port} } ]
         luns: [ { index: 0, storage_object: /backstores/fileio/disk0 } ]
 `,
-    undefined,
-    ['--metrics', `127.0.0.1:${metricsPort}`],
+    { args: ['--metrics', `127.0.0.1:${metricsPort}`] },
   );
 });
 after(async () => {
