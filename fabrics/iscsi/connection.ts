@@ -143,7 +143,8 @@ export class Connection {
         if (this.headerDigest) {
           const end = hlen - DIGEST_LEN;
           if (crc32c(h.subarray(0, end)) !== h.readUInt32LE(end)) {
-            // Nothing in a header we cannot trust can be acted on, not even its length (ERL 0: drop).
+            // Nothing in a header we cannot trust can be acted on, not even its length: at every ERL the
+            // connection drops (without markers the next PDU cannot be found; see recovery.ts).
             log.warn(`iscsi: connection ${this.id}: header digest error; dropping the connection`);
             this.destroy();
             return;
@@ -180,7 +181,8 @@ export class Connection {
           for (const b of sglHead(data, end)) crc = crc32c(b, crc);
           const got = sglTailU32(data, end);
           if (crc !== got) {
-            this.reject(h, RejectReason.DATA_DIGEST);
+            if (this.ffp) this.session!.dataDigestError(this, h);
+            else this.reject(h, RejectReason.DATA_DIGEST);
             continue;
           }
         }
