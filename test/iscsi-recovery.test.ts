@@ -287,6 +287,21 @@ test('ERL 1 is negotiated (2 is answered 1) and then allows one outstanding R2T'
   assert.equal(keys.get('MaxOutstandingR2T'), '1'); // the TPG's own default
   assert.equal(await i.logout(), 0);
   i.close();
+  // A header digest error still ends the connection at ERL 1: without markers the next PDU cannot be found.
+  i = await RawInitiator.connect(d.port);
+  keys = await i.login(IQN, { ErrorRecoveryLevel: '1', HeaderDigest: 'CRC32C' });
+  assert.equal(keys.get('HeaderDigest'), 'CRC32C');
+  await i.nop(Buffer.from('ok'));
+  const h = Buffer.alloc(48);
+  h[0] = 0x40;
+  h[1] = 0x80;
+  h.writeUInt32BE(0x77, 16);
+  h.writeUInt32BE(0xffffffff, 20);
+  h.writeUInt32BE(i.cmdSN, 24);
+  i.headerDigest = false;
+  i.send(h);
+  i.raw(Buffer.from([1, 2, 3, 4]));
+  assert.ok(await i.waitClosed(), 'dropped');
 });
 
 test('ERL 1: a Data-Out with a bad data digest is rejected and asked for again by a recovery R2T; the data arrives exact', async () => {
@@ -341,7 +356,7 @@ test('ERL 1: a hole in unsolicited data (InitialR2T=No) is asked for again befor
 });
 
 test('ERL 1: a command whose immediate data fails its digest is rejected, later commands wait, its retry (same ITT and CmdSN) runs', async () => {
-  const i = await session({ ErrorRecoveryLevel: '1', DataDigest: 'CRC32C' });
+  const i = await session({ ErrorRecoveryLevel: '1', DataDigest: 'CRC32C', InitialR2T: 'No', ImmediateData: 'Yes' });
   const data = pattern(4096, 5);
   const first = commandHeader(i, write10(600, 8), { write: data.length });
   sendCorrupt(i, first.h, data);
@@ -349,18 +364,23 @@ test('ERL 1: a command whose immediate data fails its digest is rejected, later 
   assert.equal(rej.bhs[2], 0x02);
   assert.equal(rej.data.readUInt32BE(16), first.itt);
   assert.equal(rej.bhs.readUInt32BE(28), first.h.readUInt32BE(24), 'ExpCmdSN stays at the discarded command');
-  // The next command is held: its CmdSN is past the gap.
-  const second = commandHeader(i, read10(600, 8), { read: data.length });
-  i.send(second.h);
-  await assert.rejects(i.next((p) => p.itt === second.itt, 300), /timed out/);
+  // The next commands are held, their CmdSN past the gap: a write whose unsolicited Data-Out waits with it, a read.
+  const more = pattern(16384, 6);
+  const second = commandHeader(i, write10(608, 32), { write: more.length });
+  second.h[1] &= 0x7f;
+  i.send(second.h, more.subarray(0, 4096));
+  sequence(i, second.itt, 0xffffffff, more, 4096, 12288, () => false, { n: 0 });
+  const third = commandHeader(i, read10(600, 40), { read: 20480 });
+  i.send(third.h);
+  await assert.rejects(i.next((p) => p.itt === second.itt || p.itt === third.itt, 300), /timed out/);
   // The retry: the same PDU, digest right this time.
   first.h.writeUInt32BE(i.expStatSN, 28);
   i.send(first.h, data);
-  const a = await outcome(i, first.itt);
-  assert.equal(a.status, 0);
-  const b = await outcome(i, second.itt);
-  assert.equal(b.status, 0);
-  assert.ok(b.data.equals(data), 'the held read ran after the retried write');
+  assert.equal((await outcome(i, first.itt)).status, 0);
+  assert.equal((await outcome(i, second.itt)).status, 0);
+  const r = await outcome(i, third.itt);
+  assert.equal(r.status, 0);
+  assert.ok(r.data.equals(Buffer.concat([data, more])), 'the held commands ran after the retried write, in order');
   // A retry of a command that did arrive is outside the window: ignored.
   first.h.writeUInt32BE(i.expStatSN, 28);
   i.send(first.h, data);

@@ -46,6 +46,16 @@ const EMPTY: Buffer[] = [];
 /** Seconds an initiator whose access was revoked has to log out before its connections are dropped. */
 const REVOKE_GRACE_S = 2;
 
+/** A command that arrived ahead of ExpCmdSN, with the unsolicited Data-Out that followed it. */
+interface Early {
+  conn: Connection;
+  h: Buffer;
+  data: Sgl;
+  dataOut?: { h: Buffer; data: Sgl }[];
+  /** Bytes in dataOut: never more than FirstBurstLength (what unsolicited data may be). */
+  dataOutBytes?: number;
+}
+
 /** One SCSI command in flight on a connection. */
 class Task {
   /** Data-out received so far, in offset order. */
@@ -105,7 +115,7 @@ export class IscsiSession {
   private inflight = 0;
   private readonly depth: number;
   /** Non-immediate PDUs that arrived ahead of ExpCmdSN (MC/S), by CmdSN. */
-  private readonly early = new Map<number, { conn: Connection; h: Buffer; data: Sgl }>();
+  private readonly early = new Map<number, Early>();
   private readonly tasks = new Map<number, Task>();
   /** Negotiated ErrorRecoveryLevel: 1 keeps what SNACKs may ask for again (recovery.ts). */
   private readonly erl: number;
@@ -200,6 +210,7 @@ export class IscsiSession {
       h[AS.EVENT] = AsyncEvent.LOGOUT_REQUEST;
       h.writeUInt16BE(seconds, AS.PARAM3);
       c.send(h);
+      this.retain(c, h);
     }
     return p;
   }
@@ -257,6 +268,7 @@ export class IscsiSession {
         this.early.delete(this.expCmdSN);
         this.expCmdSN = (this.expCmdSN + 1) >>> 0;
         this.execute(next.conn, next.h, next.data);
+        if (next.dataOut !== undefined) for (const d of next.dataOut) this.dataOut(next.conn, d.h, d.data);
       }
       return;
     }
@@ -421,8 +433,18 @@ export class IscsiSession {
     const task = this.tasks.get(itt);
     const len = sglLength(data);
     if (task === undefined || task.conn !== c) {
-      // Unsolicited data of a command that already ended (refused early) is dropped quietly.
-      if (ttt === NO_TAG && task === undefined) return;
+      if (ttt === NO_TAG && task === undefined) {
+        // Unsolicited data of a command waiting for a CmdSN gap to fill (MC/S, a retry) waits with it;
+        // that of a command that already ended (refused early) is dropped quietly.
+        for (const e of this.early.values()) {
+          if (e.conn === c && e.h.readUInt32BE(H.ITT) === itt && opcodeOf(e.h) === Op.SCSI_CMD) {
+            e.dataOutBytes = (e.dataOutBytes ?? 0) + len;
+            if (e.dataOutBytes <= this.params.firstBurstLength) (e.dataOut ??= []).push({ h: Buffer.from(h), data });
+            break;
+          }
+        }
+        return;
+      }
       return c.reject(h, RejectReason.INVALID_FIELD);
     }
     const offset = h.readUInt32BE(H.W40);
