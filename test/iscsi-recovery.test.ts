@@ -206,7 +206,7 @@ interface R2t { sn: number; ttt: number; offset: number; length: number }
  * unsolicited Data-Out up to `firstBurst`, then every R2T (recovery ones
  * included) in order; the Data-Out PDUs `corrupt` picks get a bad digest.
  */
-async function write(i: RawInitiator, lba: number, data: Buffer, opts: { immediate?: number; firstBurst?: number; corrupt?: (n: number) => boolean } = {}): Promise<{ status: number; r2ts: R2t[]; rejects: Pdu[] }> {
+async function write(i: RawInitiator, lba: number, data: Buffer, opts: { immediate?: number; firstBurst?: number; corrupt?: (n: number) => boolean } = {}): Promise<{ status: number; sense: Buffer; r2ts: R2t[]; rejects: Pdu[] }> {
   const imm = opts.immediate ?? 0;
   const unsolEnd = opts.firstBurst !== undefined ? Math.min(opts.firstBurst, data.length) : imm;
   const corrupt = opts.corrupt ?? (() => false);
@@ -228,7 +228,8 @@ async function write(i: RawInitiator, lba: number, data: Buffer, opts: { immedia
     i.expStatSN = (p.bhs.readUInt32BE(24) + 1) >>> 0;
     const rejects = i.pdus.filter((x) => x.opcode === 0x3f);
     for (const r of rejects) i.pdus.splice(i.pdus.indexOf(r), 1);
-    return { status: p.bhs[3], r2ts, rejects };
+    const sense = p.data.length >= 2 ? p.data.subarray(2, 2 + p.data.readUInt16BE(0)) : Buffer.alloc(0);
+    return { status: p.bhs[3], sense, r2ts, rejects };
   }
 }
 
@@ -328,6 +329,22 @@ test('ERL 1: a Data-Out with a bad data digest is rejected and asked for again b
   assert.deepEqual(w.r2ts.map((r) => [r.sn, r.offset, r.length]), [[0, 0, 32768], [1, 0, 32768], [2, 0, 32768], [3, 32768, 32768]]);
   assert.equal(w.rejects.length, 2);
   assert.ok((await readBack(i, 400, data.length)).equals(data));
+  assert.equal(await i.logout(), 0);
+  i.close();
+});
+
+test('ERL 0: a Data-Out with a bad data digest fails its command with PROTOCOL SERVICE CRC ERROR once the burst is in', async () => {
+  const i = await session({ DataDigest: 'CRC32C' });
+  for (const bad of [1, 3]) {
+    const w = await write(i, 1000, pattern(32768, bad), { corrupt: (n) => n === bad });
+    assert.equal(w.status, 0x02);
+    assert.deepEqual(senseOf(w.sense), [0x0b, 0x47, 0x05]);
+    assert.deepEqual(w.rejects.map((r) => r.bhs[2]), [0x02], 'the PDUs after the bad one are dropped quietly');
+    assert.equal(w.r2ts.length, 1, 'nothing asked for again');
+  }
+  const data = pattern(32768, 9);
+  assert.equal((await write(i, 1000, data)).status, 0);
+  assert.ok((await readBack(i, 1000, data.length)).equals(data));
   assert.equal(await i.logout(), 0);
   i.close();
 });
