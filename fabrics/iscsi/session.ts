@@ -23,6 +23,7 @@ import {
 import type { Portal } from './portal';
 import { sendTargets } from './discovery';
 import { Retention, SN, SNACK_TYPE_MASK, SnackType, RSP_EXP_DATA_SN, type ReadRecord, type SnackResult } from './recovery';
+import { rxPool, type RxSlab } from './rx-slab';
 
 /** Live sessions by TSIH. */
 export const sessions = new Map<number, IscsiSession>();
@@ -46,14 +47,15 @@ const EMPTY: Buffer[] = [];
 /** Seconds an initiator whose access was revoked has to log out before its connections are dropped. */
 const REVOKE_GRACE_S = 2;
 
-/** A command that arrived ahead of ExpCmdSN, with the unsolicited Data-Out that followed it. */
+/** A PDU that arrived ahead of ExpCmdSN (MC/S, a CmdSN gap left by a discarded command), with the unsolicited Data-Out that came after it. */
 interface Early {
   conn: Connection;
   h: Buffer;
   data: Sgl;
-  dataOut?: { h: Buffer; data: Sgl }[];
+  slabs: RxSlab[];
+  dataOut: [Buffer, Sgl][] | undefined;
   /** Bytes in dataOut: never more than FirstBurstLength (what unsolicited data may be). */
-  dataOutBytes?: number;
+  dataOutBytes: number;
 }
 
 /** One SCSI command in flight on a connection. */
@@ -85,6 +87,8 @@ class Task {
   crcError = false;
   /** Why it stopped waiting for data (abandon()). */
   failure: Error | undefined;
+  /** Receive slabs its CDB and data-out lie in: held until the core completes the command. */
+  readonly slabs: RxSlab[] = [];
 
   constructor(
     readonly conn: Connection,
@@ -107,6 +111,7 @@ class Task {
 
   add(data: Sgl): void {
     if (this.bufs === EMPTY) this.bufs = [];
+    rxPool.retain(data, this.slabs);
     for (const b of data) this.bufs.push(b);
     this.received += sglLength(data);
   }
@@ -121,6 +126,8 @@ export class IscsiSession {
   private readonly depth: number;
   /** Non-immediate PDUs that arrived ahead of ExpCmdSN (MC/S), by CmdSN. */
   private readonly early = new Map<number, Early>();
+  /** The same by ITT, for the unsolicited Data-Out that may follow them before they can run. */
+  private readonly earlyByItt = new Map<number, Early>();
   private readonly tasks = new Map<number, Task>();
   /** Negotiated ErrorRecoveryLevel: 1 keeps what SNACKs may ask for again (recovery.ts). */
   private readonly erl: number;
@@ -129,7 +136,6 @@ export class IscsiSession {
   private textRest: { itt: number; ttt: number; rest: Buffer } | undefined;
   private closing = false;
   private readonly onComplete = (c: Completion): void => this.complete(c);
-  private readonly onOverlap = (c: Completion): void => this.respondOverlap(c);
   /** Resolves when the last connection is gone (shutdown waits for logouts). */
   private endWaiters: (() => void)[] = [];
 
@@ -196,8 +202,11 @@ export class IscsiSession {
     for (const c of [...this.connections]) c.destroy();
     // The nexus loss marks every task aborted first; then writes stop waiting for data that will not come.
     const done = this.core ? this.core.close() : Promise.resolve();
+    // Tasks stay listed until the core completes them: their data-out is in use until then (complete()).
     for (const t of this.tasks.values()) t.abandon('session closed');
-    this.tasks.clear();
+    for (const e of this.early.values()) rxPool.releaseAll(e.slabs);
+    this.early.clear();
+    this.earlyByItt.clear();
     void done.then(() => {
       for (const w of this.endWaiters) w();
       this.endWaiters = [];
@@ -272,8 +281,11 @@ export class IscsiSession {
         if (!next) break;
         this.early.delete(this.expCmdSN);
         this.expCmdSN = (this.expCmdSN + 1) >>> 0;
+        const itt = next.h.readUInt32BE(H.ITT);
+        if (this.earlyByItt.get(itt) === next) this.earlyByItt.delete(itt);
         this.execute(next.conn, next.h, next.data);
-        if (next.dataOut !== undefined) for (const d of next.dataOut) this.dataOut(next.conn, d.h, d.data);
+        for (const [dh, dd] of next.dataOut ?? []) this.dataOut(next.conn, dh, dd);
+        rxPool.releaseAll(next.slabs);
       }
       return;
     }
@@ -282,7 +294,12 @@ export class IscsiSession {
       log.debug(`iscsi: session ${this.tsih}: CmdSN ${sn} outside [${this.expCmdSN}, ${this.maxCmdSN}] dropped`);
       return;
     }
-    if (!this.early.has(sn)) this.early.set(sn, { conn: c, h: Buffer.from(h), data });
+    if (!this.early.has(sn)) {
+      const e: Early = { conn: c, h: Buffer.from(h), data, slabs: [], dataOut: undefined, dataOutBytes: 0 };
+      rxPool.retain(data, e.slabs);
+      this.early.set(sn, e);
+      if (op === Op.SCSI_CMD) this.earlyByItt.set(e.h.readUInt32BE(H.ITT), e);
+    }
   }
 
   private execute(c: Connection, h: Buffer, data: Sgl): void {
@@ -335,6 +352,8 @@ export class IscsiSession {
       this.inflight++;
     }
     if (!overlap) this.tasks.set(itt, task);
+    // The CDB is a view of the header.
+    rxPool.retain([h], task.slabs);
     let fetch: ((n: number) => Promise<Sgl>) | undefined;
     if (write && edtl > 0) {
       if (immLen > 0) task.add(data);
@@ -352,7 +371,7 @@ export class IscsiSession {
         dataOut: write && task.received > 0 && fetch === undefined ? task.bufs : undefined,
         fetchDataOut: fetch,
       },
-      overlap ? this.onOverlap : this.onComplete,
+      overlap ? (cmp) => this.respondOverlap(cmp, task) : this.onComplete,
     );
   }
 
@@ -450,19 +469,18 @@ export class IscsiSession {
     const ttt = h.readUInt32BE(H.W20);
     const task = this.tasks.get(itt);
     const len = sglLength(data);
+    const waiting = task === undefined && ttt === NO_TAG ? this.earlyByItt.get(itt) : undefined;
+    if (waiting !== undefined && waiting.conn === c) {
+      // Unsolicited data of a command still waiting for its CmdSN: it is taken in when the command runs.
+      waiting.dataOutBytes += len;
+      if (waiting.dataOutBytes > this.params.firstBurstLength) return; // more than unsolicited data may be
+      rxPool.retain(data, waiting.slabs);
+      (waiting.dataOut ??= []).push([Buffer.from(h), data]);
+      return;
+    }
     if (task === undefined || task.conn !== c) {
-      if (ttt === NO_TAG && task === undefined) {
-        // Unsolicited data of a command waiting for a CmdSN gap to fill (MC/S, a retry) waits with it;
-        // that of a command that already ended (refused early) is dropped quietly.
-        for (const e of this.early.values()) {
-          if (e.conn === c && e.h.readUInt32BE(H.ITT) === itt && opcodeOf(e.h) === Op.SCSI_CMD) {
-            e.dataOutBytes = (e.dataOutBytes ?? 0) + len;
-            if (e.dataOutBytes <= this.params.firstBurstLength) (e.dataOut ??= []).push({ h: Buffer.from(h), data });
-            break;
-          }
-        }
-        return;
-      }
+      // Unsolicited data of a command that already ended (refused early) is dropped quietly.
+      if (ttt === NO_TAG && task === undefined) return;
       return c.reject(h, RejectReason.INVALID_FIELD);
     }
     const offset = h.readUInt32BE(H.W40);
@@ -510,15 +528,17 @@ export class IscsiSession {
 
   private complete(cmp: Completion): void {
     const task = this.tasks.get(cmp.tag);
-    if (task === undefined) return; // session gone
+    if (task === undefined) return;
     this.tasks.delete(cmp.tag);
     task.done = true;
+    if (task.slabs.length > 0) rxPool.releaseAll(task.slabs);
     if (task.windowed) this.inflight--;
     if (cmp.quiet || task.conn.closed) return;
     this.respond(task.conn, task.itt, cmp, task);
   }
 
-  private respondOverlap(cmp: Completion): void {
+  private respondOverlap(cmp: Completion, task: Task): void {
+    rxPool.releaseAll(task.slabs);
     const t = this.tasks.get(cmp.tag);
     if (t && !t.conn.closed) this.respond(t.conn, cmp.tag, cmp);
   }
@@ -657,8 +677,10 @@ export class IscsiSession {
     r.writeUInt32BE(NO_TAG, H.W20);
     this.stamp(c, r, true);
     const n = Math.min(sglLength(data), c.maxXmitDataSegmentLength);
-    c.send(r, data, n);
-    this.retain(c, r, data, n);
+    // A copy: the echo may wait in the socket's queue (or for a SNACK) after the receive slab it came in is reused.
+    const echo = n > 0 ? [Buffer.concat(data as Buffer[], n)] : [];
+    c.send(r, echo, n);
+    this.retain(c, r, echo, n);
   }
 
   /** A target ping of an idle initiator (NOP-In with a TTT it must echo). */
