@@ -329,6 +329,12 @@ test('ERL 1: a Data-Out with a bad data digest is rejected and asked for again b
   assert.deepEqual(w.r2ts.map((r) => [r.sn, r.offset, r.length]), [[0, 0, 32768], [1, 0, 32768], [2, 0, 32768], [3, 32768, 32768]]);
   assert.equal(w.rejects.length, 2);
   assert.ok((await readBack(i, 400, data.length)).equals(data));
+  // Data that keeps arriving bad: after 8 recovery R2Ts the command fails (PROTOCOL SERVICE CRC ERROR).
+  w = await write(i, 400, pattern(8192, 4), { corrupt: () => true });
+  assert.equal(w.status, 0x02);
+  assert.deepEqual(senseOf(w.sense), [0x0b, 0x47, 0x05]);
+  assert.equal(w.r2ts.length, 9);
+  assert.ok((await readBack(i, 400, data.length)).equals(data), 'nothing written');
   assert.equal(await i.logout(), 0);
   i.close();
 });

@@ -44,6 +44,8 @@ function allocTtt(): number {
 }
 
 const EMPTY: Buffer[] = [];
+/** Recovery R2Ts one command gets (ERL 1) before it fails: an initiator whose data keeps arriving bad cannot loop. */
+const MAX_RECOVERIES = 8;
 /** Seconds an initiator whose access was revoked has to log out before its connections are dropped. */
 const REVOKE_GRACE_S = 2;
 
@@ -78,6 +80,7 @@ class Task {
   /** ERL 1: every R2T sent, by R2TSN (R2T SNACK), and where asking again for lost data ends. */
   r2tLog: { ttt: number; offset: number; length: number }[] | undefined;
   recoverEnd = 0;
+  recoveries = 0;
   /** Expected DataSN of the current data sequence. */
   dataSN = 0;
   done = false;
@@ -429,6 +432,10 @@ export class IscsiSession {
     if (ttt !== NO_TAG) {
       task.r2ts!.delete(ttt);
       task.r2tOutstanding--;
+    }
+    if (++task.recoveries > MAX_RECOVERIES) {
+      task.abandon(new ScsiError(SenseKey.ABORTED_COMMAND, Asc.PROTOCOL_SERVICE_CRC_ERROR));
+      return;
     }
     log.debug(`iscsi: ${this.initiatorName}: task 0x${task.itt.toString(16)}: data [${task.received}, ${end}) lost; asking again`);
     if (end > task.recoverEnd) task.recoverEnd = end;
