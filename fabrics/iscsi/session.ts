@@ -3,8 +3,9 @@
 // (R2T) data, Data-In with status in the last PDU, NOP both ways, task
 // management, text (SendTargets), logout, asynchronous logout requests, and
 // several connections (MC/S). Data-out buffers handed to the core are views
-// of what the socket read; data-in buffers of the core go to the socket as
-// they are.
+// of what the socket read; READ data is read into a recycled buffer
+// (data-in-pool.ts) that goes to the socket as it is and back to the pool
+// once the socket has written it.
 
 import type { Completion } from '../../src/core/command';
 import type { Session as CoreSession } from '../../src/core/session';
@@ -24,6 +25,7 @@ import type { Portal } from './portal';
 import { sendTargets } from './discovery';
 import { Retention, SN, SNACK_TYPE_MASK, SnackType, RSP_EXP_DATA_SN, type ReadRecord, type SnackResult } from './recovery';
 import { rxPool, type RxSlab } from './rx-slab';
+import { dataInPool } from './data-in-pool';
 
 /** Live sessions by TSIH. */
 export const sessions = new Map<number, IscsiSession>();
@@ -92,6 +94,8 @@ class Task {
   failure: Error | undefined;
   /** Receive slabs its CDB and data-out lie in: held until the core completes the command. */
   readonly slabs: RxSlab[] = [];
+  /** Pooled buffer the core reads into (READ commands); back to the pool by releaseDataIn(). */
+  dataInBuf: Buffer | undefined;
 
   constructor(
     readonly conn: Connection,
@@ -110,6 +114,16 @@ class Task {
     const r = this.reject;
     this.resolve = this.reject = undefined;
     if (r) r(this.failure);
+  }
+
+  /**
+   * The Data-In buffer is no longer needed: sent and written by the socket,
+   * or never to be sent. The only way a pooled buffer goes back.
+   */
+  releaseDataIn(): void {
+    const b = this.dataInBuf;
+    this.dataInBuf = undefined;
+    if (b !== undefined) dataInPool.give(b);
   }
 
   add(data: Sgl): void {
@@ -358,6 +372,16 @@ export class IscsiSession {
     // The CDB is a view of the header.
     rxPool.retain([h], task.slabs);
     let fetch: ((n: number) => Promise<Sgl>) | undefined;
+    // Reads get a recycled buffer (an overlapped command is answered at once, it needs none). At ERL 1
+    // the data outlives the send, kept for SNACKs (recovery.ts): the garbage collector owns it then.
+    let dataIn: Sgl | undefined;
+    if ((flags & Cmd.READ) !== 0 && !write && !overlap && this.erl === 0) {
+      const b = dataInPool.take(edtl);
+      if (b !== undefined) {
+        task.dataInBuf = b;
+        dataIn = [b.length === edtl ? b : b.subarray(0, edtl)];
+      }
+    }
     if (write && edtl > 0) {
       if (immLen > 0) task.add(data);
       task.unsolEnd = finalBit ? immLen : Math.min(edtl, this.params.firstBurstLength);
@@ -373,6 +397,7 @@ export class IscsiSession {
         expectedLength: edtl,
         dataOut: write && task.received > 0 && fetch === undefined ? task.bufs : undefined,
         fetchDataOut: fetch,
+        dataIn,
       },
       overlap ? (cmp) => this.respondOverlap(cmp, task) : this.onComplete,
     );
@@ -540,7 +565,7 @@ export class IscsiSession {
     task.done = true;
     if (task.slabs.length > 0) rxPool.releaseAll(task.slabs);
     if (task.windowed) this.inflight--;
-    if (cmp.quiet || task.conn.closed) return;
+    if (cmp.quiet || task.conn.closed) return task.releaseDataIn();
     this.respond(task.conn, task.itt, cmp, task);
   }
 
@@ -553,9 +578,12 @@ export class IscsiSession {
   /**
    * Data-In PDUs (status in the last one when it can carry it), else a SCSI
    * Response. At ERL 1 the read's Data-In and the status are kept for SNACKs
-   * (recovery.ts), and the last PDU of each burst asks for a DataACK.
+   * (recovery.ts), and the last PDU of each burst asks for a DataACK. A
+   * pooled data-in buffer (ERL 0 only) goes back once the socket has written
+   * the last Data-In PDU, or at once when none is sent.
    */
   private respond(c: Connection, itt: number, cmp: Completion, task?: Task): void {
+    const release = task?.dataInBuf === undefined ? undefined : () => task.releaseDataIn();
     const len = cmp.dataInLength;
     const residual = cmp.residual;
     const resFlags = residual > 0 ? Rsp.UNDERFLOW : residual < 0 ? Rsp.OVERFLOW : 0;
@@ -595,8 +623,9 @@ export class IscsiSession {
         }
         h.writeUInt32BE(dataSN++, H.W36);
         h.writeUInt32BE(off, H.W40);
-        if (single !== undefined) c.send(h, [off === 0 && n === single.length ? single : single.subarray(off, off + n)], n);
-        else c.send(h, sglSlice(sgl, off, n), n);
+        const done = last ? release : undefined;
+        if (single !== undefined) c.send(h, [off === 0 && n === single.length ? single : single.subarray(off, off + n)], n, done);
+        else c.send(h, sglSlice(sgl, off, n), n, done);
         if (keep !== undefined) keep.sent(h);
         off += n;
         if (burstLeft === 0) burstLeft = burst;
@@ -605,7 +634,7 @@ export class IscsiSession {
         if (keep !== undefined) this.retain(c, keep.headers[keep.headers.length - 1], undefined, 0, keep, true);
         return;
       }
-    }
+    } else release?.();
     const h = c.header(Op.SCSI_RSP, F_FINAL | resFlags);
     h[2] = RSP_COMPLETED;
     h[3] = cmp.status;
