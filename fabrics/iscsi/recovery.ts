@@ -14,6 +14,10 @@
 // rejected like one for acknowledged numbers (Protocol Error), the initiator's
 // own recovery (abort, session) takes over. Memory never grows past the bound.
 //
+// No Data-Out timer: on TCP a Data-Out is only lost to its data digest, and
+// its sound header says whether it ended its sequence, so the recovery R2T
+// (session.ts sequenceEnd) never waits for a timeout.
+//
 // Header digest errors stay fatal at every level: the RFC lets a receiver
 // skip to a later PDU, but without markers (gone from RFC 7143) nothing tells
 // where that PDU starts once the header (and its length) cannot be trusted,
@@ -23,6 +27,7 @@ import { sglSlice, type Sgl } from '../../src/core/sgl';
 import { log } from '../../src/core/log';
 import { BHS_LEN, F_FINAL, H, Op, RejectReason, Rsp, RSP_COMPLETED, snLess } from './pdu';
 
+// Both bounds are stated in specs/fabrics/iscsi.yaml (ErrorRecoveryLevel).
 /** Data-in bytes (plus response copies) one connection keeps for retransmission at most. */
 export const RETAIN_BYTES = 32 << 20;
 /** Unacknowledged numbered responses one connection keeps at most. */
@@ -46,7 +51,12 @@ export interface RecoveryLink {
   header(opcode: number, flags: number): Buffer;
 }
 
-/** What a read sent: its Data-In headers by DataSN and its data, held until acknowledged. */
+/**
+ * What a read sent: its Data-In headers by DataSN and its data, held until
+ * acknowledged. The data-in buffers are the core's, held by reference: a send
+ * path that recycles data-in buffers once written must leave alone those a
+ * record holds (`sgl` set) until releaseRead() or a full DataACK drops them.
+ */
 export class ReadRecord {
   readonly headers: Buffer[] = [];
   /** The data-in buffers; undefined once released. */

@@ -46,16 +46,20 @@ function allocTtt(): number {
 }
 
 const EMPTY: Buffer[] = [];
+/** Recovery R2Ts one command gets (ERL 1) before it fails: an initiator whose data keeps arriving bad cannot loop. */
+const MAX_RECOVERIES = 8;
 /** Seconds an initiator whose access was revoked has to log out before its connections are dropped. */
 const REVOKE_GRACE_S = 2;
 
-/** A PDU that arrived ahead of ExpCmdSN (MC/S), with the unsolicited Data-Out that came after it. */
+/** A PDU that arrived ahead of ExpCmdSN (MC/S, a CmdSN gap left by a discarded command), with the unsolicited Data-Out that came after it. */
 interface Early {
   conn: Connection;
   h: Buffer;
   data: Sgl;
   slabs: RxSlab[];
   dataOut: [Buffer, Sgl][] | undefined;
+  /** Bytes in dataOut: never more than FirstBurstLength (what unsolicited data may be). */
+  dataOutBytes: number;
 }
 
 /** One SCSI command in flight on a connection. */
@@ -78,11 +82,16 @@ class Task {
   /** ERL 1: every R2T sent, by R2TSN (R2T SNACK), and where asking again for lost data ends. */
   r2tLog: { ttt: number; offset: number; length: number }[] | undefined;
   recoverEnd = 0;
+  recoveries = 0;
   /** Expected DataSN of the current data sequence. */
   dataSN = 0;
   done = false;
   /** Took a CmdSN (not immediate): counts against the window until it completes. */
   windowed = false;
+  /** ERL 0: a Data-Out of it failed its data digest; it fails once its outstanding data has come. */
+  crcError = false;
+  /** Why it stopped waiting for data (abandon()). */
+  failure: Error | undefined;
   /** Receive slabs its CDB and data-out lie in: held until the core completes the command. */
   readonly slabs: RxSlab[] = [];
   /** Pooled buffer the core reads into (READ commands); back to the pool by releaseDataIn(). */
@@ -101,9 +110,10 @@ class Task {
    */
   abandon(why: string | ScsiError): void {
     this.done = true;
+    this.failure = typeof why === 'string' ? new Error(why) : why;
     const r = this.reject;
     this.resolve = this.reject = undefined;
-    if (r) r(typeof why === 'string' ? new Error(why) : why);
+    if (r) r(this.failure);
   }
 
   /**
@@ -231,6 +241,7 @@ export class IscsiSession {
       h[AS.EVENT] = AsyncEvent.LOGOUT_REQUEST;
       h.writeUInt16BE(seconds, AS.PARAM3);
       c.send(h);
+      this.retain(c, h);
     }
     return p;
   }
@@ -301,7 +312,7 @@ export class IscsiSession {
       return;
     }
     if (!this.early.has(sn)) {
-      const e: Early = { conn: c, h: Buffer.from(h), data, slabs: [], dataOut: undefined };
+      const e: Early = { conn: c, h: Buffer.from(h), data, slabs: [], dataOut: undefined, dataOutBytes: 0 };
       rxPool.retain(data, e.slabs);
       this.early.set(sn, e);
       if (op === Op.SCSI_CMD) this.earlyByItt.set(e.h.readUInt32BE(H.ITT), e);
@@ -395,7 +406,7 @@ export class IscsiSession {
   /** The core wants n bytes of data-out: what came unsolicited, the rest by R2T. */
   private fetch(task: Task, n: number): Promise<Sgl> {
     task.need = n;
-    if (task.done) return Promise.reject(new ScsiError(SenseKey.ABORTED_COMMAND, Asc.DATA_PHASE_ERROR));
+    if (task.done) return Promise.reject(task.failure instanceof ScsiError ? task.failure : new ScsiError(SenseKey.ABORTED_COMMAND, Asc.DATA_PHASE_ERROR));
     if (task.received >= n) return Promise.resolve(sglSlice(task.bufs, 0, n));
     return new Promise<Sgl>((resolve, reject) => {
       task.resolve = resolve;
@@ -407,7 +418,7 @@ export class IscsiSession {
   /** Sends R2Ts up to MaxOutstandingR2T, each for at most MaxBurstLength. */
   private solicit(task: Task): void {
     const c = task.conn;
-    while (task.r2tOutstanding < this.params.maxOutstandingR2T && task.r2tNext < task.need && !task.done) {
+    while (task.r2tOutstanding < this.params.maxOutstandingR2T && task.r2tNext < task.need && !task.done && !task.crcError) {
       // A recovery R2T asks for exactly what was lost; the next ones go on from there.
       const end = task.r2tNext < task.recoverEnd ? Math.min(task.recoverEnd, task.need) : task.need;
       const len = Math.min(this.params.maxBurstLength, end - task.r2tNext);
@@ -440,11 +451,16 @@ export class IscsiSession {
    */
   private sequenceEnd(task: Task, ttt: number): void {
     task.dataSN = 0;
+    if (task.crcError) return this.crcSequenceEnd(task, ttt);
     const end = ttt === NO_TAG ? task.unsolEnd : task.r2ts?.get(ttt);
     if (end === undefined || task.received >= end) return;
     if (ttt !== NO_TAG) {
       task.r2ts!.delete(ttt);
       task.r2tOutstanding--;
+    }
+    if (++task.recoveries > MAX_RECOVERIES) {
+      task.abandon(new ScsiError(SenseKey.ABORTED_COMMAND, Asc.PROTOCOL_SERVICE_CRC_ERROR));
+      return;
     }
     log.debug(`iscsi: ${this.initiatorName}: task 0x${task.itt.toString(16)}: data [${task.received}, ${end}) lost; asking again`);
     if (end > task.recoverEnd) task.recoverEnd = end;
@@ -453,19 +469,31 @@ export class IscsiSession {
   }
 
   /**
+   * ERL 0, a command with a Data-Out lost to its digest: once every
+   * outstanding sequence has ended, it fails with PROTOCOL SERVICE CRC ERROR
+   * (RFC 7143 7.8: the response waits for the data still under way).
+   */
+  private crcSequenceEnd(task: Task, ttt: number): void {
+    if (ttt !== NO_TAG && task.r2ts?.delete(ttt)) task.r2tOutstanding--;
+    if (task.r2tOutstanding === 0) task.abandon(new ScsiError(SenseKey.ABORTED_COMMAND, Asc.PROTOCOL_SERVICE_CRC_ERROR));
+  }
+
+  /**
    * A PDU whose data digest failed; its header is sound. Rejected (RFC 7143
    * 7.8): a command with immediate data is then as if never received, so
    * ExpCmdSN stays and the initiator's retry (same ITT and CmdSN) fills the
    * gap. At ERL 1 a Data-Out is asked for again at the end of its sequence;
-   * at ERL 0 the next Data-Out finds the gap and the command fails.
+   * at ERL 0 the command fails (PROTOCOL SERVICE CRC ERROR) once its
+   * outstanding data has come.
    */
   dataDigestError(c: Connection, h: Buffer): void {
     c.reject(h, RejectReason.DATA_DIGEST);
-    if (this.erl === 0 || opcodeOf(h) !== Op.DATA_OUT || (h[H.FLAGS] & F_FINAL) === 0) return;
+    if (opcodeOf(h) !== Op.DATA_OUT) return;
     const task = this.tasks.get(h.readUInt32BE(H.ITT));
     const ttt = h.readUInt32BE(H.W20);
     if (task === undefined || task.conn !== c || task.done || (ttt !== NO_TAG && !task.r2ts?.has(ttt))) return;
-    this.sequenceEnd(task, ttt);
+    if (this.erl === 0) task.crcError = true;
+    if ((h[H.FLAGS] & F_FINAL) !== 0) this.sequenceEnd(task, ttt);
   }
 
   private dataOut(c: Connection, h: Buffer, data: Sgl): void {
@@ -476,6 +504,8 @@ export class IscsiSession {
     const waiting = task === undefined && ttt === NO_TAG ? this.earlyByItt.get(itt) : undefined;
     if (waiting !== undefined && waiting.conn === c) {
       // Unsolicited data of a command still waiting for its CmdSN: it is taken in when the command runs.
+      waiting.dataOutBytes += len;
+      if (waiting.dataOutBytes > this.params.firstBurstLength) return; // more than unsolicited data may be
       rxPool.retain(data, waiting.slabs);
       (waiting.dataOut ??= []).push([Buffer.from(h), data]);
       return;
@@ -499,7 +529,8 @@ export class IscsiSession {
     if (offset !== task.received || h.readUInt32BE(H.W36) !== task.dataSN) {
       log.debug(`iscsi: ${this.initiatorName}: Data-Out at offset ${offset} DataSN ${h.readUInt32BE(H.W36)}, expected ${task.received} DataSN ${task.dataSN}`);
       // ERL 1: past a discarded PDU nothing is kept; the end of the sequence asks for the rest again.
-      if (this.erl !== 0) {
+      // ERL 0 after a digest error: the same, but the end of the data fails the command.
+      if (this.erl !== 0 || task.crcError) {
         if (final) this.sequenceEnd(task, ttt);
         return;
       }
@@ -511,7 +542,7 @@ export class IscsiSession {
     task.dataSN++;
     if (len > 0) task.add(data);
     if (final) {
-      if (this.erl !== 0) this.sequenceEnd(task, ttt);
+      if (this.erl !== 0 || task.crcError) this.sequenceEnd(task, ttt);
       task.dataSN = 0;
     }
     if (ttt !== NO_TAG && task.r2ts!.has(ttt) && task.received >= task.r2ts!.get(ttt)!) {
