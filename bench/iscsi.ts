@@ -6,7 +6,7 @@
 // and IOPS per CPU-second of the target process (/proc/PID/stat).
 
 import { rmSync, truncateSync, writeFileSync } from 'node:fs';
-import { startTsiod, freePort } from '../test/util/iscsi-initiator';
+import { startTsiod, freePort } from '../test/util/tsiod';
 import { Scenario, caseFilter, k, machineLine, numOpt, stats, table } from './common';
 import { cpuSeconds, requireTools, runClient, startTgtd, type Run } from './peers';
 

@@ -4,19 +4,16 @@
 // session's TPG is announced with REPORTED LUNS DATA HAS CHANGED.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startDaemon, tcli, type Daemon } from './util/tsiod';
-import { freePort, RawInitiator } from './util/iscsi-initiator';
+import { freePort, startTsiod, tcli, type Daemon } from './util/tsiod';
+import { RawInitiator } from './util/iscsi-initiator';
 
 const IQN = 'iqn.2026-11.org.tsio:live';
 const IQN2 = 'iqn.2026-11.org.tsio:added';
 let daemon: Daemon | undefined;
-let dir: string;
 after(async () => {
   await daemon?.stop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 const cdb10 = (op: number, lba: number, blocks: number) => [op, 0, lba >>> 24, (lba >> 16) & 255, (lba >> 8) & 255, lba & 255, 0, blocks >> 8, blocks & 255, 0];
@@ -27,10 +24,8 @@ async function clearUas(ini: RawInitiator, lun = 0): Promise<void> {
 }
 
 test('restoreconfig while an iSCSI session does verified I/O; live portal and LUN changes', async () => {
-  dir = mkdtempSync(join(tmpdir(), 'tsio-live-iscsi-'));
-  const port = await freePort();
   const port2 = await freePort();
-  daemon = await startDaemon(
+  daemon = await startTsiod((port, dir) =>
     [
       'storage_objects:',
       '  - { name: ram0, plugin: rd_mcp, size: 64MiB }',
@@ -45,8 +40,8 @@ test('restoreconfig while an iSCSI session does verified I/O; live portal and LU
       '        luns: [ { index: 0, storage_object: /backstores/rd_mcp/ram0 } ]',
       '',
     ].join('\n'),
-    dir,
   );
+  const { port, dir } = daemon;
   const ini = await RawInitiator.connect(port);
   await ini.login(IQN);
   await clearUas(ini);

@@ -2,42 +2,32 @@
 // every method, and malformed requests that must change nothing.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
 import { connect } from 'node:net';
 import { mkdtempSync, writeFileSync, rmSync, statSync, readFileSync, readdirSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ControlClient, RpcFailure } from '../cli/client';
-import { startDaemon } from './util/tsiod';
+import { startTsiod, type Daemon } from './util/tsiod';
 
 const IQN = 'iqn.2026-11.org.tsio:ctl';
 const INIT = 'iqn.2026-11.org.example:host1';
 
+let d: Daemon;
 let dir: string;
 let sock: string;
-let daemon: ChildProcess;
-let stderr = '';
 let c: ControlClient;
 
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'tsio-control-'));
-  const d = await startDaemon(
+  d = await startTsiod(
     ['storage_objects:', '  - { name: ram0, plugin: rd_mcp, size: 64MiB }', 'targets:', '  - fabric: loopback', '    wwn: naa.5001405000000077', '    tpgs:', '      - tag: 1', '        luns: [ { index: 0, storage_object: /backstores/rd_mcp/ram0 } ]', ''].join('\n'),
-    dir,
   );
-  daemon = d.child;
-  sock = d.sock;
-  stderr = d.log();
+  ({ dir, sock } = d);
   c = await ControlClient.connect(sock);
 });
 
 after(async () => {
   c?.close();
-  if (daemon && daemon.exitCode === null) {
-    daemon.kill('SIGTERM');
-    await new Promise((r) => daemon.once('exit', r));
-  }
-  rmSync(dir, { recursive: true, force: true });
+  await d?.stop();
 });
 
 async function rpcError(p: Promise<unknown>): Promise<RpcFailure> {
@@ -72,7 +62,7 @@ function raw(text: string, expectReplies: number): Promise<any[]> {
 
 test('the control socket is mode 0600', () => {
   assert.equal(statSync(sock).mode & 0o777, 0o600);
-  assert.match(stderr, /control socket/);
+  assert.match(d.log(), /control socket/);
 });
 
 test('every method: create, get, change and delete each kind of object', async () => {
@@ -135,7 +125,7 @@ test('every method: create, get, change and delete each kind of object', async (
   const stats = await c.call<any>('statistics');
   assert.ok(stats.storage_objects.some((s: any) => s.path === '/backstores/rd_mcp/ram0' && s.stats.commands === 0));
   const st = await c.call<any>('status');
-  assert.equal(st.pid, daemon.pid);
+  assert.equal(st.pid, d.proc.pid);
   assert.equal(st.dirty, true);
   const methods = await c.call<any[]>('methods');
   assert.ok(methods.length >= 30);
@@ -227,13 +217,13 @@ test('every malformed request gets its JSON-RPC error, changes nothing, and the 
   // A batch answers each member; notifications get no reply.
   const [batch] = await raw('[{"jsonrpc":"2.0","method":"status","id":"a"},{"jsonrpc":"2.0","method":"nope","id":"b"},{"jsonrpc":"2.0","method":"status"}]\n', 1);
   assert.equal(batch.length, 2);
-  assert.equal(batch[0].result.pid, daemon.pid);
+  assert.equal(batch[0].result.pid, d.proc.pid);
   assert.equal(batch[1].error.code, -32601);
   // Several requests on one line-stream, answered in order.
   const replies = await raw('{"jsonrpc":"2.0","method":"status","id":1}\n{"jsonrpc":"2.0","method":"targets.list","id":2}\n', 2);
   assert.deepEqual(replies.map((r) => r.id), [1, 2]);
-  assert.equal(daemon.exitCode, null, 'tsiod still runs');
-  assert.equal((await c.call<any>('status')).pid, daemon.pid);
+  assert.equal(d.proc.exitCode, null, 'tsiod still runs');
+  assert.equal((await c.call<any>('status')).pid, d.proc.pid);
 });
 
 test('a vhost target created live gets its socket at once; deleting it removes the socket', async () => {
@@ -265,7 +255,7 @@ test('a portal on a port in use is refused and taken back; the daemon keeps serv
 test('--metrics serves Prometheus text on a loopback port only', async () => {
   const d2 = mkdtempSync(join(tmpdir(), 'tsio-metrics-'));
   const port = 20000 + (process.pid % 20000);
-  const m = await startDaemon('storage_objects:\n  - { name: ram0, plugin: rd_mcp, size: 1MiB }\ntargets: []\n', d2, ['--metrics', `127.0.0.1:${port}`]);
+  const m = await startTsiod('storage_objects:\n  - { name: ram0, plugin: rd_mcp, size: 1MiB }\ntargets: []\n', { dir: d2, args: ['--metrics', `127.0.0.1:${port}`] });
   try {
     const res = await fetch(`http://127.0.0.1:${port}/metrics`);
     assert.equal(res.status, 200);
@@ -276,8 +266,7 @@ test('--metrics serves Prometheus text on a loopback port only', async () => {
     assert.match(text, /tsio_lu_latency_seconds_bucket\{storage_object="\/backstores\/rd_mcp\/ram0",le="\+Inf"\} 0/);
     assert.equal((await fetch(`http://127.0.0.1:${port}/other`)).status, 404);
   } finally {
-    m.child.kill('SIGTERM');
-    await new Promise((r) => m.child.once('exit', r));
+    await m.stop();
     rmSync(d2, { recursive: true, force: true });
   }
   assert.ok(!existsSync(join(d2, 'control.sock')));

@@ -1,12 +1,12 @@
 // tsiod as a user runs it: config checking, start, SIGTERM.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { startTsiod, TSIOD } from './util/tsiod';
 
-const TSIOD = join(__dirname, '..', 'src', 'daemon', 'tsiod.js');
 
 function tmp(): string {
   return mkdtempSync(join(tmpdir(), 'tsiod-test-'));
@@ -55,10 +55,7 @@ test('a bad config is refused before anything starts, every error with its path 
 });
 
 test('tsiod starts from a config, and SIGTERM flushes and exits cleanly', async () => {
-  const dir = tmp();
-  const f = join(dir, 'c.yaml');
-  writeFileSync(
-    f,
+  const d = await startTsiod(
     [
       'storage_objects:',
       '  - { name: ram0, plugin: rd_mcp, size: 64MiB }',
@@ -74,26 +71,12 @@ test('tsiod starts from a config, and SIGTERM flushes and exits cleanly', async 
       '',
     ].join('\n'),
   );
-  const child = spawn(process.execPath, [TSIOD, '--config', f], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let err = '';
-  child.stderr.on('data', (d) => (err += d));
-  await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`tsiod did not get ready: ${err}`)), 15000);
-    child.stderr.on('data', () => {
-      if (/ready/.test(err)) {
-        clearTimeout(t);
-        resolve();
-      }
-    });
-  });
-  // The file is created sparse, relative to the config file's folder.
-  const st = statSync(join(dir, 'disk0.img'));
-  assert.equal(st.size, 16 << 20);
-  const code = await new Promise<number | null>((resolve) => {
-    child.on('close', (c) => resolve(c));
-    child.kill('SIGTERM');
-  });
-  assert.equal(code, 0, err);
-  assert.match(err, /every store flushed/);
-  rmSync(dir, { recursive: true });
+  try {
+    // The file is created sparse, relative to the config file's folder.
+    const st = statSync(join(d.dir, 'disk0.img'));
+    assert.equal(st.size, 16 << 20);
+  } finally {
+    assert.equal(await d.stop(), 0, d.log());
+  }
+  assert.match(d.log(), /every store flushed/);
 });

@@ -5,7 +5,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { RawInitiator, startTsiod, type Daemon } from './util/iscsi-initiator';
+import { RawInitiator } from './util/iscsi-initiator';
+import { startTsiod, type Daemon } from './util/tsiod';
 
 const IQN = 'iqn.2026-11.org.tsio:auth';
 const OPEN = 'iqn.2026-11.org.tsio:tpgauth';

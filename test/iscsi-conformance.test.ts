@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { startTsiod } from './util/iscsi-initiator';
+import { startTsiod } from './util/tsiod';
 
 const IQN = 'iqn.2026-11.org.tsio:conformance';
 const SUITES = [

@@ -4,7 +4,8 @@
 // up. Deterministic (seeded) and bounded in count and time.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { RawInitiator, startTsiod, textOf } from './util/iscsi-initiator';
+import { RawInitiator, textOf } from './util/iscsi-initiator';
+import { startTsiod } from './util/tsiod';
 
 const IQN = 'iqn.2026-11.org.tsio:fuzz';
 const GOOD = 'iqn.2026-11.org.tsio:healthy';

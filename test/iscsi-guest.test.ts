@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { runGuest } from './util/guest';
-import { TSIOD, startTsiod } from './util/iscsi-initiator';
+import { TSIOD, startTsiod } from './util/tsiod';
 
 const IQN = 'iqn.2026-11.org.tsio:guest';
 const INIT = 'iqn.2026-11.org.tsio:guest-initiator';

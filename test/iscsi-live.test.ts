@@ -6,12 +6,9 @@
 // session ends the whole session.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { ControlClient } from '../cli/client';
-import { startDaemon, type Daemon } from './util/tsiod';
-import { freePort, RawInitiator, type Pdu } from './util/iscsi-initiator';
+import { startTsiod, type Daemon } from './util/tsiod';
+import { RawInitiator, type Pdu } from './util/iscsi-initiator';
 
 const IQN = 'iqn.2026-11.org.tsio:live-acl';
 const DEMO = 'iqn.2026-11.org.tsio:live-demo';
@@ -23,15 +20,12 @@ const DROP_BOUND_MS = 5000;
 
 let d: Daemon | undefined;
 let c: ControlClient;
-let dir: string;
 let port: number;
 const open: RawInitiator[] = [];
 
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'tsio-iscsi-live-'));
-  port = await freePort();
   const acl = (n: string) => `          - { node_wwn: ${n}, mapped_luns: [ { index: 0, tpg_lun: 0 } ] }`;
-  d = await startDaemon(
+  d = await startTsiod((port) =>
     [
       'storage_objects:',
       '  - { name: ram0, plugin: rd_mcp, size: 8MiB }',
@@ -57,8 +51,8 @@ before(async () => {
       '        luns: [ { index: 0, storage_object: /backstores/rd_mcp/ram0 } ]',
       '',
     ].join('\n'),
-    dir,
   );
+  port = d.port;
   c = await ControlClient.connect(d.sock);
 });
 
@@ -66,7 +60,6 @@ after(async () => {
   for (const i of open) i.close();
   c?.close();
   await d?.stop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 async function login(target: string, initiator: string, extra: Record<string, string> = {}): Promise<RawInitiator> {

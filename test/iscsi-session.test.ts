@@ -4,7 +4,8 @@
 // the Async logout request tsiod sends on shutdown.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { RawInitiator, startTsiod, type Daemon } from './util/iscsi-initiator';
+import { RawInitiator } from './util/iscsi-initiator';
+import { startTsiod, type Daemon } from './util/tsiod';
 
 const IQN = 'iqn.2026-11.org.tsio:sessions';
 const PINGED = 'iqn.2026-11.org.tsio:pinged';

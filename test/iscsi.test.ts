@@ -3,7 +3,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { RawInitiator, startTsiod, simpleConfig, type Daemon } from './util/iscsi-initiator';
+import { RawInitiator, simpleConfig } from './util/iscsi-initiator';
+import { startTsiod, type Daemon } from './util/tsiod';
 
 const IQN = 'iqn.2026-11.org.tsio:test';
 let d: Daemon;

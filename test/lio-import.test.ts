@@ -5,11 +5,9 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startDaemon, tcli, type Daemon } from './util/tsiod';
-import { freePort } from './util/iscsi-initiator';
+import { freePort, startTsiod, tcli, type Daemon } from './util/tsiod';
 import { isLioSaveconfig, lioToDocument } from '../src/config/lio-import';
 import { parseConfig } from '../src/config/config';
 
@@ -94,10 +92,8 @@ function saveconfigJson(dir: string, port: number): object {
 }
 
 const daemons: Daemon[] = [];
-const dirs: string[] = [];
 after(async () => {
-  for (const d of daemons) await d.stop();
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  for (const d of daemons.reverse()) await d.stop();
 });
 
 test('the converter maps rtslib names and types, and lists what it could not map', () => {
@@ -135,13 +131,11 @@ test('the converter maps rtslib names and types, and lists what it could not map
 });
 
 test('restoreconfig of a targetcli saveconfig.json serves it: libiscsi reaches both LUNs with mutual CHAP', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tsio-lio-'));
-  dirs.push(dir);
-  const port = await freePort();
-  const json = join(dir, 'saveconfig.json');
-  writeFileSync(json, JSON.stringify(saveconfigJson(dir, port), null, 2));
-  const d = await startDaemon('', dir);
+  const d = await startTsiod('');
   daemons.push(d);
+  const port = await freePort();
+  const json = join(d.dir, 'saveconfig.json');
+  writeFileSync(json, JSON.stringify(saveconfigJson(d.dir, port), null, 2));
   const r = tcli(d.sock, ['restoreconfig', json]);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /Configuration restored \(targetcli saveconfig\.json\): 3 created, 0 changed, 0 removed/);
@@ -169,11 +163,8 @@ test('restoreconfig of a targetcli saveconfig.json serves it: libiscsi reaches b
   assert.match(p.stdout, /RETURNED LOGICAL BLOCK ADDRESS:32767/);
 
   // tsiod also starts from the JSON file directly.
-  const dir2 = join(dir, 'direct');
-  const { mkdirSync } = await import('node:fs');
-  mkdirSync(dir2);
-  writeFileSync(json, JSON.stringify(saveconfigJson(dir, await freePort()), null, 2));
-  const d2 = await startDaemon({ file: json }, dir2);
+  writeFileSync(json, JSON.stringify(saveconfigJson(d.dir, await freePort()), null, 2));
+  const d2 = await startTsiod({ file: json });
   daemons.push(d2);
   assert.match(d2.log(), /emulate_dpo = 1 \(no tsio counterpart; dropped\)/);
   assert.match(tcli(d2.sock, ['ls']).stdout, /o- disk1/);

@@ -5,26 +5,17 @@
 // full status, a conflicting write, preempt, release and clear.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runGuest } from './util/guest';
+import { startTsiod, type Daemon } from './util/tsiod';
 
-const TSIOD = join(__dirname, '..', 'src', 'daemon', 'tsiod.js');
 const SERIAL = '3c4d5e6f-7081-92a3-b4c5-d6e7f8091a2b';
 const NEXUS_A = 'naa.5001405aaaaaaaa1';
 const NEXUS_B = 'naa.5001405bbbbbbbb2';
 
-const dir = mkdtempSync(join(tmpdir(), 'tsio-pr-guest-'));
-const sockA = join(dir, 'a.sock');
-const sockB = join(dir, 'b.sock');
-let daemon: ChildProcess | undefined;
-let daemonLog = '';
-
-after(() => {
-  daemon?.kill('SIGKILL');
-  rmSync(dir, { recursive: true, force: true });
+let d: Daemon | undefined;
+after(async () => {
+  await d?.stop();
 });
 
 function target(wwn: string, nexus: string, sock: string): string[] {
@@ -40,27 +31,19 @@ function target(wwn: string, nexus: string, sock: string): string[] {
   ];
 }
 
-async function startDaemon(): Promise<void> {
-  const cfg = join(dir, 'tsiod.yaml');
-  writeFileSync(
-    cfg,
+/** tsiod with both targets; resolves with their sockets. */
+async function startDaemon(): Promise<[string, string]> {
+  d = await startTsiod((_port, dir) =>
     [
       'storage_objects:',
       `  - { name: shared, plugin: rd_mcp, size: 16MiB, wwn: ${SERIAL} }`,
       'targets:',
-      ...target('naa.5001405000000a01', NEXUS_A, sockA),
-      ...target('naa.5001405000000b02', NEXUS_B, sockB),
+      ...target('naa.5001405000000a01', NEXUS_A, join(dir, 'a.sock')),
+      ...target('naa.5001405000000b02', NEXUS_B, join(dir, 'b.sock')),
       '',
     ].join('\n'),
   );
-  daemon = spawn(process.execPath, [TSIOD, '--config', cfg, '--control', 'none', '--state-dir', join(dir, 'state')], { stdio: ['ignore', 'pipe', 'pipe'] });
-  daemon.stdout!.on('data', (d) => (daemonLog += d));
-  daemon.stderr!.on('data', (d) => (daemonLog += d));
-  const t0 = Date.now();
-  while (!existsSync(sockA) || !existsSync(sockB) || !/ready/.test(daemonLog)) {
-    if (Date.now() - t0 > 10_000 || daemon.exitCode !== null) throw new Error(`tsiod did not start:\n${daemonLog}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  return [join(d.dir, 'a.sock'), join(d.dir, 'b.sock')];
 }
 
 /** Runs one step in the guest between markers, so the test can pick each output apart. */
@@ -73,7 +56,7 @@ function section(out: string, name: string): { text: string; rc: number } {
 }
 
 test('sg_persist in a guest: register, reserve, keys, full status, conflict, preempt, release, clear', { timeout: 150_000 }, async () => {
-  await startDaemon();
+  const [sockA, sockB] = await startDaemon();
   const r = await runGuest({
     sharedMemory: true,
     memoryMiB: 512,
@@ -112,7 +95,7 @@ test('sg_persist in a guest: register, reserve, keys, full status, conflict, pre
     ].join('\n'),
   });
   const out = r.output;
-  const ctx = `${out.slice(-6000)}\n--- tsiod:\n${daemonLog.slice(-2000)}`;
+  const ctx = `${out.slice(-6000)}\n--- tsiod:\n${d!.log().slice(-2000)}`;
   assert.equal(r.exitCode, 0, ctx);
   assert.match(out, /PR-GUEST-DONE/, ctx);
   assert.match(out, new RegExp(`SERIALS ${SERIAL} ${SERIAL}`), `one LU on both paths\n${ctx}`);

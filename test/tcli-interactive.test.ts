@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startDaemon, TCLI, type Daemon } from './util/tsiod';
+import { startTsiod, TCLI, type Daemon } from './util/tsiod';
 
 // The server's socket lives in a directory of this test's own, removed afterwards.
 const TMUX_DIR = mkdtempSync(join(tmpdir(), 'tsio-tmux-sock-'));
@@ -74,18 +74,16 @@ async function run(text: string): Promise<string> {
 }
 
 let daemon: Daemon | undefined;
-let dir: string;
 
 after(async () => {
   spawnSync('tmux', ['-S', SERVER, 'kill-server']);
   rmSync(TMUX_DIR, { recursive: true, force: true });
   await daemon?.stop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 test('typing in tcli builds an iSCSI target with a LUN and an ACL; Tab completes; a typo is one line; exit offers to save', async () => {
-  dir = mkdtempSync(join(tmpdir(), 'tsio-tmux-'));
-  daemon = await startDaemon('', dir);
+  daemon = await startTsiod('');
+  const dir = daemon.dir;
   const save = join(dir, 'etc', 'saveconfig.yaml');
   tmux('new-session', '-d', '-s', 'tcli', '-x', '160', '-y', '50',
     `env TCLI_HOME=${join(dir, 'home')} NO_COLOR=1 ${process.execPath} ${TCLI} --control ${daemon.sock}; echo TCLI-EXITED-$?; sleep 600`);

@@ -4,21 +4,18 @@
 // saved APTPL state and tells the initiator RESERVATIONS PREEMPTED.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { startDaemon, tcli, type Daemon } from './util/tsiod';
-import { freePort, RawInitiator } from './util/iscsi-initiator';
+import { startTsiod, tcli, type Daemon } from './util/tsiod';
+import { RawInitiator } from './util/iscsi-initiator';
 import { SA, TYPES, prOutCdb } from './util/pr';
 
 const IQN = 'iqn.2026-11.org.tsio:pr-admin';
 const INITIATOR = 'iqn.2026-11.org.tsio:fenced-node';
 const SO = '/backstores/rd_mcp/shared';
 let daemon: Daemon | undefined;
-let dir: string;
 after(async () => {
   await daemon?.stop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 async function prOut(ini: RawInitiator, sa: number, type: number, key: bigint, saKey: bigint, aptpl = false) {
@@ -30,9 +27,7 @@ async function prOut(ini: RawInitiator, sa: number, type: number, key: bigint, s
 }
 
 test('tcli shows a LUN\'s registrations and reservation, and reservations clear drops them (and the APTPL file)', async () => {
-  dir = mkdtempSync(join(tmpdir(), 'tsio-tcli-pr-'));
-  const port = await freePort();
-  daemon = await startDaemon(
+  daemon = await startTsiod((port) =>
     [
       'storage_objects:',
       '  - { name: shared, plugin: rd_mcp, size: 8MiB, wwn: 5e6f7081-92a3-b4c5-d6e7-f8091a2b3c4d }',
@@ -46,9 +41,8 @@ test('tcli shows a LUN\'s registrations and reservation, and reservations clear 
       `        luns: [ { index: 0, storage_object: ${SO} } ]`,
       '',
     ].join('\n'),
-    dir,
   );
-  const ini = await RawInitiator.connect(port);
+  const ini = await RawInitiator.connect(daemon.port);
   try {
     await ini.login(IQN, {}, INITIATOR);
     for (let i = 0; i < 8 && (await ini.command([0, 0, 0, 0, 0, 0])).status !== 0; i++);
@@ -60,7 +54,7 @@ test('tcli shows a LUN\'s registrations and reservation, and reservations clear 
 
     assert.equal((await prOut(ini, SA.REGISTER, 0, 0n, 0x1234abcdn, true)).status, 0);
     assert.equal((await prOut(ini, SA.RESERVE, TYPES.WE_RO, 0x1234abcdn, 0n)).status, 0);
-    const saved = join(dir, 'state', 'pr');
+    const saved = join(daemon.dir, 'state', 'pr');
     assert.equal(readdirSync(saved).length, 1, 'APTPL state saved');
 
     r = tcli(daemon.sock, ['--json', SO, 'reservations']);

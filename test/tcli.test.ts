@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startDaemon, tcli, type Daemon } from './util/tsiod';
+import { startTsiod, tcli, type Daemon } from './util/tsiod';
 
 const IQN = 'iqn.2026-11.org.tsio:batch';
 const INIT = 'iqn.2026-11.org.example:host1';
@@ -47,7 +47,7 @@ export function buildScript(dir: string, port: number): string {
 
 test('batch: a script builds the configuration; ls shows it; saveconfig, restart from the file, ls is identical', async () => {
   const dir = tmp();
-  const d = await startDaemon('', dir);
+  const d = await startTsiod('', { dir });
   daemons.push(d);
   const port = 23000 + (process.pid % 10000);
   const script = join(dir, 'build.tcli');
@@ -79,10 +79,7 @@ test('batch: a script builds the configuration; ls shows it; saveconfig, restart
   assert.match(readFileSync(saved, 'utf8'), /password: host1secret12/);
   await d.stop();
 
-  const d2dir = join(dir, 'again');
-  const { mkdirSync } = await import('node:fs');
-  mkdirSync(d2dir);
-  const d2 = await startDaemon({ file: saved }, d2dir);
+  const d2 = await startTsiod({ file: saved });
   daemons.push(d2);
   const ls2 = tcli(d2.sock, ['ls']);
   assert.equal(ls2.stdout, ls1.stdout);
@@ -92,7 +89,7 @@ test('batch: a script builds the configuration; ls shows it; saveconfig, restart
 
 test('batch: errors are one line on stderr with a non-zero exit; a script stops at its first error', async () => {
   const dir = tmp();
-  const d = await startDaemon('storage_objects:\n  - { name: ram0, plugin: rd_mcp, size: 1MiB }\ntargets: []\n', dir);
+  const d = await startTsiod('storage_objects:\n  - { name: ram0, plugin: rd_mcp, size: 1MiB }\ntargets: []\n', { dir });
   daemons.push(d);
   const cases: [string[], RegExp][] = [
     [['lsx'], /^tcli: command not found: lsx \(did you mean ls\?\)\n$/],
@@ -143,7 +140,7 @@ test('tcli help prints the manual, its parameter texts from the spec files; --js
   assert.match(r.stdout, /MaxBurstLength +int \[512\.\.16777215\] default 262144/);
   assert.match(r.stdout, /\/backstores\/rd_mcp create name size \[nullio\] \[block_size\] \[wwn\]/);
   const dir = tmp();
-  const d = await startDaemon('storage_objects:\n  - { name: ram0, plugin: rd_mcp, size: 1MiB }\ntargets: []\n', dir);
+  const d = await startTsiod('storage_objects:\n  - { name: ram0, plugin: rd_mcp, size: 1MiB }\ntargets: []\n', { dir });
   daemons.push(d);
   const j = tcli(d.sock, ['--json', 'ls', '/backstores']);
   const tree = JSON.parse(j.stdout);

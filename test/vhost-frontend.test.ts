@@ -4,7 +4,7 @@
 // never tsiod, and never another device.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { closeSync, mkdtempSync, rmSync, writeFileSync, existsSync, truncateSync } from 'node:fs';
 import { eventfd, eventfdRead } from '../src/native';
 import { Req, u64Payload } from '../fabrics/vhost/vhost-user-proto';
@@ -15,18 +15,15 @@ import { DEVICE_FEATURES, PROTOCOL_FEATURES } from '../fabrics/vhost/device';
 import { Resp } from '../fabrics/vhost/virtio-scsi';
 import { DescFlag } from '../fabrics/vhost/virtio-scsi';
 import { bench } from '../fabrics/vhost/frontend/cli';
+import { startTsiod, type Daemon } from './util/tsiod';
 
-const TSIOD = join(__dirname, '..', 'src', 'daemon', 'tsiod.js');
 const dir = mkdtempSync(join(tmpdir(), 'tsio-vhost-fe-'));
 const sockA = join(dir, 'a.sock');
 const sockB = join(dir, 'b.sock');
-let daemon: ChildProcess | undefined;
-let daemonLog = '';
+let d: Daemon | undefined;
 
 before(async () => {
-  const cfg = join(dir, 'tsiod.yaml');
-  writeFileSync(
-    cfg,
+  d = await startTsiod(
     [
       'storage_objects:',
       '  - { name: r0, plugin: rd_mcp, size: 16MiB }',
@@ -43,19 +40,12 @@ before(async () => {
       `      - { tag: 1, socket: ${sockB}, luns: [ { index: 3, storage_object: /backstores/rd_mcp/r1 } ] }`,
       '',
     ].join('\n'),
+    { dir },
   );
-  daemon = spawn(process.execPath, [TSIOD, '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
-  daemon.stderr!.on('data', (d) => (daemonLog += d));
-  daemon.stdout!.on('data', (d) => (daemonLog += d));
-  const t0 = Date.now();
-  while (!existsSync(sockA) || !existsSync(sockB) || !/ready/.test(daemonLog)) {
-    if (Date.now() - t0 > 10_000 || daemon.exitCode !== null) throw new Error(`tsiod did not start:\n${daemonLog}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 });
 
-after(() => {
-  daemon?.kill('SIGKILL');
+after(async () => {
+  await d?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -233,10 +223,10 @@ test('hostile descriptors fail the request or the queue; tsiod keeps serving thi
     await new Promise((res) => setTimeout(res, 100));
     r = await scsi(q, slot, 0, [0x00, 0, 0, 0, 0, 0], 0);
     assert.equal(r.response, Resp.OK);
-    assert.equal(daemon!.exitCode, null, 'tsiod still running');
-    assert.match(daemonLog, /outside guest memory/);
-    assert.match(daemonLog, /loops or is longer than its table/);
-    assert.match(daemonLog, /head 999 out of a ring/);
+    assert.equal(d!.proc.exitCode, null, 'tsiod still running');
+    assert.match(d!.log(), /outside guest memory/);
+    assert.match(d!.log(), /loops or is longer than its table/);
+    assert.match(d!.log(), /head 999 out of a ring/);
   } finally {
     fe.close();
     other.close();
@@ -244,7 +234,7 @@ test('hostile descriptors fail the request or the queue; tsiod keeps serving thi
 });
 
 test('vhost-frontend bench: random writes and reads at depth on two queues, no errors, batched notifications', async () => {
-  const w = await bench({ socket: sockA, queues: 2, qd: 8, bs: 4096, rw: 'randwrite', seconds: 1, pid: daemon!.pid });
+  const w = await bench({ socket: sockA, queues: 2, qd: 8, bs: 4096, rw: 'randwrite', seconds: 1, pid: d!.proc.pid });
   assert.equal(w.errors, 0);
   assert.ok(w.ios > 100, `only ${w.ios} writes in a second`);
   assert.ok(w.backendCpuSeconds !== undefined && w.backendCpuSeconds >= 0);
@@ -385,7 +375,7 @@ test('a call fd replaced mid-run (QEMU masking MSI-X) is signalled at once: a co
     const usedIdx = () => q.used.readUInt16LE(2);
     const until = async (what: string, ok: () => boolean) => {
       for (const t0 = Date.now(); !ok(); await new Promise((r) => setTimeout(r, 5))) {
-        if (Date.now() - t0 > 5000) assert.fail(`${what}\n${daemonLog}`);
+        if (Date.now() - t0 > 5000) assert.fail(`${what}\n${d!.log()}`);
       }
     };
     // The driver does not reap: the first completion is signalled on the old fd, which "QEMU" has masked.

@@ -3,31 +3,29 @@
 // uses them: identification, a file system, discard, fio with verify.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runGuest } from './util/guest';
+import { startTsiod, type Daemon } from './util/tsiod';
 import { naaFromSerial } from '../src/model/storage-object';
 
-const TSIOD = join(__dirname, '..', 'src', 'daemon', 'tsiod.js');
 const SERIAL0 = '0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9';
 const SERIAL1 = '1f2e3d4c-5b6a-7988-97a6-b5c4d3e2f1a0';
 
 const dir = mkdtempSync(join(tmpdir(), 'tsio-vhost-guest-'));
 const sock = join(dir, 'vhost.sock');
-let daemon: ChildProcess | undefined;
-let daemonLog = '';
+let d: Daemon | undefined;
 
-after(() => {
-  daemon?.kill('SIGKILL');
+after(async () => {
+  await d?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
 
+/** Starts tsiod, again if it died. */
 async function startDaemon(): Promise<void> {
-  const cfg = join(dir, 'tsiod.yaml');
-  writeFileSync(
-    cfg,
+  if (d?.proc.exitCode === null) return;
+  d = await startTsiod(
     [
       'storage_objects:',
       `  - { name: disk0, plugin: rd_mcp, size: 96MiB, wwn: ${SERIAL0} }`,
@@ -44,15 +42,8 @@ async function startDaemon(): Promise<void> {
       '          - { index: 1, storage_object: /backstores/rd_mcp/thin1 }',
       '',
     ].join('\n'),
+    { dir },
   );
-  daemon = spawn(process.execPath, [TSIOD, '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
-  daemon.stdout!.on('data', (d) => (daemonLog += d));
-  daemon.stderr!.on('data', (d) => (daemonLog += d));
-  const t0 = Date.now();
-  while (!existsSync(sock) || !/ready/.test(daemonLog)) {
-    if (Date.now() - t0 > 10_000 || daemon.exitCode !== null) throw new Error(`tsiod did not start:\n${daemonLog}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 function vhostArgs(): string[] {
@@ -86,7 +77,7 @@ test('a guest finds both LUNs as /dev/sd* with our identity, designators and blo
     ].join('\n'),
   });
   const out = r.output;
-  assert.equal(r.exitCode, 0, `${out.slice(-3000)}\n--- tsiod:\n${daemonLog}`);
+  assert.equal(r.exitCode, 0, `${out.slice(-3000)}\n--- tsiod:\n${d!.log()}`);
   assert.match(out, /DISK sd[a-z] \d+:0:0:0\n/);
   assert.match(out, /DISK sd[a-z] \d+:0:0:1\n/);
   assert.equal([...out.matchAll(/Vendor identification: TSIO/g)].length, 2);
@@ -100,7 +91,7 @@ test('a guest finds both LUNs as /dev/sd* with our identity, designators and blo
 });
 
 test('a file system, discard on the thin LUN and fio with verify, all through guest memory', { timeout: 400_000 }, async () => {
-  if (!daemon || daemon.exitCode !== null) await startDaemon();
+  await startDaemon();
   const r = await runGuest({
     sharedMemory: true,
     memoryMiB: 512,
@@ -128,7 +119,7 @@ test('a file system, discard on the thin LUN and fio with verify, all through gu
     ].join('\n'),
   });
   const out = r.output;
-  assert.equal(r.exitCode, 0, `${out.slice(-3000)}\n--- tsiod:\n${daemonLog.slice(-3000)}`);
+  assert.equal(r.exitCode, 0, `${out.slice(-3000)}\n--- tsiod:\n${d!.log().slice(-3000)}`);
   assert.match(out, /SIZE0 196608\n/, '96 MiB in 512-byte sectors');
   assert.match(out, /SIZE1 131072\n/, '64 MiB in 512-byte sectors');
   assert.match(out, /FS-OK [0-9a-f]{64}/);

@@ -4,14 +4,7 @@
 
 import { connect, type Socket } from 'node:net';
 import { once } from 'node:events';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createServer } from 'node:net';
 import { crc32c } from '../../src/native';
-
-export const TSIOD = join(__dirname, '..', '..', 'src', 'daemon', 'tsiod.js');
 
 export interface Pdu {
   bhs: Buffer;
@@ -299,67 +292,6 @@ export function parseKeys(b: Buffer): Map<string, string> {
     m.set(s.slice(0, i), s.slice(i + 1));
   }
   return m;
-}
-
-/** A free TCP port on 127.0.0.1. */
-export async function freePort(): Promise<number> {
-  const s = createServer();
-  s.listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const p = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return p;
-}
-
-export interface Daemon {
-  proc: ChildProcess;
-  port: number;
-  dir: string;
-  log(): string;
-  stop(): Promise<number | null>;
-}
-
-/** Starts tsiod with a config (PORT replaced by a free port); resolves once it is ready. */
-export async function startTsiod(config: (port: number, dir: string) => string, port?: number): Promise<Daemon> {
-  const p = port ?? (await freePort());
-  const dir = mkdtempSync(join(tmpdir(), 'tsio-iscsi-'));
-  const f = join(dir, 'tsiod.yaml');
-  writeFileSync(f, config(p, dir));
-  // Its own control socket and state: other daemons (tests, helpers) may run on this machine.
-  const args = [TSIOD, '--config', f, '--control', 'none', '--state-dir', join(dir, 'state'), '--saveconfig', join(dir, 'save.json')];
-  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  proc.stdout!.on('data', (d) => (out += d));
-  proc.stderr!.on('data', (d) => (out += d));
-  await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`tsiod did not get ready:\n${out}`)), 15000);
-    const check = () => {
-      if (/ready:/.test(out)) {
-        clearTimeout(t);
-        resolve();
-      }
-    };
-    proc.stdout!.on('data', check);
-    proc.stderr!.on('data', check);
-    proc.on('exit', (code) => {
-      clearTimeout(t);
-      reject(new Error(`tsiod exited with ${code}:\n${out}`));
-    });
-  });
-  return {
-    proc,
-    port: p,
-    dir,
-    log: () => out,
-    async stop() {
-      if (proc.exitCode !== null) return proc.exitCode;
-      proc.kill('SIGTERM');
-      const t = setTimeout(() => proc.kill('SIGKILL'), 10000);
-      const [code] = await once(proc, 'exit');
-      clearTimeout(t);
-      return code as number | null;
-    },
-  };
 }
 
 /** A config with one demo-mode iSCSI target on 127.0.0.1 (and ::1) with one rd_mcp LUN. */

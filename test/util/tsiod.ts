@@ -1,55 +1,99 @@
-// Starts a real tsiod on a temporary control socket, and runs tcli against it.
+// Starts a real tsiod in a folder of its own (config, control socket, state,
+// saveconfig), and runs tcli against it.
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 export const TSIOD = join(__dirname, '..', '..', 'src', 'daemon', 'tsiod.js');
 export const TCLI = join(__dirname, '..', '..', 'cli', 'tcli.js');
 
-export interface Daemon {
-  child: ChildProcess;
-  sock: string;
-  log(): string;
-  stop(): Promise<void>;
+/** YAML text, a function of a free 127.0.0.1 port and the daemon's folder giving it, or a file to start from. */
+export type TsiodConfig = string | ((port: number, dir: string) => string) | { file: string };
+
+export interface TsiodOptions {
+  /** The daemon's folder; default a fresh temporary one that stop() removes. */
+  dir?: string;
+  /** The port handed to a config function; default a free one. */
+  port?: number;
+  /** More tsiod arguments (--metrics ...). */
+  args?: string[];
 }
 
-/** tsiod --config DIR/start.yaml (or the given file) --control DIR/control.sock; resolves once it is ready. */
-export async function startDaemon(configText: string | { file: string }, dir: string, extra: string[] = []): Promise<Daemon> {
+export interface Daemon {
+  proc: ChildProcess;
+  dir: string;
+  /** The control socket, DIR/control.sock. */
+  sock: string;
+  port: number;
+  /** Everything tsiod printed so far. */
+  log(): string;
+  /** SIGTERM (SIGKILL after 10 s); resolves with the exit code once its output is read. */
+  stop(): Promise<number | null>;
+}
+
+/** A free TCP port on 127.0.0.1. */
+export async function freePort(): Promise<number> {
+  const s = createServer();
+  s.listen(0, '127.0.0.1');
+  await once(s, 'listening');
+  const p = (s.address() as { port: number }).port;
+  await new Promise((r) => s.close(r));
+  return p;
+}
+
+/** Starts tsiod on DIR/control.sock with DIR/state and DIR/etc/saveconfig.yaml; resolves once it logs ready. */
+export async function startTsiod(config: TsiodConfig, opts: TsiodOptions = {}): Promise<Daemon> {
+  const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'tsiod-'));
+  const port = opts.port ?? (await freePort());
   let cfg: string;
-  if (typeof configText === 'string') {
+  if (typeof config === 'object') cfg = config.file;
+  else {
     cfg = join(dir, 'start.yaml');
-    writeFileSync(cfg, configText);
-  } else cfg = configText.file;
+    writeFileSync(cfg, typeof config === 'string' ? config : config(port, dir));
+  }
   const sock = join(dir, 'control.sock');
-  const child = spawn(process.execPath, [TSIOD, '--config', cfg, '--control', sock, '--saveconfig', join(dir, 'etc', 'saveconfig.yaml'), '--state-dir', join(dir, 'state'), ...extra], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let log = '';
-  child.stderr!.on('data', (d) => (log += d));
-  await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`tsiod did not start: ${log}`)), 15_000);
-    const check = () => {
-      if (log.includes('ready:')) {
+  const args = [TSIOD, '--config', cfg, '--control', sock, '--saveconfig', join(dir, 'etc', 'saveconfig.yaml'), '--state-dir', join(dir, 'state')];
+  const proc = spawn(process.execPath, [...args, ...(opts.args ?? [])], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const ready = new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`tsiod did not get ready:\n${out}`)), 15_000);
+    const onData = (d: Buffer) => {
+      out += d;
+      if (out.includes('ready:')) {
         clearTimeout(t);
-        child.stderr!.off('data', check);
         resolve();
       }
     };
-    child.stderr!.on('data', check);
-    child.once('exit', (code) => reject(new Error(`tsiod exited ${code}: ${log}`)));
+    proc.stdout!.on('data', onData);
+    proc.stderr!.on('data', onData);
+    proc.once('exit', (code) => {
+      clearTimeout(t);
+      reject(new Error(`tsiod exited with ${code}:\n${out}`));
+    });
   });
-  return {
-    child,
-    sock,
-    log: () => log,
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      await exited;
-    },
+  // 'close', not 'exit': the last lines it printed are read by then.
+  const closed = once(proc, 'close');
+  const stop = async (): Promise<number | null> => {
+    if (proc.exitCode === null && proc.signalCode === null) {
+      proc.kill('SIGTERM');
+      const t = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+      await closed;
+      clearTimeout(t);
+    } else await closed;
+    if (!opts.dir) rmSync(dir, { recursive: true, force: true });
+    return proc.exitCode;
   };
+  try {
+    await ready;
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  return { proc, dir, sock, port, log: () => out, stop };
 }
 
 export interface TcliResult {
