@@ -26,8 +26,16 @@ const SUITES = [
  * without it they log in a fresh nexus as the second initiator name.
  */
 const MULTIPATH = new Set(['MultipathIO']);
-/** Suites that need a medium that can be removed, or a read-only unit. */
-const LUN_OF: Record<string, number> = { PreventAllow: 1, StartStopUnit: 1, NoMedia: 1, ReadOnly: 2 };
+/**
+ * Suites that need a medium that can be removed (LUN 1), a read-only unit (2), or more than one logical block
+ * per physical block (4: 512-byte blocks in 4096-byte physical blocks): CompareAndWrite.InvalidDataOutSize and
+ * WriteSame*.UnmapUnaligned/InvalidDataOutSize skip on a 1:1 unit. LUN 0 stays 1:1 because
+ * GetLBAStatus.UnmapSingle (1.19) asks the status at LBA i+1 and wants the answer to start at i+LBPPB: right
+ * only when LBPPB is 1. Sanitize overwrites its whole unit three times: 64 MiB there, not LUN 0's 1 GiB.
+ */
+const LUN_OF: Record<string, number> = {
+  PreventAllow: 1, StartStopUnit: 1, NoMedia: 1, ReadOnly: 2, CompareAndWrite: 4, WriteSame10: 4, WriteSame16: 4, Sanitize: 4,
+};
 /**
  * Tests run alone, each on its own LUN; their suite runs without them.
  * Sanitize.Reset sends a SANITIZE OVERWRITE, sleeps 3 s, expects it still
@@ -36,7 +44,7 @@ const LUN_OF: Record<string, number> = { PreventAllow: 1, StartStopUnit: 1, NoMe
  * RAM LUN ends within milliseconds, so LUN 3 has max_sanitize_rate: its
  * 64 MiB at 4 MiB/s take 16 s, well past the test's ~5 s window and well
  * within its first 60 s poll. The other Sanitize tests overwrite 3 times and
- * stay on the unbounded LUN 0, so they take no longer than the medium needs.
+ * stay on an unbounded LUN, so they take no longer than the medium needs.
  */
 const ALONE: Record<string, number> = { 'Sanitize.Reset': 3 };
 
@@ -60,12 +68,6 @@ export const SKIPPED_BECAUSE: Record<string, string> = {
   // the test pass either: on any LUN larger than MAXIMUM WRITE SAME LENGTH the test skips for that instead.
   'WriteSame10.ZeroBlocks': 'WSNZ=1 (as LIO): WRITE SAME with 0 blocks is refused',
   'WriteSame16.ZeroBlocks': 'WSNZ=1 (as LIO): WRITE SAME with 0 blocks is refused',
-  // These need more than one logical block per physical block (READ CAPACITY (16) LBPPBE > 0).
-  'CompareAndWrite.InvalidDataOutSize': 'LBPPB < 2',
-  'WriteSame10.UnmapUnaligned': 'LBPPB < 2',
-  'WriteSame10.InvalidDataOutSize': 'LBPPB < 2',
-  'WriteSame16.UnmapUnaligned': 'LBPPB < 2',
-  'WriteSame16.InvalidDataOutSize': 'LBPPB < 2',
 };
 
 type Outcome = 'pass' | 'skip' | 'fail';
@@ -127,6 +129,7 @@ test('iscsi-test-cu -d -S, every suite of ALL: zero failures, at least 200 passi
   - { name: removable, plugin: rd_mcp, size: 64MiB, attributes: { removable: true } }
   - { name: ro, plugin: rd_mcp, size: 64MiB, attributes: { readonly: true } }
   - { name: slow-sanitize, plugin: rd_mcp, size: 64MiB, attributes: { emulate_tpu: true, emulate_tpws: true, max_sanitize_rate: 4 } }
+  - { name: thin-512e, plugin: rd_mcp, size: 64MiB, physical_block_size: 4096, attributes: { emulate_tpu: true, emulate_tpws: true } }
 targets:
   - fabric: iscsi
     wwn: ${IQN}
@@ -139,12 +142,14 @@ targets:
           - { index: 1, storage_object: /backstores/rd_mcp/removable }
           - { index: 2, storage_object: /backstores/rd_mcp/ro }
           - { index: 3, storage_object: /backstores/rd_mcp/slow-sanitize }
+          - { index: 4, storage_object: /backstores/rd_mcp/thin-512e }
         # Sanitize.Reset sleeps 60 s without reading its socket: with the default NOP-In timeouts (15 + 30 s) its
         # connection is dropped, and the session libiscsi logs in again reports POWER ON, costing a second minute.
         node_acls:
           - node_wwn: iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test
             attributes: { nopin_timeout: 60, nopin_response_timeout: 60 }
-            mapped_luns: [ { index: 0, tpg_lun: 0 }, { index: 1, tpg_lun: 1 }, { index: 2, tpg_lun: 2 }, { index: 3, tpg_lun: 3 } ]
+            mapped_luns: [ { index: 0, tpg_lun: 0 }, { index: 1, tpg_lun: 1 }, { index: 2, tpg_lun: 2 }, { index: 3, tpg_lun: 3 },
+                          { index: 4, tpg_lun: 4 } ]
 `);
   const all = new Map<string, Outcome>();
   const timings: [string, number][] = [];

@@ -262,6 +262,7 @@ async function createStorageObject(root: Root, so: StorageObjectConfig): Promise
     plugin: so.plugin,
     size: so.size,
     blockSize: so.block_size,
+    physicalBlockSize: so.physical_block_size,
     dev: so.dev,
     nullio: so.nullio,
     direct: so.direct,
