@@ -10,6 +10,7 @@
 // regions; and an unmap detaches the ArrayBuffer first, so stale views read
 // as empty instead of faulting.
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -21,6 +22,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -46,11 +48,27 @@ std::string ArgString(const Napi::CallbackInfo& info, size_t i, const char* name
   return info[i].As<Napi::String>().Utf8Value();
 }
 
-// unixListen(path) -> fd: a non-blocking listening socket. A stale socket
-// file left by a previous daemon is replaced; any other file is not.
+// Optional non-negative integer argument i; -1 (as for chown) when absent, undefined or -1.
+int64_t OptInt(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (i >= info.Length() || info[i].IsUndefined()) return -1;
+  if (info[i].IsNumber() && info[i].As<Napi::Number>().DoubleValue() == -1) return -1;
+  return ArgInt64(info, i, name);
+}
+
+// unixListen(path, mode?, gid?) -> fd: a non-blocking listening socket. A
+// stale socket file left by a previous daemon is replaced; any other file is
+// not. With mode/gid the file gets exactly those permission bits and group,
+// and is never wider on the way: fchmod before bind makes bind create it with
+// at most the owner's bits (Linux takes a socket file's mode from the socket
+// inode, less the umask), then chown and chmod set the asked group and mode,
+// and only then does listen() let anyone connect.
 Napi::Value UnixListen(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string path = ArgString(info, 0, "path");
+  int64_t mode = OptInt(info, 1, "mode");
+  int64_t gid = OptInt(info, 2, "gid");
+  if (mode > 07777) throw Napi::RangeError::New(env, "mode out of range");
+  if (gid >= static_cast<int64_t>(UINT32_MAX)) throw Napi::RangeError::New(env, "gid out of range");
   sockaddr_un a = UnixAddress(env, path);
   struct stat st;
   if (lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) {
@@ -63,12 +81,36 @@ Napi::Value UnixListen(const Napi::CallbackInfo& info) {
   }
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) throw ErrnoError(env, errno, "socket");
-  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0 || listen(fd, 8) < 0) {
+  if ((mode >= 0 && fchmod(fd, static_cast<mode_t>(mode & 0700)) < 0) || bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0) {
     int e = errno;
     close(fd);
     throw ErrnoError(env, e, "bind");
   }
+  const char* step = nullptr;
+  if (gid >= 0 && chown(path.c_str(), static_cast<uid_t>(-1), static_cast<gid_t>(gid)) < 0) step = "chown";
+  else if (mode >= 0 && chmod(path.c_str(), static_cast<mode_t>(mode)) < 0) step = "chmod";
+  else if (listen(fd, 8) < 0) step = "listen";
+  if (step) {
+    int e = errno;
+    close(fd);
+    unlink(path.c_str());
+    throw ErrnoError(env, e, (std::string(step) + " " + path).c_str());
+  }
   return Napi::Number::New(env, fd);
+}
+
+// groupId(name) -> gid, or -1 when the system knows no such group (NSS, so
+// LDAP or sssd groups count too).
+Napi::Value GroupId(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name = ArgString(info, 0, "name");
+  std::vector<char> buf(1024);
+  group g;
+  group* found = nullptr;
+  int r;
+  while ((r = getgrnam_r(name.c_str(), &g, buf.data(), buf.size(), &found)) == ERANGE && buf.size() < (1u << 20)) buf.resize(buf.size() * 2);
+  if (r != 0) throw ErrnoError(env, r, "getgrnam_r");
+  return Napi::Number::New(env, found ? static_cast<double>(found->gr_gid) : -1);
 }
 
 // unixConnect(path) -> fd: a blocking client socket (the frontend tool's side).
@@ -380,6 +422,7 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
 
 void InitVhostUser(Napi::Env env, Napi::Object exports) {
   exports.Set("unixListen", Napi::Function::New(env, UnixListen, "unixListen"));
+  exports.Set("groupId", Napi::Function::New(env, GroupId, "groupId"));
   exports.Set("unixConnect", Napi::Function::New(env, UnixConnect, "unixConnect"));
   exports.Set("unixAccept", Napi::Function::New(env, UnixAccept, "unixAccept"));
   exports.Set("recvMessage", Napi::Function::New(env, RecvMessage, "recvMessage"));

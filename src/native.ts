@@ -59,7 +59,8 @@ interface Addon {
   sgIo(fd: number, cdb: Buffer, dir: number, sgl: readonly Buffer[] | undefined, length: number, timeoutMs: number): Promise<SgIoResult>;
   crc32c(buf: Uint8Array, prev?: number): number;
   crc32cHardware: boolean;
-  unixListen(path: string): number;
+  unixListen(path: string, mode?: number, gid?: number): number;
+  groupId(name: string): number;
   unixConnect(path: string): number;
   unixAccept(fd: number): number;
   recvMessage(fd: number): { data: Buffer; fds: number[] } | null;
@@ -134,8 +135,14 @@ export const crc32c: Addon['crc32c'] = addon.crc32c;
 /** Whether crc32c runs on the CPU's SSE4.2 instruction rather than a table. */
 export const crc32cHardware: boolean = addon.crc32cHardware;
 // vhost-user (native/vhost_user.cc): unix sockets with fd passing, guest memory, eventfds.
-/** A non-blocking listening unix socket at path (a stale socket file there is replaced). */
+/**
+ * A non-blocking listening unix socket at path (a stale socket file there is replaced); with mode
+ * and gid the file has exactly those permission bits and group before anyone can connect, and is
+ * never wider on the way.
+ */
 export const unixListen: Addon['unixListen'] = addon.unixListen;
+/** getgrnam(3): the group's gid, or -1 when there is no such group. */
+export const groupId: Addon['groupId'] = addon.groupId;
 /** A blocking client connection to a unix socket. */
 export const unixConnect: Addon['unixConnect'] = addon.unixConnect;
 /** accept4 on a listening socket: the new non-blocking fd, or -1 when none is pending. */

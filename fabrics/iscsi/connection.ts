@@ -13,6 +13,7 @@ import {
 import type { Portal } from './portal';
 import { LoginMachine } from './login';
 import type { IscsiSession } from './session';
+import { rxPool, slabSocket, type RxSlab } from './rx-slab';
 
 const PAD = Buffer.alloc(4);
 /** Login PDUs carry at most this much text (RFC 7143 13.12: the default before negotiation). */
@@ -43,16 +44,23 @@ export class Connection {
   login: LoginMachine | undefined;
   readonly connectedAt = Date.now();
 
-  // Framer state: received chunks not yet consumed.
+  // Framer state: received chunks not yet consumed, and the slab of each (it holds a reference on it).
   private chunks: Buffer[] = [];
+  private chunkSlabs: (RxSlab | undefined)[] = [];
+  /** Slabs of chunks consumed during this read: released once what was dispatched from them took its holds. */
+  private spent: RxSlab[] = [];
   private head = 0; // consumed bytes of chunks[0]
   private avail = 0;
   private hdr: Buffer | undefined;
+  /** hdr is our own copy, not a view of a chunk (it must be, to outlive the read it came in). */
+  private hdrOwned = false;
   private need = 0;
   private dataLen = 0;
   /** Bytes still to throw away (the data of a PDU we rejected on its header). */
   private skip = 0;
   private paused = false;
+  /** Inside frame(): views of the current read are in use. */
+  private framing = false;
   /** The socket is corked until the end of this tick (see batch()). */
   private batching = false;
   private readonly unbatch = (): void => {
@@ -60,13 +68,15 @@ export class Connection {
     if (!this.socket.destroyed) this.socket.uncork();
   };
 
+  readonly socket: Socket;
+
   constructor(
-    readonly socket: Socket,
+    accepted: Socket,
     readonly portal: Portal,
   ) {
+    const socket = (this.socket = slabSocket(accepted, (b, slab) => this.onData(b, slab)));
     socket.setNoDelay(true);
     this.login = new LoginMachine(this);
-    socket.on('data', (b: Buffer) => this.onData(b));
     socket.on('error', (e) => log.debug(`iscsi: connection ${this.id}: ${e.message}`));
     socket.on('close', () => this.onClose());
   }
@@ -79,7 +89,7 @@ export class Connection {
     return this.socket.localPort ?? 0;
   }
 
-  private onData(b: Buffer): void {
+  private onData(b: Buffer, slab: RxSlab | undefined): void {
     if (this.closed) return;
     this.lastRx = Date.now();
     if (this.skip > 0) {
@@ -89,18 +99,23 @@ export class Connection {
       b = b.subarray(n);
     }
     this.chunks.push(b);
+    this.chunkSlabs.push(slab);
+    if (slab !== undefined) rxPool.ref(slab);
     this.avail += b.length;
     // Everything answered while this read is processed (commands completing at once, as on RAM) leaves
     // in one writev rather than one per PDU.
     const s = this.socket;
     s.cork();
+    this.framing = true;
     try {
       this.frame();
     } catch (e) {
       log.warn(`iscsi: connection ${this.id}: ${(e as Error).stack ?? e}`);
       this.destroy();
     } finally {
+      this.framing = false;
       if (!s.destroyed) s.uncork();
+      if (this.spent.length > 0) rxPool.releaseAll(this.spent);
     }
     // An initiator that does not read what it asked for stops being read from: its data-in cannot pile up.
     if (s.writableLength > WRITE_BACKLOG && !this.paused) {
@@ -128,7 +143,8 @@ export class Connection {
         if (this.headerDigest) {
           const end = hlen - DIGEST_LEN;
           if (crc32c(h.subarray(0, end)) !== h.readUInt32LE(end)) {
-            // Nothing in a header we cannot trust can be acted on, not even its length (ERL 0: drop).
+            // Nothing in a header we cannot trust can be acted on, not even its length: at every ERL the
+            // connection drops (without markers the next PDU cannot be found; see recovery.ts).
             log.warn(`iscsi: connection ${this.id}: header digest error; dropping the connection`);
             this.destroy();
             return;
@@ -143,10 +159,18 @@ export class Connection {
           continue;
         }
         this.hdr = h;
+        this.hdrOwned = false;
         this.dataLen = dlen;
         this.need = seg;
       }
-      if (this.avail < this.need) return;
+      if (this.avail < this.need) {
+        // The header waits for its data past this read, whose slab may then be released.
+        if (!this.hdrOwned) {
+          this.hdr = Buffer.from(this.hdr);
+          this.hdrOwned = true;
+        }
+        return;
+      }
       const h = this.hdr;
       this.hdr = undefined;
       let data: Sgl = this.need === 0 ? [] : this.takeSgl(this.need);
@@ -157,7 +181,8 @@ export class Connection {
           for (const b of sglHead(data, end)) crc = crc32c(b, crc);
           const got = sglTailU32(data, end);
           if (crc !== got) {
-            this.reject(h, RejectReason.DATA_DIGEST);
+            if (this.ffp) this.session!.dataDigestError(this, h);
+            else this.reject(h, RejectReason.DATA_DIGEST);
             continue;
           }
         }
@@ -214,6 +239,8 @@ export class Connection {
     this.head += n;
     if (this.head === this.chunks[0].length) {
       this.chunks.shift();
+      const slab = this.chunkSlabs.shift();
+      if (slab !== undefined) this.spent.push(slab);
       this.head = 0;
     }
   }
@@ -327,6 +354,10 @@ export class Connection {
     if (this.closed) return;
     this.closed = true;
     this.chunks = [];
+    // Views of the read being framed may still be in use up the stack: those slabs go when it is done.
+    for (const slab of this.chunkSlabs) if (slab !== undefined) this.spent.push(slab);
+    this.chunkSlabs = [];
+    if (!this.framing) rxPool.releaseAll(this.spent);
     this.portal.connections.delete(this);
     this.login?.dispose();
     this.login = undefined;

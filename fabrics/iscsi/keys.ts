@@ -95,11 +95,15 @@ export interface OperationalParams {
   errorRecoveryLevel: number;
 }
 
+/** The highest ErrorRecoveryLevel tsio implements. */
+export const MAX_ERL = 1;
+
 /** What the TPG offers for a key (its parameter), or the RFC default. */
 function ours(params: Record<string, AttributeValue>, key: string): string {
   const v = params[key];
   if (key === 'DataPDUInOrder' || key === 'DataSequenceInOrder') return 'Yes'; // we never reorder
-  if (key === 'ErrorRecoveryLevel') return '0'; // ERL 0 only
+  // Within-command and within-connection recovery (ERL 1) at most: no connection recovery (ERL 2).
+  if (key === 'ErrorRecoveryLevel') return String(Math.min(MAX_ERL, Number(v ?? 0) || 0));
   if (key === 'OFMarker' || key === 'IFMarker') return 'No';
   if (key === 'iSCSIProtocolLevel') return '1';
   return v === undefined || v === '' ? KEYS[key].rfc : String(v);
@@ -207,7 +211,15 @@ export class Negotiation {
       this.values.set(key, result);
       reply.push([key, result]);
     }
+    // With ERL > 0 and DataSequenceInOrder=Yes a target may retry only the last R2T: one outstanding (RFC 7143 13.19).
+    if (this.erlAbove0()) {
+      for (const r of reply) if (r[0] === 'MaxOutstandingR2T' && r[1] !== '1' && isNum(r[1])) this.values.set(r[0], (r[1] = '1'));
+    }
     return { reply };
+  }
+
+  private erlAbove0(): boolean {
+    return num(this.values.get('ErrorRecoveryLevel')!) > 0;
   }
 
   /**
@@ -225,7 +237,7 @@ export class Negotiation {
     if (this.discovery || !this.leading) return out;
     for (const key of ['InitialR2T', 'ImmediateData', 'MaxBurstLength', 'FirstBurstLength', 'MaxOutstandingR2T']) {
       if (this.seen.has(key) || this.offered.has(key)) continue;
-      const mine = ours(this.params, key);
+      const mine = key === 'MaxOutstandingR2T' && this.erlAbove0() ? '1' : ours(this.params, key);
       if (mine !== KEYS[key].rfc) {
         this.seen.add(key);
         this.offered.add(key);
@@ -268,7 +280,7 @@ export class Negotiation {
       firstBurstLength: Math.min(n('FirstBurstLength'), maxBurst),
       defaultTime2Wait: n('DefaultTime2Wait'),
       defaultTime2Retain: n('DefaultTime2Retain'),
-      maxOutstandingR2T: n('MaxOutstandingR2T'),
+      maxOutstandingR2T: this.erlAbove0() ? 1 : n('MaxOutstandingR2T'),
       dataPduInOrder: g('DataPDUInOrder') === 'Yes',
       dataSequenceInOrder: g('DataSequenceInOrder') === 'Yes',
       errorRecoveryLevel: n('ErrorRecoveryLevel'),

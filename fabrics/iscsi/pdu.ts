@@ -162,6 +162,54 @@ export const RejectReason = {
 } as const;
 export const REJECT_REASON = 2;
 
+/**
+ * Additional header segments (RFC 7143 11.2.2): after the BHS, each one is
+ * AHSLength (2 bytes: the bytes after the type byte), AHSType, then its
+ * specific bytes, padded to 4.
+ */
+export const Ahs = { LENGTH: 0, TYPE: 2, SPECIFIC: 3, TYPE_MASK: 0x3f, HEADER: 3 } as const;
+export const AhsType = { EXTENDED_CDB: 1, BIDI_READ_LENGTH: 2 } as const;
+/** Extended CDB AHS: a reserved byte, then CDB bytes 16 and on. */
+export const AHS_EXT_CDB = 4;
+/** Bidirectional Read Expected Data Transfer Length AHS: a reserved byte, then the length. */
+export const AHS_BIDI_LENGTH = 4;
+const AHS_BIDI_AHSLENGTH = 5;
+
+export interface AhsContents {
+  /** CDB bytes beyond the 16 of the BHS. */
+  cdbTail?: Buffer;
+  bidiReadLength?: number;
+}
+
+/**
+ * The AHS of a SCSI Command whose header (BHS and AHS) is h; undefined when
+ * malformed: segments that do not add up to TotalAHSLength, a type given
+ * twice, a length its type does not allow, a type we do not know.
+ */
+export function parseAhs(h: Buffer): AhsContents | undefined {
+  const end = BHS_LEN + ahsLengthOf(h);
+  if (h.length < end) return undefined;
+  const out: AhsContents = {};
+  let off = BHS_LEN;
+  while (off < end) {
+    if (end - off < Ahs.HEADER + 1) return undefined;
+    const len = h.readUInt16BE(off + Ahs.LENGTH);
+    const type = h[off + Ahs.TYPE] & Ahs.TYPE_MASK;
+    const size = Ahs.HEADER + len + pad4(Ahs.HEADER + len);
+    if (off + size > end) return undefined;
+    if (type === AhsType.EXTENDED_CDB) {
+      // AHSLength = CDB length - 15: the reserved byte and at least one CDB byte past 16.
+      if (out.cdbTail !== undefined || len < 2) return undefined;
+      out.cdbTail = h.subarray(off + AHS_EXT_CDB, off + Ahs.HEADER + len);
+    } else if (type === AhsType.BIDI_READ_LENGTH) {
+      if (out.bidiReadLength !== undefined || len !== AHS_BIDI_AHSLENGTH) return undefined;
+      out.bidiReadLength = h.readUInt32BE(off + AHS_BIDI_LENGTH);
+    } else return undefined;
+    off += size;
+  }
+  return out;
+}
+
 export const opcodeOf = (h: Buffer): number => h[H.OPCODE] & OPCODE_MASK;
 export const isImmediate = (h: Buffer): boolean => (h[H.OPCODE] & IMMEDIATE) !== 0;
 export const dataLengthOf = (h: Buffer): number => (h[H.DATA_LEN] << 16) | (h[H.DATA_LEN + 1] << 8) | h[H.DATA_LEN + 2];

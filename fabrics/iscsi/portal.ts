@@ -22,7 +22,8 @@ export class Portal {
     readonly port: number,
     readonly root: Root,
   ) {
-    this.server = createServer({ noDelay: true }, (s: Socket) => this.accept(s));
+    // Paused: a connection's socket reads into receive slabs from its first byte (rx-slab.ts).
+    this.server = createServer({ noDelay: true, pauseOnConnect: true }, (s: Socket) => this.accept(s));
     this.server.on('error', (e) => log.warn(`iscsi: portal ${ip}:${port}: ${e.message}`));
   }
 

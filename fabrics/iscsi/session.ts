@@ -18,10 +18,12 @@ import type { OperationalParams } from './keys';
 import { encodeText, parseText } from './keys';
 import {
   AS, AsyncEvent, Cmd, F_FINAL, H, LO, LOGOUT_REASON_MASK, LogoutReason, LogoutRsp, NO_TAG, Op, RSP_COMPLETED, RejectReason,
-  Rsp, TASK_ATTR, TEXT_CONTINUE, TMF_FUNCTION_MASK, TMF_RESPONSE, TmfFn, TmfRsp, decodeLun, encodeLun, isImmediate, opcodeOf, snLess,
+  Rsp, TASK_ATTR, TEXT_CONTINUE, TMF_FUNCTION_MASK, TMF_RESPONSE, TmfFn, TmfRsp, decodeLun, encodeLun, isImmediate, opcodeOf, parseAhs, snLess,
 } from './pdu';
 import type { Portal } from './portal';
 import { sendTargets } from './discovery';
+import { Retention, SN, SNACK_TYPE_MASK, SnackType, RSP_EXP_DATA_SN, type ReadRecord, type SnackResult } from './recovery';
+import { rxPool, type RxSlab } from './rx-slab';
 
 /** Live sessions by TSIH. */
 export const sessions = new Map<number, IscsiSession>();
@@ -45,6 +47,15 @@ const EMPTY: Buffer[] = [];
 /** Seconds an initiator whose access was revoked has to log out before its connections are dropped. */
 const REVOKE_GRACE_S = 2;
 
+/** A PDU that arrived ahead of ExpCmdSN (MC/S), with the unsolicited Data-Out that came after it. */
+interface Early {
+  conn: Connection;
+  h: Buffer;
+  data: Sgl;
+  slabs: RxSlab[];
+  dataOut: [Buffer, Sgl][] | undefined;
+}
+
 /** One SCSI command in flight on a connection. */
 class Task {
   /** Data-out received so far, in offset order. */
@@ -62,11 +73,16 @@ class Task {
   r2tSN = 0;
   /** TTT of each outstanding R2T -> the offset its burst ends at. */
   r2ts: Map<number, number> | undefined;
+  /** ERL 1: every R2T sent, by R2TSN (R2T SNACK), and where asking again for lost data ends. */
+  r2tLog: { ttt: number; offset: number; length: number }[] | undefined;
+  recoverEnd = 0;
   /** Expected DataSN of the current data sequence. */
   dataSN = 0;
   done = false;
   /** Took a CmdSN (not immediate): counts against the window until it completes. */
   windowed = false;
+  /** Receive slabs its CDB and data-out lie in: held until the core completes the command. */
+  readonly slabs: RxSlab[] = [];
 
   constructor(
     readonly conn: Connection,
@@ -88,6 +104,7 @@ class Task {
 
   add(data: Sgl): void {
     if (this.bufs === EMPTY) this.bufs = [];
+    rxPool.retain(data, this.slabs);
     for (const b of data) this.bufs.push(b);
     this.received += sglLength(data);
   }
@@ -101,13 +118,17 @@ export class IscsiSession {
   private inflight = 0;
   private readonly depth: number;
   /** Non-immediate PDUs that arrived ahead of ExpCmdSN (MC/S), by CmdSN. */
-  private readonly early = new Map<number, { conn: Connection; h: Buffer; data: Sgl }>();
+  private readonly early = new Map<number, Early>();
+  /** The same by ITT, for the unsolicited Data-Out that may follow them before they can run. */
+  private readonly earlyByItt = new Map<number, Early>();
   private readonly tasks = new Map<number, Task>();
+  /** Negotiated ErrorRecoveryLevel: 1 keeps what SNACKs may ask for again (recovery.ts). */
+  private readonly erl: number;
+  private readonly retentions = new Map<Connection, Retention>();
   /** Text response still to send in pieces: ITT, TTT and the remaining bytes. */
   private textRest: { itt: number; ttt: number; rest: Buffer } | undefined;
   private closing = false;
   private readonly onComplete = (c: Completion): void => this.complete(c);
-  private readonly onOverlap = (c: Completion): void => this.respondOverlap(c);
   /** Resolves when the last connection is gone (shutdown waits for logouts). */
   private endWaiters: (() => void)[] = [];
 
@@ -123,6 +144,7 @@ export class IscsiSession {
   ) {
     this.expCmdSN = cmdSN >>> 0;
     this.depth = Number(tpg.attributes.default_cmdsn_depth ?? 64);
+    this.erl = params.errorRecoveryLevel;
     sessions.set(this.tsih, this);
     if (core) core.onClosed = () => this.revoke();
   }
@@ -140,6 +162,8 @@ export class IscsiSession {
   /** A connection ended: `graceful` when logged out (or replaced by a login with its CID), else it failed. */
   connectionClosed(c: Connection, graceful = false): void {
     if (!this.connections.delete(c)) return;
+    this.retentions.get(c)?.clear();
+    this.retentions.delete(c);
     // ERL 0 (RFC 7143 6.1.4, 7.1.3): a connection failure is a session failure; its tasks cannot move elsewhere.
     if (!graceful || this.connections.size === 0) return this.close(graceful ? 'last connection logged out' : 'connection failed (ERL 0)');
     // A connection that logged out alone takes its tasks with it: none waits for data that cannot come.
@@ -171,8 +195,11 @@ export class IscsiSession {
     for (const c of [...this.connections]) c.destroy();
     // The nexus loss marks every task aborted first; then writes stop waiting for data that will not come.
     const done = this.core ? this.core.close() : Promise.resolve();
+    // Tasks stay listed until the core completes them: their data-out is in use until then (complete()).
     for (const t of this.tasks.values()) t.abandon('session closed');
-    this.tasks.clear();
+    for (const e of this.early.values()) rxPool.releaseAll(e.slabs);
+    this.early.clear();
+    this.earlyByItt.clear();
     void done.then(() => {
       for (const w of this.endWaiters) w();
       this.endWaiters = [];
@@ -202,11 +229,35 @@ export class IscsiSession {
     h.writeUInt32BE(this.maxCmdSN, H.W32);
   }
 
+  /** ERL 1: what this connection keeps for SNACKs (created on first use). */
+  private retention(c: Connection): Retention {
+    let r = this.retentions.get(c);
+    if (r === undefined) {
+      r = new Retention({
+        send: (h, data, len) => c.send(h, data, len),
+        refresh: (h) => {
+          h.writeUInt32BE(this.expCmdSN, H.W28);
+          h.writeUInt32BE(this.maxCmdSN, H.W32);
+        },
+        header: (op, flags) => c.header(op, flags),
+      }, c.statSN);
+      this.retentions.set(c, r);
+    }
+    return r;
+  }
+
+  /** A numbered response just sent: at ERL 1 it is kept until acknowledged. */
+  private retain(c: Connection, h: Buffer, data?: Sgl, len = 0, read?: ReadRecord, inData = false): void {
+    if (this.erl !== 0) this.retention(c).response(h, data, len, read, inData);
+  }
+
   /** A PDU from a connection in full feature phase. */
   receive(c: Connection, h: Buffer, data: Sgl): void {
     const op = opcodeOf(h);
+    // ExpStatSN (every initiator PDU) acknowledges the responses below it.
+    if (this.erl !== 0) this.retention(c).acknowledge(h.readUInt32BE(H.W28), c.statSN);
     if (op === Op.DATA_OUT) return this.dataOut(c, h, data);
-    if (op === Op.SNACK) return c.reject(h, RejectReason.NOT_SUPPORTED); // ERL 0
+    if (op === Op.SNACK) return this.erl === 0 ? c.reject(h, RejectReason.NOT_SUPPORTED) : this.snack(c, h);
     if (op !== Op.SCSI_CMD && op !== Op.NOP_OUT && op !== Op.TMF_REQ && op !== Op.TEXT_REQ && op !== Op.LOGOUT_REQ) {
       return c.reject(h, op === Op.LOGIN_REQ ? RejectReason.PROTOCOL_ERROR : RejectReason.NOT_SUPPORTED);
     }
@@ -222,7 +273,11 @@ export class IscsiSession {
         if (!next) break;
         this.early.delete(this.expCmdSN);
         this.expCmdSN = (this.expCmdSN + 1) >>> 0;
+        const itt = next.h.readUInt32BE(H.ITT);
+        if (this.earlyByItt.get(itt) === next) this.earlyByItt.delete(itt);
         this.execute(next.conn, next.h, next.data);
+        for (const [dh, dd] of next.dataOut ?? []) this.dataOut(next.conn, dh, dd);
+        rxPool.releaseAll(next.slabs);
       }
       return;
     }
@@ -231,7 +286,12 @@ export class IscsiSession {
       log.debug(`iscsi: session ${this.tsih}: CmdSN ${sn} outside [${this.expCmdSN}, ${this.maxCmdSN}] dropped`);
       return;
     }
-    if (!this.early.has(sn)) this.early.set(sn, { conn: c, h: Buffer.from(h), data });
+    if (!this.early.has(sn)) {
+      const e: Early = { conn: c, h: Buffer.from(h), data, slabs: [], dataOut: undefined };
+      rxPool.retain(data, e.slabs);
+      this.early.set(sn, e);
+      if (op === Op.SCSI_CMD) this.earlyByItt.set(e.h.readUInt32BE(H.ITT), e);
+    }
   }
 
   private execute(c: Connection, h: Buffer, data: Sgl): void {
@@ -261,13 +321,21 @@ export class IscsiSession {
     const lun = decodeLun(h);
     const write = (flags & Cmd.WRITE) !== 0;
     const immLen = sglLength(data);
-    if (h[H.TOTAL_AHS] !== 0) return c.reject(h, RejectReason.NOT_SUPPORTED); // extended CDBs
+    let cdb = h.subarray(H.CDB, H.CDB + 16);
+    if (h[H.TOTAL_AHS] !== 0) {
+      const ahs = parseAhs(h);
+      if (ahs === undefined) return c.reject(h, RejectReason.PROTOCOL_ERROR);
+      // Bidirectional commands: the core has no second data buffer, so the command is not supported.
+      if (ahs.bidiReadLength !== undefined) return c.reject(h, RejectReason.NOT_SUPPORTED);
+      // Longer CDBs (variable length, 32 bytes and more): the unit's table decides whether it knows them.
+      if (ahs.cdbTail !== undefined) cdb = Buffer.concat([cdb, ahs.cdbTail]);
+    }
+    if (write && (flags & Cmd.READ) !== 0) return c.reject(h, RejectReason.NOT_SUPPORTED); // bidirectional
     if (immLen > 0 && (!write || !this.params.immediateData || immLen > this.params.firstBurstLength || immLen > edtl)) {
       return c.reject(h, RejectReason.PROTOCOL_ERROR);
     }
     const finalBit = (flags & F_FINAL) !== 0;
     if (!finalBit && (!write || this.params.initialR2T)) return c.reject(h, RejectReason.PROTOCOL_ERROR);
-    const cdb = h.subarray(H.CDB, H.CDB + 16);
     const overlap = this.tasks.has(itt);
     const task = new Task(c, itt, lun, edtl);
     // An overlapped command is refused at once by the core (OVERLAPPED COMMANDS ATTEMPTED): it never waits.
@@ -276,6 +344,8 @@ export class IscsiSession {
       this.inflight++;
     }
     if (!overlap) this.tasks.set(itt, task);
+    // The CDB is a view of the header.
+    rxPool.retain([h], task.slabs);
     let fetch: ((n: number) => Promise<Sgl>) | undefined;
     if (write && edtl > 0) {
       if (immLen > 0) task.add(data);
@@ -293,7 +363,7 @@ export class IscsiSession {
         dataOut: write && task.received > 0 && fetch === undefined ? task.bufs : undefined,
         fetchDataOut: fetch,
       },
-      overlap ? this.onOverlap : this.onComplete,
+      overlap ? (cmp) => this.respondOverlap(cmp, task) : this.onComplete,
     );
   }
 
@@ -313,21 +383,64 @@ export class IscsiSession {
   private solicit(task: Task): void {
     const c = task.conn;
     while (task.r2tOutstanding < this.params.maxOutstandingR2T && task.r2tNext < task.need && !task.done) {
-      const len = Math.min(this.params.maxBurstLength, task.need - task.r2tNext);
+      // A recovery R2T asks for exactly what was lost; the next ones go on from there.
+      const end = task.r2tNext < task.recoverEnd ? Math.min(task.recoverEnd, task.need) : task.need;
+      const len = Math.min(this.params.maxBurstLength, end - task.r2tNext);
       const ttt = allocTtt();
       (task.r2ts ??= new Map()).set(ttt, task.r2tNext + len);
       task.r2tOutstanding++;
-      const h = c.header(Op.R2T, F_FINAL);
-      encodeLun(h, task.lun);
-      h.writeUInt32BE(task.itt, H.ITT);
-      h.writeUInt32BE(ttt, H.W20);
-      this.stamp(c, h, false);
-      h.writeUInt32BE(task.r2tSN++, H.W36);
-      h.writeUInt32BE(task.r2tNext, H.W40);
-      h.writeUInt32BE(len, H.W44);
+      if (this.erl !== 0) (task.r2tLog ??= []).push({ ttt, offset: task.r2tNext, length: len });
+      this.sendR2t(c, task, ttt, task.r2tSN++, task.r2tNext, len);
       task.r2tNext += len;
-      c.send(h);
     }
+  }
+
+  private sendR2t(c: Connection, task: Task, ttt: number, r2tSN: number, offset: number, len: number): void {
+    const h = c.header(Op.R2T, F_FINAL);
+    encodeLun(h, task.lun);
+    h.writeUInt32BE(task.itt, H.ITT);
+    h.writeUInt32BE(ttt, H.W20);
+    this.stamp(c, h, false);
+    h.writeUInt32BE(r2tSN, H.W36);
+    h.writeUInt32BE(offset, H.W40);
+    h.writeUInt32BE(len, H.W44);
+    c.send(h);
+  }
+
+  /**
+   * ERL 1: a data sequence (unsolicited, or one R2T's) ended short of its
+   * end because a PDU of it was discarded: ask for the rest again with a
+   * recovery R2T (RFC 7143 7.8; R2TSN goes on). With DataSequenceInOrder
+   * and one outstanding R2T, only the last sequence can be short.
+   */
+  private sequenceEnd(task: Task, ttt: number): void {
+    task.dataSN = 0;
+    const end = ttt === NO_TAG ? task.unsolEnd : task.r2ts?.get(ttt);
+    if (end === undefined || task.received >= end) return;
+    if (ttt !== NO_TAG) {
+      task.r2ts!.delete(ttt);
+      task.r2tOutstanding--;
+    }
+    log.debug(`iscsi: ${this.initiatorName}: task 0x${task.itt.toString(16)}: data [${task.received}, ${end}) lost; asking again`);
+    if (end > task.recoverEnd) task.recoverEnd = end;
+    if (task.r2tNext > task.received) task.r2tNext = task.received;
+    if (task.resolve !== undefined) this.solicit(task);
+  }
+
+  /**
+   * A PDU whose data digest failed; its header is sound. Rejected (RFC 7143
+   * 7.8): a command with immediate data is then as if never received, so
+   * ExpCmdSN stays and the initiator's retry (same ITT and CmdSN) fills the
+   * gap. At ERL 1 a Data-Out is asked for again at the end of its sequence;
+   * at ERL 0 the next Data-Out finds the gap and the command fails.
+   */
+  dataDigestError(c: Connection, h: Buffer): void {
+    c.reject(h, RejectReason.DATA_DIGEST);
+    if (this.erl === 0 || opcodeOf(h) !== Op.DATA_OUT || (h[H.FLAGS] & F_FINAL) === 0) return;
+    const task = this.tasks.get(h.readUInt32BE(H.ITT));
+    const ttt = h.readUInt32BE(H.W20);
+    if (task === undefined || task.conn !== c || task.done || (ttt !== NO_TAG && !task.r2ts?.has(ttt))) return;
+    this.sequenceEnd(task, ttt);
   }
 
   private dataOut(c: Connection, h: Buffer, data: Sgl): void {
@@ -335,6 +448,13 @@ export class IscsiSession {
     const ttt = h.readUInt32BE(H.W20);
     const task = this.tasks.get(itt);
     const len = sglLength(data);
+    const waiting = task === undefined && ttt === NO_TAG ? this.earlyByItt.get(itt) : undefined;
+    if (waiting !== undefined && waiting.conn === c) {
+      // Unsolicited data of a command still waiting for its CmdSN: it is taken in when the command runs.
+      rxPool.retain(data, waiting.slabs);
+      (waiting.dataOut ??= []).push([Buffer.from(h), data]);
+      return;
+    }
     if (task === undefined || task.conn !== c) {
       // Unsolicited data of a command that already ended (refused early) is dropped quietly.
       if (ttt === NO_TAG && task === undefined) return;
@@ -349,18 +469,27 @@ export class IscsiSession {
       return c.reject(h, RejectReason.PROTOCOL_ERROR);
     }
     if (task.done) return; // the rest of a command that already failed
+    const final = (h[H.FLAGS] & F_FINAL) !== 0;
     // DataPDUInOrder and DataSequenceInOrder are Yes: data comes at the next offset.
-    // ERL 0 has no within-command recovery: the PDU is rejected and the command fails.
     if (offset !== task.received || h.readUInt32BE(H.W36) !== task.dataSN) {
       log.debug(`iscsi: ${this.initiatorName}: Data-Out at offset ${offset} DataSN ${h.readUInt32BE(H.W36)}, expected ${task.received} DataSN ${task.dataSN}`);
+      // ERL 1: past a discarded PDU nothing is kept; the end of the sequence asks for the rest again.
+      if (this.erl !== 0) {
+        if (final) this.sequenceEnd(task, ttt);
+        return;
+      }
+      // ERL 0 has no within-command recovery: the PDU is rejected and the command fails.
       c.reject(h, RejectReason.PROTOCOL_ERROR);
       task.abandon(new ScsiError(SenseKey.ABORTED_COMMAND, Asc.DATA_PHASE_ERROR));
       return;
     }
     task.dataSN++;
     if (len > 0) task.add(data);
-    if ((h[H.FLAGS] & F_FINAL) !== 0) task.dataSN = 0;
-    if (ttt !== NO_TAG && task.received >= task.r2ts!.get(ttt)!) {
+    if (final) {
+      if (this.erl !== 0) this.sequenceEnd(task, ttt);
+      task.dataSN = 0;
+    }
+    if (ttt !== NO_TAG && task.r2ts!.has(ttt) && task.received >= task.r2ts!.get(ttt)!) {
       task.r2ts!.delete(ttt);
       task.r2tOutstanding--;
     }
@@ -375,26 +504,34 @@ export class IscsiSession {
 
   private complete(cmp: Completion): void {
     const task = this.tasks.get(cmp.tag);
-    if (task === undefined) return; // session gone
+    if (task === undefined) return;
     this.tasks.delete(cmp.tag);
     task.done = true;
+    if (task.slabs.length > 0) rxPool.releaseAll(task.slabs);
     if (task.windowed) this.inflight--;
     if (cmp.quiet || task.conn.closed) return;
-    this.respond(task.conn, task.itt, cmp);
+    this.respond(task.conn, task.itt, cmp, task);
   }
 
-  private respondOverlap(cmp: Completion): void {
+  private respondOverlap(cmp: Completion, task: Task): void {
+    rxPool.releaseAll(task.slabs);
     const t = this.tasks.get(cmp.tag);
     if (t && !t.conn.closed) this.respond(t.conn, cmp.tag, cmp);
   }
 
-  /** Data-In PDUs (status in the last one when it can carry it), else a SCSI Response. */
-  private respond(c: Connection, itt: number, cmp: Completion): void {
+  /**
+   * Data-In PDUs (status in the last one when it can carry it), else a SCSI
+   * Response. At ERL 1 the read's Data-In and the status are kept for SNACKs
+   * (recovery.ts), and the last PDU of each burst asks for a DataACK.
+   */
+  private respond(c: Connection, itt: number, cmp: Completion, task?: Task): void {
     const len = cmp.dataInLength;
     const residual = cmp.residual;
     const resFlags = residual > 0 ? Rsp.UNDERFLOW : residual < 0 ? Rsp.OVERFLOW : 0;
     const statusInData = cmp.status === Status.GOOD && cmp.sense === undefined;
+    let keep: ReadRecord | undefined;
     if (len > 0 && cmp.dataIn !== undefined) {
+      if (this.erl !== 0) keep = this.retention(c).beginRead(itt, allocTtt(), cmp.dataIn, len);
       const seg = c.maxXmitDataSegmentLength;
       const burst = this.params.maxBurstLength;
       const sgl = cmp.dataIn;
@@ -409,9 +546,14 @@ export class IscsiSession {
         let flags = 0;
         if (last || burstLeft === 0) flags |= F_FINAL;
         if (last && statusInData) flags |= Rsp.STATUS | resFlags;
+        if (keep !== undefined && (flags & F_FINAL) !== 0) flags |= Rsp.ACK;
         const h = c.header(Op.DATA_IN, flags);
         h.writeUInt32BE(itt, H.ITT);
-        h.writeUInt32BE(NO_TAG, H.W20);
+        if ((flags & Rsp.ACK) !== 0) {
+          // The DataACK names the read by this TTT; the LUN must then be valid too (RFC 7143 11.7.4).
+          h.writeUInt32BE(keep!.ttt, H.W20);
+          encodeLun(h, task?.lun ?? 0);
+        } else h.writeUInt32BE(NO_TAG, H.W20);
         if (last && statusInData) {
           h[3] = cmp.status;
           this.stamp(c, h, true);
@@ -424,10 +566,14 @@ export class IscsiSession {
         h.writeUInt32BE(off, H.W40);
         if (single !== undefined) c.send(h, [off === 0 && n === single.length ? single : single.subarray(off, off + n)], n);
         else c.send(h, sglSlice(sgl, off, n), n);
+        if (keep !== undefined) keep.sent(h);
         off += n;
         if (burstLeft === 0) burstLeft = burst;
       }
-      if (statusInData) return;
+      if (statusInData) {
+        if (keep !== undefined) this.retain(c, keep.headers[keep.headers.length - 1], undefined, 0, keep, true);
+        return;
+      }
     }
     const h = c.header(Op.SCSI_RSP, F_FINAL | resFlags);
     h[2] = RSP_COMPLETED;
@@ -435,11 +581,59 @@ export class IscsiSession {
     h.writeUInt32BE(itt, H.ITT);
     this.stamp(c, h, true);
     h.writeUInt32BE(Math.abs(residual), H.W44);
+    // The R2T and Data-In PDUs sent for the command (RFC 7143 11.4.6); SNACKs count on it.
+    if (this.erl !== 0) h.writeUInt32BE((keep?.headers.length ?? 0) + (task?.r2tSN ?? 0), RSP_EXP_DATA_SN);
     if (cmp.sense !== undefined && cmp.sense.length > 0) {
       const sl = Buffer.allocUnsafe(2);
       sl.writeUInt16BE(cmp.sense.length);
       c.send(h, [sl, cmp.sense], 2 + cmp.sense.length);
-    } else c.send(h);
+      this.retain(c, h, [sl, cmp.sense], 2 + cmp.sense.length, keep);
+    } else {
+      c.send(h);
+      this.retain(c, h, undefined, 0, keep);
+    }
+  }
+
+  /** SNACK (ERL 1, RFC 7143 11.16): something sent before, again; or a DataACK. */
+  private snack(c: Connection, h: Buffer): void {
+    const itt = h.readUInt32BE(H.ITT);
+    const beg = h.readUInt32BE(SN.BEG_RUN);
+    const run = h.readUInt32BE(SN.RUN_LENGTH);
+    const kept = this.retention(c);
+    let why: SnackResult;
+    switch (h[H.FLAGS] & SNACK_TYPE_MASK) {
+      case SnackType.DATA_R2T: {
+        // A write in progress: its R2Ts; else a read's Data-In.
+        const task = this.tasks.get(itt);
+        why = task !== undefined && task.conn === c && task.r2tLog !== undefined ? this.r2tSnack(task, beg, run) : kept.dataSnack(itt, beg, run);
+        break;
+      }
+      case SnackType.STATUS:
+        why = kept.statusSnack(beg, run, c.statSN);
+        break;
+      case SnackType.DATA_ACK:
+        why = kept.dataAck(h.readUInt32BE(SN.TAG), beg, run);
+        break;
+      case SnackType.R_DATA:
+        why = kept.rDataSnack(itt, h.readUInt32BE(SN.TAG));
+        break;
+      default:
+        why = RejectReason.PROTOCOL_ERROR;
+    }
+    if (why !== undefined) c.reject(h, why);
+  }
+
+  /** R2T SNACK: the outstanding ones of the run again, as they were (StatSN, ExpCmdSN, MaxCmdSN current). */
+  private r2tSnack(task: Task, beg: number, run: number): SnackResult {
+    const sent = task.r2tLog!;
+    if (beg === 0 && run === 0) run = sent.length;
+    const end = run === 0 ? sent.length : beg + run;
+    if (beg >= end || end > sent.length) return RejectReason.INVALID_FIELD;
+    for (let sn = beg; sn < end; sn++) {
+      const r = sent[sn];
+      if (task.r2ts?.has(r.ttt)) this.sendR2t(task.conn, task, r.ttt, sn, r.offset, r.length);
+    }
+    return undefined;
   }
 
   // ---- NOP, TMF, text, logout ----------------------------------------------
@@ -459,7 +653,10 @@ export class IscsiSession {
     r.writeUInt32BE(NO_TAG, H.W20);
     this.stamp(c, r, true);
     const n = Math.min(sglLength(data), c.maxXmitDataSegmentLength);
-    c.send(r, data, n);
+    // A copy: the echo may wait in the socket's queue (or for a SNACK) after the receive slab it came in is reused.
+    const echo = n > 0 ? [Buffer.concat(data as Buffer[], n)] : [];
+    c.send(r, echo, n);
+    this.retain(c, r, echo, n);
   }
 
   /** A target ping of an idle initiator (NOP-In with a TTT it must echo). */
@@ -521,6 +718,7 @@ export class IscsiSession {
     r.writeUInt32BE(itt, H.ITT);
     this.stamp(c, r, true);
     c.send(r);
+    this.retain(c, r);
     if (fn === TmfFn.TARGET_COLD_RESET && rsp === TmfRsp.COMPLETE) this.close('target cold reset');
   }
 
@@ -563,6 +761,7 @@ export class IscsiSession {
     r.writeUInt32BE(tttOut, H.W20);
     this.stamp(c, r, true);
     c.send(r, [body], body.length);
+    this.retain(c, r, [body], body.length);
   }
 
   private logout(c: Connection, h: Buffer): void {
@@ -586,6 +785,7 @@ export class IscsiSession {
     // A session whose access was revoked keeps nothing for a reconnection to reclaim.
     r.writeUInt16BE(this.core?.closed ? 0 : this.params.defaultTime2Retain, LO.TIME2RETAIN);
     c.send(r);
+    this.retain(c, r);
     if (code !== LogoutRsp.OK) return;
     if (reason === LogoutReason.CLOSE_SESSION) {
       for (const x of this.connections) x.end();

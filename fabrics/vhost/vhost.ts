@@ -2,18 +2,34 @@
 // device connects to (QEMU: -chardev socket,path=... -device
 // vhost-user-scsi-pci,chardev=...). Every connection is one virtio-scsi HBA
 // with its own I_T nexus; a new QEMU may connect after the old one left.
+// The socket file gets the TPG's socket_mode and socket_group (a QEMU run by
+// libvirt is another user), never wider on the way.
 
-import { closeSync, mkdirSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { FabricModule, FabricService } from '../index';
 import type { Target, Tpg } from '../../src/model/target';
 import { log } from '../../src/core/log';
-import { FdWatcher, unixAccept, unixListen } from '../../src/native';
+import { FdWatcher, groupId, unixAccept, unixListen } from '../../src/native';
+import { fieldDefaults, specs } from '../../src/config/specs';
 import { VhostScsiDevice } from './device';
+
+/** The socket's permission bits and gid (-1: the daemon's own group) a TPG asks for. */
+function socketOwnership(tpg: Tpg): { mode: number; gid: number } {
+  const text = String(tpg.attributes.socket_mode ?? fieldDefaults(specs().fabric('vhost').tpgFields).socket_mode);
+  const group = tpg.attributes.socket_group;
+  let gid = -1;
+  if (typeof group === 'string') {
+    gid = /^[0-9]+$/.test(group) ? Number(group) : groupId(group);
+    if (gid < 0) throw new Error(`vhost ${tpg.portName}: socket_group: no group '${group}' on this host`);
+  }
+  return { mode: parseInt(text, 8), gid };
+}
 
 class TpgListener {
   private readonly fd: number;
   private watcher: FdWatcher | undefined;
+  private ownership: { mode: number; gid: number };
   readonly devices = new Set<VhostScsiDevice>();
 
   constructor(
@@ -21,9 +37,22 @@ class TpgListener {
     readonly path: string,
   ) {
     mkdirSync(dirname(path), { recursive: true });
-    this.fd = unixListen(path);
+    this.ownership = socketOwnership(tpg);
+    this.fd = unixListen(path, this.ownership.mode, this.ownership.gid);
     this.watcher = new FdWatcher(this.fd, () => this.accept());
-    log.info(`vhost ${tpg.portName}: listening on ${path}`);
+    log.info(`vhost ${tpg.portName}: listening on ${path} (mode ${this.ownership.mode.toString(8).padStart(4, '0')})`);
+  }
+
+  /** A live change of socket_mode or socket_group: narrow first, then regroup, then the new mode. */
+  private reown(): void {
+    const want = socketOwnership(this.tpg);
+    if (want.mode === this.ownership.mode && want.gid === this.ownership.gid) return;
+    const cur = statSync(this.path).mode & 0o7777;
+    chmodSync(this.path, cur & want.mode);
+    if (want.gid !== this.ownership.gid) chownSync(this.path, -1, want.gid >= 0 ? want.gid : process.getegid!());
+    chmodSync(this.path, want.mode);
+    this.ownership = want;
+    log.info(`vhost ${this.tpg.portName}: ${this.path} now mode ${want.mode.toString(8).padStart(4, '0')}${want.gid >= 0 ? ` group ${want.gid}` : ''}`);
   }
 
   private get numQueues(): number {
@@ -58,6 +87,7 @@ class TpgListener {
   }
 
   refresh(): void {
+    this.reown();
     for (const d of this.devices) d.refresh();
   }
 

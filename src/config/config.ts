@@ -15,6 +15,7 @@ import { parseSize } from './size';
 import { fieldDefaults, findSpecsDir, specs, type FabricSpec, type FieldSpec, type FieldValue, type Specs } from './specs';
 import { createAjv, didYouMean, humanizeErrors } from './validation';
 import { formatPath, parseYaml, type LocatedYaml, type YamlPath } from './yaml';
+import { groupId } from '../native';
 
 export { ConfigError, formatIssue, type ConfigIssue } from './errors';
 
@@ -103,6 +104,10 @@ export interface TpgConfig {
   node_acls: NodeAclConfig[];
   /** vhost: the vhost-user unix socket path, as written. */
   socket?: string;
+  /** vhost: the socket's permission bits, octal text ("0660"). */
+  socket_mode?: string;
+  /** vhost: the socket's group, a name or number; absent: the daemon's group. */
+  socket_group?: string;
   /** vhost: request virtqueues. */
   num_queues?: number;
   /** vhost, loopback: initiator port WWN of the nexus, when given. */
@@ -287,6 +292,7 @@ class SenseChecker {
         const tpgAt: YamlPath = [...at, 'tpgs', j];
         if (typeof tpg.tag === 'number') this.unique(tags, String(tpg.tag), [...tpgAt, 'tag'], `TPG tag ${tpg.tag}`);
         if (typeof tpg.socket === 'string') this.unique(sockets, tpg.socket, [...tpgAt, 'socket'], `vhost socket ${tpg.socket}`);
+        if (f?.tpgFields.some((x) => x.name === 'socket_group')) this.socketChecks(tpg, tpgAt);
         this.tpgChecks(tpg, tpgAt, f);
       });
     });
@@ -350,6 +356,15 @@ class SenseChecker {
         }
       });
     });
+  }
+
+  /** vhost socket ownership: what the schema cannot see. */
+  private socketChecks(tpg: Record<string, unknown>, at: YamlPath): void {
+    if (typeof tpg.socket_mode === 'number') {
+      this.error([...at, 'socket_mode'], 'quote it, e.g. socket_mode: "0660" (YAML reads an unquoted 0660 as the decimal number 660)');
+    }
+    const g = tpg.socket_group;
+    if (typeof g === 'string' && /^[A-Za-z_]/.test(g) && groupId(g) < 0) this.error([...at, 'socket_group'], `no group '${g}' on this host`);
   }
 
   /** CHAP needs a user and a secret; mutual CHAP needs both directions. */

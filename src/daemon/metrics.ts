@@ -3,6 +3,7 @@
 
 import { createServer, type Server } from 'node:http';
 import type { Root } from '../model/root';
+import { rxPool, SLAB_BYTES } from '../../fabrics/iscsi/rx-slab';
 import { LATENCY_BUCKETS, LATENCY_SAMPLE_EVERY, type IoStats } from '../core/stats';
 
 const esc = (v: string | number) => String(v).replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
@@ -54,6 +55,13 @@ export function prometheusText(root: Root): string {
   const out: string[] = [];
   for (const [name, f] of fam) out.push(`# HELP ${name} ${f.help}`, `# TYPE ${name} ${f.type}`, ...f.lines);
   out.push('# HELP tsio_tpg_sessions Sessions open on a TPG.', '# TYPE tsio_tpg_sessions gauge', ...sessions);
+  const rx = rxPool.stats();
+  out.push(
+    `# HELP tsio_iscsi_rx_slabs iSCSI receive slabs (${SLAB_BYTES} bytes each): idle in the pool, or busy (being read into, or holding data of commands in flight).`,
+    '# TYPE tsio_iscsi_rx_slabs gauge',
+    `tsio_iscsi_rx_slabs{state="idle"} ${rx.idle}`,
+    `tsio_iscsi_rx_slabs{state="busy"} ${rx.busy}`,
+  );
   return out.join('\n') + '\n';
 }
 

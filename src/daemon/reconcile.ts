@@ -296,6 +296,8 @@ function updateTpg(tpg: Tpg, cur: TpgConfig | undefined, next: TpgConfig): boole
   const attributes: Record<string, unknown> = { ...next.attributes };
   // vhost keeps its socket and queue count beside the attributes (see fabrics/vhost).
   if (next.socket !== undefined) attributes.socket = next.socket;
+  if (next.socket_mode !== undefined) attributes.socket_mode = next.socket_mode;
+  if (next.socket_group !== undefined) attributes.socket_group = next.socket_group;
   if (next.num_queues !== undefined) attributes.num_queues = next.num_queues;
   if (next.nexus !== undefined) attributes.nexus = next.nexus;
   const before = JSON.stringify([tpg.attributes, tpg.parameters, tpg.auth, tpg.enabled, tpg.portals]);

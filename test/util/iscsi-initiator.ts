@@ -185,10 +185,12 @@ export class RawInitiator {
   }
 
   /**
-   * Runs a SCSI command. Writes: immediate data up to `immediate` bytes, the
-   * rest answered to R2Ts. Returns status, sense, data-in and residual.
+   * Runs a SCSI command. Writes: immediate data up to `immediate` bytes, then
+   * unsolicited Data-Out up to `unsolicited` bytes in all (InitialR2T=No: at
+   * most FirstBurstLength), the rest answered to R2Ts; Data-Out PDUs carry at
+   * most `segment` bytes (8192). Returns status, sense, data-in and residual.
    */
-  async command(cdb: number[] | Buffer, opts: { read?: number; write?: Buffer; immediate?: number; lun?: number } = {}): Promise<{
+  async command(cdb: number[] | Buffer, opts: { read?: number; write?: Buffer; immediate?: number; unsolicited?: number; segment?: number; lun?: number } = {}): Promise<{
     status: number; sense: Buffer; data: Buffer; residual: number; flags: number; r2ts: number;
   }> {
     const itt = this.nextItt();
@@ -197,7 +199,9 @@ export class RawInitiator {
     const write = opts.write;
     const edtl = write ? write.length : opts.read ?? 0;
     const imm = write ? Math.min(opts.immediate ?? 0, write.length) : 0;
-    h[1] = 0x80 | (opts.read ? 0x40 : 0) | (write ? 0x20 : 0) | 1;
+    const unsol = write ? Math.max(imm, Math.min(opts.unsolicited ?? 0, write.length)) : 0;
+    const seg = opts.segment ?? 8192;
+    h[1] = (unsol > imm ? 0 : 0x80) | (opts.read ? 0x40 : 0) | (write ? 0x20 : 0) | 1;
     h[9] = opts.lun ?? 0;
     h.writeUInt32BE(itt, 16);
     h.writeUInt32BE(edtl, 20);
@@ -205,30 +209,30 @@ export class RawInitiator {
     h.writeUInt32BE(this.expStatSN, 28);
     Buffer.from(cdb).copy(h, 32);
     this.send(h, write ? write.subarray(0, imm) : undefined);
+    const dataOut = (ttt: number, off: number, len: number): void => {
+      let sn = 0;
+      for (let o = off; o < off + len; o += seg) {
+        const n = Math.min(seg, off + len - o);
+        const d = Buffer.alloc(48);
+        d[0] = 0x05;
+        d[1] = o + n === off + len ? 0x80 : 0;
+        d[9] = opts.lun ?? 0;
+        d.writeUInt32BE(itt, 16);
+        d.writeUInt32BE(ttt, 20);
+        d.writeUInt32BE(this.expStatSN, 28);
+        d.writeUInt32BE(sn++, 36);
+        d.writeUInt32BE(o, 40);
+        this.send(d, write!.subarray(o, o + n));
+      }
+    };
+    if (unsol > imm) dataOut(0xffffffff, imm, unsol - imm);
     const chunks: Buffer[] = [];
     let r2ts = 0;
     for (;;) {
       const p = await this.next((x) => x.itt === itt);
       if (p.opcode === 0x31) {
         r2ts++;
-        const ttt = p.bhs.readUInt32BE(20);
-        const off = p.bhs.readUInt32BE(40);
-        const len = p.bhs.readUInt32BE(44);
-        const seg = 8192;
-        let sn = 0;
-        for (let o = off; o < off + len; o += seg) {
-          const n = Math.min(seg, off + len - o);
-          const d = Buffer.alloc(48);
-          d[0] = 0x05;
-          d[1] = o + n === off + len ? 0x80 : 0;
-          d[9] = opts.lun ?? 0;
-          d.writeUInt32BE(itt, 16);
-          d.writeUInt32BE(ttt, 20);
-          d.writeUInt32BE(this.expStatSN, 28);
-          d.writeUInt32BE(sn++, 36);
-          d.writeUInt32BE(o, 40);
-          this.send(d, write!.subarray(o, o + n));
-        }
+        dataOut(p.bhs.readUInt32BE(20), p.bhs.readUInt32BE(40), p.bhs.readUInt32BE(44));
         continue;
       }
       if (p.opcode === 0x25) {
