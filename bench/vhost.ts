@@ -12,9 +12,9 @@ import { join } from 'node:path';
 import { bench } from '../fabrics/vhost/frontend/cli';
 import { Scenario, caseFilter, k, machineLine, numOpt, stats, table } from './common';
 import { cpuSeconds, requireTools, type Run } from './peers';
+import { startTsiod, type Daemon } from '../test/util/tsiod';
 
 const LUN_BYTES = 1 << 30;
-const TSIOD = join(__dirname, '..', 'src', 'daemon', 'tsiod.js');
 
 interface Case {
   name: string;
@@ -63,24 +63,17 @@ export const vhostScenario: Scenario = {
     const dir = mkdtempSync(join(tmpdir(), 'tsio-bench-vhost-'));
     const shm = `/dev/shm/tsio-bench-qsd-${process.pid}.img`;
     const procs: ReturnType<typeof spawn>[] = [];
+    let tsiod: Daemon | undefined;
     try {
-      const cfg = join(dir, 'tsiod.yaml');
       const tsioSock = join(dir, 'tsio.sock');
-      writeFileSync(cfg, `storage_objects:
+      tsiod = await startTsiod(`storage_objects:
   - { name: ram0, plugin: rd_mcp, size: ${LUN_BYTES} }
 targets:
   - fabric: vhost
     wwn: naa.5001405000000b01
     tpgs:
       - { tag: 1, socket: ${tsioSock}, num_queues: 1, luns: [ { index: 0, storage_object: /backstores/rd_mcp/ram0 } ] }
-`);
-      let tlog = '';
-      const tsiod = spawn(process.execPath, [TSIOD, '--config', cfg, '--control', 'none', '--state-dir', join(dir, 'state'),
-        '--saveconfig', join(dir, 'save.json')], { stdio: ['ignore', 'pipe', 'pipe'] });
-      procs.push(tsiod);
-      tsiod.stdout!.on('data', (b) => (tlog += b));
-      tsiod.stderr!.on('data', (b) => (tlog += b));
-      await waitFor(tsioSock, 'tsiod', () => tlog, () => tsiod.exitCode !== null);
+`, { dir });
 
       writeFileSync(shm, '');
       truncateSync(shm, LUN_BYTES);
@@ -96,7 +89,7 @@ targets:
       await waitFor(qsdSock, 'qemu-storage-daemon', () => qlog, () => qsd.exitCode !== null);
 
       const devices: Backend[] = [
-        { name: 'tsio', pid: tsiod.pid!, socket: tsioSock, blk: false },
+        { name: 'tsio', pid: tsiod.proc.pid!, socket: tsioSock, blk: false },
         { name: 'qsd', pid: qsd.pid!, socket: qsdSock, blk: true },
       ];
       const rows: string[][] = [];
@@ -115,6 +108,7 @@ targets:
       console.log('\n' + table(HEADER, rows));
       console.log('\nmedians over rounds; ratio = tsio / qsd; IOPS/cpu-s: requests per CPU-second of the back-end process');
     } finally {
+      await tsiod?.stop();
       for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
       rmSync(shm, { force: true });
       rmSync(dir, { recursive: true, force: true });

@@ -206,7 +206,7 @@ interface R2t { sn: number; ttt: number; offset: number; length: number }
  * unsolicited Data-Out up to `firstBurst`, then every R2T (recovery ones
  * included) in order; the Data-Out PDUs `corrupt` picks get a bad digest.
  */
-async function write(i: RawInitiator, lba: number, data: Buffer, opts: { immediate?: number; firstBurst?: number; corrupt?: (n: number) => boolean } = {}): Promise<{ status: number; r2ts: R2t[]; rejects: Pdu[] }> {
+async function write(i: RawInitiator, lba: number, data: Buffer, opts: { immediate?: number; firstBurst?: number; corrupt?: (n: number) => boolean } = {}): Promise<{ status: number; sense: Buffer; r2ts: R2t[]; rejects: Pdu[] }> {
   const imm = opts.immediate ?? 0;
   const unsolEnd = opts.firstBurst !== undefined ? Math.min(opts.firstBurst, data.length) : imm;
   const corrupt = opts.corrupt ?? (() => false);
@@ -228,7 +228,8 @@ async function write(i: RawInitiator, lba: number, data: Buffer, opts: { immedia
     i.expStatSN = (p.bhs.readUInt32BE(24) + 1) >>> 0;
     const rejects = i.pdus.filter((x) => x.opcode === 0x3f);
     for (const r of rejects) i.pdus.splice(i.pdus.indexOf(r), 1);
-    return { status: p.bhs[3], r2ts, rejects };
+    const sense = p.data.length >= 2 ? p.data.subarray(2, 2 + p.data.readUInt16BE(0)) : Buffer.alloc(0);
+    return { status: p.bhs[3], sense, r2ts, rejects };
   }
 }
 
@@ -287,6 +288,21 @@ test('ERL 1 is negotiated (2 is answered 1) and then allows one outstanding R2T'
   assert.equal(keys.get('MaxOutstandingR2T'), '1'); // the TPG's own default
   assert.equal(await i.logout(), 0);
   i.close();
+  // A header digest error still ends the connection at ERL 1: without markers the next PDU cannot be found.
+  i = await RawInitiator.connect(d.port);
+  keys = await i.login(IQN, { ErrorRecoveryLevel: '1', HeaderDigest: 'CRC32C' });
+  assert.equal(keys.get('HeaderDigest'), 'CRC32C');
+  await i.nop(Buffer.from('ok'));
+  const h = Buffer.alloc(48);
+  h[0] = 0x40;
+  h[1] = 0x80;
+  h.writeUInt32BE(0x77, 16);
+  h.writeUInt32BE(0xffffffff, 20);
+  h.writeUInt32BE(i.cmdSN, 24);
+  i.headerDigest = false;
+  i.send(h);
+  i.raw(Buffer.from([1, 2, 3, 4]));
+  assert.ok(await i.waitClosed(), 'dropped');
 });
 
 test('ERL 1: a Data-Out with a bad data digest is rejected and asked for again by a recovery R2T; the data arrives exact', async () => {
@@ -313,6 +329,28 @@ test('ERL 1: a Data-Out with a bad data digest is rejected and asked for again b
   assert.deepEqual(w.r2ts.map((r) => [r.sn, r.offset, r.length]), [[0, 0, 32768], [1, 0, 32768], [2, 0, 32768], [3, 32768, 32768]]);
   assert.equal(w.rejects.length, 2);
   assert.ok((await readBack(i, 400, data.length)).equals(data));
+  // Data that keeps arriving bad: after 8 recovery R2Ts the command fails (PROTOCOL SERVICE CRC ERROR).
+  w = await write(i, 400, pattern(8192, 4), { corrupt: () => true });
+  assert.equal(w.status, 0x02);
+  assert.deepEqual(senseOf(w.sense), [0x0b, 0x47, 0x05]);
+  assert.equal(w.r2ts.length, 9);
+  assert.ok((await readBack(i, 400, data.length)).equals(data), 'nothing written');
+  assert.equal(await i.logout(), 0);
+  i.close();
+});
+
+test('ERL 0: a Data-Out with a bad data digest fails its command with PROTOCOL SERVICE CRC ERROR once the burst is in', async () => {
+  const i = await session({ DataDigest: 'CRC32C' });
+  for (const bad of [1, 3]) {
+    const w = await write(i, 1000, pattern(32768, bad), { corrupt: (n) => n === bad });
+    assert.equal(w.status, 0x02);
+    assert.deepEqual(senseOf(w.sense), [0x0b, 0x47, 0x05]);
+    assert.deepEqual(w.rejects.map((r) => r.bhs[2]), [0x02], 'the PDUs after the bad one are dropped quietly');
+    assert.equal(w.r2ts.length, 1, 'nothing asked for again');
+  }
+  const data = pattern(32768, 9);
+  assert.equal((await write(i, 1000, data)).status, 0);
+  assert.ok((await readBack(i, 1000, data.length)).equals(data));
   assert.equal(await i.logout(), 0);
   i.close();
 });
@@ -341,7 +379,7 @@ test('ERL 1: a hole in unsolicited data (InitialR2T=No) is asked for again befor
 });
 
 test('ERL 1: a command whose immediate data fails its digest is rejected, later commands wait, its retry (same ITT and CmdSN) runs', async () => {
-  const i = await session({ ErrorRecoveryLevel: '1', DataDigest: 'CRC32C' });
+  const i = await session({ ErrorRecoveryLevel: '1', DataDigest: 'CRC32C', InitialR2T: 'No', ImmediateData: 'Yes' });
   const data = pattern(4096, 5);
   const first = commandHeader(i, write10(600, 8), { write: data.length });
   sendCorrupt(i, first.h, data);
@@ -349,18 +387,23 @@ test('ERL 1: a command whose immediate data fails its digest is rejected, later 
   assert.equal(rej.bhs[2], 0x02);
   assert.equal(rej.data.readUInt32BE(16), first.itt);
   assert.equal(rej.bhs.readUInt32BE(28), first.h.readUInt32BE(24), 'ExpCmdSN stays at the discarded command');
-  // The next command is held: its CmdSN is past the gap.
-  const second = commandHeader(i, read10(600, 8), { read: data.length });
-  i.send(second.h);
-  await assert.rejects(i.next((p) => p.itt === second.itt, 300), /timed out/);
+  // The next commands are held, their CmdSN past the gap: a write whose unsolicited Data-Out waits with it, a read.
+  const more = pattern(16384, 6);
+  const second = commandHeader(i, write10(608, 32), { write: more.length });
+  second.h[1] &= 0x7f;
+  i.send(second.h, more.subarray(0, 4096));
+  sequence(i, second.itt, 0xffffffff, more, 4096, 12288, () => false, { n: 0 });
+  const third = commandHeader(i, read10(600, 40), { read: 20480 });
+  i.send(third.h);
+  await assert.rejects(i.next((p) => p.itt === second.itt || p.itt === third.itt, 300), /timed out/);
   // The retry: the same PDU, digest right this time.
   first.h.writeUInt32BE(i.expStatSN, 28);
   i.send(first.h, data);
-  const a = await outcome(i, first.itt);
-  assert.equal(a.status, 0);
-  const b = await outcome(i, second.itt);
-  assert.equal(b.status, 0);
-  assert.ok(b.data.equals(data), 'the held read ran after the retried write');
+  assert.equal((await outcome(i, first.itt)).status, 0);
+  assert.equal((await outcome(i, second.itt)).status, 0);
+  const r = await outcome(i, third.itt);
+  assert.equal(r.status, 0);
+  assert.ok(r.data.equals(Buffer.concat([data, more])), 'the held commands ran after the retried write, in order');
   // A retry of a command that did arrive is outside the window: ignored.
   first.h.writeUInt32BE(i.expStatSN, 28);
   i.send(first.h, data);

@@ -272,36 +272,45 @@ export class Connection {
   /**
    * Sends one PDU: its header (digest filled in here), then the data
    * buffers as they are, padding and data digest. Corked till the end of the
-   * tick (batch()).
+   * tick (batch()). onWritten runs once the socket no longer needs any byte
+   * of it (written to the kernel, or the socket gone): the data buffers may
+   * then be reused.
    */
-  send(h: Buffer, data?: Sgl, dataLen = 0): void {
-    if (this.closed) return;
+  send(h: Buffer, data?: Sgl, dataLen = 0, onWritten?: () => void): void {
+    if (this.closed) {
+      onWritten?.();
+      return;
+    }
     setDataLength(h, dataLen);
     const hd = this.headerDigest && this.ffp;
     const s = this.socket;
     if (hd) h.writeUInt32LE(crc32c(h.subarray(0, BHS_LEN)), BHS_LEN);
     const hdr = h.length === (hd ? BHS_LEN + DIGEST_LEN : BHS_LEN) ? h : h.subarray(0, hd ? BHS_LEN + DIGEST_LEN : BHS_LEN);
+    if (dataLen === 0 || data === undefined) {
+      s.write(hdr, onWritten);
+      return;
+    }
     s.write(hdr);
-    if (dataLen === 0 || data === undefined) return;
     let left = dataLen;
     let crc = 0;
     const dd = this.dataDigest && this.ffp;
+    const p = pad4(dataLen);
     for (let i = 0; i < data.length && left > 0; i++) {
       let b = data[i];
       if (b.length > left) b = b.subarray(0, left);
-      s.write(b);
-      if (dd) crc = crc32c(b, crc);
       left -= b.length;
+      if (dd) crc = crc32c(b, crc);
+      // Writes complete in order: the callback of the PDU's last write covers all of it.
+      s.write(b, left === 0 && p === 0 && !dd ? onWritten : undefined);
     }
-    const p = pad4(dataLen);
     if (p) {
-      s.write(PAD.subarray(0, p));
+      s.write(PAD.subarray(0, p), dd ? undefined : onWritten);
       if (dd) crc = crc32c(PAD.subarray(0, p), crc);
     }
     if (dd) {
       const d = Buffer.allocUnsafe(4);
       d.writeUInt32LE(crc >>> 0);
-      s.write(d);
+      s.write(d, onWritten);
     }
   }
 

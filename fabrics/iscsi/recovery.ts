@@ -46,7 +46,12 @@ export interface RecoveryLink {
   header(opcode: number, flags: number): Buffer;
 }
 
-/** What a read sent: its Data-In headers by DataSN and its data, held until acknowledged. */
+/**
+ * What a read sent: its Data-In headers by DataSN and its data, held until
+ * acknowledged. The data-in buffers are the core's, held by reference: a send
+ * path that recycles data-in buffers once written must leave alone those a
+ * record holds (`sgl` set) until releaseRead() or a full DataACK drops them.
+ */
 export class ReadRecord {
   readonly headers: Buffer[] = [];
   /** The data-in buffers; undefined once released. */

@@ -3,8 +3,9 @@
 // (R2T) data, Data-In with status in the last PDU, NOP both ways, task
 // management, text (SendTargets), logout, asynchronous logout requests, and
 // several connections (MC/S). Data-out buffers handed to the core are views
-// of what the socket read; data-in buffers of the core go to the socket as
-// they are.
+// of what the socket read; READ data is read into a recycled buffer
+// (data-in-pool.ts) that goes to the socket as it is and back to the pool
+// once the socket has written it.
 
 import type { Completion } from '../../src/core/command';
 import type { Session as CoreSession } from '../../src/core/session';
@@ -24,6 +25,7 @@ import type { Portal } from './portal';
 import { sendTargets } from './discovery';
 import { Retention, SN, SNACK_TYPE_MASK, SnackType, RSP_EXP_DATA_SN, type ReadRecord, type SnackResult } from './recovery';
 import { rxPool, type RxSlab } from './rx-slab';
+import { dataInPool } from './data-in-pool';
 
 /** Live sessions by TSIH. */
 export const sessions = new Map<number, IscsiSession>();
@@ -44,16 +46,20 @@ function allocTtt(): number {
 }
 
 const EMPTY: Buffer[] = [];
+/** Recovery R2Ts one command gets (ERL 1) before it fails: an initiator whose data keeps arriving bad cannot loop. */
+const MAX_RECOVERIES = 8;
 /** Seconds an initiator whose access was revoked has to log out before its connections are dropped. */
 const REVOKE_GRACE_S = 2;
 
-/** A PDU that arrived ahead of ExpCmdSN (MC/S), with the unsolicited Data-Out that came after it. */
+/** A PDU that arrived ahead of ExpCmdSN (MC/S, a CmdSN gap left by a discarded command), with the unsolicited Data-Out that came after it. */
 interface Early {
   conn: Connection;
   h: Buffer;
   data: Sgl;
   slabs: RxSlab[];
   dataOut: [Buffer, Sgl][] | undefined;
+  /** Bytes in dataOut: never more than FirstBurstLength (what unsolicited data may be). */
+  dataOutBytes: number;
 }
 
 /** One SCSI command in flight on a connection. */
@@ -76,13 +82,20 @@ class Task {
   /** ERL 1: every R2T sent, by R2TSN (R2T SNACK), and where asking again for lost data ends. */
   r2tLog: { ttt: number; offset: number; length: number }[] | undefined;
   recoverEnd = 0;
+  recoveries = 0;
   /** Expected DataSN of the current data sequence. */
   dataSN = 0;
   done = false;
   /** Took a CmdSN (not immediate): counts against the window until it completes. */
   windowed = false;
+  /** ERL 0: a Data-Out of it failed its data digest; it fails once its outstanding data has come. */
+  crcError = false;
+  /** Why it stopped waiting for data (abandon()). */
+  failure: Error | undefined;
   /** Receive slabs its CDB and data-out lie in: held until the core completes the command. */
   readonly slabs: RxSlab[] = [];
+  /** Pooled buffer the core reads into (READ commands); back to the pool by releaseDataIn(). */
+  dataInBuf: Buffer | undefined;
 
   constructor(
     readonly conn: Connection,
@@ -97,9 +110,20 @@ class Task {
    */
   abandon(why: string | ScsiError): void {
     this.done = true;
+    this.failure = typeof why === 'string' ? new Error(why) : why;
     const r = this.reject;
     this.resolve = this.reject = undefined;
-    if (r) r(typeof why === 'string' ? new Error(why) : why);
+    if (r) r(this.failure);
+  }
+
+  /**
+   * The Data-In buffer is no longer needed: sent and written by the socket,
+   * or never to be sent. The only way a pooled buffer goes back.
+   */
+  releaseDataIn(): void {
+    const b = this.dataInBuf;
+    this.dataInBuf = undefined;
+    if (b !== undefined) dataInPool.give(b);
   }
 
   add(data: Sgl): void {
@@ -217,6 +241,7 @@ export class IscsiSession {
       h[AS.EVENT] = AsyncEvent.LOGOUT_REQUEST;
       h.writeUInt16BE(seconds, AS.PARAM3);
       c.send(h);
+      this.retain(c, h);
     }
     return p;
   }
@@ -287,7 +312,7 @@ export class IscsiSession {
       return;
     }
     if (!this.early.has(sn)) {
-      const e: Early = { conn: c, h: Buffer.from(h), data, slabs: [], dataOut: undefined };
+      const e: Early = { conn: c, h: Buffer.from(h), data, slabs: [], dataOut: undefined, dataOutBytes: 0 };
       rxPool.retain(data, e.slabs);
       this.early.set(sn, e);
       if (op === Op.SCSI_CMD) this.earlyByItt.set(e.h.readUInt32BE(H.ITT), e);
@@ -347,6 +372,16 @@ export class IscsiSession {
     // The CDB is a view of the header.
     rxPool.retain([h], task.slabs);
     let fetch: ((n: number) => Promise<Sgl>) | undefined;
+    // Reads get a recycled buffer (an overlapped command is answered at once, it needs none). At ERL 1
+    // the data outlives the send, kept for SNACKs (recovery.ts): the garbage collector owns it then.
+    let dataIn: Sgl | undefined;
+    if ((flags & Cmd.READ) !== 0 && !write && !overlap && this.erl === 0) {
+      const b = dataInPool.take(edtl);
+      if (b !== undefined) {
+        task.dataInBuf = b;
+        dataIn = [b.length === edtl ? b : b.subarray(0, edtl)];
+      }
+    }
     if (write && edtl > 0) {
       if (immLen > 0) task.add(data);
       task.unsolEnd = finalBit ? immLen : Math.min(edtl, this.params.firstBurstLength);
@@ -362,6 +397,7 @@ export class IscsiSession {
         expectedLength: edtl,
         dataOut: write && task.received > 0 && fetch === undefined ? task.bufs : undefined,
         fetchDataOut: fetch,
+        dataIn,
       },
       overlap ? (cmp) => this.respondOverlap(cmp, task) : this.onComplete,
     );
@@ -370,7 +406,7 @@ export class IscsiSession {
   /** The core wants n bytes of data-out: what came unsolicited, the rest by R2T. */
   private fetch(task: Task, n: number): Promise<Sgl> {
     task.need = n;
-    if (task.done) return Promise.reject(new ScsiError(SenseKey.ABORTED_COMMAND, Asc.DATA_PHASE_ERROR));
+    if (task.done) return Promise.reject(task.failure instanceof ScsiError ? task.failure : new ScsiError(SenseKey.ABORTED_COMMAND, Asc.DATA_PHASE_ERROR));
     if (task.received >= n) return Promise.resolve(sglSlice(task.bufs, 0, n));
     return new Promise<Sgl>((resolve, reject) => {
       task.resolve = resolve;
@@ -382,7 +418,7 @@ export class IscsiSession {
   /** Sends R2Ts up to MaxOutstandingR2T, each for at most MaxBurstLength. */
   private solicit(task: Task): void {
     const c = task.conn;
-    while (task.r2tOutstanding < this.params.maxOutstandingR2T && task.r2tNext < task.need && !task.done) {
+    while (task.r2tOutstanding < this.params.maxOutstandingR2T && task.r2tNext < task.need && !task.done && !task.crcError) {
       // A recovery R2T asks for exactly what was lost; the next ones go on from there.
       const end = task.r2tNext < task.recoverEnd ? Math.min(task.recoverEnd, task.need) : task.need;
       const len = Math.min(this.params.maxBurstLength, end - task.r2tNext);
@@ -415,11 +451,16 @@ export class IscsiSession {
    */
   private sequenceEnd(task: Task, ttt: number): void {
     task.dataSN = 0;
+    if (task.crcError) return this.crcSequenceEnd(task, ttt);
     const end = ttt === NO_TAG ? task.unsolEnd : task.r2ts?.get(ttt);
     if (end === undefined || task.received >= end) return;
     if (ttt !== NO_TAG) {
       task.r2ts!.delete(ttt);
       task.r2tOutstanding--;
+    }
+    if (++task.recoveries > MAX_RECOVERIES) {
+      task.abandon(new ScsiError(SenseKey.ABORTED_COMMAND, Asc.PROTOCOL_SERVICE_CRC_ERROR));
+      return;
     }
     log.debug(`iscsi: ${this.initiatorName}: task 0x${task.itt.toString(16)}: data [${task.received}, ${end}) lost; asking again`);
     if (end > task.recoverEnd) task.recoverEnd = end;
@@ -428,19 +469,31 @@ export class IscsiSession {
   }
 
   /**
+   * ERL 0, a command with a Data-Out lost to its digest: once every
+   * outstanding sequence has ended, it fails with PROTOCOL SERVICE CRC ERROR
+   * (RFC 7143 7.8: the response waits for the data still under way).
+   */
+  private crcSequenceEnd(task: Task, ttt: number): void {
+    if (ttt !== NO_TAG && task.r2ts?.delete(ttt)) task.r2tOutstanding--;
+    if (task.r2tOutstanding === 0) task.abandon(new ScsiError(SenseKey.ABORTED_COMMAND, Asc.PROTOCOL_SERVICE_CRC_ERROR));
+  }
+
+  /**
    * A PDU whose data digest failed; its header is sound. Rejected (RFC 7143
    * 7.8): a command with immediate data is then as if never received, so
    * ExpCmdSN stays and the initiator's retry (same ITT and CmdSN) fills the
    * gap. At ERL 1 a Data-Out is asked for again at the end of its sequence;
-   * at ERL 0 the next Data-Out finds the gap and the command fails.
+   * at ERL 0 the command fails (PROTOCOL SERVICE CRC ERROR) once its
+   * outstanding data has come.
    */
   dataDigestError(c: Connection, h: Buffer): void {
     c.reject(h, RejectReason.DATA_DIGEST);
-    if (this.erl === 0 || opcodeOf(h) !== Op.DATA_OUT || (h[H.FLAGS] & F_FINAL) === 0) return;
+    if (opcodeOf(h) !== Op.DATA_OUT) return;
     const task = this.tasks.get(h.readUInt32BE(H.ITT));
     const ttt = h.readUInt32BE(H.W20);
     if (task === undefined || task.conn !== c || task.done || (ttt !== NO_TAG && !task.r2ts?.has(ttt))) return;
-    this.sequenceEnd(task, ttt);
+    if (this.erl === 0) task.crcError = true;
+    if ((h[H.FLAGS] & F_FINAL) !== 0) this.sequenceEnd(task, ttt);
   }
 
   private dataOut(c: Connection, h: Buffer, data: Sgl): void {
@@ -451,6 +504,8 @@ export class IscsiSession {
     const waiting = task === undefined && ttt === NO_TAG ? this.earlyByItt.get(itt) : undefined;
     if (waiting !== undefined && waiting.conn === c) {
       // Unsolicited data of a command still waiting for its CmdSN: it is taken in when the command runs.
+      waiting.dataOutBytes += len;
+      if (waiting.dataOutBytes > this.params.firstBurstLength) return; // more than unsolicited data may be
       rxPool.retain(data, waiting.slabs);
       (waiting.dataOut ??= []).push([Buffer.from(h), data]);
       return;
@@ -474,7 +529,8 @@ export class IscsiSession {
     if (offset !== task.received || h.readUInt32BE(H.W36) !== task.dataSN) {
       log.debug(`iscsi: ${this.initiatorName}: Data-Out at offset ${offset} DataSN ${h.readUInt32BE(H.W36)}, expected ${task.received} DataSN ${task.dataSN}`);
       // ERL 1: past a discarded PDU nothing is kept; the end of the sequence asks for the rest again.
-      if (this.erl !== 0) {
+      // ERL 0 after a digest error: the same, but the end of the data fails the command.
+      if (this.erl !== 0 || task.crcError) {
         if (final) this.sequenceEnd(task, ttt);
         return;
       }
@@ -486,7 +542,7 @@ export class IscsiSession {
     task.dataSN++;
     if (len > 0) task.add(data);
     if (final) {
-      if (this.erl !== 0) this.sequenceEnd(task, ttt);
+      if (this.erl !== 0 || task.crcError) this.sequenceEnd(task, ttt);
       task.dataSN = 0;
     }
     if (ttt !== NO_TAG && task.r2ts!.has(ttt) && task.received >= task.r2ts!.get(ttt)!) {
@@ -509,7 +565,7 @@ export class IscsiSession {
     task.done = true;
     if (task.slabs.length > 0) rxPool.releaseAll(task.slabs);
     if (task.windowed) this.inflight--;
-    if (cmp.quiet || task.conn.closed) return;
+    if (cmp.quiet || task.conn.closed) return task.releaseDataIn();
     this.respond(task.conn, task.itt, cmp, task);
   }
 
@@ -522,9 +578,12 @@ export class IscsiSession {
   /**
    * Data-In PDUs (status in the last one when it can carry it), else a SCSI
    * Response. At ERL 1 the read's Data-In and the status are kept for SNACKs
-   * (recovery.ts), and the last PDU of each burst asks for a DataACK.
+   * (recovery.ts), and the last PDU of each burst asks for a DataACK. A
+   * pooled data-in buffer (ERL 0 only) goes back once the socket has written
+   * the last Data-In PDU, or at once when none is sent.
    */
   private respond(c: Connection, itt: number, cmp: Completion, task?: Task): void {
+    const release = task?.dataInBuf === undefined ? undefined : () => task.releaseDataIn();
     const len = cmp.dataInLength;
     const residual = cmp.residual;
     const resFlags = residual > 0 ? Rsp.UNDERFLOW : residual < 0 ? Rsp.OVERFLOW : 0;
@@ -564,8 +623,9 @@ export class IscsiSession {
         }
         h.writeUInt32BE(dataSN++, H.W36);
         h.writeUInt32BE(off, H.W40);
-        if (single !== undefined) c.send(h, [off === 0 && n === single.length ? single : single.subarray(off, off + n)], n);
-        else c.send(h, sglSlice(sgl, off, n), n);
+        const done = last ? release : undefined;
+        if (single !== undefined) c.send(h, [off === 0 && n === single.length ? single : single.subarray(off, off + n)], n, done);
+        else c.send(h, sglSlice(sgl, off, n), n, done);
         if (keep !== undefined) keep.sent(h);
         off += n;
         if (burstLeft === 0) burstLeft = burst;
@@ -574,7 +634,7 @@ export class IscsiSession {
         if (keep !== undefined) this.retain(c, keep.headers[keep.headers.length - 1], undefined, 0, keep, true);
         return;
       }
-    }
+    } else release?.();
     const h = c.header(Op.SCSI_RSP, F_FINAL | resFlags);
     h[2] = RSP_COMPLETED;
     h[3] = cmp.status;

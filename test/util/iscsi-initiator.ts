@@ -64,6 +64,10 @@ export class RawInitiator {
       if (this.buf.length < total) break;
       const bhs = this.buf.subarray(0, 48);
       if (hd && crc32c(this.buf.subarray(0, 48 + ahs)) !== this.buf.readUInt32LE(48 + ahs)) throw new Error('bad header digest from target');
+      if (dd) {
+        const end = 48 + ahs + hd + dlen + ((4 - (dlen & 3)) & 3);
+        if (crc32c(this.buf.subarray(48 + ahs + hd, end)) !== this.buf.readUInt32LE(end)) throw new Error('bad data digest from target');
+      }
       const data = Buffer.from(this.buf.subarray(48 + ahs + hd, 48 + ahs + hd + dlen));
       this.pdus.push({ bhs: Buffer.from(bhs), data, opcode: bhs[0] & 0x3f, flags: bhs[1], itt: bhs.readUInt32BE(16) });
       this.buf = this.buf.subarray(total);
@@ -190,7 +194,7 @@ export class RawInitiator {
    * most FirstBurstLength), the rest answered to R2Ts; Data-Out PDUs carry at
    * most `segment` bytes (8192). Returns status, sense, data-in and residual.
    */
-  async command(cdb: number[] | Buffer, opts: { read?: number; write?: Buffer; immediate?: number; unsolicited?: number; segment?: number; lun?: number } = {}): Promise<{
+  async command(cdb: number[] | Buffer, opts: { read?: number; write?: Buffer; immediate?: number; unsolicited?: number; segment?: number; lun?: number; attr?: number } = {}): Promise<{
     status: number; sense: Buffer; data: Buffer; residual: number; flags: number; r2ts: number;
   }> {
     const itt = this.nextItt();
@@ -201,7 +205,8 @@ export class RawInitiator {
     const imm = write ? Math.min(opts.immediate ?? 0, write.length) : 0;
     const unsol = write ? Math.max(imm, Math.min(opts.unsolicited ?? 0, write.length)) : 0;
     const seg = opts.segment ?? 8192;
-    h[1] = (unsol > imm ? 0 : 0x80) | (opts.read ? 0x40 : 0) | (write ? 0x20 : 0) | 1;
+    // Task attribute: 1 SIMPLE, 2 ORDERED.
+    h[1] = (unsol > imm ? 0 : 0x80) | (opts.read ? 0x40 : 0) | (write ? 0x20 : 0) | (opts.attr ?? 1);
     h[9] = opts.lun ?? 0;
     h.writeUInt32BE(itt, 16);
     h.writeUInt32BE(edtl, 20);

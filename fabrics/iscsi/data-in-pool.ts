@@ -1,0 +1,48 @@
+// Data-In buffers for READ commands, recycled. A fresh Buffer of 4 KiB or
+// more is a new ArrayBuffer, and at GB/s those external bytes keep V8's
+// garbage collector (and its helper threads) as busy as the target itself.
+// A buffer comes back only when nothing can still read it: the socket has
+// written its last byte (the write callback), or nothing was sent from it.
+
+/** Smallest and largest pooled sizes: below, Node's own 8 KiB pool serves; above, reads are rare. */
+const MIN_SHIFT = 12;
+const MAX_SHIFT = 22;
+export const POOL_MIN = 1 << MIN_SHIFT;
+export const POOL_MAX = 1 << MAX_SHIFT;
+/** Idle buffers kept, in bytes, across all sizes: enough for a queue of 1 MiB reads. */
+const IDLE_BUDGET = 32 << 20;
+
+export class BufferPool {
+  /** Idle buffers by size class (1 << (class + MIN_SHIFT) bytes each). */
+  private readonly idle: Buffer[][] = [];
+  private idleBytes = 0;
+
+  constructor(private readonly budget = IDLE_BUDGET) {
+    for (let c = 0; c <= MAX_SHIFT - MIN_SHIFT; c++) this.idle.push([]);
+  }
+
+  /** A buffer of at least n bytes (a power of two), or undefined when n is outside the pooled sizes. */
+  take(n: number): Buffer | undefined {
+    if (n < POOL_MIN || n > POOL_MAX) return undefined;
+    const c = 32 - Math.clz32(n - 1) - MIN_SHIFT;
+    const b = this.idle[c].pop();
+    if (b === undefined) return Buffer.allocUnsafeSlow(1 << (c + MIN_SHIFT));
+    this.idleBytes -= b.length;
+    return b;
+  }
+
+  /** Returns a buffer from take(); one over the idle budget is left to the garbage collector. */
+  give(b: Buffer): void {
+    if (this.idleBytes + b.length > this.budget) return;
+    this.idle[31 - Math.clz32(b.length) - MIN_SHIFT].push(b);
+    this.idleBytes += b.length;
+  }
+
+  /** Bytes held idle (tests). */
+  get idleSize(): number {
+    return this.idleBytes;
+  }
+}
+
+/** The process's pool: every connection's reads share it. */
+export const dataInPool = new BufferPool();
