@@ -44,7 +44,8 @@ export function machineLine(): string {
 
 /** Thousands with one decimal: 123.4k. */
 export function k(n: number): string {
-  return `${(n / 1000).toFixed(1)}k`;
+  // Two decimals below 10k: 1 MiB cases run at a few hundred per second.
+  return `${(n / 1000).toFixed(n < 10_000 ? 2 : 1)}k`;
 }
 
 export function table(header: string[], rows: string[][]): string {

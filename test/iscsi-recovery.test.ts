@@ -474,7 +474,9 @@ test('ERL 1: Data SNACK resends lost Data-In exactly; Status SNACK the status; a
 });
 
 test('ERL 1: DataACK releases a read\'s data (a Status SNACK then gets a SCSI Response); R-Data SNACK; R2T SNACK', async () => {
-  const i = await session({ ErrorRecoveryLevel: '1', MaxRecvDataSegmentLength: '4096' });
+  // Digests on: what is sent again gets its own.
+  const i = await session({ ErrorRecoveryLevel: '1', MaxRecvDataSegmentLength: '4096', HeaderDigest: 'CRC32C', DataDigest: 'CRC32C' });
+  assert.ok(i.headerDigest && i.dataDigest);
   const data = pattern(16384, 7);
   assert.equal((await write(i, 800, data)).status, 0);
   // R-Data SNACK: the data again without status, then a SCSI Response with the SNACK Tag and the same StatSN.

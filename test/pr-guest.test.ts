@@ -66,6 +66,8 @@ test('sg_persist in a guest: register, reserve, keys, full status, conflict, pre
       '-chardev', `socket,path=${sockB},id=vb`, '-device', 'vhost-user-scsi-pci,chardev=vb',
     ],
     script: [
+      // The refused write logs a kernel error; off the console, it cannot land inside sg_persist's output.
+      'echo 1 > /proc/sys/kernel/printk',
       'echo GUEST-UP; ls /sys/block',
       'for i in $(seq 100); do [ "$(ls /sys/block | grep -c "^sd")" -ge 2 ] && break; sleep 0.1; done',
       // Tell the two paths apart by the target port each one reports.

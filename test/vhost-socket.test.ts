@@ -109,7 +109,8 @@ test('a bad mode or an unknown group stops tsiod before anything starts, each wi
       tpg('naa.5001405000000071', join(d.dir, 'bad1.sock'), ', socket_mode: "0999"') +
       tpg('naa.5001405000000072', join(d.dir, 'bad2.sock'), ', socket_mode: 0660') +
       tpg('naa.5001405000000073', join(d.dir, 'bad3.sock'), ', socket_group: no-such-group-x') +
-      tpg('naa.5001405000000074', join(d.dir, 'bad4.sock'), ', socket_mode: "u+rw"'),
+      tpg('naa.5001405000000074', join(d.dir, 'bad4.sock'), ', socket_mode: "u+rw"') +
+      tpg('naa.5001405000000075', join(d.dir, 'bad5.sock'), ', socket_group: "4294967295"'),
   );
   const p = spawnSync(process.execPath, [TSIOD, '--config', f, '--check'], { encoding: 'utf8' });
   assert.equal(p.status, 1, p.stdout + p.stderr);
@@ -118,4 +119,5 @@ test('a bad mode or an unknown group stops tsiod before anything starts, each wi
   assert.match(p.stderr, /bad\.yaml:11: targets\[1\]\.tpgs\[0\]\.socket_mode: quote it, e\.g\. socket_mode: "0660"/);
   assert.match(p.stderr, /bad\.yaml:15: targets\[2\]\.tpgs\[0\]\.socket_group: no group 'no-such-group-x' on this host/);
   assert.match(p.stderr, /bad\.yaml:19: targets\[3\]\.tpgs\[0\]\.socket_mode: 'u\+rw' is not an octal mode/);
+  assert.match(p.stderr, /bad\.yaml:23: targets\[4\]\.tpgs\[0\]\.socket_group: gid 4294967295 is out of range/);
 });

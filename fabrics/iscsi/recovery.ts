@@ -23,6 +23,7 @@ import { sglSlice, type Sgl } from '../../src/core/sgl';
 import { log } from '../../src/core/log';
 import { BHS_LEN, F_FINAL, H, Op, RejectReason, Rsp, RSP_COMPLETED, snLess } from './pdu';
 
+// Both bounds are stated in specs/fabrics/iscsi.yaml (ErrorRecoveryLevel).
 /** Data-in bytes (plus response copies) one connection keeps for retransmission at most. */
 export const RETAIN_BYTES = 32 << 20;
 /** Unacknowledged numbered responses one connection keeps at most. */

@@ -123,7 +123,11 @@ export function slabSocket(accepted: Socket, sink: ChunkSink): Socket {
   let closed = false;
   const buffer = (): Buffer => {
     if (closed) return SPENT;
-    if (cur !== undefined && SLAB_BYTES - cur.used < MIN_TAIL) {
+    if (cur !== undefined && cur.refs === 1 && cur.used > 0) {
+      // Nothing but the reader holds it (all framed, no command keeps data): start over, in warm memory.
+      if (rxPool.poison) cur.buf.fill(POISON, 0, cur.used);
+      cur.used = 0;
+    } else if (cur !== undefined && SLAB_BYTES - cur.used < MIN_TAIL) {
       rxPool.unref(cur);
       cur = undefined;
     }

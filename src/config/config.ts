@@ -364,7 +364,11 @@ class SenseChecker {
       this.error([...at, 'socket_mode'], 'quote it, e.g. socket_mode: "0660" (YAML reads an unquoted 0660 as the decimal number 660)');
     }
     const g = tpg.socket_group;
-    if (typeof g === 'string' && /^[A-Za-z_]/.test(g) && groupId(g) < 0) this.error([...at, 'socket_group'], `no group '${g}' on this host`);
+    if (typeof g !== 'string') return;
+    if (/^[0-9]+$/.test(g)) {
+      // (gid_t)-1 means "leave the group" to chown; no group has it.
+      if (Number(g) >= 0xffffffff) this.error([...at, 'socket_group'], `gid ${g} is out of range (at most 4294967294)`);
+    } else if (groupId(g) < 0) this.error([...at, 'socket_group'], `no group '${g}' on this host`);
   }
 
   /** CHAP needs a user and a secret; mutual CHAP needs both directions. */

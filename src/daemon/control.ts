@@ -395,7 +395,7 @@ export class Control {
       },
       'tpgs.get': { doc: 'One TPG, complete, with its session count.', params: TPG, run: (p) => this.liveTpg(p) },
       'tpgs.set': {
-        doc: 'Changes TPG attributes, parameters, auth (merged), enable, or fabric fields (vhost socket, num_queues).',
+        doc: 'Changes TPG attributes, parameters, auth (merged), enable, or fabric fields (vhost socket, socket_mode, socket_group, num_queues).',
         params: { ...TPG, attributes: optObj, parameters: optObj, auth: optObj, enable: optBool, fields: optObj },
         run: (p) =>
           this.edit((doc) => {
