@@ -550,3 +550,43 @@ test('ERL 1: what an initiator leaves unacknowledged stays bounded; the newest s
   assert.equal(await i.logout(), 0);
   i.close();
 });
+
+test('ERL 1: hundreds of random SNACKs (any type, run, tag) get answers or Rejects; the session and its data stay right', async () => {
+  const i = await session({ ErrorRecoveryLevel: '1', MaxRecvDataSegmentLength: '4096' });
+  let x = 0x2545f491;
+  const rnd = (n: number): number => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) % n;
+  };
+  const data = pattern(16384, 10);
+  assert.equal((await write(i, 1100, data)).status, 0);
+  const ack = i.expStatSN;
+  const itts: number[] = [];
+  const ttts: number[] = [];
+  for (let k = 0; k < 4; k++) {
+    const r = await readPdus(i, 1100, data.length);
+    itts.push(r.itt);
+    ttts.push(r.pdus[r.pdus.length - 1].bhs.readUInt32BE(20));
+  }
+  const pick = <T>(a: T[]): T => a[rnd(a.length)];
+  for (let k = 0; k < 400; k++) {
+    i.expStatSN = k % 50 === 49 ? (ack + rnd(6)) >>> 0 : ack; // now and then some get acknowledged
+    snack(i, rnd(16), {
+      itt: rnd(4) === 0 ? rnd(0x100000) : pick(itts),
+      tag: rnd(3) === 0 ? rnd(0x100000) : pick(ttts),
+      beg: pick([0, 1, 2, 3, ack, ack + 2, rnd(0xffffffff)]) >>> 0,
+      run: pick([0, 0, 1, 2, 3, 0xffffffff, rnd(1000)]),
+    });
+  }
+  i.expStatSN = (ack + 4) >>> 0;
+  const nop = await i.nop(Buffer.from('after the storm'), 0x7777);
+  assert.equal(nop.data.toString(), 'after the storm');
+  assert.ok(i.pdus.some((p) => p.opcode === 0x3f), 'some were rejected');
+  assert.ok(i.pdus.some((p) => p.opcode === 0x25), 'some were answered');
+  i.pdus.length = 0;
+  assert.ok((await readBack(i, 1100, data.length)).equals(data));
+  assert.equal(await i.logout(), 0);
+  i.close();
+});

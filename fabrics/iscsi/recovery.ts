@@ -14,6 +14,10 @@
 // rejected like one for acknowledged numbers (Protocol Error), the initiator's
 // own recovery (abort, session) takes over. Memory never grows past the bound.
 //
+// No Data-Out timer: on TCP a Data-Out is only lost to its data digest, and
+// its sound header says whether it ended its sequence, so the recovery R2T
+// (session.ts sequenceEnd) never waits for a timeout.
+//
 // Header digest errors stay fatal at every level: the RFC lets a receiver
 // skip to a later PDU, but without markers (gone from RFC 7143) nothing tells
 // where that PDU starts once the header (and its length) cannot be trusted,
