@@ -94,6 +94,8 @@ export interface BackstoreOptions {
   /** Bytes; required for rd_mcp, optional for fileio (file size), ignored for block. */
   size?: number;
   blockSize?: number;
+  /** rd_mcp: physical block size to report; default blockSize. */
+  physicalBlockSize?: number;
   /** fileio, block, pscsi: a path. */
   dev?: string;
   /** rd_mcp: discard writes and read nothing. */

@@ -180,8 +180,9 @@ export class RamBackstore implements Backstore {
     public size: number,
     readonly blockSize: number,
     readonly nullio: boolean,
+    physicalBlockSize = blockSize,
   ) {
-    this.physicalBlockSize = blockSize;
+    this.physicalBlockSize = physicalBlockSize;
   }
 
   /** Bytes of page memory held, for tests and statistics. */
@@ -328,5 +329,9 @@ export async function createRdMcp(opts: BackstoreOptions): Promise<Backstore> {
   if (!opts.size || opts.size % blockSize !== 0) {
     throw new Error(`rd_mcp ${opts.name}: size must be a positive multiple of ${blockSize}`);
   }
-  return new RamBackstore(opts.size, blockSize, opts.nullio ?? false);
+  const physical = opts.physicalBlockSize ?? blockSize;
+  if (physical < blockSize || physical % blockSize !== 0) {
+    throw new Error(`rd_mcp ${opts.name}: physical block size ${physical} is not a multiple of block size ${blockSize}`);
+  }
+  return new RamBackstore(opts.size, blockSize, opts.nullio ?? false, physical);
 }

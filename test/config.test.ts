@@ -584,6 +584,18 @@ test('sense checks: write_back contradicting its attribute, size vs block size, 
   ]);
 });
 
+test('rd_mcp physical_block_size: 512 or 4096, never below block_size', () => {
+  const cfg = parseConfig('storage_objects:\n  - { name: e, plugin: rd_mcp, size: 1M, physical_block_size: 4096 }\n', 'p.yaml');
+  assert.equal(cfg.storage_objects[0].physical_block_size, 4096);
+  assert.deepEqual(
+    errorsOf('storage_objects:\n  - { name: a, plugin: rd_mcp, size: 1M, block_size: 4096, physical_block_size: 512 }\n  - { name: b, plugin: rd_mcp, size: 1M, physical_block_size: 1024 }\n'),
+    [
+      { line: 2, path: 'storage_objects[0].physical_block_size', message: 'physical_block_size 512 is below block_size 4096' },
+      { line: 3, path: 'storage_objects[1].physical_block_size', message: 'must be one of 512, 4096, not number 1024' },
+    ],
+  );
+});
+
 test('size fields accept numbers and unit strings, and refuse the rest with the size parser\'s words', () => {
   const cfg = parseConfig('storage_objects:\n  - { name: a, plugin: rd_mcp, size: 1048576 }\n  - { name: b, plugin: rd_mcp, size: 1.5M }\n', 's.yaml');
   assert.deepEqual(cfg.storage_objects.map((so) => so.size), [1048576, 1.5 * 1024 * 1024]);

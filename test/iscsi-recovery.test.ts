@@ -394,6 +394,8 @@ test('ERL 1: a command whose immediate data fails its digest is rejected, later 
   i.send(second.h, more.subarray(0, 4096));
   sequence(i, second.itt, 0xffffffff, more, 4096, 12288, () => false, { n: 0 });
   const third = commandHeader(i, read10(600, 40), { read: 20480 });
+  // ORDERED: SIMPLE commands may run in any order (SAM-5), and this read must see both writes.
+  third.h[1] = (third.h[1] & ~0x07) | 0x02;
   i.send(third.h);
   await assert.rejects(i.next((p) => p.itt === second.itt || p.itt === third.itt, 300), /timed out/);
   // The retry: the same PDU, digest right this time.

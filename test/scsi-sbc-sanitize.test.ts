@@ -4,12 +4,13 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { rig, type Rig } from './util/loopback-setup';
+import { INITIATOR_B, rig, type Rig } from './util/loopback-setup';
 import type { LoopbackNexus } from '../fabrics/loopback/loopback';
 import { gated } from './util/gated';
 import { registerBackstore } from '../backstores';
 import { RamBackstore } from '../backstores/rd_mcp';
 import { Status } from '../src/core/sense';
+import { ConfigError, parseConfig } from '../src/config/config';
 import {
   LBA_OUT_OF_RANGE, cdb10, cdb16, checkSense, good, invalidCdb, invalidParam, pattern, readBlocks, writeBlocks,
 } from './util/cdb';
@@ -37,6 +38,8 @@ before(async () => {
     { size: SIZE },
     { plugin: 'gated', size: SIZE },
     { plugin: 'failing-ram', size: SIZE },
+    // Thin, and bounded to 2 MiB/s: its 4 MiB take about 2 s to overwrite.
+    { size: SIZE, attributes: { emulate_tpu: true, emulate_tpws: true, max_sanitize_rate: 2 } },
   ]);
   n = await r.nexus();
   gated[gated.length - 1].open();
@@ -154,6 +157,129 @@ test('a failed SANITIZE leaves the unit in failure mode until EXIT FAILURE MODE'
   failing.failWrites = false;
   good(await n.command(2, sanitizeCdb(EXIT_FAILURE, 0)));
   good(await n.command(2, cdb10(0x28, 0, 1)));
+});
+
+const SLOW = 3;
+const IN_PROGRESS = { key: 2, asc: 0x04, ascq: 0x1b };
+const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
+
+/** GET LBA STATUS from an LBA: its descriptors as [lba, blocks, provisioning status]. */
+async function lbaStatus(lun: number, lba: number): Promise<[number, number, number][]> {
+  const c = Buffer.alloc(16);
+  c[0] = 0x9e;
+  c[1] = 0x12;
+  c.writeBigUInt64BE(BigInt(lba), 2);
+  c.writeUInt32BE(1024, 10);
+  const res = await n.command(lun, c);
+  good(res);
+  const out: [number, number, number][] = [];
+  for (let p = 8; p + 16 <= Math.min(res.data.length, res.data.readUInt32BE(0) + 4); p += 16) {
+    out.push([Number(res.data.readBigUInt64BE(p)), res.data.readUInt32BE(p + 8), res.data[p + 12] & 0xf]);
+  }
+  return out;
+}
+
+/** TEST UNIT READY until GOOD; the progress indications seen on the way. */
+async function waitReady(lun: number, via = n): Promise<number[]> {
+  const seen: number[] = [];
+  for (let i = 0; i < 400; i++) {
+    const t = await via.command(lun, [0, 0, 0, 0, 0, 0]);
+    if (t.status === Status.GOOD) return seen;
+    checkSense(t, IN_PROGRESS, 'TEST UNIT READY while sanitizing');
+    assert.equal(t.sense![15] & 0x80, 0x80, 'SKSV: a progress indication');
+    seen.push(t.sense!.readUInt16BE(16));
+    await sleep(50);
+  }
+  assert.fail('the sanitize did not end within 20 s');
+}
+
+test('max_sanitize_rate bounds OVERWRITE: SANITIZE IN PROGRESS with a moving progress, then the pattern, every LBA mapped', async () => {
+  const list = overwriteList(Buffer.from([0xa5, 0x5a]));
+  const t0 = performance.now();
+  const done = n.command(SLOW, sanitizeCdb(OVERWRITE, list.length), { dataOut: list });
+  await sleep(100);
+  // Only INQUIRY, LOG SENSE, REPORT LUNS and REQUEST SENSE are served during a sanitize (SBC-4 4.11.2).
+  checkSense(await n.command(SLOW, [0x1a, 0, 0x3f, 0, 255, 0]), IN_PROGRESS, 'MODE SENSE');
+  checkSense(await n.command(SLOW, [0x1b, 0, 0, 0, 1, 0]), IN_PROGRESS, 'START STOP UNIT');
+  const rs = await n.command(SLOW, [0x03, 0, 0, 0, 18, 0]);
+  assert.deepEqual([rs.status, rs.data[12], rs.data[13]], [Status.GOOD, 0x04, 0x1b], 'REQUEST SENSE reports the sanitize');
+  const seen = await waitReady(SLOW);
+  const took = performance.now() - t0;
+  good(await done, 'SANITIZE without IMMED: GOOD when it ends');
+  // 4 MiB at 2 MiB/s: about 2 s (the first chunk goes at once).
+  assert.ok(took > 1500, `the rate bound held the overwrite to 2 MiB/s (${took.toFixed(0)} ms)`);
+  assert.ok(new Set(seen).size >= 4, `the progress moved: ${seen.join(' ')}`);
+  assert.deepEqual(seen, [...seen].sort((a, b) => a - b), 'the progress never goes back');
+  assert.ok(seen[0] < 0x4000 && seen[seen.length - 1] > 0xa000, `from near 0 to near 65536: ${seen.join(' ')}`);
+  const want = Buffer.alloc(BS);
+  for (let i = 0; i < BS; i += 2) want.writeUInt16BE(0xa55a, i);
+  for (const lba of [0, BLOCKS / 2, BLOCKS - 1]) assert.deepEqual(await readBlocks(n, SLOW, lba, 1), want, `LBA ${lba}`);
+  // Each LBA must read back the pattern, so each is mapped.
+  assert.deepEqual(await lbaStatus(SLOW, 0), [[0, BLOCKS, 0]]);
+});
+
+test('an all-zero OVERWRITE leaves a thin unit deallocated (SBC-4 4.11.3); max_sanitize_rate changes live', async () => {
+  const so = r.sos[SLOW];
+  so.attributes.max_sanitize_rate = 0;
+  try {
+    const zeros = overwriteList(Buffer.alloc(8));
+    good(await n.command(SLOW, sanitizeCdb(OVERWRITE, zeros.length), { dataOut: zeros }));
+    assert.deepEqual(await lbaStatus(SLOW, 0), [[0, BLOCKS, 1]]);
+    assert.deepEqual(await readBlocks(n, SLOW, BLOCKS - 1, 1), Buffer.alloc(BS));
+  } finally {
+    so.attributes.max_sanitize_rate = 2;
+  }
+});
+
+test('a sanitize outlives its command: ABORT TASK, LUN RESET and a closed nexus end the command, not the sanitize', async () => {
+  const list = overwriteList(Buffer.from([0x3c]));
+  // 1. ABORT TASK of the SANITIZE itself, then a LUN RESET.
+  const m = await r.nexus(INITIATOR_B);
+  const cmd = m.command(SLOW, sanitizeCdb(OVERWRITE, list.length), { dataOut: list, tag: 77 });
+  await sleep(100);
+  assert.equal(await m.taskManagement('abort-task', SLOW, 77), 'complete');
+  const aborted = await cmd;
+  assert.deepEqual([aborted.status, aborted.quiet], [Status.TASK_ABORTED, true], 'the command ends, aborted, without a response');
+  checkSense(await n.command(SLOW, [0, 0, 0, 0, 0, 0]), IN_PROGRESS, 'the sanitize goes on after ABORT TASK');
+  assert.equal(await n.taskManagement('lun-reset', SLOW), 'complete');
+  checkSense(await n.command(SLOW, [0, 0, 0, 0, 0, 0]), { key: 6, asc: 0x29, ascq: 0x03 }, 'BUS DEVICE RESET FUNCTION OCCURRED first');
+  checkSense(await n.command(SLOW, [0, 0, 0, 0, 0, 0]), IN_PROGRESS, 'the sanitize goes on after LUN RESET');
+  await waitReady(SLOW);
+  assert.deepEqual(await readBlocks(n, SLOW, BLOCKS - 1, 1), Buffer.alloc(BS, 0x3c), 'and completes');
+  // 2. The nexus that started it goes away (logout) while its SANITIZE is outstanding.
+  const gone = await r.nexus(INITIATOR_B);
+  const list2 = overwriteList(Buffer.from([0xc3]));
+  const cmd2 = gone.command(SLOW, sanitizeCdb(OVERWRITE, list2.length), { dataOut: list2 });
+  await sleep(100);
+  await gone.close();
+  assert.equal((await cmd2).quiet, true, 'its command ends quietly with the nexus');
+  checkSense(await n.command(SLOW, [0, 0, 0, 0, 0, 0]), IN_PROGRESS, 'the sanitize goes on after the nexus is gone');
+  const again = await r.nexus(INITIATOR_B);
+  checkSense(await again.command(SLOW, [0, 0, 0, 0, 0, 0]), IN_PROGRESS, 'a new nexus of that initiator sees it running');
+  await waitReady(SLOW, again);
+  assert.deepEqual(await readBlocks(n, SLOW, 0, 1), Buffer.alloc(BS, 0xc3), 'and it completes');
+  await again.close();
+});
+
+test('max_sanitize_rate: out of range, fractional and non-numeric values are refused with the attribute and why', () => {
+  const errorOf = (v: string): string => {
+    try {
+      parseConfig(`storage_objects:\n  - { name: a, plugin: rd_mcp, size: 1MiB, attributes: { max_sanitize_rate: ${v} } }\n`, 't.yaml');
+    } catch (e) {
+      assert.ok(e instanceof ConfigError);
+      assert.equal(e.errors.length, 1);
+      const { line, path, message } = e.errors[0];
+      return `${line} ${path}: ${message}`;
+    }
+    return 'accepted';
+  };
+  const at = '2 storage_objects[0].attributes.max_sanitize_rate: ';
+  assert.equal(errorOf('-1'), `${at}must be between 0 and 1048576, not -1`);
+  assert.equal(errorOf('1048577'), `${at}must be between 0 and 1048576, not 1048577`);
+  assert.equal(errorOf('1.5'), `${at}must be a whole number, not number 1.5`);
+  assert.equal(errorOf('fast'), `${at}must be a whole number, not string 'fast'`);
+  assert.equal(errorOf('0'), 'accepted');
+  assert.equal(errorOf('100'), 'accepted');
 });
 
 test('PRE-FETCH (10)/(16): GOOD over the range (never CONDITION MET), range checked, IMMED accepted', async () => {

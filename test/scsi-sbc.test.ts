@@ -13,7 +13,6 @@ import { Status } from '../src/core/sense';
 import type { LoopbackNexus } from '../fabrics/loopback/loopback';
 import { registerBackstore } from '../backstores';
 import { createFileio } from '../backstores/fileio';
-import { RamBackstore } from '../backstores/rd_mcp';
 import type { Backstore } from '../backstores/backstore';
 import type { Sgl } from '../src/core/sgl';
 import {
@@ -30,17 +29,11 @@ let n: LoopbackNexus;
 before(async () => {
   r = await rig([
     {}, { attributes: { emulate_fua_write: false } }, { size: 3 * 2 ** 40 }, { attributes: { emulate_tpu: true } },
-    { plugin: 'ram-4k-physical', size: 8 << 20 }, { attributes: { readonly: true, emulate_tpu: true, emulate_tpws: true } },
+    { size: 8 << 20, physicalBlockSize: 4096 }, { attributes: { readonly: true, emulate_tpu: true, emulate_tpws: true } },
   ]);
   n = await r.nexus();
 });
 after(() => r.close());
-
-/** RAM with 512-byte logical blocks in 4096-byte physical blocks, as a 512e disk reports. */
-class Ram512e extends RamBackstore {
-  override readonly physicalBlockSize = 4096;
-}
-registerBackstore('ram-4k-physical', async (o) => new Ram512e(o.size ?? 8 << 20, 512, false));
 
 const READS: [string, (lba: number, blocks: number, b1?: number) => Buffer][] = [
   ['READ(10)', (l, b, f) => cdb10(0x28, l, b, f)],

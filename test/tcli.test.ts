@@ -138,7 +138,7 @@ test('tcli help prints the manual, its parameter texts from the spec files; --js
   assert.match(r.stdout, /^TCLI\(8\)/);
   assert.match(r.stdout, /emulate_tpu +bool default false\n +Thin provisioning: UNMAP allowed \(VPD B2 LBPU\)\./);
   assert.match(r.stdout, /MaxBurstLength +int \[512\.\.16777215\] default 262144/);
-  assert.match(r.stdout, /\/backstores\/rd_mcp create name size \[nullio\] \[block_size\] \[wwn\]/);
+  assert.match(r.stdout, /\/backstores\/rd_mcp create name size \[nullio\] \[block_size\] \[physical_block_size\] \[wwn\]/);
   const dir = tmp();
   const d = await startTsiod('storage_objects:\n  - { name: ram0, plugin: rd_mcp, size: 1MiB }\ntargets: []\n', { dir });
   daemons.push(d);

@@ -3,6 +3,8 @@
 // target's PDUs. Nothing else in the fabric reads or writes header bytes by
 // number.
 
+import { TaskAttr } from '../../src/core/command';
+
 export const BHS_LEN = 48;
 export const DIGEST_LEN = 4;
 /** The reserved tag value (no ITT / TTT). */
@@ -64,6 +66,14 @@ export const F_FINAL = 0x80;
 
 /** SCSI Command byte 1. */
 export const Cmd = { READ: 0x40, WRITE: 0x20, ATTR_MASK: 0x07 } as const;
+/**
+ * The core's task attribute for each ATTR value (RFC 7143 11.3.1.2: 0 untagged,
+ * 1 simple, 2 ordered, 3 head of queue, 4 ACA; 5-7 reserved): an untagged task is
+ * a simple one (SAM-5), reserved values are left to the core's default (simple).
+ */
+export const TASK_ATTR: readonly (TaskAttr | undefined)[] = [
+  TaskAttr.SIMPLE, TaskAttr.SIMPLE, TaskAttr.ORDERED, TaskAttr.HEAD_OF_QUEUE, TaskAttr.ACA,
+];
 
 /** SCSI Response / Data-In byte 1. */
 export const Rsp = { BIDI_OVERFLOW: 0x10, BIDI_UNDERFLOW: 0x08, OVERFLOW: 0x04, UNDERFLOW: 0x02, STATUS: 0x01, ACK: 0x40 } as const;

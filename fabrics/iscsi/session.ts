@@ -19,7 +19,7 @@ import type { OperationalParams } from './keys';
 import { encodeText, parseText } from './keys';
 import {
   AS, AsyncEvent, Cmd, F_FINAL, H, LO, LOGOUT_REASON_MASK, LogoutReason, LogoutRsp, NO_TAG, Op, RSP_COMPLETED, RejectReason,
-  Rsp, TEXT_CONTINUE, TMF_FUNCTION_MASK, TMF_RESPONSE, TmfFn, TmfRsp, decodeLun, encodeLun, isImmediate, opcodeOf, parseAhs, snLess,
+  Rsp, TASK_ATTR, TEXT_CONTINUE, TMF_FUNCTION_MASK, TMF_RESPONSE, TmfFn, TmfRsp, decodeLun, encodeLun, isImmediate, opcodeOf, parseAhs, snLess,
 } from './pdu';
 import type { Portal } from './portal';
 import { sendTargets } from './discovery';
@@ -393,7 +393,7 @@ export class IscsiSession {
         cdb,
         lun,
         tag: itt,
-        taskAttr: (flags & Cmd.ATTR_MASK) as 0,
+        taskAttr: TASK_ATTR[flags & Cmd.ATTR_MASK],
         expectedLength: edtl,
         dataOut: write && task.received > 0 && fetch === undefined ? task.bufs : undefined,
         fetchDataOut: fetch,

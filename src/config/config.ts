@@ -35,6 +35,8 @@ export interface StorageObjectConfig {
   size?: number;
   /** rd_mcp, fileio: 512 or 4096. */
   block_size?: number;
+  /** rd_mcp: 512 or 4096, at least block_size; absent: block_size. */
+  physical_block_size?: number;
   /** fileio, block, pscsi: as written (relative paths are relative to the config file). */
   dev?: string;
   /** rd_mcp. */
@@ -263,6 +265,9 @@ class SenseChecker {
       const blockSize = typeof item.block_size === 'number' ? item.block_size : blockSizeField?.default;
       if (blockSizeField && size !== undefined && typeof blockSize === 'number' && size % blockSize !== 0) {
         this.error([...at, 'size'], `size ${size} bytes is not a multiple of block_size ${blockSize}`);
+      }
+      if (typeof item.physical_block_size === 'number' && typeof blockSize === 'number' && item.physical_block_size < blockSize) {
+        this.error([...at, 'physical_block_size'], `physical_block_size ${item.physical_block_size} is below block_size ${blockSize}`);
       }
       const limit = (name: string) => (typeof attrs[name] === 'number' ? (attrs[name] as number) : (this.s.storageAttribute(name)?.default as number));
       if (limit('optimal_sectors') > limit('hw_max_sectors')) {

@@ -85,6 +85,11 @@ export class ScsiCmd implements Completion {
   tracked = false;
   /** Task management waiting for this command to leave the task set. */
   waiters: (() => void)[] | undefined = undefined;
+  /**
+   * Set by a handler whose work outlives its command (SANITIZE): task management
+   * calls it when it aborts the running command, so the command can end at once.
+   */
+  onAbort: (() => void) | undefined = undefined;
 
   constructor(
     readonly session: Session,

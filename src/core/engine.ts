@@ -51,7 +51,10 @@ export function submit(session: Session, req: CommandRequest, done: CompletionCa
     }
     if (lu.pr !== undefined && !lu.pr.check(cmd)) throw reservationConflict();
     if ((def.flags & F.MEDIUM) !== 0 && lu.medium !== undefined && !lu.medium.present) throw mediumNotPresent();
-    if ((def.flags & F.MEDIUM) !== 0 && lu.notReady !== undefined) throw lu.notReady();
+    if (lu.notReady !== undefined) {
+      const e = lu.notReady(def);
+      if (e !== undefined) throw e;
+    }
     decode(cmd);
   } catch (e) {
     return finishEarly(cmd, e);

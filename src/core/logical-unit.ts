@@ -4,7 +4,7 @@
 
 import type { Backstore } from '../../backstores/backstore';
 import type { StorageObject } from '../model/storage-object';
-import type { CommandTable } from './opcodes';
+import type { CommandDef, CommandTable } from './opcodes';
 import { CmdState, ScsiCmd, TaskAttr } from './command';
 import { RangeLock } from './range-lock';
 import type { ItlNexus, Session } from './session';
@@ -65,8 +65,12 @@ export class LogicalUnit {
    * media. preventers: the I_T_L nexuses holding PREVENT MEDIUM REMOVAL.
    */
   medium: { present: boolean; preventers: Set<ItlNexus> } | undefined = undefined;
-  /** While set, medium-access commands fail with what it returns (SANITIZE in progress or failed). */
-  notReady: (() => ScsiError) | undefined = undefined;
+  /**
+   * While set, the unit is not ready (SANITIZE in progress or failed): given a
+   * command, the error it fails with, or undefined when it is still served;
+   * given none, the condition itself (what REQUEST SENSE reports).
+   */
+  notReady: ((def?: CommandDef) => ScsiError | undefined) | undefined = undefined;
   /** Persistent reservations (src/scsi/pr.ts); set only while registrations exist. */
   pr: { check(cmd: ScsiCmd): boolean } | undefined = undefined;
 

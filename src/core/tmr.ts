@@ -32,7 +32,9 @@ function abort(cmd: ScsiCmd, by: 'self' | 'other'): Promise<void> | undefined {
     finishUnqueued(cmd);
     return undefined;
   }
-  return new Promise<void>((resolve) => (cmd.waiters ??= []).push(resolve));
+  const wait = new Promise<void>((resolve) => (cmd.waiters ??= []).push(resolve));
+  cmd.onAbort?.();
+  return wait;
 }
 
 function abortAll(cmds: Iterable<ScsiCmd>, by: (c: ScsiCmd) => 'self' | 'other'): Promise<unknown> {

@@ -262,6 +262,7 @@ async function createStorageObject(root: Root, so: StorageObjectConfig): Promise
     plugin: so.plugin,
     size: so.size,
     blockSize: so.block_size,
+    physicalBlockSize: so.physical_block_size,
     dev: so.dev,
     nullio: so.nullio,
     direct: so.direct,
@@ -273,6 +274,8 @@ async function createStorageObject(root: Root, so: StorageObjectConfig): Promise
 
 // Attributes the mode pages report: a change is MODE PARAMETERS CHANGED; the rest show in VPD pages.
 const MODE_ATTRIBUTES: ReadonlySet<string> = new Set(['emulate_write_cache', 'emulate_tas', 'emulate_ua_intlck_ctrl', 'emulate_fua_write', 'readonly']);
+// Attributes nothing an initiator reads reports: a change raises no unit attention.
+const UNSEEN_ATTRIBUTES: ReadonlySet<string> = new Set(['max_sanitize_rate']);
 
 function updateAttributes(so: StorageObject, cur: StorageAttributes, next: StorageAttributes): string[] {
   const changed = (Object.keys(next) as (keyof StorageAttributes)[]).filter((k) => cur[k] !== next[k]);
@@ -284,7 +287,7 @@ function updateAttributes(so: StorageObject, cur: StorageAttributes, next: Stora
   if (changed.includes('emulate_tas')) mode.tas = next.emulate_tas;
   if (changed.includes('emulate_ua_intlck_ctrl')) mode.uaIntlckCtrl = next.emulate_ua_intlck_ctrl;
   if (changed.some((k) => MODE_ATTRIBUTES.has(k))) so.lu.raiseUa(Asc.MODE_PARAMETERS_CHANGED);
-  if (changed.some((k) => !MODE_ATTRIBUTES.has(k))) so.lu.raiseUa(Asc.INQUIRY_DATA_CHANGED);
+  if (changed.some((k) => !MODE_ATTRIBUTES.has(k) && !UNSEEN_ATTRIBUTES.has(k))) so.lu.raiseUa(Asc.INQUIRY_DATA_CHANGED);
   return changed;
 }
 

@@ -42,6 +42,8 @@ export interface StorageAttributes {
   readonly: boolean;
   /** Removable medium (RMB in INQUIRY; PREVENT ALLOW MEDIUM REMOVAL, eject). */
   removable: boolean;
+  /** SANITIZE OVERWRITE's rate bound in MiB/s; 0: unlimited. Not LIO's: tsio's own. */
+  max_sanitize_rate: number;
 }
 
 export const ATTRIBUTE_NAMES: readonly (keyof StorageAttributes)[] = [
@@ -49,5 +51,5 @@ export const ATTRIBUTE_NAMES: readonly (keyof StorageAttributes)[] = [
   'emulate_fua_write', 'emulate_tas', 'emulate_ua_intlck_ctrl', 'emulate_model_alias', 'is_nonrot',
   'unmap_zeroes_data', 'max_unmap_lba_count', 'max_unmap_block_desc_count', 'unmap_granularity',
   'unmap_granularity_alignment', 'max_write_same_len', 'hw_max_sectors', 'optimal_sectors', 'queue_depth',
-  'readonly', 'removable',
+  'readonly', 'removable', 'max_sanitize_rate',
 ];

@@ -1,7 +1,10 @@
 // SANITIZE (SBC-4 5.30): OVERWRITE, BLOCK ERASE, EXIT FAILURE MODE. While a
 // sanitize runs, medium-access commands get NOT READY / SANITIZE IN PROGRESS
 // with its progress; when one fails, they get MEDIUM ERROR / SANITIZE COMMAND
-// FAILED until a sanitize succeeds or EXIT FAILURE MODE.
+// FAILED until a sanitize succeeds or EXIT FAILURE MODE. A sanitize operation
+// outlives the command that started it (SBC-4 4.11: it continues through
+// aborts, resets and I_T nexus loss): task management ends the command, the
+// operation goes on and the unit stays NOT READY until it is done.
 
 import type { ScsiCmd } from '../core/command';
 import type { LogicalUnit } from '../core/logical-unit';
@@ -10,6 +13,7 @@ import {
 } from '../core/sense';
 import { sglFlatten, sglIsZero } from '../core/sgl';
 import { log } from '../core/log';
+import { F } from '../core/opcodes';
 import { chunkDone } from './sbc-rw';
 
 export const SanitizeAction = { OVERWRITE: 0x01, BLOCK_ERASE: 0x02, EXIT_FAILURE_MODE: 0x1f } as const;
@@ -18,12 +22,17 @@ const IMMED = 0x80;
 const OVERWRITE_HEADER = 4;
 /** Bytes written per backstore call while overwriting: progress moves, other LUNs' I/O interleaves. */
 const OVERWRITE_CHUNK = 1 << 20;
+const MIB = 1 << 20;
+/** Under a rate bound, chunks of about this fraction of a second's worth, so the rate is even. */
+const PACE_STEPS_PER_S = 8;
 
 interface SanitizeState {
   /** Bytes done and to do, for the progress indication. */
   done: number;
   total: number;
   failed: boolean;
+  /** performance.now() before which the next chunk may not start (max_sanitize_rate). */
+  nextAt: number;
 }
 
 const states = new WeakMap<LogicalUnit, SanitizeState>();
@@ -34,6 +43,14 @@ function inProgress(s: SanitizeState): ScsiError {
 }
 
 const failedMode = (): ScsiError => new ScsiError(SenseKey.MEDIUM_ERROR, Asc.SANITIZE_COMMAND_FAILED);
+
+/** What a unit still serves while a sanitize runs (SBC-4 4.11.2); everything else gets SANITIZE IN PROGRESS. */
+const SERVED_WHILE_SANITIZING: ReadonlySet<number> = new Set([
+  0x12, // INQUIRY
+  0x4d, // LOG SENSE
+  0xa0, // REPORT LUNS
+  0x03, // REQUEST SENSE (how an initiator polls the progress)
+]);
 
 /** Only what the backstore can carry out is served; the rest is an invalid service action. */
 export function decodeSanitize(cmd: ScsiCmd): number {
@@ -76,20 +93,47 @@ function overwritePattern(cmd: ScsiCmd): Buffer {
   return pattern;
 }
 
+/** Bytes to write next: a whole number of blocks, smaller under a low rate bound. */
+function chunkLength(lu: LogicalUnit, rate: number, left: number): number {
+  const bs = lu.blockSize;
+  const want = rate === 0 ? OVERWRITE_CHUNK : Math.min(OVERWRITE_CHUNK, (rate * MIB) / PACE_STEPS_PER_S);
+  return Math.min(left, Math.max(bs, want - (want % bs)));
+}
+
+/**
+ * Waits as long as max_sanitize_rate asks after n bytes were written (read
+ * each time, so a change applies to a running sanitize); unbounded, it still
+ * yields a turn of the event loop so a RAM overwrite does not starve the rest.
+ */
+async function pace(lu: LogicalUnit, s: SanitizeState, n: number): Promise<void> {
+  const rate = lu.so.attributes.max_sanitize_rate;
+  if (rate === 0) return new Promise((resolve) => setImmediate(resolve));
+  const now = performance.now();
+  s.nextAt = Math.max(s.nextAt, now) + (n / (rate * MIB)) * 1000;
+  if (s.nextAt > now) await new Promise((resolve) => setTimeout(resolve, s.nextAt - now));
+}
+
+/**
+ * Writes the pattern over the whole medium in chunks. An all-zero pattern is
+ * written with writeZeroes, which deallocates in a thin unit: SBC-4 4.11.3
+ * wants every LBA of a thin unit deallocated after a sanitize (anchored in a
+ * resource-provisioned one), reading back as the zeros it was given; any other
+ * pattern leaves every LBA mapped, since each must read back the pattern.
+ */
 async function overwrite(lu: LogicalUnit, pattern: Buffer, s: SanitizeState): Promise<void> {
   const store = lu.backstore;
-  if (sglIsZero([pattern], 0, pattern.length)) {
-    await store.writeZeroes(0, s.total);
-  } else {
-    const bs = lu.blockSize;
-    const chunk = Buffer.allocUnsafe(Math.min(s.total, OVERWRITE_CHUNK - (OVERWRITE_CHUNK % bs)));
+  const bs = lu.blockSize;
+  let chunk: Buffer | undefined;
+  if (!sglIsZero([pattern], 0, pattern.length)) {
+    chunk = Buffer.allocUnsafe(Math.min(s.total, OVERWRITE_CHUNK));
     // The pattern repeats from the start of every logical block.
     for (let p = 0; p < chunk.length; p += bs) chunk.subarray(p, p + bs).fill(pattern);
-    while (s.done < s.total) {
-      const n = Math.min(chunk.length, s.total - s.done);
-      await chunkDone(store.write(s.done, n, [chunk], false));
-      s.done += n;
-    }
+  }
+  while (s.done < s.total) {
+    const n = chunkLength(lu, lu.so.attributes.max_sanitize_rate, s.total - s.done);
+    await chunkDone(chunk === undefined ? store.writeZeroes(s.done, n) : store.write(s.done, n, [chunk], false));
+    s.done += n;
+    if (s.done < s.total) await pace(lu, s, n);
   }
   await store.flush();
 }
@@ -106,7 +150,7 @@ async function blockErase(lu: LogicalUnit, s: SanitizeState): Promise<void> {
  * here on, writes in flight drain first (the whole range is taken exclusively).
  */
 async function run(lu: LogicalUnit, action: number, pattern: Buffer | undefined, s: SanitizeState): Promise<void> {
-  lu.notReady = () => inProgress(s);
+  lu.notReady = (def) => (def !== undefined && SERVED_WHILE_SANITIZING.has(def.opcode) ? undefined : inProgress(s));
   const held = await lu.rangeLock.acquire(0, Math.max(1, lu.blocks), true);
   try {
     if (action === SanitizeAction.OVERWRITE) await overwrite(lu, pattern!, s);
@@ -115,7 +159,8 @@ async function run(lu: LogicalUnit, action: number, pattern: Buffer | undefined,
     lu.notReady = undefined;
   } catch (e) {
     s.failed = true;
-    lu.notReady = failedMode;
+    // A failed sanitize leaves the medium unusable; other commands (a new SANITIZE) are served.
+    lu.notReady = (def) => (def === undefined || (def.flags & F.MEDIUM) !== 0 ? failedMode() : undefined);
     throw e;
   } finally {
     lu.rangeLock.release(held);
@@ -134,9 +179,19 @@ export function sanitize(cmd: ScsiCmd): void | Promise<void> {
     return;
   }
   const pattern = action === SanitizeAction.OVERWRITE ? overwritePattern(cmd) : undefined;
-  const s: SanitizeState = { done: 0, total: lu.blocks * lu.blockSize, failed: false };
+  const s: SanitizeState = { done: 0, total: lu.blocks * lu.blockSize, failed: false, nextAt: 0 };
   states.set(lu, s);
   const job = run(lu, action, pattern, s);
-  if ((cmd.cdb[1] & IMMED) === 0) return job;
-  job.catch((e) => log.warn('SANITIZE with IMMED failed', e));
+  if ((cmd.cdb[1] & IMMED) !== 0) {
+    job.catch((e) => log.warn('SANITIZE with IMMED failed', e));
+    return;
+  }
+  // Without IMMED the command waits for the operation, unless task management aborts it first.
+  return new Promise<void>((resolve, reject) => {
+    cmd.onAbort = resolve;
+    job.then(resolve, (e) => {
+      if (cmd.abortedBy !== undefined) log.warn('SANITIZE (its command aborted) failed', e);
+      reject(e);
+    });
+  });
 }
