@@ -66,6 +66,12 @@ export interface Backstore {
 
   /** Reads length bytes at offset into sgl, from its start. */
   read(offset: number, length: number, sgl: Sgl): MaybePromise<void>;
+  /**
+   * Views of length bytes at offset of the backstore's own memory (RAM), for
+   * a fabric that sends them without copying. They keep reading as they read
+   * now (later writes and unmaps go to other memory) until release() is called.
+   */
+  lend?(offset: number, length: number): { sgl: Sgl; release: () => void };
   /** Writes length bytes from sgl at offset. fua: on stable storage before it resolves. */
   write(offset: number, length: number, sgl: Sgl, fua: boolean): MaybePromise<void>;
   /** Everything written so far reaches stable storage. */

@@ -1,6 +1,9 @@
 // rd_mcp: RAM. Pages are allocated on first write, so unwritten and unmapped
 // ranges cost no memory and read as zeros. Everything is synchronous: a RAM
-// copy is cheaper than any hand-off to another thread.
+// copy is cheaper than any hand-off to another thread. Reads may also lend
+// views of the pages themselves (lend()): a lent page is pinned, and a write
+// or unmap of it goes to a fresh page instead (copy on write) until the
+// borrower releases it.
 
 import type { Backstore, BackstoreCaps, BackstoreOptions, LbaExtent } from './backstore';
 import { Sgl, sglIsZero } from '../src/core/sgl';
@@ -15,9 +18,17 @@ export const RD_PAGE_SIZE = 4096;
 const PAGES_PER_SLAB = 16;
 
 interface Slab {
+  readonly id: number;
   buf: Buffer;
   free: number[];
+  /** Lent views per page; a pinned page is never written, zeroed or given out again. */
+  readonly pins: Uint32Array;
+  /** Pages (bits) that left the page table while pinned: released when their last pin goes. */
+  orphans: number;
 }
+
+/** Zeros lent for pages that have no memory (never written to). */
+const ZEROS = Buffer.alloc(PAGES_PER_SLAB * RD_PAGE_SIZE);
 
 /** Page memory: slot numbers (slab * PAGES_PER_SLAB + index) for the page map's values. */
 class PagePool {
@@ -40,7 +51,7 @@ class PagePool {
       id = this.emptySlabIds.pop() ?? this.slabs.length;
       const free: number[] = [];
       for (let i = PAGES_PER_SLAB - 1; i >= 0; i--) free.push(i);
-      this.slabs[id] = { buf: Buffer.alloc(PAGES_PER_SLAB * RD_PAGE_SIZE), free };
+      this.slabs[id] = { id, buf: Buffer.alloc(PAGES_PER_SLAB * RD_PAGE_SIZE), free, pins: new Uint32Array(PAGES_PER_SLAB), orphans: 0 };
       this.withFree.push(id);
     }
     this.pages++;
@@ -60,6 +71,34 @@ class PagePool {
     } else if (slab.free.length === 1) {
       this.withFree.push(id);
     }
+  }
+
+  /** Pins count pages of one slab from slot on; returns the slab (unpin finds it even after clear()). */
+  pin(slot: number, count: number): Slab {
+    const slab = this.slabs[Math.floor(slot / PAGES_PER_SLAB)]!;
+    for (let i = slot % PAGES_PER_SLAB, end = i + count; i < end; i++) slab.pins[i]++;
+    return slab;
+  }
+
+  unpin(slab: Slab, first: number, count: number): void {
+    for (let i = first, end = first + count; i < end; i++) {
+      if (--slab.pins[i] !== 0 || (slab.orphans & (1 << i)) === 0) continue;
+      slab.orphans &= ~(1 << i);
+      // A slab dropped by clear() is garbage already: nothing to give back.
+      if (this.slabs[slab.id] === slab) this.release(slab.id * PAGES_PER_SLAB + i);
+    }
+  }
+
+  pinned(slot: number): boolean {
+    return this.slabs[Math.floor(slot / PAGES_PER_SLAB)]!.pins[slot % PAGES_PER_SLAB] !== 0;
+  }
+
+  /** Releases a slot that left the page table: now, or when its last pin goes. */
+  drop(slot: number): void {
+    const slab = this.slabs[Math.floor(slot / PAGES_PER_SLAB)]!;
+    const i = slot % PAGES_PER_SLAB;
+    if (slab.pins[i] === 0) this.release(slot);
+    else slab.orphans |= 1 << i;
   }
 
   /** The slab buffer holding a slot, and the slot's byte offset in it. */
@@ -237,6 +276,8 @@ export class RamBackstore implements Backstore {
       if (slot === undefined) {
         slot = this.pool.alloc();
         this.pages.set(pageNo, slot);
+      } else if (this.pool.pinned(slot)) {
+        slot = this.unshare(pageNo, slot, n < RD_PAGE_SIZE);
       }
       b.copy(this.pool.buffer(slot), this.pool.offset(slot) + inPage, segOff, segOff + n);
       offset += n;
@@ -247,6 +288,58 @@ export class RamBackstore implements Backstore {
         segOff = 0;
       }
     }
+  }
+
+  /** A lent page about to change: the page number gets a fresh page (a copy when keep), the lent one stays as it is. */
+  private unshare(pageNo: number, slot: number, keep: boolean): number {
+    const fresh = this.pool.alloc();
+    if (keep) {
+      const at = this.pool.offset(slot);
+      this.pool.buffer(slot).copy(this.pool.buffer(fresh), this.pool.offset(fresh), at, at + RD_PAGE_SIZE);
+    }
+    this.pages.set(pageNo, fresh);
+    this.pool.drop(slot);
+    return fresh;
+  }
+
+  /**
+   * Views of the pages themselves (zeros for pages never written), pinned
+   * until release(): what a read would copy, without the copy.
+   */
+  lend(offset: number, length: number): { sgl: Sgl; release: () => void } {
+    const sgl: Buffer[] = [];
+    // Triples: slab, first page in it, page count.
+    const pins: (Slab | number)[] = [];
+    while (length > 0) {
+      const pageNo = Math.floor(offset / RD_PAGE_SIZE);
+      const inPage = offset - pageNo * RD_PAGE_SIZE;
+      let n = Math.min(RD_PAGE_SIZE - inPage, length);
+      const slot = this.nullio ? undefined : this.pages.get(pageNo);
+      let p = pageNo + 1;
+      if (slot === undefined) {
+        const max = Math.min(length, ZEROS.length);
+        while (n < max && (this.nullio || !this.pages.has(p++))) n = Math.min(n + RD_PAGE_SIZE, max);
+        sgl.push(ZEROS.subarray(0, n));
+      } else {
+        let count = 1;
+        for (let next = slot + 1; n < length && next % PAGES_PER_SLAB !== 0 && this.pages.get(p++) === next; next++) {
+          n = Math.min(n + RD_PAGE_SIZE, length);
+          count++;
+        }
+        const at = this.pool.offset(slot) + inPage;
+        sgl.push(this.pool.buffer(slot).subarray(at, at + n));
+        pins.push(this.pool.pin(slot, count), slot % PAGES_PER_SLAB, count);
+      }
+      offset += n;
+      length -= n;
+    }
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      for (let i = 0; i < pins.length; i += 3) this.pool.unpin(pins[i] as Slab, pins[i + 1] as number, pins[i + 2] as number);
+    };
+    return { sgl, release };
   }
 
   flush(): void {}
@@ -265,16 +358,18 @@ export class RamBackstore implements Backstore {
   }
 
   private unmapPage(p: number, offset: number, end: number): void {
-    const slot = this.pages.get(p);
+    let slot = this.pages.get(p);
     if (slot === undefined) return;
     const from = Math.max(offset, p * RD_PAGE_SIZE) - p * RD_PAGE_SIZE;
     const to = Math.min(end, (p + 1) * RD_PAGE_SIZE) - p * RD_PAGE_SIZE;
+    const whole = from === 0 && to === RD_PAGE_SIZE;
+    if (!whole && this.pool.pinned(slot)) slot = this.unshare(p, slot, true);
     const buf = this.pool.buffer(slot);
     const base = this.pool.offset(slot);
-    if (from !== 0 || to !== RD_PAGE_SIZE) buf.fill(0, base + from, base + to);
-    if ((from === 0 && to === RD_PAGE_SIZE) || sglIsZero([buf], base, RD_PAGE_SIZE)) {
+    if (!whole) buf.fill(0, base + from, base + to);
+    if (whole || sglIsZero([buf], base, RD_PAGE_SIZE)) {
       this.pages.delete(p);
-      this.pool.release(slot);
+      this.pool.drop(slot);
     }
   }
 

@@ -66,3 +66,63 @@ test('rd_mcp: reads of any offset, length and segmentation match the written dat
     assert.ok(got.equals(model.subarray(off, off + len)), `read at ${off} of ${len} bytes in ${sgl.length} segments`);
   }
 });
+
+test('rd_mcp lend: lent views keep what they read while writes, unmaps and sanitize go on; release frees the old pages', async () => {
+  const rand = rng(7);
+  const ram = new RamBackstore(SIZE, 512, false);
+  const twin = new RamBackstore(SIZE, 512, false); // the same operations, never lent: the memory to end with
+  const model = Buffer.alloc(SIZE);
+  const fill = (n: number) => Buffer.from(Array.from({ length: n }, () => Math.floor(rand() * 256)));
+  const write = (off: number, data: Buffer) => {
+    ram.write(off, data.length, [data]);
+    twin.write(off, data.length, [data]);
+    data.copy(model, off);
+  };
+  const unmap = (off: number, n: number) => {
+    ram.unmap(off, n);
+    twin.unmap(off, n);
+    model.fill(0, off, off + n);
+  };
+  write(0, fill(64 * RD_PAGE_SIZE));
+  for (let p = 200; p >= 150; p -= 2) write(p * RD_PAGE_SIZE, fill(RD_PAGE_SIZE));
+  const loans: { off: number; len: number; want: Buffer; sgl: readonly Buffer[]; release: () => void }[] = [];
+  const AREA = 256 * RD_PAGE_SIZE;
+  for (let step = 0; step < 600; step++) {
+    const r = rand();
+    const off = Math.floor(rand() * AREA);
+    if (r < 0.35) {
+      const len = Math.min(AREA - off, 1 + Math.floor(rand() * 40 * RD_PAGE_SIZE));
+      const { sgl, release } = ram.lend(off, len);
+      loans.push({ off, len, want: Buffer.from(model.subarray(off, off + len)), sgl, release });
+    } else if (r < 0.7) {
+      write(off, fill(Math.min(AREA - off, 1 + Math.floor(rand() * 6 * RD_PAGE_SIZE))));
+    } else if (r < 0.85) {
+      unmap(off, Math.min(AREA - off, 1 + Math.floor(rand() * 6 * RD_PAGE_SIZE)));
+    } else if (loans.length > 0) {
+      const [l] = loans.splice(Math.floor(rand() * loans.length), 1);
+      assert.ok(Buffer.concat(l.sgl).equals(l.want), `loan at ${l.off} of ${l.len} bytes reads what it lent`);
+      l.release();
+      l.release(); // a second call does nothing
+    }
+    if (step % 50 === 0) {
+      const got = Buffer.alloc(AREA);
+      ram.read(0, AREA, [got]);
+      assert.ok(got.equals(model.subarray(0, AREA)), 'reads see every write and unmap');
+    }
+  }
+  for (const l of loans) {
+    assert.ok(Buffer.concat(l.sgl).equals(l.want), `loan at ${l.off} of ${l.len} bytes reads what it lent`);
+    l.release();
+  }
+  assert.equal(ram.allocatedBytes, twin.allocatedBytes, 'every page kept for a loan went back');
+  // A sanitize drops all pages: a loan taken before still reads the old data.
+  const l = ram.lend(0, 8 * RD_PAGE_SIZE);
+  const before = Buffer.from(model.subarray(0, 8 * RD_PAGE_SIZE));
+  await ram.sanitize('block-erase');
+  write(0, fill(8 * RD_PAGE_SIZE));
+  assert.ok(Buffer.concat(l.sgl).equals(before));
+  l.release();
+  const got = Buffer.alloc(8 * RD_PAGE_SIZE);
+  ram.read(0, got.length, [got]);
+  assert.ok(got.equals(model.subarray(0, got.length)));
+});

@@ -3,9 +3,9 @@
 // (R2T) data, Data-In with status in the last PDU, NOP both ways, task
 // management, text (SendTargets), logout, asynchronous logout requests, and
 // several connections (MC/S). Data-out buffers handed to the core are views
-// of what the socket read; READ data is read into a recycled buffer
-// (data-in-pool.ts) that goes to the socket as it is and back to the pool
-// once the socket has written it.
+// of what the socket read; READ data goes to the socket as it is, from the
+// backstore's own memory when it lends it (RAM) or else from a recycled
+// buffer (data-in-pool.ts), either given back once the socket has written it.
 
 import type { Completion } from '../../src/core/command';
 import type { Session as CoreSession } from '../../src/core/session';
@@ -96,6 +96,8 @@ class Task {
   readonly slabs: RxSlab[] = [];
   /** Pooled buffer the core reads into (READ commands); back to the pool by releaseDataIn(). */
   dataInBuf: Buffer | undefined;
+  /** Ends the loan of data-in the backstore lent instead (Completion.release), by releaseDataIn(). */
+  lent: (() => void) | undefined;
 
   constructor(
     readonly conn: Connection,
@@ -124,6 +126,9 @@ class Task {
     const b = this.dataInBuf;
     this.dataInBuf = undefined;
     if (b !== undefined) dataInPool.give(b);
+    const lent = this.lent;
+    this.lent = undefined;
+    if (lent !== undefined) lent();
   }
 
   add(data: Sgl): void {
@@ -375,7 +380,9 @@ export class IscsiSession {
     // Reads get a recycled buffer (an overlapped command is answered at once, it needs none). At ERL 1
     // the data outlives the send, kept for SNACKs (recovery.ts): the garbage collector owns it then.
     let dataIn: Sgl | undefined;
-    if ((flags & Cmd.READ) !== 0 && !write && !overlap && this.erl === 0) {
+    // Such reads may also get the backstore's memory itself (RAM) rather than a copy: sent as it is, then released.
+    const lend = (flags & Cmd.READ) !== 0 && !write && !overlap && this.erl === 0;
+    if (lend) {
       const b = dataInPool.take(edtl);
       if (b !== undefined) {
         task.dataInBuf = b;
@@ -398,6 +405,7 @@ export class IscsiSession {
         dataOut: write && task.received > 0 && fetch === undefined ? task.bufs : undefined,
         fetchDataOut: fetch,
         dataIn,
+        lendDataIn: lend,
       },
       overlap ? (cmp) => this.respondOverlap(cmp, task) : this.onComplete,
     );
@@ -560,11 +568,17 @@ export class IscsiSession {
 
   private complete(cmp: Completion): void {
     const task = this.tasks.get(cmp.tag);
-    if (task === undefined) return;
+    if (task === undefined) return cmp.release?.();
     this.tasks.delete(cmp.tag);
     task.done = true;
     if (task.slabs.length > 0) rxPool.releaseAll(task.slabs);
     if (task.windowed) this.inflight--;
+    if (cmp.release !== undefined) {
+      // The backstore lent its memory: the pooled buffer was not written, it can go back now.
+      if (task.dataInBuf !== undefined) dataInPool.give(task.dataInBuf);
+      task.dataInBuf = undefined;
+      task.lent = cmp.release;
+    }
     if (cmp.quiet || task.conn.closed) return task.releaseDataIn();
     this.respond(task.conn, task.itt, cmp, task);
   }
@@ -579,11 +593,11 @@ export class IscsiSession {
    * Data-In PDUs (status in the last one when it can carry it), else a SCSI
    * Response. At ERL 1 the read's Data-In and the status are kept for SNACKs
    * (recovery.ts), and the last PDU of each burst asks for a DataACK. A
-   * pooled data-in buffer (ERL 0 only) goes back once the socket has written
-   * the last Data-In PDU, or at once when none is sent.
+   * pooled or lent data-in buffer (ERL 0 only) goes back once the socket has
+   * written the last Data-In PDU, or at once when none is sent.
    */
   private respond(c: Connection, itt: number, cmp: Completion, task?: Task): void {
-    const release = task?.dataInBuf === undefined ? undefined : () => task.releaseDataIn();
+    const release = task === undefined || (task.dataInBuf === undefined && task.lent === undefined) ? undefined : () => task.releaseDataIn();
     const len = cmp.dataInLength;
     const residual = cmp.residual;
     const resFlags = residual > 0 ? Rsp.UNDERFLOW : residual < 0 ? Rsp.OVERFLOW : 0;

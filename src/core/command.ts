@@ -27,6 +27,12 @@ export interface CommandRequest {
   fetchDataOut?: (length: number) => Promise<Sgl>;
   /** Fabric-owned buffers for data-in (guest memory); default: the core allocates. */
   dataIn?: Sgl;
+  /**
+   * The fabric sends data-in as it is and calls the completion's release()
+   * once it no longer reads it: a backstore may then lend its own memory
+   * instead of copying into the data-in buffers (see Backstore.lend).
+   */
+  lendDataIn?: boolean;
 }
 
 export interface Completion {
@@ -42,6 +48,8 @@ export interface Completion {
   readonly residual: number;
   /** The task was aborted on request of its own nexus: the fabric sends no response. */
   readonly quiet: boolean;
+  /** Set when dataIn is lent by the backstore (lendDataIn): the fabric calls it once, when done with dataIn. */
+  readonly release?: () => void;
 }
 
 export type CompletionCallback = (c: Completion) => void;
@@ -57,6 +65,8 @@ export class ScsiCmd implements Completion {
   dataOut: Sgl | undefined;
   readonly fetchDataOut: CommandRequest['fetchDataOut'];
   dataIn: Sgl | undefined;
+  readonly lendDataIn: boolean;
+  release: (() => void) | undefined = undefined;
 
   /** Set once the engine has resolved the LUN and the opcode. */
   itl!: ItlNexus;
@@ -104,6 +114,7 @@ export class ScsiCmd implements Completion {
     this.dataOut = req.dataOut;
     this.fetchDataOut = req.fetchDataOut;
     this.dataIn = req.dataIn;
+    this.lendDataIn = req.lendDataIn === true;
   }
 
   /** Bytes that actually move: the command's length, clipped by what the initiator expects. */
@@ -122,6 +133,13 @@ export class ScsiCmd implements Completion {
     else if (sglLength(this.dataIn) < n) throw new RangeError('fabric data-in buffers shorter than the transfer');
     this.dataInLength = n;
     return this.dataIn;
+  }
+
+  /** Data-in lent by the backstore (only when lendDataIn): it replaces the data-in buffers. */
+  useLent(sgl: Sgl, release: () => void): void {
+    this.dataIn = sgl;
+    this.dataInLength = this.transferLength;
+    this.release = release;
   }
 
   /**

@@ -124,7 +124,12 @@ export function decodeAtomic(cmd: ScsiCmd): number {
 
 export function read(cmd: ScsiCmd): void | Promise<void> {
   if (cmd.blocks === 0) return;
-  return cmd.lu.backstore.read(cmd.byteOffset, cmd.transferLength, cmd.inBuffers());
+  const bs = cmd.lu.backstore;
+  if (cmd.lendDataIn && bs.lend !== undefined) {
+    const lent = bs.lend(cmd.byteOffset, cmd.transferLength);
+    return cmd.useLent(lent.sgl, lent.release);
+  }
+  return bs.read(cmd.byteOffset, cmd.transferLength, cmd.inBuffers());
 }
 
 export function write(cmd: ScsiCmd): void | Promise<void> {
