@@ -192,18 +192,25 @@ export class RamBackstore implements Backstore {
 
   read(offset: number, length: number, sgl: Sgl): void {
     if (this.nullio) return;
-    // Walk segments and pages together; each step copies up to a page or segment boundary.
+    // Walk segments and pages together; each step copies a run of pages that lie one after the other
+    // in a slab (what sequential writes leave), or zero-fills a run of absent pages, up to a segment end.
     let seg = 0;
     let segOff = 0;
     while (length > 0) {
       const b = sgl[seg];
       const pageNo = Math.floor(offset / RD_PAGE_SIZE);
       const inPage = offset - pageNo * RD_PAGE_SIZE;
-      const n = Math.min(RD_PAGE_SIZE - inPage, b.length - segOff, length);
+      const room = Math.min(b.length - segOff, length);
+      let n = Math.min(RD_PAGE_SIZE - inPage, room);
       const slot = this.pages.get(pageNo);
+      let p = pageNo + 1;
       if (slot === undefined) {
+        while (n < room && !this.pages.has(p++)) n = Math.min(n + RD_PAGE_SIZE, room);
         b.fill(0, segOff, segOff + n);
       } else {
+        for (let next = slot + 1; n < room && next % PAGES_PER_SLAB !== 0 && this.pages.get(p++) === next; next++) {
+          n = Math.min(n + RD_PAGE_SIZE, room);
+        }
         const at = this.pool.offset(slot) + inPage;
         this.pool.buffer(slot).copy(b, segOff, at, at + n);
       }

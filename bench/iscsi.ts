@@ -3,12 +3,15 @@
 // /dev/shm). Reads are driven by libiscsi's iscsi-perf, writes by
 // `qemu-img bench` (QEMU's libiscsi driver). Runs alternate between the two
 // targets, so drift of the shared machine hits both alike; each reports IOPS
-// and IOPS per CPU-second of the target process (/proc/PID/stat).
+// and IOPS per CPU-second of the target process (/proc/PID/stat). The 1 MiB
+// reads are also set against the machine's loopback TCP bandwidth (one iperf3
+// stream, measured in the same rounds), with the CPU the target and the
+// client each used: on 2 cores the client's share decides what is left.
 
 import { rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { startTsiod, freePort } from '../test/util/tsiod';
 import { Scenario, caseFilter, k, machineLine, numOpt, stats, table } from './common';
-import { cpuSeconds, requireTools, runClient, startTgtd, type Run } from './peers';
+import { cpuSeconds, loopbackTcp, requireTools, runClient, runClientTimed, startTgtd, type Run } from './peers';
 
 const LUN_BYTES = 1 << 30;
 const IQN_TSIO = 'iqn.2026-11.org.tsio:bench';
@@ -20,6 +23,8 @@ interface Case {
   bytes: number;
   random: boolean;
   qd: number;
+  /** iscsi-perf processes run side by side (each its own session at queue depth qd); default 1. */
+  clients?: number;
 }
 
 // The 1 MiB write pass comes first: it also fills both LUNs, so later reads copy real data on both.
@@ -29,7 +34,12 @@ const CASES: Case[] = [
   { name: 'read-4k-rand', write: false, bytes: 4096, random: true, qd: 32 },
   { name: 'read-64k-seq', write: false, bytes: 64 << 10, random: false, qd: 16 },
   { name: 'read-1m-seq', write: false, bytes: 1 << 20, random: false, qd: 8 },
+  // Whether one single-threaded client is what limits 1 MiB reads.
+  { name: 'read-1m-seq-2c', write: false, bytes: 1 << 20, random: false, qd: 8, clients: 2 },
 ];
+
+/** Cases measured against loopback TCP. */
+const vsTcp = (c: Case): boolean => !c.write && c.bytes >= 1 << 20;
 
 interface Target {
   name: string;
@@ -55,14 +65,18 @@ async function writeRun(t: Target, c: Case, count: number): Promise<Run> {
 
 async function readRun(t: Target, c: Case, seconds: number): Promise<Run> {
   const cpu0 = cpuSeconds(t.pid);
-  const out = await runClient('iscsi-perf', [
-    '-m', String(c.qd), '-b', String(c.bytes / 512), ...(c.random ? ['-r'] : []), '-t', String(seconds), t.url,
-  ], (seconds + 60) * 1000);
+  const args = ['-m', String(c.qd), '-b', String(c.bytes / 512), ...(c.random ? ['-r'] : []), '-t', String(seconds), t.url];
+  const outs = await Promise.all(
+    Array.from({ length: c.clients ?? 1 }, () => runClientTimed('iscsi-perf', args, (seconds + 60) * 1000)),
+  );
   const cpu = cpuSeconds(t.pid) - cpu0;
-  const all = [...out.matchAll(/iops average (\d+)/g)];
-  if (!all.length) throw new Error(`iscsi-perf printed no average:\n${out}`);
-  const iops = Number(all[all.length - 1][1]);
-  return { ops: iops * seconds, seconds, targetCpu: cpu };
+  let iops = 0;
+  for (const { out } of outs) {
+    const all = [...out.matchAll(/iops average (\d+)/g)];
+    if (!all.length) throw new Error(`iscsi-perf printed no average:\n${out}`);
+    iops += Number(all[all.length - 1][1]);
+  }
+  return { ops: iops * seconds, seconds, targetCpu: cpu, clientCpu: outs.reduce((a, o) => a + o.cpu, 0) };
 }
 
 async function measure(t: Target, c: Case, seconds: number): Promise<Run> {
@@ -78,13 +92,15 @@ async function measure(t: Target, c: Case, seconds: number): Promise<Run> {
 }
 
 const HEADER = ['case', 'tsio IOPS', 'tgtd IOPS', 'ratio', 'tsio IOPS/cpu-s', 'tgtd IOPS/cpu-s', 'ratio', 'tsio MB/s', 'tgtd MB/s'];
+const TCP_HEADER = ['case', 'tsio MB/s', '% of TCP', 'tsiod cores', 'client cores', 'tgtd MB/s', '% of TCP', 'tgtd cores',
+  'client cores', 'TCP MB/s', 'iperf3 cores'];
 
 export const iscsiScenario: Scenario = {
   name: 'iscsi',
   description: 'tsiod vs tgtd over iSCSI on 127.0.0.1 (iscsi-perf reads, qemu-img bench writes), 1 GiB RAM LUNs',
   byDefault: false,
   async run(args) {
-    requireTools([['tgtd', 'tgt'], ['tgtadm', 'tgt'], ['iscsi-perf', 'libiscsi-bin'], ['qemu-img', 'qemu-utils']]);
+    requireTools([['tgtd', 'tgt'], ['tgtadm', 'tgt'], ['iscsi-perf', 'libiscsi-bin'], ['qemu-img', 'qemu-utils'], ['iperf3', 'iperf3']]);
     const rounds = numOpt(args, '--rounds', 3);
     const seconds = numOpt(args, '--seconds', 5);
     const want = caseFilter(args, 'iscsi');
@@ -118,12 +134,15 @@ targets:
       for (const t of targets) await writeRun(t, CASES[0], LUN_BYTES / CASES[0].bytes);
 
       const rows: string[][] = [];
+      const tcpRows: string[][] = [];
       for (const c of CASES) {
         if (!want(c.name)) continue;
         const runs: Run[][] = [[], []];
+        const tcp: { bytesPerSecond: number; senderCpu: number }[] = [];
         for (const t of targets) if (c.write) await measure(t, c, 1); // calibrate and warm up
         for (let r = 0; r < rounds; r++) {
           for (const [i, t] of targets.entries()) runs[i].push(await measure(t, c, seconds));
+          if (vsTcp(c)) tcp.push(await loopbackTcp(await freePort(), seconds));
         }
         const iops = runs.map((rs) => stats(rs.map((x) => x.ops / x.seconds)).median);
         const perCpu = runs.map((rs) => stats(rs.map((x) => x.ops / Math.max(x.targetCpu, 0.01))).median);
@@ -132,9 +151,25 @@ targets:
           (perCpu[0] / perCpu[1]).toFixed(2), mb[0], mb[1]];
         rows.push(row);
         console.log(table(HEADER, [row]).split('\n')[1]);
+        if (tcp.length) {
+          const tcpBps = stats(tcp.map((x) => x.bytesPerSecond)).median;
+          const cores = (rs: Run[], f: (x: Run) => number) => stats(rs.map((x) => f(x) / x.seconds)).median.toFixed(2);
+          const tr = [c.name];
+          for (const [i, rs] of runs.entries()) {
+            tr.push(mb[i], `${((100 * iops[i] * c.bytes) / tcpBps).toFixed(0)}%`, cores(rs, (x) => x.targetCpu), cores(rs, (x) => x.clientCpu ?? 0));
+          }
+          tr.push((tcpBps / 1e6).toFixed(0), stats(tcp.map((x) => x.senderCpu / seconds)).median.toFixed(2));
+          tcpRows.push(tr);
+          console.log(`  ${c.name}: tsio ${tr[2]} of loopback TCP (iperf3, one stream: ${tr[9]} MB/s)`);
+        }
       }
       console.log('\n' + table(HEADER, rows));
       console.log('\nmedians over rounds; ratio = tsio / tgtd; IOPS/cpu-s: operations per CPU-second of the target process');
+      if (tcpRows.length) {
+        console.log('\n' + table(TCP_HEADER, tcpRows));
+        console.log(`\nagainst loopback TCP: one iperf3 stream on 127.0.0.1 for ${seconds} s in each round; cores: CPU-seconds per ` +
+          'second of the target process and of the client process(es) (iscsi-perf; iperf3: the sender)');
+      }
     } finally {
       tgtd?.stop();
       await tsio.stop();
