@@ -271,13 +271,19 @@ export class RamBackstore implements Backstore {
       const b = sgl[seg];
       const pageNo = Math.floor(offset / RD_PAGE_SIZE);
       const inPage = offset - pageNo * RD_PAGE_SIZE;
-      const n = Math.min(RD_PAGE_SIZE - inPage, b.length - segOff, length);
+      const room = Math.min(b.length - segOff, length);
+      let n = Math.min(RD_PAGE_SIZE - inPage, room);
       let slot = this.pages.get(pageNo);
       if (slot === undefined) {
         slot = this.pool.alloc();
         this.pages.set(pageNo, slot);
       } else if (this.pool.pinned(slot)) {
         slot = this.unshare(pageNo, slot, n < RD_PAGE_SIZE);
+      } else {
+        // As in read(): one copy over pages already laid out one after the other in a slab (and not lent).
+        for (let p = pageNo + 1, next = slot + 1; n < room && next % PAGES_PER_SLAB !== 0 && this.pages.get(p++) === next && !this.pool.pinned(next); next++) {
+          n = Math.min(n + RD_PAGE_SIZE, room);
+        }
       }
       b.copy(this.pool.buffer(slot), this.pool.offset(slot) + inPage, segOff, segOff + n);
       offset += n;

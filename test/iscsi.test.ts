@@ -90,6 +90,16 @@ test('full feature phase: INQUIRY with underflow, WRITE with immediate data and 
   i.close();
 });
 
+test('SCSI Command ATTR: untagged, SIMPLE, ORDERED and HEAD OF QUEUE are served; ACA is refused (NormACA 0)', async () => {
+  const i = await RawInitiator.connect(d.port);
+  await i.login(IQN);
+  const inquiry = [0x12, 0, 0, 0, 36, 0];
+  for (const attr of [0, 1, 2, 3]) assert.equal((await i.command(inquiry, { read: 36, attr })).status, 0, `ATTR ${attr}`);
+  const aca = await i.command(inquiry, { read: 36, attr: 4 });
+  assert.deepEqual([aca.status, aca.sense[2] & 0x0f, aca.sense[12]], [2, 5, 0x24], 'ACA: INVALID FIELD IN CDB');
+  i.close();
+});
+
 test('NOP-Out gets its NOP-In with the ping data echoed', async () => {
   const i = await RawInitiator.connect(d.port);
   await i.login(IQN);

@@ -261,6 +261,19 @@ test('a sanitize outlives its command: ABORT TASK, LUN RESET and a closed nexus 
   await again.close();
 });
 
+test('a sanitize stops when its storage object is closed: nothing is written after', async () => {
+  const own = await rig([{ size: SIZE, attributes: { max_sanitize_rate: 2 } }]);
+  const m = await own.nexus();
+  const list = overwriteList(Buffer.from([0x77]));
+  good(await m.command(0, sanitizeCdb(OVERWRITE, list.length, true), { dataOut: list }), 'IMMED');
+  await sleep(100);
+  const store = own.sos[0].backstore as RamBackstore;
+  assert.ok(store.allocatedBytes > 0, 'the overwrite started');
+  await own.close();
+  await sleep(600);
+  assert.equal(store.allocatedBytes, 0, 'no page written after close');
+});
+
 test('max_sanitize_rate: out of range, fractional and non-numeric values are refused with the attribute and why', () => {
   const errorOf = (v: string): string => {
     try {

@@ -71,6 +71,8 @@ export class LogicalUnit {
    * given none, the condition itself (what REQUEST SENSE reports).
    */
   notReady: ((def?: CommandDef) => ScsiError | undefined) | undefined = undefined;
+  /** Its storage object is deleted or the daemon stops: work that outlives commands (a sanitize) ends. */
+  closed = false;
   /** Persistent reservations (src/scsi/pr.ts); set only while registrations exist. */
   pr: { check(cmd: ScsiCmd): boolean } | undefined = undefined;
 

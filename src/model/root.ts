@@ -63,6 +63,7 @@ export class Root {
   async deleteStorageObject(path: string): Promise<void> {
     const so = this.storageObject(path);
     this.storageObjects.delete(path);
+    so.lu.closed = true;
     await so.backstore.close();
   }
 
@@ -79,6 +80,9 @@ export class Root {
     for (const t of this.targets.values()) {
       for (const tpg of t.tpgs.values()) await Promise.all([...tpg.sessions].map((s) => s.close()));
     }
-    await Promise.all([...this.storageObjects.values()].map((so) => so.backstore.close()));
+    await Promise.all([...this.storageObjects.values()].map((so) => {
+      so.lu.closed = true;
+      return so.backstore.close();
+    }));
   }
 }

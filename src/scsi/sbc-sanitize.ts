@@ -130,6 +130,7 @@ async function overwrite(lu: LogicalUnit, pattern: Buffer, s: SanitizeState): Pr
     for (let p = 0; p < chunk.length; p += bs) chunk.subarray(p, p + bs).fill(pattern);
   }
   while (s.done < s.total) {
+    if (lu.closed) throw new Error('its storage object was closed');
     const n = chunkLength(lu, lu.so.attributes.max_sanitize_rate, s.total - s.done);
     await chunkDone(chunk === undefined ? store.writeZeroes(s.done, n) : store.write(s.done, n, [chunk], false));
     s.done += n;
