@@ -2,8 +2,10 @@
 // every suite of family ALL, each in its own process (a long single run of
 // 1.19 corrupts later CDBs after CompareAndWrite.InvalidDataOutSize), with
 // two initiator names and a second path on [::1] for the multipath tests.
-// A thin rd_mcp LUN for most suites, a removable one for the medium suites,
-// a read-only one for ReadOnly.
+// A thin 1 GiB rd_mcp LUN for most suites, a removable one for the medium
+// suites, a read-only one for ReadOnly, a rate-bound one for Sanitize.Reset and
+// a small 512e one (LUN_OF and ALONE say why); the first initiator has an ACL
+// only for its NOP-In timeouts (see the config).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
@@ -64,8 +66,8 @@ export const SKIPPED_BECAUSE: Record<string, string> = {
   'Sanitize.CryptoErase': 'no CRYPTOGRAPHIC ERASE: tsio does not encrypt the medium',
   'Sanitize.Readonly': 'its CRYPTOGRAPHIC ERASE step (the rest passes)',
   'Sanitize.Reservations': 'its CRYPTOGRAPHIC ERASE step (the rest passes)',
-  // WSNZ=1 as in LIO: a WRITE SAME of 0 blocks ("to the end of the medium") is refused. Allowing it would not make
-  // the test pass either: on any LUN larger than MAXIMUM WRITE SAME LENGTH the test skips for that instead.
+  // WSNZ=1 as in LIO: a WRITE SAME of 0 blocks ("to the end of the medium": one CDB that wipes a LUN) is refused.
+  // Allowing it would still skip unless MAXIMUM WRITE SAME LENGTH covered the whole LUN.
   'WriteSame10.ZeroBlocks': 'WSNZ=1 (as LIO): WRITE SAME with 0 blocks is refused',
   'WriteSame16.ZeroBlocks': 'WSNZ=1 (as LIO): WRITE SAME with 0 blocks is refused',
 };
