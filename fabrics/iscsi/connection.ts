@@ -61,13 +61,6 @@ export class Connection {
   private paused = false;
   /** Inside frame(): views of the current read are in use. */
   private framing = false;
-  /** The socket is corked until the end of this tick (see batch()). */
-  private batching = false;
-  private readonly unbatch = (): void => {
-    this.batching = false;
-    if (!this.socket.destroyed) this.socket.uncork();
-  };
-
   readonly socket: Socket;
 
   constructor(
@@ -271,8 +264,8 @@ export class Connection {
 
   /**
    * Sends one PDU: its header (digest filled in here), then the data
-   * buffers as they are, padding and data digest. Corked till the end of the
-   * tick (batch()). onWritten runs once the socket no longer needs any byte
+   * buffers as they are, padding and data digest (what is sent while a read
+   * is framed leaves in one writev: onData corks around it). onWritten runs once the socket no longer needs any byte
    * of it (written to the kernel, or the socket gone): the data buffers may
    * then be reused.
    */
@@ -312,18 +305,6 @@ export class Connection {
       d.writeUInt32LE(crc >>> 0);
       s.write(d, onWritten);
     }
-  }
-
-  /**
-   * Corks the socket until the end of this tick: every PDU sent meanwhile
-   * (R2Ts and responses of commands completing in the same microtask drain,
-   * all Data-In PDUs of a read) leaves in one writev, not one syscall each.
-   */
-  private batch(): void {
-    if (this.batching) return;
-    this.batching = true;
-    this.socket.cork();
-    process.nextTick(this.unbatch);
   }
 
   /** A header for a target PDU sized for this connection's header digest. */
