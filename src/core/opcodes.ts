@@ -35,6 +35,8 @@ export const F = {
    * blocks offered and reports the overflow, as tgt does and libiscsi 1.19's residual tests expect.
    */
   CLIP_TO_EXPECTED: 1 << 8,
+  /** Still served while a sanitize runs (SBC-4 4.11.2: INQUIRY, REPORT LUNS, REQUEST SENSE); the rest are NOT READY. */
+  SANITIZE_OK: 1 << 9,
 } as const;
 
 export type Handler = (cmd: ScsiCmd) => MaybePromise<void>;

@@ -1,6 +1,6 @@
 // SANITIZE (SBC-4 5.30): OVERWRITE, BLOCK ERASE, EXIT FAILURE MODE. While a
-// sanitize runs, medium-access commands get NOT READY / SANITIZE IN PROGRESS
-// with its progress; when one fails, they get MEDIUM ERROR / SANITIZE COMMAND
+// sanitize runs, every command but those flagged F.SANITIZE_OK gets NOT READY / SANITIZE IN PROGRESS
+// with its progress; when one fails, medium-access commands get MEDIUM ERROR / SANITIZE COMMAND
 // FAILED until a sanitize succeeds or EXIT FAILURE MODE. A sanitize operation
 // outlives the command that started it (SBC-4 4.11: it continues through
 // aborts, resets and I_T nexus loss): task management ends the command, the
@@ -43,14 +43,6 @@ function inProgress(s: SanitizeState): ScsiError {
 }
 
 const failedMode = (): ScsiError => new ScsiError(SenseKey.MEDIUM_ERROR, Asc.SANITIZE_COMMAND_FAILED);
-
-/** What a unit still serves while a sanitize runs (SBC-4 4.11.2); everything else gets SANITIZE IN PROGRESS. */
-const SERVED_WHILE_SANITIZING: ReadonlySet<number> = new Set([
-  0x12, // INQUIRY
-  0x4d, // LOG SENSE
-  0xa0, // REPORT LUNS
-  0x03, // REQUEST SENSE (how an initiator polls the progress)
-]);
 
 /** Only what the backstore can carry out is served; the rest is an invalid service action. */
 export function decodeSanitize(cmd: ScsiCmd): number {
@@ -151,7 +143,7 @@ async function blockErase(lu: LogicalUnit, s: SanitizeState): Promise<void> {
  * here on, writes in flight drain first (the whole range is taken exclusively).
  */
 async function run(lu: LogicalUnit, action: number, pattern: Buffer | undefined, s: SanitizeState): Promise<void> {
-  lu.notReady = (def) => (def !== undefined && SERVED_WHILE_SANITIZING.has(def.opcode) ? undefined : inProgress(s));
+  lu.notReady = (def) => (def !== undefined && (def.flags & F.SANITIZE_OK) !== 0 ? undefined : inProgress(s));
   const held = await lu.rangeLock.acquire(0, Math.max(1, lu.blocks), true);
   try {
     if (action === SanitizeAction.OVERWRITE) await overwrite(lu, pattern!, s);

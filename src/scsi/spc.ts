@@ -79,11 +79,11 @@ export const spcCommands: CommandDef[] = [
   },
   {
     name: 'REQUEST SENSE', opcode: 0x03, usage: [0x03, 0x01, 0, 0, 0xff, 0],
-    dir: DataDir.IN, lengthField: [4, 1], flags: ALLOC_OK, pr: 'allowed', timeout: TIMEOUT, execute: requestSense,
+    dir: DataDir.IN, lengthField: [4, 1], flags: ALLOC_OK | F.SANITIZE_OK, pr: 'allowed', timeout: TIMEOUT, execute: requestSense,
   },
   {
     name: 'INQUIRY', opcode: 0x12, usage: [0x12, 0x01, 0xff, 0xff, 0xff, 0],
-    dir: DataDir.IN, lengthField: [3, 2], flags: ALLOC_OK | F.HEAD, pr: 'allowed', timeout: TIMEOUT, execute: inquiry,
+    dir: DataDir.IN, lengthField: [3, 2], flags: ALLOC_OK | F.HEAD | F.SANITIZE_OK, pr: 'allowed', timeout: TIMEOUT, execute: inquiry,
   },
   {
     name: 'MODE SELECT(6)', opcode: 0x15, usage: [0x15, 0x11, 0, 0, 0xff, 0],
@@ -119,7 +119,7 @@ export const spcCommands: CommandDef[] = [
   },
   {
     name: 'REPORT LUNS', opcode: 0xa0, usage: [0xa0, 0, 0xff, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0],
-    dir: DataDir.IN, lengthField: [6, 4], flags: ALLOC_OK | F.HEAD, pr: 'allowed', timeout: TIMEOUT, execute: reportLuns,
+    dir: DataDir.IN, lengthField: [6, 4], flags: ALLOC_OK | F.HEAD | F.SANITIZE_OK, pr: 'allowed', timeout: TIMEOUT, execute: reportLuns,
   },
   {
     name: 'REPORT TARGET PORT GROUPS', opcode: 0xa3, serviceAction: 0x0a,
