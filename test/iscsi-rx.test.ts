@@ -262,10 +262,10 @@ test('a hostile session parking commands a slab apart keeps few slabs; a healthy
       bad.send(h, filler);
     }
   };
-  const writeCmd = (lba: number, bytes: number, imm: Buffer, cmdSN: number): number => {
+  const writeCmd = (lba: number, bytes: number, imm: Buffer, cmdSN: number, final = true): number => {
     const h = Buffer.alloc(48);
     h[0] = 0x01;
-    h[1] = 0x80 | 0x20 | 1; // final: no unsolicited Data-Out, the rest by R2T
+    h[1] = (final ? 0x80 : 0) | 0x20 | 1; // final: no unsolicited Data-Out, the rest by R2T
     const itt = bad.nextItt();
     h.writeUInt32BE(itt, 16);
     h.writeUInt32BE(bytes, 20);
@@ -276,7 +276,8 @@ test('a hostile session parking commands a slab apart keeps few slabs; a healthy
   };
   const BASE = 32 * MiB;
   const model = randomBytes(40 * 65536);
-  // 24 WRITEs of 64 KiB whose R2T'd data is withheld, then a CmdSN gap and 16 full-immediate WRITEs parked behind it.
+  // 24 WRITEs of 64 KiB whose R2T'd data is withheld, then a CmdSN gap and 16 WRITEs parked behind it with all
+  // their data: immediate, or 16 KiB immediate and the rest as unsolicited Data-Out.
   const parked: number[] = [];
   for (let i = 0; i < 24; i++) {
     parked.push(writeCmd((BASE + i * 65536) / 512, 65536, model.subarray(i * 65536, i * 65536 + 8192), sn++));
@@ -285,13 +286,27 @@ test('a hostile session parking commands a slab apart keeps few slabs; a healthy
   const gap = sn++;
   const early: number[] = [];
   for (let i = 24; i < 40; i++) {
-    early.push(writeCmd((BASE + i * 65536) / 512, 65536, model.subarray(i * 65536, (i + 1) * 65536), sn++));
+    const at = i * 65536;
+    if (i % 2 === 0) early.push(writeCmd((BASE + at) / 512, 65536, model.subarray(at, at + 65536), sn++));
+    else {
+      const itt = writeCmd((BASE + at) / 512, 65536, model.subarray(at, at + 16384), sn++, false);
+      early.push(itt);
+      const h = Buffer.alloc(48);
+      h[0] = 0x05;
+      h[1] = 0x80;
+      h.writeUInt32BE(itt, 16);
+      h.writeUInt32BE(0xffffffff, 20);
+      h.writeUInt32BE(16384, 40);
+      bad.send(h, model.subarray(at + 16384, at + 65536));
+    }
     spacer();
   }
   const r2ts = new Map<number, Buffer>();
   for (const itt of parked) r2ts.set(itt, (await bad.next((p) => p.opcode === 0x31 && p.itt === itt)).bhs);
-  // Everything read and framed: within a few sweeps the parked commands let their slabs go.
-  await new Promise((r) => setTimeout(r, 1200));
+  bad.cmdSN = sn;
+  await bad.nop(Buffer.alloc(0));
+  // Everything read and framed (the ping came back): within a few sweeps the parked commands let their slabs go.
+  await new Promise((r) => setTimeout(r, 1000));
   let most = 0;
   for (let k = 0; k < 5; k++) {
     most = Math.max(most, (await slabs()).busy);
