@@ -481,6 +481,7 @@ export class IscsiSession {
       if (this.erl !== 0) (task.r2tLog ??= []).push({ ttt, offset: task.r2tNext, length: len });
       this.sendR2t(c, task, ttt, task.r2tSN++, task.r2tNext, len);
       task.r2tNext += len;
+      c.soliciting.add(task);
     }
   }
 
