@@ -8,6 +8,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   tsio::InitSgIo(env, exports);
   tsio::InitCrc32c(env, exports);
   tsio::InitVhostUser(env, exports);
+  tsio::InitSocket(env, exports);
   return exports;
 }
 

@@ -36,5 +36,6 @@ void InitMemory(Napi::Env env, Napi::Object exports);
 void InitSgIo(Napi::Env env, Napi::Object exports);
 void InitCrc32c(Napi::Env env, Napi::Object exports);
 void InitVhostUser(Napi::Env env, Napi::Object exports);
+void InitSocket(Napi::Env env, Napi::Object exports);
 
 }  // namespace tsio

@@ -59,6 +59,7 @@ interface Addon {
   sgIo(fd: number, cdb: Buffer, dir: number, sgl: readonly Buffer[] | undefined, length: number, timeoutMs: number): Promise<SgIoResult>;
   crc32c(buf: Uint8Array, prev?: number): number;
   crc32cHardware: boolean;
+  setRcvLowat(fd: number, bytes: number): void;
   unixListen(path: string, mode?: number, gid?: number): number;
   groupId(name: string): number;
   unixConnect(path: string): number;
@@ -134,6 +135,8 @@ export const sgIo: Addon['sgIo'] = addon.sgIo;
 export const crc32c: Addon['crc32c'] = addon.crc32c;
 /** Whether crc32c runs on the CPU's SSE4.2 instruction rather than a table. */
 export const crc32cHardware: boolean = addon.crc32cHardware;
+/** setsockopt(SO_RCVLOWAT): the socket polls readable once this many bytes are queued (1: any). */
+export const setRcvLowat: Addon['setRcvLowat'] = addon.setRcvLowat;
 // vhost-user (native/vhost_user.cc): unix sockets with fd passing, guest memory, eventfds.
 /**
  * A non-blocking listening unix socket at path (a stale socket file there is replaced); with mode

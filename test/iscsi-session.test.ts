@@ -1,7 +1,8 @@
 // iSCSI session behaviour over time: several connections per session
 // (MC/S), session reinstatement by ISID, the target's NOP-In pings of idle
 // initiators and their timeout, the CmdSN window, long text responses, and
-// the Async logout request tsiod sends on shutdown.
+// the Async logout request tsiod sends on shutdown; PDUs behind solicited data
+// that never comes.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { RawInitiator } from './util/iscsi-initiator';
@@ -77,6 +78,54 @@ test('MC/S: a second connection joins the session by TSIH; CmdSN is shared, stat
   assert.equal((await a.command([0, 0, 0, 0, 0, 0])).status, 0);
   assert.equal(await a.logout(), 0);
   a.close();
+});
+
+test('solicited data that stops coming holds back nothing behind it: NOP-Out, ABORT TASK, then more I/O', async () => {
+  // tsiod sleeps until the data its R2Ts asked for is queued (SO_RCVLOWAT); the initiator here sends a sliver
+  // of the burst and then other PDUs, which must be answered anyway.
+  const i = await RawInitiator.connect(d.port);
+  await i.login(IQN);
+  await i.command([0, 0, 0, 0, 0, 0]); // the power-on unit attention
+  const itt = 0x7001;
+  const w = Buffer.alloc(48);
+  w[0] = 0x01;
+  w[1] = 0x80 | 0x20 | 1; // final, write, SIMPLE
+  w.writeUInt32BE(itt, 16);
+  w.writeUInt32BE(1 << 20, 20);
+  const writeCmdSN = i.cmdSN++;
+  w.writeUInt32BE(writeCmdSN, 24);
+  w.writeUInt32BE(i.expStatSN, 28);
+  Buffer.from([0x2a, 0, 0, 0, 0, 0, 0, 0x08, 0x00, 0]).copy(w, 32); // WRITE(10) of 2048 blocks at LBA 0
+  i.send(w);
+  const r2t = await i.next((p) => p.opcode === 0x31 && p.itt === itt);
+  assert.ok(r2t.bhs.readUInt32BE(44) > 8192, 'the R2T asks for more than the sliver sent');
+  const out = Buffer.alloc(48);
+  out[0] = 0x05;
+  out.writeUInt32BE(itt, 16);
+  out.writeUInt32BE(r2t.bhs.readUInt32BE(20), 20);
+  out.writeUInt32BE(i.expStatSN, 28);
+  out.writeUInt32BE(r2t.bhs.readUInt32BE(40), 40);
+  i.send(out, Buffer.alloc(8192, 0x11));
+  const pong = await i.nop(Buffer.from('still served'));
+  assert.equal(pong.data.toString(), 'still served');
+  const tmf = Buffer.alloc(48);
+  tmf[0] = 0x40 | 0x02;
+  tmf[1] = 0x80 | 1; // ABORT TASK
+  tmf.writeUInt32BE(0x7002, 16);
+  tmf.writeUInt32BE(itt, 20);
+  tmf.writeUInt32BE(i.cmdSN, 24);
+  tmf.writeUInt32BE(i.expStatSN, 28);
+  tmf.writeUInt32BE(writeCmdSN, 32);
+  i.send(tmf);
+  const rsp = await i.next((p) => p.opcode === 0x22);
+  assert.equal(rsp.bhs[2], 0, 'ABORT TASK: function complete');
+  const data = Buffer.alloc(256 << 10, 0x5a);
+  const wr = await i.command([0x2a, 0, 0, 0, 0, 0, 0, 0x02, 0x00, 0], { write: data });
+  assert.equal(wr.status, 0);
+  const rd = await i.command([0x28, 0, 0, 0, 0, 0, 0, 0x02, 0x00, 0], { read: data.length });
+  assert.ok(rd.data.equals(data), 'the session still moves data exactly');
+  await i.logout();
+  i.close();
 });
 
 test('session reinstatement: a new login with the same ISID ends the old session', async () => {

@@ -3,7 +3,7 @@
 // the login state machine or, in full feature phase, to the session.
 
 import type { Socket } from 'node:net';
-import { crc32c } from '../../src/native';
+import { crc32c, setRcvLowat } from '../../src/native';
 import type { Sgl } from '../../src/core/sgl';
 import { log } from '../../src/core/log';
 import {
@@ -20,6 +20,25 @@ const PAD = Buffer.alloc(4);
 const LOGIN_MRDSL = 8192;
 /** Bytes queued for the socket above which reading from it pauses until they drain. */
 const WRITE_BACKLOG = 64 << 20;
+/** Most a connection waits to have queued before it is woken (a few bursts: the R2Ts they free go out together). */
+const LOWAT_MAX = 1 << 20;
+/** Below this a raised threshold saves too few wake-ups to pay for the setsockopt calls (small writes). */
+const LOWAT_MIN = 16 << 10;
+/**
+ * How long a raised wake-up threshold may go without a read before it drops
+ * back to one byte: data an initiator was asked for may never come (the task
+ * was aborted), and a PDU behind it must not wait for it.
+ */
+const LOWAT_GRACE_MS = 10;
+
+/** What the connection needs to know of a command it sent R2Ts for (session.ts Task). */
+export interface Soliciting {
+  readonly done: boolean;
+  readonly r2tOutstanding: number;
+  /** End of what its R2Ts asked for, and how much of the data-out has come. */
+  readonly r2tNext: number;
+  readonly received: number;
+}
 
 let nextConnId = 1;
 
@@ -62,12 +81,20 @@ export class Connection {
   /** Inside frame(): views of the current read are in use. */
   private framing = false;
   readonly socket: Socket;
+  /** The socket's fd, to set its wake-up threshold (-1: a socket without a handle of its own). */
+  private readonly fd: number;
+  /** Commands with R2Ts outstanding on this connection: the data they are owed is sure to come. */
+  readonly soliciting = new Set<Soliciting>();
+  /** The socket's SO_RCVLOWAT as last set. */
+  private lowat = 1;
+  private lowatTimer: NodeJS.Timeout | undefined;
 
   constructor(
     accepted: Socket,
     readonly portal: Portal,
   ) {
     const socket = (this.socket = slabSocket(accepted, (b, slab) => this.onData(b, slab)));
+    this.fd = (socket as unknown as { _handle?: { fd?: number } | null })._handle?.fd ?? -1;
     socket.setNoDelay(true);
     this.login = new LoginMachine(this);
     socket.on('error', (e) => log.debug(`iscsi: connection ${this.id}: ${e.message}`));
@@ -110,6 +137,7 @@ export class Connection {
       if (!s.destroyed) s.uncork();
       if (this.spent.length > 0) rxPool.releaseAll(this.spent);
     }
+    if (this.fd >= 0 && !this.closed) this.wakeWhenOwedArrives();
     // An initiator that does not read what it asked for stops being read from: its data-in cannot pile up.
     if (s.writableLength > WRITE_BACKLOG && !this.paused) {
       this.paused = true;
@@ -118,6 +146,52 @@ export class Connection {
         this.paused = false;
         s.resume();
       });
+    }
+  }
+
+  /**
+   * Sets how much must be queued before the socket polls readable again: the
+   * rest of a PDU already begun, and the Data-Out that outstanding R2Ts were
+   * promised (their headers included, counted low). An initiator sends a burst
+   * as 8 KiB PDUs that arrive a few segments at a time; waking for each costs
+   * more CPU than everything done with the data (a context switch, an
+   * epoll_wait and a read per wake-up).
+   */
+  private wakeWhenOwedArrives(): void {
+    let owed = 0;
+    let pdus = 0;
+    const mrdsl = this.maxRecvDataSegmentLength;
+    for (const t of this.soliciting) {
+      const rest = t.r2tNext - t.received;
+      if (t.done || t.r2tOutstanding === 0 || rest <= 0) {
+        this.soliciting.delete(t);
+        continue;
+      }
+      owed += rest;
+      pdus += Math.ceil(rest / mrdsl);
+    }
+    // A PDU whose header was framed comes with no further header.
+    if (this.hdr !== undefined && pdus > 0) pdus--;
+    const perPdu = BHS_LEN + (this.headerDigest ? DIGEST_LEN : 0) + (this.dataDigest ? DIGEST_LEN : 0);
+    let want = owed + pdus * perPdu - this.avail;
+    if (this.hdr !== undefined) want = Math.max(want, this.need - this.avail);
+    want = want < LOWAT_MIN ? 1 : Math.min(want, LOWAT_MAX);
+    if (want !== this.lowat) this.setLowat(want);
+    if (want > 1) {
+      if (this.lowatTimer === undefined) {
+        this.lowatTimer = setTimeout(() => this.setLowat(1), LOWAT_GRACE_MS);
+        this.lowatTimer.unref();
+      } else this.lowatTimer.refresh();
+    }
+  }
+
+  private setLowat(n: number): void {
+    if (this.closed || n === this.lowat) return;
+    try {
+      setRcvLowat(this.fd, n);
+      this.lowat = n;
+    } catch (e) {
+      log.debug(`iscsi: connection ${this.id}: ${(e as Error).message}`);
     }
   }
 
@@ -343,6 +417,8 @@ export class Connection {
   private onClose(graceful = false): void {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.lowatTimer);
+    this.soliciting.clear();
     this.chunks = [];
     // Views of the read being framed may still be in use up the stack: those slabs go when it is done.
     for (const slab of this.chunkSlabs) if (slab !== undefined) this.spent.push(slab);

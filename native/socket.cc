@@ -1,0 +1,32 @@
+// Socket options Node does not expose. SO_RCVLOWAT lets the iSCSI fabric
+// sleep until a burst of solicited data has arrived instead of waking for
+// every segment (see fabrics/iscsi/connection.ts).
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstdint>
+
+#include "common.h"
+
+namespace tsio {
+namespace {
+
+// setRcvLowat(fd, bytes): epoll reports the socket readable once this many
+// bytes are queued (the kernel caps it at half the receive buffer's limit, and
+// still wakes early under memory pressure or a nearly closed window).
+Napi::Value SetRcvLowat(const Napi::CallbackInfo& info) {
+  int fd = ArgFd(info, 0);
+  int64_t bytes = ArgInt64(info, 1, "bytes");
+  if (bytes < 1 || bytes > INT32_MAX) throw Napi::RangeError::New(info.Env(), "bytes must be 1..2^31-1");
+  int v = static_cast<int>(bytes);
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &v, sizeof v) < 0) throw ErrnoError(info.Env(), errno, "setsockopt(SO_RCVLOWAT)");
+  return info.Env().Undefined();
+}
+
+}  // namespace
+
+void InitSocket(Napi::Env env, Napi::Object exports) {
+  exports.Set("setRcvLowat", Napi::Function::New(env, SetRcvLowat, "setRcvLowat"));
+}
+
+}  // namespace tsio
