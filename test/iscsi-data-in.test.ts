@@ -137,3 +137,21 @@ test('data-in pool: power-of-two classes, reuse, idle budget', () => {
   for (let k = 0; k < 20; k++) p.give(Buffer.allocUnsafeSlow(65536));
   assert.equal(p.idleSize, 1 << 20);
 });
+
+test('data-in pool: buffers idle through a whole trimming window go back, down to 1 MiB', async () => {
+  const p = new BufferPool(32 << 20, 100);
+  const bufs = Array.from({ length: 8 }, () => p.take(1 << 20)!);
+  for (const b of bufs) p.give(b);
+  assert.equal(p.idleSize, 8 << 20);
+  const held = [p.take(1 << 20)!, p.take(1 << 20)!];
+  const deadline = Date.now() + 3000;
+  while (p.idleSize > 1 << 20 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  assert.equal(p.idleSize, 1 << 20, 'unused idle buffers trimmed to the floor');
+  assert.equal(p.trimmedBytes, 5 << 20);
+  for (const b of held) p.give(b);
+  assert.equal(p.idleSize, 3 << 20, 'given back buffers are pooled again');
+  assert.strictEqual(p.take(1 << 20), held[1], 'and reused');
+  p.give(held[1]);
+  while (p.idleSize > 1 << 20 && Date.now() < deadline + 3000) await new Promise((r) => setTimeout(r, 50));
+  assert.equal(p.idleSize, 1 << 20);
+});

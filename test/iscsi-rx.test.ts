@@ -5,7 +5,10 @@
 // writes of every size and data path (immediate, unsolicited, R2T; two
 // connections of one session, so commands also wait out of CmdSN order) over
 // fileio, whose writes complete asynchronously; and connections killed
-// mid-burst, after which every slab must be back in the pool.
+// mid-burst, after which every slab must be back in the pool; a hostile
+// session that parks commands a slab apart (their data never comes, or their
+// CmdSN waits behind a gap) keeps no more than a few slabs while a healthy one
+// does verified I/O, and the pool shrinks back once it is gone.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -55,14 +58,19 @@ after(async () => {
   assert.equal(await d.stop(), 0);
 });
 
-async function slabs(): Promise<{ idle: number; busy: number }> {
+async function slabs(): Promise<{ idle: number; busy: number; trimmed: number; unpinned: number }> {
   const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
-  const get = (state: string) => {
-    const m = new RegExp(`^tsio_iscsi_rx_slabs\\{state="${state}"\\} (\\d+)$`, 'm').exec(text);
-    assert.ok(m, `metrics carry tsio_iscsi_rx_slabs{state="${state}"}`);
+  const metric = (name: string) => {
+    const m = new RegExp(`^${name.replace(/[{}]/g, '\\$&')} (\\d+)$`, 'm').exec(text);
+    assert.ok(m, `metrics carry ${name}`);
     return Number(m[1]);
   };
-  return { idle: get('idle'), busy: get('busy') };
+  return {
+    idle: metric('tsio_iscsi_rx_slabs{state="idle"}'),
+    busy: metric('tsio_iscsi_rx_slabs{state="busy"}'),
+    trimmed: metric('tsio_iscsi_rx_slabs_trimmed_total'),
+    unpinned: metric('tsio_iscsi_rx_unpinned_bytes_total'),
+  };
 }
 
 /** Waits until no slab is out of the pool (no connection left, no command holding data). */
@@ -209,4 +217,156 @@ test('connections killed mid-burst: held slabs all come back, the target serves 
   assert.equal(await i.logout(), 0);
   i.close();
   assert.equal((await slabsSettle()).busy, 0);
+});
+
+test('a hostile session parking commands a slab apart keeps few slabs; a healthy one meanwhile does verified I/O; the pool shrinks back', async () => {
+  const t0 = Date.now();
+  const MiB = 1 << 20;
+  // Healthy: its own session, random writes of every data path read back exactly, until the hostile part is done.
+  const good = await RawInitiator.connect(d.port);
+  good.isid = Buffer.from([0x80, 0, 0, 0, 0, 40]);
+  await good.login(IQN, PARAMS);
+  await good.command([0, 0, 0, 0, 0, 0]);
+  let stop = false;
+  let verified = 0;
+  const healthy = (async () => {
+    while (!stop) {
+      const size = 512 * (1 + Math.floor(Math.random() * 512));
+      const at = 512 * Math.floor(Math.random() * ((16 * MiB - size) / 512));
+      const data = randomBytes(size);
+      const mode = verified % 3;
+      const w = await good.command(cdb10(0x2a, at / 512, size / 512), { write: data, immediate: mode === 2 ? 0 : 8192, unsolicited: mode === 1 ? FIRST_BURST : 0, segment: 65536 });
+      assert.equal(w.status, 0, 'healthy WRITE GOOD');
+      const r = await good.command(cdb10(0x28, at / 512, size / 512), { read: size });
+      assert.equal(r.status, 0, 'healthy READ GOOD');
+      assert.ok(r.data.equals(data), 'healthy data reads back exactly');
+      verified++;
+    }
+  })();
+
+  const bad = await RawInitiator.connect(d.port);
+  bad.isid = Buffer.from([0x80, 0, 0, 0, 0, 41]);
+  await bad.login(IQN, PARAMS);
+  await bad.command([0, 0, 0, 0, 0, 0]);
+  let sn = bad.cmdSN;
+  const filler = randomBytes(65536);
+  /** A little over a slab of immediate NOP-Outs that want no answer: the next command lands in a slab of its own. */
+  const spacer = (): void => {
+    for (let k = 0; k < 17; k++) {
+      const h = Buffer.alloc(48);
+      h[0] = 0x40;
+      h[1] = 0x80;
+      h.writeUInt32BE(0xffffffff, 16);
+      h.writeUInt32BE(0xffffffff, 20);
+      h.writeUInt32BE(sn, 24);
+      bad.send(h, filler);
+    }
+  };
+  const writeCmd = (lba: number, bytes: number, imm: Buffer, cmdSN: number, final = true): number => {
+    const h = Buffer.alloc(48);
+    h[0] = 0x01;
+    h[1] = (final ? 0x80 : 0) | 0x20 | 1; // final: no unsolicited Data-Out, the rest by R2T
+    const itt = bad.nextItt();
+    h.writeUInt32BE(itt, 16);
+    h.writeUInt32BE(bytes, 20);
+    h.writeUInt32BE(cmdSN, 24);
+    Buffer.from(cdb10(0x2a, lba, bytes / 512)).copy(h, 32);
+    bad.send(h, imm);
+    return itt;
+  };
+  const BASE = 32 * MiB;
+  const model = randomBytes(40 * 65536);
+  // 24 WRITEs of 64 KiB whose R2T'd data is withheld, then a CmdSN gap and 16 WRITEs parked behind it with all
+  // their data: immediate, or 16 KiB immediate and the rest as unsolicited Data-Out.
+  const parked: number[] = [];
+  for (let i = 0; i < 24; i++) {
+    parked.push(writeCmd((BASE + i * 65536) / 512, 65536, model.subarray(i * 65536, i * 65536 + 8192), sn++));
+    spacer();
+  }
+  const gap = sn++;
+  const early: number[] = [];
+  for (let i = 24; i < 40; i++) {
+    const at = i * 65536;
+    if (i % 2 === 0) early.push(writeCmd((BASE + at) / 512, 65536, model.subarray(at, at + 65536), sn++));
+    else {
+      const itt = writeCmd((BASE + at) / 512, 65536, model.subarray(at, at + 16384), sn++, false);
+      early.push(itt);
+      const h = Buffer.alloc(48);
+      h[0] = 0x05;
+      h[1] = 0x80;
+      h.writeUInt32BE(itt, 16);
+      h.writeUInt32BE(0xffffffff, 20);
+      h.writeUInt32BE(16384, 40);
+      bad.send(h, model.subarray(at + 16384, at + 65536));
+    }
+    spacer();
+  }
+  const r2ts = new Map<number, Buffer>();
+  for (const itt of parked) r2ts.set(itt, (await bad.next((p) => p.opcode === 0x31 && p.itt === itt)).bhs);
+  bad.cmdSN = sn;
+  await bad.nop(Buffer.alloc(0));
+  // Everything read and framed (the ping came back): within a few sweeps the parked commands let their slabs go.
+  await new Promise((r) => setTimeout(r, 1000));
+  let most = 0;
+  for (let k = 0; k < 5; k++) {
+    most = Math.max(most, (await slabs()).busy);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const mid = await slabs();
+  assert.ok(most <= 8, `40 commands parked a slab apart keep ${most} slabs busy (unbounded: 40 or more)`);
+  assert.ok(mid.unpinned > 0, 'the parked commands copied their data out of the slabs');
+
+  // The parked commands still complete with exactly the data they were sent with.
+  for (const [itt, r2t] of r2ts) {
+    const o = r2t.readUInt32BE(40);
+    const len = r2t.readUInt32BE(44);
+    assert.equal(o, 8192);
+    for (let off = o; off < o + len; off += 32768) {
+      const h = Buffer.alloc(48);
+      h[0] = 0x05;
+      if (off + 32768 >= o + len) h[1] = 0x80;
+      h.writeUInt32BE(itt, 16);
+      h.writeUInt32BE(r2t.readUInt32BE(20), 20);
+      h.writeUInt32BE((off - o) / 32768, 36);
+      h.writeUInt32BE(off, 40);
+      const i = parked.indexOf(itt);
+      bad.send(h, model.subarray(i * 65536 + off, i * 65536 + Math.min(off + 32768, o + len)));
+    }
+  }
+  bad.cmdSN = gap;
+  assert.equal((await bad.command([0, 0, 0, 0, 0, 0])).status, 0, 'the gap filled');
+  for (const itt of [...parked, ...early]) {
+    const p = await bad.next((x) => x.opcode === 0x21 && x.itt === itt);
+    assert.equal(p.bhs[3], 0, `parked WRITE 0x${itt.toString(16)} GOOD`);
+  }
+  bad.cmdSN = sn;
+  const back = await bad.command(cdb10(0x28, BASE / 512, model.length / 512), { read: model.length });
+  assert.ok(back.data.equals(model), 'what the parked commands held (copied out of the slabs) was written exactly');
+
+  // Park a few more and vanish.
+  for (let i = 0; i < 8; i++) {
+    writeCmd((BASE + i * 65536) / 512, 65536, filler.subarray(0, 8192), bad.cmdSN++);
+    spacer();
+  }
+  await new Promise((r) => setTimeout(r, 200));
+  bad.close();
+  stop = true;
+  await healthy;
+  assert.ok(verified >= 3, `healthy session verified ${verified} writes meanwhile`);
+  assert.equal(await good.logout(), 0);
+  good.close();
+
+  // Idle slabs nobody needs go back to the garbage collector within a couple of trimming windows (2 s each).
+  const deadline = Date.now() + 8000;
+  let s = await slabs();
+  while ((s.busy > 0 || s.idle > 2) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 200));
+    s = await slabs();
+  }
+  assert.equal(s.busy, 0, 'no slab held once both sessions are gone');
+  assert.ok(s.idle <= 2, `idle slabs trimmed to ${s.idle}`);
+  assert.ok(s.trimmed > mid.trimmed, 'slabs were trimmed');
+  // Writes left waiting for data when a connection dies end as aborted, not as internal failures logged as warnings.
+  assert.doesNotMatch(d.log(), /tsio warn: command \S+ failed/);
+  console.log(`hostile/healthy: ${most} slabs busy at most while parked, ${mid.unpinned} bytes unpinned, ${verified} healthy writes verified, ${Date.now() - t0} ms`);
 });

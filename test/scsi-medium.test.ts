@@ -116,10 +116,12 @@ test('fixed media: LOEJ is refused, PREVENT is accepted and changes nothing', as
 });
 
 test('read-only unit: every write-class opcode in the table answers DATA PROTECT / WRITE PROTECTED', async () => {
-  const r = await rig([{ attributes: { readonly: true } }]);
+  // Thin, so it serves the whole table (UNMAP, SANITIZE BLOCK ERASE).
+  const r = await rig([{ attributes: { readonly: true, emulate_tpu: true, emulate_tpws: true } }]);
   const a = await r.nexus();
   const lu = r.sos[0].lu;
   const writers = lu.table.all.filter((d) => (d.flags & F.WRITE) !== 0);
+  assert.ok(writers.every((d) => d.served === undefined || d.served(lu)), 'the unit serves every one');
   assert.ok(writers.length >= 1, 'the table has write-class commands');
   for (const d of writers) {
     const cdb = Buffer.alloc(d.usage.length);

@@ -6,23 +6,32 @@ import assert from 'node:assert/strict';
 import { rig, INITIATOR_B } from './util/loopback-setup';
 import { assertGood, assertSense, bytes } from './util/scsi-assert';
 import { SenseKey, Status } from '../src/core/sense';
+import type { LogicalUnit } from '../src/core/logical-unit';
+import type { CommandDef } from '../src/core/opcodes';
 
 const rsoc = (options: number, op = 0, sa = 0, alloc = 0xffff) =>
   [0xa3, 0x0c, options, op, sa >> 8, sa & 0xff, 0, 0, alloc >> 8, alloc & 0xff, 0, 0];
 const TUR = [0, 0, 0, 0, 0, 0];
+const THIN = { attributes: { emulate_tpu: true, emulate_tpws: true } };
+/** The table entries a unit serves: UNMAP and SANITIZE BLOCK ERASE only when thin, COMPARE AND WRITE with emulate_caw. */
+const servedBy = (lu: LogicalUnit): CommandDef[] => lu.table.all.filter((d) => d.served === undefined || d.served(lu));
 
-test('RSOC: all commands, with and without timeouts descriptors, exactly the unit\'s table', async () => {
-  const r = await rig();
+test('RSOC: all commands, with and without timeouts descriptors, exactly what the unit serves of its table', async () => {
+  const r = await rig([{ attributes: { emulate_caw: false } }, THIN]);
   try {
     const n = await r.nexus();
-    const table = r.sos[0].lu.table;
-    for (const rctd of [false, true]) {
-      const res = await n.command(0, rsoc(rctd ? 0x80 : 0));
+    const names = (lun: number) => servedBy(r.sos[lun].lu).map((d) => d.name);
+    const left = r.sos[0].lu.table.all.map((d) => d.name).filter((d) => !names(0).includes(d));
+    assert.deepEqual(new Set(left), new Set(['UNMAP', 'COMPARE AND WRITE', 'SANITIZE BLOCK ERASE']), 'left out where not thin, without emulate_caw');
+    assert.equal(names(1).length, r.sos[1].lu.table.all.length, 'a thin unit serves its whole table');
+    for (const [lun, rctd] of [[0, false], [0, true], [1, false], [1, true]] as const) {
+      const all = servedBy(r.sos[lun].lu);
+      const res = await n.command(lun, rsoc(rctd ? 0x80 : 0));
       assertGood(res);
       const size = rctd ? 20 : 8;
-      assert.equal(res.data.readUInt32BE(0), table.all.length * size);
-      assert.equal(res.data.length, 4 + table.all.length * size);
-      table.all.forEach((def, i) => {
+      assert.equal(res.data.readUInt32BE(0), all.length * size);
+      assert.equal(res.data.length, 4 + all.length * size);
+      all.forEach((def, i) => {
         const d = res.data.subarray(4 + i * size, 4 + (i + 1) * size);
         assert.equal(d[0], def.opcode, def.name);
         assert.equal(d.readUInt16BE(2), def.serviceAction ?? 0, def.name);
@@ -35,7 +44,7 @@ test('RSOC: all commands, with and without timeouts descriptors, exactly the uni
         }
       });
       // Our own entry, byte for byte.
-      const i = table.all.findIndex((d) => d.opcode === 0xa3 && d.serviceAction === 0x0c);
+      const i = all.findIndex((d) => d.opcode === 0xa3 && d.serviceAction === 0x0c);
       assert.deepEqual(res.data.subarray(4 + i * size, 4 + i * size + 8), bytes(rctd ? 'a3 00 000c 00 03 000c' : 'a3 00 000c 00 01 000c'));
     }
     // The allocation length truncates; the length field still tells the whole size.
@@ -48,21 +57,32 @@ test('RSOC: all commands, with and without timeouts descriptors, exactly the uni
 });
 
 test('RSOC: one command per reporting option, every table entry\'s usage mask, and not-supported answers', async () => {
-  const r = await rig();
+  const r = await rig([{}, THIN]);
   try {
     const n = await r.nexus();
+    // What a unit does not serve of its table is answered as not supported, and refused as unknown.
+    const lu = r.sos[0].lu;
+    const left = lu.table.all.filter((d) => !servedBy(lu).includes(d));
+    assert.deepEqual(left.map((d) => d.name), ['UNMAP', 'SANITIZE BLOCK ERASE']);
+    for (const def of left) {
+      const sa = def.serviceAction;
+      assert.deepEqual((await n.command(0, sa === undefined ? rsoc(1, def.opcode) : rsoc(2, def.opcode, sa))).data, bytes('00 01 0000'), def.name);
+      assert.deepEqual((await n.command(0, rsoc(3, def.opcode, sa ?? 0))).data, bytes('00 01 0000'), def.name);
+    }
+    assertSense(await n.command(0, [0x42, 0, 0, 0, 0, 0, 0, 0, 0, 0]), SenseKey.ILLEGAL_REQUEST, 0x20, 0);
+    assertSense(await n.command(0, [0x48, 0x02, 0, 0, 0, 0, 0, 0, 0, 0]), SenseKey.ILLEGAL_REQUEST, 0x24, 0, { inCdb: true, byte: 1, bit: 4 });
     const inquiry = await n.command(0, rsoc(1, 0x12));
     assertGood(inquiry);
     assert.deepEqual(inquiry.data, bytes('00 03 0006 12 01 ff ff ff 00'));
     const withTimeout = await n.command(0, rsoc(0x81, 0x12));
     assert.deepEqual(withTimeout.data, bytes('00 83 0006 12 01 ff ff ff 00 000a 00 00 00000000 0000001e'));
-    // Every entry, asked for the way its opcode requires.
-    for (const def of r.sos[0].lu.table.all) {
-      const res = await n.command(0, def.serviceAction === undefined ? rsoc(1, def.opcode) : rsoc(2, def.opcode, def.serviceAction));
+    // Every entry, asked for the way its opcode requires, of the thin unit, which serves them all.
+    for (const def of servedBy(r.sos[1].lu)) {
+      const res = await n.command(1, def.serviceAction === undefined ? rsoc(1, def.opcode) : rsoc(2, def.opcode, def.serviceAction));
       assertGood(res, def.name);
       assert.deepEqual(res.data, Buffer.concat([bytes('00 03', [0, def.usage.length]), Buffer.from(def.usage)]), def.name);
       // Option 3 answers the same for both kinds of opcode.
-      assert.deepEqual((await n.command(0, rsoc(3, def.opcode, def.serviceAction ?? 0x1234))).data, res.data, def.name);
+      assert.deepEqual((await n.command(1, rsoc(3, def.opcode, def.serviceAction ?? 0x1234))).data, res.data, def.name);
     }
     assert.deepEqual((await n.command(0, rsoc(1, 0xc7))).data, bytes('00 01 0000'));
     assert.deepEqual((await n.command(0, rsoc(2, 0xa3, 0x1f))).data, bytes('00 01 0000'));

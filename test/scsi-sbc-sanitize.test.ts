@@ -100,16 +100,21 @@ test('SANITIZE OVERWRITE parameter checks', async () => {
 });
 
 test('SANITIZE BLOCK ERASE deallocates everything; parameter data refused; unknown service actions refused', async () => {
-  await writeBlocks(n, 0, 100, pattern(8 * BS, 2));
-  good(await n.command(0, sanitizeCdb(BLOCK_ERASE, 0)));
-  assert.deepEqual(await readBlocks(n, 0, 100, 8), Buffer.alloc(8 * BS));
-  checkSense(await n.command(0, sanitizeCdb(BLOCK_ERASE, 8), { dataOut: Buffer.alloc(8) }), invalidCdb(7), 'BLOCK ERASE with data');
+  // Only a thin unit erases by deallocating (GET LBA STATUS then shows nothing mapped); elsewhere it is unknown.
+  checkSense(await n.command(0, sanitizeCdb(BLOCK_ERASE, 0)), invalidCdb(1, 4), 'BLOCK ERASE on a unit that is not thin');
+  await writeBlocks(n, 3, 100, pattern(8 * BS, 2));
+  good(await n.command(3, sanitizeCdb(BLOCK_ERASE, 0)));
+  assert.deepEqual(await readBlocks(n, 3, 100, 8), Buffer.alloc(8 * BS));
+  const lbaStatus = await n.command(3, [0x9e, 0x12, ...Buffer.alloc(8), 0, 0, 0, 32, 0, 0]);
+  good(lbaStatus);
+  assert.deepEqual([lbaStatus.data.readUInt32BE(0), Number(lbaStatus.data.readBigUInt64BE(8)), lbaStatus.data.readUInt32BE(16), lbaStatus.data[20]], [20, 0, BLOCKS, 1], 'all deallocated');
+  checkSense(await n.command(3, sanitizeCdb(BLOCK_ERASE, 8), { dataOut: Buffer.alloc(8) }), invalidCdb(7), 'BLOCK ERASE with data');
   checkSense(await n.command(0, sanitizeCdb(EXIT_FAILURE, 8), { dataOut: Buffer.alloc(8) }), invalidCdb(7), 'EXIT with data');
   good(await n.command(0, sanitizeCdb(EXIT_FAILURE, 0)), 'EXIT FAILURE MODE outside failure mode');
   checkSense(await n.command(0, sanitizeCdb(0x03, 0)), invalidCdb(1, 4), 'CRYPTOGRAPHIC ERASE');
   const reserved = sanitizeCdb(BLOCK_ERASE, 0);
   reserved[1] |= 0x40;
-  checkSense(await n.command(0, reserved), invalidCdb(1, 6), 'reserved bit');
+  checkSense(await n.command(3, reserved), invalidCdb(1, 6), 'reserved bit');
 });
 
 test('while SANITIZE runs, medium commands get NOT READY / SANITIZE IN PROGRESS with progress; INQUIRY still works', async () => {
@@ -125,7 +130,7 @@ test('while SANITIZE runs, medium commands get NOT READY / SANITIZE IN PROGRESS 
   // SKSV with PROGRESS INDICATION 0: the first chunk is still being written.
   assert.deepEqual([...rd.sense!.subarray(15, 18)], [0x80, 0, 0], 'progress indication');
   checkSense(await n.command(1, [0, 0, 0, 0, 0, 0]), { key: 2, asc: 0x04, ascq: 0x1b }, 'TEST UNIT READY');
-  checkSense(await n.command(1, sanitizeCdb(BLOCK_ERASE, 0)), { key: 2, asc: 0x04, ascq: 0x1b }, 'a second SANITIZE');
+  checkSense(await n.command(1, sanitizeCdb(EXIT_FAILURE, 0)), { key: 2, asc: 0x04, ascq: 0x1b }, 'a second SANITIZE');
   const inq = await n.command(1, [0x12, 0, 0, 0, 36, 0]);
   assert.equal(inq.status, Status.GOOD, 'INQUIRY is served');
   // REQUEST SENSE is how an initiator polls the progress (SBC-4 4.11.3).

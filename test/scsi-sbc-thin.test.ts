@@ -128,9 +128,13 @@ test('WRITE SAME with UNMAP and non-zero data writes the data (nothing may read 
   assert.equal((await lbaStatus(0, 5000))[0][2], 0);
 });
 
-test('WRITE SAME UNMAP on a unit that is not thin writes zeros', async () => {
-  await put(1, 10, pattern(4 * BS, 5));
-  good(await n.command(1, cdb16(0x93, 10, 4, 0x08), { dataOut: Buffer.alloc(BS) }));
+test('WRITE SAME UNMAP on a unit that is not thin (LBPWS 0) is refused and changes nothing; without UNMAP it zeroes', async () => {
+  const data = pattern(4 * BS, 5);
+  await put(1, 10, data);
+  checkSense(await n.command(1, cdb16(0x93, 10, 4, 0x08), { dataOut: Buffer.alloc(BS) }), invalidCdb(1, 3), 'WRITE SAME(16) UNMAP');
+  checkSense(await n.command(1, cdb10(0x41, 10, 4, 0x08), { dataOut: Buffer.alloc(BS) }), invalidCdb(1, 3), 'WRITE SAME(10) UNMAP');
+  assert.deepEqual(await get(1, 10, 4), data);
+  good(await n.command(1, cdb16(0x93, 10, 4), { dataOut: Buffer.alloc(BS) }));
   assert.deepEqual(await get(1, 10, 4), Buffer.alloc(4 * BS));
   assert.deepEqual(await lbaStatus(1, 10), [[10, BLOCKS - 10, 0]], 'a fully provisioned unit is mapped throughout');
 });

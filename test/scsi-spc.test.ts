@@ -106,7 +106,8 @@ test('every VPD page, byte for byte', async () => {
       `00 b0 003c 01 ${caw} 0001 00004000 00004000 00000000 00000000 00000000 00000000 00000000`,
       '000000000000ffff', atomic(r), { z: 8 },
     ));
-    assert.deepEqual(await vpd(0xb1), bytes('00 b1 003c 0001 00 40', { z: 0x3c - 4 }));
+    // WABEREQ 0: BLOCK ERASE (deallocating everything) is served on thin units only.
+    assert.deepEqual(await vpd(0xb1), bytes('00 b1 003c 0001 00 00', { z: 0x3c - 4 }));
     assert.deepEqual(await vpd(0xb2), bytes('00 b2 0004 00 00 00 00'));
   } finally {
     await r.close();
@@ -133,6 +134,8 @@ test('VPD B0/B2/86 on a thin unit with write cache, B1 on a rotating fileio-like
     assert.deepEqual(await vpd(0xb2), bytes('00 b2 0004 00 e4 02 00'));
     // V_SUP with the write cache on.
     assert.deepEqual(await vpd(0x86), bytes('00 86 003c 00 07 01', { z: 0x3c - 3 }));
+    // WABEREQ 01b: BLOCK ERASE is served, and reads after it succeed (deallocated blocks read zeros).
+    assert.deepEqual(await vpd(0xb1), bytes('00 b1 003c 0001 00 40', { z: 0x3c - 4 }));
   } finally {
     await r.close();
   }

@@ -3,6 +3,8 @@
 // garbage collector (and its helper threads) as busy as the target itself.
 // A buffer comes back only when nothing can still read it: the socket has
 // written its last byte (the write callback), or nothing was sent from it.
+// Buffers that stayed idle through a whole trimming window (TRIM_MS) were not
+// needed: they go back to the garbage collector, down to KEEP_BYTES.
 
 /** Smallest and largest pooled sizes: below, Node's own 8 KiB pool serves; above, reads are rare. */
 const MIN_SHIFT = 12;
@@ -11,13 +13,24 @@ export const POOL_MIN = 1 << MIN_SHIFT;
 export const POOL_MAX = 1 << MAX_SHIFT;
 /** Idle buffers kept, in bytes, across all sizes: enough for a queue of 1 MiB reads. */
 const IDLE_BUDGET = 32 << 20;
+/** Idle bytes kept however long they go unused. */
+const KEEP_BYTES = 1 << 20;
+const TRIM_MS = 2000;
 
 export class BufferPool {
   /** Idle buffers by size class (1 << (class + MIN_SHIFT) bytes each). */
   private readonly idle: Buffer[][] = [];
   private idleBytes = 0;
+  /** Fewest idle bytes since the trimming window began: that much went unused all along. */
+  private lowBytes = 0;
+  private timer: NodeJS.Timeout | undefined;
+  /** Bytes given back to the garbage collector by trimming. */
+  trimmedBytes = 0;
 
-  constructor(private readonly budget = IDLE_BUDGET) {
+  constructor(
+    private readonly budget = IDLE_BUDGET,
+    private readonly trimMs = TRIM_MS,
+  ) {
     for (let c = 0; c <= MAX_SHIFT - MIN_SHIFT; c++) this.idle.push([]);
   }
 
@@ -28,6 +41,7 @@ export class BufferPool {
     const b = this.idle[c].pop();
     if (b === undefined) return Buffer.allocUnsafeSlow(1 << (c + MIN_SHIFT));
     this.idleBytes -= b.length;
+    if (this.idleBytes < this.lowBytes) this.lowBytes = this.idleBytes;
     return b;
   }
 
@@ -36,6 +50,34 @@ export class BufferPool {
     if (this.idleBytes + b.length > this.budget) return;
     this.idle[31 - Math.clz32(b.length) - MIN_SHIFT].push(b);
     this.idleBytes += b.length;
+    if (this.timer === undefined && this.idleBytes > KEEP_BYTES) {
+      this.lowBytes = this.idleBytes;
+      this.timer = setInterval(() => this.trim(), this.trimMs);
+      this.timer.unref();
+    }
+  }
+
+  /** Gives back what stayed idle through the window, largest buffers first, coldest (bottom of each stack) first. */
+  private trim(): void {
+    let drop = Math.min(this.lowBytes, this.idleBytes - KEEP_BYTES);
+    for (let c = this.idle.length - 1; c >= 0 && drop > 0; c--) {
+      const list = this.idle[c];
+      const size = 1 << (c + MIN_SHIFT);
+      let n = 0;
+      while (n < list.length && size <= drop) {
+        drop -= size;
+        n++;
+      }
+      if (n === 0) continue;
+      list.splice(0, n);
+      this.idleBytes -= n * size;
+      this.trimmedBytes += n * size;
+    }
+    this.lowBytes = this.idleBytes;
+    if (this.idleBytes <= KEEP_BYTES) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+    }
   }
 
   /** Bytes held idle (tests). */

@@ -9,6 +9,15 @@
 // slab it is filling, the framer one per read it has not consumed yet, and a
 // command one per slab its header (the CDB) and data-out lie in, until the core
 // completes it. At zero the slab goes back to the pool.
+//
+// A command that holds a few KiB of a slab pins all of its 1 MiB, so what one
+// connection can keep out of the pool is bounded: a sweep every SWEEP_MS asks
+// the commands of a connection holding more than PIN_LIMIT slabs that have
+// waited for their data since the sweep before (a WRITE whose R2T is never
+// answered, a command parked ahead of its CmdSN) to copy the little they hold
+// into their own memory and let the slabs go (unpin() in session.ts). Data
+// that arrives promptly is never copied. The same sweep gives idle slabs that
+// were not needed for a while back to the garbage collector.
 
 import { Socket } from 'node:net';
 import type { Sgl } from '../../src/core/sgl';
@@ -18,6 +27,13 @@ export const SLAB_BYTES = 1 << 20;
 const MIN_TAIL = 64 << 10;
 /** Idle slabs the pool keeps; slabs released beyond that are left to the garbage collector. */
 const MAX_IDLE = 32;
+/** Idle slabs kept however long they go unused. */
+const KEEP_IDLE = 2;
+/** Slabs one connection may keep out of the pool before its slow commands are asked to let theirs go. */
+export const PIN_LIMIT = 2;
+/** Period of the sweep (the pool's coarse clock), and how many sweeps a trimming window lasts. */
+export const SWEEP_MS = 250;
+const TRIM_SWEEPS = 8;
 /** Byte written over released slabs in poison mode (TSIO_RXSLAB_POISON=1): a view used after release reads it. */
 export const POISON = 0xdb;
 
@@ -27,6 +43,13 @@ export class RxSlab {
   refs = 0;
   /** Bytes of buf read into so far. */
   used = 0;
+  /** The reader it was taken for, while it is out of the pool. */
+  reader: RxReader | undefined;
+}
+
+/** One socket's reader: the slabs it took that are still out of the pool (being read into, or held by what it delivered). */
+export class RxReader {
+  busy = 0;
 }
 
 export interface RxPoolStats {
@@ -36,6 +59,10 @@ export interface RxPoolStats {
   busy: number;
   /** Slabs ever allocated. */
   created: number;
+  /** Idle slabs given back to the garbage collector by trimming. */
+  trimmed: number;
+  /** Bytes commands copied out of slabs to let them go (unpin). */
+  unpinnedBytes: number;
 }
 
 class RxPool {
@@ -44,19 +71,31 @@ class RxPool {
   private readonly slabs = new WeakMap<ArrayBuffer, RxSlab>();
   private busy = 0;
   private created = 0;
+  private trimmed = 0;
+  private unpinned = 0;
+  /** Fewest idle slabs since the trimming window began: that many went unused all along. */
+  private lowIdle = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private sweeps = 0;
+  private readonly sweepers: (() => void)[] = [];
+  /** Sweeps so far: a clock for how long a command has waited (compare with `tick`, never with time). */
+  tick = 0;
   poison = process.env.TSIO_RXSLAB_POISON === '1';
 
   /** A slab with one reference (the taker's). */
-  take(): RxSlab {
+  take(reader?: RxReader): RxSlab {
     let s = this.idle.pop();
     if (s === undefined) {
       s = new RxSlab();
       this.slabs.set(s.buf.buffer as ArrayBuffer, s);
       this.created++;
-    }
+    } else if (this.idle.length < this.lowIdle) this.lowIdle = this.idle.length;
     s.used = 0;
     s.refs = 1;
+    s.reader = reader;
+    if (reader !== undefined) reader.busy++;
     this.busy++;
+    if (this.timer === undefined) this.startSweeps();
     return s;
   }
 
@@ -68,8 +107,68 @@ class RxPool {
     if (--s.refs > 0) return;
     if (s.refs < 0) throw new Error('iscsi: receive slab released more often than held');
     this.busy--;
-    if (this.poison) s.buf.fill(POISON);
+    if (s.reader !== undefined) s.reader.busy--;
+    s.reader = undefined;
+    // Views only ever lie below `used` (the rest is poison already, or was never handed out).
+    if (this.poison) s.buf.fill(POISON, 0, s.used);
     if (this.idle.length < MAX_IDLE) this.idle.push(s);
+  }
+
+  /** Whether a socket's reader keeps more slabs out of the pool than PIN_LIMIT. */
+  crowded(socket: Socket): boolean {
+    const r = readers.get(socket);
+    return r !== undefined && r.busy > PIN_LIMIT;
+  }
+
+  /**
+   * The list with every run of views of slabs copied into memory of its own
+   * (other buffers stay as they are): its holder may then release the slabs.
+   */
+  copyOut(list: Sgl): Buffer[] {
+    const out: Buffer[] = [];
+    for (let i = 0; i < list.length; ) {
+      if (this.slabs.get(list[i].buffer as ArrayBuffer) === undefined) {
+        out.push(list[i++]);
+        continue;
+      }
+      let j = i;
+      let n = 0;
+      while (j < list.length && this.slabs.get(list[j].buffer as ArrayBuffer) !== undefined) n += list[j++].length;
+      out.push(Buffer.concat(list.slice(i, j), n));
+      this.unpinned += n;
+      i = j;
+    }
+    return out;
+  }
+
+  /** Runs fn at every sweep (while any slab is busy): session.ts unpins slow commands there. */
+  onSweep(fn: () => void): void {
+    this.sweepers.push(fn);
+  }
+
+  private startSweeps(): void {
+    this.lowIdle = this.idle.length;
+    this.sweeps = 0;
+    this.timer = setInterval(() => this.sweep(), SWEEP_MS);
+    this.timer.unref();
+  }
+
+  private sweep(): void {
+    this.tick++;
+    if (this.busy > 0) for (const fn of this.sweepers) fn();
+    if (++this.sweeps % TRIM_SWEEPS !== 0) return;
+    // Slabs that stayed idle through the whole window were not needed: they go (down to KEEP_IDLE).
+    let drop = Math.min(this.lowIdle, this.idle.length - KEEP_IDLE);
+    if (drop > 0) {
+      // The bottom of the stack is the coldest memory.
+      this.idle.splice(0, drop);
+      this.trimmed += drop;
+    }
+    this.lowIdle = this.idle.length;
+    if (this.busy === 0 && this.idle.length <= KEEP_IDLE) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+    }
   }
 
   /** The slab a view lies in, if it is one of ours. */
@@ -94,12 +193,14 @@ class RxPool {
   }
 
   stats(): RxPoolStats {
-    return { idle: this.idle.length, busy: this.busy, created: this.created };
+    return { idle: this.idle.length, busy: this.busy, created: this.created, trimmed: this.trimmed, unpinnedBytes: this.unpinned };
   }
 }
 
 /** The process's receive slabs, shared by every iSCSI connection. */
 export const rxPool = new RxPool();
+/** The reader of each slab socket. */
+const readers = new WeakMap<Socket, RxReader>();
 
 /** Where a slab socket delivers each read: `chunk` is a view of `slab` (undefined: a plain read buffer). */
 export type ChunkSink = (chunk: Buffer, slab: RxSlab | undefined) => void;
@@ -121,17 +222,14 @@ export function slabSocket(accepted: Socket, sink: ChunkSink): Socket {
   }
   let cur: RxSlab | undefined;
   let closed = false;
+  const reader = new RxReader();
   const buffer = (): Buffer => {
     if (closed) return SPENT;
-    if (cur !== undefined && cur.refs === 1 && cur.used > 0) {
-      // Nothing but the reader holds it (all framed, no command keeps data): start over, in warm memory.
-      if (rxPool.poison) cur.buf.fill(POISON, 0, cur.used);
-      cur.used = 0;
-    } else if (cur !== undefined && SLAB_BYTES - cur.used < MIN_TAIL) {
+    if (cur !== undefined && SLAB_BYTES - cur.used < MIN_TAIL) {
       rxPool.unref(cur);
       cur = undefined;
     }
-    cur ??= rxPool.take();
+    cur ??= rxPool.take(reader);
     return cur.buf.subarray(cur.used);
   };
   const callback = (n: number, into: Buffer): void => {
@@ -139,10 +237,17 @@ export function slabSocket(accepted: Socket, sink: ChunkSink): Socket {
     const chunk = into.subarray(0, n);
     cur.used += n;
     sink(chunk, cur);
+    // Nothing but the reader holds it (all framed, no command keeps data): back to the pool, so that a
+    // quiet connection holds no slab (the next read mostly gets the same one back, in warm memory).
+    if (cur !== undefined && cur.refs === 1) {
+      rxPool.unref(cur);
+      cur = undefined;
+    }
   };
   (accepted as unknown as { _handle: object | null })._handle = null;
   accepted.destroy();
   const socket = new Socket({ handle, readable: true, writable: true, onread: { buffer, callback } } as never);
+  readers.set(socket, reader);
   // The handle reads into the tail of `cur` until it is closed: only then may the slab go back.
   socket.once('close', () => {
     closed = true;

@@ -46,6 +46,9 @@ function allocTtt(): number {
 }
 
 const EMPTY: Buffer[] = [];
+rxPool.onSweep(() => {
+  for (const s of sessions.values()) s.unpin();
+});
 /** Recovery R2Ts one command gets (ERL 1) before it fails: an initiator whose data keeps arriving bad cannot loop. */
 const MAX_RECOVERIES = 8;
 /** Seconds an initiator whose access was revoked has to log out before its connections are dropped. */
@@ -60,6 +63,15 @@ interface Early {
   dataOut: [Buffer, Sgl][] | undefined;
   /** Bytes in dataOut: never more than FirstBurstLength (what unsolicited data may be). */
   dataOutBytes: number;
+  /** When it arrived (rxPool.tick). */
+  born: number;
+}
+
+/** Ahead of its CmdSN for a while: what it holds of receive slabs is copied, and the slabs go. */
+function unpinEarly(e: Early): void {
+  e.data = rxPool.copyOut(e.data);
+  if (e.dataOut !== undefined) for (const d of e.dataOut) d[1] = rxPool.copyOut(d[1]);
+  rxPool.releaseAll(e.slabs);
 }
 
 /** One SCSI command in flight on a connection. */
@@ -92,8 +104,12 @@ class Task {
   crcError = false;
   /** Why it stopped waiting for data (abandon()). */
   failure: Error | undefined;
-  /** Receive slabs its CDB and data-out lie in: held until the core completes the command. */
+  /** Receive slabs its CDB and data-out lie in: held until the core completes the command (or unpin()). */
   readonly slabs: RxSlab[] = [];
+  /** The core fetches its data-out (not all of it came with the command); its CDB is then a copy, not a slab's. */
+  fetches = false;
+  /** When it arrived (rxPool.tick). */
+  readonly born = rxPool.tick;
   /** Pooled buffer the core reads into (READ commands); back to the pool by releaseDataIn(). */
   dataInBuf: Buffer | undefined;
   /** Ends the loan of data-in the backstore lent instead (Completion.release), by releaseDataIn(). */
@@ -112,10 +128,23 @@ class Task {
    */
   abandon(why: string | ScsiError): void {
     this.done = true;
-    this.failure = typeof why === 'string' ? new Error(why) : why;
+    // An ordinary end (session closed, task aborted): a plain Error would reach the core as an internal failure, logged as a warning.
+    if (typeof why === 'string') log.debug(`iscsi: task 0x${this.itt.toString(16)}: ${why}; no more data-out awaited`);
+    this.failure = typeof why === 'string' ? new ScsiError(SenseKey.ABORTED_COMMAND, Asc.DATA_PHASE_ERROR) : why;
     const r = this.reject;
     this.resolve = this.reject = undefined;
     if (r) r(this.failure);
+  }
+
+  /**
+   * Its data-out is slow to come: what it received so far is copied out of
+   * the receive slabs and they go (rx-slab.ts). Only while the core has none
+   * of it yet (before fetch, or waiting in it): what the core holds is used in place.
+   */
+  unpin(): void {
+    if (!this.fetches || this.slabs.length === 0 || (this.need >= 0 && this.resolve === undefined)) return;
+    this.bufs = rxPool.copyOut(this.bufs);
+    rxPool.releaseAll(this.slabs);
   }
 
   /**
@@ -235,6 +264,20 @@ export class IscsiSession {
     });
   }
 
+  /**
+   * The sweep (rx-slab.ts): on a connection that keeps more than its share of
+   * receive slabs, the commands that have waited for their data since the
+   * sweep before or longer let theirs go.
+   */
+  unpin(): void {
+    const old = rxPool.tick - 2;
+    for (const c of this.connections) {
+      if (!rxPool.crowded(c.socket)) continue;
+      for (const t of this.tasks.values()) if (t.conn === c && t.born <= old) t.unpin();
+      for (const e of this.early.values()) if (e.conn === c && e.born <= old && e.slabs.length > 0) unpinEarly(e);
+    }
+  }
+
   /** Asks the initiator to log out (shutdown); resolves when it did or time ran out. */
   requestLogout(seconds: number): Promise<void> {
     if (this.closing) return Promise.resolve();
@@ -317,7 +360,7 @@ export class IscsiSession {
       return;
     }
     if (!this.early.has(sn)) {
-      const e: Early = { conn: c, h: Buffer.from(h), data, slabs: [], dataOut: undefined, dataOutBytes: 0 };
+      const e: Early = { conn: c, h: Buffer.from(h), data, slabs: [], dataOut: undefined, dataOutBytes: 0, born: rxPool.tick };
       rxPool.retain(data, e.slabs);
       this.early.set(sn, e);
       if (op === Op.SCSI_CMD) this.earlyByItt.set(e.h.readUInt32BE(H.ITT), e);
@@ -374,8 +417,10 @@ export class IscsiSession {
       this.inflight++;
     }
     if (!overlap) this.tasks.set(itt, task);
-    // The CDB is a view of the header.
-    rxPool.retain([h], task.slabs);
+    // The CDB is a view of the header; a command that waits for its data-out gets a copy, so that it can let the slab go (unpin()).
+    task.fetches = write && immLen < edtl;
+    if (!task.fetches) rxPool.retain([h], task.slabs);
+    else if (cdb.buffer === h.buffer) cdb = Buffer.from(cdb);
     let fetch: ((n: number) => Promise<Sgl>) | undefined;
     // Reads get a recycled buffer (an overlapped command is answered at once, it needs none). At ERL 1
     // the data outlives the send, kept for SNACKs (recovery.ts): the garbage collector owns it then.
@@ -393,7 +438,7 @@ export class IscsiSession {
       if (immLen > 0) task.add(data);
       task.unsolEnd = finalBit ? immLen : Math.min(edtl, this.params.firstBurstLength);
       task.r2tNext = task.unsolEnd;
-      if (task.received < edtl) fetch = (n: number) => this.fetch(task, n);
+      if (task.fetches) fetch = (n: number) => this.fetch(task, n);
     }
     core.submit(
       {

@@ -39,6 +39,7 @@ export function submit(session: Session, req: CommandRequest, done: CompletionCa
     }
     if (def === undefined) throw invalidOpcode();
     if (def === null) throw invalidCdbField(1, 4);
+    if (def.served !== undefined && !def.served(lu)) throw def.serviceAction === undefined ? invalidOpcode() : invalidCdbField(1, 4);
     cmd.def = def;
     cmd.dir = def.dir;
     if (cmd.taskAttr === TaskAttr.ACA) throw invalidCdbField(1); // no NormACA: ACA tasks are refused

@@ -4,6 +4,7 @@
 // same declaration, so they cannot drift apart.
 
 import type { ScsiCmd } from './command';
+import type { LogicalUnit } from './logical-unit';
 import type { MaybePromise } from '../../backstores/backstore';
 
 export const DataDir = { NONE: 0, IN: 1, OUT: 2 } as const;
@@ -73,6 +74,11 @@ export interface CommandDef {
   /** Nominal command timeout in seconds, for RSOC's timeouts descriptor. */
   timeout?: number;
   execute: Handler;
+  /**
+   * Served on this unit only when true (a feature its attributes or backstore may lack): otherwise the command
+   * is refused as unknown and REPORT SUPPORTED OPERATION CODES does not list it. Absent: always served.
+   */
+  served?: (lu: LogicalUnit) => boolean;
   /** Filled by CommandTable: the CDB bytes whose usage mask is not 0xff, the only ones firstInvalidBit must read. */
   restricted?: readonly number[];
 }
@@ -83,7 +89,7 @@ export interface CommandDef {
 const ENTRY_LAYOUT: { [K in keyof Required<CommandDef>]: undefined } = {
   name: undefined, opcode: undefined, serviceAction: undefined, usage: undefined, dir: undefined,
   lengthField: undefined, lbaField: undefined, blocksField: undefined, decode: undefined, flags: undefined,
-  pr: undefined, timeout: undefined, execute: undefined, restricted: undefined,
+  pr: undefined, timeout: undefined, execute: undefined, served: undefined, restricted: undefined,
 };
 
 function entry(d: CommandDef): CommandDef {

@@ -4,6 +4,7 @@
 import { createServer, type Server } from 'node:http';
 import type { Root } from '../model/root';
 import { rxPool, SLAB_BYTES } from '../../fabrics/iscsi/rx-slab';
+import { dataInPool } from '../../fabrics/iscsi/data-in-pool';
 import { LATENCY_BUCKETS, LATENCY_SAMPLE_EVERY, type IoStats } from '../core/stats';
 
 const esc = (v: string | number) => String(v).replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
@@ -61,6 +62,15 @@ export function prometheusText(root: Root): string {
     '# TYPE tsio_iscsi_rx_slabs gauge',
     `tsio_iscsi_rx_slabs{state="idle"} ${rx.idle}`,
     `tsio_iscsi_rx_slabs{state="busy"} ${rx.busy}`,
+    '# HELP tsio_iscsi_rx_slabs_trimmed_total Idle iSCSI receive slabs given back to the garbage collector, unused for a while.',
+    '# TYPE tsio_iscsi_rx_slabs_trimmed_total counter',
+    `tsio_iscsi_rx_slabs_trimmed_total ${rx.trimmed}`,
+    '# HELP tsio_iscsi_rx_unpinned_bytes_total Bytes iSCSI commands slow to get their data copied out of receive slabs, to let the slabs go.',
+    '# TYPE tsio_iscsi_rx_unpinned_bytes_total counter',
+    `tsio_iscsi_rx_unpinned_bytes_total ${rx.unpinnedBytes}`,
+    '# HELP tsio_iscsi_data_in_idle_bytes Bytes of iSCSI Data-In buffers idle in their pool.',
+    '# TYPE tsio_iscsi_data_in_idle_bytes gauge',
+    `tsio_iscsi_data_in_idle_bytes ${dataInPool.idleSize}`,
   );
   return out.join('\n') + '\n';
 }

@@ -4,7 +4,7 @@
 // reported exactly as dispatch and CDB checking see it.
 
 import type { ScsiCmd } from '../core/command';
-import type { CommandDef, CommandTable } from '../core/opcodes';
+import type { CommandDef } from '../core/opcodes';
 import { invalidCdbField } from '../core/sense';
 
 const Support = { NOT_SUPPORTED: 0x1, STANDARD: 0x3 } as const;
@@ -18,11 +18,11 @@ function timeouts(def: CommandDef): Buffer {
   return b;
 }
 
-function allCommands(table: CommandTable, rctd: boolean): Buffer {
+function allCommands(defs: readonly CommandDef[], rctd: boolean): Buffer {
   const size = 8 + (rctd ? TIMEOUTS_DESC_LEN : 0);
-  const b = Buffer.alloc(4 + table.all.length * size);
+  const b = Buffer.alloc(4 + defs.length * size);
   b.writeUInt32BE(b.length - 4, 0);
-  table.all.forEach((def, i) => {
+  defs.forEach((def, i) => {
     const o = 4 + i * size;
     b[o] = def.opcode;
     if (def.serviceAction !== undefined) {
@@ -55,20 +55,23 @@ export function reportSupportedOpcodes(cmd: ScsiCmd): void {
   const op = cdb[3];
   const sa = cdb.readUInt16BE(4);
   const table = cmd.lu.table;
+  const lu = cmd.lu;
+  // What this unit serves: a command its attributes or backstore leave out is reported as not supported.
+  const serving = (def: CommandDef | undefined): CommandDef | undefined => (def?.served === undefined || def.served(lu) ? def : undefined);
   const known = table.find(op) !== undefined || table.hasServiceActions(op);
   switch (option) {
     case 0:
-      return cmd.respond(allCommands(table, rctd));
+      return cmd.respond(allCommands(table.all.filter((d) => serving(d) !== undefined), rctd));
     case 1:
       // The opcode alone cannot name a command that has service actions.
       if (table.hasServiceActions(op)) throw invalidCdbField(2, 2);
-      return cmd.respond(oneCommand(table.find(op), rctd));
+      return cmd.respond(oneCommand(serving(table.find(op)), rctd));
     case 2:
       if (known && !table.hasServiceActions(op)) throw invalidCdbField(2, 2);
-      return cmd.respond(oneCommand(table.find(op, sa), rctd));
+      return cmd.respond(oneCommand(serving(table.find(op, sa)), rctd));
     case 3:
       // The service action counts only for opcodes that have them.
-      return cmd.respond(oneCommand(table.hasServiceActions(op) ? table.find(op, sa) : table.find(op), rctd));
+      return cmd.respond(oneCommand(serving(table.hasServiceActions(op) ? table.find(op, sa) : table.find(op)), rctd));
     default:
       throw invalidCdbField(2, 2);
   }

@@ -4,7 +4,7 @@
 // Plain reads and writes hand the command's own buffers to the backstore.
 
 import type { ScsiCmd } from '../core/command';
-import { Asc, ScsiError, SenseKey, invalidCdbField, invalidOpcode, lbaOutOfRange, miscompare } from '../core/sense';
+import { Asc, ScsiError, SenseKey, invalidCdbField, lbaOutOfRange, miscompare } from '../core/sense';
 import { sglCompare, sglFlatten, sglSlice } from '../core/sgl';
 
 /** Most blocks COMPARE AND WRITE takes (VPD B0 MAXIMUM COMPARE AND WRITE LENGTH), as LIO. */
@@ -102,8 +102,6 @@ export function decodeWriteVerify(cmd: ScsiCmd): number {
 
 /** COMPARE AND WRITE: verify data then write data, each NUMBER OF LOGICAL BLOCKS long. */
 export function decodeCompareAndWrite(cmd: ScsiCmd): number {
-  // INVALID OPCODE, not INVALID FIELD: initiators (and conformance suites) then skip it.
-  if (!cmd.lu.so.attributes.emulate_caw) throw invalidOpcode();
   checkDpoFua(cmd);
   if (cmd.blocks > MAX_COMPARE_AND_WRITE_BLOCKS) throw invalidCdbField(13);
   // A data-out that is not two halves of NUMBER OF LOGICAL BLOCKS: the field disagrees with what was sent.

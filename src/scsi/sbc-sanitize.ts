@@ -15,8 +15,24 @@ import { sglFlatten, sglIsZero } from '../core/sgl';
 import { log } from '../core/log';
 import { F } from '../core/opcodes';
 import { chunkDone } from './sbc-rw';
+import { provisioning } from './provisioning';
 
 export const SanitizeAction = { OVERWRITE: 0x01, BLOCK_ERASE: 0x02, EXIT_FAILURE_MODE: 0x1f } as const;
+
+/** OVERWRITE: wherever the backstore can write a pattern over everything. */
+export function servesOverwrite(lu: LogicalUnit): boolean {
+  return lu.backstore.caps.sanitizeOverwrite;
+}
+
+/**
+ * BLOCK ERASE deallocates every block, so it is served on a thin unit (LBPME) whose backstore deallocates
+ * and reports it: afterwards GET LBA STATUS shows nothing mapped. A block device cannot tell what its
+ * discard deallocated (it would still report every block mapped), so it is not offered there.
+ */
+export function servesBlockErase(lu: LogicalUnit): boolean {
+  const caps = lu.backstore.caps;
+  return caps.sanitizeBlockErase && caps.lbaStatus && provisioning(lu).thin;
+}
 
 const IMMED = 0x80;
 const OVERWRITE_HEADER = 4;
@@ -44,22 +60,19 @@ function inProgress(s: SanitizeState): ScsiError {
 
 const failedMode = (): ScsiError => new ScsiError(SenseKey.MEDIUM_ERROR, Asc.SANITIZE_COMMAND_FAILED);
 
-/** Only what the backstore can carry out is served; the rest is an invalid service action. */
+/** Only what the unit can carry out is served (the table's served, checked before this); the rest is an invalid service action. */
 export function decodeSanitize(cmd: ScsiCmd): number {
   // Not F.MEDIUM (that would lock a failed unit out of its way back), so the medium is checked here.
   if (cmd.lu.medium !== undefined && !cmd.lu.medium.present) throw mediumNotPresent();
   const s = states.get(cmd.lu);
   if (s !== undefined && !s.failed) throw inProgress(s);
-  const caps = cmd.lu.backstore.caps;
   const len = cmd.cdb.readUInt16BE(7);
   switch (cmd.cdb[1] & 0x1f) {
     case SanitizeAction.OVERWRITE:
-      if (!caps.sanitizeOverwrite) throw invalidCdbField(1, 4);
       // A header and a pattern of 1..block length bytes.
       if (len <= OVERWRITE_HEADER || len > cmd.lu.blockSize + OVERWRITE_HEADER) throw invalidCdbField(7);
       return len;
     case SanitizeAction.BLOCK_ERASE:
-      if (!caps.sanitizeBlockErase) throw invalidCdbField(1, 4);
       if (len !== 0) throw invalidCdbField(7);
       return 0;
     default: // EXIT FAILURE MODE

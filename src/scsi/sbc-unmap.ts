@@ -4,7 +4,7 @@
 
 import type { ScsiCmd } from '../core/command';
 import {
-  invalidCdbField, invalidOpcode, invalidParamField, lbaOutOfRange, paramListLengthError,
+  invalidCdbField, invalidParamField, lbaOutOfRange, paramListLengthError,
 } from '../core/sense';
 import { sglFlatten, sglIsZero } from '../core/sgl';
 import { provisioning } from './provisioning';
@@ -28,6 +28,9 @@ export function decodeWriteSame(cmd: ScsiCmd): number {
   const blocksByte = cmd.def.blocksField![0];
   // We have no anchored state (ANC_SUP 0).
   if (flags & ANCHOR) throw invalidCdbField(1, 4);
+  // UNMAP only where LBPWS/LBPWS10 say it is served (as LIO): zeroing instead would succeed where an initiator
+  // that checks the VPD page (libiscsi's UnmapVPD) expects a refusal.
+  if ((flags & UNMAP) !== 0 && !provisioning(cmd.lu).writeSameUnmap) throw invalidCdbField(1, 3);
   if (cmd.blocks === 0) throw invalidCdbField(blocksByte);
   if (cmd.blocks > cmd.lu.so.attributes.max_write_same_len) throw invalidCdbField(blocksByte);
   checkRange(cmd);
@@ -46,7 +49,7 @@ export async function writeSame(cmd: ScsiCmd): Promise<void> {
   const length = cmd.blocks * bs;
   const block = cmd.dataLength === 0 ? undefined : sglFlatten(cmd.out(), 0, bs);
   if (block === undefined || sglIsZero([block], 0, bs)) {
-    if ((cmd.cdb[1] & UNMAP) !== 0 && provisioning(lu).writeSameUnmap) return lu.backstore.unmap(offset, length);
+    if ((cmd.cdb[1] & UNMAP) !== 0) return lu.backstore.unmap(offset, length);
     await lu.backstore.writeZeroes(offset, length);
     if (!lu.mode.wce) await lu.backstore.flush();
     return;
@@ -60,9 +63,7 @@ export async function writeSame(cmd: ScsiCmd): Promise<void> {
   }
 }
 
-/** UNMAP is refused as an unknown opcode on a unit that is not thin (LIO: emulate_tpu), so initiators skip it. */
 export function decodeUnmap(cmd: ScsiCmd): number {
-  if (!provisioning(cmd.lu).unmap) throw invalidOpcode();
   if (cmd.cdb[1] & 0x01) throw invalidCdbField(1, 0); // ANCHOR
   return cmd.cdb.readUInt16BE(7);
 }

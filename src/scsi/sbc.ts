@@ -12,7 +12,8 @@ import { DataDir, F } from '../core/opcodes';
 import * as rw from './sbc-rw';
 import * as info from './sbc-info';
 import * as thin from './sbc-unmap';
-import { SanitizeAction, decodeSanitize, sanitize } from './sbc-sanitize';
+import { SanitizeAction, decodeSanitize, sanitize, servesBlockErase, servesOverwrite } from './sbc-sanitize';
+import { provisioning } from './provisioning';
 
 export {
   MAX_ATOMIC_BLOCKS, MAX_COMPARE_AND_WRITE_BLOCKS, ATOMIC_ALIGNMENT, ATOMIC_GRANULARITY, dpoFuaSupported,
@@ -56,9 +57,9 @@ function writeDef(name: string, usage: number[], lbaField: [number, number], blo
   };
 }
 
-function sanitizeDef(name: string, serviceAction: number): CommandDef {
+function sanitizeDef(name: string, serviceAction: number, served?: CommandDef['served']): CommandDef {
   return {
-    name, opcode: 0x48, serviceAction,
+    name, opcode: 0x48, serviceAction, served,
     // IMMED (bit 7), AUSE (bit 5), SERVICE ACTION; PARAMETER LIST LENGTH.
     usage: [0x48, 0xa0 | 0x1f, 0, 0, 0, 0, 0, 0xff, 0xff, CONTROL],
     dir: DataDir.OUT, lengthField: [7, 2],
@@ -107,7 +108,8 @@ export const sbcCommands: CommandDef[] = [
   {
     name: 'COMPARE AND WRITE', opcode: 0x89, usage: [0x89, DPO_FUA, ...ff(8), 0, 0, 0, 0xff, GROUP, CONTROL],
     dir: DataDir.OUT, lbaField: [2, 8], blocksField: [13, 1], flags: MEDIUM_WRITE | F.ATOMIC, pr: 'write',
-    timeout: T_IO, decode: rw.decodeCompareAndWrite, execute: rw.compareAndWrite,
+    // Only with emulate_caw; elsewhere an unknown opcode, so initiators (and conformance suites) skip it.
+    served: (lu) => lu.so.attributes.emulate_caw, timeout: T_IO, decode: rw.decodeCompareAndWrite, execute: rw.compareAndWrite,
   },
   {
     name: 'ORWRITE(16)', opcode: 0x8b, usage: [0x8b, DPO_FUA, ...ff(8), ...ff(4), GROUP, CONTROL],
@@ -174,11 +176,12 @@ export const sbcCommands: CommandDef[] = [
   {
     name: 'UNMAP', opcode: 0x42, usage: [0x42, 0x01, 0, 0, 0, 0, GROUP, 0xff, 0xff, CONTROL], dir: DataDir.OUT,
     lengthField: [7, 2], flags: F.MEDIUM | F.WRITE, pr: 'write', timeout: T_LONG,
-    decode: thin.decodeUnmap, execute: thin.unmap,
+    // Only on a thin unit (LIO: emulate_tpu); elsewhere an unknown opcode, so initiators skip it.
+    served: (lu) => provisioning(lu).unmap, decode: thin.decodeUnmap, execute: thin.unmap,
   },
 
-  sanitizeDef('SANITIZE OVERWRITE', SanitizeAction.OVERWRITE),
-  sanitizeDef('SANITIZE BLOCK ERASE', SanitizeAction.BLOCK_ERASE),
+  sanitizeDef('SANITIZE OVERWRITE', SanitizeAction.OVERWRITE, servesOverwrite),
+  sanitizeDef('SANITIZE BLOCK ERASE', SanitizeAction.BLOCK_ERASE, servesBlockErase),
   sanitizeDef('SANITIZE EXIT FAILURE MODE', SanitizeAction.EXIT_FAILURE_MODE),
 
   {

@@ -6,6 +6,7 @@ import { VENDOR_ID } from '../core/logical-unit';
 import type { Tpg } from '../model/target';
 import { PERIPHERAL_NO_LUN, productId, putAscii, servesCompareAndWrite, transportOf } from './inquiry';
 import { provisioning } from './provisioning';
+import { servesBlockErase } from './sbc-sanitize';
 import { TARGET_PORT_GROUP_ID } from './alua';
 import { ATOMIC_ALIGNMENT, ATOMIC_GRANULARITY, MAX_ATOMIC_BLOCKS, MAX_COMPARE_AND_WRITE_BLOCKS, WSNZ } from './sbc';
 
@@ -109,7 +110,7 @@ function blockCharacteristics(lu: LogicalUnit): Buffer {
   // MEDIUM ROTATION RATE 1: non-rotating medium.
   if (lu.so.attributes.is_nonrot || lu.backstore.caps.nonRotational) body.writeUInt16BE(1, 0);
   // WABEREQ 01b: after SANITIZE BLOCK ERASE, reads succeed (our stores deallocate, so they read zeros).
-  if (lu.backstore.caps.sanitizeBlockErase) body[3] |= 0x40;
+  if (servesBlockErase(lu)) body[3] |= 0x40;
   return page(lu, 0xb1, body);
 }
 
