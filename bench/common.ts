@@ -19,6 +19,15 @@ export function numOpt(args: string[], flag: string, dflt: number): number {
   return v;
 }
 
+/** Value of `--flag WORD` in args, one of `choices` (the first is the default). */
+export function choiceOpt<T extends string>(args: string[], flag: string, choices: readonly T[]): T {
+  const i = args.indexOf(flag);
+  if (i < 0) return choices[0];
+  const v = args[i + 1] as T;
+  if (!choices.includes(v)) throw new Error(`${flag} takes one of: ${choices.join(', ')}`);
+  return v;
+}
+
 /** Case filters given as `scenario:case` arguments. */
 export function caseFilter(args: string[], scenario: string): (name: string) => boolean {
   const wanted = args.filter((a) => a.startsWith(scenario + ':')).map((a) => a.slice(scenario.length + 1));

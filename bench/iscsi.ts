@@ -1,5 +1,6 @@
 // tsio's iSCSI target against tgtd (the Linux user-space target) on
-// 127.0.0.1, both serving a 1 GiB RAM LUN (tsio: rd_mcp; tgtd: a file on
+// 127.0.0.1, both serving a 1 GiB RAM LUN (tsio: rd_mcp, or with
+// `--backstore fileio` a file on /dev/shm as tgtd's; tgtd: a file on
 // /dev/shm). Reads are driven by libiscsi's iscsi-perf, writes by
 // `qemu-img bench` (QEMU's libiscsi driver). Runs alternate between the two
 // targets, so drift of the shared machine hits both alike; each reports IOPS
@@ -10,7 +11,7 @@
 
 import { rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { startTsiod, freePort } from '../test/util/tsiod';
-import { Scenario, caseFilter, k, machineLine, numOpt, stats, table } from './common';
+import { Scenario, caseFilter, choiceOpt, k, machineLine, numOpt, stats, table } from './common';
 import { cpuSeconds, loopbackTcp, requireTools, runClient, runClientTimed, startTgtd, type Run } from './peers';
 
 const LUN_BYTES = 1 << 30;
@@ -104,12 +105,14 @@ export const iscsiScenario: Scenario = {
     const rounds = numOpt(args, '--rounds', 3);
     const seconds = numOpt(args, '--seconds', 5);
     const want = caseFilter(args, 'iscsi');
+    const backstore = choiceOpt(args, '--backstore', ['rd_mcp', 'fileio'] as const);
     console.log(machineLine());
-    console.log(`${rounds} rounds per case, each run ${seconds} s, tsio and tgtd alternating; 512-byte blocks\n`);
+    console.log(`${rounds} rounds per case, each run ${seconds} s, tsio (${backstore}) and tgtd alternating; 512-byte blocks\n`);
 
     const shm = `/dev/shm/tsio-bench-tgtd-${process.pid}.img`;
+    const tsioShm = `/dev/shm/tsio-bench-tsio-${process.pid}.img`;
     const tsio = await startTsiod((port) => `storage_objects:
-  - { name: ram0, plugin: rd_mcp, size: ${LUN_BYTES} }
+  - ${backstore === 'fileio' ? `{ name: ram0, plugin: fileio, dev: ${tsioShm}, size: ${LUN_BYTES} }` : `{ name: ram0, plugin: rd_mcp, size: ${LUN_BYTES} }`}
 targets:
   - fabric: iscsi
     wwn: ${IQN_TSIO}
@@ -117,7 +120,7 @@ targets:
       - tag: 1
         attributes: { generate_node_acls: true, authentication: false, demo_mode_write_protect: false }
         portals: [ { ip_address: 127.0.0.1, port: ${port} } ]
-        luns: [ { index: 0, storage_object: /backstores/rd_mcp/ram0 } ]
+        luns: [ { index: 0, storage_object: /backstores/${backstore}/ram0 } ]
 `);
     let tgtd: { pid: number; stop(): void } | undefined;
     try {
@@ -174,6 +177,7 @@ targets:
       tgtd?.stop();
       await tsio.stop();
       rmSync(shm, { force: true });
+      rmSync(tsioShm, { force: true });
       rmSync(tsio.dir, { recursive: true, force: true });
     }
   },

@@ -88,6 +88,16 @@ export class Connection {
   /** The socket's SO_RCVLOWAT as last set. */
   private lowat = 1;
   private lowatTimer: NodeJS.Timeout | undefined;
+  /**
+   * Sends made outside a read (asynchronous completions: fileio, block) are
+   * corked until the event loop's check phase, so the completions of one poll
+   * phase leave in one writev instead of a write per header and per buffer.
+   */
+  private corkedTillCheck = false;
+  private readonly uncorkAtCheck = (): void => {
+    this.corkedTillCheck = false;
+    if (!this.socket.destroyed) this.socket.uncork();
+  };
 
   constructor(
     accepted: Socket,
@@ -339,7 +349,8 @@ export class Connection {
   /**
    * Sends one PDU: its header (digest filled in here), then the data
    * buffers as they are, padding and data digest (what is sent while a read
-   * is framed leaves in one writev: onData corks around it). onWritten runs once the socket no longer needs any byte
+   * is framed leaves in one writev: onData corks around it; other sends are
+   * corked until the loop's check phase). onWritten runs once the socket no longer needs any byte
    * of it (written to the kernel, or the socket gone): the data buffers may
    * then be reused.
    */
@@ -351,6 +362,11 @@ export class Connection {
     setDataLength(h, dataLen);
     const hd = this.headerDigest && this.ffp;
     const s = this.socket;
+    if (!this.framing && !this.corkedTillCheck) {
+      this.corkedTillCheck = true;
+      s.cork();
+      setImmediate(this.uncorkAtCheck);
+    }
     if (hd) h.writeUInt32LE(crc32c(h.subarray(0, BHS_LEN)), BHS_LEN);
     const hdr = h.length === (hd ? BHS_LEN + DIGEST_LEN : BHS_LEN) ? h : h.subarray(0, hd ? BHS_LEN + DIGEST_LEN : BHS_LEN);
     if (dataLen === 0 || data === undefined) {
@@ -410,6 +426,8 @@ export class Connection {
   /** graceful: the connection leaves its session in order (replaced by a login with its CID), not failing. */
   destroy(graceful = false): void {
     if (this.closed) return;
+    // What was answered before (a task management response ahead of a reset's session drop) still leaves.
+    while (this.socket.writableCorked > 0) this.socket.uncork();
     this.socket.destroy();
     this.onClose(graceful);
   }
