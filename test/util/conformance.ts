@@ -130,6 +130,10 @@ export interface ConformanceSetup extends Login {
   parameters?: Record<string, string | number>;
   /** TPG attributes other than the defaults (default_cmdsn_depth ...). */
   attributes?: Record<string, string | number>;
+  /** Leave out the tests that run alone (ALONE: Sanitize.Reset takes over a minute). */
+  skipAlone?: boolean;
+  /** Why tests skip in this setup, beyond SKIPPED_BECAUSE (units that are not thin or not 512e). */
+  skipped?: Record<string, string>;
 }
 
 export interface ConformanceResult {
@@ -168,7 +172,7 @@ ${auth ? `            auth: ${auth}\n` : ''}            mapped_luns: [ ${setup.o
   const timings: [string, number][] = [];
   const started = Date.now();
   try {
-    for (const suite of [...SUITES, ...Object.keys(ALONE)]) {
+    for (const suite of [...SUITES, ...(setup.skipAlone ? [] : Object.keys(ALONE))]) {
       const t0 = Date.now();
       const out = await runSuite(suite, d.port, setup);
       const r = parseCunit(out, suite.split('.')[0]);
@@ -187,7 +191,8 @@ ${auth ? `            auth: ${auth}\n` : ''}            mapped_luns: [ ${setup.o
   const slow = timings.filter(([, ms]) => ms > 5000).map(([k, ms]) => `${k} ${(ms / 1000).toFixed(0)} s`);
   if (slow.length) console.log(`suites over 5 s: ${slow.join(', ')}`);
   const skipped = [...all].filter(([, v]) => v === 'skip').map(([k]) => k);
-  if (skipped.length) console.log(`skipped: ${skipped.map((k) => `${k} (${SKIPPED_BECAUSE[k] ?? 'NEW: say why in SKIPPED_BECAUSE'})`).join(', ')}`);
+  const why = { ...SKIPPED_BECAUSE, ...setup.skipped };
+  if (skipped.length) console.log(`skipped: ${skipped.map((k) => `${k} (${why[k] ?? 'NEW: say why in SKIPPED_BECAUSE'})`).join(', ')}`);
   console.log(`iscsi-test-cu: ${all.size} tests, ${count('pass')} passed, ${count('skip')} skipped, ${count('fail')} failed in ${seconds.toFixed(0)} s`);
   const failures = [...all].filter(([, v]) => v === 'fail').map(([k]) => k);
   return { all, count, failures, seconds };
