@@ -4,7 +4,9 @@
 // writes first take what the page cache can do at once (RWF_NOWAIT, on the
 // loop: a pool round trip costs several times a cached pread); the rest, and
 // everything else, goes through libuv's pool (fs.readv/fs.writev callbacks):
-// nothing here blocks the event loop.
+// nothing here waits for a device on the event loop. Files on tmpfs, which
+// has no RWF_NOWAIT, are memory like rd_mcp's and are read and written on the
+// loop outright.
 
 import fs from 'node:fs';
 
@@ -53,29 +55,54 @@ function advance(bufs: Buffer[], n: number): Buffer[] {
 }
 
 /**
- * Fills bufs from position. Reads may come back short (IOV_MAX segments per
- * call, the 2 GiB syscall cap), so it loops; at end of file the rest reads as
- * zeros, as an unwritten block would.
+ * What is left of bufs after a read of n bytes. Reads may come back short
+ * (IOV_MAX segments per call, the 2 GiB syscall cap), so callers loop; at end
+ * of file (n = 0) the rest reads as zeros, as an unwritten block would.
  */
-export async function readFull(fd: number, bufs: Buffer[], position: number): Promise<void> {
-  while (bufs.length > 0) {
-    const n = await preadv(fd, bufs, position);
-    if (n === 0) {
-      for (const b of bufs) b.fill(0);
-      return;
-    }
-    position += n;
-    bufs = advance(bufs, n);
-  }
+function afterRead(bufs: Buffer[], n: number): Buffer[] {
+  if (n > 0) return advance(bufs, n);
+  for (const b of bufs) b.fill(0);
+  return [];
 }
 
-/** Writes all of bufs at position (libuv loops over short writes; this guards the rest). */
+/** What is left of bufs after a write of n bytes (libuv loops over short writes; this guards the rest). */
+function afterWrite(bufs: Buffer[], n: number): Buffer[] {
+  if (n === 0) throw errnoError('EIO', 'pwritev', 'device accepted no bytes');
+  return advance(bufs, n);
+}
+
+/** Fills bufs from position, through the pool. */
+export async function readFull(fd: number, bufs: Buffer[], position: number): Promise<void> {
+  for (let n = 0; bufs.length > 0; position += n) bufs = afterRead(bufs, (n = await preadv(fd, bufs, position)));
+}
+
+/** Writes all of bufs at position, through the pool. */
 export async function writeFull(fd: number, bufs: Buffer[], position: number): Promise<void> {
-  while (bufs.length > 0) {
-    const n = await pwritev(fd, bufs, position);
-    if (n === 0) throw errnoError('EIO', 'pwritev', 'device accepted no bytes');
-    position += n;
-    bufs = advance(bufs, n);
+  for (let n = 0; bufs.length > 0; position += n) bufs = afterWrite(bufs, (n = await pwritev(fd, bufs, position)));
+}
+
+/** readFull on the calling thread, for files whose pages are memory (tmpfs). */
+function readFullSync(fd: number, bufs: Buffer[], position: number): void {
+  for (let n = 0; bufs.length > 0; position += n) bufs = afterRead(bufs, (n = fs.readvSync(fd, bufs, position)));
+}
+
+/** writeFull on the calling thread, for files whose pages are memory (tmpfs). */
+function writeFullSync(fd: number, bufs: Buffer[], position: number): void {
+  for (let n = 0; bufs.length > 0; position += n) bufs = afterWrite(bufs, (n = fs.writevSync(fd, bufs, position)));
+}
+
+/** statfs f_type of tmpfs (shmem: /dev/shm, /run, memfd). */
+const TMPFS_MAGIC = 0x01021994;
+
+/**
+ * Whether fd is a regular file on tmpfs: its pages are memory like a RAM
+ * store's, never waiting for a device. (A device node on devtmpfs is not.)
+ */
+function onTmpfs(fd: number): boolean {
+  try {
+    return fs.fstatSync(fd).isFile() && fs.statfsSync(`/proc/self/fd/${fd}`).type === TMPFS_MAGIC;
+  } catch {
+    return false;
   }
 }
 
@@ -125,6 +152,15 @@ export class FdIo {
    */
   private nowaitRead: boolean;
   private nowaitWrite: boolean;
+  /**
+   * A buffered file on tmpfs (which has no RWF_NOWAIT): its reads and writes
+   * are a memcpy to or from memory that, as rd_mcp's, only swap could make
+   * wait, so they run on the loop like rd_mcp's. A tmpfs write takes the
+   * inode lock, so writes go to the pool while a pool operation of ours that
+   * may hold it (write, fallocate, ftruncate, SEEK_DATA/SEEK_HOLE) is in flight.
+   */
+  private readonly inMemory: boolean;
+  private poolHolders = 0;
 
   constructor(o: FdIoOptions) {
     this.fd = o.fd;
@@ -134,7 +170,18 @@ export class FdIo {
     this.readonly = o.readonly;
     this.what = o.what;
     this.pool = new BouncePool(IO_CHUNK, Math.max(o.align, DIRECT_IO_ALIGN));
-    this.nowaitRead = this.nowaitWrite = !o.direct;
+    this.inMemory = !o.direct && onTmpfs(o.fd);
+    this.nowaitRead = this.nowaitWrite = !o.direct && !this.inMemory;
+  }
+
+  /** Runs a pool operation that may hold the file's inode lock; loop writes on tmpfs wait it out in the pool. */
+  async holdingInode<T>(op: () => Promise<T>): Promise<T> {
+    this.poolHolders++;
+    try {
+      return await op();
+    } finally {
+      this.poolHolders--;
+    }
   }
 
   /**
@@ -184,6 +231,7 @@ export class FdIo {
     this.checkOpen('preadv');
     if (length === 0) return;
     const bufs = this.segments(sgl, length);
+    if (this.inMemory) return readFullSync(this.fd, bufs, offset);
     if (this.nowaitRead) {
       const n = this.nowait(false, bufs, offset);
       if (n === length) return;
@@ -216,12 +264,21 @@ export class FdIo {
     // FUA goes through the O_DSYNC twin: only this write waits for the medium,
     // not every dirty page of the store as an fdatasync would.
     const fd = fua && this.dsyncFd !== undefined ? this.dsyncFd : this.fd;
-    // The twin's writes must reach the medium, so they never take the page-cache shortcut.
-    const n = this.nowaitWrite && fd === this.fd ? this.nowait(true, bufs, offset) : 0;
-    if (n === length) {
+    // The twin's writes must reach the medium, so they never take a shortcut on the loop.
+    const loopOk = fd === this.fd;
+    let loopDone = 0;
+    if (this.inMemory && loopOk && this.poolHolders === 0) {
+      writeFullSync(fd, bufs, offset);
+      loopDone = length;
+    } else if (this.nowaitWrite && loopOk) {
+      loopDone = this.nowait(true, bufs, offset);
+    }
+    if (loopDone === length) {
       // all in the page cache already
-    } else if (n > 0) {
-      await writeFull(fd, advance(bufs, n), offset + n);
+    } else if (this.inMemory) {
+      await this.holdingInode(() => writeFull(fd, bufs, offset));
+    } else if (loopDone > 0) {
+      await writeFull(fd, advance(bufs, loopDone), offset + loopDone);
     } else if (!this.direct || this.directOk(bufs)) {
       await writeFull(fd, bufs, offset);
     } else {
@@ -257,7 +314,7 @@ export class FdIo {
       fillPattern(chunk, blockSize, pattern);
       for (let done = 0; done < length; ) {
         const n = Math.min(chunk.length, length - done);
-        await writeFull(this.fd, [chunk.subarray(0, n)], offset + done);
+        await this.holdingInode(() => writeFull(this.fd, [chunk.subarray(0, n)], offset + done));
         done += n;
       }
     } finally {

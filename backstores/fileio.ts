@@ -86,7 +86,7 @@ class FileioBackstore implements Backstore {
   async lbaStatus(offset: number, maxLength: number): Promise<LbaExtent> {
     this.io.checkOpen('lseek');
     if (!this.canPunch) return { deallocated: false, length: maxLength };
-    const data = await seekData(this.io.fd, offset);
+    const data = await this.io.holdingInode(() => seekData(this.io.fd, offset));
     let deallocated: boolean;
     let end: number;
     if (data === -1) {
@@ -98,7 +98,7 @@ class FileioBackstore implements Backstore {
       end = data;
     } else {
       deallocated = false;
-      const hole = await seekHole(this.io.fd, offset);
+      const hole = await this.io.holdingInode(() => seekHole(this.io.fd, offset));
       end = hole === -1 ? offset + maxLength : hole;
     }
     // Extents come in file-system blocks; report whole logical blocks. A
@@ -128,7 +128,7 @@ class FileioBackstore implements Backstore {
   async resize(size: number): Promise<void> {
     this.io.checkWritable('ftruncate');
     checkSize(size, this.blockSize, this.path);
-    await ftruncate(this.io.fd, size);
+    await this.io.holdingInode(() => ftruncate(this.io.fd, size));
     this._size = size;
   }
 
@@ -140,7 +140,7 @@ class FileioBackstore implements Backstore {
   private async punch(offset: number, length: number): Promise<boolean> {
     if (!this.canPunch) return false;
     try {
-      await fallocate(this.io.fd, FALLOC_PUNCH_HOLE, offset, length);
+      await this.io.holdingInode(() => fallocate(this.io.fd, FALLOC_PUNCH_HOLE, offset, length));
       return true;
     } catch (e) {
       if (!isUnsupported(e)) throw e;
@@ -153,7 +153,7 @@ class FileioBackstore implements Backstore {
   private async zero(offset: number, length: number): Promise<void> {
     if (this.canZeroRange) {
       try {
-        await fallocate(this.io.fd, FALLOC_ZERO_RANGE, offset, length);
+        await this.io.holdingInode(() => fallocate(this.io.fd, FALLOC_ZERO_RANGE, offset, length));
         return;
       } catch (e) {
         if (!isUnsupported(e)) throw e;

@@ -3,6 +3,7 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -198,6 +199,88 @@ test('page-cache reads and writes on the loop and through the pool agree, here a
       }
     }
   } finally {
+    fs.rmSync(shm, { recursive: true, force: true });
+  }
+});
+
+/**
+ * Occupies every libuv pool thread (opens of FIFOs without writers) while fn
+ * runs, so what fn awaits can only finish on the loop; then frees them.
+ */
+async function withPoolBlocked<T>(fn: () => Promise<T>): Promise<T> {
+  const threads = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
+  const fifos: string[] = [];
+  const opens: Promise<number>[] = [];
+  for (let i = 0; i < threads; i++) {
+    const f = path.join(dir, `fifo${seq++}`);
+    execFileSync('mkfifo', [f]);
+    fifos.push(f);
+    opens.push(new Promise((resolve, reject) => fs.open(f, 'r', (e, fd) => (e ? reject(e) : resolve(fd)))));
+  }
+  try {
+    let timer: NodeJS.Timeout | undefined;
+    const stuck = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('did not complete without the thread pool')), 2000);
+    });
+    try {
+      return await Promise.race([fn(), stuck]);
+    } finally {
+      clearTimeout(timer);
+    }
+  } finally {
+    // A writer's open releases each blocked reader's open.
+    const writers = fifos.map((f) => fs.openSync(f, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK));
+    for (const fd of [...writers, ...(await Promise.all(opens))]) fs.closeSync(fd);
+  }
+}
+
+test('cached reads (and tmpfs writes) complete on the loop, without the thread pool', async () => {
+  const shm = fs.mkdtempSync('/dev/shm/tsio-fileio-');
+  try {
+    for (const p of [newPath(), path.join(shm, 'lun.img')]) {
+      const store = await createFileio({ name: 'loop', dev: p, size: 4 * MiB });
+      try {
+        const data = crypto.randomBytes(256 * KiB);
+        await store.write(0, data.length, split(data, [4096, 512]), false);
+        await store.read(0, data.length, [Buffer.alloc(data.length)]); // cached now, wherever it is
+        const into = Buffer.alloc(data.length);
+        await withPoolBlocked(async () => store.read(0, data.length, split(into, [1000, 60000])));
+        assert.deepEqual(into, data, p);
+        if (p.startsWith(shm)) {
+          const more = crypto.randomBytes(64 * KiB);
+          await withPoolBlocked(async () => store.write(MiB, more.length, [more], false));
+          assert.deepEqual(fileBytes(p, MiB, more.length), more);
+        }
+      } finally {
+        await store.close();
+      }
+    }
+  } finally {
+    fs.rmSync(shm, { recursive: true, force: true });
+  }
+});
+
+test('tmpfs: writes while an unmap is in the pool, and unmaps while writes are, all land', async () => {
+  const shm = fs.mkdtempSync('/dev/shm/tsio-fileio-');
+  const p = path.join(shm, 'lun.img');
+  const store = await createFileio({ name: 'mix', dev: p, size: 8 * MiB });
+  try {
+    const data = crypto.randomBytes(8 * MiB);
+    await store.write(0, data.length, [data], false);
+    const writes: Promise<void>[] = [];
+    const unmaps: Promise<void>[] = [];
+    for (let i = 0; i < 8; i++) {
+      // Even MiBs are unmapped, odd ones rewritten, interleaved.
+      unmaps.push(Promise.resolve(store.unmap(2 * i * 512 * KiB, 512 * KiB)));
+      const w = crypto.randomBytes(512 * KiB);
+      w.copy(data, (2 * i + 1) * 512 * KiB);
+      writes.push(Promise.resolve(store.write((2 * i + 1) * 512 * KiB, w.length, [w], false)));
+    }
+    await Promise.all([...writes, ...unmaps]);
+    for (let i = 0; i < 8; i++) data.fill(0, 2 * i * 512 * KiB, (2 * i + 1) * 512 * KiB);
+    assert.deepEqual(await readBack(store, 0, data.length), data);
+  } finally {
+    await store.close();
     fs.rmSync(shm, { recursive: true, force: true });
   }
 });
