@@ -36,8 +36,7 @@ targets:
     wwn: ${IQN}-erl1
     tpgs:
       - tag: 1
-        attributes: { generate_node_acls: false, authentication: false, demo_mode_write_protect: false }
-        parameters: { ErrorRecoveryLevel: 1 }
+        attributes: { generate_node_acls: false, authentication: false, demo_mode_write_protect: false, default_erl: 1 }
         portals: [ { ip_address: 127.0.0.1, port: ${port} } ]
         luns: [ { index: 0, storage_object: /backstores/rd_mcp/ram0 } ]
         node_acls:
@@ -203,7 +202,7 @@ test('dataout_timeout at ERL 0: a connection that stops sending solicited data i
 test('dataout_timeout at ERL 1: a recovery R2T asks again for what is missing; answered, the write completes', { timeout: 30_000 }, async () => {
   const i = await RawInitiator.connect(d.port);
   const keys = await i.login(`${IQN}-erl1`, { ErrorRecoveryLevel: '1' }, STALLED);
-  assert.equal(keys.get('ErrorRecoveryLevel'), '1');
+  assert.equal(keys.get('ErrorRecoveryLevel'), '1', "the TPG's default_erl is offered");
   await i.command([0, 0, 0, 0, 0, 0]);
   const data = Buffer.alloc(512 << 10);
   for (let k = 0; k < data.length; k += 4) data.writeUInt32BE(k * 2654435761 >>> 0, k);
