@@ -1,14 +1,16 @@
 // What the fd-backed stores (fileio, block) share: vectored I/O straight into
 // and out of the command's Sgl, O_DIRECT bounce buffering, FUA through an
-// O_DSYNC twin descriptor, and chunked pattern/zero writes. All of it goes
-// through libuv's pool (fs.readv/fs.writev callbacks): nothing here blocks
-// the event loop.
+// O_DSYNC twin descriptor, and chunked pattern/zero writes. Buffered reads and
+// writes first take what the page cache can do at once (RWF_NOWAIT, on the
+// loop: a pool round trip costs several times a cached pread); the rest, and
+// everything else, goes through libuv's pool (fs.readv/fs.writev callbacks):
+// nothing here blocks the event loop.
 
 import fs from 'node:fs';
 
 import type { Sgl } from '../src/core/sgl';
 import { sglCopyIn, sglCopyOut, sglSlice } from '../src/core/sgl';
-import { allocAligned, errnoError, isAligned } from '../src/native';
+import { NOWAIT_UNSUPPORTED, allocAligned, errnoError, isAligned, preadNowait, pwriteNowait } from '../src/native';
 
 /** Chunk size for bounce buffers and whole-store overwrites: big enough to stream, small enough to interleave. */
 export const IO_CHUNK = 1 << 20;
@@ -115,6 +117,14 @@ export class FdIo {
   private readonly what: string;
   private readonly pool: BouncePool;
   private closed = false;
+  /**
+   * Whether RWF_NOWAIT is worth a try per direction: only buffered (an
+   * O_DIRECT NOWAIT read may still wait for the device), and dropped after the
+   * first EOPNOTSUPP (tmpfs both ways, ext4 and block devices for writes, on
+   * Linux 6.18) so such a file costs no failed syscall per command.
+   */
+  private nowaitRead: boolean;
+  private nowaitWrite: boolean;
 
   constructor(o: FdIoOptions) {
     this.fd = o.fd;
@@ -124,6 +134,22 @@ export class FdIo {
     this.readonly = o.readonly;
     this.what = o.what;
     this.pool = new BouncePool(IO_CHUNK, Math.max(o.align, DIRECT_IO_ALIGN));
+    this.nowaitRead = this.nowaitWrite = !o.direct;
+  }
+
+  /**
+   * Reads or writes on the loop what the page cache can take without waiting;
+   * returns how many bytes of bufs are done (0 when the kernel would have
+   * waited, or at end of file, where the pool path's zero fill applies).
+   */
+  private nowait(write: boolean, bufs: Buffer[], offset: number): number {
+    const n = write ? pwriteNowait(this.fd, bufs, offset) : preadNowait(this.fd, bufs, offset);
+    if (n >= 0) return n;
+    if (n === NOWAIT_UNSUPPORTED) {
+      if (write) this.nowaitWrite = false;
+      else this.nowaitRead = false;
+    }
+    return 0;
   }
 
   /**
@@ -158,6 +184,11 @@ export class FdIo {
     this.checkOpen('preadv');
     if (length === 0) return;
     const bufs = this.segments(sgl, length);
+    if (this.nowaitRead) {
+      const n = this.nowait(false, bufs, offset);
+      if (n === length) return;
+      if (n > 0) return readFull(this.fd, advance(bufs, n), offset + n);
+    }
     if (!this.direct || this.directOk(bufs)) return readFull(this.fd, bufs, offset);
     const b = this.pool.acquire();
     try {
@@ -185,7 +216,13 @@ export class FdIo {
     // FUA goes through the O_DSYNC twin: only this write waits for the medium,
     // not every dirty page of the store as an fdatasync would.
     const fd = fua && this.dsyncFd !== undefined ? this.dsyncFd : this.fd;
-    if (!this.direct || this.directOk(bufs)) {
+    // The twin's writes must reach the medium, so they never take the page-cache shortcut.
+    const n = this.nowaitWrite && fd === this.fd ? this.nowait(true, bufs, offset) : 0;
+    if (n === length) {
+      // all in the page cache already
+    } else if (n > 0) {
+      await writeFull(fd, advance(bufs, n), offset + n);
+    } else if (!this.direct || this.directOk(bufs)) {
       await writeFull(fd, bufs, offset);
     } else {
       const b = this.pool.acquire();

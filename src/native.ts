@@ -39,9 +39,12 @@ interface FileConstants {
   FALLOC_FL_PUNCH_HOLE: number;
   FALLOC_FL_ZERO_RANGE: number;
   POSIX_FADV_NORMAL: number;
+  POSIX_FADV_RANDOM: number;
   POSIX_FADV_SEQUENTIAL: number;
   POSIX_FADV_WILLNEED: number;
   POSIX_FADV_DONTNEED: number;
+  NOWAIT_WOULD_BLOCK: number;
+  NOWAIT_UNSUPPORTED: number;
 }
 
 interface Addon {
@@ -49,6 +52,8 @@ interface Addon {
   seekData(fd: number, offset: number): Promise<number>;
   seekHole(fd: number, offset: number): Promise<number>;
   fadvise(fd: number, offset: number, length: number, advice: number): Promise<void>;
+  preadNowait(fd: number, bufs: readonly Buffer[], offset: number): number;
+  pwriteNowait(fd: number, bufs: readonly Buffer[], offset: number): number;
   fileConstants: FileConstants;
   blockDeviceInfo(fd: number): BlockDeviceInfo;
   blkDiscard(fd: number, offset: number, length: number): Promise<void>;
@@ -111,6 +116,19 @@ export const seekData: Addon['seekData'] = addon.seekData;
 export const seekHole: Addon['seekHole'] = addon.seekHole;
 /** posix_fadvise(2), e.g. constants.POSIX_FADV_WILLNEED for PRE-FETCH. */
 export const fadvise: Addon['fadvise'] = addon.fadvise;
+
+/**
+ * preadv2/pwritev2 with RWF_NOWAIT, synchronously: only what the page cache
+ * can serve without sleeping. Returns bytes done (may be short, 0 at EOF for a
+ * read), NOWAIT_WOULD_BLOCK when the kernel said EAGAIN (nothing done), or
+ * NOWAIT_UNSUPPORTED when the file cannot do RWF_NOWAIT (EOPNOTSUPP); throws
+ * fs-style errors otherwise. Never on O_DIRECT descriptors (the device may be
+ * waited for).
+ */
+export const preadNowait: Addon['preadNowait'] = addon.preadNowait;
+export const pwriteNowait: Addon['pwriteNowait'] = addon.pwriteNowait;
+export const NOWAIT_WOULD_BLOCK: number = constants.NOWAIT_WOULD_BLOCK;
+export const NOWAIT_UNSUPPORTED: number = constants.NOWAIT_UNSUPPORTED;
 
 /** Geometry of an open block device, from its ioctls. Sync: it only reads kernel memory. */
 export const blockDeviceInfo: Addon['blockDeviceInfo'] = addon.blockDeviceInfo;

@@ -163,6 +163,58 @@ test('multi-segment round trip; FUA and flush reach the loop backing file', asyn
   }
 });
 
+test('buffered reads take cached pages on the loop (RWF_NOWAIT) and the rest from the pool; data exact', async () => {
+  const { dev, file } = makeLoop();
+  const store = await createBlock({ name: 'nowait', dev });
+  // A second descriptor on the device shares its page cache: it drops pages and probes what is cached.
+  const probe = fs.openSync(dev, 'r');
+  try {
+    const data = crypto.randomBytes(MiB);
+    const offset = 2 * MiB;
+    await store.write(offset, data.length, split(data, [4096, 512, 3584, 65536]), false);
+    await store.flush();
+    const whole = Buffer.alloc(data.length);
+    assert.equal(native.preadNowait(probe, [whole], offset), data.length, 'written pages are cached: all on the loop');
+    assert.deepEqual(whole, data);
+
+    // Drop it all (large folios go only whole), then cache the first and last 256 KiB again through
+    // the probe without readahead: the middle half is left for the pool.
+    await native.fadvise(probe, 0, 0, native.constants.POSIX_FADV_RANDOM);
+    const drop = async () => {
+      await native.fadvise(probe, offset, data.length, native.constants.POSIX_FADV_DONTNEED);
+      for (const at of [0, 768 * KiB]) fs.readSync(probe, Buffer.alloc(256 * KiB), 0, 256 * KiB, offset + at);
+    };
+    await drop();
+    const n = native.preadNowait(probe, [whole], offset);
+    assert.ok(n >= 256 * KiB && n < 768 * KiB, `a NOWAIT read is short at the first dropped page (${n})`);
+    assert.equal(native.preadNowait(probe, [whole], offset + 700 * KiB), native.NOWAIT_WOULD_BLOCK, 'and would block inside it');
+
+    // One read spans cached, dropped and cached again; another starts in the dropped part. (The probes'
+    // NOWAIT reads started readahead of what they missed: drop again.)
+    await drop();
+    const into = Buffer.alloc(data.length, 0xee);
+    await store.read(offset, data.length, split(into, [1000, 200 * KiB, 7]));
+    assert.deepEqual(into, data);
+    await drop();
+    const mid = Buffer.alloc(512 * KiB, 0xee);
+    await store.read(offset + 512 * KiB, mid.length, split(mid, [4096, 1]));
+    assert.deepEqual(mid, data.subarray(512 * KiB, 512 * KiB + mid.length));
+
+    // Writes over cached and dropped pages land whole (block devices refuse NOWAIT writes: EOPNOTSUPP, then the pool).
+    await drop();
+    const more = crypto.randomBytes(640 * KiB);
+    await store.write(offset + 128 * KiB, more.length, split(more, [512, 100 * KiB]), false);
+    await store.write(offset + 128 * KiB, 4096, [more.subarray(0, 4096)], false);
+    await store.flush();
+    const expect = Buffer.concat([data.subarray(0, 128 * KiB), more, data.subarray(128 * KiB + more.length)]);
+    assert.deepEqual(await readBack(store, offset, data.length), expect);
+    assert.deepEqual(backing(file, offset, data.length), expect, 'the loop backing file holds what was written');
+  } finally {
+    fs.closeSync(probe);
+    await store.close();
+  }
+});
+
 test('unmap (fallocate PUNCH_HOLE: zeroing deallocation) on a loop reads back zeros and punches the backing file', async () => {
   const { dev, file } = makeLoop();
   const store = await createBlock({ name: 'discard', dev });

@@ -164,6 +164,44 @@ test('reads past the end of a shorter file are zero-filled', async () => {
   }
 });
 
+test('page-cache reads and writes on the loop and through the pool agree, here and on tmpfs', async () => {
+  // os.tmpdir() (ext4 here: NOWAIT reads work, writes are EOPNOTSUPP) and /dev/shm (tmpfs: neither).
+  const shm = fs.mkdtempSync('/dev/shm/tsio-fileio-');
+  try {
+    for (const p of [newPath(), path.join(shm, 'lun.img')]) {
+      const store = await createFileio({ name: 'nowait', dev: p, size: 8 * MiB });
+      const probe = fs.openSync(p, 'r');
+      try {
+        const data = crypto.randomBytes(MiB);
+        await store.write(MiB, data.length, split(data, [4096, 100, 8092]), false);
+        await store.flush();
+        // Drop it all (large folios go only whole), then cache its first and last 256 KiB again without
+        // readahead: one read spans cached, dropped and cached pages.
+        await native.fadvise(probe, 0, 0, native.constants.POSIX_FADV_RANDOM);
+        await native.fadvise(probe, 0, 0, native.constants.POSIX_FADV_DONTNEED);
+        for (const at of [0, 768 * KiB]) fs.readSync(probe, Buffer.alloc(256 * KiB), 0, 256 * KiB, MiB + at);
+        const into = Buffer.alloc(data.length, 0xee);
+        await store.read(MiB, data.length, split(into, [5000, 64 * KiB]));
+        assert.deepEqual(into, data, p);
+        const over = crypto.randomBytes(300 * KiB);
+        await native.fadvise(probe, 0, 0, native.constants.POSIX_FADV_DONTNEED);
+        await store.write(MiB + 200 * KiB, over.length, [over], false);
+        await store.write(MiB + 200 * KiB, 512, [over.subarray(0, 512)], true);
+        data.set(over, 200 * KiB);
+        assert.deepEqual(await readBack(store, MiB, data.length), data, p);
+        assert.deepEqual(fileBytes(p, MiB, data.length), data, `${p}: an independent reader agrees`);
+        // The unwritten remainder still reads as zeros, cached or not.
+        assert.ok((await readBack(store, 4 * MiB, 64 * KiB)).every((b) => b === 0));
+      } finally {
+        fs.closeSync(probe);
+        await store.close();
+      }
+    }
+  } finally {
+    fs.rmSync(shm, { recursive: true, force: true });
+  }
+});
+
 test('FUA writes and flush are visible to a fresh reader of the file', async () => {
   const p = newPath();
   const store = await createFileio({ name: 'fua', dev: p, size: 8 * MiB });
@@ -359,6 +397,10 @@ test('native errors carry .code, .errno and .syscall like fs errors', async () =
     await native.fallocate(fd, native.FALLOC_ZERO_RANGE, 4096, 4096);
     assert.ok(fileBytes(p, 4096, 4096).every((x) => x === 0));
     await native.fadvise(fd, 0, 8192, native.constants.POSIX_FADV_WILLNEED);
+    // The NOWAIT calls: a count, or a code when the kernel would wait or the file cannot.
+    const r = native.preadNowait(fd, [Buffer.alloc(4096)], 4096);
+    assert.ok(r === 4096 || r === native.NOWAIT_WOULD_BLOCK || r === native.NOWAIT_UNSUPPORTED, `preadNowait gave ${r}`);
+    assert.throws(() => native.preadNowait(fd, [Buffer.alloc(1), 'x' as unknown as Buffer], 0), TypeError);
 
     await assert.rejects(native.blkDiscard(fd, 0, 512), (e: NodeJS.ErrnoException) => {
       assert.equal(e.code, 'ENOTTY');
@@ -373,6 +415,11 @@ test('native errors carry .code, .errno and .syscall like fs errors', async () =
   }
   const rofd = fs.openSync(p, 'r');
   try {
+    assert.throws(() => native.pwriteNowait(rofd, [Buffer.alloc(512)], 0), (e: NodeJS.ErrnoException) => {
+      assert.equal(e.code, 'EBADF');
+      assert.equal(e.syscall, 'pwritev2');
+      return true;
+    });
     await assert.rejects(native.fallocate(rofd, native.FALLOC_PUNCH_HOLE, 0, 4096), (e: NodeJS.ErrnoException) => {
       assert.equal(e.code, 'EBADF');
       assert.equal(fromIoError(e, true).key, SenseKey.HARDWARE_ERROR);
