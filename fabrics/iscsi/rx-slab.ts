@@ -6,9 +6,10 @@
 // The framer hands PDU headers and data segments on as views of the slabs
 // (Data-Out goes to the backstore in place), so a slab is only reused once
 // nobody holds a view of it. Each slab counts its holders: the reader holds the
-// slab it is filling, the framer one per read it has not consumed yet, and a
-// command one per slab its header (the CDB) and data-out lie in, until the core
-// completes it. At zero the slab goes back to the pool.
+// slab it is filling (until a read leaves nothing else holding it), the framer
+// one per read it has not consumed yet, and a command one per slab its header
+// (the CDB) and data-out lie in, until the core completes it. At zero the slab
+// goes back to the pool.
 //
 // A command that holds a few KiB of a slab pins all of its 1 MiB, so what one
 // connection can keep out of the pool is bounded: a sweep every SWEEP_MS asks
@@ -16,8 +17,10 @@
 // waited for their data since the sweep before (a WRITE whose R2T is never
 // answered, a command parked ahead of its CmdSN) to copy the little they hold
 // into their own memory and let the slabs go (unpin() in session.ts). Data
-// that arrives promptly is never copied. The same sweep gives idle slabs that
-// were not needed for a while back to the garbage collector.
+// that arrives promptly is never copied. What the core already has (a command
+// whose data all came with it) stays in place: it waits on the backstore, or
+// behind an ORDERED task. The same sweep gives idle slabs that were not needed
+// for a while back to the garbage collector.
 
 import { Socket } from 'node:net';
 import type { Sgl } from '../../src/core/sgl';
