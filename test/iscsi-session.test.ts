@@ -2,7 +2,7 @@
 // (MC/S), session reinstatement by ISID, the target's NOP-In pings of idle
 // initiators and their timeout, the CmdSN window, long text responses, and
 // the Async logout request tsiod sends on shutdown; PDUs behind solicited data
-// that never comes.
+// that never comes, and dataout_timeout at ERL 0 and 1.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { RawInitiator } from './util/iscsi-initiator';
@@ -10,6 +10,7 @@ import { startTsiod, type Daemon } from './util/tsiod';
 
 const IQN = 'iqn.2026-11.org.tsio:sessions';
 const PINGED = 'iqn.2026-11.org.tsio:pinged';
+const STALLED = 'iqn.2026-11.org.tsio:stalled';
 const MANY = 40;
 let d: Daemon;
 
@@ -27,6 +28,20 @@ targets:
         node_acls:
           - node_wwn: ${PINGED}
             attributes: { nopin_timeout: 3, nopin_response_timeout: 3 }
+            mapped_luns: [ { index: 0, tpg_lun: 0 } ]
+          - node_wwn: ${STALLED}
+            attributes: { dataout_timeout: 2, dataout_timeout_retries: 2 }
+            mapped_luns: [ { index: 0, tpg_lun: 0 } ]
+  - fabric: iscsi
+    wwn: ${IQN}-erl1
+    tpgs:
+      - tag: 1
+        attributes: { generate_node_acls: false, authentication: false, demo_mode_write_protect: false, default_erl: 1 }
+        portals: [ { ip_address: 127.0.0.1, port: ${port} } ]
+        luns: [ { index: 0, storage_object: /backstores/rd_mcp/ram0 } ]
+        node_acls:
+          - node_wwn: ${STALLED}
+            attributes: { dataout_timeout: 2, dataout_timeout_retries: 2 }
             mapped_luns: [ { index: 0, tpg_lun: 0 } ]
 ${Array.from({ length: MANY }, (_, k) => `  - fabric: iscsi
     wwn: ${IQN}-${String(k).padStart(3, '0')}-with-a-rather-long-name-to-fill-text-segments
@@ -124,6 +139,102 @@ test('solicited data that stops coming holds back nothing behind it: NOP-Out, AB
   assert.equal(wr.status, 0);
   const rd = await i.command([0x28, 0, 0, 0, 0, 0, 0, 0x02, 0x00, 0], { read: data.length });
   assert.ok(rd.data.equals(data), 'the session still moves data exactly');
+  await i.logout();
+  i.close();
+});
+
+/** Sends WRITE(10) of `blocks` at LBA 0 (no immediate data); returns its ITT and CmdSN. */
+function startWrite(i: RawInitiator, blocks: number): { itt: number; cmdSN: number } {
+  const itt = i.nextItt();
+  const w = Buffer.alloc(48);
+  w[0] = 0x01;
+  w[1] = 0x80 | 0x20 | 1; // final, write, SIMPLE
+  w.writeUInt32BE(itt, 16);
+  w.writeUInt32BE(blocks * 512, 20);
+  const cmdSN = i.cmdSN++;
+  w.writeUInt32BE(cmdSN, 24);
+  w.writeUInt32BE(i.expStatSN, 28);
+  Buffer.from([0x2a, 0, 0, 0, 0, 0, 0, blocks >> 8, blocks & 0xff, 0]).copy(w, 32);
+  i.send(w);
+  return { itt, cmdSN };
+}
+
+/** Answers an R2T with its data from `data`, in 8 KiB Data-Out PDUs. */
+function answerR2t(i: RawInitiator, r2t: Buffer, data: Buffer): void {
+  const ttt = r2t.readUInt32BE(20);
+  const off = r2t.readUInt32BE(40);
+  const len = r2t.readUInt32BE(44);
+  let sn = 0;
+  for (let o = off; o < off + len; o += 8192) {
+    const n = Math.min(8192, off + len - o);
+    const d = Buffer.alloc(48);
+    d[0] = 0x05;
+    d[1] = o + n === off + len ? 0x80 : 0;
+    d.writeUInt32BE(r2t.readUInt32BE(16), 16);
+    d.writeUInt32BE(ttt, 20);
+    d.writeUInt32BE(i.expStatSN, 28);
+    d.writeUInt32BE(sn++, 36);
+    d.writeUInt32BE(o, 40);
+    i.send(d, data.subarray(o, o + n));
+  }
+}
+
+test('dataout_timeout at ERL 0: a connection that stops sending solicited data is dropped; others go on', { timeout: 30_000 }, async () => {
+  const other = await RawInitiator.connect(d.port);
+  await other.login(IQN);
+  await other.command([0, 0, 0, 0, 0, 0]);
+  const i = await RawInitiator.connect(d.port);
+  await i.login(IQN, {}, STALLED);
+  await i.command([0, 0, 0, 0, 0, 0]); // the power-on unit attention
+  const { itt } = startWrite(i, 2048);
+  await i.next((p) => p.opcode === 0x31 && p.itt === itt);
+  const t0 = Date.now();
+  assert.ok(await i.waitClosed(10_000), 'the stalled connection is dropped');
+  assert.ok(Date.now() - t0 >= 1500, `not before dataout_timeout (dropped after ${Date.now() - t0} ms)`);
+  const data = Buffer.alloc(64 << 10, 0x6b);
+  assert.equal((await other.command([0x2a, 0, 0, 0, 0, 0x10, 0, 0, 0x80, 0], { write: data })).status, 0);
+  const rd = await other.command([0x28, 0, 0, 0, 0, 0x10, 0, 0, 0x80, 0], { read: data.length });
+  assert.ok(rd.data.equals(data), 'the other session still moves data exactly');
+  await other.logout();
+  other.close();
+});
+
+test('dataout_timeout at ERL 1: a recovery R2T asks again for what is missing; answered, the write completes', { timeout: 30_000 }, async () => {
+  const i = await RawInitiator.connect(d.port);
+  const keys = await i.login(`${IQN}-erl1`, { ErrorRecoveryLevel: '1' }, STALLED);
+  assert.equal(keys.get('ErrorRecoveryLevel'), '1', "the TPG's default_erl is offered");
+  await i.command([0, 0, 0, 0, 0, 0]);
+  const data = Buffer.alloc(512 << 10);
+  for (let k = 0; k < data.length; k += 4) data.writeUInt32BE(k * 2654435761 >>> 0, k);
+  const { itt } = startWrite(i, data.length / 512);
+  const first = await i.next((p) => p.opcode === 0x31 && p.itt === itt);
+  assert.equal(first.bhs.readUInt32BE(40), 0);
+  // Only the first 8 KiB of the burst, not final: the rest never comes.
+  const part = Buffer.from(first.bhs);
+  part.writeUInt32BE(8192, 44);
+  const out = Buffer.alloc(48);
+  out[0] = 0x05;
+  out.writeUInt32BE(itt, 16);
+  out.writeUInt32BE(first.bhs.readUInt32BE(20), 20);
+  out.writeUInt32BE(i.expStatSN, 28);
+  i.send(out, data.subarray(0, 8192));
+  const again = await i.next((p) => p.opcode === 0x31 && p.itt === itt, 10_000);
+  assert.equal(again.bhs.readUInt32BE(40), 8192, 'the recovery R2T starts where the data stopped');
+  assert.notEqual(again.bhs.readUInt32BE(20), first.bhs.readUInt32BE(20), 'with a new target transfer tag');
+  answerR2t(i, again.bhs, data);
+  for (;;) {
+    const p = await i.next((x) => x.itt === itt);
+    if (p.opcode === 0x31) {
+      answerR2t(i, p.bhs, data);
+      continue;
+    }
+    assert.equal(p.opcode, 0x21);
+    assert.equal(p.bhs[3], 0, 'GOOD');
+    i.expStatSN = (p.bhs.readUInt32BE(24) + 1) >>> 0;
+    break;
+  }
+  const rd = await i.command([0x28, 0, 0, 0, 0, 0, 0, 0x04, 0x00, 0], { read: data.length });
+  assert.ok(rd.data.equals(data), 'what was written after the recovery R2T reads back exactly');
   await i.logout();
   i.close();
 });

@@ -96,6 +96,23 @@ test('MODE SENSE header WP: write-protected mapping and read-only unit', async (
   }
 });
 
+test('prod_mode_write_protect: every LUN an explicit ACL maps is write protected', async () => {
+  const r = await rig();
+  try {
+    r.tpg.attributes.prod_mode_write_protect = true;
+    const acl = new NodeAcl(r.tpg, INITIATOR_C);
+    acl.mapped.set(0, { index: 0, tpgLun: 0, writeProtect: false });
+    r.tpg.acls.set(INITIATOR_C, acl);
+    const c = LoopbackNexus.open(r.tpg, INITIATOR_C);
+    await clearUas(c, 1);
+    assert.deepEqual((await c.command(0, sense6(0x01, 0, true))).data, bytes('0f 00 90 00', P01));
+    const block = Buffer.alloc(512);
+    assertSense(await c.command(0, [0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0], { dataOut: block }), SenseKey.DATA_PROTECT, 0x27, 0x00);
+  } finally {
+    await r.close();
+  }
+});
+
 test('MODE SELECT changes WCE; MODE SENSE shows it; the other nexus gets POWER ON first, then MODE PARAMETERS CHANGED', async () => {
   const r = await rig();
   try {

@@ -79,7 +79,10 @@ async function serve(target: Target, root: Root): Promise<FabricService> {
 
 let pinger: NodeJS.Timeout | undefined;
 
-/** Once a second: ping initiators idle for nopin_timeout, drop those silent for nopin_response_timeout. */
+/**
+ * Once a second: ping initiators idle for nopin_timeout, drop those silent for nopin_response_timeout, and end
+ * commands whose solicited Data-Out stalled for dataout_timeout (session.ts checkDataOut).
+ */
 function ensurePinger(): void {
   if (pinger) return;
   pinger = setInterval(() => {
@@ -91,6 +94,8 @@ function ensurePinger(): void {
         const acl = s.tpg.acls.get(s.initiatorName);
         const idle = Number(acl?.attributes.nopin_timeout ?? 15) * 1000;
         const answer = Number(acl?.attributes.nopin_response_timeout ?? 30) * 1000;
+        s.checkDataOut(c, now, Number(acl?.attributes.dataout_timeout ?? 3) * 1000, Number(acl?.attributes.dataout_timeout_retries ?? 5));
+        if (c.closed) continue;
         if (c.pingTtt !== NO_TAG) {
           if (c.lastRx > c.pingSent) c.pingTtt = NO_TAG;
           else if (now - c.pingSent > answer) {

@@ -6,7 +6,7 @@
 
 import { log } from '../../src/core/log';
 import type { Sgl } from '../../src/core/sgl';
-import { AccessDenied, type Tpg, type Auth } from '../../src/model/target';
+import { AccessDenied, type AttributeValue, type Tpg, type Auth } from '../../src/model/target';
 import { ChapServer } from './chap';
 import type { Connection } from './connection';
 import { KeyPairs, Negotiation, encodeText, parseText } from './keys';
@@ -127,7 +127,7 @@ export class LoginMachine {
       if (err !== undefined) return this.fail(h, err);
     }
     if (this.negotiation === undefined) {
-      this.negotiation = new Negotiation(this.tpg!.parameters, this.joining === undefined, this.discovery);
+      this.negotiation = new Negotiation(this.offers(), this.joining === undefined, this.discovery);
     }
 
     if (csg === Stage.SECURITY) {
@@ -153,6 +153,20 @@ export class LoginMachine {
     this.stage = nsg;
     if (nsg === Stage.FULL_FEATURE) return this.finish(csg, reply);
     return this.respond(csg, nsg, true, reply);
+  }
+
+  /**
+   * The TPG's parameters, ErrorRecoveryLevel raised to default_erl (the
+   * TPG's attribute, or the initiator's ACL attribute): LIO offers that
+   * attribute, tsio the higher of it and the parameter.
+   */
+  private offers(): Record<string, AttributeValue> {
+    const tpg = this.tpg!;
+    const p = tpg.parameters;
+    const num = (v: AttributeValue | undefined): number => Number(v ?? 0) || 0;
+    const param = num(p.ErrorRecoveryLevel);
+    const erl = Math.max(param, num(tpg.attributes.default_erl), num(tpg.acls.get(this.initiatorName!)?.attributes.default_erl));
+    return erl === param ? p : { ...p, ErrorRecoveryLevel: erl };
   }
 
   /** Finds the target and TPG (normal sessions) and checks the initiator may use it. */

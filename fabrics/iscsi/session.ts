@@ -108,6 +108,10 @@ class Task {
   readonly slabs: RxSlab[] = [];
   /** The core fetches its data-out (not all of it came with the command); its CDB is then a copy, not a slab's. */
   fetches = false;
+  /** Data-Out timeout (checkDataOut): `received` at the last check, since when it has not moved, timeouts so far. */
+  seenReceived = -1;
+  stalledSince = 0;
+  dataOutTimeouts = 0;
   /** When it arrived (rxPool.tick). */
   readonly born = rxPool.tick;
   /** Pooled buffer the core reads into (READ commands); back to the pool by releaseDataIn(). */
@@ -482,6 +486,40 @@ export class IscsiSession {
       this.sendR2t(c, task, ttt, task.r2tSN++, task.r2tNext, len);
       task.r2tNext += len;
       c.soliciting.add(task);
+    }
+  }
+
+  /**
+   * Called about once a second for each connection: a command whose
+   * solicited Data-Out has not advanced for `timeoutMs` (ACL dataout_timeout)
+   * ends as in LIO. At ERL 0 the connection fails, and its tasks end with
+   * it, freeing what they hold (receive memory, a logical unit where an
+   * ORDERED task waits behind them). At ERL 1 a recovery R2T asks again for
+   * all that is missing, until `retries` timeouts (dataout_timeout_retries).
+   */
+  checkDataOut(c: Connection, now: number, timeoutMs: number, retries: number): void {
+    for (const task of this.tasks.values()) {
+      if (task.conn !== c || task.done || task.r2tOutstanding === 0) continue;
+      if (task.received !== task.seenReceived) {
+        task.seenReceived = task.received;
+        task.stalledSince = now;
+        continue;
+      }
+      if (now - task.stalledSince < timeoutMs) continue;
+      const what = `task 0x${task.itt.toString(16)}: no Data-Out for [${task.received}, ${task.r2tNext}) in ${timeoutMs / 1000} s`;
+      if (this.erl === 0 || ++task.dataOutTimeouts >= retries) {
+        log.warn(`iscsi: ${this.initiatorName}: ${what}; dropping its connection`);
+        c.destroy();
+        return;
+      }
+      log.debug(`iscsi: ${this.initiatorName}: ${what}; asking again`);
+      task.stalledSince = now;
+      task.r2ts!.clear();
+      task.r2tOutstanding = 0;
+      if (task.r2tNext > task.recoverEnd) task.recoverEnd = task.r2tNext;
+      task.r2tNext = task.received;
+      task.dataSN = 0;
+      this.solicit(task);
     }
   }
 

@@ -88,9 +88,10 @@ export class Tpg {
     const acl = this.acls.get(initiatorName);
     const map: LunMap = new Map();
     if (acl) {
+      const prodWp = this.attributes.prod_mode_write_protect === true;
       for (const m of acl.mapped.values()) {
         const lun = this.luns.get(m.tpgLun);
-        if (lun) map.set(m.index, { lun, writeProtect: m.writeProtect });
+        if (lun) map.set(m.index, { lun, writeProtect: m.writeProtect || prodWp });
       }
       return map;
     }
