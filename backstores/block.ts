@@ -1,17 +1,19 @@
 // block: a kernel block device as a logical unit, held exclusively (O_EXCL)
 // so no mount or second target writes under us. Geometry comes from the
-// kernel; UNMAP is BLKDISCARD, WRITE SAME zeroing is BLKZEROOUT.
+// kernel; UNMAP is a zeroing deallocation (fallocate PUNCH_HOLE: the device's
+// WRITE ZEROES with unmap allowed), WRITE SAME zeroing is BLKZEROOUT.
 
 import fs from 'node:fs';
 
 import type { Backstore, BackstoreCaps, BackstoreOptions, LbaExtent } from './backstore';
 import type { Sgl } from '../src/core/sgl';
-import { blkDiscard, blkZeroOut, blockDeviceInfo, isUnsupported } from '../src/native';
+import { FALLOC_PUNCH_HOLE, blkZeroOut, blockDeviceInfo, fallocate, isUnsupported } from '../src/native';
 import { DIRECT_IO_ALIGN, FdIo, reopen } from './fd-io';
 
 /** What sysfs tells about the device's queue; undefined where it cannot be read. */
 interface QueueInfo {
-  discard?: boolean;
+  /** The device zeroes ranges on request (WRITE ZEROES, or WRITE SAME with UNMAP), and may deallocate them. */
+  writeZeroes?: boolean;
   rotational?: boolean;
 }
 
@@ -35,10 +37,10 @@ function queueInfo(fd: number): QueueInfo {
     }
     return undefined;
   };
-  const discardMax = read('discard_max_bytes');
+  const writeZeroesMax = read('write_zeroes_max_bytes');
   const rotational = read('rotational');
   return {
-    discard: discardMax === undefined ? undefined : discardMax !== '0',
+    writeZeroes: writeZeroesMax === undefined ? undefined : writeZeroesMax !== '0',
     rotational: rotational === undefined ? undefined : rotational !== '0',
   };
 }
@@ -54,8 +56,10 @@ class BlockBackstore implements Backstore {
     readonly physicalBlockSize: number,
     queue: QueueInfo,
   ) {
-    // Without sysfs we assume discard works; an EOPNOTSUPP then surfaces per command.
-    const discard = queue.discard ?? true;
+    // UNMAP must leave zeros (the core reports LBPRZ): a plain discard (BLKDISCARD) is only advice a device
+    // may ignore or answer with stale data, so a device that cannot zero-and-deallocate is not thin here.
+    // Without sysfs we assume it can; an EOPNOTSUPP then surfaces per command.
+    const discard = queue.writeZeroes ?? true;
     this.caps = {
       unmap: discard,
       writeZeroes: true,
@@ -79,11 +83,15 @@ class BlockBackstore implements Backstore {
     return this.io.flush();
   }
 
-  /** BLKDISCARD; the kernel drops the range from the page cache first. */
+  /**
+   * fallocate(PUNCH_HOLE) on the device: WRITE ZEROES that may deallocate, never falling back to writing
+   * zeros, so the range reads zeros afterwards (a loop device punches its file). The kernel drops the range
+   * from the page cache first.
+   */
   async unmap(offset: number, length: number): Promise<void> {
-    this.io.checkWritable('ioctl(BLKDISCARD)');
+    this.io.checkWritable('fallocate(PUNCH_HOLE)');
     if (length === 0) return;
-    await blkDiscard(this.io.fd, offset, length);
+    await fallocate(this.io.fd, FALLOC_PUNCH_HOLE, offset, length);
   }
 
   /** BLKZEROOUT: the device's WRITE ZEROES where it has one, the kernel writing zeros where not. */

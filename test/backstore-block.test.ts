@@ -85,8 +85,9 @@ test('size and block sizes come from the kernel (512-byte loop)', async () => {
     assert.equal(store.blockSize, 512);
     assert.equal(store.blockSize, sysfsQueue(dev, 'logical_block_size'));
     assert.equal(store.physicalBlockSize, Math.max(512, sysfsQueue(dev, 'physical_block_size')));
-    assert.equal(store.caps.unmap, sysfsQueue(dev, 'discard_max_bytes') > 0);
-    assert.equal(store.caps.unmap, true, 'a loop device over a file discards');
+    // Thin only where a deallocation reads zeros (the device zeroes on request), not wherever it discards.
+    assert.equal(store.caps.unmap, sysfsQueue(dev, 'write_zeroes_max_bytes') > 0);
+    assert.equal(store.caps.unmap, true, 'a loop device over a file zeroes by punching holes');
     assert.equal(store.caps.lbaStatus, false);
     assert.equal(store.caps.persistent, true);
     assert.equal(store.caps.nonRotational, sysfsQueue(dev, 'rotational') === 0);
@@ -214,7 +215,7 @@ test('buffered reads take cached pages on the loop (RWF_NOWAIT) and the rest fro
   }
 });
 
-test('discard (unmap) on a loop reads back zeros and punches the backing file', async () => {
+test('unmap (fallocate PUNCH_HOLE: zeroing deallocation) on a loop reads back zeros and punches the backing file', async () => {
   const { dev, file } = makeLoop();
   const store = await createBlock({ name: 'discard', dev });
   try {

@@ -6,7 +6,7 @@ import { CmdState, CommandRequest, CompletionCallback, ScsiCmd, TaskAttr } from 
 import { CommandTable, DataDir, F, firstInvalidBit, readField } from './opcodes';
 import {
   Asc, DeviceSense, ScsiError, SenseKey, Status, encodeSense, fromIoError, internalFailure, invalidCdbField, invalidOpcode,
-  lbaOutOfRange, lunNotSupported, mediumNotPresent, reservationConflict, unitAttention, writeProtected,
+  lbaOutOfRange, lunNotSupported, mediumNotPresent, reservationConflict, taskSetFull, unitAttention, writeProtected,
 } from './sense';
 import type { Session } from './session';
 import { sglLength, type Sgl } from './sgl';
@@ -60,6 +60,8 @@ export function submit(session: Session, req: CommandRequest, done: CompletionCa
   } catch (e) {
     return finishEarly(cmd, e);
   }
+  // The storage object's queue_depth bounds the task set: a command beyond it is not entered (SAM-5 5.3.4).
+  if (lu.active >= lu.so.attributes.queue_depth) return finishEarly(cmd, taskSetFull());
   if ((def.flags & F.HEAD) !== 0) cmd.taskAttr = TaskAttr.HEAD_OF_QUEUE;
   if (lu.admit(cmd, start)) start(cmd);
   else track(cmd);

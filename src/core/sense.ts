@@ -160,6 +160,7 @@ export const miscompare = (offset: number): ScsiError =>
 export const internalFailure = (): ScsiError =>
   new ScsiError(SenseKey.HARDWARE_ERROR, Asc.INTERNAL_TARGET_FAILURE);
 export const reservationConflict = (): ScsiError => statusOnly(Status.RESERVATION_CONFLICT);
+export const taskSetFull = (): ScsiError => statusOnly(Status.TASK_SET_FULL);
 export const unitAttention = (asc: number): ScsiError => new ScsiError(SenseKey.UNIT_ATTENTION, asc);
 export const savingNotSupported = (byte = 1, bit = 0): ScsiError =>
   new ScsiError(SenseKey.ILLEGAL_REQUEST, Asc.SAVING_PARAMETERS_NOT_SUPPORTED, { field: { inCdb: true, byte, bit } });
