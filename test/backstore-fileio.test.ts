@@ -203,6 +203,15 @@ test('page-cache reads and writes on the loop and through the pool agree, here a
   }
 });
 
+/** How many threads of this process sleep in a FIFO open waiting for a writer. */
+function threadsInFifoOpen(): number {
+  let n = 0;
+  for (const t of fs.readdirSync('/proc/self/task')) {
+    if (fs.readFileSync(`/proc/self/task/${t}/wchan`, 'utf8') === 'wait_for_partner') n++;
+  }
+  return n;
+}
+
 /**
  * Occupies every libuv pool thread (opens of FIFOs without writers) while fn
  * runs, so what fn awaits can only finish on the loop; then frees them.
@@ -218,6 +227,11 @@ async function withPoolBlocked<T>(fn: () => Promise<T>): Promise<T> {
     opens.push(new Promise((resolve, reject) => fs.open(f, 'r', (e, fd) => (e ? reject(e) : resolve(fd)))));
   }
   try {
+    // Every pool thread must be asleep in its open before fn starts (one may still finish earlier work).
+    for (let waited = 0; threadsInFifoOpen() < threads; waited += 10) {
+      assert.ok(waited < 2000, `the pool's ${threads} threads did not all block`);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
     let timer: NodeJS.Timeout | undefined;
     const stuck = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error('did not complete without the thread pool')), 2000);
@@ -228,9 +242,9 @@ async function withPoolBlocked<T>(fn: () => Promise<T>): Promise<T> {
       clearTimeout(timer);
     }
   } finally {
-    // A writer's open releases each blocked reader's open.
-    const writers = fifos.map((f) => fs.openSync(f, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK));
-    for (const fd of [...writers, ...(await Promise.all(opens))]) fs.closeSync(fd);
+    // An O_RDWR open of a FIFO never blocks (Linux) and, held open, releases its reader's open whenever it comes.
+    const releasers = fifos.map((f) => fs.openSync(f, fs.constants.O_RDWR));
+    for (const fd of [...releasers, ...(await Promise.all(opens))]) fs.closeSync(fd);
   }
 }
 
