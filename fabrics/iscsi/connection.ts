@@ -147,7 +147,7 @@ export class Connection {
       if (!s.destroyed) s.uncork();
       if (this.spent.length > 0) rxPool.releaseAll(this.spent);
     }
-    if (this.fd >= 0 && !this.closed) this.wakeWhenOwedArrives();
+    if (!this.closed) this.wakeWhenOwedArrives();
     // An initiator that does not read what it asked for stops being read from: its data-in cannot pile up.
     if (s.writableLength > WRITE_BACKLOG && !this.paused) {
       this.paused = true;
@@ -180,6 +180,8 @@ export class Connection {
       owed += rest;
       pdus += Math.ceil(rest / mrdsl);
     }
+    // A socket without a handle of its own has no fd to set (the loop above still forgot ended commands).
+    if (this.fd < 0) return;
     // A PDU whose header was framed comes with no further header.
     if (this.hdr !== undefined && pdus > 0) pdus--;
     const perPdu = BHS_LEN + (this.headerDigest ? DIGEST_LEN : 0) + (this.dataDigest ? DIGEST_LEN : 0);

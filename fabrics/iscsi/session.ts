@@ -516,11 +516,16 @@ export class IscsiSession {
       task.stalledSince = now;
       task.r2ts!.clear();
       task.r2tOutstanding = 0;
-      if (task.r2tNext > task.recoverEnd) task.recoverEnd = task.r2tNext;
-      task.r2tNext = task.received;
       task.dataSN = 0;
-      this.solicit(task);
+      this.askAgain(task, task.r2tNext);
     }
+  }
+
+  /** ERL 1: recovery R2Ts for what is missing of [received, end) (RFC 7143 7.8; R2TSN goes on), then the rest. */
+  private askAgain(task: Task, end: number): void {
+    if (end > task.recoverEnd) task.recoverEnd = end;
+    if (task.r2tNext > task.received) task.r2tNext = task.received;
+    if (task.resolve !== undefined) this.solicit(task);
   }
 
   private sendR2t(c: Connection, task: Task, ttt: number, r2tSN: number, offset: number, len: number): void {
@@ -538,7 +543,7 @@ export class IscsiSession {
   /**
    * ERL 1: a data sequence (unsolicited, or one R2T's) ended short of its
    * end because a PDU of it was discarded: ask for the rest again with a
-   * recovery R2T (RFC 7143 7.8; R2TSN goes on). With DataSequenceInOrder
+   * recovery R2T. With DataSequenceInOrder
    * and one outstanding R2T, only the last sequence can be short.
    */
   private sequenceEnd(task: Task, ttt: number): void {
@@ -555,9 +560,7 @@ export class IscsiSession {
       return;
     }
     log.debug(`iscsi: ${this.initiatorName}: task 0x${task.itt.toString(16)}: data [${task.received}, ${end}) lost; asking again`);
-    if (end > task.recoverEnd) task.recoverEnd = end;
-    if (task.r2tNext > task.received) task.r2tNext = task.received;
-    if (task.resolve !== undefined) this.solicit(task);
+    this.askAgain(task, end);
   }
 
   /**
