@@ -35,23 +35,6 @@ function senseOf(s: Buffer): [number, number, number] {
   return (s[0] & 0x7f) >= 0x72 ? [s[1] & 0x0f, s[2], s[3]] : [s[2] & 0x0f, s[12], s[13]];
 }
 
-/** A SCSI Command BHS (F set) with room for `ahs` after it. */
-function commandHeader(i: RawInitiator, cdb: Buffer, opts: { read?: number; write?: number; ahs?: Buffer; immediate?: boolean } = {}): { h: Buffer; itt: number } {
-  const ahs = opts.ahs ?? Buffer.alloc(0);
-  const h = Buffer.alloc(48 + ahs.length);
-  const itt = i.nextItt();
-  h[0] = 0x01 | (opts.immediate ? 0x40 : 0);
-  h[1] = 0x80 | (opts.read !== undefined ? 0x40 : 0) | (opts.write !== undefined ? 0x20 : 0) | 1;
-  h[4] = ahs.length / 4;
-  h.writeUInt32BE(itt, 16);
-  h.writeUInt32BE(opts.read ?? opts.write ?? 0, 20);
-  h.writeUInt32BE(opts.immediate ? i.cmdSN : i.cmdSN++, 24);
-  h.writeUInt32BE(i.expStatSN, 28);
-  cdb.copy(h, 32, 0, Math.min(16, cdb.length));
-  ahs.copy(h, 48);
-  return { h, itt };
-}
-
 /** One AHS: AHSLength, type, the specific bytes, padding. */
 function ahsSegment(type: number, specific: Buffer): Buffer {
   const len = specific.length;
@@ -99,14 +82,14 @@ test('AHS: a 32-byte CDB reaches the core (unknown there: INVALID COMMAND OPERAT
   read32[7] = 0x18; // additional CDB length
   read32.writeUInt16BE(0x0009, 8); // READ (32)
   read32.writeUInt32BE(1, 28);
-  let c = commandHeader(i, read32, { read: 512, ahs: extendedCdb(read32) });
+  let c = i.commandHeader(read32, { read: 512, ahs: extendedCdb(read32) });
   i.send(c.h);
   let r = await outcome(i, c.itt);
   assert.equal(r.status, 0x02);
   assert.deepEqual(senseOf(r.sense), [0x05, 0x20, 0x00]);
   // INQUIRY is 6 bytes long in the table: the two extra bytes are past its usage mask.
   const inquiry = Buffer.from([0x12, 0, 0, 0, 96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xaa, 0xbb]);
-  c = commandHeader(i, inquiry, { read: 96, ahs: extendedCdb(inquiry) });
+  c = i.commandHeader(inquiry, { read: 96, ahs: extendedCdb(inquiry) });
   i.send(c.h);
   r = await outcome(i, c.itt);
   assert.equal(r.status, 0);
@@ -124,25 +107,25 @@ test('AHS: malformed lengths are rejected as a protocol error, bidirectional com
   const bad = Buffer.alloc(8);
   bad.writeUInt16BE(20, 0);
   bad[2] = 1;
-  let c = commandHeader(i, tur, { ahs: bad });
+  let c = i.commandHeader(tur, { ahs: bad });
   i.send(c.h);
   let rej = await i.next((p) => p.opcode === 0x3f);
   assert.equal(rej.bhs[2], 0x04);
   assert.equal(rej.data.readUInt32BE(16), c.itt, 'the Reject carries the bad header');
   // An Extended CDB AHS with no CDB byte in it.
-  c = commandHeader(i, tur, { ahs: ahsSegment(1, Buffer.alloc(1)) });
+  c = i.commandHeader(tur, { ahs: ahsSegment(1, Buffer.alloc(1)) });
   i.send(c.h);
   rej = await i.next((p) => p.opcode === 0x3f);
   assert.equal(rej.bhs[2], 0x04);
   // A reserved AHS type.
-  c = commandHeader(i, tur, { ahs: ahsSegment(7, Buffer.alloc(5)) });
+  c = i.commandHeader(tur, { ahs: ahsSegment(7, Buffer.alloc(5)) });
   i.send(c.h);
   rej = await i.next((p) => p.opcode === 0x3f);
   assert.equal(rej.bhs[2], 0x04);
   // Bidirectional: the Bidirectional Read Expected Data Transfer Length AHS (and R and W both set).
   const len = Buffer.alloc(5);
   len.writeUInt32BE(512, 1);
-  c = commandHeader(i, Buffer.from([0x53, 0, 0, 0, 0, 0, 0, 0, 1, 0]), { read: 512, write: 512, ahs: ahsSegment(2, len) });
+  c = i.commandHeader(Buffer.from([0x53, 0, 0, 0, 0, 0, 0, 0, 1, 0]), { read: 512, write: 512, ahs: ahsSegment(2, len) });
   i.send(c.h);
   rej = await i.next((p) => p.opcode === 0x3f);
   assert.equal(rej.bhs[2], 0x05);
@@ -178,14 +161,7 @@ function sendCorrupt(i: RawInitiator, bhs: Buffer, data: Buffer): void {
 }
 
 function dataOut(i: RawInitiator, itt: number, ttt: number, sn: number, offset: number, chunk: Buffer, final: boolean, corrupt: boolean): void {
-  const d = Buffer.alloc(48);
-  d[0] = 0x05;
-  d[1] = final ? 0x80 : 0;
-  d.writeUInt32BE(itt, 16);
-  d.writeUInt32BE(ttt, 20);
-  d.writeUInt32BE(i.expStatSN, 28);
-  d.writeUInt32BE(sn, 36);
-  d.writeUInt32BE(offset, 40);
+  const d = i.dataOutHeader(itt, ttt, sn, offset, final);
   if (corrupt) sendCorrupt(i, d, chunk);
   else i.send(d, chunk);
 }
@@ -210,7 +186,7 @@ async function write(i: RawInitiator, lba: number, data: Buffer, opts: { immedia
   const imm = opts.immediate ?? 0;
   const unsolEnd = opts.firstBurst !== undefined ? Math.min(opts.firstBurst, data.length) : imm;
   const corrupt = opts.corrupt ?? (() => false);
-  const c = commandHeader(i, write10(lba, data.length / 512), { write: data.length });
+  const c = i.commandHeader(write10(lba, data.length / 512), { write: data.length });
   if (unsolEnd > imm) c.h[1] &= 0x7f; // unsolicited Data-Out follows
   i.send(c.h, data.subarray(0, imm));
   const count = { n: 0 };
@@ -254,7 +230,7 @@ function snack(i: RawInitiator, type: number, f: { itt?: number; tag?: number; b
 
 /** Every Data-In of a read up to the one with status, without acknowledging the status. */
 async function readPdus(i: RawInitiator, lba: number, length: number): Promise<{ itt: number; pdus: Pdu[] }> {
-  const c = commandHeader(i, read10(lba, length / 512), { read: length });
+  const c = i.commandHeader(read10(lba, length / 512), { read: length });
   i.send(c.h);
   const pdus: Pdu[] = [];
   for (;;) {
@@ -381,7 +357,7 @@ test('ERL 1: a hole in unsolicited data (InitialR2T=No) is asked for again befor
 test('ERL 1: a command whose immediate data fails its digest is rejected, later commands wait, its retry (same ITT and CmdSN) runs', async () => {
   const i = await session({ ErrorRecoveryLevel: '1', DataDigest: 'CRC32C', InitialR2T: 'No', ImmediateData: 'Yes' });
   const data = pattern(4096, 5);
-  const first = commandHeader(i, write10(600, 8), { write: data.length });
+  const first = i.commandHeader(write10(600, 8), { write: data.length });
   sendCorrupt(i, first.h, data);
   const rej = await i.next((p) => p.opcode === 0x3f);
   assert.equal(rej.bhs[2], 0x02);
@@ -389,11 +365,11 @@ test('ERL 1: a command whose immediate data fails its digest is rejected, later 
   assert.equal(rej.bhs.readUInt32BE(28), first.h.readUInt32BE(24), 'ExpCmdSN stays at the discarded command');
   // The next commands are held, their CmdSN past the gap: a write whose unsolicited Data-Out waits with it, a read.
   const more = pattern(16384, 6);
-  const second = commandHeader(i, write10(608, 32), { write: more.length });
+  const second = i.commandHeader(write10(608, 32), { write: more.length });
   second.h[1] &= 0x7f;
   i.send(second.h, more.subarray(0, 4096));
   sequence(i, second.itt, 0xffffffff, more, 4096, 12288, () => false, { n: 0 });
-  const third = commandHeader(i, read10(600, 40), { read: 20480 });
+  const third = i.commandHeader(read10(600, 40), { read: 20480 });
   // ORDERED: SIMPLE commands may run in any order (SAM-5), and this read must see both writes.
   third.h[1] = (third.h[1] & ~0x07) | 0x02;
   i.send(third.h);
@@ -446,7 +422,7 @@ test('ERL 1: Data SNACK resends lost Data-In exactly; Status SNACK the status; a
   snack(i, 1, { beg: statSN, run: 1 });
   assertReplica(await i.next((p) => p.itt === r.itt), last);
   // A SCSI Response (TEST UNIT READY), lost and asked for again.
-  const tur = commandHeader(i, Buffer.alloc(6));
+  const tur = i.commandHeader(Buffer.alloc(6));
   i.send(tur.h);
   const rsp = await i.next((p) => p.itt === tur.itt);
   assert.equal(rsp.opcode, 0x21);
@@ -514,7 +490,7 @@ test('ERL 1: DataACK releases a read\'s data (a Status SNACK then gets a SCSI Re
   assert.equal((await i.next((p) => p.opcode === 0x3f)).bhs[2], 0x08);
   i.expStatSN = (last.bhs.readUInt32BE(24) + 1) >>> 0;
   // R2T SNACK: an outstanding R2T again, exactly; then its data completes the write.
-  const c = commandHeader(i, write10(900, 16), { write: 8192 });
+  const c = i.commandHeader(write10(900, 16), { write: 8192 });
   i.send(c.h);
   const r2t = await i.next((p) => p.itt === c.itt);
   assert.equal(r2t.opcode, 0x31);

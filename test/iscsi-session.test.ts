@@ -95,32 +95,23 @@ test('MC/S: a second connection joins the session by TSIH; CmdSN is shared, stat
   a.close();
 });
 
+/** Sends WRITE(10) of `blocks` at LBA 0 (no immediate data); returns its ITT and CmdSN. */
+function startWrite(i: RawInitiator, blocks: number): { itt: number; cmdSN: number } {
+  const c = i.commandHeader([0x2a, 0, 0, 0, 0, 0, 0, blocks >> 8, blocks & 0xff, 0], { write: blocks * 512 });
+  i.send(c.h);
+  return c;
+}
+
 test('solicited data that stops coming holds back nothing behind it: NOP-Out, ABORT TASK, then more I/O', async () => {
   // tsiod sleeps until the data its R2Ts asked for is queued (SO_RCVLOWAT); the initiator here sends a sliver
   // of the burst and then other PDUs, which must be answered anyway.
   const i = await RawInitiator.connect(d.port);
   await i.login(IQN);
   await i.command([0, 0, 0, 0, 0, 0]); // the power-on unit attention
-  const itt = 0x7001;
-  const w = Buffer.alloc(48);
-  w[0] = 0x01;
-  w[1] = 0x80 | 0x20 | 1; // final, write, SIMPLE
-  w.writeUInt32BE(itt, 16);
-  w.writeUInt32BE(1 << 20, 20);
-  const writeCmdSN = i.cmdSN++;
-  w.writeUInt32BE(writeCmdSN, 24);
-  w.writeUInt32BE(i.expStatSN, 28);
-  Buffer.from([0x2a, 0, 0, 0, 0, 0, 0, 0x08, 0x00, 0]).copy(w, 32); // WRITE(10) of 2048 blocks at LBA 0
-  i.send(w);
+  const { itt, cmdSN: writeCmdSN } = startWrite(i, 2048);
   const r2t = await i.next((p) => p.opcode === 0x31 && p.itt === itt);
   assert.ok(r2t.bhs.readUInt32BE(44) > 8192, 'the R2T asks for more than the sliver sent');
-  const out = Buffer.alloc(48);
-  out[0] = 0x05;
-  out.writeUInt32BE(itt, 16);
-  out.writeUInt32BE(r2t.bhs.readUInt32BE(20), 20);
-  out.writeUInt32BE(i.expStatSN, 28);
-  out.writeUInt32BE(r2t.bhs.readUInt32BE(40), 40);
-  i.send(out, Buffer.alloc(8192, 0x11));
+  i.sendDataOut(itt, r2t.bhs.readUInt32BE(20), Buffer.alloc(8192, 0x11), r2t.bhs.readUInt32BE(40), 8192, { final: false });
   const pong = await i.nop(Buffer.from('still served'));
   assert.equal(pong.data.toString(), 'still served');
   const tmf = Buffer.alloc(48);
@@ -142,42 +133,6 @@ test('solicited data that stops coming holds back nothing behind it: NOP-Out, AB
   await i.logout();
   i.close();
 });
-
-/** Sends WRITE(10) of `blocks` at LBA 0 (no immediate data); returns its ITT and CmdSN. */
-function startWrite(i: RawInitiator, blocks: number): { itt: number; cmdSN: number } {
-  const itt = i.nextItt();
-  const w = Buffer.alloc(48);
-  w[0] = 0x01;
-  w[1] = 0x80 | 0x20 | 1; // final, write, SIMPLE
-  w.writeUInt32BE(itt, 16);
-  w.writeUInt32BE(blocks * 512, 20);
-  const cmdSN = i.cmdSN++;
-  w.writeUInt32BE(cmdSN, 24);
-  w.writeUInt32BE(i.expStatSN, 28);
-  Buffer.from([0x2a, 0, 0, 0, 0, 0, 0, blocks >> 8, blocks & 0xff, 0]).copy(w, 32);
-  i.send(w);
-  return { itt, cmdSN };
-}
-
-/** Answers an R2T with its data from `data`, in 8 KiB Data-Out PDUs. */
-function answerR2t(i: RawInitiator, r2t: Buffer, data: Buffer): void {
-  const ttt = r2t.readUInt32BE(20);
-  const off = r2t.readUInt32BE(40);
-  const len = r2t.readUInt32BE(44);
-  let sn = 0;
-  for (let o = off; o < off + len; o += 8192) {
-    const n = Math.min(8192, off + len - o);
-    const d = Buffer.alloc(48);
-    d[0] = 0x05;
-    d[1] = o + n === off + len ? 0x80 : 0;
-    d.writeUInt32BE(r2t.readUInt32BE(16), 16);
-    d.writeUInt32BE(ttt, 20);
-    d.writeUInt32BE(i.expStatSN, 28);
-    d.writeUInt32BE(sn++, 36);
-    d.writeUInt32BE(o, 40);
-    i.send(d, data.subarray(o, o + n));
-  }
-}
 
 test('dataout_timeout at ERL 0: a connection that stops sending solicited data is dropped; others go on', { timeout: 30_000 }, async () => {
   const other = await RawInitiator.connect(d.port);
@@ -210,22 +165,15 @@ test('dataout_timeout at ERL 1: a recovery R2T asks again for what is missing; a
   const first = await i.next((p) => p.opcode === 0x31 && p.itt === itt);
   assert.equal(first.bhs.readUInt32BE(40), 0);
   // Only the first 8 KiB of the burst, not final: the rest never comes.
-  const part = Buffer.from(first.bhs);
-  part.writeUInt32BE(8192, 44);
-  const out = Buffer.alloc(48);
-  out[0] = 0x05;
-  out.writeUInt32BE(itt, 16);
-  out.writeUInt32BE(first.bhs.readUInt32BE(20), 20);
-  out.writeUInt32BE(i.expStatSN, 28);
-  i.send(out, data.subarray(0, 8192));
+  i.sendDataOut(itt, first.bhs.readUInt32BE(20), data, 0, 8192, { final: false });
   const again = await i.next((p) => p.opcode === 0x31 && p.itt === itt, 10_000);
   assert.equal(again.bhs.readUInt32BE(40), 8192, 'the recovery R2T starts where the data stopped');
   assert.notEqual(again.bhs.readUInt32BE(20), first.bhs.readUInt32BE(20), 'with a new target transfer tag');
-  answerR2t(i, again.bhs, data);
+  i.answerR2t(again.bhs, data);
   for (;;) {
     const p = await i.next((x) => x.itt === itt);
     if (p.opcode === 0x31) {
-      answerR2t(i, p.bhs, data);
+      i.answerR2t(p.bhs, data);
       continue;
     }
     assert.equal(p.opcode, 0x21);

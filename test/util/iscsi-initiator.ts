@@ -189,6 +189,63 @@ export class RawInitiator {
   }
 
   /**
+   * A SCSI Command header (not sent): final, SIMPLE unless `attr`, READ/WRITE
+   * flags from the lengths, a new ITT, CmdSN taken (kept for immediate ones),
+   * an optional AHS after the BHS.
+   */
+  commandHeader(cdb: number[] | Buffer, opts: { read?: number; write?: number; ahs?: Buffer; immediate?: boolean; lun?: number; attr?: number; final?: boolean } = {}): { h: Buffer; itt: number; cmdSN: number } {
+    const ahs = opts.ahs ?? Buffer.alloc(0);
+    const h = Buffer.alloc(48 + ahs.length);
+    const itt = this.nextItt();
+    const cmdSN = this.cmdSN;
+    h[0] = 0x01 | (opts.immediate ? 0x40 : 0);
+    h[1] = (opts.final === false ? 0 : 0x80) | (opts.read !== undefined ? 0x40 : 0) | (opts.write !== undefined ? 0x20 : 0) | (opts.attr ?? 1);
+    h[4] = ahs.length / 4;
+    h[9] = opts.lun ?? 0;
+    h.writeUInt32BE(itt, 16);
+    h.writeUInt32BE(opts.read ?? opts.write ?? 0, 20);
+    h.writeUInt32BE(cmdSN, 24);
+    if (!opts.immediate) this.cmdSN++;
+    h.writeUInt32BE(this.expStatSN, 28);
+    Buffer.from(cdb).copy(h, 32, 0, Math.min(16, cdb.length));
+    ahs.copy(h, 48);
+    return { h, itt, cmdSN };
+  }
+
+  /**
+   * Sends `data` as the Data-Out of one sequence: bytes [offset, offset +
+   * length) of the command's data, in PDUs of at most `segment` bytes
+   * (8192), DataSN from 0, F on the last one unless `final` is false.
+   */
+  sendDataOut(itt: number, ttt: number, data: Buffer, offset: number, length: number, opts: { segment?: number; lun?: number; final?: boolean } = {}): void {
+    const seg = opts.segment ?? 8192;
+    let sn = 0;
+    for (let o = offset; o < offset + length; o += seg) {
+      const n = Math.min(seg, offset + length - o);
+      this.send(this.dataOutHeader(itt, ttt, sn++, o, o + n === offset + length && opts.final !== false, opts.lun), data.subarray(o, o + n));
+    }
+  }
+
+  /** A Data-Out header (not sent). */
+  dataOutHeader(itt: number, ttt: number, dataSN: number, offset: number, final: boolean, lun = 0): Buffer {
+    const d = Buffer.alloc(48);
+    d[0] = 0x05;
+    d[1] = final ? 0x80 : 0;
+    d[9] = lun;
+    d.writeUInt32BE(itt, 16);
+    d.writeUInt32BE(ttt, 20);
+    d.writeUInt32BE(this.expStatSN, 28);
+    d.writeUInt32BE(dataSN, 36);
+    d.writeUInt32BE(offset, 40);
+    return d;
+  }
+
+  /** Answers an R2T (its header) with its part of `data`. */
+  answerR2t(r2t: Buffer, data: Buffer, opts: { segment?: number; lun?: number } = {}): void {
+    this.sendDataOut(r2t.readUInt32BE(16), r2t.readUInt32BE(20), data, r2t.readUInt32BE(40), r2t.readUInt32BE(44), opts);
+  }
+
+  /**
    * Runs a SCSI command. Writes: immediate data up to `immediate` bytes, then
    * unsolicited Data-Out up to `unsolicited` bytes in all (InitialR2T=No: at
    * most FirstBurstLength), the rest answered to R2Ts; Data-Out PDUs carry at
@@ -197,39 +254,15 @@ export class RawInitiator {
   async command(cdb: number[] | Buffer, opts: { read?: number; write?: Buffer; immediate?: number; unsolicited?: number; segment?: number; lun?: number; attr?: number } = {}): Promise<{
     status: number; sense: Buffer; data: Buffer; residual: number; flags: number; r2ts: number;
   }> {
-    const itt = this.nextItt();
-    const h = Buffer.alloc(48);
-    h[0] = 0x01;
     const write = opts.write;
-    const edtl = write ? write.length : opts.read ?? 0;
     const imm = write ? Math.min(opts.immediate ?? 0, write.length) : 0;
     const unsol = write ? Math.max(imm, Math.min(opts.unsolicited ?? 0, write.length)) : 0;
-    const seg = opts.segment ?? 8192;
-    // Task attribute: 1 SIMPLE, 2 ORDERED.
-    h[1] = (unsol > imm ? 0 : 0x80) | (opts.read ? 0x40 : 0) | (write ? 0x20 : 0) | (opts.attr ?? 1);
-    h[9] = opts.lun ?? 0;
-    h.writeUInt32BE(itt, 16);
-    h.writeUInt32BE(edtl, 20);
-    h.writeUInt32BE(this.cmdSN++, 24);
-    h.writeUInt32BE(this.expStatSN, 28);
-    Buffer.from(cdb).copy(h, 32);
+    const { h, itt } = this.commandHeader(cdb, {
+      read: opts.read || undefined, write: write?.length, lun: opts.lun, attr: opts.attr, final: unsol <= imm,
+    });
     this.send(h, write ? write.subarray(0, imm) : undefined);
-    const dataOut = (ttt: number, off: number, len: number): void => {
-      let sn = 0;
-      for (let o = off; o < off + len; o += seg) {
-        const n = Math.min(seg, off + len - o);
-        const d = Buffer.alloc(48);
-        d[0] = 0x05;
-        d[1] = o + n === off + len ? 0x80 : 0;
-        d[9] = opts.lun ?? 0;
-        d.writeUInt32BE(itt, 16);
-        d.writeUInt32BE(ttt, 20);
-        d.writeUInt32BE(this.expStatSN, 28);
-        d.writeUInt32BE(sn++, 36);
-        d.writeUInt32BE(o, 40);
-        this.send(d, write!.subarray(o, o + n));
-      }
-    };
+    const dataOut = (ttt: number, off: number, len: number): void =>
+      this.sendDataOut(itt, ttt, write!, off, len, { segment: opts.segment, lun: opts.lun });
     if (unsol > imm) dataOut(0xffffffff, imm, unsol - imm);
     const chunks: Buffer[] = [];
     let r2ts = 0;
