@@ -162,6 +162,15 @@ export const RejectReason = {
 } as const;
 export const REJECT_REASON = 2;
 
+/** SNACK byte 1: the type (RFC 7143 11.16.1). */
+export const SNACK_TYPE_MASK = 0x0f;
+export const SnackType = { DATA_R2T: 0, STATUS: 1, DATA_ACK: 2, R_DATA: 3 } as const;
+/** SNACK offsets: SNACK Tag (R-Data) or TTT (DataACK), BegRun, RunLength. */
+export const SN = { TAG: 20, BEG_RUN: 40, RUN_LENGTH: 44 } as const;
+/** SCSI Response offsets at ERL >= 1: the SNACK Tag of an R-Data SNACK and ExpDataSN. */
+export const RSP_SNACK_TAG = 20;
+export const RSP_EXP_DATA_SN = 36;
+
 /**
  * Additional header segments (RFC 7143 11.2.2): after the BHS, each one is
  * AHSLength (2 bytes: the bytes after the type byte), AHSType, then its

@@ -14,9 +14,10 @@
 // rejected like one for acknowledged numbers (Protocol Error), the initiator's
 // own recovery (abort, session) takes over. Memory never grows past the bound.
 //
-// No Data-Out timer: on TCP a Data-Out is only lost to its data digest, and
-// its sound header says whether it ended its sequence, so the recovery R2T
-// (session.ts sequenceEnd) never waits for a timeout.
+// A Data-Out lost to its data digest needs no timer: its sound header says
+// whether it ended its sequence, so the recovery R2T (session.ts sequenceEnd)
+// goes out at once. Data that stops coming altogether is the ACL's
+// dataout_timeout (session.ts checkDataOut).
 //
 // Header digest errors stay fatal at every level: the RFC lets a receiver
 // skip to a later PDU, but without markers (gone from RFC 7143) nothing tells
@@ -25,22 +26,13 @@
 
 import { sglSlice, type Sgl } from '../../src/core/sgl';
 import { log } from '../../src/core/log';
-import { BHS_LEN, F_FINAL, H, Op, RejectReason, Rsp, RSP_COMPLETED, snLess } from './pdu';
+import { BHS_LEN, F_FINAL, H, Op, RejectReason, Rsp, RSP_COMPLETED, RSP_EXP_DATA_SN, RSP_SNACK_TAG, snLess } from './pdu';
 
 // Both bounds are stated in specs/fabrics/iscsi.yaml (ErrorRecoveryLevel).
 /** Data-in bytes (plus response copies) one connection keeps for retransmission at most. */
 export const RETAIN_BYTES = 32 << 20;
 /** Unacknowledged numbered responses one connection keeps at most. */
 export const RETAIN_RESPONSES = 4096;
-
-/** SNACK byte 1: the type (RFC 7143 11.16.1). */
-export const SNACK_TYPE_MASK = 0x0f;
-export const SnackType = { DATA_R2T: 0, STATUS: 1, DATA_ACK: 2, R_DATA: 3 } as const;
-/** SNACK offsets: SNACK Tag (R-Data) or TTT (DataACK), BegRun, RunLength. */
-export const SN = { TAG: 20, BEG_RUN: 40, RUN_LENGTH: 44 } as const;
-/** SCSI Response offsets at ERL >= 1: the SNACK Tag of an R-Data SNACK and ExpDataSN. */
-export const RSP_SNACK_TAG = 20;
-export const RSP_EXP_DATA_SN = 36;
 
 /** Sends PDUs on the connection and fills in the session's current ExpCmdSN and MaxCmdSN. */
 export interface RecoveryLink {

@@ -174,11 +174,6 @@ class RxPool {
     }
   }
 
-  /** The slab a view lies in, if it is one of ours. */
-  slabOf(b: Uint8Array): RxSlab | undefined {
-    return this.slabs.get(b.buffer as ArrayBuffer);
-  }
-
   /** Takes a reference on each slab the views lie in, recording it in `into` (release with releaseAll). */
   retain(views: Sgl, into: RxSlab[]): void {
     for (let i = 0; i < views.length; i++) {

@@ -19,11 +19,11 @@ import type { OperationalParams } from './keys';
 import { encodeText, parseText } from './keys';
 import {
   AS, AsyncEvent, Cmd, F_FINAL, H, LO, LOGOUT_REASON_MASK, LogoutReason, LogoutRsp, NO_TAG, Op, RSP_COMPLETED, RejectReason,
-  Rsp, TASK_ATTR, TEXT_CONTINUE, TMF_FUNCTION_MASK, TMF_RESPONSE, TmfFn, TmfRsp, decodeLun, encodeLun, isImmediate, opcodeOf, parseAhs, snLess,
+  RSP_EXP_DATA_SN, Rsp, SN, SNACK_TYPE_MASK, SnackType, TASK_ATTR, TEXT_CONTINUE, TMF_FUNCTION_MASK, TMF_RESPONSE, TmfFn, TmfRsp, decodeLun, encodeLun, isImmediate, opcodeOf, parseAhs, snLess,
 } from './pdu';
 import type { Portal } from './portal';
 import { sendTargets } from './discovery';
-import { Retention, SN, SNACK_TYPE_MASK, SnackType, RSP_EXP_DATA_SN, type ReadRecord, type SnackResult } from './recovery';
+import { Retention, type ReadRecord, type SnackResult } from './recovery';
 import { rxPool, type RxSlab } from './rx-slab';
 import { dataInPool } from './data-in-pool';
 
