@@ -5,9 +5,9 @@
 
 import fs from 'node:fs';
 
-import type { Backstore, BackstoreCaps, BackstoreOptions, LbaExtent } from './backstore';
+import type { Backstore, BackstoreCaps, BackstoreOptions, LbaExtent } from '../src/core/backstore';
 import type { Sgl } from '../src/core/sgl';
-import { FALLOC_PUNCH_HOLE, blkZeroOut, blockDeviceInfo, fallocate, isUnsupported } from '../src/native';
+import { FALLOC_PUNCH_HOLE, blkZeroOut, blockDeviceInfo, fallocate, isUnsupported } from '../native';
 import { DIRECT_IO_ALIGN, FdIo, reopen } from './fd-io';
 
 /** What sysfs tells about the device's queue; undefined where it cannot be read. */

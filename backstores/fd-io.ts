@@ -12,7 +12,7 @@ import fs from 'node:fs';
 
 import type { Sgl } from '../src/core/sgl';
 import { sglCopyIn, sglCopyOut, sglSlice } from '../src/core/sgl';
-import { NOWAIT_UNSUPPORTED, allocAligned, errnoError, isAligned, preadNowait, pwriteNowait } from '../src/native';
+import { NOWAIT_UNSUPPORTED, allocAligned, errnoError, isAligned, preadNowait, pwriteNowait } from '../native';
 
 /** Chunk size for bounce buffers and whole-store overwrites: big enough to stream, small enough to interleave. */
 export const IO_CHUNK = 1 << 20;

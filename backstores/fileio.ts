@@ -4,7 +4,7 @@
 
 import fs from 'node:fs';
 
-import type { Backstore, BackstoreCaps, BackstoreOptions, LbaExtent } from './backstore';
+import type { Backstore, BackstoreCaps, BackstoreOptions, LbaExtent } from '../src/core/backstore';
 import type { Sgl } from '../src/core/sgl';
 import {
   FALLOC_PUNCH_HOLE,
@@ -15,7 +15,7 @@ import {
   isUnsupported,
   seekData,
   seekHole,
-} from '../src/native';
+} from '../native';
 import { DIRECT_IO_ALIGN, FdIo, ftruncate, reopen } from './fd-io';
 
 export const DEFAULT_BLOCK_SIZE = 512;

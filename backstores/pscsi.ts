@@ -7,11 +7,11 @@
 
 import fs from 'node:fs';
 
-import type { Backstore, BackstoreCaps, BackstoreOptions, LbaExtent, PassthroughResult, ScsiDevice } from './backstore';
+import type { Backstore, BackstoreCaps, BackstoreOptions, LbaExtent, PassthroughResult, ScsiDevice } from '../src/core/backstore';
 import type { Sgl } from '../src/core/sgl';
 import { DataDir } from '../src/core/opcodes';
 import { SenseKey, Status, decodeSense } from '../src/core/sense';
-import { errnoError, sgIo } from '../src/native';
+import { errnoError, sgIo } from '../native';
 import { DEVICE_TYPE, passthroughError } from '../src/scsi/passthrough';
 
 /** Command timeouts, as LIO's pscsi: disks answer quickly; tapes rewind and CDs spin up. */

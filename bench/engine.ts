@@ -7,10 +7,11 @@
 
 import { performance } from 'node:perf_hooks';
 import { spawnSync } from 'node:child_process';
-import { Root } from '../src/model/root';
+import { createRoot } from '../app/registry';
+import type { Root } from '../src/model/root';
 import { LoopbackNexus, type LoopbackOptions } from '../fabrics/loopback/loopback';
 import type { Completion } from '../src/core/command';
-import type { Backstore } from '../backstores/backstore';
+import type { Backstore } from '../src/core/backstore';
 import { diskTable } from '../src/scsi/disk';
 import { Status } from '../src/core/sense';
 import { Scenario, caseFilter, k, machineLine, numOpt, stats, table } from './common';
@@ -190,7 +191,7 @@ function direct(bs: Backstore, c: Case, ms: number): Rate {
 }
 
 async function setup(c: Case): Promise<{ root: Root; nexus: LoopbackNexus; bs: Backstore }> {
-  const root = new Root();
+  const root = createRoot();
   const so = await root.createStorageObject({ name: 'bench', plugin: 'rd_mcp', size: LUN_BYTES, blockSize: BLOCK, nullio: c.nullio });
   const tpg = root.createTarget('loopback', 'naa.5001405000000bb1').addTpg(1, {
     generate_node_acls: true,

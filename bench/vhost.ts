@@ -1,6 +1,6 @@
 // tsio's vhost-user-scsi back-end against qemu-storage-daemon's
 // vhost-user-blk export, both driven by the project's own vhost-user
-// front-end (fabrics/vhost/frontend/cli.ts bench()) from this process: 4 KiB random reads
+// front-end (tools/vhost-frontend/cli.ts bench()) from this process: 4 KiB random reads
 // and writes at queue depth 32 on one queue, a 1 GiB RAM LUN (tsio: rd_mcp;
 // qsd: a file on /dev/shm). Runs alternate; each reports IOPS and IOPS per
 // CPU-second of the back-end process.
@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { bench } from '../fabrics/vhost/frontend/cli';
+import { bench } from '../tools/vhost-frontend/cli';
 import { Scenario, caseFilter, k, machineLine, numOpt, stats, table } from './common';
 import { cpuSeconds, requireTools, type Run } from './peers';
 import { startTsiod, type Daemon } from '../test/util/tsiod';

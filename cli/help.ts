@@ -3,8 +3,8 @@
 // overview `tcli help` prints.
 
 import type { Node } from './tree';
-import type { FieldSpec } from '../src/config/specs';
-import { specs } from '../src/config/specs';
+import type { FieldSpec } from '../app/config/specs';
+import { specs } from '../app/config/specs';
 import { createParams, groupsOf } from './shell';
 
 export const COMMANDS: Record<string, { usage: string; doc: string }> = {

@@ -7,10 +7,10 @@ import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { ControlClient } from './client';
 import { buildTree, find, formatSize, joinPath, portalName, renderTree, type Node, type TreeData, type StatsView } from './tree';
-import { specs, type FieldSpec } from '../src/config/specs';
-import { didYouMean } from '../src/config/validation';
+import { specs, type FieldSpec } from '../app/config/specs';
+import { didYouMean } from '../app/config/validation';
 import { commandHelp, COMMANDS, groupHelp, overview } from './help';
-import type { PrView } from '../src/scsi/pr';
+import type { PrView } from '../app/control/wire';
 
 export class ShellError extends Error {}
 

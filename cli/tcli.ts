@@ -11,8 +11,8 @@ import * as readline from 'node:readline';
 import { ControlClient, RpcFailure } from './client';
 import { Shell, type Prompter } from './shell';
 import { manual } from './help';
-import { specs } from '../src/config/specs';
-import { DEFAULT_CONTROL_PATH } from '../src/daemon/control';
+import { specs } from '../app/config/specs';
+import { DEFAULT_CONTROL_PATH } from '../app/control/wire';
 
 const USAGE = `usage: tcli [--control PATH] [--json] [-f SCRIPT | [PATH] COMMAND [ARGS...]]   (tcli help: the manual)`;
 

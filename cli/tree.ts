@@ -2,10 +2,9 @@
 // (/backstores/<plugin>/<name>, /<fabric>/<wwn>/tpg<N>/{luns,acls,portals}),
 // built from one `tree` call, with a one-line summary per node.
 
-import type { StorageObjectConfig, TargetConfig, TpgConfig, NodeAclConfig, TsioConfig } from '../src/config/config';
-import { specs, type FabricSpec } from '../src/config/specs';
-import type { IoStatsSnapshot } from '../src/core/stats';
-import { formatSizeHuman } from '../src/config/size';
+import type { StorageObjectConfig, TargetConfig, TpgConfig, NodeAclConfig, TsioConfig, IoStatsSnapshot } from '../app/control/wire';
+import { specs, type FabricSpec } from '../app/config/specs';
+import { formatSizeHuman } from '../app/config/size';
 
 export type NodeKind =
   | 'root' | 'backstores' | 'plugin' | 'so' | 'fabric' | 'target' | 'tpg' | 'luns' | 'lun' | 'acls' | 'acl' | 'mapped_lun' | 'portals' | 'portal';

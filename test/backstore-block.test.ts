@@ -11,8 +11,8 @@ import path from 'node:path';
 
 import { createBlock } from '../backstores/block';
 import { createFileio } from '../backstores/fileio';
-import type { Backstore } from '../backstores/backstore';
-import * as native from '../src/native';
+import type { Backstore } from '../src/core/backstore';
+import * as native from '../native';
 import { losetup, readFileRange } from './util/losetup';
 
 const KiB = 1024;

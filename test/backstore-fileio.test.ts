@@ -10,9 +10,9 @@ import os from 'node:os';
 import path from 'node:path';
 
 import { createFileio } from '../backstores/fileio';
-import type { Backstore } from '../backstores/backstore';
+import type { Backstore } from '../src/core/backstore';
 import { fromIoError, SenseKey, Asc } from '../src/core/sense';
-import * as native from '../src/native';
+import * as native from '../native';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

@@ -19,7 +19,7 @@ import path from 'node:path';
 import { runGuest } from './util/guest';
 import { losetup } from './util/losetup';
 import { RESULT_MARK } from './util/pscsi-guest';
-import { Root } from '../src/model/root';
+import { createRoot } from '../app/registry';
 import { Status } from '../src/core/sense';
 
 const PROJECT = path.resolve(__dirname, '..', '..');
@@ -95,7 +95,7 @@ const KERNEL_IQN = 'iqn.2026-11.org.tsio:pscsi';
  * mt, the ISO mounted and a file compared.
  */
 function kernelInitiatorScript(): string {
-  const tsiod = path.join(PROJECT, 'dist', 'src', 'daemon', 'tsiod.js');
+  const tsiod = path.join(PROJECT, 'dist', 'app', 'daemon', 'tsiod.js');
   const config = [
     'storage_objects:',
     '  - { name: tape, plugin: pscsi, dev: $TAPE }',
@@ -360,7 +360,7 @@ describe('pscsi pass-through to a disk, a tape and a CD in a guest', { timeout: 
 
 test('pscsi refuses a path that is not a SCSI device', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsio-pscsi-bad-'));
-  const root = new Root();
+  const root = createRoot();
   try {
     const file = path.join(dir, 'plain.img');
     fs.writeFileSync(file, Buffer.alloc(4096));

@@ -4,7 +4,7 @@
 // and unmapped pages.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { RamBackstore, RD_PAGE_SIZE } from '../backstores/rd_mcp';
+import { RamBackstore, RD_PAGE_SIZE } from '../backstores/rd-mcp';
 
 const SIZE = 4 << 20;
 

@@ -8,12 +8,12 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Ajv from 'ajv';
-import { ATTRIBUTE_NAMES } from '../src/model/attributes';
-import { ConfigError, DEFAULT_CONFIG_YAML, defaultConfigText, loadConfigFile, parseConfig, type TsioConfig } from '../src/config/config';
-import { buildConfigSchema, writeConfigSchema } from '../src/config/schema';
-import { formatSize, formatSizeHuman, parseSize, SizeError } from '../src/config/size';
-import { checkFieldValue, findField, findSpecsDir, loadSpecs, specs } from '../src/config/specs';
-import { formatPath, parseYaml } from '../src/config/yaml';
+import { ATTRIBUTE_NAMES } from '../src/core/attributes';
+import { ConfigError, DEFAULT_CONFIG_YAML, defaultConfigText, loadConfigFile, parseConfig, type TsioConfig } from '../app/config/config';
+import { buildConfigSchema, writeConfigSchema } from '../app/config/schema';
+import { formatSize, formatSizeHuman, parseSize, SizeError } from '../app/config/size';
+import { checkFieldValue, findField, findSpecsDir, loadSpecs, specs } from '../app/config/specs';
+import { formatPath, parseYaml } from '../app/config/yaml';
 
 const GiB = 1024 ** 3;
 

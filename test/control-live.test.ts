@@ -6,10 +6,10 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Root } from '../src/model/root';
-import { Control } from '../src/daemon/control';
-import { EMPTY_CONFIG, reconcile, type Live } from '../src/daemon/reconcile';
-import { parseConfig } from '../src/config/config';
+import { createRoot } from '../app/registry';
+import { Control } from '../app/control/server';
+import { EMPTY_CONFIG, reconcile, type Live } from '../app/daemon/reconcile';
+import { parseConfig } from '../app/config/config';
 import { LoopbackNexus } from '../fabrics/loopback/loopback';
 import { Asc, Status } from '../src/core/sense';
 
@@ -33,7 +33,7 @@ async function setup(extra = ''): Promise<{ live: Live; control: Control; dir: s
     '          - { index: 0, storage_object: /backstores/rd_mcp/ram0 }',
     extra,
   ].join('\n');
-  const live: Live = { root: new Root(), services: new Map(), config: EMPTY_CONFIG };
+  const live: Live = { root: createRoot(), services: new Map(), config: EMPTY_CONFIG };
   await reconcile(live, parseConfig(text, 'live.yaml'));
   const control = new Control(live, { savePath: join(dir, 'save.yaml') });
   const call = async (method: string, params: object = {}) => {

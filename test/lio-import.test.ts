@@ -8,8 +8,8 @@ import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort, startTsiod, tcli, type Daemon } from './util/tsiod';
-import { isLioSaveconfig, lioToDocument } from '../src/config/lio-import';
-import { parseConfig } from '../src/config/config';
+import { isLioSaveconfig, lioToDocument } from '../app/config/lio-import';
+import { parseConfig } from '../app/config/config';
 
 const IQN = 'iqn.2003-01.org.linux-iscsi.lio.x8664:sn.0a1b2c3d4e5f';
 const INIT = 'iqn.1994-05.com.redhat:client1';

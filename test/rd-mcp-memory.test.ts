@@ -5,10 +5,10 @@ import { spawnSync } from 'node:child_process';
 
 // Measured in a fresh process so that other tests' garbage does not blur the numbers.
 const child = `
-const { Root } = require('./dist/src/model/root');
+const { createRoot } = require('./dist/app/registry');
 const { LoopbackNexus } = require('./dist/fabrics/loopback/loopback');
 (async () => {
-  const root = new Root();
+  const root = createRoot();
   // A first object loads the specs and warms the code paths, so only the big one is measured.
   await root.createStorageObject({ name: 'warm', plugin: 'rd_mcp', size: 1 << 20 });
   global.gc(); const before = process.memoryUsage().rss;

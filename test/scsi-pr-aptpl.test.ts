@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Root } from '../src/model/root';
+import { createRoot } from '../app/registry';
 import { LoopbackNexus } from '../fabrics/loopback/loopback';
 import { clearUas, INITIATOR_A, INITIATOR_B } from './util/loopback-setup';
 import { SA, TYPES, prIn, prOut, readKeys, readReservation, WRITE10 } from './util/pr';
@@ -13,7 +13,7 @@ import { Status, SenseKey } from '../src/core/sense';
 
 /** A target with one RAM LUN whose serial is fixed, as a restarted daemon would rebuild it. */
 async function start(stateDir: string | undefined, serial = 'aptpl-test-serial-0001') {
-  const root = new Root({ stateDir });
+  const root = createRoot({ stateDir });
   const so = await root.createStorageObject({ name: 'disk', plugin: 'rd_mcp', size: 1 << 20, serial });
   const tpg = root.createTarget('loopback', 'naa.5001405000000077').addTpg(1, { generate_node_acls: true });
   tpg.addLun(0, so);

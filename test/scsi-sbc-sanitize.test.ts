@@ -7,10 +7,10 @@ import assert from 'node:assert/strict';
 import { INITIATOR_B, rig, type Rig } from './util/loopback-setup';
 import type { LoopbackNexus } from '../fabrics/loopback/loopback';
 import { gated } from './util/gated';
-import { registerBackstore } from '../backstores';
-import { RamBackstore } from '../backstores/rd_mcp';
+import { registerBackstore } from '../app/registry';
+import { RamBackstore } from '../backstores/rd-mcp';
 import { Status } from '../src/core/sense';
-import { ConfigError, parseConfig } from '../src/config/config';
+import { ConfigError, parseConfig } from '../app/config/config';
 import {
   LBA_OUT_OF_RANGE, cdb10, cdb16, checkSense, good, invalidCdb, invalidParam, pattern, readBlocks, writeBlocks,
 } from './util/cdb';

@@ -11,9 +11,9 @@ import path from 'node:path';
 import { INITIATOR_B, rig, type Rig } from './util/loopback-setup';
 import { Status } from '../src/core/sense';
 import type { LoopbackNexus } from '../fabrics/loopback/loopback';
-import { registerBackstore } from '../backstores';
+import { registerBackstore } from '../app/registry';
 import { createFileio } from '../backstores/fileio';
-import type { Backstore } from '../backstores/backstore';
+import type { Backstore } from '../src/core/backstore';
 import type { Sgl } from '../src/core/sgl';
 import {
   LBA_OUT_OF_RANGE, cdb10, cdb12, cdb16, cdb6, checkSense, good, invalidCdb, pattern,

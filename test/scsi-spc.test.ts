@@ -9,7 +9,7 @@ import { NodeAcl } from '../src/model/target';
 import { SenseKey, Status } from '../src/core/sense';
 import { servesCompareAndWrite, servesExtendedCopy } from '../src/scsi/inquiry';
 import { addVpdPage, page } from '../src/scsi/vpd';
-import { Root } from '../src/model/root';
+import { createRoot } from '../app/registry';
 
 const SERIAL = '01234567-89ab-cdef-0123-456789abcdef';
 const NAA = '65c9da10 12345678 9abcdef0 12345678';
@@ -260,7 +260,7 @@ test('unknown opcode is INVALID COMMAND OPERATION CODE; reserved CDB bits point 
 });
 
 test('an iSCSI target port: iSCSI version descriptor and protocol identifier 5 in VPD 83h', async () => {
-  const root = new Root();
+  const root = createRoot();
   try {
     const so = await root.createStorageObject({ name: 'i0', plugin: 'rd_mcp', size: 1 << 20, serial: SERIAL });
     const tpg = root.createTarget('iscsi', 'iqn.2026-01.org.tsio:t1').addTpg(3, { generate_node_acls: true });

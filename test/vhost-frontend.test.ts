@@ -6,15 +6,15 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { closeSync, mkdtempSync, rmSync, writeFileSync, existsSync, truncateSync } from 'node:fs';
-import { eventfd, eventfdRead } from '../src/native';
+import { eventfd, eventfdRead } from '../native';
 import { Req, u64Payload } from '../fabrics/vhost/vhost-user-proto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ScsiSlot, VhostUserFrontend, type DriverQueue, type ScsiResult } from '../fabrics/vhost/frontend/frontend';
+import { ScsiSlot, VhostUserFrontend, type DriverQueue, type ScsiResult } from '../tools/vhost-frontend/frontend';
 import { DEVICE_FEATURES, PROTOCOL_FEATURES } from '../fabrics/vhost/device';
 import { Resp } from '../fabrics/vhost/virtio-scsi';
 import { DescFlag } from '../fabrics/vhost/virtio-scsi';
-import { bench } from '../fabrics/vhost/frontend/cli';
+import { bench } from '../tools/vhost-frontend/cli';
 import { startTsiod, type Daemon } from './util/tsiod';
 
 const dir = mkdtempSync(join(tmpdir(), 'tsio-vhost-fe-'));

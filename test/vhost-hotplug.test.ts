@@ -8,14 +8,14 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Root } from '../src/model/root';
+import { createRoot } from '../app/registry';
 import { vhostFabric } from '../fabrics/vhost/vhost';
-import type { FabricService } from '../fabrics';
+import type { FabricService } from '../src/core/fabric';
 import { startGuest, runGuest } from './util/guest';
 
 const dir = mkdtempSync(join(tmpdir(), 'tsio-vhost-hp-'));
 const sock = join(dir, 'vhost.sock');
-const root = new Root();
+const root = createRoot();
 let service: FabricService | undefined;
 
 after(async () => {

@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ControlClient } from '../cli/client';
-import { groupId } from '../src/native';
+import { groupId } from '../native';
 import { startTsiod, tcli, TSIOD, type Daemon } from './util/tsiod';
 
 // 'users' (gid 100) is in every Debian base system; nobody is not a member.

@@ -3,7 +3,7 @@
 // the login state machine or, in full feature phase, to the session.
 
 import type { Socket } from 'node:net';
-import { crc32c, setRcvLowat } from '../../src/native';
+import { crc32c, setRcvLowat } from '../../native';
 import type { Sgl } from '../../src/core/sgl';
 import { log } from '../../src/core/log';
 import {

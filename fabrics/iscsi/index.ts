@@ -1,7 +1,7 @@
 // The iSCSI fabric module: serves a target on every portal of its TPGs,
 // pings idle initiators, and on shutdown asks every initiator to log out.
 
-import type { FabricModule, FabricService } from '../index';
+import type { FabricModule, FabricService } from '../../src/core/fabric';
 import type { Root } from '../../src/model/root';
 import type { Target, Tpg } from '../../src/model/target';
 import { log } from '../../src/core/log';

@@ -44,7 +44,7 @@ export interface LoopbackResult {
 export class LoopbackNexus {
   private nextTag = 1;
 
-  constructor(readonly session: Session) {}
+  constructor(readonly session: Session<Tpg>) {}
 
   /** Opens an I_T nexus on a TPG as the named initiator. */
   static open(tpg: Tpg, initiatorName: string): LoopbackNexus {

@@ -11,7 +11,7 @@ import type { Completion } from '../../src/core/command';
 import type { TmfFunction, TmfResult } from '../../src/core/tmr';
 import { log } from '../../src/core/log';
 import { sglCopyIn, sglFlatten, sglSlice } from '../../src/core/sgl';
-import { FdWatcher, eventfdRead, recvMessage, sendMessage } from '../../src/native';
+import { FdWatcher, eventfdRead, recvMessage, sendMessage } from '../../native';
 import { GuestMemory, MappedRegion, unmapRegions } from './guest-memory';
 import { Chain, ChainError, DeviceQueue } from './virtqueue';
 import {

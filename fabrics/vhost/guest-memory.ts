@@ -5,7 +5,7 @@
 // range that leaves the mapped regions is refused, never clamped.
 
 import { closeSync } from 'node:fs';
-import { mmapFd, unmap } from '../../src/native';
+import { mmapFd, unmap } from '../../native';
 
 export interface RegionSpec {
   gpa: number;

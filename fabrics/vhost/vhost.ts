@@ -7,16 +7,22 @@
 
 import { chmodSync, chownSync, closeSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { FabricModule, FabricService } from '../index';
+import type { FabricModule, FabricService } from '../../src/core/fabric';
 import type { Target, Tpg } from '../../src/model/target';
 import { log } from '../../src/core/log';
-import { FdWatcher, groupId, unixAccept, unixListen } from '../../src/native';
-import { fieldDefaults, specs } from '../../src/config/specs';
+import { FdWatcher, groupId, unixAccept, unixListen } from '../../native';
 import { VhostScsiDevice } from './device';
+
+/**
+ * The socket's mode when a TPG names none. A configured TPG always has one (the
+ * application fills in specs/fabrics/vhost.yaml's default); this serves TPGs an
+ * embedding program builds by hand.
+ */
+const SOCKET_MODE = '0660';
 
 /** The socket's permission bits and gid (-1: the daemon's own group) a TPG asks for. */
 function socketOwnership(tpg: Tpg): { mode: number; gid: number } {
-  const text = String(tpg.attributes.socket_mode ?? fieldDefaults(specs().fabric('vhost').tpgFields).socket_mode);
+  const text = String(tpg.attributes.socket_mode ?? SOCKET_MODE);
   const group = tpg.attributes.socket_group;
   let gid = -1;
   if (typeof group === 'string') {

@@ -5,7 +5,7 @@
 // checked, chains are bounded, and a malformed chain raises ChainError.
 
 import { closeSync } from 'node:fs';
-import { eventfdWrite, fence, type FdWatcher } from '../../src/native';
+import { eventfdWrite, fence, type FdWatcher } from '../../native';
 import type { GuestMemory } from './guest-memory';
 import {
   AVAIL_F_NO_INTERRUPT, Avail, Desc, DescFlag, MAX_QUEUE_SIZE, Used, availSize, needEvent, usedSize,

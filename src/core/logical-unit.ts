@@ -2,14 +2,31 @@
 // task attribute ordering, the I_T nexuses that reach it (for unit
 // attentions), its mode parameters, and its SPC-2 reservation.
 
-import type { Backstore } from '../../backstores/backstore';
-import type { StorageObject } from '../model/storage-object';
+import type { Backstore } from './backstore';
+import type { StorageAttributes } from './attributes';
 import type { CommandDef, CommandTable } from './opcodes';
 import { CmdState, ScsiCmd, TaskAttr } from './command';
 import { RangeLock } from './range-lock';
 import type { ItlNexus, Session } from './session';
 import { Asc, type ScsiError } from './sense';
 import { IoStats } from './stats';
+
+/**
+ * What a unit knows of the storage object that owns it (model/storage-object.ts):
+ * its names, its identity and its attributes.
+ */
+export interface UnitIdentity {
+  readonly name: string;
+  /** The path LUNs name it by (/backstores/PLUGIN/NAME). */
+  readonly path: string;
+  /** The backstore plugin's name (INQUIRY's product id follows it, as LIO's does). */
+  readonly plugin: string;
+  /** VPD 80h unit serial number. */
+  readonly serial: string;
+  /** 16-byte NAA designator (VPD 83h). */
+  readonly naa: Buffer;
+  readonly attributes: StorageAttributes;
+}
 
 /** Current values of the mode parameters we let initiators change (SPC-5 7.5, SBC-4 6.5). */
 export interface ModeState {
@@ -34,7 +51,7 @@ export interface ModeState {
 }
 
 /** Mode parameters at start (MODE SENSE's default values: nothing is ever saved). */
-export function initialModeState(so: StorageObject): ModeState {
+export function initialModeState(so: UnitIdentity): ModeState {
   const a = so.attributes;
   return {
     wce: a.emulate_write_cache,
@@ -85,7 +102,7 @@ export class LogicalUnit {
   private draining = false;
 
   constructor(
-    readonly so: StorageObject,
+    readonly so: UnitIdentity,
     public backstore: Backstore,
     readonly table: CommandTable,
   ) {

@@ -5,7 +5,7 @@
 
 import type { ScsiCmd } from './command';
 import type { LogicalUnit } from './logical-unit';
-import type { MaybePromise } from '../../backstores/backstore';
+import type { MaybePromise } from './backstore';
 
 export const DataDir = { NONE: 0, IN: 1, OUT: 2 } as const;
 export type DataDir = (typeof DataDir)[keyof typeof DataDir];

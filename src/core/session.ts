@@ -1,13 +1,37 @@
 // Sessions: I_T nexuses opened by fabrics on a TPG, and their per-LUN state
 // (I_T_L nexus): pending unit attentions and tasks in flight.
 
-import type { LunMap, Tpg } from '../model/target';
 import type { LogicalUnit } from './logical-unit';
 import { CommandRequest, CompletionCallback, ScsiCmd } from './command';
 import { submit } from './engine';
 import { Asc } from './sense';
 import { IoStats } from './stats';
 import { TmfFunction, TmfResult, taskManagement } from './tmr';
+
+/**
+ * What the core needs of the target port a session is opened on (a TPG of
+ * model/target.ts): its identity, its target's other ports and the units they
+ * export, and its ACLs.
+ */
+export interface TargetPort {
+  /** Relative target port identifier (VPD 83h, REPORT TARGET PORT GROUPS). */
+  readonly relativePortId: number;
+  /** SCSI name string of the port (SPC-5 7.7.6.10). */
+  readonly portName: string;
+  /** The fabric's name as configs give it (iscsi, vhost, loopback): the protocol INQUIRY reports. */
+  readonly fabric: string;
+  /** Every port of this port's target, itself included (ALL_TG_PT registrations, EXTENDED COPY). */
+  targetPorts(): Iterable<TargetPort>;
+  /** The units this port exports. */
+  units(): Iterable<LogicalUnit>;
+  /** Initiator names its ACLs admit. */
+  aclNames(): Iterable<string>;
+  /** Called by Session.close(). */
+  forget(session: Session): void;
+}
+
+/** What a nexus may reach: LUN number -> unit and write protection. */
+export type LunMap = Map<number, { lu: LogicalUnit; writeProtect: boolean }>;
 
 export interface InitiatorId {
   /** Initiator name (iSCSI name, or a NAA/WWN for vhost and loopback). */
@@ -55,7 +79,8 @@ export class ItlNexus {
 
 let nextSessionId = 1;
 
-export class Session {
+/** An I_T nexus; P is the kind of port it is opened on (the model's Tpg for sessions fabrics open). */
+export class Session<P extends TargetPort = TargetPort> {
   readonly id = nextSessionId++;
   readonly itls = new Map<number, ItlNexus>();
   /** Tasks addressed to LUNs this nexus has no mapping for (INQUIRY, REPORT LUNS...). */
@@ -67,7 +92,7 @@ export class Session {
   readonly stats = new IoStats();
 
   constructor(
-    readonly tpg: Tpg,
+    readonly tpg: P,
     readonly initiator: InitiatorId,
     map: LunMap,
   ) {
@@ -86,7 +111,7 @@ export class Session {
     let changed = false;
     for (const [n, itl] of this.itls) {
       const m = map.get(n);
-      if (!m || m.lun.so.lu !== itl.lu) {
+      if (!m || m.lu !== itl.lu) {
         this.dropItl(itl);
         changed = true;
       } else {
@@ -95,9 +120,9 @@ export class Session {
     }
     for (const [n, m] of map) {
       if (this.itls.has(n)) continue;
-      const itl = new ItlNexus(this, n, m.lun.so.lu, m.writeProtect);
+      const itl = new ItlNexus(this, n, m.lu, m.writeProtect);
       this.itls.set(n, itl);
-      m.lun.so.lu.nexuses.add(itl);
+      m.lu.nexuses.add(itl);
       changed = true;
     }
     return changed;

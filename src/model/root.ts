@@ -1,15 +1,10 @@
 // The live configuration (rtslib's RTSRoot): storage objects and targets.
 // The daemon, the control API and embedding programs change it through here.
 
-import type { BackstoreOptions } from '../../backstores/backstore';
-import { backstoreFactory } from '../../backstores';
-import type { StorageAttributes } from './attributes';
-import { storageAttributeDefaults } from './defaults';
-import { StorageObject } from './storage-object';
+import type { BackstoreOptions } from '../core/backstore';
+import type { StorageAttributes } from '../core/attributes';
+import type { StorageObject } from './storage-object';
 import { Target, type Auth } from './target';
-import { diskTable } from '../scsi/disk';
-import { passthroughTable } from '../scsi/passthrough';
-import { attachPrStore } from '../scsi/pr';
 
 export interface StorageObjectSpec extends BackstoreOptions {
   plugin: string;
@@ -21,6 +16,11 @@ export interface StorageObjectSpec extends BackstoreOptions {
 export interface RootOptions {
   /** Where state that outlives a restart is kept (APTPL persistent reservations); none: nothing persists. */
   stateDir?: string;
+  /**
+   * Builds a storage object from its spec: which plugin, device type and PR
+   * store it gets is the application's choice (app/registry.ts createRoot).
+   */
+  build?: (spec: StorageObjectSpec) => Promise<StorageObject>;
 }
 
 export class Root {
@@ -34,14 +34,8 @@ export class Root {
   async createStorageObject(spec: StorageObjectSpec): Promise<StorageObject> {
     const key = `/backstores/${spec.plugin}/${spec.name}`;
     if (this.storageObjects.has(key)) throw new Error(`storage object ${key} already exists`);
-    const attributes: StorageAttributes = { ...storageAttributeDefaults(), ...spec.attributes };
-    if (spec.readonly) attributes.readonly = true;
-    const backstore = await backstoreFactory(spec.plugin)(spec);
-    // A pass-through device is served by the table of its own device type.
-    const table = backstore.passthrough ? passthroughTable(backstore.passthrough.deviceType) : diskTable;
-    const so = new StorageObject(spec.name, spec.plugin, attributes, backstore, table, spec.serial);
-    // A pass-through device keeps its own persistent reservations (as LIO's pscsi).
-    if (!backstore.passthrough) attachPrStore(so.lu, this.options.stateDir);
+    if (!this.options.build) throw new Error('this Root builds no storage objects: make it with createRoot()');
+    const so = await this.options.build(spec);
     this.storageObjects.set(key, so);
     return so;
   }

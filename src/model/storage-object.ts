@@ -4,12 +4,12 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import type { Backstore } from '../../backstores/backstore';
-import type { StorageAttributes } from './attributes';
-import { LogicalUnit } from '../core/logical-unit';
+import type { Backstore } from '../core/backstore';
+import type { StorageAttributes } from '../core/attributes';
+import { LogicalUnit, type UnitIdentity } from '../core/logical-unit';
 import type { CommandTable } from '../core/opcodes';
 
-export class StorageObject {
+export class StorageObject implements UnitIdentity {
   readonly lu: LogicalUnit;
   /** VPD 80h unit serial number (LIO's vpd_unit_serial; saveconfig's `wwn`). */
   readonly serial: string;

@@ -4,7 +4,8 @@
 // opened on a TPG by a fabric and see the LUNs their ACL maps.
 
 import type { StorageObject } from './storage-object';
-import { Session, InitiatorId } from '../core/session';
+import { Session, type InitiatorId, type LunMap, type TargetPort } from '../core/session';
+import type { LogicalUnit } from '../core/logical-unit';
 import { Asc } from '../core/sense';
 
 export type AttributeValue = boolean | number | string;
@@ -43,8 +44,6 @@ export class NodeAcl {
   ) {}
 }
 
-/** What a nexus may reach: LUN number -> TPG LUN and write protection. */
-export type LunMap = Map<number, { lun: Lun; writeProtect: boolean }>;
 
 export class AccessDenied extends Error {}
 
@@ -54,10 +53,10 @@ export interface Portal {
   port: number;
 }
 
-export class Tpg {
+export class Tpg implements TargetPort {
   readonly luns = new Map<number, Lun>();
   readonly acls = new Map<string, NodeAcl>();
-  readonly sessions = new Set<Session>();
+  readonly sessions = new Set<Session<Tpg>>();
   readonly portals: Portal[] = [];
   enabled = true;
 
@@ -79,6 +78,22 @@ export class Tpg {
     return `${this.target.wwn},t,0x${this.tag.toString(16).padStart(4, '0')}`;
   }
 
+  get fabric(): string {
+    return this.target.fabric;
+  }
+
+  targetPorts(): Iterable<Tpg> {
+    return this.target.tpgs.values();
+  }
+
+  *units(): Iterable<LogicalUnit> {
+    for (const lun of this.luns.values()) yield lun.so.lu;
+  }
+
+  aclNames(): Iterable<string> {
+    return this.acls.keys();
+  }
+
   get demoMode(): boolean {
     return this.attributes.generate_node_acls === true;
   }
@@ -91,18 +106,18 @@ export class Tpg {
       const prodWp = this.attributes.prod_mode_write_protect === true;
       for (const m of acl.mapped.values()) {
         const lun = this.luns.get(m.tpgLun);
-        if (lun) map.set(m.index, { lun, writeProtect: m.writeProtect || prodWp });
+        if (lun) map.set(m.index, { lu: lun.so.lu, writeProtect: m.writeProtect || prodWp });
       }
       return map;
     }
     if (!this.demoMode) return undefined;
     const wp = this.attributes.demo_mode_write_protect === true;
-    for (const lun of this.luns.values()) map.set(lun.index, { lun, writeProtect: wp });
+    for (const lun of this.luns.values()) map.set(lun.index, { lu: lun.so.lu, writeProtect: wp });
     return map;
   }
 
   /** Opens an I_T nexus for an initiator port; throws AccessDenied when no ACL admits it. */
-  openSession(initiator: InitiatorId): Session {
+  openSession(initiator: InitiatorId): Session<Tpg> {
     const map = this.lunMapFor(initiator.name);
     if (!map) throw new AccessDenied(`initiator ${initiator.name} is not allowed on ${this.portName}`);
     const s = new Session(this, initiator, map);
@@ -111,7 +126,7 @@ export class Tpg {
   }
 
   /** Called by Session.close(). */
-  forget(s: Session): void {
+  forget(s: Session<Tpg>): void {
     this.sessions.delete(s);
   }
 

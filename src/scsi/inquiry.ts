@@ -4,7 +4,7 @@ import type { ScsiCmd } from '../core/command';
 import type { LogicalUnit } from '../core/logical-unit';
 import { PRODUCT_REVISION, VENDOR_ID } from '../core/logical-unit';
 import { invalidCdbField } from '../core/sense';
-import type { Tpg } from '../model/target';
+import type { TargetPort } from '../core/session';
 import { vpdPage } from './vpd';
 
 /** Standard INQUIRY data length: 36 bytes plus the vendor area and eight version descriptors. */
@@ -27,8 +27,8 @@ const VD_ISCSI = 0x0960;
 export const ProtocolId = { FCP: 0x0, SRP: 0x4, ISCSI: 0x5, SAS: 0x6 } as const;
 
 /** How a target port's transport shows in INQUIRY and VPD 83h. */
-export function transportOf(tpg: Tpg): { protocolId: number; versionDescriptor: number | undefined } {
-  if (tpg.target.fabric === 'iscsi') return { protocolId: ProtocolId.ISCSI, versionDescriptor: VD_ISCSI };
+export function transportOf(tpg: TargetPort): { protocolId: number; versionDescriptor: number | undefined } {
+  if (tpg.fabric === 'iscsi') return { protocolId: ProtocolId.ISCSI, versionDescriptor: VD_ISCSI };
   // Loopback and vhost present themselves as SAS, as LIO's tcm_loop and vhost-scsi do.
   return { protocolId: ProtocolId.SAS, versionDescriptor: undefined };
 }
@@ -61,7 +61,7 @@ export function putAscii(b: Buffer, offset: number, length: number, s: string): 
 }
 
 /** Standard INQUIRY data; lu undefined for a LUN the nexus has no mapping for. */
-export function standardInquiry(lu: LogicalUnit | undefined, tpg: Tpg): Buffer {
+export function standardInquiry(lu: LogicalUnit | undefined, tpg: TargetPort): Buffer {
   const b = Buffer.alloc(STD_INQUIRY_LEN);
   const t = transportOf(tpg);
   b[2] = VERSION_SPC4;

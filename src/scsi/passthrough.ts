@@ -13,7 +13,7 @@ import {
   Asc, DeviceSense, ScsiError, SenseKey, Status, decodeSense, invalidCdbField, statusOnly,
 } from '../core/sense';
 import { sglCopyOut, type Sgl } from '../core/sgl';
-import type { PassthroughResult } from '../../backstores/backstore';
+import type { PassthroughResult } from '../core/backstore';
 import { spcCommands } from './spc';
 
 export const DEVICE_TYPE = { DISK: 0x00, TAPE: 0x01, CDROM: 0x05 } as const;

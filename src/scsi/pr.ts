@@ -516,7 +516,7 @@ function specifiedPorts(cmd: ScsiCmd, st: PrState, p: OutParams): Registration[]
     const known = [...cmd.lu.nexuses].some((i) => (p.allTgPt || i.session.tpg === s.tpg) &&
       sameName(i.session.initiator.name, port.name) &&
       (port.isid === undefined || port.isid === i.session.initiator.isid?.toLowerCase())) ||
-      (port.isid === undefined && [...s.tpg.acls.keys()].some((n) => sameName(n, port.name)));
+      (port.isid === undefined && [...s.tpg.aclNames()].some((n) => sameName(n, port.name)));
     if (!known) throw invalidParamField(off);
     const r = newRegistration(s, port, p.saKey, p.allTgPt);
     const clash = (x: Registration) => sameName(x.name, r.name) && (x.isid === r.isid || !x.isid || !r.isid) &&
@@ -586,8 +586,8 @@ function registerAndMove(cmd: ScsiCmd, st: PrState, reg: Registration | undefine
   const relPort = d.readUInt16BE(18);
   // The destination target port: a TPG that maps this unit.
   const tpgs = new Map([...st.lu.nexuses].map((i) => [i.session.tpg.relativePortId, i.session.tpg] as const));
-  for (const t2 of s.tpg.target.tpgs.values()) {
-    if ([...t2.luns.values()].some((l) => l.so.lu === st.lu)) tpgs.set(t2.relativePortId, t2);
+  for (const t2 of s.tpg.targetPorts()) {
+    if ([...t2.units()].includes(st.lu)) tpgs.set(t2.relativePortId, t2);
   }
   const tpg = tpgs.get(relPort);
   if (!tpg) throw invalidParamField(18);

@@ -3,7 +3,7 @@
 import type { ScsiCmd } from '../core/command';
 import type { LogicalUnit } from '../core/logical-unit';
 import { VENDOR_ID } from '../core/logical-unit';
-import type { Tpg } from '../model/target';
+import type { TargetPort } from '../core/session';
 import { PERIPHERAL_NO_LUN, productId, putAscii, servesCompareAndWrite, transportOf } from './inquiry';
 import { provisioning } from './provisioning';
 import { servesBlockErase } from './sbc-sanitize';
@@ -13,7 +13,7 @@ import { ATOMIC_ALIGNMENT, ATOMIC_GRANULARITY, MAX_ATOMIC_BLOCKS, MAX_COMPARE_AN
 const WRITE_ATOMIC_16 = 0x9c;
 
 /** Builds a whole page, header included (`page` helps). */
-export type PageBuilder = (lu: LogicalUnit, tpg: Tpg) => Buffer;
+export type PageBuilder = (lu: LogicalUnit, tpg: TargetPort) => Buffer;
 
 /** A page with its 4-byte header filled in; `body` bytes follow it. */
 export function page(lu: LogicalUnit | undefined, code: number, body: Buffer | number[]): Buffer {
@@ -53,7 +53,7 @@ function unitSerial(lu: LogicalUnit): Buffer {
   return page(lu, 0x80, Buffer.from(`${lu.so.serial}\0`, 'ascii'));
 }
 
-function deviceIdentification(lu: LogicalUnit, tpg: Tpg): Buffer {
+function deviceIdentification(lu: LogicalUnit, tpg: TargetPort): Buffer {
   const proto = transportOf(tpg).protocolId;
   const so = lu.so;
   const t10 = Buffer.from(`        ${productId(lu)}:${so.serial}\0`, 'ascii');

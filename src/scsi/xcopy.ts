@@ -69,8 +69,8 @@ const listKey = (cmd: ScsiCmd, listId: number): string => `${cmd.session.initiat
 /** The LU of this target whose NAA designator the descriptor names, if any. */
 function findTarget(cmd: ScsiCmd, designator: Buffer): LogicalUnit | undefined {
   if (cmd.lu.so.naa.equals(designator)) return cmd.lu;
-  for (const tpg of cmd.session.tpg.target.tpgs.values()) {
-    for (const lun of tpg.luns.values()) if (lun.so.naa.equals(designator)) return lun.so.lu;
+  for (const port of cmd.session.tpg.targetPorts()) {
+    for (const lu of port.units()) if (lu.so.naa.equals(designator)) return lu;
   }
   return undefined;
 }

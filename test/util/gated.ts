@@ -1,8 +1,8 @@
 // A RAM backstore whose reads and writes wait until the test opens the gate:
 // it makes "commands in flight" deterministic for task management tests.
 
-import { RamBackstore } from '../../backstores/rd_mcp';
-import { registerBackstore } from '../../backstores';
+import { RamBackstore } from '../../backstores/rd-mcp';
+import { registerBackstore } from '../../app/registry';
 import type { Sgl } from '../../src/core/sgl';
 
 export class GatedRam extends RamBackstore {

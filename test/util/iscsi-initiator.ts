@@ -4,7 +4,7 @@
 
 import { connect, type Socket } from 'node:net';
 import { once } from 'node:events';
-import { crc32c } from '../../src/native';
+import { crc32c } from '../../native';
 
 export interface Pdu {
   bhs: Buffer;

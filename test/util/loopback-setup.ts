@@ -1,7 +1,8 @@
 // Builds a small live configuration for tests: RAM-backed storage objects
 // exported through a loopback target, and nexuses to drive them.
 
-import { Root, StorageObjectSpec } from '../../src/model/root';
+import type { Root, StorageObjectSpec } from '../../src/model/root';
+import { createRoot } from '../../app/registry';
 import type { StorageObject } from '../../src/model/storage-object';
 import type { Tpg } from '../../src/model/target';
 import { LoopbackNexus } from '../../fabrics/loopback/loopback';
@@ -22,7 +23,7 @@ export const INITIATOR_C = 'naa.5001405cccccccc3';
 
 /** One or more storage objects as LUNs 0..n-1 of a loopback TPG in demo mode. */
 export async function rig(specs: Partial<StorageObjectSpec>[] = [{}]): Promise<Rig> {
-  const root = new Root();
+  const root = createRoot();
   const sos: StorageObject[] = [];
   for (const [i, s] of specs.entries()) {
     sos.push(await root.createStorageObject({ name: `so${i}`, plugin: 'rd_mcp', size: 64 << 20, ...s } as StorageObjectSpec));

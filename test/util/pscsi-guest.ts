@@ -10,7 +10,7 @@ import path from 'node:path';
 
 import { INITIATOR_B, clearUas, rig, type Rig } from './loopback-setup';
 import { LoopbackNexus, type LoopbackResult } from '../../fabrics/loopback/loopback';
-import { sgIo } from '../../src/native';
+import { sgIo } from '../../native';
 import { DataDir } from '../../src/core/opcodes';
 
 export const RESULT_MARK = 'PSCSI-RESULT';

@@ -8,7 +8,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-export const TSIOD = join(__dirname, '..', '..', 'src', 'daemon', 'tsiod.js');
+export const TSIOD = join(__dirname, '..', '..', 'app', 'daemon', 'tsiod.js');
 export const TCLI = join(__dirname, '..', '..', 'cli', 'tcli.js');
 
 /** YAML text, a function of a free 127.0.0.1 port and the daemon's folder giving it, or a file to start from. */

@@ -5,7 +5,7 @@
 // or unmap of it goes to a fresh page instead (copy on write) until the
 // borrower releases it.
 
-import type { Backstore, BackstoreCaps, BackstoreOptions, LbaExtent } from './backstore';
+import type { Backstore, BackstoreCaps, BackstoreOptions, LbaExtent } from '../src/core/backstore';
 import { Sgl, sglIsZero } from '../src/core/sgl';
 
 /** Allocation unit; a multiple of both logical block sizes. */

@@ -2,10 +2,10 @@
 // opt-in local HTTP port (tsiod --metrics 127.0.0.1:9595).
 
 import { createServer, type Server } from 'node:http';
-import type { Root } from '../model/root';
+import type { Root } from '../../src/model/root';
 import { rxPool, SLAB_BYTES } from '../../fabrics/iscsi/rx-slab';
 import { dataInPool } from '../../fabrics/iscsi/data-in-pool';
-import { LATENCY_BUCKETS, LATENCY_SAMPLE_EVERY, type IoStats } from '../core/stats';
+import { LATENCY_BUCKETS, LATENCY_SAMPLE_EVERY, type IoStats } from '../../src/core/stats';
 
 const esc = (v: string | number) => String(v).replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
 const labels = (l: Record<string, string | number>) => `{${Object.entries(l).map(([k, v]) => `${k}="${esc(v)}"`).join(',')}}`;

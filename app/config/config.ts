@@ -8,14 +8,14 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import type { ValidateFunction } from 'ajv';
-import type { StorageAttributes } from '../model/attributes';
+import type { StorageAttributes } from '../../src/core/attributes';
 import { ConfigError, sortIssues, type ConfigIssue } from './errors';
 import { buildConfigSchemaWithHints, storageObjectKeys, storageObjectPathPattern, tpgKeys } from './schema';
 import { parseSize } from './size';
 import { fieldDefaults, findSpecsDir, specs, type FabricSpec, type FieldSpec, type FieldValue, type Specs } from './specs';
 import { createAjv, didYouMean, humanizeErrors } from './validation';
 import { formatPath, parseYaml, type LocatedYaml, type YamlPath } from './yaml';
-import { groupId } from '../native';
+import { groupId } from '../../native';
 
 export { ConfigError, formatIssue, type ConfigIssue } from './errors';
 

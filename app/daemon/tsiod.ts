@@ -7,11 +7,11 @@ import { readFileSync } from 'node:fs';
 import type { Server } from 'node:net';
 import { ConfigError, parseConfig, defaultConfigText, type TsioConfig } from '../config/config';
 import { isLioSaveconfig, lioToDocument } from '../config/lio-import';
-import { Root } from '../model/root';
-import { log } from '../core/log';
-import type { FabricService } from '../../fabrics';
+import { createRoot } from '../registry';
+import { log } from '../../src/core/log';
+import type { FabricService } from '../../src/core/fabric';
 import { absolutePaths, EMPTY_CONFIG, reconcile, type Live } from './reconcile';
-import { Control, DEFAULT_CONTROL_PATH, listenControl } from './control';
+import { Control, DEFAULT_CONTROL_PATH, listenControl } from '../control/server';
 import { DEFAULT_SAVE_PATH } from '../config/save';
 import { listenMetrics } from './metrics';
 
@@ -84,7 +84,7 @@ async function main(): Promise<void> {
     console.log(`tsiod: configuration ok: ${summary}`);
     return;
   }
-  const root = new Root({ stateDir: args.stateDir });
+  const root = createRoot({ stateDir: args.stateDir });
   const live: Live = { root, services: new Map<string, FabricService>(), config: EMPTY_CONFIG };
   await reconcile(live, absolutePaths(cfg, args.config ? dirname(args.config) : process.cwd()));
   const control = new Control(live, { savePath: args.saveconfig });

@@ -86,7 +86,7 @@ export interface FdWatcher {
   stop(): void;
 }
 
-// dist/src/native.js -> <project>/build/Release/tsio.node
+// dist/native/index.js -> <project>/build/Release/tsio.node
 const ADDON_PATH = path.join(__dirname, '..', '..', 'build', 'Release', 'tsio.node');
 
 function load(): Addon {

@@ -7,14 +7,14 @@
 import { closeSync } from 'node:fs';
 import {
   FdWatcher, eventfd, eventfdRead, eventfdWrite, fence, memfdCreate, mmapFd, recvMessage, sendMessage, unixConnect, unmap,
-} from '../../../src/native';
+} from '../../native';
 import {
   Feature, Flag, Hdr, MemRegMsg, VhostConfig, MemTable, ProtoFeature, Region, Req, U64, VringAddr, VringState, bit, message, reqName,
   u64Payload,
-} from '../vhost-user-proto';
+} from '../../fabrics/vhost/vhost-user-proto';
 import {
   AVAIL_F_NO_INTERRUPT, Avail, CmdReq, CmdResp, Desc, DescFlag, Used, availSize, needEvent, usedSize,
-} from '../virtio-scsi';
+} from '../../fabrics/vhost/virtio-scsi';
 
 export interface FrontendOptions {
   /** Guest RAM size in bytes (default 64 MiB). */

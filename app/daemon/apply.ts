@@ -2,7 +2,7 @@
 // serving them (embedding programs and tests; tsiod uses reconcile()).
 
 import type { TsioConfig } from '../config/config';
-import type { Root } from '../model/root';
+import type { Root } from '../../src/model/root';
 import { absolutePaths, EMPTY_CONFIG, reconcile } from './reconcile';
 
 /** Creates storage objects, then targets, TPGs, LUNs and ACLs (the order restore needs). */

@@ -4,8 +4,8 @@
 // block size. Methods may finish synchronously (return undefined) or return a
 // promise; none may block the event loop.
 
-import type { Sgl } from '../src/core/sgl';
-import type { DataDir } from '../src/core/opcodes';
+import type { Sgl } from './sgl';
+import type { DataDir } from './opcodes';
 
 export type MaybePromise<T> = T | Promise<T>;
 

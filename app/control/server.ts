@@ -14,14 +14,16 @@ import { DEFAULT_SAVE_PATH, saveAtomically, listBackups } from '../config/save';
 import { isLioSaveconfig, lioToDocument } from '../config/lio-import';
 import { specs } from '../config/specs';
 import { didYouMean } from '../config/validation';
-import { absolutePaths, EMPTY_CONFIG, reconcile, soKey, type Live, type ReconcileReport } from './reconcile';
-import type { Session } from '../core/session';
-import { log } from '../core/log';
-import { prAdminClear, prView } from '../scsi/pr';
+import { absolutePaths, EMPTY_CONFIG, reconcile, soKey, type Live, type ReconcileReport } from '../daemon/reconcile';
+import type { Session as CoreSession } from '../../src/core/session';
+import type { Tpg } from '../../src/model/target';
 
-export const DEFAULT_CONTROL_PATH = '/run/tsio/control.sock';
+type Session = CoreSession<Tpg>;
+import { log } from '../../src/core/log';
+import { prAdminClear, prView } from '../../src/scsi/pr';
+import { DEFAULT_CONTROL_PATH, RpcCode } from './wire';
 
-export const RpcCode = { PARSE: -32700, INVALID_REQUEST: -32600, METHOD: -32601, PARAMS: -32602, INTERNAL: -32603, FAILED: -32000 } as const;
+export { DEFAULT_CONTROL_PATH };
 
 export class RpcError extends Error {
   constructor(

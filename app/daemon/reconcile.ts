@@ -9,15 +9,16 @@
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { NodeAclConfig, StorageObjectConfig, TpgConfig, TsioConfig } from '../config/config';
-import type { Root } from '../model/root';
-import type { StorageObject } from '../model/storage-object';
-import type { StorageAttributes } from '../model/attributes';
-import { NodeAcl, type Tpg } from '../model/target';
-import type { LogicalUnit } from '../core/logical-unit';
-import { Asc } from '../core/sense';
-import { log } from '../core/log';
-import { fabricModule, type FabricService } from '../../fabrics';
-import { specs } from '../config/specs';
+import type { Root } from '../../src/model/root';
+import type { StorageObject } from '../../src/model/storage-object';
+import type { StorageAttributes } from '../../src/core/attributes';
+import { NodeAcl, type Tpg } from '../../src/model/target';
+import type { LogicalUnit } from '../../src/core/logical-unit';
+import { Asc } from '../../src/core/sense';
+import { log } from '../../src/core/log';
+import type { FabricService } from '../../src/core/fabric';
+import { fabricModule } from '../registry';
+import { fieldDefaults, specs } from '../config/specs';
 
 /** The running configuration: live objects, the services serving targets, and the config they match. */
 export interface Live {
@@ -291,12 +292,14 @@ function updateAttributes(so: StorageObject, cur: StorageAttributes, next: Stora
   return changed;
 }
 
+const vhostSocketModeDefault = () => fieldDefaults(specs().fabric('vhost').tpgFields).socket_mode;
+
 /** TPG settings in place; true when something changed. */
 function updateTpg(tpg: Tpg, cur: TpgConfig | undefined, next: TpgConfig): boolean {
   const attributes: Record<string, unknown> = { ...next.attributes };
   // vhost keeps its socket and queue count beside the attributes (see fabrics/vhost).
   if (next.socket !== undefined) attributes.socket = next.socket;
-  if (next.socket_mode !== undefined) attributes.socket_mode = next.socket_mode;
+  if (next.socket !== undefined) attributes.socket_mode = next.socket_mode ?? vhostSocketModeDefault();
   if (next.socket_group !== undefined) attributes.socket_group = next.socket_group;
   if (next.num_queues !== undefined) attributes.num_queues = next.num_queues;
   if (next.nexus !== undefined) attributes.nexus = next.nexus;

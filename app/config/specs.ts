@@ -10,7 +10,7 @@
 
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { ATTRIBUTE_NAMES, type StorageAttributes } from '../model/attributes';
+import { ATTRIBUTE_NAMES, type StorageAttributes } from '../../src/core/attributes';
 import { ConfigError, sortIssues, type ConfigIssue } from './errors';
 import { parseSize, SizeError } from './size';
 import { createAjv, humanizeErrors } from './validation';
@@ -319,9 +319,9 @@ class SpecChecker {
 
   storageAttributesMatchModel(fields: readonly FieldSpec[]): void {
     const names = new Set(fields.map((f) => f.name));
-    for (const n of ATTRIBUTE_NAMES) if (!names.has(n)) this.error(['attributes'], `attribute '${n}' of the model (src/model/attributes.ts) is missing`);
+    for (const n of ATTRIBUTE_NAMES) if (!names.has(n)) this.error(['attributes'], `attribute '${n}' of the model (src/core/attributes.ts) is missing`);
     const model = new Set<string>(ATTRIBUTE_NAMES);
-    for (const f of fields) if (!model.has(f.name)) this.error(['attributes', f.name], `'${f.name}' is not a StorageAttributes key (src/model/attributes.ts)`);
+    for (const f of fields) if (!model.has(f.name)) this.error(['attributes', f.name], `'${f.name}' is not a StorageAttributes key (src/core/attributes.ts)`);
   }
 
   attributeLinks(fields: readonly FieldSpec[], attributes: readonly FieldSpec[]): void {

@@ -6,8 +6,8 @@
 
 import { readFileSync } from 'node:fs';
 import { BlkSlot, BlkType, BLK_S_OK, ScsiSlot, VhostUserFrontend, type DriverQueue } from './frontend';
-import { bit, Feature } from '../vhost-user-proto';
-import { VQ } from '../virtio-scsi';
+import { bit, Feature } from '../../fabrics/vhost/vhost-user-proto';
+import { VQ } from '../../fabrics/vhost/virtio-scsi';
 
 const USAGE = `usage: vhost-frontend --socket PATH [--blk] [--queues N] [--qd N] [--bs BYTES] [--rw randread|randwrite]
                       [--seconds S] [--lun N] [--pid BACKEND_PID] [--json]
