@@ -22,43 +22,18 @@ type Session = CoreSession<Tpg>;
 import { log } from '../../src/core/log';
 import { prAdminClear, prView } from '../../src/scsi/pr';
 import { DEFAULT_CONTROL_PATH, RpcCode } from './wire';
+import { ACL, bool, decodeParams, int, invalidParams, isObj, obj, optBool, optInt, optObj, optStr, RpcError, str, TPG, type ParamSpecs, type Params } from './params';
 
 export { DEFAULT_CONTROL_PATH };
-
-export class RpcError extends Error {
-  constructor(
-    readonly code: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-const bad = (msg: string) => new RpcError(RpcCode.PARAMS, msg);
-
-type ParamType = 'string' | 'int' | 'bool' | 'object' | 'size' | 'scalar';
-interface ParamSpec {
-  type: ParamType;
-  required?: boolean;
-}
-type Params = Record<string, unknown>;
-interface MethodDef {
-  params: Record<string, ParamSpec>;
-  doc: string;
-  run(p: Params): Promise<unknown> | unknown;
-}
 
 type Doc = ConfigDocument;
 type Obj = Record<string, unknown>;
 
-const str = { type: 'string', required: true } as const;
-const optStr = { type: 'string' } as const;
-const int = { type: 'int', required: true } as const;
-const optInt = { type: 'int' } as const;
-const optBool = { type: 'bool' } as const;
-const optObj = { type: 'object' } as const;
-const TPG = { wwn: str, tag: int };
-const ACL = { ...TPG, node_wwn: str };
+interface MethodDef {
+  params: ParamSpecs;
+  doc: string;
+  run(p: Params): Promise<unknown> | unknown;
+}
 
 export interface ControlOptions {
   savePath?: string;
@@ -125,7 +100,7 @@ export class Control {
       reply = errorReply(rid, RpcCode.METHOD, `method not found: ${msg.method}${guess ? ` (did you mean ${guess}?)` : ''}`);
     } else {
       try {
-        const p = checkParams(msg.method, def, msg.params);
+        const p = decodeParams(msg.method, def.params, msg.params);
         // One change at a time: each sees the config the previous one left.
         const run = this.queue.then(() => def.run(p));
         this.queue = run.catch(() => {});
@@ -172,7 +147,7 @@ export class Control {
 
   private target(doc: Doc, wwn: unknown): Obj {
     const t = doc.targets.find((x) => String(x.wwn).toLowerCase() === String(wwn).toLowerCase());
-    if (!t) throw bad(`no target ${wwn}${hint(String(wwn), doc.targets.map((x) => String(x.wwn)))}`);
+    if (!t) throw invalidParams(`no target ${wwn}${hint(String(wwn), doc.targets.map((x) => String(x.wwn)))}`);
     return t;
   }
 
@@ -180,7 +155,7 @@ export class Control {
     const t = this.target(doc, p.wwn);
     const tpgs = (t.tpgs as Obj[]) ?? [];
     const tpg = tpgs.find((x) => x.tag === p.tag);
-    if (!tpg) throw bad(`target ${t.wwn} has no TPG ${p.tag}${tpgs.length ? ` (it has ${tpgs.map((x) => x.tag).join(', ')})` : ''}`);
+    if (!tpg) throw invalidParams(`target ${t.wwn} has no TPG ${p.tag}${tpgs.length ? ` (it has ${tpgs.map((x) => x.tag).join(', ')})` : ''}`);
     return tpg;
   }
 
@@ -188,19 +163,19 @@ export class Control {
     const tpg = this.tpg(doc, p);
     const acls = (tpg.node_acls as Obj[]) ?? [];
     const acl = acls.find((a) => String(a.node_wwn).toLowerCase() === String(p.node_wwn).toLowerCase());
-    if (!acl) throw bad(`TPG ${p.tag} of ${p.wwn} has no ACL ${p.node_wwn}${hint(String(p.node_wwn), acls.map((a) => String(a.node_wwn)))}`);
+    if (!acl) throw invalidParams(`TPG ${p.tag} of ${p.wwn} has no ACL ${p.node_wwn}${hint(String(p.node_wwn), acls.map((a) => String(a.node_wwn)))}`);
     return acl;
   }
 
   private storageObject(doc: Doc, path: unknown): Obj {
     const so = doc.storage_objects.find((x) => soKey(x as { plugin: string; name: string }) === path);
-    if (!so) throw bad(`no storage object ${path}${hint(String(path), doc.storage_objects.map((x) => soKey(x as { plugin: string; name: string })))}`);
+    if (!so) throw invalidParams(`no storage object ${path}${hint(String(path), doc.storage_objects.map((x) => soKey(x as { plugin: string; name: string })))}`);
     return so;
   }
 
   private liveStorageObject(path: unknown) {
     const so = this.live.root.storageObjects.get(String(path));
-    if (!so) throw bad(`no storage object ${path}${hint(String(path), [...this.live.root.storageObjects.keys()])}`);
+    if (!so) throw invalidParams(`no storage object ${path}${hint(String(path), [...this.live.root.storageObjects.keys()])}`);
     return so;
   }
 
@@ -309,9 +284,9 @@ export class Control {
         params: { plugin: str, name: str, attributes: optObj, fields: optObj },
         run: (p) =>
           this.edit((doc) => {
-            if (!specs().findBackstore(p.plugin as string)) throw bad(`unknown plugin '${p.plugin}' (known: ${specs().backstores.map((b) => b.name).join(', ')})`);
+            if (!specs().findBackstore(p.plugin as string)) throw invalidParams(`unknown plugin '${p.plugin}' (known: ${specs().backstores.map((b) => b.name).join(', ')})`);
             const path = `/backstores/${p.plugin}/${p.name}`;
-            if (doc.storage_objects.some((x) => soKey(x as { plugin: string; name: string }) === path)) throw bad(`storage object ${path} already exists`);
+            if (doc.storage_objects.some((x) => soKey(x as { plugin: string; name: string }) === path)) throw invalidParams(`storage object ${path} already exists`);
             const so: Obj = { name: p.name, plugin: p.plugin, ...((p.fields as Obj) ?? {}) };
             if (typeof so.dev === 'string') so.dev = resolve(so.dev);
             if (p.attributes) so.attributes = p.attributes;
@@ -326,7 +301,7 @@ export class Control {
           this.edit((doc) => {
             const so = this.storageObject(doc, p.path);
             if (p.fields) {
-              for (const k of ['name', 'plugin']) if (k in (p.fields as Obj)) throw bad(`${k} cannot be changed; delete and create instead`);
+              for (const k of ['name', 'plugin']) if (k in (p.fields as Obj)) throw invalidParams(`${k} cannot be changed; delete and create instead`);
               Object.assign(so, p.fields);
             }
             if (p.attributes) so.attributes = { ...((so.attributes as Obj) ?? {}), ...(p.attributes as Obj) };
@@ -367,9 +342,9 @@ export class Control {
         run: (p) =>
           this.edit((doc) => {
             const f = specs().findFabric(p.fabric as string);
-            if (!f) throw bad(`unknown fabric '${p.fabric}' (known: ${specs().fabrics.map((x) => x.name).join(', ')})`);
+            if (!f) throw invalidParams(`unknown fabric '${p.fabric}' (known: ${specs().fabrics.map((x) => x.name).join(', ')})`);
             const wwn = (p.wwn as string | undefined) ?? generateWwn(f.name);
-            if (doc.targets.some((t) => t.fabric === f.name && String(t.wwn).toLowerCase() === wwn.toLowerCase())) throw bad(`${f.name} target ${wwn} already exists`);
+            if (doc.targets.some((t) => t.fabric === f.name && String(t.wwn).toLowerCase() === wwn.toLowerCase())) throw invalidParams(`${f.name} target ${wwn} already exists`);
             const tpgs = p.tpg === false ? [] : [{ tag: 1, ...((p.tpg_fields as Obj) ?? {}) }];
             doc.targets.push({ fabric: f.name, wwn, tpgs });
             return { wwn, tpgs: tpgs.map((t) => t.tag) };
@@ -391,7 +366,7 @@ export class Control {
           this.edit((doc) => {
             const t = this.target(doc, p.wwn);
             const tpgs = ((t.tpgs as Obj[]) ??= []);
-            if (tpgs.some((x) => x.tag === p.tag)) throw bad(`target ${t.wwn} already has TPG ${p.tag}`);
+            if (tpgs.some((x) => x.tag === p.tag)) throw invalidParams(`target ${t.wwn} already has TPG ${p.tag}`);
             tpgs.push({ tag: p.tag, ...((p.fields as Obj) ?? {}) });
           }),
       },
@@ -405,7 +380,7 @@ export class Control {
             for (const g of ['attributes', 'parameters', 'auth'] as const) if (p[g]) tpg[g] = { ...((tpg[g] as Obj) ?? {}), ...(p[g] as Obj) };
             if (p.enable !== undefined) tpg.enable = p.enable;
             if (p.fields) {
-              if ('tag' in (p.fields as Obj)) throw bad('tag cannot be changed; delete and create instead');
+              if ('tag' in (p.fields as Obj)) throw invalidParams('tag cannot be changed; delete and create instead');
               Object.assign(tpg, p.fields);
             }
           }),
@@ -431,7 +406,7 @@ export class Control {
             this.storageObject(doc, p.storage_object);
             const luns = ((tpg.luns as Obj[]) ??= []);
             const index = (p.index as number | undefined) ?? lowestFree(luns.map((l) => l.index as number));
-            if (luns.some((l) => l.index === index)) throw bad(`TPG ${p.tag} of ${p.wwn} already has LUN ${index}`);
+            if (luns.some((l) => l.index === index)) throw invalidParams(`TPG ${p.tag} of ${p.wwn} already has LUN ${index}`);
             const lun: Obj = { index, storage_object: p.storage_object };
             if (p.alias !== undefined) lun.alias = p.alias;
             luns.push(lun);
@@ -451,7 +426,7 @@ export class Control {
           this.edit((doc) => {
             const tpg = this.tpg(doc, p);
             const luns = (tpg.luns as Obj[]) ?? [];
-            if (!luns.some((l) => l.index === p.index)) throw bad(`TPG ${p.tag} of ${p.wwn} has no LUN ${p.index}${luns.length ? ` (it has ${luns.map((l) => l.index).join(', ')})` : ''}`);
+            if (!luns.some((l) => l.index === p.index)) throw invalidParams(`TPG ${p.tag} of ${p.wwn} has no LUN ${p.index}${luns.length ? ` (it has ${luns.map((l) => l.index).join(', ')})` : ''}`);
             removeLuns(tpg, [p.index as number]);
           }),
       },
@@ -464,7 +439,7 @@ export class Control {
           this.edit((doc) => {
             const tpg = this.tpg(doc, p);
             const acls = ((tpg.node_acls as Obj[]) ??= []);
-            if (acls.some((a) => String(a.node_wwn).toLowerCase() === String(p.node_wwn).toLowerCase())) throw bad(`ACL ${p.node_wwn} already exists`);
+            if (acls.some((a) => String(a.node_wwn).toLowerCase() === String(p.node_wwn).toLowerCase())) throw invalidParams(`ACL ${p.node_wwn} already exists`);
             const acl: Obj = { node_wwn: p.node_wwn, mapped_luns: [] };
             if (p.attributes) acl.attributes = p.attributes;
             if (p.auth) acl.auth = p.auth;
@@ -499,7 +474,7 @@ export class Control {
           this.edit((doc) => {
             const acl = this.acl(doc, p);
             const ml = ((acl.mapped_luns as Obj[]) ??= []);
-            if (ml.some((m) => m.index === p.index)) throw bad(`ACL ${p.node_wwn} already maps LUN ${p.index}`);
+            if (ml.some((m) => m.index === p.index)) throw invalidParams(`ACL ${p.node_wwn} already maps LUN ${p.index}`);
             ml.push({ index: p.index, tpg_lun: p.tpg_lun, ...(p.write_protect ? { write_protect: true } : {}) });
           }),
       },
@@ -511,7 +486,7 @@ export class Control {
             const acl = this.acl(doc, p);
             const ml = (acl.mapped_luns as Obj[]) ?? [];
             const i = ml.findIndex((m) => m.index === p.index);
-            if (i < 0) throw bad(`ACL ${p.node_wwn} maps no LUN ${p.index}`);
+            if (i < 0) throw invalidParams(`ACL ${p.node_wwn} maps no LUN ${p.index}`);
             ml.splice(i, 1);
           }),
       },
@@ -537,7 +512,7 @@ export class Control {
             const tpg = this.tpg(doc, p);
             const portals = (tpg.portals as Obj[]) ?? [];
             const i = portals.findIndex((x) => x.ip_address === p.ip_address && x.port === p.port);
-            if (i < 0) throw bad(`TPG ${p.tag} of ${p.wwn} has no portal ${p.ip_address}:${p.port}`);
+            if (i < 0) throw invalidParams(`TPG ${p.tag} of ${p.wwn} has no portal ${p.ip_address}:${p.port}`);
             portals.splice(i, 1);
           }),
       },
@@ -545,7 +520,7 @@ export class Control {
       // Fabric modules
       'fabric_modules.set': {
         doc: 'Sets a fabric module\'s discovery_auth (iscsi).',
-        params: { name: str, discovery_auth: { type: 'object', required: true } },
+        params: { name: str, discovery_auth: obj },
         run: (p) =>
           this.edit((doc) => {
             const mods = (doc.fabric_modules ??= []);
@@ -562,7 +537,7 @@ export class Control {
         params: { id: int },
         run: (p) => {
           const s = this.sessions().find((x) => x.id === p.id);
-          if (!s) throw bad(`no session ${p.id}`);
+          if (!s) throw invalidParams(`no session ${p.id}`);
           return this.sessionView(s, true);
         },
       },
@@ -584,11 +559,11 @@ export class Control {
         doc: 'Loads a YAML config (or a targetcli saveconfig.json), validated whole first, and applies the difference. clear_existing: remove what the file does not name.',
         params: { path: optStr, text: optStr, clear_existing: optBool },
         run: async (p) => {
-          if (p.path !== undefined && p.text !== undefined) throw bad('restoreconfig: give path or text, not both');
+          if (p.path !== undefined && p.text !== undefined) throw invalidParams('restoreconfig: give path or text, not both');
           const path = p.path !== undefined ? resolve(p.path as string) : p.text === undefined ? this.savePath : undefined;
           let text: string;
           if (path !== undefined) {
-            if (!existsSync(path)) throw bad(`no such file: ${path}`);
+            if (!existsSync(path)) throw invalidParams(`no such file: ${path}`);
             text = readFileSync(path, 'utf8');
           } else text = p.text as string;
           const source = path ?? '<text>';
@@ -612,9 +587,9 @@ export class Control {
       },
       'clearconfig': {
         doc: 'Removes every target and storage object (needs confirm: true).',
-        params: { confirm: { type: 'bool', required: true } },
+        params: { confirm: bool },
         run: (p) => {
-          if (p.confirm !== true) throw bad('clearconfig needs confirm: true');
+          if (p.confirm !== true) throw invalidParams('clearconfig needs confirm: true');
           return this.apply(EMPTY_CONFIG);
         },
       },
@@ -624,31 +599,27 @@ export class Control {
 
   private liveTarget(wwn: unknown): Obj {
     const t = this.live.config.targets.find((x) => x.wwn.toLowerCase() === String(wwn).toLowerCase());
-    if (!t) throw bad(`no target ${wwn}${hint(String(wwn), this.live.config.targets.map((x) => x.wwn))}`);
+    if (!t) throw invalidParams(`no target ${wwn}${hint(String(wwn), this.live.config.targets.map((x) => x.wwn))}`);
     return t as unknown as Obj;
   }
 
   private liveTpg(p: Params): Obj {
     const t = this.liveTarget(p.wwn) as unknown as TsioConfig['targets'][number];
     const tpg = t.tpgs.find((x) => x.tag === p.tag);
-    if (!tpg) throw bad(`target ${t.wwn} has no TPG ${p.tag}`);
+    if (!tpg) throw invalidParams(`target ${t.wwn} has no TPG ${p.tag}`);
     return { ...tpg, sessions: this.live.root.targets.get(t.wwn)?.tpgs.get(tpg.tag)?.sessions.size ?? 0 };
   }
 
   private liveAcl(p: Params): Obj {
     const tpg = this.liveTpg(p) as unknown as TsioConfig['targets'][number]['tpgs'][number];
     const acl = tpg.node_acls.find((a) => a.node_wwn.toLowerCase() === String(p.node_wwn).toLowerCase());
-    if (!acl) throw bad(`TPG ${p.tag} of ${p.wwn} has no ACL ${p.node_wwn}`);
+    if (!acl) throw invalidParams(`TPG ${p.tag} of ${p.wwn} has no ACL ${p.node_wwn}`);
     const sessions = this.sessions().filter((s) => s.tpg.target.wwn === p.wwn && s.tpg.tag === p.tag && s.initiator.name === acl.node_wwn);
     return { ...acl, sessions: sessions.map((s) => s.id) };
   }
 }
 
 // ---------------------------------------------------------------------------
-
-function isObj(v: unknown): v is Obj {
-  return v !== null && typeof v === 'object' && !Array.isArray(v);
-}
 
 function errorReply(id: string | number | null, code: number, message: string): object {
   return { jsonrpc: '2.0', id, error: { code, message } };
@@ -663,39 +634,6 @@ function hint(v: string, known: string[]): string {
 function configMessage(e: ConfigError): string {
   if (e.source !== '<control>') return e.errors.map((i) => formatIssue(e.source, i)).join('; ');
   return e.errors.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message)).join('; ');
-}
-
-/** Checks a request's params against the method's declaration: names, presence and types. */
-function checkParams(method: string, def: MethodDef, params: unknown): Params {
-  if (params === undefined) params = {};
-  if (!isObj(params)) throw bad(`${method}: params must be an object (by-name parameters)`);
-  for (const k of Object.keys(params)) {
-    if (!(k in def.params)) {
-      const known = Object.keys(def.params);
-      const g = didYouMean(k, known);
-      throw bad(`${method}: unknown parameter '${k}'${g ? ` (did you mean ${g}?)` : known.length ? ` (known: ${known.join(', ')})` : ' (it takes none)'}`);
-    }
-  }
-  for (const [k, spec] of Object.entries(def.params)) {
-    const v = params[k];
-    if (v === undefined || v === null) {
-      if (spec.required) throw bad(`${method}: missing parameter '${k}' (${spec.type})`);
-      delete params[k];
-      continue;
-    }
-    const ok =
-      spec.type === 'string' ? typeof v === 'string' && v !== ''
-      : spec.type === 'int' ? typeof v === 'number' && Number.isInteger(v) && v >= 0
-      : spec.type === 'bool' ? typeof v === 'boolean'
-      : spec.type === 'object' ? isObj(v)
-      : spec.type === 'size' ? typeof v === 'number' || typeof v === 'string'
-      : ['string', 'number', 'boolean'].includes(typeof v);
-    if (!ok) {
-      const what = spec.type === 'int' ? 'a non-negative whole number' : spec.type === 'string' ? 'a non-empty string' : spec.type === 'bool' ? 'true or false' : `an ${spec.type}`;
-      throw bad(`${method}: parameter '${k}' must be ${what}, not ${JSON.stringify(v)}`);
-    }
-  }
-  return params;
 }
 
 function removeLuns(tpg: Obj, indexes: unknown[]): void {
