@@ -41,7 +41,10 @@ export const TPG = { wwn: str, tag: int };
 /** A node ACL's address: its TPG's and the initiator's node WWN. */
 export const ACL = { ...TPG, node_wwn: str };
 
-export function isObj(v: unknown): v is Record<string, unknown> {
+/** A JSON object: a params object, or a node of the config document. */
+export type Obj = Record<string, unknown>;
+
+export function isObj(v: unknown): v is Obj {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 
