@@ -11,7 +11,8 @@ import { createRoot } from '../registry';
 import { log } from '../../src/core/log';
 import type { FabricService } from '../../src/core/fabric';
 import { absolutePaths, EMPTY_CONFIG, reconcile, type Live } from './reconcile';
-import { Control, DEFAULT_CONTROL_PATH, listenControl } from '../control/server';
+import { Control, listenControl } from '../control/server';
+import { DEFAULT_CONTROL_PATH } from '../control/wire';
 import { DEFAULT_SAVE_PATH } from '../config/save';
 import { listenMetrics } from './metrics';
 

@@ -1,0 +1,54 @@
+// The daemon as a whole: its status, the methods it serves, the live tree
+// (configuration and runtime), and the configuration as a document or YAML.
+
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { dumpConfig } from '../../config/dump';
+import { specs } from '../../config/specs';
+import type { MethodTable } from '../context';
+import type { Obj } from '../params';
+import { liveSessions, storageObjectsRuntime } from '../views';
+
+export const daemonMethods: MethodTable = {
+  'status': {
+    doc: 'Daemon status: version, uptime, object counts, sessions, whether the config changed since it was loaded or saved.',
+    params: {},
+    run: (_p, c) => ({
+      pid: process.pid,
+      version: packageVersion(),
+      uptime_s: Math.round((Date.now() - c.startedAt) / 1000),
+      storage_objects: c.live.config.storage_objects.length,
+      targets: c.live.config.targets.length,
+      sessions: liveSessions(c.live).length,
+      dirty: c.dirty,
+      save_path: c.savePath,
+    }),
+  },
+  'methods': { doc: 'Every method with its parameters.', params: {}, run: (_p, c) => Object.entries(c.methods).map(([name, d]) => ({ name, doc: d.doc, params: d.params })) },
+  'tree': {
+    doc: 'The complete live configuration with runtime data (sizes, users, sessions, statistics).',
+    params: {},
+    run: (_p, c) => {
+      const { root, config } = c.live;
+      const tpgs: Obj = {};
+      for (const t of root.targets.values()) {
+        for (const tpg of t.tpgs.values()) tpgs[`${t.wwn}/${tpg.tag}`] = { sessions: tpg.sessions.size, served: c.live.services.has(t.wwn) };
+      }
+      return { config: { storage_objects: config.storage_objects, targets: config.targets, fabric_modules: config.fabric_modules }, runtime: { storage_objects: storageObjectsRuntime(c.live), tpgs }, dirty: c.dirty };
+    },
+  },
+  'config.get': { doc: 'The live configuration as saveconfig writes it.', params: {}, run: (_p, c) => c.document() },
+  'config.dump': { doc: 'The live configuration as YAML text.', params: {}, run: (_p, c) => ({ yaml: dumpConfig(c.live.config) }) },
+};
+
+let version: string | undefined;
+function packageVersion(): string {
+  if (version === undefined) {
+    try {
+      version = (JSON.parse(readFileSync(resolve(specs().dir, '..', 'package.json'), 'utf8')) as { version: string }).version;
+    } catch {
+      version = 'unknown';
+    }
+  }
+  return version;
+}
