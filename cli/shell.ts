@@ -2,7 +2,6 @@
 // against the daemon, completing a partial line. Interactive and batch use
 // share all of it; the terminal loop lives in tcli.ts.
 
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { ControlClient } from './client';
@@ -11,8 +10,10 @@ import { specs, type FieldSpec } from '../app/config/specs';
 import { didYouMean } from '../app/config/validation';
 import { commandHelp, COMMANDS, groupHelp, overview } from './help';
 import type { PrView } from '../app/control/wire';
+import { boolArg, fieldValues, hintName, intArg, ShellError, splitArgs, tokenize, typedValue, type Args } from './args';
+import { Bookmarks } from './bookmarks';
 
-export class ShellError extends Error {}
+export { ShellError, tokenize, typedValue };
 
 /** Asks the user something (inquirer in a terminal); batch use answers with the default. */
 export interface Prompter {
@@ -28,83 +29,6 @@ export interface ShellOptions {
   prompter?: Prompter;
   /** Where bookmarks and history live (default ~/.tcli; TCLI_HOME overrides). */
   home?: string;
-}
-
-type Args = { pos: string[]; kv: Record<string, string> };
-
-/** Splits a command line like a shell: quotes group, backslash escapes. */
-export function tokenize(line: string): string[] {
-  const out: string[] = [];
-  let cur = '';
-  let quote: string | undefined;
-  let any = false;
-  for (let i = 0; i < line.length; i++) {
-    const ch = line[i];
-    if (quote) {
-      if (ch === quote) quote = undefined;
-      else if (ch === '\\' && quote === '"' && i + 1 < line.length) cur += line[++i];
-      else cur += ch;
-    } else if (ch === '"' || ch === "'") {
-      quote = ch;
-      any = true;
-    } else if (ch === '\\' && i + 1 < line.length) {
-      cur += line[++i];
-      any = true;
-    } else if (/\s/.test(ch)) {
-      if (cur !== '' || any) out.push(cur);
-      cur = '';
-      any = false;
-    } else {
-      cur += ch;
-    }
-  }
-  if (quote) throw new ShellError(`unterminated ${quote} quote`);
-  if (cur !== '' || any) out.push(cur);
-  return out;
-}
-
-function splitArgs(words: string[]): Args {
-  const a: Args = { pos: [], kv: {} };
-  for (const w of words) {
-    const eq = w.indexOf('=');
-    if (eq > 0 && /^[A-Za-z_][\w.]*$/.test(w.slice(0, eq))) a.kv[w.slice(0, eq)] = w.slice(eq + 1);
-    else a.pos.push(w);
-  }
-  return a;
-}
-
-/** A typed value for a spec field from what the user typed. */
-export function typedValue(f: FieldSpec, v: string): unknown {
-  switch (f.type) {
-    case 'bool': {
-      const l = v.toLowerCase();
-      if (['true', 'yes', '1', 'on'].includes(l)) return true;
-      if (['false', 'no', '0', 'off'].includes(l)) return false;
-      throw new ShellError(`${f.name}: '${v}' is not a boolean (true or false)`);
-    }
-    case 'int':
-      if (!/^-?\d+$/.test(v)) throw new ShellError(`${f.name}: '${v}' is not a whole number`);
-      return Number(v);
-    case 'enum':
-      return f.values?.some((x) => typeof x === 'number') && /^\d+$/.test(v) ? Number(v) : v;
-    default:
-      return v;
-  }
-}
-
-function boolArg(name: string, v: string | undefined, def: boolean): boolean {
-  if (v === undefined) return def;
-  const l = v.toLowerCase();
-  if (['true', 'yes', '1', 'on'].includes(l)) return true;
-  if (['false', 'no', '0', 'off'].includes(l)) return false;
-  throw new ShellError(`${name}: '${v}' is not a boolean (true or false)`);
-}
-
-function intArg(name: string, v: string | undefined): number | undefined {
-  if (v === undefined) return undefined;
-  const m = /^(?:[a-z_]*?)(\d+)$/.exec(v);
-  if (!m) throw new ShellError(`${name}: '${v}' is not a number`);
-  return Number(m[1]);
 }
 
 /** Groups settable with set/get on a node, each with its fields. */
@@ -213,7 +137,7 @@ export class Shell {
   private previous = '/';
   data!: TreeData;
   root!: Node;
-  private bookmarks: Record<string, string> = {};
+  private readonly bookmarks: Bookmarks;
   readonly home: string;
   /** Output lines of the last command (for batch and tests). */
   out: (s: string) => void = (s) => process.stdout.write(s + '\n');
@@ -223,11 +147,7 @@ export class Shell {
     readonly opts: ShellOptions = {},
   ) {
     this.home = opts.home ?? process.env.TCLI_HOME ?? join(homedir(), '.tcli');
-    try {
-      this.bookmarks = JSON.parse(readFileSync(join(this.home, 'bookmarks.json'), 'utf8'));
-    } catch {
-      this.bookmarks = {};
-    }
+    this.bookmarks = new Bookmarks(this.home);
   }
 
   async refresh(): Promise<void> {
@@ -244,8 +164,8 @@ export class Shell {
   private resolvePath(typed: string): Node {
     let p = typed;
     if (p.startsWith('@')) {
-      const b = this.bookmarks[p.slice(1)];
-      if (!b) throw new ShellError(`no bookmark ${p}${this.bookmarkHint(p.slice(1))}`);
+      const b = this.bookmarks.get(p.slice(1));
+      if (!b) throw new ShellError(`no bookmark ${p}${this.bookmarks.hint(p.slice(1))}`);
       p = b;
     } else if (p === '-' || p === '<') p = this.previous;
     const abs = joinPath(this.cwd, p);
@@ -260,11 +180,6 @@ export class Shell {
     const last = abs.split('/').pop() ?? '';
     const g = didYouMean(last, parent.children.map((c) => c.name));
     return g ? ` (did you mean ${joinPath(abs, '..') === '/' ? '' : joinPath(abs, '..')}/${g}?)` : '';
-  }
-
-  private bookmarkHint(name: string): string {
-    const g = didYouMean(name, Object.keys(this.bookmarks));
-    return g ? ` (did you mean @${g}?)` : '';
   }
 
   prompt(): string {
@@ -555,8 +470,7 @@ export class Shell {
         const p = this.bind(n, a, { file_or_dev: 'dev' });
         if (!p.name) throw new ShellError('missing required parameter name');
         const b = specs().backstore(n.plugin!);
-        const fields: Record<string, unknown> = {};
-        for (const f of b.fields) if (p[f.name] !== undefined) fields[f.name] = f.type === 'path' ? resolve(p[f.name]) : typedValue(f, p[f.name]);
+        const fields = fieldValues(b.fields, p);
         for (const f of b.fields) if (f.required && fields[f.name] === undefined) throw new ShellError(`missing required parameter ${f.name}`);
         if (p.wwn) fields.wwn = p.wwn;
         result = await this.client.call('storage_objects.create', { plugin: n.plugin, name: p.name, fields });
@@ -565,8 +479,7 @@ export class Shell {
       }
       case 'fabric': {
         const p = this.bind(n, a);
-        const tpgFields: Record<string, unknown> = {};
-        for (const f of n.fabric!.tpgFields) if (p[f.name] !== undefined) tpgFields[f.name] = f.type === 'path' ? resolve(p[f.name]) : typedValue(f, p[f.name]);
+        const tpgFields = fieldValues(n.fabric!.tpgFields, p);
         const r = await this.client.call<{ wwn: string; tpgs: number[] }>('targets.create', { fabric: n.name, ...(p.wwn ? { wwn: p.wwn } : {}), ...(Object.keys(tpgFields).length ? { tpg_fields: tpgFields } : {}) });
         result = r;
         msg = `Created target ${r.wwn}.${r.tpgs.length ? `\nCreated TPG ${r.tpgs[0]}.` : ''}`;
@@ -575,8 +488,7 @@ export class Shell {
       case 'target': {
         const p = this.bind(n, a);
         const tag = intArg('tag', p.tag) ?? Math.max(0, ...n.target!.tpgs.map((t) => t.tag)) + 1;
-        const fields: Record<string, unknown> = {};
-        for (const f of n.fabric!.tpgFields) if (p[f.name] !== undefined) fields[f.name] = f.type === 'path' ? resolve(p[f.name]) : typedValue(f, p[f.name]);
+        const fields = fieldValues(n.fabric!.tpgFields, p);
         result = await this.client.call('tpgs.create', { wwn: n.target!.wwn, tag, fields });
         msg = `Created TPG ${tag}.`;
         break;
@@ -680,28 +592,22 @@ export class Shell {
 
   private bookmarksCmd(at: Node, a: Args): void {
     const [action, name] = a.pos;
-    const save = () => {
-      mkdirSync(this.home, { recursive: true, mode: 0o700 });
-      writeFileSync(join(this.home, 'bookmarks.json'), JSON.stringify(this.bookmarks, null, 2) + '\n', { mode: 0o600 });
-    };
     switch (action) {
       case 'add':
         if (!name) throw new ShellError('bookmarks add NAME');
-        this.bookmarks[name] = at.path;
-        save();
+        this.bookmarks.add(name, at.path);
         return this.print(`Bookmarked ${at.path} as @${name}.`, { [name]: at.path });
       case 'del':
-        if (!name || !(name in this.bookmarks)) throw new ShellError(`no bookmark ${name ?? ''}${this.bookmarkHint(name ?? '')}`);
-        delete this.bookmarks[name];
-        save();
+        if (!name || !this.bookmarks.has(name)) throw new ShellError(`no bookmark ${name ?? ''}${this.bookmarks.hint(name ?? '')}`);
+        this.bookmarks.delete(name);
         return this.print(`Deleted bookmark @${name}.`, { ok: true });
       case 'go':
         if (!name) throw new ShellError('bookmarks go NAME');
         return this.changeDir(this.resolvePath(`@${name}`));
       case undefined:
       case 'show': {
-        const entries = Object.entries(this.bookmarks);
-        return this.print(entries.length ? entries.map(([k, v]) => `@${k}: ${v}`).join('\n') : '(no bookmarks)', this.bookmarks);
+        const entries = Object.entries(this.bookmarks.all);
+        return this.print(entries.length ? entries.map(([k, v]) => `@${k}: ${v}`).join('\n') : '(no bookmarks)', this.bookmarks.all);
       }
       default:
         throw new ShellError(`bookmarks ${action}: use add, del, go or show`);
@@ -723,7 +629,7 @@ export class Shell {
     let at = this.node;
     // "/path cmd ..." completes as if at that path.
     if (words.length > 0 && (words[0].startsWith('/') || words[0].startsWith('@') || words[0].startsWith('.'))) {
-      const n = find(this.root, joinPath(this.cwd, words[0].startsWith('@') ? (this.bookmarks[words[0].slice(1)] ?? '/') : words[0]));
+      const n = find(this.root, joinPath(this.cwd, words[0].startsWith('@') ? (this.bookmarks.get(words[0].slice(1)) ?? '/') : words[0]));
       if (n) {
         at = n;
         words = words.slice(1);
@@ -735,7 +641,7 @@ export class Shell {
     };
     if (words.length === 0) {
       if (current.startsWith('/') || current.startsWith('.') || current.includes('/')) return pick(this.completePath(current));
-      if (current.startsWith('@')) return pick(Object.keys(this.bookmarks).map((b) => `@${b}`));
+      if (current.startsWith('@')) return pick(this.bookmarks.names().map((b) => `@${b}`));
       return pick([...commandsAt(at), ...at.children.map((c) => c.name)].map((c) => c));
     }
     const cmd = words[0];
@@ -743,7 +649,7 @@ export class Shell {
     switch (cmd) {
       case 'cd':
       case 'ls':
-        if (args.length === 0) return pick(current.startsWith('@') ? Object.keys(this.bookmarks).map((b) => `@${b}`) : this.completePath(current));
+        if (args.length === 0) return pick(current.startsWith('@') ? this.bookmarks.names().map((b) => `@${b}`) : this.completePath(current));
         return [[], current];
       case 'help':
         return pick([...commandsAt(at), ...Object.keys(groupsOf(at))]);
@@ -774,7 +680,7 @@ export class Shell {
         return pick(args.length === 0 ? ['clear'] : ['confirm=true']);
       case 'bookmarks':
         if (args.length === 0) return pick(['add', 'del', 'go', 'show']);
-        return pick(Object.keys(this.bookmarks));
+        return pick(this.bookmarks.names());
       default:
         return [[], current];
     }
@@ -805,11 +711,6 @@ export class Shell {
     if (dirPart === '' || dirPart.endsWith('./')) out.push(`${dirPart}..`);
     return out;
   }
-}
-
-function hintName(name: string, list: readonly { name: string }[]): string {
-  const g = didYouMean(name, list.map((x) => x.name));
-  return g ? ` (did you mean ${g}?)` : '';
 }
 
 function jsonTree(n: Node, depth: number): unknown {
