@@ -1,35 +1,12 @@
-// tcli's help: command summaries here, every parameter's text from the spec
-// files (the same source as validation and defaults), and the man-page-like
-// overview `tcli help` prints.
+// tcli's help, built from the command tables (cli/commands/): each command's
+// usage and text, every parameter's text from the spec files (the same source
+// as validation and defaults), and the man-page-like overview `tcli help`
+// prints.
 
 import type { Node } from './tree';
 import type { FieldSpec } from '../app/config/specs';
 import { specs } from '../app/config/specs';
-import { createParams, groupsOf } from './shell';
-
-export const COMMANDS: Record<string, { usage: string; doc: string }> = {
-  cd: { usage: 'cd [PATH|@BOOKMARK|-]', doc: 'Moves to a node; no argument: the root; - the previous node. Typing a path alone does the same.' },
-  pwd: { usage: 'pwd', doc: 'Prints the current path.' },
-  ls: { usage: 'ls [PATH] [DEPTH]', doc: 'Draws the tree below a node, each node with a one-line summary.' },
-  help: { usage: 'help [COMMAND|GROUP]', doc: 'Commands available here, or one command or settings group in detail.' },
-  info: { usage: 'info', doc: 'Details of the current node: size, users, sessions, I/O statistics.' },
-  status: { usage: 'status', doc: 'Daemon version, uptime, object counts, whether the config is saved.' },
-  sessions: { usage: 'sessions [list|detail] [SID]', doc: 'Open sessions (I_T nexuses); detail adds per-LUN state and statistics.' },
-  create: { usage: 'create ARGS...', doc: 'Creates a child object; positional or key=value arguments (help create lists them here).' },
-  delete: { usage: 'delete NAME', doc: 'Deletes a child object; in-flight I/O finishes first.' },
-  get: { usage: 'get GROUP [NAME...]', doc: 'Shows settings of a group: attribute, parameter, auth or discovery_auth.' },
-  set: { usage: 'set GROUP NAME=VALUE...', doc: 'Changes settings live; the matching unit attention is raised.' },
-  enable: { usage: 'enable', doc: 'Enables the TPG.' },
-  disable: { usage: 'disable', doc: 'Disables the TPG: no new logins.' },
-  saveconfig: { usage: 'saveconfig [FILE]', doc: 'Saves the live configuration as YAML (atomically, mode 0600, last 10 versions kept).' },
-  restoreconfig: { usage: 'restoreconfig [FILE] [clear_existing]', doc: 'Loads a YAML config or a targetcli saveconfig.json, validated whole first; only differences are applied.' },
-  clearconfig: { usage: 'clearconfig confirm=true', doc: 'Removes every target and storage object.' },
-  reservations: { usage: 'reservations [clear [confirm=true]]', doc: 'Persistent reservation state of the storage object; clear drops every registration and the reservation (admin escape hatch).' },
-  bookmarks: { usage: 'bookmarks add|del|go|show [NAME]', doc: 'Named paths; use @NAME wherever a path goes.' },
-  refresh: { usage: 'refresh', doc: 'Re-reads the tree from tsiod.' },
-  wizard: { usage: 'wizard', doc: 'Creates a backstore, a target, a LUN and an ACL step by step.' },
-  exit: { usage: 'exit', doc: 'Leaves the shell, offering to save when the configuration changed.' },
-};
+import type { ShellContext, Verb } from './command';
 
 function fieldLine(f: FieldSpec): string {
   const range = f.min !== undefined || f.max !== undefined ? ` [${f.min ?? ''}..${f.max ?? ''}]` : '';
@@ -42,30 +19,26 @@ export function groupHelp(group: string, fields: readonly FieldSpec[]): string {
   return [`set ${group} NAME=VALUE ... / get ${group} [NAME ...]`, '', ...fields.map(fieldLine)].join('\n');
 }
 
-export function commandHelp(cmd: string, at: Node): string {
-  const c = COMMANDS[cmd];
-  if (!c) return `no command ${cmd}; type help for the list`;
+/** `help NAME` at a node: usage and text, then what the command takes there. */
+export function commandHelp(name: string, c: Verb | undefined, at: Node, ctx: ShellContext): string {
+  if (!c) return `no command ${name}; type help for the list`;
   const lines = [`${c.usage}`, `  ${c.doc}`];
-  if (cmd === 'create') {
-    const params = createParams(at);
-    if (params.length) {
-      lines.push('', `At ${at.path}: create ${params.map((p) => p.name).join(' ')}`);
-      for (const p of params) lines.push(p.field ? fieldLine(p.field) : `  ${p.name.padEnd(28)} ${p.doc}`);
-    }
+  const params = c.params?.(at) ?? [];
+  if (params.length) {
+    lines.push('', `At ${at.path}: ${c.name} ${params.map((p) => p.name).join(' ')}`);
+    for (const p of params) lines.push(p.field ? fieldLine(p.field) : `  ${p.name.padEnd(28)} ${p.doc}`);
   }
-  if (cmd === 'set' || cmd === 'get') {
-    const groups = groupsOf(at);
-    lines.push('', `Groups here: ${Object.keys(groups).join(', ') || 'none'} (help GROUP lists each parameter)`);
-  }
+  const detail = c.detail?.(at, ctx) ?? [];
+  if (detail.length) lines.push('', ...detail);
   return lines.join('\n');
 }
 
-export function overview(at: Node, commands: string[]): string {
-  return [`Commands at ${at.path}:`, ...commands.map((c) => `  ${COMMANDS[c].usage.padEnd(40)} ${COMMANDS[c].doc}`), '', 'help COMMAND for details; Tab completes paths, commands, parameter names and values.'].join('\n');
+export function overview(at: Node, commands: readonly Verb[]): string {
+  return [`Commands at ${at.path}:`, ...commands.map((c) => `  ${c.usage.padEnd(40)} ${c.doc}`), '', 'help COMMAND for details; Tab completes paths, commands, parameter names and values.'].join('\n');
 }
 
-/** `tcli help`: the whole manual, from the spec files. */
-export function manual(): string {
+/** `tcli help`: the whole manual, from the command tables and the spec files. */
+export function manual(verbs: readonly Verb[]): string {
   const s = specs();
   const out: string[] = [
     'TCLI(8)                           tsio                           TCLI(8)',
@@ -92,7 +65,7 @@ export function manual(): string {
     '    /loopback/NAA/tpgN/luns                               in-process nexus',
     '',
     'COMMANDS',
-    ...Object.values(COMMANDS).map((c) => `    ${c.usage.padEnd(42)} ${c.doc}`),
+    ...verbs.map((c) => `    ${c.usage.padEnd(42)} ${c.doc}`),
     '',
     'CREATE',
     ...s.backstores.map((b) => `    /backstores/${b.name} create name ${[...b.fields].sort((x, y) => Number(y.required) - Number(x.required)).map((f) => (f.required ? f.name : `[${f.name}]`)).join(' ')} [wwn]\n        ${b.doc}`),

@@ -9,8 +9,10 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as readline from 'node:readline';
 import { ControlClient, RpcFailure } from './client';
-import { Shell, type Prompter } from './shell';
+import { Shell } from './shell';
+import type { Prompter, ShellContext } from './command';
 import { manual } from './help';
+import { VERBS } from './commands';
 import { specs } from '../app/config/specs';
 import { DEFAULT_CONTROL_PATH } from '../app/control/wire';
 
@@ -142,7 +144,7 @@ class Terminal implements Prompter {
     return this.withInquirer(async (iq) => (await iq.prompt([{ type: 'confirm', name: 'ok', message, default: def }])).ok === true);
   }
 
-  async wizard(shell: Shell): Promise<void> {
+  async wizard(shell: ShellContext): Promise<void> {
     const s = specs();
     await this.withInquirer(async (iq) => {
       const call = (m: string, p: Record<string, unknown>) => shell.client.call(m, p);
@@ -250,7 +252,7 @@ async function interactive(shell: Shell): Promise<void> {
 async function main(): Promise<number> {
   const args = parseArgs(process.argv.slice(2));
   if (args.words.length === 1 && args.words[0] === 'help' && !args.script) {
-    process.stdout.write(manual() + '\n');
+    process.stdout.write(manual(VERBS) + '\n');
     return 0;
   }
   let client: ControlClient;
