@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { ScsiSlot, VhostUserFrontend, type DriverQueue, type ScsiResult } from '../tools/vhost-frontend/frontend';
 import { DEVICE_FEATURES, PROTOCOL_FEATURES } from '../fabrics/vhost/device';
 import { Resp } from '../fabrics/vhost/virtio-scsi';
-import { DescFlag } from '../fabrics/vhost/virtio-scsi';
+import { DescFlag } from '../fabrics/vhost/virtio-ring';
 import { bench } from '../tools/vhost-frontend/cli';
 import { startTsiod, type Daemon } from './util/tsiod';
 

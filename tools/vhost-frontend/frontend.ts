@@ -13,8 +13,9 @@ import {
   u64Payload,
 } from '../../fabrics/vhost/vhost-user-proto';
 import {
-  AVAIL_F_NO_INTERRUPT, Avail, CmdReq, CmdResp, Desc, DescFlag, Used, availSize, needEvent, usedSize,
-} from '../../fabrics/vhost/virtio-scsi';
+  AVAIL_F_NO_INTERRUPT, Avail, Desc, DescFlag, USED_F_NO_NOTIFY, Used, availSize, needEvent, usedSize,
+} from '../../fabrics/vhost/virtio-ring';
+import { CmdReq, CmdResp } from '../../fabrics/vhost/virtio-scsi';
 
 export interface FrontendOptions {
   /** Guest RAM size in bytes (default 64 MiB). */
@@ -184,7 +185,7 @@ export class DriverQueue {
     if (this.eventIdx) {
       const ev = this.used.readUInt16LE(usedSize(this.num) - 2);
       if (!needEvent(ev, this.availIdx, old)) return;
-    } else if ((this.used.readUInt16LE(Used.FLAGS) & 1) !== 0) {
+    } else if ((this.used.readUInt16LE(Used.FLAGS) & USED_F_NO_NOTIFY) !== 0) {
       return;
     }
     this.kicks++;
