@@ -1,7 +1,8 @@
 // The vhost fabric: each TPG owns a unix socket that a VMM's vhost-user-scsi
 // device connects to (QEMU: -chardev socket,path=... -device
-// vhost-user-scsi-pci,chardev=...). Every connection is one virtio-scsi HBA
-// with its own I_T nexus; a new QEMU may connect after the old one left.
+// vhost-user-scsi-pci,chardev=...). Every connection is a vhost-user back end
+// serving one virtio-scsi HBA with its own I_T nexus; a new QEMU may connect
+// after the old one left.
 // The socket file gets the TPG's socket_mode and socket_group (a QEMU run by
 // libvirt is another user), never wider on the way.
 
@@ -11,7 +12,8 @@ import type { FabricModule, FabricService } from '../../src/core/fabric';
 import type { Target, Tpg } from '../../src/model/target';
 import { log } from '../../src/core/log';
 import { FdWatcher, groupId, unixAccept, unixListen } from '../../native';
-import { VhostScsiDevice } from './device';
+import { VhostUserBackend } from './vhost-user-backend';
+import { VirtioScsiDevice } from './virtio-scsi-device';
 
 /**
  * The socket's mode when a TPG names none. A configured TPG always has one (the
@@ -36,7 +38,7 @@ class TpgListener {
   private readonly fd: number;
   private watcher: FdWatcher | undefined;
   private ownership: { mode: number; gid: number };
-  readonly devices = new Set<VhostScsiDevice>();
+  readonly devices = new Set<VirtioScsiDevice>();
 
   constructor(
     readonly tpg: Tpg,
@@ -82,9 +84,11 @@ class TpgListener {
         continue;
       }
       try {
-        const d = new VhostScsiDevice(fd, this.tpg, this.numQueues, this.path);
+        const backend = new VhostUserBackend(fd, this.path);
+        const d = new VirtioScsiDevice(backend, this.tpg, this.numQueues);
+        backend.start(d);
         this.devices.add(d);
-        void d.done.then(() => this.devices.delete(d));
+        void backend.done.then(() => this.devices.delete(d));
       } catch (e) {
         log.warn(`vhost ${this.path}: connection refused: ${(e as Error).message}`);
         closeSync(fd);
@@ -102,7 +106,7 @@ class TpgListener {
     this.watcher = undefined;
     closeSync(this.fd);
     rmSync(this.path, { force: true });
-    await Promise.all([...this.devices].map((d) => d.close()));
+    await Promise.all([...this.devices].map((d) => d.backend.close()));
   }
 }
 
