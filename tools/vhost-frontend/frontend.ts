@@ -16,6 +16,7 @@ import {
   AVAIL_F_NO_INTERRUPT, Avail, Desc, DescFlag, USED_F_NO_NOTIFY, Used, availSize, needEvent, usedSize,
 } from '../../fabrics/vhost/virtio-ring';
 import { CmdReq, CmdResp } from '../../fabrics/vhost/virtio-scsi';
+import { BlkReq, BlkType } from '../../fabrics/vhost/virtio-blk';
 
 export interface FrontendOptions {
   /** Guest RAM size in bytes (default 64 MiB). */
@@ -466,11 +467,6 @@ export class ScsiSlot {
     };
   }
 }
-
-/** virtio-blk request header: {le32 type, le32 ioprio, le64 sector}; then data; then a status byte. */
-export const BlkReq = { TYPE: 0, IOPRIO: 4, SECTOR: 8, LENGTH: 16 } as const;
-export const BlkType = { IN: 0, OUT: 1, FLUSH: 4, GET_ID: 8 } as const;
-export const BLK_S_OK = 0;
 
 /** A virtio-blk request slot in guest RAM. */
 export class BlkSlot {
