@@ -20,7 +20,10 @@ export const RING_FEATURES =
 export const PROTOCOL_FEATURES =
   bit(ProtoFeature.MQ) | bit(ProtoFeature.REPLY_ACK) | bit(ProtoFeature.CONFIGURE_MEM_SLOTS) | bit(ProtoFeature.RESET_DEVICE);
 
-/** What a device type gives the back end; the back end calls it, never the other way round. */
+/**
+ * What a device type gives the back end, which never learns more of it. The
+ * device answers through the back end's pop(), complete(), flush() and features.
+ */
 export interface VirtioDevice {
   /** The device type's own feature bits; the back end offers them with RING_FEATURES. */
   readonly features: bigint;
