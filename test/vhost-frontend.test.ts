@@ -11,9 +11,10 @@ import { Req, u64Payload } from '../fabrics/vhost/vhost-user-proto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ScsiSlot, VhostUserFrontend, type DriverQueue, type ScsiResult } from '../tools/vhost-frontend/frontend';
-import { DEVICE_FEATURES, PROTOCOL_FEATURES } from '../fabrics/vhost/device';
+import { PROTOCOL_FEATURES, RING_FEATURES } from '../fabrics/vhost/vhost-user-backend';
+import { SCSI_FEATURES } from '../fabrics/vhost/virtio-scsi-device';
 import { Resp } from '../fabrics/vhost/virtio-scsi';
-import { DescFlag } from '../fabrics/vhost/virtio-scsi';
+import { DescFlag } from '../fabrics/vhost/virtio-ring';
 import { bench } from '../tools/vhost-frontend/cli';
 import { startTsiod, type Daemon } from './util/tsiod';
 
@@ -48,6 +49,9 @@ after(async () => {
   await d?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
+
+/** What tsiod offers a vhost-user-scsi front-end: the ring's features and virtio-scsi's own. */
+const DEVICE_FEATURES = RING_FEATURES | SCSI_FEATURES;
 
 let nextId = 1n;
 

@@ -1,110 +1,11 @@
-// The vhost fabric: each TPG owns a unix socket that a VMM's vhost-user-scsi
-// device connects to (QEMU: -chardev socket,path=... -device
-// vhost-user-scsi-pci,chardev=...). Every connection is one virtio-scsi HBA
-// with its own I_T nexus; a new QEMU may connect after the old one left.
-// The socket file gets the TPG's socket_mode and socket_group (a QEMU run by
-// libvirt is another user), never wider on the way.
+// The vhost fabric: each TPG with a `socket` attribute listens there for
+// vhost-user-scsi front-ends (tpg-listener.ts). On refresh() a new TPG starts
+// listening, a removed one stops, and the others apply their socket ownership
+// and tell their guests what changed in their LUNs.
 
-import { chmodSync, chownSync, closeSync, mkdirSync, rmSync, statSync } from 'node:fs';
-import { dirname } from 'node:path';
 import type { FabricModule, FabricService } from '../../src/core/fabric';
 import type { Target, Tpg } from '../../src/model/target';
-import { log } from '../../src/core/log';
-import { FdWatcher, groupId, unixAccept, unixListen } from '../../native';
-import { VhostScsiDevice } from './device';
-
-/**
- * The socket's mode when a TPG names none. A configured TPG always has one (the
- * application fills in specs/fabrics/vhost.yaml's default); this serves TPGs an
- * embedding program builds by hand.
- */
-const SOCKET_MODE = '0660';
-
-/** The socket's permission bits and gid (-1: the daemon's own group) a TPG asks for. */
-function socketOwnership(tpg: Tpg): { mode: number; gid: number } {
-  const text = String(tpg.attributes.socket_mode ?? SOCKET_MODE);
-  const group = tpg.attributes.socket_group;
-  let gid = -1;
-  if (typeof group === 'string') {
-    gid = /^[0-9]+$/.test(group) ? Number(group) : groupId(group);
-    if (gid < 0) throw new Error(`vhost ${tpg.portName}: socket_group: no group '${group}' on this host`);
-  }
-  return { mode: parseInt(text, 8), gid };
-}
-
-class TpgListener {
-  private readonly fd: number;
-  private watcher: FdWatcher | undefined;
-  private ownership: { mode: number; gid: number };
-  readonly devices = new Set<VhostScsiDevice>();
-
-  constructor(
-    readonly tpg: Tpg,
-    readonly path: string,
-  ) {
-    mkdirSync(dirname(path), { recursive: true });
-    this.ownership = socketOwnership(tpg);
-    this.fd = unixListen(path, this.ownership.mode, this.ownership.gid);
-    this.watcher = new FdWatcher(this.fd, () => this.accept());
-    log.info(`vhost ${tpg.portName}: listening on ${path} (mode ${this.ownership.mode.toString(8).padStart(4, '0')})`);
-  }
-
-  /** A live change of socket_mode or socket_group: narrow first, then regroup, then the new mode. */
-  private reown(): void {
-    const want = socketOwnership(this.tpg);
-    if (want.mode === this.ownership.mode && want.gid === this.ownership.gid) return;
-    const cur = statSync(this.path).mode & 0o7777;
-    chmodSync(this.path, cur & want.mode);
-    if (want.gid !== this.ownership.gid) chownSync(this.path, -1, want.gid >= 0 ? want.gid : process.getegid!());
-    chmodSync(this.path, want.mode);
-    this.ownership = want;
-    log.info(`vhost ${this.tpg.portName}: ${this.path} now mode ${want.mode.toString(8).padStart(4, '0')}${want.gid >= 0 ? ` group ${want.gid}` : ''}`);
-  }
-
-  private get numQueues(): number {
-    const n = Number(this.tpg.attributes.num_queues ?? 1);
-    return Number.isInteger(n) && n >= 1 && n <= 128 ? n : 1;
-  }
-
-  private accept(): void {
-    for (;;) {
-      let fd: number;
-      try {
-        fd = unixAccept(this.fd);
-      } catch (e) {
-        log.warn(`vhost ${this.path}: accept failed: ${(e as Error).message}`);
-        return;
-      }
-      if (fd < 0) return;
-      if (!this.tpg.enabled) {
-        log.warn(`vhost ${this.path}: TPG disabled; connection refused`);
-        closeSync(fd);
-        continue;
-      }
-      try {
-        const d = new VhostScsiDevice(fd, this.tpg, this.numQueues, this.path);
-        this.devices.add(d);
-        void d.done.then(() => this.devices.delete(d));
-      } catch (e) {
-        log.warn(`vhost ${this.path}: connection refused: ${(e as Error).message}`);
-        closeSync(fd);
-      }
-    }
-  }
-
-  refresh(): void {
-    this.reown();
-    for (const d of this.devices) d.refresh();
-  }
-
-  async close(): Promise<void> {
-    this.watcher?.stop();
-    this.watcher = undefined;
-    closeSync(this.fd);
-    rmSync(this.path, { force: true });
-    await Promise.all([...this.devices].map((d) => d.close()));
-  }
-}
+import { TpgListener } from './tpg-listener';
 
 export const vhostFabric: FabricModule = {
   name: 'vhost',

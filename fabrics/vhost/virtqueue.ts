@@ -9,7 +9,7 @@ import { eventfdWrite, fence, type FdWatcher } from '../../native';
 import type { GuestMemory } from './guest-memory';
 import {
   AVAIL_F_NO_INTERRUPT, Avail, Desc, DescFlag, MAX_QUEUE_SIZE, Used, availSize, needEvent, usedSize,
-} from './virtio-scsi';
+} from './virtio-ring';
 
 /** A malformed chain. `fatal`: the ring itself cannot be trusted any more (loop, bad index). */
 export class ChainError extends Error {

@@ -5,9 +5,10 @@
 // second. `npm run bench` uses it; so can anyone comparing back-ends.
 
 import { readFileSync } from 'node:fs';
-import { BlkSlot, BlkType, BLK_S_OK, ScsiSlot, VhostUserFrontend, type DriverQueue } from './frontend';
+import { BlkSlot, ScsiSlot, VhostUserFrontend, type DriverQueue } from './frontend';
 import { bit, Feature } from '../../fabrics/vhost/vhost-user-proto';
 import { VQ } from '../../fabrics/vhost/virtio-scsi';
+import { BlkConfig, BlkStatus, BlkType, SECTOR_SIZE } from '../../fabrics/vhost/virtio-blk';
 
 const USAGE = `usage: vhost-frontend --socket PATH [--blk] [--queues N] [--qd N] [--bs BYTES] [--rw randread|randwrite]
                       [--seconds S] [--lun N] [--pid BACKEND_PID] [--json]
@@ -64,7 +65,8 @@ export async function bench(o: BenchOptions): Promise<BenchResult> {
     fe.negotiate(first + queues);
     const ringSize = Math.max(128, 1 << Math.ceil(Math.log2(qd * 4)));
     let capacityBytes: number;
-    if (blk) capacityBytes = Number(fe.getConfig(8).readBigUInt64LE(0)) * 512;
+    // The config space as far as the capacity (in sectors).
+    if (blk) capacityBytes = Number(fe.getConfig(8).readBigUInt64LE(BlkConfig.CAPACITY)) * SECTOR_SIZE;
     fe.start(ringSize);
     for (const q of fe.queues) q.watch();
     const lun = o.lun ?? 0;
@@ -105,7 +107,7 @@ export async function bench(o: BenchOptions): Promise<BenchResult> {
           else if (inflight === 0) resolveAll();
         };
         if (slot instanceof BlkSlot) {
-          slot.post(q, write ? BlkType.OUT : BlkType.IN, (lba * bs) / 512, bs, (st) => done(st === BLK_S_OK));
+          slot.post(q, write ? BlkType.OUT : BlkType.IN, (lba * bs) / SECTOR_SIZE, bs, (st) => done(st === BlkStatus.OK));
         } else {
           const sectors = bs / 512;
           const cdb = [write ? 0x8a : 0x88, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];

@@ -13,8 +13,10 @@ import {
   u64Payload,
 } from '../../fabrics/vhost/vhost-user-proto';
 import {
-  AVAIL_F_NO_INTERRUPT, Avail, CmdReq, CmdResp, Desc, DescFlag, Used, availSize, needEvent, usedSize,
-} from '../../fabrics/vhost/virtio-scsi';
+  AVAIL_F_NO_INTERRUPT, Avail, Desc, DescFlag, USED_F_NO_NOTIFY, Used, availSize, needEvent, usedSize,
+} from '../../fabrics/vhost/virtio-ring';
+import { CmdReq, CmdResp } from '../../fabrics/vhost/virtio-scsi';
+import { BlkReq, BlkType } from '../../fabrics/vhost/virtio-blk';
 
 export interface FrontendOptions {
   /** Guest RAM size in bytes (default 64 MiB). */
@@ -184,7 +186,7 @@ export class DriverQueue {
     if (this.eventIdx) {
       const ev = this.used.readUInt16LE(usedSize(this.num) - 2);
       if (!needEvent(ev, this.availIdx, old)) return;
-    } else if ((this.used.readUInt16LE(Used.FLAGS) & 1) !== 0) {
+    } else if ((this.used.readUInt16LE(Used.FLAGS) & USED_F_NO_NOTIFY) !== 0) {
       return;
     }
     this.kicks++;
@@ -465,11 +467,6 @@ export class ScsiSlot {
     };
   }
 }
-
-/** virtio-blk request header: {le32 type, le32 ioprio, le64 sector}; then data; then a status byte. */
-export const BlkReq = { TYPE: 0, IOPRIO: 4, SECTOR: 8, LENGTH: 16 } as const;
-export const BlkType = { IN: 0, OUT: 1, FLUSH: 4, GET_ID: 8 } as const;
-export const BLK_S_OK = 0;
 
 /** A virtio-blk request slot in guest RAM. */
 export class BlkSlot {

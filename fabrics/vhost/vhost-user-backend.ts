@@ -1,16 +1,11 @@
-// One vhost-user-scsi connection: the back-end half of the vhost-user
-// protocol (QEMU 7.2's message order and semantics) and the virtio-scsi
-// device behind it. One connection is one virtio-scsi HBA and one I_T nexus
-// on the TPG; its request queues hand guest memory views straight to the core.
+// The back-end half of one vhost-user connection (QEMU 7.2's message order and
+// semantics): messages, feature negotiation, the memory table, vring setup,
+// kicks and calls. It knows no device type: a VirtioDevice (virtio-scsi today)
+// gets the chains its queues carry and completes them here, as libvhost-user's
+// VuDevIface and SPDK's vhost.c beside vhost_scsi.c / vhost_blk.c split it.
 
 import { closeSync } from 'node:fs';
-import type { Tpg } from '../../src/model/target';
-import type { Session } from '../../src/core/session';
-import type { LogicalUnit } from '../../src/core/logical-unit';
-import type { Completion } from '../../src/core/command';
-import type { TmfFunction, TmfResult } from '../../src/core/tmr';
 import { log } from '../../src/core/log';
-import { sglCopyIn, sglFlatten, sglSlice } from '../../src/core/sgl';
 import { FdWatcher, eventfdRead, recvMessage, sendMessage } from '../../native';
 import { GuestMemory, MappedRegion, unmapRegions } from './guest-memory';
 import { Chain, ChainError, DeviceQueue } from './virtqueue';
@@ -18,92 +13,76 @@ import {
   Feature, Flag, Hdr, MAX_MEM_SLOTS, MemRegMsg, MemTable, ProtoFeature, Region, Req, U64, VRING_IDX_MASK,
   VRING_NOFD_MASK, VringAddr, VringState, bit, message, reqName, u64, u64Payload,
 } from './vhost-user-proto';
-import {
-  AnReq, AnResp, CmdReq, CmdResp, CtrlType, Event, EventType, EVENTS_MISSED, ResetReason, Resp, ScsiFeature,
-  TmfReq, TmfResp, TmfSubtype, VQ, decodeLun, encodeLun,
-} from './virtio-scsi';
 
-/** What we offer: only what we serve (QEMU uses every bit offered). */
-export const DEVICE_FEATURES =
-  bit(Feature.VERSION_1) | bit(Feature.PROTOCOL_FEATURES) | bit(Feature.INDIRECT_DESC) | bit(Feature.EVENT_IDX) |
-  bit(ScsiFeature.HOTPLUG) | bit(ScsiFeature.CHANGE);
+/** The ring features every device gets: only what we serve (QEMU uses every bit offered). */
+export const RING_FEATURES =
+  bit(Feature.VERSION_1) | bit(Feature.PROTOCOL_FEATURES) | bit(Feature.INDIRECT_DESC) | bit(Feature.EVENT_IDX);
 export const PROTOCOL_FEATURES =
   bit(ProtoFeature.MQ) | bit(ProtoFeature.REPLY_ACK) | bit(ProtoFeature.CONFIGURE_MEM_SLOTS) | bit(ProtoFeature.RESET_DEVICE);
 
-/** Events kept while the guest has no event buffer posted; beyond that they are reported as missed. */
-const MAX_PENDING_EVENTS = 64;
-
-const TMF_FUNCTIONS: Record<number, TmfFunction> = {
-  [TmfSubtype.ABORT_TASK]: 'abort-task',
-  [TmfSubtype.ABORT_TASK_SET]: 'abort-task-set',
-  [TmfSubtype.CLEAR_ACA]: 'clear-aca',
-  [TmfSubtype.CLEAR_TASK_SET]: 'clear-task-set',
-  [TmfSubtype.I_T_NEXUS_RESET]: 'it-nexus-reset',
-  [TmfSubtype.LOGICAL_UNIT_RESET]: 'lun-reset',
-  [TmfSubtype.QUERY_TASK]: 'query-task',
-};
-
-const TMF_RESPONSE: Record<TmfResult, number> = {
-  complete: Resp.OK,
-  succeeded: Resp.FUNCTION_SUCCEEDED,
-  'no-task': Resp.OK,
-  'no-lun': Resp.INCORRECT_LUN,
-  'not-supported': Resp.FUNCTION_REJECTED,
-  rejected: Resp.FUNCTION_REJECTED,
-};
-
-/** A request in flight, found again by the guest's 64-bit id for ABORT TASK and QUERY TASK. */
-interface Inflight {
-  q: DeviceQueue;
-  chain: Chain;
-  idLo: number;
-  idHi: number;
-  lun: number;
-  tag: number;
-  dataIn: Buffer[] | undefined;
+/**
+ * What a device type gives the back end, which never learns more of it. The
+ * device answers through the back end's pop(), complete(), flush() and features.
+ */
+export interface VirtioDevice {
+  /** The device type's own feature bits; the back end offers them with RING_FEATURES. */
+  readonly features: bigint;
+  /** Queues the device has (GET_QUEUE_NUM). */
+  readonly queueCount: number;
+  /**
+   * A kick on a queue the device fills on its own schedule (virtio-scsi's event
+   * queue) is the device's to handle: true. False for the queues whose chains
+   * the back end pops and hands to request().
+   */
+  ownKick(q: DeviceQueue): boolean;
+  /** A chain popped from q: the device completes it, now or later, with VhostUserBackend.complete(). */
+  request(q: DeviceQueue, chain: Chain): void;
+  /** RESET_DEVICE: the device forgets what it kept for the driver. */
+  reset(): void;
+  /** Connection end: requests still running finish into guest memory, which is unmapped afterwards. */
+  close(): Promise<void>;
 }
 
 class ProtocolError extends Error {}
 
-const DEBUG = process.env.TSIO_LOG === 'debug';
-
 let nextConnection = 1;
 
-export class VhostScsiDevice {
+export class VhostUserBackend {
   readonly id = nextConnection++;
   readonly mem = new GuestMemory();
   readonly queues: DeviceQueue[] = [];
+  private device!: VirtioDevice;
   private watcher: FdWatcher | undefined;
-  private session: Session | undefined;
-  private features = 0n;
+  private acked = 0n;
   private protocolFeatures = 0n;
   private busy: Promise<void> | undefined;
   private backlog: { data: Buffer; fds: number[] }[] = [];
   /** Regions taken out of the table while requests still used them. */
   private retired: MappedRegion[] = [];
-  private readonly inflight = new Map<number, Inflight>();
   private flushScheduled = false;
   private inKick = false;
-  /** LUNs the guest was last told about, and their capacities (hot-plug, PARAM_CHANGE). */
-  private knownLuns = new Map<number, number>();
-  private pendingEvents: Buffer[] = [];
-  private eventsMissed = false;
   private closed = false;
-  /** Resolved when the device has stopped (connection end). */
+  /** Resolved when the connection has ended. */
   readonly done: Promise<void>;
   private resolveDone!: () => void;
 
   constructor(
     readonly fd: number,
-    readonly tpg: Tpg,
-    private readonly numQueues: number,
-    private readonly name: string,
+    readonly name: string,
   ) {
     this.done = new Promise((r) => (this.resolveDone = r));
-    this.session = tpg.openSession({ name: tpg.attributes.nexus !== undefined ? String(tpg.attributes.nexus) : tpg.target.wwn });
-    this.rememberLuns();
-    this.watcher = new FdWatcher(fd, () => this.onReadable());
+  }
+
+  /** Serves the connection for device: reads messages from now on. */
+  start(device: VirtioDevice): void {
+    this.device = device;
+    this.watcher = new FdWatcher(this.fd, () => this.onReadable());
     log.info(`vhost ${this.name}: front-end connected (connection ${this.id})`);
+  }
+
+  /** The virtio features the front-end acked (SET_FEATURES). */
+  get features(): bigint {
+    return this.acked;
   }
 
   // ---------- messages ----------
@@ -200,12 +179,12 @@ export class VhostScsiDevice {
   private dispatch(request: number, p: Buffer, fds: number[]): void | Promise<void> {
     switch (request) {
       case Req.GET_FEATURES:
-        return this.reply(request, u64Payload(DEVICE_FEATURES));
+        return this.reply(request, u64Payload(RING_FEATURES | this.device.features));
       case Req.SET_FEATURES: {
         this.payload(p, U64.LENGTH, 'SET_FEATURES');
         const f = p.readBigUInt64LE(U64.VALUE);
         if ((f & bit(Feature.RING_PACKED)) !== 0n) throw new RangeError('packed rings were not offered');
-        this.features = f;
+        this.acked = f;
         for (const q of this.queues) if (q) q.eventIdx = (f & bit(Feature.EVENT_IDX)) !== 0n;
         return;
       }
@@ -216,7 +195,7 @@ export class VhostScsiDevice {
         this.protocolFeatures = p.readBigUInt64LE(U64.VALUE) & PROTOCOL_FEATURES;
         return;
       case Req.GET_QUEUE_NUM:
-        return this.reply(request, u64Payload(VQ.REQUEST0 + this.numQueues));
+        return this.reply(request, u64Payload(this.device.queueCount));
       case Req.GET_MAX_MEM_SLOTS:
         return this.reply(request, u64Payload(MAX_MEM_SLOTS));
       case Req.SET_OWNER:
@@ -298,10 +277,10 @@ export class VhostScsiDevice {
           q.stopWatching();
           if (q.kickFd >= 0) closeSync(q.kickFd);
           q.kickFd = fd;
-          q.eventIdx = (this.features & bit(Feature.EVENT_IDX)) !== 0n;
+          q.eventIdx = (this.acked & bit(Feature.EVENT_IDX)) !== 0n;
           q.started = true;
           // Without F_PROTOCOL_FEATURES a ring runs as soon as it is kicked; with it, on SET_VRING_ENABLE.
-          if ((this.features & bit(Feature.PROTOCOL_FEATURES)) === 0n) q.enabled = true;
+          if ((this.acked & bit(Feature.PROTOCOL_FEATURES)) === 0n) q.enabled = true;
           q.kickWatcher = new FdWatcher(fd, () => this.onKick(q));
           this.onKick(q);
         }
@@ -342,7 +321,8 @@ export class VhostScsiDevice {
   }
 
   private releaseRetired(): void {
-    if (this.retired.length === 0 || this.inflight.size > 0) return;
+    // Every request a device holds was popped from a queue and counts there until completed.
+    if (this.retired.length === 0) return;
     for (const q of this.queues) if (q && q.inflight > 0) return;
     unmapRegions(this.retired);
     this.retired = [];
@@ -377,9 +357,8 @@ export class VhostScsiDevice {
       q.stopWatching();
       q.setBase(0);
     }
-    this.pendingEvents = [];
-    this.eventsMissed = false;
-    this.features = 0n;
+    this.device.reset();
+    this.acked = 0n;
   }
 
   // ---------- queues ----------
@@ -387,14 +366,14 @@ export class VhostScsiDevice {
   private onKick(q: DeviceQueue): void {
     if (q.kickFd >= 0) eventfdRead(q.kickFd);
     if (!q.ready || this.closed) return;
+    const device = this.device;
     this.inKick = true;
     try {
-      if (q.index === VQ.EVENT) return this.deliverEvents();
+      if (device.ownKick(q)) return;
       do {
         let chain: Chain | undefined;
-        while ((chain = this.popSafe(q)) !== undefined) {
-          if (q.index === VQ.CONTROL) this.control(q, chain);
-          else this.command(q, chain);
+        while ((chain = this.pop(q)) !== undefined) {
+          device.request(q, chain);
           if (!q.ready) break;
         }
       } while (q.ready && q.armKick());
@@ -404,7 +383,12 @@ export class VhostScsiDevice {
     this.flush();
   }
 
-  private popSafe(q: DeviceQueue): Chain | undefined {
+  /**
+   * The next well-formed chain of q, or undefined when there is none (or the
+   * ring broke: the front-end hears of it on the queue's error fd). A chain that
+   * points outside guest memory goes back to the driver empty, as a failed request.
+   */
+  pop(q: DeviceQueue): Chain | undefined {
     for (;;) {
       try {
         return q.pop(this.mem);
@@ -422,7 +406,8 @@ export class VhostScsiDevice {
     }
   }
 
-  private complete(q: DeviceQueue, head: number, len: number): void {
+  /** Returns a chain to the driver with len bytes written; the call follows within this loop turn. */
+  complete(q: DeviceQueue, head: number, len: number): void {
     q.push(head, len);
     if (!this.inKick) this.scheduleFlush();
   }
@@ -437,210 +422,10 @@ export class VhostScsiDevice {
     });
   }
 
-  private flush(): void {
+  /** Notifies the driver of every queue with used entries it has not heard of. */
+  flush(): void {
     for (const q of this.queues) if (q && q.pending > 0) q.notify();
     if (this.retired.length > 0) this.releaseRetired();
-  }
-
-  /** A virtio-scsi command request: header, data-out | response, data-in. */
-  private command(q: DeviceQueue, chain: Chain): void {
-    if (chain.readLen < CmdReq.LENGTH || chain.writeLen < CmdResp.LENGTH) {
-      log.warn(`vhost ${this.name}: queue ${q.index}: request ${chain.head} with a short header (${chain.readLen} readable, ${chain.writeLen} writable bytes)`);
-      return this.failRequest(q, chain, Resp.FAILURE);
-    }
-    const hdr = chain.readable[0].length >= CmdReq.LENGTH ? chain.readable[0] : sglFlatten(chain.readable, 0, CmdReq.LENGTH);
-    const addr = decodeLun(hdr, CmdReq.LUN);
-    const session = this.session;
-    if (DEBUG) log.debug(`vhost ${this.name}: q${q.index} head ${chain.head} lun ${hdr.subarray(0, 8).toString('hex')} cdb ${hdr.subarray(CmdReq.CDB, CmdReq.CDB + 16).toString('hex')} out ${chain.readLen} in ${chain.writeLen}`);
-    if (addr === undefined || addr.target !== 0 || session === undefined) {
-      return this.failRequest(q, chain, Resp.BAD_TARGET);
-    }
-    const outLen = chain.readLen - CmdReq.LENGTH;
-    const inLen = chain.writeLen - CmdResp.LENGTH;
-    if (outLen > 0 && inLen > 0) return this.failRequest(q, chain, Resp.FAILURE); // bidirectional needs INOUT
-    const cdbLen = cdbLength(hdr[CmdReq.CDB]);
-    const cdb = Buffer.from(hdr.subarray(CmdReq.CDB, CmdReq.CDB + cdbLen)); // the guest may rewrite its copy
-    const tag = (q.index << 16) | chain.head;
-    const dataIn = inLen > 0 ? sglSlice(chain.writable, CmdResp.LENGTH, inLen) : undefined;
-    const f: Inflight = { q, chain, idLo: hdr.readUInt32LE(CmdReq.ID), idHi: hdr.readUInt32LE(CmdReq.ID + 4), lun: addr.lun, tag, dataIn };
-    this.inflight.set(tag, f);
-    session.submit(
-      {
-        cdb,
-        lun: addr.lun,
-        tag,
-        taskAttr: (hdr[CmdReq.TASK_ATTR] & 3) as 0 | 1 | 2 | 3,
-        expectedLength: outLen > 0 ? outLen : inLen,
-        dataOut: outLen > 0 ? sglSlice(chain.readable, CmdReq.LENGTH, outLen) : undefined,
-        dataIn,
-      },
-      (c) => this.commandDone(f, c),
-    );
-  }
-
-  private commandDone(f: Inflight, c: Completion): void {
-    this.inflight.delete(f.tag);
-    if (DEBUG && c.status !== 0) log.debug(`vhost ${this.name}: LUN ${f.lun} tag ${f.tag}: status ${c.status}${c.sense ? ' sense ' + c.sense.subarray(0, 18).toString('hex') : ''}`);
-    const w = f.chain.writable;
-    const resp = w[0].length >= CmdResp.LENGTH ? w[0] : Buffer.alloc(CmdResp.LENGTH);
-    const senseLen = c.sense ? Math.min(c.sense.length, CmdResp.SENSE_SIZE) : 0;
-    resp.writeUInt32LE(senseLen, CmdResp.SENSE_LEN);
-    resp.writeUInt32LE(c.residual > 0 ? c.residual : 0, CmdResp.RESIDUAL);
-    resp.writeUInt16LE(0, CmdResp.STATUS_QUALIFIER);
-    resp[CmdResp.STATUS] = c.status;
-    // Aborted by our own TMF: the guest waits for this request to come back as ABORTED.
-    resp[CmdResp.RESPONSE] = c.quiet ? Resp.ABORTED : Resp.OK;
-    if (senseLen > 0) c.sense!.copy(resp, CmdResp.SENSE, 0, senseLen);
-    if (resp !== w[0]) sglCopyIn(w, 0, resp);
-    // Data-in written in place (dataIn views) unless the core built its own buffer.
-    if (c.dataInLength > 0 && c.dataIn !== undefined && c.dataIn !== f.dataIn) {
-      let off = 0;
-      for (const b of c.dataIn) {
-        if (off >= c.dataInLength) break;
-        off += sglCopyIn(w, CmdResp.LENGTH + off, b.subarray(0, c.dataInLength - off));
-      }
-    }
-    this.complete(f.q, f.chain.head, CmdResp.LENGTH + c.dataInLength);
-  }
-
-  private failRequest(q: DeviceQueue, chain: Chain, response: number): void {
-    if (chain.writeLen >= CmdResp.LENGTH) {
-      const resp = Buffer.alloc(CmdResp.LENGTH);
-      resp[CmdResp.RESPONSE] = response;
-      sglCopyIn(chain.writable, 0, resp);
-      this.complete(q, chain.head, CmdResp.LENGTH);
-    } else {
-      this.complete(q, chain.head, 0);
-    }
-  }
-
-  /** Control queue: task management and asynchronous notification requests. */
-  private control(q: DeviceQueue, chain: Chain): void {
-    const req = chain.readLen >= 4 ? sglFlatten(chain.readable, 0, Math.min(chain.readLen, TmfReq.LENGTH)) : undefined;
-    const type = req?.readUInt32LE(0);
-    if (type === CtrlType.TMF && req!.length >= TmfReq.LENGTH && chain.writeLen >= TmfResp.LENGTH) {
-      void this.tmf(q, chain, req!);
-      return;
-    }
-    if ((type === CtrlType.AN_QUERY || type === CtrlType.AN_SUBSCRIBE) && chain.readLen >= AnReq.LENGTH && chain.writeLen >= AnResp.LENGTH) {
-      // No asynchronous notification classes are supported: event_actual 0.
-      const resp = Buffer.alloc(AnResp.LENGTH);
-      resp[AnResp.RESPONSE] = Resp.OK;
-      sglCopyIn(chain.writable, 0, resp);
-      return this.complete(q, chain.head, AnResp.LENGTH);
-    }
-    log.warn(`vhost ${this.name}: control request ${chain.head} of type ${type} malformed or unknown`);
-    if (chain.writeLen >= 1) sglCopyIn(chain.writable, 0, Buffer.from([Resp.FAILURE]));
-    this.complete(q, chain.head, chain.writeLen >= 1 ? 1 : 0);
-  }
-
-  private async tmf(q: DeviceQueue, chain: Chain, req: Buffer): Promise<void> {
-    const subtype = req.readUInt32LE(TmfReq.SUBTYPE);
-    const addr = decodeLun(req, TmfReq.LUN);
-    let response: number;
-    const fn = TMF_FUNCTIONS[subtype];
-    if (addr === undefined || addr.target !== 0 || this.session === undefined) response = Resp.BAD_TARGET;
-    else if (fn === undefined) response = Resp.FUNCTION_REJECTED;
-    else {
-      let tag: number | undefined;
-      if (fn === 'abort-task' || fn === 'query-task') {
-        const lo = req.readUInt32LE(TmfReq.ID);
-        const hi = req.readUInt32LE(TmfReq.ID + 4);
-        for (const f of this.inflight.values()) {
-          if (f.idLo === lo && f.idHi === hi && f.lun === addr.lun) tag = f.tag;
-        }
-        if (tag === undefined) tag = -1;
-      }
-      const r = await this.session.taskManagement(fn, addr.lun, tag);
-      response = TMF_RESPONSE[r];
-      if (fn === 'lun-reset' || fn === 'it-nexus-reset' || fn === 'clear-task-set') log.info(`vhost ${this.name}: ${fn} on LUN ${addr.lun}: ${r}`);
-    }
-    sglCopyIn(chain.writable, 0, Buffer.from([response]));
-    this.complete(q, chain.head, TmfResp.LENGTH);
-  }
-
-  // ---------- events (hot-plug, capacity change) ----------
-
-  /**
-   * Event buffers stay in the avail ring until there is an event for them, so
-   * a stopped ring never holds any (GET_VRING_BASE needs nothing in flight).
-   */
-  private deliverEvents(): void {
-    const q = this.queues[VQ.EVENT];
-    if (!q || !q.ready) return;
-    while (this.pendingEvents.length > 0) {
-      const chain = this.popSafe(q);
-      if (chain === undefined) break;
-      if (chain.writeLen < Event.LENGTH) {
-        log.warn(`vhost ${this.name}: event buffer ${chain.head} shorter than an event`);
-        q.push(chain.head, 0);
-        continue;
-      }
-      const ev = this.pendingEvents.shift()!;
-      if (this.eventsMissed) {
-        ev.writeUInt32LE(ev.readUInt32LE(Event.EVENT) | EVENTS_MISSED, Event.EVENT);
-        this.eventsMissed = false;
-      }
-      sglCopyIn(chain.writable, 0, ev);
-      q.push(chain.head, Event.LENGTH);
-    }
-    this.flush();
-  }
-
-  private postEvent(event: number, lun: number, reason: number): void {
-    if (this.pendingEvents.length >= MAX_PENDING_EVENTS) {
-      this.eventsMissed = true;
-      return;
-    }
-    const ev = Buffer.alloc(Event.LENGTH);
-    ev.writeUInt32LE(event, Event.EVENT);
-    encodeLun(ev, Event.LUN, 0, lun);
-    ev.writeUInt32LE(reason, Event.REASON);
-    this.pendingEvents.push(ev);
-  }
-
-  private rememberLuns(): void {
-    this.knownLuns.clear();
-    if (!this.session || this.closed) return this.unwatchCapacity();
-    const lus = new Set<LogicalUnit>();
-    for (const [n, itl] of this.session.itls) {
-      this.knownLuns.set(n, itl.lu.blocks);
-      lus.add(itl.lu);
-    }
-    for (const lu of this.watchedLus) if (!lus.has(lu)) lu.capacityListeners.delete(this.onCapacity);
-    for (const lu of lus) lu.capacityListeners.add(this.onCapacity);
-    this.watchedLus.clear();
-    for (const lu of lus) this.watchedLus.add(lu);
-  }
-
-  private readonly watchedLus = new Set<LogicalUnit>();
-  private readonly onCapacity = (): void => this.refresh();
-
-  private unwatchCapacity(): void {
-    for (const lu of this.watchedLus) lu.capacityListeners.delete(this.onCapacity);
-    this.watchedLus.clear();
-  }
-
-  /** The TPG's LUNs or their sizes changed: tell the guest (rescan, removed, capacity changed). */
-  refresh(): void {
-    const s = this.session;
-    if (!s || this.closed) return;
-    const hotplug = (this.features & bit(ScsiFeature.HOTPLUG)) !== 0n;
-    const change = (this.features & bit(ScsiFeature.CHANGE)) !== 0n;
-    for (const [n, blocks] of this.knownLuns) {
-      const itl = s.itls.get(n);
-      if (!itl) {
-        if (hotplug) this.postEvent(EventType.TRANSPORT_RESET, n, ResetReason.REMOVED);
-      } else if (itl.lu.blocks !== blocks && change) {
-        // reason = ASC | ASCQ << 8: CAPACITY DATA HAS CHANGED (2Ah/09h)
-        this.postEvent(EventType.PARAM_CHANGE, n, 0x2a | (0x09 << 8));
-      }
-    }
-    for (const n of s.itls.keys()) {
-      if (!this.knownLuns.has(n) && hotplug) this.postEvent(EventType.TRANSPORT_RESET, n, ResetReason.RESCAN);
-    }
-    this.rememberLuns();
-    this.deliverEvents();
   }
 
   // ---------- end ----------
@@ -650,14 +435,8 @@ export class VhostScsiDevice {
     this.closed = true;
     this.watcher?.stop();
     this.watcher = undefined;
-    this.unwatchCapacity();
     for (const q of this.queues) if (q) q.stopWatching();
-    const s = this.session;
-    this.session = undefined;
-    // Requests still running finish into guest memory before it is unmapped.
-    if (s) await s.close();
-    const deadline = Date.now() + 5000;
-    while (this.inflight.size > 0 && Date.now() < deadline) await new Promise<void>((r) => setTimeout(r, 1));
+    await this.device?.close();
     for (const q of this.queues) if (q) q.closeFds();
     unmapRegions([...this.retired, ...this.mem.clear()]);
     this.retired = [];
@@ -682,21 +461,4 @@ function readRegion(p: Buffer, off: number) {
     uaddr: u64(p, off + Region.UADDR),
     mmapOffset: u64(p, off + Region.MMAP_OFFSET),
   };
-}
-
-/** CDB length from the group code of its opcode (SAM-5 5.2); the virtio header always has 32 bytes. */
-function cdbLength(opcode: number): number {
-  switch (opcode >> 5) {
-    case 0:
-      return 6;
-    case 1:
-    case 2:
-      return 10;
-    case 4:
-      return 16;
-    case 5:
-      return 12;
-    default:
-      return CmdReq.CDB_SIZE; // 7Fh variable length and vendor groups: pass all 32 bytes
-  }
 }

@@ -1,0 +1,336 @@
+// The virtio-scsi device behind one vhost-user connection: one virtio-scsi HBA
+// and one I_T nexus on the TPG. Its request queues hand guest memory views
+// straight to the core; the control queue carries task management, the event
+// queue hot-plug and capacity changes. Its config space is QEMU's to
+// synthesize (vhost-user-scsi takes no GET_CONFIG).
+
+import type { Tpg } from '../../src/model/target';
+import type { Session } from '../../src/core/session';
+import type { LogicalUnit } from '../../src/core/logical-unit';
+import type { Completion } from '../../src/core/command';
+import type { TmfFunction, TmfResult } from '../../src/core/tmr';
+import { log } from '../../src/core/log';
+import { sglCopyIn, sglFlatten, sglSlice } from '../../src/core/sgl';
+import type { VhostUserBackend, VirtioDevice } from './vhost-user-backend';
+import type { Chain, DeviceQueue } from './virtqueue';
+import { bit } from './vhost-user-proto';
+import {
+  AnReq, AnResp, CmdReq, CmdResp, CtrlType, Event, EventType, EVENTS_MISSED, ResetReason, Resp, ScsiFeature,
+  TmfReq, TmfResp, TmfSubtype, VQ, decodeLun, encodeLun,
+} from './virtio-scsi';
+
+/** virtio-scsi's own feature bits we serve. */
+export const SCSI_FEATURES = bit(ScsiFeature.HOTPLUG) | bit(ScsiFeature.CHANGE);
+
+/** Events kept while the guest has no event buffer posted; beyond that they are reported as missed. */
+const MAX_PENDING_EVENTS = 64;
+
+const TMF_FUNCTIONS: Record<number, TmfFunction> = {
+  [TmfSubtype.ABORT_TASK]: 'abort-task',
+  [TmfSubtype.ABORT_TASK_SET]: 'abort-task-set',
+  [TmfSubtype.CLEAR_ACA]: 'clear-aca',
+  [TmfSubtype.CLEAR_TASK_SET]: 'clear-task-set',
+  [TmfSubtype.I_T_NEXUS_RESET]: 'it-nexus-reset',
+  [TmfSubtype.LOGICAL_UNIT_RESET]: 'lun-reset',
+  [TmfSubtype.QUERY_TASK]: 'query-task',
+};
+
+const TMF_RESPONSE: Record<TmfResult, number> = {
+  complete: Resp.OK,
+  succeeded: Resp.FUNCTION_SUCCEEDED,
+  'no-task': Resp.OK,
+  'no-lun': Resp.INCORRECT_LUN,
+  'not-supported': Resp.FUNCTION_REJECTED,
+  rejected: Resp.FUNCTION_REJECTED,
+};
+
+/** A request in flight, found again by the guest's 64-bit id for ABORT TASK and QUERY TASK. */
+interface Inflight {
+  q: DeviceQueue;
+  chain: Chain;
+  idLo: number;
+  idHi: number;
+  lun: number;
+  tag: number;
+  dataIn: Buffer[] | undefined;
+}
+
+const DEBUG = process.env.TSIO_LOG === 'debug';
+
+export class VirtioScsiDevice implements VirtioDevice {
+  readonly features = SCSI_FEATURES;
+  readonly queueCount: number;
+  private session: Session | undefined;
+  private readonly inflight = new Map<number, Inflight>();
+  /** LUNs the guest was last told about, and their capacities (hot-plug, PARAM_CHANGE). */
+  private knownLuns = new Map<number, number>();
+  private pendingEvents: Buffer[] = [];
+  private eventsMissed = false;
+  private closed = false;
+
+  constructor(
+    readonly backend: VhostUserBackend,
+    readonly tpg: Tpg,
+    numQueues: number,
+  ) {
+    this.queueCount = VQ.REQUEST0 + numQueues;
+    this.session = tpg.openSession({ name: tpg.attributes.nexus !== undefined ? String(tpg.attributes.nexus) : tpg.target.wwn });
+    this.rememberLuns();
+  }
+
+  private get name(): string {
+    return this.backend.name;
+  }
+
+  ownKick(q: DeviceQueue): boolean {
+    if (q.index !== VQ.EVENT) return false;
+    this.deliverEvents();
+    return true;
+  }
+
+  request(q: DeviceQueue, chain: Chain): void {
+    if (q.index === VQ.CONTROL) this.control(q, chain);
+    else this.command(q, chain);
+  }
+
+  reset(): void {
+    this.pendingEvents = [];
+    this.eventsMissed = false;
+  }
+
+  // ---------- requests ----------
+
+  /** A virtio-scsi command request: header, data-out | response, data-in. */
+  private command(q: DeviceQueue, chain: Chain): void {
+    if (chain.readLen < CmdReq.LENGTH || chain.writeLen < CmdResp.LENGTH) {
+      log.warn(`vhost ${this.name}: queue ${q.index}: request ${chain.head} with a short header (${chain.readLen} readable, ${chain.writeLen} writable bytes)`);
+      return this.failRequest(q, chain, Resp.FAILURE);
+    }
+    const hdr = chain.readable[0].length >= CmdReq.LENGTH ? chain.readable[0] : sglFlatten(chain.readable, 0, CmdReq.LENGTH);
+    const addr = decodeLun(hdr, CmdReq.LUN);
+    const session = this.session;
+    if (DEBUG) log.debug(`vhost ${this.name}: q${q.index} head ${chain.head} lun ${hdr.subarray(0, 8).toString('hex')} cdb ${hdr.subarray(CmdReq.CDB, CmdReq.CDB + 16).toString('hex')} out ${chain.readLen} in ${chain.writeLen}`);
+    if (addr === undefined || addr.target !== 0 || session === undefined) {
+      return this.failRequest(q, chain, Resp.BAD_TARGET);
+    }
+    const outLen = chain.readLen - CmdReq.LENGTH;
+    const inLen = chain.writeLen - CmdResp.LENGTH;
+    if (outLen > 0 && inLen > 0) return this.failRequest(q, chain, Resp.FAILURE); // bidirectional needs INOUT
+    const cdbLen = cdbLength(hdr[CmdReq.CDB]);
+    const cdb = Buffer.from(hdr.subarray(CmdReq.CDB, CmdReq.CDB + cdbLen)); // the guest may rewrite its copy
+    const tag = (q.index << 16) | chain.head;
+    const dataIn = inLen > 0 ? sglSlice(chain.writable, CmdResp.LENGTH, inLen) : undefined;
+    const f: Inflight = { q, chain, idLo: hdr.readUInt32LE(CmdReq.ID), idHi: hdr.readUInt32LE(CmdReq.ID + 4), lun: addr.lun, tag, dataIn };
+    this.inflight.set(tag, f);
+    session.submit(
+      {
+        cdb,
+        lun: addr.lun,
+        tag,
+        taskAttr: (hdr[CmdReq.TASK_ATTR] & 3) as 0 | 1 | 2 | 3,
+        expectedLength: outLen > 0 ? outLen : inLen,
+        dataOut: outLen > 0 ? sglSlice(chain.readable, CmdReq.LENGTH, outLen) : undefined,
+        dataIn,
+      },
+      (c) => this.commandDone(f, c),
+    );
+  }
+
+  private commandDone(f: Inflight, c: Completion): void {
+    this.inflight.delete(f.tag);
+    if (DEBUG && c.status !== 0) log.debug(`vhost ${this.name}: LUN ${f.lun} tag ${f.tag}: status ${c.status}${c.sense ? ' sense ' + c.sense.subarray(0, 18).toString('hex') : ''}`);
+    const w = f.chain.writable;
+    const resp = w[0].length >= CmdResp.LENGTH ? w[0] : Buffer.alloc(CmdResp.LENGTH);
+    const senseLen = c.sense ? Math.min(c.sense.length, CmdResp.SENSE_SIZE) : 0;
+    resp.writeUInt32LE(senseLen, CmdResp.SENSE_LEN);
+    resp.writeUInt32LE(c.residual > 0 ? c.residual : 0, CmdResp.RESIDUAL);
+    resp.writeUInt16LE(0, CmdResp.STATUS_QUALIFIER);
+    resp[CmdResp.STATUS] = c.status;
+    // Aborted by our own TMF: the guest waits for this request to come back as ABORTED.
+    resp[CmdResp.RESPONSE] = c.quiet ? Resp.ABORTED : Resp.OK;
+    if (senseLen > 0) c.sense!.copy(resp, CmdResp.SENSE, 0, senseLen);
+    if (resp !== w[0]) sglCopyIn(w, 0, resp);
+    // Data-in written in place (dataIn views) unless the core built its own buffer.
+    if (c.dataInLength > 0 && c.dataIn !== undefined && c.dataIn !== f.dataIn) {
+      let off = 0;
+      for (const b of c.dataIn) {
+        if (off >= c.dataInLength) break;
+        off += sglCopyIn(w, CmdResp.LENGTH + off, b.subarray(0, c.dataInLength - off));
+      }
+    }
+    this.backend.complete(f.q, f.chain.head, CmdResp.LENGTH + c.dataInLength);
+  }
+
+  private failRequest(q: DeviceQueue, chain: Chain, response: number): void {
+    if (chain.writeLen >= CmdResp.LENGTH) {
+      const resp = Buffer.alloc(CmdResp.LENGTH);
+      resp[CmdResp.RESPONSE] = response;
+      sglCopyIn(chain.writable, 0, resp);
+      this.backend.complete(q, chain.head, CmdResp.LENGTH);
+    } else {
+      this.backend.complete(q, chain.head, 0);
+    }
+  }
+
+  // ---------- task management ----------
+
+  /** Control queue: task management and asynchronous notification requests. */
+  private control(q: DeviceQueue, chain: Chain): void {
+    const req = chain.readLen >= 4 ? sglFlatten(chain.readable, 0, Math.min(chain.readLen, TmfReq.LENGTH)) : undefined;
+    const type = req?.readUInt32LE(0);
+    if (type === CtrlType.TMF && req!.length >= TmfReq.LENGTH && chain.writeLen >= TmfResp.LENGTH) {
+      void this.tmf(q, chain, req!);
+      return;
+    }
+    if ((type === CtrlType.AN_QUERY || type === CtrlType.AN_SUBSCRIBE) && chain.readLen >= AnReq.LENGTH && chain.writeLen >= AnResp.LENGTH) {
+      // No asynchronous notification classes are supported: event_actual 0.
+      const resp = Buffer.alloc(AnResp.LENGTH);
+      resp[AnResp.RESPONSE] = Resp.OK;
+      sglCopyIn(chain.writable, 0, resp);
+      return this.backend.complete(q, chain.head, AnResp.LENGTH);
+    }
+    log.warn(`vhost ${this.name}: control request ${chain.head} of type ${type} malformed or unknown`);
+    if (chain.writeLen >= 1) sglCopyIn(chain.writable, 0, Buffer.from([Resp.FAILURE]));
+    this.backend.complete(q, chain.head, chain.writeLen >= 1 ? 1 : 0);
+  }
+
+  private async tmf(q: DeviceQueue, chain: Chain, req: Buffer): Promise<void> {
+    const subtype = req.readUInt32LE(TmfReq.SUBTYPE);
+    const addr = decodeLun(req, TmfReq.LUN);
+    let response: number;
+    const fn = TMF_FUNCTIONS[subtype];
+    if (addr === undefined || addr.target !== 0 || this.session === undefined) response = Resp.BAD_TARGET;
+    else if (fn === undefined) response = Resp.FUNCTION_REJECTED;
+    else {
+      let tag: number | undefined;
+      if (fn === 'abort-task' || fn === 'query-task') {
+        const lo = req.readUInt32LE(TmfReq.ID);
+        const hi = req.readUInt32LE(TmfReq.ID + 4);
+        for (const f of this.inflight.values()) {
+          if (f.idLo === lo && f.idHi === hi && f.lun === addr.lun) tag = f.tag;
+        }
+        if (tag === undefined) tag = -1;
+      }
+      const r = await this.session.taskManagement(fn, addr.lun, tag);
+      response = TMF_RESPONSE[r];
+      if (fn === 'lun-reset' || fn === 'it-nexus-reset' || fn === 'clear-task-set') log.info(`vhost ${this.name}: ${fn} on LUN ${addr.lun}: ${r}`);
+    }
+    sglCopyIn(chain.writable, 0, Buffer.from([response]));
+    this.backend.complete(q, chain.head, TmfResp.LENGTH);
+  }
+
+  // ---------- events (hot-plug, capacity change) ----------
+
+  /**
+   * Event buffers stay in the avail ring until there is an event for them, so
+   * a stopped ring never holds any (GET_VRING_BASE needs nothing in flight).
+   */
+  private deliverEvents(): void {
+    const q = this.backend.queues[VQ.EVENT];
+    if (!q || !q.ready) return;
+    while (this.pendingEvents.length > 0) {
+      const chain = this.backend.pop(q);
+      if (chain === undefined) break;
+      if (chain.writeLen < Event.LENGTH) {
+        log.warn(`vhost ${this.name}: event buffer ${chain.head} shorter than an event`);
+        q.push(chain.head, 0);
+        continue;
+      }
+      const ev = this.pendingEvents.shift()!;
+      if (this.eventsMissed) {
+        ev.writeUInt32LE(ev.readUInt32LE(Event.EVENT) | EVENTS_MISSED, Event.EVENT);
+        this.eventsMissed = false;
+      }
+      sglCopyIn(chain.writable, 0, ev);
+      q.push(chain.head, Event.LENGTH);
+    }
+    this.backend.flush();
+  }
+
+  private postEvent(event: number, lun: number, reason: number): void {
+    if (this.pendingEvents.length >= MAX_PENDING_EVENTS) {
+      this.eventsMissed = true;
+      return;
+    }
+    const ev = Buffer.alloc(Event.LENGTH);
+    ev.writeUInt32LE(event, Event.EVENT);
+    encodeLun(ev, Event.LUN, 0, lun);
+    ev.writeUInt32LE(reason, Event.REASON);
+    this.pendingEvents.push(ev);
+  }
+
+  private rememberLuns(): void {
+    this.knownLuns.clear();
+    if (!this.session || this.closed) return this.unwatchCapacity();
+    const lus = new Set<LogicalUnit>();
+    for (const [n, itl] of this.session.itls) {
+      this.knownLuns.set(n, itl.lu.blocks);
+      lus.add(itl.lu);
+    }
+    for (const lu of this.watchedLus) if (!lus.has(lu)) lu.capacityListeners.delete(this.onCapacity);
+    for (const lu of lus) lu.capacityListeners.add(this.onCapacity);
+    this.watchedLus.clear();
+    for (const lu of lus) this.watchedLus.add(lu);
+  }
+
+  private readonly watchedLus = new Set<LogicalUnit>();
+  private readonly onCapacity = (): void => this.refresh();
+
+  private unwatchCapacity(): void {
+    for (const lu of this.watchedLus) lu.capacityListeners.delete(this.onCapacity);
+    this.watchedLus.clear();
+  }
+
+  /** The TPG's LUNs or their sizes changed: tell the guest (rescan, removed, capacity changed). */
+  refresh(): void {
+    const s = this.session;
+    if (!s || this.closed) return;
+    const features = this.backend.features;
+    const hotplug = (features & bit(ScsiFeature.HOTPLUG)) !== 0n;
+    const change = (features & bit(ScsiFeature.CHANGE)) !== 0n;
+    for (const [n, blocks] of this.knownLuns) {
+      const itl = s.itls.get(n);
+      if (!itl) {
+        if (hotplug) this.postEvent(EventType.TRANSPORT_RESET, n, ResetReason.REMOVED);
+      } else if (itl.lu.blocks !== blocks && change) {
+        // reason = ASC | ASCQ << 8: CAPACITY DATA HAS CHANGED (2Ah/09h)
+        this.postEvent(EventType.PARAM_CHANGE, n, 0x2a | (0x09 << 8));
+      }
+    }
+    for (const n of s.itls.keys()) {
+      if (!this.knownLuns.has(n) && hotplug) this.postEvent(EventType.TRANSPORT_RESET, n, ResetReason.RESCAN);
+    }
+    this.rememberLuns();
+    this.deliverEvents();
+  }
+
+  // ---------- end ----------
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.unwatchCapacity();
+    const s = this.session;
+    this.session = undefined;
+    // Requests still running finish into guest memory before the back end unmaps it.
+    if (s) await s.close();
+    const deadline = Date.now() + 5000;
+    while (this.inflight.size > 0 && Date.now() < deadline) await new Promise<void>((r) => setTimeout(r, 1));
+  }
+}
+
+/** CDB length from the group code of its opcode (SAM-5 5.2); the virtio header always has 32 bytes. */
+function cdbLength(opcode: number): number {
+  switch (opcode >> 5) {
+    case 0:
+      return 6;
+    case 1:
+    case 2:
+      return 10;
+    case 4:
+      return 16;
+    case 5:
+      return 12;
+    default:
+      return CmdReq.CDB_SIZE; // 7Fh variable length and vendor groups: pass all 32 bytes
+  }
+}
