@@ -1,13 +1,16 @@
 // The iSCSI fabric module: serves a target on every portal of its TPGs,
-// pings idle initiators, and on shutdown asks every initiator to log out.
+// pings idle initiators, on shutdown asks every initiator to log out, and
+// reports its buffer pools to the daemon's metrics.
 
-import type { FabricModule, FabricService } from '../../src/core/fabric';
+import type { FabricModule, FabricService, MetricSample } from '../../src/core/fabric';
 import type { Root } from '../../src/model/root';
 import type { Target, Tpg } from '../../src/model/target';
 import { log } from '../../src/core/log';
 import { NO_TAG } from './pdu';
 import { Portal, portalKey, portals } from './portal';
 import { sessions } from './session';
+import { rxPool, SLAB_BYTES } from './rx-slab';
+import { dataInPool } from './data-in-pool';
 
 /** Seconds the Async logout request gives initiators before their connections are dropped. */
 const LOGOUT_GRACE_S = 2;
@@ -109,4 +112,27 @@ function ensurePinger(): void {
   pinger.unref();
 }
 
-export const iscsiFabric: FabricModule = { name: 'iscsi', serve };
+/** The receive slabs and the Data-In buffer pool, shared by every connection. */
+function metrics(): MetricSample[] {
+  const rx = rxPool.stats();
+  const slabs = `iSCSI receive slabs (${SLAB_BYTES} bytes each): idle in the pool, or busy (being read into, or holding data of commands in flight).`;
+  return [
+    { name: 'tsio_iscsi_rx_slabs', help: slabs, type: 'gauge', labels: { state: 'idle' }, value: rx.idle },
+    { name: 'tsio_iscsi_rx_slabs', help: slabs, type: 'gauge', labels: { state: 'busy' }, value: rx.busy },
+    {
+      name: 'tsio_iscsi_rx_slabs_trimmed_total',
+      help: 'Idle iSCSI receive slabs given back to the garbage collector, unused for a while.',
+      type: 'counter',
+      value: rx.trimmed,
+    },
+    {
+      name: 'tsio_iscsi_rx_unpinned_bytes_total',
+      help: 'Bytes iSCSI commands slow to get their data copied out of receive slabs, to let the slabs go.',
+      type: 'counter',
+      value: rx.unpinnedBytes,
+    },
+    { name: 'tsio_iscsi_data_in_idle_bytes', help: 'Bytes of iSCSI Data-In buffers idle in their pool.', type: 'gauge', value: dataInPool.idleSize },
+  ];
+}
+
+export const iscsiFabric: FabricModule = { name: 'iscsi', serve, metrics };
