@@ -6,10 +6,8 @@ import type { Socket } from 'node:net';
 import { crc32c, setRcvLowat } from '../../native';
 import type { Sgl } from '../../src/core/sgl';
 import { log } from '../../src/core/log';
-import {
-  BHS_LEN, DIGEST_LEN, H, NO_TAG, Op, RejectReason, REJECT_REASON, F_FINAL, ahsLengthOf, dataLengthOf, newHeader, opcodeOf,
-  pad4, setDataLength,
-} from './pdu';
+import { BHS_LEN, DIGEST_LEN, H, NO_TAG, Op, RejectReason, dataLengthOf, newHeader, opcodeOf, pad4 } from './pdu';
+import { NO_WINDOW, rejectPdu } from './pdu-builders';
 import type { Portal } from './portal';
 import { LoginMachine } from './login';
 import type { IscsiSession } from './session';
@@ -117,6 +115,11 @@ export class Connection {
 
   get localPort(): number {
     return this.socket.localPort ?? 0;
+  }
+
+  /** Target PDUs carry a header digest (negotiated, and in full feature phase). */
+  get sendsHeaderDigest(): boolean {
+    return this.headerDigest && this.ffp;
   }
 
   private onData(b: Buffer, slab: RxSlab | undefined): void {
@@ -349,19 +352,20 @@ export class Connection {
   }
 
   /**
-   * Sends one PDU: its header (digest filled in here), then the data
-   * buffers as they are, padding and data digest (what is sent while a read
+   * Sends one PDU (pdu-builders.ts): its header (digest filled in here), then
+   * the data buffers as they are, as many bytes as the header's
+   * DataSegmentLength, padding and data digest (what is sent while a read
    * is framed leaves in one writev: onData corks around it; other sends are
    * corked until the loop's check phase). onWritten runs once the socket no longer needs any byte
    * of it (written to the kernel, or the socket gone): the data buffers may
    * then be reused.
    */
-  send(h: Buffer, data?: Sgl, dataLen = 0, onWritten?: () => void): void {
+  send(h: Buffer, data?: Sgl, onWritten?: () => void): void {
     if (this.closed) {
       onWritten?.();
       return;
     }
-    setDataLength(h, dataLen);
+    const dataLen = dataLengthOf(h);
     const hd = this.headerDigest && this.ffp;
     const s = this.socket;
     if (!this.framing && !this.corkedTillCheck) {
@@ -399,23 +403,14 @@ export class Connection {
     }
   }
 
-  /** A header for a target PDU sized for this connection's header digest. */
+  /** A header for a target PDU sized for this connection's header digest (a kept header sent again: recovery.ts). */
   header(opcode: number, flags: number): Buffer {
-    return newHeader(opcode, flags, this.headerDigest && this.ffp);
+    return newHeader(opcode, flags, this.sendsHeaderDigest);
   }
 
   /** Reject PDU carrying the offending header (RFC 7143 11.17). */
   reject(bad: Buffer, reason: number): void {
-    const h = this.header(Op.REJECT, F_FINAL);
-    h[REJECT_REASON] = reason;
-    h.writeUInt32BE(NO_TAG, H.ITT);
-    h.writeUInt32BE(this.statSN >>> 0, H.W24);
-    if (this.session) {
-      h.writeUInt32BE(this.session.expCmdSN >>> 0, H.W28);
-      h.writeUInt32BE(this.session.maxCmdSN >>> 0, H.W32);
-    }
-    const copy = Buffer.from(bad.subarray(0, BHS_LEN));
-    this.send(h, [copy], BHS_LEN);
+    this.send(rejectPdu(this, this.session ?? NO_WINDOW, reason), [Buffer.from(bad.subarray(0, BHS_LEN))]);
   }
 
   /** Closes gracefully once everything queued is written. */

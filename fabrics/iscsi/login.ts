@@ -10,7 +10,8 @@ import { AccessDenied, type AttributeValue, type Tpg, type Auth } from '../../sr
 import { ChapServer } from './chap';
 import type { Connection } from './connection';
 import { KeyPairs, Negotiation, encodeText, parseText } from './keys';
-import { H, L, Login, LoginStatus, Op, Stage, isidOf } from './pdu';
+import { H, L, Login, LoginStatus, Stage, isidOf } from './pdu';
+import { loginResponsePdu } from './pdu-builders';
 import { IscsiSession, sessions } from './session';
 
 /** Keys only the login layer handles; the rest go to the negotiation. */
@@ -302,23 +303,11 @@ export class LoginMachine {
   }
 
   private respond(csg: number, nsg: number, transit: boolean, reply: KeyPairs, status: number = LoginStatus.SUCCESS): void {
-    const conn = this.conn;
-    const h = conn.header(Op.LOGIN_RSP, (transit ? Login.TRANSIT : 0) | (csg << Login.CSG_SHIFT) | (transit ? nsg : 0));
-    h[L.VERSION_MAX] = 0;
-    h[L.VERSION_MIN] = 0;
-    Buffer.from(this.isid.padEnd(12, '0'), 'hex').copy(h, L.ISID);
-    h.writeUInt16BE(status === LoginStatus.SUCCESS ? this.tsih : 0, L.TSIH);
-    h.writeUInt32BE(this.itt >>> 0, H.ITT);
-    h.writeUInt32BE(conn.statSN >>> 0, H.W24);
-    conn.statSN = (conn.statSN + 1) >>> 0;
-    const s = this.joining;
-    const exp = s ? s.expCmdSN : this.cmdSN;
-    h.writeUInt32BE(exp >>> 0, H.W28);
-    h.writeUInt32BE(s ? s.maxCmdSN >>> 0 : (this.cmdSN + this.depth() - 1) >>> 0, H.W32);
-    h[L.STATUS_CLASS] = status >> 8;
-    h[L.STATUS_DETAIL] = status & 0xff;
+    const flags = (transit ? Login.TRANSIT : 0) | (csg << Login.CSG_SHIFT) | (transit ? nsg : 0);
+    // A session joined (MC/S) reports its window; a new one the window it will open with.
+    const window = this.joining ?? { expCmdSN: this.cmdSN >>> 0, maxCmdSN: (this.cmdSN + this.depth() - 1) >>> 0 };
     const text = encodeText(reply);
-    conn.send(h, [text], text.length);
+    this.conn.send(loginResponsePdu(this.conn, window, flags, this.isid, this.tsih, this.itt, status, text.length), [text]);
   }
 
   private depth(): number {

@@ -18,9 +18,13 @@ import type { Connection } from './connection';
 import type { OperationalParams } from './keys';
 import { encodeText, parseText } from './keys';
 import {
-  AS, AsyncEvent, Cmd, F_FINAL, H, LO, LOGOUT_REASON_MASK, LogoutReason, LogoutRsp, NO_TAG, Op, RSP_COMPLETED, RejectReason,
-  RSP_EXP_DATA_SN, Rsp, SN, SNACK_TYPE_MASK, SnackType, TASK_ATTR, TEXT_CONTINUE, TMF_FUNCTION_MASK, TMF_RESPONSE, TmfFn, TmfRsp, decodeLun, encodeLun, isImmediate, opcodeOf, parseAhs, snLess,
+  Cmd, F_FINAL, H, LO, LOGOUT_REASON_MASK, LogoutReason, LogoutRsp, NO_TAG, Op, RejectReason,
+  Rsp, SN, SNACK_TYPE_MASK, SnackType, TASK_ATTR, TMF_FUNCTION_MASK, TmfFn, TmfRsp, decodeLun, isImmediate, opcodeOf, parseAhs, snLess,
 } from './pdu';
+import {
+  dataInPdu, logoutRequestPdu, logoutResponsePdu, newTtt, nopInPingPdu, nopInReplyPdu, r2tPdu, scsiResponsePdu, senseSegment,
+  textResponsePdu, tmfResponsePdu,
+} from './pdu-builders';
 import type { Portal } from './portal';
 import { sendTargets } from './discovery';
 import { Retention, type ReadRecord, type SnackResult } from './recovery';
@@ -36,13 +40,6 @@ function allocTsih(): number {
     nextTsih = nextTsih >= 0xffff ? 1 : nextTsih + 1;
     if (!sessions.has(t)) return t;
   }
-}
-
-let nextTtt = 1;
-function allocTtt(): number {
-  const t = nextTtt;
-  nextTtt = nextTtt >= 0x7fffffff ? 1 : nextTtt + 1;
-  return t;
 }
 
 const EMPTY: Buffer[] = [];
@@ -287,45 +284,26 @@ export class IscsiSession {
     if (this.closing) return Promise.resolve();
     const p = new Promise<void>((resolve) => this.endWaiters.push(resolve));
     for (const c of this.connections) {
-      const h = c.header(Op.ASYNC, F_FINAL);
-      h.writeUInt32BE(NO_TAG, H.ITT);
-      this.stamp(c, h, true);
-      h[AS.EVENT] = AsyncEvent.LOGOUT_REQUEST;
-      h.writeUInt16BE(seconds, AS.PARAM3);
+      const h = logoutRequestPdu(c, this, seconds);
       c.send(h);
       this.retain(c, h);
     }
     return p;
   }
 
-  /** StatSN (advancing it when the PDU carries status), ExpCmdSN, MaxCmdSN. */
-  private stamp(c: Connection, h: Buffer, status: boolean): void {
-    h.writeUInt32BE(c.statSN, H.W24);
-    if (status) c.statSN = (c.statSN + 1) >>> 0;
-    h.writeUInt32BE(this.expCmdSN, H.W28);
-    h.writeUInt32BE(this.maxCmdSN, H.W32);
-  }
-
   /** ERL 1: what this connection keeps for SNACKs (created on first use). */
   private retention(c: Connection): Retention {
     let r = this.retentions.get(c);
     if (r === undefined) {
-      r = new Retention({
-        send: (h, data, len) => c.send(h, data, len),
-        refresh: (h) => {
-          h.writeUInt32BE(this.expCmdSN, H.W28);
-          h.writeUInt32BE(this.maxCmdSN, H.W32);
-        },
-        header: (op, flags) => c.header(op, flags),
-      }, c.statSN);
+      r = new Retention(c, this, c.statSN);
       this.retentions.set(c, r);
     }
     return r;
   }
 
   /** A numbered response just sent: at ERL 1 it is kept until acknowledged. */
-  private retain(c: Connection, h: Buffer, data?: Sgl, len = 0, read?: ReadRecord, inData = false): void {
-    if (this.erl !== 0) this.retention(c).response(h, data, len, read, inData);
+  private retain(c: Connection, h: Buffer, data?: Sgl, read?: ReadRecord, inData = false): void {
+    if (this.erl !== 0) this.retention(c).response(h, data, read, inData);
   }
 
   /** A PDU from a connection in full feature phase. */
@@ -479,11 +457,11 @@ export class IscsiSession {
       // A recovery R2T asks for exactly what was lost; the next ones go on from there.
       const end = task.r2tNext < task.recoverEnd ? Math.min(task.recoverEnd, task.need) : task.need;
       const len = Math.min(this.params.maxBurstLength, end - task.r2tNext);
-      const ttt = allocTtt();
+      const ttt = newTtt();
       (task.r2ts ??= new Map()).set(ttt, task.r2tNext + len);
       task.r2tOutstanding++;
       if (this.erl !== 0) (task.r2tLog ??= []).push({ ttt, offset: task.r2tNext, length: len });
-      this.sendR2t(c, task, ttt, task.r2tSN++, task.r2tNext, len);
+      c.send(r2tPdu(c, this, task.lun, task.itt, ttt, task.r2tSN++, task.r2tNext, len));
       task.r2tNext += len;
       c.soliciting.add(task);
     }
@@ -526,18 +504,6 @@ export class IscsiSession {
     if (end > task.recoverEnd) task.recoverEnd = end;
     if (task.r2tNext > task.received) task.r2tNext = task.received;
     if (task.resolve !== undefined) this.solicit(task);
-  }
-
-  private sendR2t(c: Connection, task: Task, ttt: number, r2tSN: number, offset: number, len: number): void {
-    const h = c.header(Op.R2T, F_FINAL);
-    encodeLun(h, task.lun);
-    h.writeUInt32BE(task.itt, H.ITT);
-    h.writeUInt32BE(ttt, H.W20);
-    this.stamp(c, h, false);
-    h.writeUInt32BE(r2tSN, H.W36);
-    h.writeUInt32BE(offset, H.W40);
-    h.writeUInt32BE(len, H.W44);
-    c.send(h);
   }
 
   /**
@@ -687,11 +653,12 @@ export class IscsiSession {
     const release = task === undefined || (task.dataInBuf === undefined && task.lent === undefined) ? undefined : () => task.releaseDataIn();
     const len = cmp.dataInLength;
     const residual = cmp.residual;
-    const resFlags = residual > 0 ? Rsp.UNDERFLOW : residual < 0 ? Rsp.OVERFLOW : 0;
     const statusInData = cmp.status === Status.GOOD && cmp.sense === undefined;
     let keep: ReadRecord | undefined;
     if (len > 0 && cmp.dataIn !== undefined) {
-      if (this.erl !== 0) keep = this.retention(c).beginRead(itt, allocTtt(), cmp.dataIn, len);
+      if (this.erl !== 0) keep = this.retention(c).beginRead(itt, newTtt(), cmp.dataIn, len);
+      const ackTtt = keep === undefined ? NO_TAG : keep.ttt;
+      const lun = task === undefined ? 0 : task.lun;
       const seg = c.maxXmitDataSegmentLength;
       const burst = this.params.maxBurstLength;
       const sgl = cmp.dataIn;
@@ -705,54 +672,28 @@ export class IscsiSession {
         burstLeft -= n;
         let flags = 0;
         if (last || burstLeft === 0) flags |= F_FINAL;
-        if (last && statusInData) flags |= Rsp.STATUS | resFlags;
+        if (last && statusInData) flags |= Rsp.STATUS;
+        // The DataACK names the read by its TTT (RFC 7143 11.7.4).
         if (keep !== undefined && (flags & F_FINAL) !== 0) flags |= Rsp.ACK;
-        const h = c.header(Op.DATA_IN, flags);
-        h.writeUInt32BE(itt, H.ITT);
-        if ((flags & Rsp.ACK) !== 0) {
-          // The DataACK names the read by this TTT; the LUN must then be valid too (RFC 7143 11.7.4).
-          h.writeUInt32BE(keep!.ttt, H.W20);
-          encodeLun(h, task?.lun ?? 0);
-        } else h.writeUInt32BE(NO_TAG, H.W20);
-        if (last && statusInData) {
-          h[3] = cmp.status;
-          this.stamp(c, h, true);
-          h.writeUInt32BE(Math.abs(residual), H.W44);
-        } else {
-          h.writeUInt32BE(this.expCmdSN, H.W28);
-          h.writeUInt32BE(this.maxCmdSN, H.W32);
-        }
-        h.writeUInt32BE(dataSN++, H.W36);
-        h.writeUInt32BE(off, H.W40);
+        const h = dataInPdu(c, this, flags, itt, ackTtt, lun, dataSN++, off, n, cmp.status, residual);
         const done = last ? release : undefined;
-        if (single !== undefined) c.send(h, [off === 0 && n === single.length ? single : single.subarray(off, off + n)], n, done);
-        else c.send(h, sglSlice(sgl, off, n), n, done);
+        if (single !== undefined) c.send(h, [off === 0 && n === single.length ? single : single.subarray(off, off + n)], done);
+        else c.send(h, sglSlice(sgl, off, n), done);
         if (keep !== undefined) keep.sent(h);
         off += n;
         if (burstLeft === 0) burstLeft = burst;
       }
       if (statusInData) {
-        if (keep !== undefined) this.retain(c, keep.headers[keep.headers.length - 1], undefined, 0, keep, true);
+        if (keep !== undefined) this.retain(c, keep.headers[keep.headers.length - 1], undefined, keep, true);
         return;
       }
     } else release?.();
-    const h = c.header(Op.SCSI_RSP, F_FINAL | resFlags);
-    h[2] = RSP_COMPLETED;
-    h[3] = cmp.status;
-    h.writeUInt32BE(itt, H.ITT);
-    this.stamp(c, h, true);
-    h.writeUInt32BE(Math.abs(residual), H.W44);
+    const sense = cmp.sense !== undefined && cmp.sense.length > 0 ? senseSegment(cmp.sense) : undefined;
     // The R2T and Data-In PDUs sent for the command (RFC 7143 11.4.6); SNACKs count on it.
-    if (this.erl !== 0) h.writeUInt32BE((keep?.headers.length ?? 0) + (task?.r2tSN ?? 0), RSP_EXP_DATA_SN);
-    if (cmp.sense !== undefined && cmp.sense.length > 0) {
-      const sl = Buffer.allocUnsafe(2);
-      sl.writeUInt16BE(cmp.sense.length);
-      c.send(h, [sl, cmp.sense], 2 + cmp.sense.length);
-      this.retain(c, h, [sl, cmp.sense], 2 + cmp.sense.length, keep);
-    } else {
-      c.send(h);
-      this.retain(c, h, undefined, 0, keep);
-    }
+    const expDataSN = this.erl !== 0 ? (keep?.headers.length ?? 0) + (task?.r2tSN ?? 0) : 0;
+    const h = scsiResponsePdu(c, this, itt, cmp.status, residual, sense === undefined ? 0 : 2 + cmp.sense!.length, expDataSN);
+    c.send(h, sense);
+    this.retain(c, h, sense, keep);
   }
 
   /** SNACK (ERL 1, RFC 7143 11.16): something sent before, again; or a DataACK. */
@@ -792,7 +733,7 @@ export class IscsiSession {
     if (beg >= end || end > sent.length) return RejectReason.INVALID_FIELD;
     for (let sn = beg; sn < end; sn++) {
       const r = sent[sn];
-      if (task.r2ts?.has(r.ttt)) this.sendR2t(task.conn, task, r.ttt, sn, r.offset, r.length);
+      if (task.r2ts?.has(r.ttt)) task.conn.send(r2tPdu(task.conn, this, task.lun, task.itt, r.ttt, sn, r.offset, r.length));
     }
     return undefined;
   }
@@ -808,28 +749,20 @@ export class IscsiSession {
       return;
     }
     if (itt === NO_TAG) return; // a ping that wants no answer
-    const r = c.header(Op.NOP_IN, F_FINAL);
-    r.set(h.subarray(H.LUN, H.LUN + 8), H.LUN);
-    r.writeUInt32BE(itt, H.ITT);
-    r.writeUInt32BE(NO_TAG, H.W20);
-    this.stamp(c, r, true);
     const n = Math.min(sglLength(data), c.maxXmitDataSegmentLength);
+    const r = nopInReplyPdu(c, this, h, n);
     // A copy: the echo may wait in the socket's queue (or for a SNACK) after the receive slab it came in is reused.
     const echo = n > 0 ? [Buffer.concat(data as Buffer[], n)] : [];
-    c.send(r, echo, n);
-    this.retain(c, r, echo, n);
+    c.send(r, echo);
+    this.retain(c, r, echo);
   }
 
   /** A target ping of an idle initiator (NOP-In with a TTT it must echo). */
   ping(c: Connection): void {
-    const ttt = allocTtt();
+    const ttt = newTtt();
     c.pingTtt = ttt;
     c.pingSent = Date.now();
-    const r = c.header(Op.NOP_IN, F_FINAL);
-    r.writeUInt32BE(NO_TAG, H.ITT);
-    r.writeUInt32BE(ttt, H.W20);
-    this.stamp(c, r, false);
-    c.send(r);
+    c.send(nopInPingPdu(c, this, ttt));
   }
 
   private async tmf(c: Connection, h: Buffer): Promise<void> {
@@ -874,10 +807,7 @@ export class IscsiSession {
       }
     }
     if (c.closed) return;
-    const r = c.header(Op.TMF_RSP, F_FINAL);
-    r[TMF_RESPONSE] = rsp;
-    r.writeUInt32BE(itt, H.ITT);
-    this.stamp(c, r, true);
+    const r = tmfResponsePdu(c, this, itt, rsp);
     c.send(r);
     this.retain(c, r);
     if (fn === TmfFn.TARGET_COLD_RESET && rsp === TmfRsp.COMPLETE) this.close('target cold reset');
@@ -909,20 +839,15 @@ export class IscsiSession {
       body = encodeText(reply);
     }
     const max = c.maxXmitDataSegmentLength;
-    const more = body.length > max;
-    const r = c.header(Op.TEXT_RSP, more ? TEXT_CONTINUE : F_FINAL);
-    r.set(h.subarray(H.LUN, H.LUN + 8), H.LUN);
-    r.writeUInt32BE(itt, H.ITT);
     let tttOut = NO_TAG;
-    if (more) {
-      tttOut = allocTtt();
+    if (body.length > max) {
+      tttOut = newTtt();
       this.textRest = { itt, ttt: tttOut, rest: body.subarray(max) };
       body = body.subarray(0, max);
     }
-    r.writeUInt32BE(tttOut, H.W20);
-    this.stamp(c, r, true);
-    c.send(r, [body], body.length);
-    this.retain(c, r, [body], body.length);
+    const r = textResponsePdu(c, this, h, itt, tttOut, body.length);
+    c.send(r, [body]);
+    this.retain(c, r, [body]);
   }
 
   private logout(c: Connection, h: Buffer): void {
@@ -938,13 +863,9 @@ export class IscsiSession {
     } else if (reason !== LogoutReason.CLOSE_SESSION) {
       return c.reject(h, RejectReason.INVALID_FIELD);
     }
-    const r = c.header(Op.LOGOUT_RSP, F_FINAL);
-    r[LO.RESPONSE] = code;
-    r.writeUInt32BE(itt, H.ITT);
-    this.stamp(c, r, true);
-    r.writeUInt16BE(this.params.defaultTime2Wait, LO.TIME2WAIT);
     // A session whose access was revoked keeps nothing for a reconnection to reclaim.
-    r.writeUInt16BE(this.core?.closed ? 0 : this.params.defaultTime2Retain, LO.TIME2RETAIN);
+    const retain = this.core?.closed ? 0 : this.params.defaultTime2Retain;
+    const r = logoutResponsePdu(c, this, itt, code, this.params.defaultTime2Wait, retain);
     c.send(r);
     this.retain(c, r);
     if (code !== LogoutRsp.OK) return;
