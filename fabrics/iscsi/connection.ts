@@ -10,7 +10,7 @@ import { BHS_LEN, DIGEST_LEN, H, NO_TAG, Op, RejectReason, dataLengthOf, newHead
 import { NO_WINDOW, rejectPdu } from './pdu-builders';
 import type { Portal } from './portal';
 import { LoginMachine } from './login';
-import type { IscsiSession } from './session';
+import type { IscsiSession } from './iscsi-session';
 import { rxPool, slabSocket, type RxSlab } from './rx-slab';
 
 const PAD = Buffer.alloc(4);
@@ -29,7 +29,7 @@ const LOWAT_MIN = 16 << 10;
  */
 const LOWAT_GRACE_MS = 10;
 
-/** What the connection needs to know of a command it sent R2Ts for (session.ts Task). */
+/** What the connection needs to know of a command it sent R2Ts for (scsi-task.ts Task). */
 export interface Soliciting {
   readonly done: boolean;
   readonly r2tOutstanding: number;
@@ -410,7 +410,7 @@ export class Connection {
 
   /** Reject PDU carrying the offending header (RFC 7143 11.17). */
   reject(bad: Buffer, reason: number): void {
-    this.send(rejectPdu(this, this.session ?? NO_WINDOW, reason), [Buffer.from(bad.subarray(0, BHS_LEN))]);
+    this.send(rejectPdu(this, this.session?.window ?? NO_WINDOW, reason), [Buffer.from(bad.subarray(0, BHS_LEN))]);
   }
 
   /** Closes gracefully once everything queued is written. */

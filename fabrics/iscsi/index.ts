@@ -8,7 +8,7 @@ import type { Target, Tpg } from '../../src/model/target';
 import { log } from '../../src/core/log';
 import { NO_TAG } from './pdu';
 import { Portal, portalKey, portals } from './portal';
-import { sessions } from './session';
+import { sessionRegistry } from './session-registry';
 import { rxPool, SLAB_BYTES } from './rx-slab';
 import { dataInPool } from './data-in-pool';
 
@@ -61,7 +61,7 @@ async function serve(target: Target, root: Root): Promise<FabricService> {
     }
     // Sessions the configuration no longer admits (TPG disabled, demo mode turned off without an ACL) end as
     // on ACL removal: closing the nexus makes the session ask its initiator to log out (IscsiSession.revoke).
-    for (const s of sessions.values()) {
+    for (const s of sessionRegistry.values()) {
       if (s.discovery || s.tpg.target !== target) continue;
       if (!s.tpg.enabled || s.tpg.lunMapFor(s.initiatorName) === undefined) void s.core?.close();
     }
@@ -71,7 +71,7 @@ async function serve(target: Target, root: Root): Promise<FabricService> {
   return {
     refresh,
     async close() {
-      const mine = [...sessions.values()].filter((s) => s.tpg.target === target);
+      const mine = [...sessionRegistry.values()].filter((s) => s.tpg.target === target);
       const waits = mine.filter((s) => !s.discovery).map((s) => s.requestLogout(LOGOUT_GRACE_S));
       await Promise.race([Promise.all(waits), new Promise((r) => setTimeout(r, LOGOUT_GRACE_S * 1000 + 500).unref())]);
       for (const s of mine) s.close('target shut down');
@@ -84,7 +84,7 @@ let pinger: NodeJS.Timeout | undefined;
 
 /**
  * Once a second: ping initiators idle for nopin_timeout, drop those silent for nopin_response_timeout, and end
- * commands whose solicited Data-Out stalled for dataout_timeout (session.ts checkDataOut).
+ * commands whose solicited Data-Out stalled for dataout_timeout (scsi-commands.ts checkDataOut).
  */
 function ensurePinger(): void {
   if (pinger) return;

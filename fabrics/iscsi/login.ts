@@ -12,7 +12,8 @@ import type { Connection } from './connection';
 import { KeyPairs, Negotiation, encodeText, parseText } from './keys';
 import { H, L, Login, LoginStatus, Stage, isidOf } from './pdu';
 import { loginResponsePdu } from './pdu-builders';
-import { IscsiSession, sessions } from './session';
+import { IscsiSession } from './iscsi-session';
+import { sessionRegistry } from './session-registry';
 
 /** Keys only the login layer handles; the rest go to the negotiation. */
 const LOGIN_KEYS = new Set(['InitiatorName', 'InitiatorAlias', 'TargetName', 'SessionType', 'AuthMethod']);
@@ -187,7 +188,7 @@ export class LoginMachine {
     if (tpg.lunMapFor(this.initiatorName!) === undefined) return LoginStatus.FORBIDDEN;
     this.tpg = tpg;
     if (this.tsih !== 0) {
-      const s = sessions.get(this.tsih);
+      const s = sessionRegistry.get(this.tsih);
       if (!s || s.tpg !== tpg || s.initiatorName !== this.initiatorName || s.isid !== this.isid) return LoginStatus.NO_SESSION;
       if (s.connections.size >= s.params.maxConnections && ![...s.connections].some((c) => c.cid === this.conn.cid)) {
         return LoginStatus.TOO_MANY_CONNECTIONS;
@@ -265,7 +266,7 @@ export class LoginMachine {
       const tpg = this.tpg!;
       // Session reinstatement (RFC 7143 6.3.5): the old session with this initiator port ends.
       if (!this.discovery) {
-        for (const old of sessions.values()) {
+        for (const old of sessionRegistry.values()) {
           if (old.tpg === tpg && !old.discovery && old.initiatorName === this.initiatorName && old.isid === this.isid) {
             old.close('reinstated');
           }
@@ -280,7 +281,7 @@ export class LoginMachine {
           throw e;
         }
       }
-      s = new IscsiSession(tpg, this.conn.portal, this.initiatorName!, this.isid, this.discovery, params, core, this.cmdSN);
+      s = new IscsiSession(sessionRegistry, tpg, this.conn.portal.root, this.initiatorName!, this.isid, this.discovery, params, core, this.cmdSN);
     } else {
       // Connection reinstatement: an old connection with this CID gives way.
       for (const c of s.connections) if (c.cid === conn.cid) c.destroy(true);
@@ -305,7 +306,7 @@ export class LoginMachine {
   private respond(csg: number, nsg: number, transit: boolean, reply: KeyPairs, status: number = LoginStatus.SUCCESS): void {
     const flags = (transit ? Login.TRANSIT : 0) | (csg << Login.CSG_SHIFT) | (transit ? nsg : 0);
     // A session joined (MC/S) reports its window; a new one the window it will open with.
-    const window = this.joining ?? { expCmdSN: this.cmdSN >>> 0, maxCmdSN: (this.cmdSN + this.depth() - 1) >>> 0 };
+    const window = this.joining?.window ?? { expCmdSN: this.cmdSN >>> 0, maxCmdSN: (this.cmdSN + this.depth() - 1) >>> 0 };
     const text = encodeText(reply);
     this.conn.send(loginResponsePdu(this.conn, window, flags, this.isid, this.tsih, this.itt, status, text.length), [text]);
   }

@@ -15,9 +15,9 @@
 // own recovery (abort, session) takes over. Memory never grows past the bound.
 //
 // A Data-Out lost to its data digest needs no timer: its sound header says
-// whether it ended its sequence, so the recovery R2T (session.ts sequenceEnd)
-// goes out at once. Data that stops coming altogether is the ACL's
-// dataout_timeout (session.ts checkDataOut).
+// whether it ended its sequence, so the recovery R2T (scsi-commands.ts
+// sequenceEnd) goes out at once. Data that stops coming altogether is the
+// ACL's dataout_timeout (scsi-commands.ts checkDataOut).
 //
 // Header digest errors stay fatal at every level: the RFC lets a receiver
 // skip to a later PDU, but without markers (gone from RFC 7143) nothing tells
@@ -284,3 +284,42 @@ export class Retention {
   }
 }
 
+/**
+ * A session's retentions, one per connection (created on first use); at
+ * ERL 0 nothing is kept and every call but of() does nothing.
+ */
+export class Retentions<C extends RecoveryLink & { readonly statSN: number }> {
+  private readonly byConnection = new Map<C, Retention>();
+
+  constructor(
+    /** The session's ErrorRecoveryLevel. */
+    readonly erl: number,
+    private readonly window: SnWindow,
+  ) {}
+
+  /** What this connection keeps for SNACKs. */
+  of(c: C): Retention {
+    let r = this.byConnection.get(c);
+    if (r === undefined) {
+      r = new Retention(c, this.window, c.statSN);
+      this.byConnection.set(c, r);
+    }
+    return r;
+  }
+
+  /** A numbered response just sent on c (Retention.response). */
+  response(c: C, h: Buffer, data?: Sgl, read?: ReadRecord, inData = false): void {
+    if (this.erl !== 0) this.of(c).response(h, data, read, inData);
+  }
+
+  /** The ExpStatSN of a PDU from c (Retention.acknowledge). */
+  acknowledge(c: C, expStatSN: number): void {
+    if (this.erl !== 0) this.of(c).acknowledge(expStatSN, c.statSN);
+  }
+
+  /** c closed: what it kept goes. */
+  forget(c: C): void {
+    this.byConnection.get(c)?.clear();
+    this.byConnection.delete(c);
+  }
+}
