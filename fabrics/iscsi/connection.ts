@@ -7,10 +7,7 @@ import { crc32c, setRcvLowat } from '../../native';
 import type { Sgl } from '../../src/core/sgl';
 import { log } from '../../src/core/log';
 import { BHS_LEN, DIGEST_LEN, H, NO_TAG, Op, RejectReason, dataLengthOf, newHeader, opcodeOf, pad4 } from './pdu';
-import { NO_WINDOW, rejectPdu } from './pdu-builders';
-import type { Portal } from './portal';
-import { LoginMachine } from './login';
-import type { IscsiSession } from './iscsi-session';
+import { NO_WINDOW, rejectPdu, type SnWindow } from './pdu-builders';
 import { rxPool, slabSocket, type RxSlab } from './rx-slab';
 
 const PAD = Buffer.alloc(4);
@@ -38,13 +35,31 @@ export interface Soliciting {
   readonly received: number;
 }
 
+/** Where PDUs go before full feature phase: the login (login.ts). */
+export interface LoginPhase {
+  receive(h: Buffer, data: Sgl): void;
+  /** The connection closed during login. */
+  dispose(): void;
+}
+
+/** Where PDUs go in full feature phase: the session the connection joined (iscsi-session.ts). */
+export interface SessionLink {
+  /** Its command window: every target PDU reports it. */
+  readonly window: SnWindow;
+  receive(c: Connection, h: Buffer, data: Sgl): void;
+  /** A PDU whose header is sound but whose data digest failed. */
+  dataDigestError(c: Connection, h: Buffer): void;
+  /** `graceful`: logged out (or replaced by a login with its CID), not failed. */
+  connectionClosed(c: Connection, graceful: boolean): void;
+}
+
 let nextConnId = 1;
 
 export class Connection {
   readonly id = nextConnId++;
   /** Connection ID the initiator chose at login. */
   cid = 0;
-  session: IscsiSession | undefined;
+  session: SessionLink | undefined;
   /** In full feature phase (login done). */
   ffp = false;
   closed = false;
@@ -58,7 +73,8 @@ export class Connection {
   /** Outstanding target NOP-In ping: its TTT and when it was sent. */
   pingTtt = NO_TAG;
   pingSent = 0;
-  login: LoginMachine | undefined;
+  /** Set by whoever accepted the connection, before its first read. */
+  login: LoginPhase | undefined;
   readonly connectedAt = Date.now();
 
   // Framer state: received chunks not yet consumed, and the slab of each (it holds a reference on it).
@@ -99,12 +115,12 @@ export class Connection {
 
   constructor(
     accepted: Socket,
-    readonly portal: Portal,
+    /** Called once when it closes (its portal forgets it). */
+    private readonly forget: (c: Connection) => void,
   ) {
     const socket = (this.socket = slabSocket(accepted, (b, slab) => this.onData(b, slab)));
     this.fd = (socket as unknown as { _handle?: { fd?: number } | null })._handle?.fd ?? -1;
     socket.setNoDelay(true);
-    this.login = new LoginMachine(this);
     socket.on('error', (e) => log.debug(`iscsi: connection ${this.id}: ${e.message}`));
     socket.on('close', () => this.onClose());
   }
@@ -439,7 +455,7 @@ export class Connection {
     for (const slab of this.chunkSlabs) if (slab !== undefined) this.spent.push(slab);
     this.chunkSlabs = [];
     if (!this.framing) rxPool.releaseAll(this.spent);
-    this.portal.connections.delete(this);
+    this.forget(this);
     this.login?.dispose();
     this.login = undefined;
     if (this.session) this.session.connectionClosed(this, graceful);

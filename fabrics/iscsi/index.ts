@@ -4,10 +4,10 @@
 
 import type { FabricModule, FabricService, MetricSample } from '../../src/core/fabric';
 import type { Root } from '../../src/model/root';
-import type { Target, Tpg } from '../../src/model/target';
+import type { Target } from '../../src/model/target';
 import { log } from '../../src/core/log';
 import { NO_TAG } from './pdu';
-import { Portal, portalKey, portals } from './portal';
+import { portalKey, portalRegistry } from './portal-registry';
 import { sessionRegistry } from './session-registry';
 import { rxPool, SLAB_BYTES } from './rx-slab';
 import { dataInPool } from './data-in-pool';
@@ -15,49 +15,17 @@ import { dataInPool } from './data-in-pool';
 /** Seconds the Async logout request gives initiators before their connections are dropped. */
 const LOGOUT_GRACE_S = 2;
 
-async function attach(tpg: Tpg, ip: string, port: number, root: Root): Promise<Portal> {
-  const key = portalKey(ip, port);
-  let p = portals.get(key);
-  if (p === undefined) {
-    p = new Portal(ip, port, root);
-    portals.set(key, p);
-    try {
-      await p.listen();
-    } catch (e) {
-      portals.delete(key);
-      throw e;
-    }
-  }
-  p.tpgs.add(tpg);
-  return p;
-}
-
-async function detach(tpg: Tpg, p: Portal): Promise<void> {
-  p.tpgs.delete(tpg);
-  if (p.tpgs.size === 0) {
-    portals.delete(portalKey(p.ip, p.port));
-    await p.close();
-  }
-}
-
-/** Portals a target is attached to, per TPG. */
-function attached(target: Target): [Tpg, Portal][] {
-  const out: [Tpg, Portal][] = [];
-  for (const p of portals.values()) for (const t of p.tpgs) if (t.target === target) out.push([t, p]);
-  return out;
-}
-
 async function serve(target: Target, root: Root): Promise<FabricService> {
   const refresh = async (): Promise<void> => {
     const want = new Set<string>();
     for (const tpg of target.tpgs.values()) {
       for (const pt of tpg.portals) {
         want.add(`${tpg.tag}|${portalKey(pt.ip_address, pt.port)}`);
-        await attach(tpg, pt.ip_address, pt.port, root);
+        await portalRegistry.attach(tpg, pt.ip_address, pt.port, root);
       }
     }
-    for (const [tpg, p] of attached(target)) {
-      if (!want.has(`${tpg.tag}|${portalKey(p.ip, p.port)}`) || target.tpgs.get(tpg.tag) !== tpg) await detach(tpg, p);
+    for (const [tpg, p] of portalRegistry.attached(target)) {
+      if (!want.has(`${tpg.tag}|${portalKey(p.ip, p.port)}`) || target.tpgs.get(tpg.tag) !== tpg) await portalRegistry.detach(tpg, p);
     }
     // Sessions the configuration no longer admits (TPG disabled, demo mode turned off without an ACL) end as
     // on ACL removal: closing the nexus makes the session ask its initiator to log out (IscsiSession.revoke).
@@ -75,7 +43,7 @@ async function serve(target: Target, root: Root): Promise<FabricService> {
       const waits = mine.filter((s) => !s.discovery).map((s) => s.requestLogout(LOGOUT_GRACE_S));
       await Promise.race([Promise.all(waits), new Promise((r) => setTimeout(r, LOGOUT_GRACE_S * 1000 + 500).unref())]);
       for (const s of mine) s.close('target shut down');
-      for (const [tpg, p] of attached(target)) await detach(tpg, p);
+      for (const [tpg, p] of portalRegistry.attached(target)) await portalRegistry.detach(tpg, p);
     },
   };
 }
@@ -90,14 +58,14 @@ function ensurePinger(): void {
   if (pinger) return;
   pinger = setInterval(() => {
     const now = Date.now();
-    for (const p of portals.values()) {
-      for (const c of p.connections) {
-        const s = c.session;
-        if (!c.ffp || s === undefined) continue;
-        const acl = s.tpg.acls.get(s.initiatorName);
-        const idle = Number(acl?.attributes.nopin_timeout ?? 15) * 1000;
-        const answer = Number(acl?.attributes.nopin_response_timeout ?? 30) * 1000;
-        s.checkDataOut(c, now, Number(acl?.attributes.dataout_timeout ?? 3) * 1000, Number(acl?.attributes.dataout_timeout_retries ?? 5));
+    for (const s of sessionRegistry.values()) {
+      const acl = s.tpg.acls.get(s.initiatorName);
+      const idle = Number(acl?.attributes.nopin_timeout ?? 15) * 1000;
+      const answer = Number(acl?.attributes.nopin_response_timeout ?? 30) * 1000;
+      const dataOut = Number(acl?.attributes.dataout_timeout ?? 3) * 1000;
+      const retries = Number(acl?.attributes.dataout_timeout_retries ?? 5);
+      for (const c of s.connections) {
+        s.checkDataOut(c, now, dataOut, retries);
         if (c.closed) continue;
         if (c.pingTtt !== NO_TAG) {
           if (c.lastRx > c.pingSent) c.pingTtt = NO_TAG;

@@ -12,7 +12,7 @@ import { log } from '../../src/core/log';
 import type { Root } from '../../src/model/root';
 import type { Tpg } from '../../src/model/target';
 import { CommandWindow, type InOrder } from './command-window';
-import type { Connection } from './connection';
+import type { Connection, SessionLink } from './connection';
 import type { OperationalParams } from './keys';
 import { logout, nopOut, sendPing, text, type ControlSession, type TextRest } from './nop-text-logout';
 import { H, Op, RejectReason, isImmediate, opcodeOf } from './pdu';
@@ -33,7 +33,7 @@ export interface SessionList {
   remove(s: IscsiSession): void;
 }
 
-export class IscsiSession implements InOrder, TmfSession, ControlSession {
+export class IscsiSession implements SessionLink, InOrder, TmfSession, ControlSession {
   readonly tsih: number;
   readonly connections = new Set<Connection>();
   readonly window: CommandWindow;

@@ -6,13 +6,14 @@
 
 import { log } from '../../src/core/log';
 import type { Sgl } from '../../src/core/sgl';
+import type { Root } from '../../src/model/root';
 import { AccessDenied, type AttributeValue, type Tpg, type Auth } from '../../src/model/target';
 import { ChapServer } from './chap';
-import type { Connection } from './connection';
+import type { Connection, LoginPhase } from './connection';
+import { IscsiSession } from './iscsi-session';
 import { KeyPairs, Negotiation, encodeText, parseText } from './keys';
 import { H, L, Login, LoginStatus, Stage, isidOf } from './pdu';
 import { loginResponsePdu } from './pdu-builders';
-import { IscsiSession } from './iscsi-session';
 import { sessionRegistry } from './session-registry';
 
 /** Keys only the login layer handles; the rest go to the negotiation. */
@@ -25,7 +26,16 @@ const MAX_LOGIN_TEXT = 64 * 1024;
 
 const flatten = (data: Sgl): Buffer => (data.length === 1 ? data[0] : Buffer.concat(data as Buffer[]));
 
-export class LoginMachine {
+/** The portal a login came in on (portal.ts). */
+export interface LoginPortal {
+  /** The TPGs listening on it: the login's target is among them. */
+  readonly tpgs: ReadonlySet<Tpg>;
+  readonly root: Root;
+  /** Discovery CHAP settings (fabric_modules: iscsi discovery_auth). */
+  discoveryAuth(): Auth & { enable?: boolean };
+}
+
+export class LoginMachine implements LoginPhase {
   private stage: number = Stage.SECURITY;
   private firstPdu = true;
   private isid = '';
@@ -46,7 +56,10 @@ export class LoginMachine {
   private timer: NodeJS.Timeout | undefined;
   private readonly startedAt = Date.now();
 
-  constructor(private readonly conn: Connection) {
+  constructor(
+    private readonly conn: Connection,
+    private readonly portal: LoginPortal,
+  ) {
     this.armTimer(LOGIN_TIMEOUT_S);
   }
 
@@ -173,7 +186,7 @@ export class LoginMachine {
 
   /** Finds the target and TPG (normal sessions) and checks the initiator may use it. */
   private resolveTarget(reply: KeyPairs): number | undefined {
-    const portal = this.conn.portal;
+    const portal = this.portal;
     if (this.discovery) {
       // Discovery sessions belong to no target; any TPG on the portal holds their parameters.
       const tpg = [...portal.tpgs][0];
@@ -203,14 +216,14 @@ export class LoginMachine {
   }
 
   private credentials(): Auth {
-    if (this.discovery) return this.conn.portal.discoveryAuth();
+    if (this.discovery) return this.portal.discoveryAuth();
     const acl = this.tpg!.acls.get(this.initiatorName!);
     if (acl && acl.auth.userid) return acl.auth;
     return this.tpg!.auth;
   }
 
   private authRequired(): boolean {
-    if (this.discovery) return this.conn.portal.discoveryAuth().enable === true;
+    if (this.discovery) return this.portal.discoveryAuth().enable === true;
     return this.tpg!.attributes.authentication === true;
   }
 
@@ -281,7 +294,7 @@ export class LoginMachine {
           throw e;
         }
       }
-      s = new IscsiSession(sessionRegistry, tpg, this.conn.portal.root, this.initiatorName!, this.isid, this.discovery, params, core, this.cmdSN);
+      s = new IscsiSession(sessionRegistry, tpg, this.portal.root, this.initiatorName!, this.isid, this.discovery, params, core, this.cmdSN);
     } else {
       // Connection reinstatement: an old connection with this CID gives way.
       for (const c of s.connections) if (c.cid === conn.cid) c.destroy(true);
