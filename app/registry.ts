@@ -53,6 +53,11 @@ export function fabricModule(name: string): FabricModule | undefined {
   return fabrics.get(name);
 }
 
+/** Every fabric module of this build (the daemon's metrics ask each for its own). */
+export function fabricModules(): FabricModule[] {
+  return [...fabrics.values()];
+}
+
 /** Builds a storage object from its spec; attributes the spec leaves out take specs/storage-object.yaml's defaults. */
 export async function buildStorageObject(spec: StorageObjectSpec, stateDir: string | undefined): Promise<StorageObject> {
   const attributes: StorageAttributes = { ...specs().storageAttributeDefaults(), ...spec.attributes };

@@ -2,9 +2,9 @@
 // opt-in local HTTP port (tsiod --metrics 127.0.0.1:9595).
 
 import { createServer, type Server } from 'node:http';
+import type { MetricSample } from '../../src/core/fabric';
 import type { Root } from '../../src/model/root';
-import { rxPool, SLAB_BYTES } from '../../fabrics/iscsi/rx-slab';
-import { dataInPool } from '../../fabrics/iscsi/data-in-pool';
+import { fabricModules } from '../registry';
 import { LATENCY_BUCKETS, LATENCY_SAMPLE_EVERY, type IoStats } from '../../src/core/stats';
 
 const esc = (v: string | number) => String(v).replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
@@ -56,23 +56,21 @@ export function prometheusText(root: Root): string {
   const out: string[] = [];
   for (const [name, f] of fam) out.push(`# HELP ${name} ${f.help}`, `# TYPE ${name} ${f.type}`, ...f.lines);
   out.push('# HELP tsio_tpg_sessions Sessions open on a TPG.', '# TYPE tsio_tpg_sessions gauge', ...sessions);
-  const rx = rxPool.stats();
-  out.push(
-    `# HELP tsio_iscsi_rx_slabs iSCSI receive slabs (${SLAB_BYTES} bytes each): idle in the pool, or busy (being read into, or holding data of commands in flight).`,
-    '# TYPE tsio_iscsi_rx_slabs gauge',
-    `tsio_iscsi_rx_slabs{state="idle"} ${rx.idle}`,
-    `tsio_iscsi_rx_slabs{state="busy"} ${rx.busy}`,
-    '# HELP tsio_iscsi_rx_slabs_trimmed_total Idle iSCSI receive slabs given back to the garbage collector, unused for a while.',
-    '# TYPE tsio_iscsi_rx_slabs_trimmed_total counter',
-    `tsio_iscsi_rx_slabs_trimmed_total ${rx.trimmed}`,
-    '# HELP tsio_iscsi_rx_unpinned_bytes_total Bytes iSCSI commands slow to get their data copied out of receive slabs, to let the slabs go.',
-    '# TYPE tsio_iscsi_rx_unpinned_bytes_total counter',
-    `tsio_iscsi_rx_unpinned_bytes_total ${rx.unpinnedBytes}`,
-    '# HELP tsio_iscsi_data_in_idle_bytes Bytes of iSCSI Data-In buffers idle in their pool.',
-    '# TYPE tsio_iscsi_data_in_idle_bytes gauge',
-    `tsio_iscsi_data_in_idle_bytes ${dataInPool.idleSize}`,
-  );
+  // What each fabric reports of its own state (FabricModule.metrics).
+  for (const m of fabricModules()) if (m.metrics !== undefined) out.push(...sampleLines(m.metrics()));
   return out.join('\n') + '\n';
+}
+
+/** Samples as exposition lines: HELP and TYPE before the first sample of each name. */
+function sampleLines(samples: MetricSample[]): string[] {
+  const out: string[] = [];
+  let last: string | undefined;
+  for (const s of samples) {
+    if (s.name !== last) out.push(`# HELP ${s.name} ${s.help}`, `# TYPE ${s.name} ${s.type}`);
+    last = s.name;
+    out.push(`${s.name}${s.labels === undefined ? '' : labels(s.labels)} ${s.value}`);
+  }
+  return out;
 }
 
 /** "127.0.0.1:9595" or "[::1]:9595"; only loopback addresses are accepted, the data is not meant for a network. */

@@ -6,13 +6,8 @@ import type { Socket } from 'node:net';
 import { crc32c, setRcvLowat } from '../../native';
 import type { Sgl } from '../../src/core/sgl';
 import { log } from '../../src/core/log';
-import {
-  BHS_LEN, DIGEST_LEN, H, NO_TAG, Op, RejectReason, REJECT_REASON, F_FINAL, ahsLengthOf, dataLengthOf, newHeader, opcodeOf,
-  pad4, setDataLength,
-} from './pdu';
-import type { Portal } from './portal';
-import { LoginMachine } from './login';
-import type { IscsiSession } from './session';
+import { BHS_LEN, DIGEST_LEN, H, NO_TAG, Op, RejectReason, dataLengthOf, newHeader, opcodeOf, pad4 } from './pdu';
+import { NO_WINDOW, rejectPdu, type SnWindow } from './pdu-builders';
 import { rxPool, slabSocket, type RxSlab } from './rx-slab';
 
 const PAD = Buffer.alloc(4);
@@ -31,7 +26,7 @@ const LOWAT_MIN = 16 << 10;
  */
 const LOWAT_GRACE_MS = 10;
 
-/** What the connection needs to know of a command it sent R2Ts for (session.ts Task). */
+/** What the connection needs to know of a command it sent R2Ts for (scsi-task.ts Task). */
 export interface Soliciting {
   readonly done: boolean;
   readonly r2tOutstanding: number;
@@ -40,13 +35,31 @@ export interface Soliciting {
   readonly received: number;
 }
 
+/** Where PDUs go before full feature phase: the login (login.ts). */
+export interface LoginPhase {
+  receive(h: Buffer, data: Sgl): void;
+  /** The connection closed during login. */
+  dispose(): void;
+}
+
+/** Where PDUs go in full feature phase: the session the connection joined (iscsi-session.ts). */
+export interface SessionLink {
+  /** Its command window: every target PDU reports it. */
+  readonly window: SnWindow;
+  receive(c: Connection, h: Buffer, data: Sgl): void;
+  /** A PDU whose header is sound but whose data digest failed. */
+  dataDigestError(c: Connection, h: Buffer): void;
+  /** `graceful`: logged out (or replaced by a login with its CID), not failed. */
+  connectionClosed(c: Connection, graceful: boolean): void;
+}
+
 let nextConnId = 1;
 
 export class Connection {
   readonly id = nextConnId++;
   /** Connection ID the initiator chose at login. */
   cid = 0;
-  session: IscsiSession | undefined;
+  session: SessionLink | undefined;
   /** In full feature phase (login done). */
   ffp = false;
   closed = false;
@@ -60,7 +73,8 @@ export class Connection {
   /** Outstanding target NOP-In ping: its TTT and when it was sent. */
   pingTtt = NO_TAG;
   pingSent = 0;
-  login: LoginMachine | undefined;
+  /** Set by whoever accepted the connection, before its first read. */
+  login: LoginPhase | undefined;
   readonly connectedAt = Date.now();
 
   // Framer state: received chunks not yet consumed, and the slab of each (it holds a reference on it).
@@ -101,12 +115,12 @@ export class Connection {
 
   constructor(
     accepted: Socket,
-    readonly portal: Portal,
+    /** Called once when it closes (its portal forgets it). */
+    private readonly forget: (c: Connection) => void,
   ) {
     const socket = (this.socket = slabSocket(accepted, (b, slab) => this.onData(b, slab)));
     this.fd = (socket as unknown as { _handle?: { fd?: number } | null })._handle?.fd ?? -1;
     socket.setNoDelay(true);
-    this.login = new LoginMachine(this);
     socket.on('error', (e) => log.debug(`iscsi: connection ${this.id}: ${e.message}`));
     socket.on('close', () => this.onClose());
   }
@@ -117,6 +131,11 @@ export class Connection {
 
   get localPort(): number {
     return this.socket.localPort ?? 0;
+  }
+
+  /** Target PDUs carry a header digest (negotiated, and in full feature phase). */
+  get sendsHeaderDigest(): boolean {
+    return this.headerDigest && this.ffp;
   }
 
   private onData(b: Buffer, slab: RxSlab | undefined): void {
@@ -349,19 +368,20 @@ export class Connection {
   }
 
   /**
-   * Sends one PDU: its header (digest filled in here), then the data
-   * buffers as they are, padding and data digest (what is sent while a read
+   * Sends one PDU (pdu-builders.ts): its header (digest filled in here), then
+   * the data buffers as they are, as many bytes as the header's
+   * DataSegmentLength, padding and data digest (what is sent while a read
    * is framed leaves in one writev: onData corks around it; other sends are
    * corked until the loop's check phase). onWritten runs once the socket no longer needs any byte
    * of it (written to the kernel, or the socket gone): the data buffers may
    * then be reused.
    */
-  send(h: Buffer, data?: Sgl, dataLen = 0, onWritten?: () => void): void {
+  send(h: Buffer, data?: Sgl, onWritten?: () => void): void {
     if (this.closed) {
       onWritten?.();
       return;
     }
-    setDataLength(h, dataLen);
+    const dataLen = dataLengthOf(h);
     const hd = this.headerDigest && this.ffp;
     const s = this.socket;
     if (!this.framing && !this.corkedTillCheck) {
@@ -399,23 +419,14 @@ export class Connection {
     }
   }
 
-  /** A header for a target PDU sized for this connection's header digest. */
+  /** A header for a target PDU sized for this connection's header digest (a kept header sent again: recovery.ts). */
   header(opcode: number, flags: number): Buffer {
-    return newHeader(opcode, flags, this.headerDigest && this.ffp);
+    return newHeader(opcode, flags, this.sendsHeaderDigest);
   }
 
   /** Reject PDU carrying the offending header (RFC 7143 11.17). */
   reject(bad: Buffer, reason: number): void {
-    const h = this.header(Op.REJECT, F_FINAL);
-    h[REJECT_REASON] = reason;
-    h.writeUInt32BE(NO_TAG, H.ITT);
-    h.writeUInt32BE(this.statSN >>> 0, H.W24);
-    if (this.session) {
-      h.writeUInt32BE(this.session.expCmdSN >>> 0, H.W28);
-      h.writeUInt32BE(this.session.maxCmdSN >>> 0, H.W32);
-    }
-    const copy = Buffer.from(bad.subarray(0, BHS_LEN));
-    this.send(h, [copy], BHS_LEN);
+    this.send(rejectPdu(this, this.session?.window ?? NO_WINDOW, reason), [Buffer.from(bad.subarray(0, BHS_LEN))]);
   }
 
   /** Closes gracefully once everything queued is written. */
@@ -444,7 +455,7 @@ export class Connection {
     for (const slab of this.chunkSlabs) if (slab !== undefined) this.spent.push(slab);
     this.chunkSlabs = [];
     if (!this.framing) rxPool.releaseAll(this.spent);
-    this.portal.connections.delete(this);
+    this.forget(this);
     this.login?.dispose();
     this.login = undefined;
     if (this.session) this.session.connectionClosed(this, graceful);

@@ -1,48 +1,19 @@
 // The iSCSI fabric module: serves a target on every portal of its TPGs,
-// pings idle initiators, and on shutdown asks every initiator to log out.
+// pings idle initiators, on shutdown asks every initiator to log out, and
+// reports its buffer pools to the daemon's metrics.
 
-import type { FabricModule, FabricService } from '../../src/core/fabric';
+import type { FabricModule, FabricService, MetricSample } from '../../src/core/fabric';
 import type { Root } from '../../src/model/root';
-import type { Target, Tpg } from '../../src/model/target';
+import type { Target } from '../../src/model/target';
 import { log } from '../../src/core/log';
 import { NO_TAG } from './pdu';
-import { Portal, portalKey, portals } from './portal';
-import { sessions } from './session';
+import { portalKey, portalRegistry } from './portal-registry';
+import { sessionRegistry } from './session-registry';
+import { rxPool, SLAB_BYTES } from './rx-slab';
+import { dataInPool } from './data-in-pool';
 
 /** Seconds the Async logout request gives initiators before their connections are dropped. */
 const LOGOUT_GRACE_S = 2;
-
-async function attach(tpg: Tpg, ip: string, port: number, root: Root): Promise<Portal> {
-  const key = portalKey(ip, port);
-  let p = portals.get(key);
-  if (p === undefined) {
-    p = new Portal(ip, port, root);
-    portals.set(key, p);
-    try {
-      await p.listen();
-    } catch (e) {
-      portals.delete(key);
-      throw e;
-    }
-  }
-  p.tpgs.add(tpg);
-  return p;
-}
-
-async function detach(tpg: Tpg, p: Portal): Promise<void> {
-  p.tpgs.delete(tpg);
-  if (p.tpgs.size === 0) {
-    portals.delete(portalKey(p.ip, p.port));
-    await p.close();
-  }
-}
-
-/** Portals a target is attached to, per TPG. */
-function attached(target: Target): [Tpg, Portal][] {
-  const out: [Tpg, Portal][] = [];
-  for (const p of portals.values()) for (const t of p.tpgs) if (t.target === target) out.push([t, p]);
-  return out;
-}
 
 async function serve(target: Target, root: Root): Promise<FabricService> {
   const refresh = async (): Promise<void> => {
@@ -50,15 +21,15 @@ async function serve(target: Target, root: Root): Promise<FabricService> {
     for (const tpg of target.tpgs.values()) {
       for (const pt of tpg.portals) {
         want.add(`${tpg.tag}|${portalKey(pt.ip_address, pt.port)}`);
-        await attach(tpg, pt.ip_address, pt.port, root);
+        await portalRegistry.attach(tpg, pt.ip_address, pt.port, root);
       }
     }
-    for (const [tpg, p] of attached(target)) {
-      if (!want.has(`${tpg.tag}|${portalKey(p.ip, p.port)}`) || target.tpgs.get(tpg.tag) !== tpg) await detach(tpg, p);
+    for (const [tpg, p] of portalRegistry.attached(target)) {
+      if (!want.has(`${tpg.tag}|${portalKey(p.ip, p.port)}`) || target.tpgs.get(tpg.tag) !== tpg) await portalRegistry.detach(tpg, p);
     }
     // Sessions the configuration no longer admits (TPG disabled, demo mode turned off without an ACL) end as
     // on ACL removal: closing the nexus makes the session ask its initiator to log out (IscsiSession.revoke).
-    for (const s of sessions.values()) {
+    for (const s of sessionRegistry.values()) {
       if (s.discovery || s.tpg.target !== target) continue;
       if (!s.tpg.enabled || s.tpg.lunMapFor(s.initiatorName) === undefined) void s.core?.close();
     }
@@ -68,11 +39,11 @@ async function serve(target: Target, root: Root): Promise<FabricService> {
   return {
     refresh,
     async close() {
-      const mine = [...sessions.values()].filter((s) => s.tpg.target === target);
+      const mine = [...sessionRegistry.values()].filter((s) => s.tpg.target === target);
       const waits = mine.filter((s) => !s.discovery).map((s) => s.requestLogout(LOGOUT_GRACE_S));
       await Promise.race([Promise.all(waits), new Promise((r) => setTimeout(r, LOGOUT_GRACE_S * 1000 + 500).unref())]);
       for (const s of mine) s.close('target shut down');
-      for (const [tpg, p] of attached(target)) await detach(tpg, p);
+      for (const [tpg, p] of portalRegistry.attached(target)) await portalRegistry.detach(tpg, p);
     },
   };
 }
@@ -81,20 +52,20 @@ let pinger: NodeJS.Timeout | undefined;
 
 /**
  * Once a second: ping initiators idle for nopin_timeout, drop those silent for nopin_response_timeout, and end
- * commands whose solicited Data-Out stalled for dataout_timeout (session.ts checkDataOut).
+ * commands whose solicited Data-Out stalled for dataout_timeout (scsi-commands.ts checkDataOut).
  */
 function ensurePinger(): void {
   if (pinger) return;
   pinger = setInterval(() => {
     const now = Date.now();
-    for (const p of portals.values()) {
-      for (const c of p.connections) {
-        const s = c.session;
-        if (!c.ffp || s === undefined) continue;
-        const acl = s.tpg.acls.get(s.initiatorName);
-        const idle = Number(acl?.attributes.nopin_timeout ?? 15) * 1000;
-        const answer = Number(acl?.attributes.nopin_response_timeout ?? 30) * 1000;
-        s.checkDataOut(c, now, Number(acl?.attributes.dataout_timeout ?? 3) * 1000, Number(acl?.attributes.dataout_timeout_retries ?? 5));
+    for (const s of sessionRegistry.values()) {
+      const acl = s.tpg.acls.get(s.initiatorName);
+      const idle = Number(acl?.attributes.nopin_timeout ?? 15) * 1000;
+      const answer = Number(acl?.attributes.nopin_response_timeout ?? 30) * 1000;
+      const dataOut = Number(acl?.attributes.dataout_timeout ?? 3) * 1000;
+      const retries = Number(acl?.attributes.dataout_timeout_retries ?? 5);
+      for (const c of s.connections) {
+        s.checkDataOut(c, now, dataOut, retries);
         if (c.closed) continue;
         if (c.pingTtt !== NO_TAG) {
           if (c.lastRx > c.pingSent) c.pingTtt = NO_TAG;
@@ -109,4 +80,27 @@ function ensurePinger(): void {
   pinger.unref();
 }
 
-export const iscsiFabric: FabricModule = { name: 'iscsi', serve };
+/** The receive slabs and the Data-In buffer pool, shared by every connection. */
+function metrics(): MetricSample[] {
+  const rx = rxPool.stats();
+  const slabs = `iSCSI receive slabs (${SLAB_BYTES} bytes each): idle in the pool, or busy (being read into, or holding data of commands in flight).`;
+  return [
+    { name: 'tsio_iscsi_rx_slabs', help: slabs, type: 'gauge', labels: { state: 'idle' }, value: rx.idle },
+    { name: 'tsio_iscsi_rx_slabs', help: slabs, type: 'gauge', labels: { state: 'busy' }, value: rx.busy },
+    {
+      name: 'tsio_iscsi_rx_slabs_trimmed_total',
+      help: 'Idle iSCSI receive slabs given back to the garbage collector, unused for a while.',
+      type: 'counter',
+      value: rx.trimmed,
+    },
+    {
+      name: 'tsio_iscsi_rx_unpinned_bytes_total',
+      help: 'Bytes iSCSI commands slow to get their data copied out of receive slabs, to let the slabs go.',
+      type: 'counter',
+      value: rx.unpinnedBytes,
+    },
+    { name: 'tsio_iscsi_data_in_idle_bytes', help: 'Bytes of iSCSI Data-In buffers idle in their pool.', type: 'gauge', value: dataInPool.idleSize },
+  ];
+}
+
+export const iscsiFabric: FabricModule = { name: 'iscsi', serve, metrics };

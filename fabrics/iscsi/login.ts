@@ -6,12 +6,15 @@
 
 import { log } from '../../src/core/log';
 import type { Sgl } from '../../src/core/sgl';
+import type { Root } from '../../src/model/root';
 import { AccessDenied, type AttributeValue, type Tpg, type Auth } from '../../src/model/target';
 import { ChapServer } from './chap';
-import type { Connection } from './connection';
+import type { Connection, LoginPhase } from './connection';
+import { IscsiSession } from './iscsi-session';
 import { KeyPairs, Negotiation, encodeText, parseText } from './keys';
-import { H, L, Login, LoginStatus, Op, Stage, isidOf } from './pdu';
-import { IscsiSession, sessions } from './session';
+import { H, L, Login, LoginStatus, Stage, isidOf } from './pdu';
+import { loginResponsePdu } from './pdu-builders';
+import { sessionRegistry } from './session-registry';
 
 /** Keys only the login layer handles; the rest go to the negotiation. */
 const LOGIN_KEYS = new Set(['InitiatorName', 'InitiatorAlias', 'TargetName', 'SessionType', 'AuthMethod']);
@@ -23,7 +26,16 @@ const MAX_LOGIN_TEXT = 64 * 1024;
 
 const flatten = (data: Sgl): Buffer => (data.length === 1 ? data[0] : Buffer.concat(data as Buffer[]));
 
-export class LoginMachine {
+/** The portal a login came in on (portal.ts). */
+export interface LoginPortal {
+  /** The TPGs listening on it: the login's target is among them. */
+  readonly tpgs: ReadonlySet<Tpg>;
+  readonly root: Root;
+  /** Discovery CHAP settings (fabric_modules: iscsi discovery_auth). */
+  discoveryAuth(): Auth & { enable?: boolean };
+}
+
+export class LoginMachine implements LoginPhase {
   private stage: number = Stage.SECURITY;
   private firstPdu = true;
   private isid = '';
@@ -44,7 +56,10 @@ export class LoginMachine {
   private timer: NodeJS.Timeout | undefined;
   private readonly startedAt = Date.now();
 
-  constructor(private readonly conn: Connection) {
+  constructor(
+    private readonly conn: Connection,
+    private readonly portal: LoginPortal,
+  ) {
     this.armTimer(LOGIN_TIMEOUT_S);
   }
 
@@ -171,7 +186,7 @@ export class LoginMachine {
 
   /** Finds the target and TPG (normal sessions) and checks the initiator may use it. */
   private resolveTarget(reply: KeyPairs): number | undefined {
-    const portal = this.conn.portal;
+    const portal = this.portal;
     if (this.discovery) {
       // Discovery sessions belong to no target; any TPG on the portal holds their parameters.
       const tpg = [...portal.tpgs][0];
@@ -186,7 +201,7 @@ export class LoginMachine {
     if (tpg.lunMapFor(this.initiatorName!) === undefined) return LoginStatus.FORBIDDEN;
     this.tpg = tpg;
     if (this.tsih !== 0) {
-      const s = sessions.get(this.tsih);
+      const s = sessionRegistry.get(this.tsih);
       if (!s || s.tpg !== tpg || s.initiatorName !== this.initiatorName || s.isid !== this.isid) return LoginStatus.NO_SESSION;
       if (s.connections.size >= s.params.maxConnections && ![...s.connections].some((c) => c.cid === this.conn.cid)) {
         return LoginStatus.TOO_MANY_CONNECTIONS;
@@ -201,14 +216,14 @@ export class LoginMachine {
   }
 
   private credentials(): Auth {
-    if (this.discovery) return this.conn.portal.discoveryAuth();
+    if (this.discovery) return this.portal.discoveryAuth();
     const acl = this.tpg!.acls.get(this.initiatorName!);
     if (acl && acl.auth.userid) return acl.auth;
     return this.tpg!.auth;
   }
 
   private authRequired(): boolean {
-    if (this.discovery) return this.conn.portal.discoveryAuth().enable === true;
+    if (this.discovery) return this.portal.discoveryAuth().enable === true;
     return this.tpg!.attributes.authentication === true;
   }
 
@@ -264,7 +279,7 @@ export class LoginMachine {
       const tpg = this.tpg!;
       // Session reinstatement (RFC 7143 6.3.5): the old session with this initiator port ends.
       if (!this.discovery) {
-        for (const old of sessions.values()) {
+        for (const old of sessionRegistry.values()) {
           if (old.tpg === tpg && !old.discovery && old.initiatorName === this.initiatorName && old.isid === this.isid) {
             old.close('reinstated');
           }
@@ -279,7 +294,7 @@ export class LoginMachine {
           throw e;
         }
       }
-      s = new IscsiSession(tpg, this.conn.portal, this.initiatorName!, this.isid, this.discovery, params, core, this.cmdSN);
+      s = new IscsiSession(sessionRegistry, tpg, this.portal.root, this.initiatorName!, this.isid, this.discovery, params, core, this.cmdSN);
     } else {
       // Connection reinstatement: an old connection with this CID gives way.
       for (const c of s.connections) if (c.cid === conn.cid) c.destroy(true);
@@ -302,23 +317,11 @@ export class LoginMachine {
   }
 
   private respond(csg: number, nsg: number, transit: boolean, reply: KeyPairs, status: number = LoginStatus.SUCCESS): void {
-    const conn = this.conn;
-    const h = conn.header(Op.LOGIN_RSP, (transit ? Login.TRANSIT : 0) | (csg << Login.CSG_SHIFT) | (transit ? nsg : 0));
-    h[L.VERSION_MAX] = 0;
-    h[L.VERSION_MIN] = 0;
-    Buffer.from(this.isid.padEnd(12, '0'), 'hex').copy(h, L.ISID);
-    h.writeUInt16BE(status === LoginStatus.SUCCESS ? this.tsih : 0, L.TSIH);
-    h.writeUInt32BE(this.itt >>> 0, H.ITT);
-    h.writeUInt32BE(conn.statSN >>> 0, H.W24);
-    conn.statSN = (conn.statSN + 1) >>> 0;
-    const s = this.joining;
-    const exp = s ? s.expCmdSN : this.cmdSN;
-    h.writeUInt32BE(exp >>> 0, H.W28);
-    h.writeUInt32BE(s ? s.maxCmdSN >>> 0 : (this.cmdSN + this.depth() - 1) >>> 0, H.W32);
-    h[L.STATUS_CLASS] = status >> 8;
-    h[L.STATUS_DETAIL] = status & 0xff;
+    const flags = (transit ? Login.TRANSIT : 0) | (csg << Login.CSG_SHIFT) | (transit ? nsg : 0);
+    // A session joined (MC/S) reports its window; a new one the window it will open with.
+    const window = this.joining?.window ?? { expCmdSN: this.cmdSN >>> 0, maxCmdSN: (this.cmdSN + this.depth() - 1) >>> 0 };
     const text = encodeText(reply);
-    conn.send(h, [text], text.length);
+    this.conn.send(loginResponsePdu(this.conn, window, flags, this.isid, this.tsih, this.itt, status, text.length), [text]);
   }
 
   private depth(): number {

@@ -1,7 +1,8 @@
 // iSCSI PDU layouts (RFC 7143 11): the 48-byte basic header segment of every
-// PDU as named offsets, opcodes, flags and codes, and small encoders for the
-// target's PDUs. Nothing else in the fabric reads or writes header bytes by
-// number.
+// PDU as named offsets, opcodes, flags and codes, the parsers of what
+// initiators send and the field encoders the target's PDUs are built with
+// (pdu-builders.ts). Nothing else in the fabric reads or writes header bytes
+// by number.
 
 import { TaskAttr } from '../../src/core/command';
 
@@ -77,6 +78,9 @@ export const TASK_ATTR: readonly (TaskAttr | undefined)[] = [
 
 /** SCSI Response / Data-In byte 1. */
 export const Rsp = { BIDI_OVERFLOW: 0x10, BIDI_UNDERFLOW: 0x08, OVERFLOW: 0x04, UNDERFLOW: 0x02, STATUS: 0x01, ACK: 0x40 } as const;
+/** SCSI Response and Data-In offsets: the response (SCSI Response only) and the status. */
+export const RSP_RESPONSE = 2;
+export const RSP_STATUS = 3;
 /** SCSI Response byte 2. */
 export const RSP_COMPLETED = 0x00;
 export const RSP_TARGET_FAILURE = 0x01;

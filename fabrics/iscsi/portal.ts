@@ -1,21 +1,22 @@
-// Network portals: one TCP listener per address and port, shared by every
-// TPG (of any target) that lists it. Logins on a portal find their target
-// among the TPGs it serves.
+// A network portal: one TCP listener on an address and port, shared by every
+// TPG (of any target) that lists it (portal-registry.ts). Each connection it
+// accepts starts in login (login.ts), which finds its target among the TPGs
+// the portal serves.
 
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Root } from '../../src/model/root';
 import type { Auth, Tpg } from '../../src/model/target';
 import { log } from '../../src/core/log';
 import { Connection } from './connection';
+import { LoginMachine, type LoginPortal } from './login';
 
-export const portals = new Map<string, Portal>();
-
-export const portalKey = (ip: string, port: number): string => `${ip}|${port}`;
-
-export class Portal {
+export class Portal implements LoginPortal {
   readonly tpgs = new Set<Tpg>();
   readonly connections = new Set<Connection>();
   private readonly server: Server;
+  private readonly forget = (c: Connection): void => {
+    this.connections.delete(c);
+  };
 
   constructor(
     readonly ip: string,
@@ -49,7 +50,9 @@ export class Portal {
       s.destroy();
       return;
     }
-    this.connections.add(new Connection(s, this));
+    const c = new Connection(s, this.forget);
+    c.login = new LoginMachine(c, this);
+    this.connections.add(c);
   }
 
   /** Discovery CHAP settings (fabric_modules: iscsi discovery_auth). */

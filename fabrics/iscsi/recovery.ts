@@ -15,9 +15,9 @@
 // own recovery (abort, session) takes over. Memory never grows past the bound.
 //
 // A Data-Out lost to its data digest needs no timer: its sound header says
-// whether it ended its sequence, so the recovery R2T (session.ts sequenceEnd)
-// goes out at once. Data that stops coming altogether is the ACL's
-// dataout_timeout (session.ts checkDataOut).
+// whether it ended its sequence, so the recovery R2T (scsi-commands.ts
+// sequenceEnd) goes out at once. Data that stops coming altogether is the
+// ACL's dataout_timeout (scsi-commands.ts checkDataOut).
 //
 // Header digest errors stay fatal at every level: the RFC lets a receiver
 // skip to a later PDU, but without markers (gone from RFC 7143) nothing tells
@@ -26,7 +26,8 @@
 
 import { sglSlice, type Sgl } from '../../src/core/sgl';
 import { log } from '../../src/core/log';
-import { BHS_LEN, F_FINAL, H, Op, RejectReason, Rsp, RSP_COMPLETED, RSP_EXP_DATA_SN, RSP_SNACK_TAG, snLess } from './pdu';
+import { BHS_LEN, H, RejectReason, Rsp, RSP_SNACK_TAG, RSP_STATUS, dataLengthOf, snLess } from './pdu';
+import { scsiResponsePdu, type SnWindow } from './pdu-builders';
 
 // Both bounds are stated in specs/fabrics/iscsi.yaml (ErrorRecoveryLevel).
 /** Data-in bytes (plus response copies) one connection keeps for retransmission at most. */
@@ -34,13 +35,13 @@ export const RETAIN_BYTES = 32 << 20;
 /** Unacknowledged numbered responses one connection keeps at most. */
 export const RETAIN_RESPONSES = 4096;
 
-/** Sends PDUs on the connection and fills in the session's current ExpCmdSN and MaxCmdSN. */
+/** The connection a retention sends on (connection.ts). */
 export interface RecoveryLink {
-  send(h: Buffer, data: Sgl | undefined, len: number): void;
-  /** Writes the current ExpCmdSN and MaxCmdSN into a header. */
-  refresh(h: Buffer): void;
+  /** Sends a PDU: its header, then as much of data as its DataSegmentLength says. */
+  send(h: Buffer, data?: Sgl): void;
   /** A fresh header sized for the connection's header digest. */
   header(opcode: number, flags: number): Buffer;
+  readonly sendsHeaderDigest: boolean;
 }
 
 /**
@@ -99,6 +100,8 @@ export class Retention {
 
   constructor(
     private readonly link: RecoveryLink,
+    /** The session's command window: what is sent again shows its current ExpCmdSN and MaxCmdSN. */
+    private readonly window: SnWindow,
     statSN: number,
   ) {
     this.expStatSN = statSN;
@@ -124,12 +127,13 @@ export class Retention {
   }
 
   /**
-   * A numbered response was sent (h: its header, StatSN at W24): kept until
-   * acknowledged. `read`: the read it concludes; `inData`: h is that read's
-   * last Data-In, whose data stays in the read record.
+   * A numbered response was sent (h: its header, StatSN at W24; data: its
+   * data segment): kept until acknowledged. `read`: the read it concludes;
+   * `inData`: h is that read's last Data-In, whose data stays in the read record.
    */
-  response(h: Buffer, data: Sgl | undefined, len: number, read?: ReadRecord, inData = false): void {
+  response(h: Buffer, data: Sgl | undefined, read?: ReadRecord, inData = false): void {
     const statSN = h.readUInt32BE(H.W24);
+    const len = dataLengthOf(h);
     const copy = !inData && len > 0 && data !== undefined ? Buffer.concat(sglSlice(data, 0, len)) : undefined;
     const r: StatusRecord = { statSN, header: Buffer.from(h.subarray(0, BHS_LEN)), data: copy, read, inData };
     if (read !== undefined) read.status = r;
@@ -214,13 +218,12 @@ export class Retention {
     const h = this.copyHeader(r.headers[k]);
     if (withoutStatus && (h[H.FLAGS] & Rsp.STATUS) !== 0) {
       h[H.FLAGS] &= ~(Rsp.STATUS | Rsp.OVERFLOW | Rsp.UNDERFLOW);
-      h[3] = 0;
+      h[RSP_STATUS] = 0;
       h.writeUInt32BE(0, H.W24);
       h.writeUInt32BE(0, H.W44);
     }
-    this.link.refresh(h);
-    const len = (h[H.DATA_LEN] << 16) | (h[H.DATA_LEN + 1] << 8) | h[H.DATA_LEN + 2];
-    this.link.send(h, sglSlice(r.sgl!, h.readUInt32BE(H.W40), len), len);
+    this.refresh(h);
+    this.link.send(h, sglSlice(r.sgl!, h.readUInt32BE(H.W40), dataLengthOf(h)));
   }
 
   /** A kept response again; `tag`: the SNACK Tag of an R-Data SNACK (a SCSI Response then, always). */
@@ -228,23 +231,25 @@ export class Retention {
     if (r.inData && (tag !== undefined || r.read?.sgl === undefined)) {
       // Status that rode in a Data-In whose data is gone (DataACK) or must not come again: a SCSI Response.
       const d = r.header;
-      const h = this.link.header(Op.SCSI_RSP, F_FINAL | (d[H.FLAGS] & (Rsp.OVERFLOW | Rsp.UNDERFLOW)));
-      h[2] = RSP_COMPLETED;
-      h[3] = d[3];
-      h.writeUInt32BE(d.readUInt32BE(H.ITT), H.ITT);
+      const residual = (d[H.FLAGS] & Rsp.OVERFLOW) !== 0 ? -d.readUInt32BE(H.W44) : d.readUInt32BE(H.W44);
+      // Under its original StatSN, which it does not take again.
+      const sent = { statSN: r.statSN, sendsHeaderDigest: this.link.sendsHeaderDigest };
+      const h = scsiResponsePdu(sent, this.window, d.readUInt32BE(H.ITT), d[RSP_STATUS], residual, 0, r.read?.headers.length ?? 0);
       h.writeUInt32BE(tag ?? 0, RSP_SNACK_TAG);
-      h.writeUInt32BE(r.statSN, H.W24);
-      h.writeUInt32BE(r.read?.headers.length ?? 0, RSP_EXP_DATA_SN);
-      h.writeUInt32BE(d.readUInt32BE(H.W44), H.W44);
-      this.link.refresh(h);
-      this.link.send(h, undefined, 0);
+      this.link.send(h);
       return;
     }
     if (r.inData) return this.resendDataIn(r.read!, r.read!.headers.length - 1, false);
     const h = this.copyHeader(r.header);
     if (tag !== undefined) h.writeUInt32BE(tag, RSP_SNACK_TAG);
-    this.link.refresh(h);
-    this.link.send(h, r.data === undefined ? undefined : [r.data], r.data?.length ?? 0);
+    this.refresh(h);
+    this.link.send(h, r.data === undefined ? undefined : [r.data]);
+  }
+
+  /** The current ExpCmdSN and MaxCmdSN in a header sent again. */
+  private refresh(h: Buffer): void {
+    h.writeUInt32BE(this.window.expCmdSN, H.W28);
+    h.writeUInt32BE(this.window.maxCmdSN, H.W32);
   }
 
   private copyHeader(bhs: Buffer): Buffer {
@@ -276,5 +281,45 @@ export class Retention {
       n++;
     }
     log.debug(`iscsi: ${n} unacknowledged responses released (retention bound); SNACKs for them will be rejected`);
+  }
+}
+
+/**
+ * A session's retentions, one per connection (created on first use); at
+ * ERL 0 nothing is kept and every call but of() does nothing.
+ */
+export class Retentions<C extends RecoveryLink & { readonly statSN: number }> {
+  private readonly byConnection = new Map<C, Retention>();
+
+  constructor(
+    /** The session's ErrorRecoveryLevel. */
+    readonly erl: number,
+    private readonly window: SnWindow,
+  ) {}
+
+  /** What this connection keeps for SNACKs. */
+  of(c: C): Retention {
+    let r = this.byConnection.get(c);
+    if (r === undefined) {
+      r = new Retention(c, this.window, c.statSN);
+      this.byConnection.set(c, r);
+    }
+    return r;
+  }
+
+  /** A numbered response just sent on c (Retention.response). */
+  response(c: C, h: Buffer, data?: Sgl, read?: ReadRecord, inData = false): void {
+    if (this.erl !== 0) this.of(c).response(h, data, read, inData);
+  }
+
+  /** The ExpStatSN of a PDU from c (Retention.acknowledge). */
+  acknowledge(c: C, expStatSN: number): void {
+    if (this.erl !== 0) this.of(c).acknowledge(expStatSN, c.statSN);
+  }
+
+  /** c closed: what it kept goes. */
+  forget(c: C): void {
+    this.byConnection.get(c)?.clear();
+    this.byConnection.delete(c);
   }
 }

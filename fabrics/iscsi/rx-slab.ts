@@ -16,11 +16,11 @@
 // the commands of a connection holding more than PIN_LIMIT slabs that have
 // waited for their data since the sweep before (a WRITE whose R2T is never
 // answered, a command parked ahead of its CmdSN) to copy the little they hold
-// into their own memory and let the slabs go (unpin() in session.ts). Data
-// that arrives promptly is never copied. What the core already has (a command
-// whose data all came with it) stays in place: it waits on the backstore, or
-// behind an ORDERED task. The same sweep gives idle slabs that were not needed
-// for a while back to the garbage collector.
+// into their own memory and let the slabs go (unpin() in scsi-task.ts and
+// command-window.ts). Data that arrives promptly is never copied. What the
+// core already has (a command whose data all came with it) stays in place: it
+// waits on the backstore, or behind an ORDERED task. The same sweep gives idle
+// slabs that were not needed for a while back to the garbage collector.
 
 import { Socket } from 'node:net';
 import type { Sgl } from '../../src/core/sgl';
@@ -144,7 +144,7 @@ class RxPool {
     return out;
   }
 
-  /** Runs fn at every sweep (while any slab is busy): session.ts unpins slow commands there. */
+  /** Runs fn at every sweep (while any slab is busy): session-registry.ts unpins slow commands there. */
   onSweep(fn: () => void): void {
     this.sweepers.push(fn);
   }

@@ -14,8 +14,21 @@ export interface FabricService {
   close(): Promise<void>;
 }
 
+/** One sample of a fabric's own state for the daemon's metrics (Prometheus text exposition). */
+export interface MetricSample {
+  /** The metric's name (tsio_<fabric>_...). */
+  readonly name: string;
+  /** Said once per name, with the name's first sample. */
+  readonly help: string;
+  readonly type: 'counter' | 'gauge';
+  readonly labels?: Readonly<Record<string, string>>;
+  readonly value: number;
+}
+
 export interface FabricModule {
   readonly name: string;
   /** Starts serving a target; resolves once it listens. */
   serve(target: Target, root: Root): Promise<FabricService>;
+  /** The fabric's process-wide state (buffer pools...); the samples of one name come together. */
+  metrics?(): MetricSample[];
 }
