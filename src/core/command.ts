@@ -5,12 +5,12 @@
 import { Sgl, sglCopyIn, sglLength } from './sgl';
 import { Status } from './sense';
 import { sampleClock } from './stats';
-import type { CommandDef, DataDir } from './opcodes';
+import type { CommandDef } from './opcodes';
+import { CmdState, TaskAttr, type DataDir } from './types';
 import type { LogicalUnit } from './logical-unit';
 import type { Session, ItlNexus } from './session';
 
-export const TaskAttr = { SIMPLE: 0, ORDERED: 1, HEAD_OF_QUEUE: 2, ACA: 3 } as const;
-export type TaskAttr = (typeof TaskAttr)[keyof typeof TaskAttr];
+export { CmdState, TaskAttr } from './types';
 
 export interface CommandRequest {
   cdb: Buffer;
@@ -53,8 +53,6 @@ export interface Completion {
 }
 
 export type CompletionCallback = (c: Completion) => void;
-
-export const CmdState = { NEW: 0, DELAYED: 1, RUNNING: 2, DONE: 3 } as const;
 
 export class ScsiCmd implements Completion {
   readonly cdb: Buffer;

@@ -2,8 +2,8 @@
 // to its completion. Every check that applies to all commands lives here, in
 // the order SAM and SPC give; what a command does lives in its table entry.
 
-import { CmdState, CommandRequest, CompletionCallback, ScsiCmd, TaskAttr } from './command';
-import { CommandTable, DataDir, F, firstInvalidBit, readField } from './opcodes';
+import { CommandRequest, CompletionCallback, ScsiCmd } from './command';
+import { CommandTable, F, firstInvalidBit, readField } from './opcodes';
 import {
   Asc, DeviceSense, ScsiError, SenseKey, Status, encodeSense, fromIoError, internalFailure, invalidCdbField, invalidOpcode,
   lbaOutOfRange, lunNotSupported, mediumNotPresent, reservationConflict, taskSetFull, unitAttention, writeProtected,
@@ -13,6 +13,7 @@ import { sglLength, type Sgl } from './sgl';
 import type { RangeHold } from './range-lock';
 import { log } from './log';
 import { recordCompletion } from './stats';
+import { CmdState, DataDir, TaskAttr } from './types';
 
 /**
  * Commands served on a LUN the nexus has no mapping for (INQUIRY, REPORT

@@ -5,11 +5,12 @@
 import type { Backstore } from './backstore';
 import type { StorageAttributes } from './attributes';
 import type { CommandDef, CommandTable } from './opcodes';
-import { CmdState, ScsiCmd, TaskAttr } from './command';
+import type { ScsiCmd } from './command';
 import { RangeLock } from './range-lock';
 import type { ItlNexus, Session } from './session';
 import { Asc, type ScsiError } from './sense';
 import { IoStats } from './stats';
+import { CmdState, TaskAttr } from './types';
 
 /**
  * What a unit knows of the storage object that owns it (model/storage-object.ts):

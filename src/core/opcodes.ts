@@ -5,10 +5,9 @@
 
 import type { ScsiCmd } from './command';
 import type { LogicalUnit } from './logical-unit';
-import type { MaybePromise } from './backstore';
+import type { DataDir, MaybePromise } from './types';
 
-export const DataDir = { NONE: 0, IN: 1, OUT: 2 } as const;
-export type DataDir = (typeof DataDir)[keyof typeof DataDir];
+export { DataDir } from './types';
 
 /** A big-endian field of the CDB: [byte offset, size in bytes]. */
 export type CdbField = readonly [offset: number, size: number];

@@ -7,7 +7,7 @@
 
 import type { ScsiCmd } from './command';
 import { Status } from './sense';
-import { DataDir } from './opcodes';
+import { DataDir } from './types';
 
 /** Bucket i counts latencies in [2^(i-1), 2^i) microseconds; bucket 0 is < 1 µs. */
 export const LATENCY_BUCKETS = 32;

@@ -3,11 +3,12 @@
 // stopped inside a backstore, so an abort marks them and waits: the function
 // completes when every affected command has left the task set.
 
-import { CmdState, ScsiCmd } from './command';
+import type { ScsiCmd } from './command';
 import { finishUnqueued } from './engine';
 import type { LogicalUnit } from './logical-unit';
 import { Asc } from './sense';
 import type { Session } from './session';
+import { CmdState } from './types';
 
 export type TmfFunction =
   | 'abort-task'
