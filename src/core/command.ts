@@ -5,7 +5,7 @@
 import { Sgl, sglCopyIn, sglLength } from './sgl';
 import { Status } from './sense';
 import { sampleClock } from './stats';
-import type { CommandDef } from './opcodes';
+import type { TableEntry } from './command-table';
 import { CmdState, TaskAttr, type DataDir } from './types';
 import type { LogicalUnit } from './logical-unit';
 import type { Session, ItlNexus } from './session';
@@ -69,7 +69,7 @@ export class ScsiCmd implements Completion {
   /** Set once the engine has resolved the LUN and the opcode. */
   itl!: ItlNexus;
   lu!: LogicalUnit;
-  def!: CommandDef;
+  def!: TableEntry;
   dir: DataDir = 0;
 
   /** Decoded from the CDB by the table's declared fields. */

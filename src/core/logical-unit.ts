@@ -4,7 +4,7 @@
 
 import type { Backstore } from './backstore';
 import type { StorageAttributes } from './attributes';
-import type { CommandDef, CommandTable } from './opcodes';
+import type { CommandTable, TableEntry } from './command-table';
 import type { ScsiCmd } from './command';
 import { RangeLock } from './range-lock';
 import type { ItlNexus, Session } from './session';
@@ -88,7 +88,7 @@ export class LogicalUnit {
    * command, the error it fails with, or undefined when it is still served;
    * given none, the condition itself (what REQUEST SENSE reports).
    */
-  notReady: ((def?: CommandDef) => ScsiError | undefined) | undefined = undefined;
+  notReady: ((def?: TableEntry) => ScsiError | undefined) | undefined = undefined;
   /** Its storage object is deleted or the daemon stops: work that outlives commands (a sanitize) ends. */
   closed = false;
   /** Persistent reservations (src/scsi/pr.ts); set only while registrations exist. */
