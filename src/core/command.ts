@@ -7,8 +7,7 @@ import { Status } from './sense';
 import { sampleClock } from './stats';
 import type { TableEntry } from './command-table';
 import { CmdState, TaskAttr, type DataDir } from './types';
-import type { LogicalUnit } from './logical-unit';
-import type { Session, ItlNexus } from './session';
+import type { ItlNexus, ItNexus, LogicalUnit, Task } from './logical-unit';
 
 export { CmdState, TaskAttr } from './types';
 
@@ -54,7 +53,7 @@ export interface Completion {
 
 export type CompletionCallback = (c: Completion) => void;
 
-export class ScsiCmd implements Completion {
+export class ScsiCmd implements Completion, Task {
   readonly cdb: Buffer;
   readonly lun: number;
   readonly tag: number;
@@ -100,7 +99,7 @@ export class ScsiCmd implements Completion {
   onAbort: (() => void) | undefined = undefined;
 
   constructor(
-    readonly session: Session,
+    readonly session: ItNexus,
     req: CommandRequest,
     readonly done: CompletionCallback,
   ) {

@@ -3,12 +3,13 @@
 // the order SAM and SPC give; what a command does lives in its table entry.
 
 import { CommandRequest, CompletionCallback, ScsiCmd } from './command';
-import { CommandTable, F, firstInvalidBit, readField } from './opcodes';
+import type { CommandTable } from './command-table';
+import { F, firstInvalidBit, readField } from './opcodes';
 import {
   Asc, DeviceSense, ScsiError, SenseKey, Status, encodeSense, fromIoError, internalFailure, invalidCdbField, invalidOpcode,
   lbaOutOfRange, lunNotSupported, mediumNotPresent, reservationConflict, taskSetFull, unitAttention, writeProtected,
 } from './sense';
-import type { Session } from './session';
+import type { ItNexus, TaskRunner } from './logical-unit';
 import { sglLength, type Sgl } from './sgl';
 import type { RangeHold } from './range-lock';
 import { log } from './log';
@@ -21,7 +22,7 @@ import { CmdState, DataDir, TaskAttr } from './types';
  */
 export const unmappedLun: { table: CommandTable | undefined } = { table: undefined };
 
-export function submit(session: Session, req: CommandRequest, done: CompletionCallback): void {
+export function submit(session: ItNexus, req: CommandRequest, done: CompletionCallback): void {
   const cmd = new ScsiCmd(session, req, done);
   const itl = session.itls.get(req.lun);
   if (itl === undefined) return submitUnmapped(cmd);
@@ -64,7 +65,7 @@ export function submit(session: Session, req: CommandRequest, done: CompletionCa
   // The storage object's queue_depth bounds the task set: a command beyond it is not entered (SAM-5 5.3.4).
   if (lu.active >= lu.so.attributes.queue_depth) return finishEarly(cmd, taskSetFull());
   if ((def.flags & F.HEAD) !== 0) cmd.taskAttr = TaskAttr.HEAD_OF_QUEUE;
-  if (lu.admit(cmd, start)) start(cmd);
+  if (lu.admit(cmd, RUNNER)) start(cmd);
   else track(cmd);
 }
 
@@ -234,11 +235,14 @@ export function complete(cmd: ScsiCmd): void {
 }
 
 /** Ends a command that task management took out of the task set before it ran. */
-export function finishUnqueued(cmd: ScsiCmd): void {
+function finishUnqueued(cmd: ScsiCmd): void {
   cmd.state = CmdState.DONE;
   untrack(cmd);
   finalize(cmd);
 }
+
+/** What a unit's task set calls with the commands it held back. */
+const RUNNER: TaskRunner = { start, finishUnqueued };
 
 function finalize(cmd: ScsiCmd): void {
   if (cmd.abortedBy !== undefined) {

@@ -1,10 +1,8 @@
 // INQUIRY (SPC-5 6.7): standard data here, vital product data pages in vpd.ts.
 
 import type { ScsiCmd } from '../core/command';
-import type { LogicalUnit } from '../core/logical-unit';
-import { PRODUCT_REVISION, VENDOR_ID } from '../core/logical-unit';
+import { PRODUCT_REVISION, VENDOR_ID, type LogicalUnit, type TargetPort } from '../core/logical-unit';
 import { invalidCdbField } from '../core/sense';
-import type { TargetPort } from '../core/session';
 import { vpdPage } from './vpd';
 
 /** Standard INQUIRY data length: 36 bytes plus the vendor area and eight version descriptors. */
