@@ -152,9 +152,14 @@ function execute(cmd: ScsiCmd): void {
     }
     return runLocked(cmd, held);
   }
+  runHandler(cmd);
+}
+
+/** Runs the handler: a command it finishes at once completes now, one it hands a promise for when that settles. */
+function runHandler(cmd: ScsiCmd): void {
   let r;
   try {
-    r = def.execute(cmd);
+    r = cmd.def.execute(cmd);
   } catch (e) {
     return fail(cmd, e);
   }
@@ -279,13 +284,5 @@ function submitUnmapped(cmd: ScsiCmd): void {
     return finishEarly(cmd, e);
   }
   cmd.state = CmdState.RUNNING;
-  let r;
-  try {
-    r = def.execute(cmd);
-  } catch (e) {
-    return fail(cmd, e);
-  }
-  if (r === undefined) return complete(cmd);
-  track(cmd);
-  r.then(() => complete(cmd), (e) => fail(cmd, e));
+  runHandler(cmd);
 }
