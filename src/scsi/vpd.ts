@@ -2,7 +2,7 @@
 
 import type { ScsiCmd } from '../core/command';
 import { VENDOR_ID, type LogicalUnit, type TargetPort } from '../core/logical-unit';
-import { PERIPHERAL_NO_LUN, productId, putAscii, servesCompareAndWrite, transportOf } from './inquiry';
+import { PERIPHERAL_NO_LUN, productId, putAscii, servesCompareAndWrite, transportOf } from './inquiry-fields';
 import { provisioning } from './provisioning';
 import { servesBlockErase } from './sbc-sanitize';
 import { TARGET_PORT_GROUP_ID } from './alua';
