@@ -249,7 +249,9 @@ export class RamBackstore implements Backstore {
     while (length > 0) {
       const b = sgl[seg];
       const room = Math.min(b.length - segOff, length);
-      const n = write ? this.writeRun(offset, b, segOff, room) : this.readRun(offset, b, segOff, room);
+      const pageNo = Math.floor(offset / RD_PAGE_SIZE);
+      const inPage = offset - pageNo * RD_PAGE_SIZE;
+      const n = write ? this.writeRun(pageNo, inPage, b, segOff, room) : this.readRun(pageNo, inPage, b, segOff, room);
       offset += n;
       length -= n;
       segOff += n;
@@ -261,13 +263,12 @@ export class RamBackstore implements Backstore {
   }
 
   /**
-   * Reads at most room bytes at offset into b at segOff, in one copy from
-   * pages that lie one after the other in a slab (what sequential writes
-   * leave) or one fill for a run of absent pages; returns how many.
+   * Reads at most room bytes from inPage of page pageNo on into b at segOff,
+   * in one copy from pages that lie one after the other in a slab (what
+   * sequential writes leave) or one fill for a run of absent pages; returns
+   * how many.
    */
-  private readRun(offset: number, b: Buffer, segOff: number, room: number): number {
-    const pageNo = Math.floor(offset / RD_PAGE_SIZE);
-    const inPage = offset - pageNo * RD_PAGE_SIZE;
+  private readRun(pageNo: number, inPage: number, b: Buffer, segOff: number, room: number): number {
     const first = Math.min(RD_PAGE_SIZE - inPage, room);
     const slot = this.pages.get(pageNo);
     if (slot === undefined) {
@@ -281,10 +282,8 @@ export class RamBackstore implements Backstore {
     return n;
   }
 
-  /** Writes at most room bytes from b at segOff to offset, in one copy as readRun reads; returns how many. */
-  private writeRun(offset: number, b: Buffer, segOff: number, room: number): number {
-    const pageNo = Math.floor(offset / RD_PAGE_SIZE);
-    const inPage = offset - pageNo * RD_PAGE_SIZE;
+  /** Writes at most room bytes from b at segOff from inPage of page pageNo on, in one copy as readRun reads; returns how many. */
+  private writeRun(pageNo: number, inPage: number, b: Buffer, segOff: number, room: number): number {
     let n = Math.min(RD_PAGE_SIZE - inPage, room);
     let slot = this.pages.get(pageNo);
     if (slot === undefined) {
