@@ -6,10 +6,15 @@ import { Sgl, sglCopyIn, sglLength } from './sgl';
 import { Status } from './sense';
 import { sampleClock } from './stats';
 import type { TableEntry } from './command-table';
-import { CmdState, TaskAttr, type DataDir } from './types';
+import * as types from './types';
 import type { ItlNexus, ItNexus, LogicalUnit, Task } from './logical-unit';
 
-export { CmdState, TaskAttr } from './types';
+// Also exported from here, where fabrics take them. As constants: TypeScript
+// compiles `export { } from` into a getter, and one getter turns a module's
+// exports into a slow dictionary that the engine would read on every command.
+export const TaskAttr = types.TaskAttr;
+export type TaskAttr = types.TaskAttr;
+export const CmdState = types.CmdState;
 
 export interface CommandRequest {
   cdb: Buffer;
@@ -69,7 +74,7 @@ export class ScsiCmd implements Completion, Task {
   itl!: ItlNexus;
   lu!: LogicalUnit;
   def!: TableEntry;
-  dir: DataDir = 0;
+  dir: types.DataDir = 0;
 
   /** Decoded from the CDB by the table's declared fields. */
   lba = 0;

@@ -8,11 +8,20 @@
 
 import type { ScsiCmd } from './command';
 import type { LogicalUnit } from './logical-unit';
+import * as table from './command-table';
 import type { CdbField, TableEntry } from './command-table';
-import type { MaybePromise } from './types';
+import * as types from './types';
 
-export { DataDir } from './types';
-export { CommandTable, serviceActionOf, type CdbField, type PrAccess, type TableEntry } from './command-table';
+// What device types take from here though it is defined below. As constants:
+// TypeScript compiles `export { } from` into a getter, and one getter turns a
+// module's exports into a slow dictionary that the engine would read on every
+// command.
+export const DataDir = types.DataDir;
+export type DataDir = types.DataDir;
+export const CommandTable = table.CommandTable;
+export type CommandTable = table.CommandTable;
+export const serviceActionOf = table.serviceActionOf;
+export type { CdbField, PrAccess, TableEntry } from './command-table';
 
 // Behaviour flags, checked by the engine before the handler runs.
 export const F = {
@@ -41,7 +50,7 @@ export const F = {
   SANITIZE_OK: 1 << 9,
 } as const;
 
-export type Handler = (cmd: ScsiCmd) => MaybePromise<void>;
+export type Handler = (cmd: ScsiCmd) => types.MaybePromise<void>;
 
 /**
  * A command as a device type declares it in its table (fields in
