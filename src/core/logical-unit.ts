@@ -3,12 +3,12 @@
 // attentions and task management), its mode parameters, and its SPC-2
 // reservation.
 //
-// The core's order, bottom up: types, sgl, sense, log, attributes, range-lock
-// -> backstore -> stats -> command-table -> logical-unit -> tmr, command ->
-// opcodes -> engine -> session. This module names what sits above it by what
-// it needs: the port and the I_T nexus a session is (TargetPort, ItNexus), a
-// command as its task set holds it (Task) and the engine that runs them
-// (TaskRunner).
+// The core's imports go one way, bottom up: types, sgl, sense, log,
+// attributes, range-lock -> backstore, stats, command-table -> logical-unit
+// -> command, tmr -> opcodes -> engine -> session. This module names what
+// sits above it by what it needs: the port and the I_T nexus a session is
+// (TargetPort, ItNexus), a command as its task set holds it (Task) and the
+// engine that runs them (TaskRunner).
 
 import type { Backstore } from './backstore';
 import type { StorageAttributes } from './attributes';
