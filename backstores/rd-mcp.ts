@@ -231,28 +231,27 @@ export class RamBackstore implements Backstore {
 
   read(offset: number, length: number, sgl: Sgl): void {
     if (this.nullio) return;
-    // Walk segments and pages together; each step copies a run of pages that lie one after the other
-    // in a slab (what sequential writes leave), or zero-fills a run of absent pages, up to a segment end.
+    this.walk(offset, length, sgl, false);
+  }
+
+  write(offset: number, length: number, sgl: Sgl): void {
+    if (this.nullio) return;
+    this.walk(offset, length, sgl, true);
+  }
+
+  /**
+   * Walks segments and pages together: each step moves one run of bytes,
+   * up to a segment's end, between the segment and the pages.
+   */
+  private walk(offset: number, length: number, sgl: Sgl, write: boolean): void {
     let seg = 0;
     let segOff = 0;
     while (length > 0) {
       const b = sgl[seg];
+      const room = Math.min(b.length - segOff, length);
       const pageNo = Math.floor(offset / RD_PAGE_SIZE);
       const inPage = offset - pageNo * RD_PAGE_SIZE;
-      const room = Math.min(b.length - segOff, length);
-      let n = Math.min(RD_PAGE_SIZE - inPage, room);
-      const slot = this.pages.get(pageNo);
-      let p = pageNo + 1;
-      if (slot === undefined) {
-        while (n < room && !this.pages.has(p++)) n = Math.min(n + RD_PAGE_SIZE, room);
-        b.fill(0, segOff, segOff + n);
-      } else {
-        for (let next = slot + 1; n < room && next % PAGES_PER_SLAB !== 0 && this.pages.get(p++) === next; next++) {
-          n = Math.min(n + RD_PAGE_SIZE, room);
-        }
-        const at = this.pool.offset(slot) + inPage;
-        this.pool.buffer(slot).copy(b, segOff, at, at + n);
-      }
+      const n = write ? this.writeRun(pageNo, inPage, b, segOff, room) : this.readRun(pageNo, inPage, b, segOff, room);
       offset += n;
       length -= n;
       segOff += n;
@@ -263,37 +262,59 @@ export class RamBackstore implements Backstore {
     }
   }
 
-  write(offset: number, length: number, sgl: Sgl): void {
-    if (this.nullio) return;
-    let seg = 0;
-    let segOff = 0;
-    while (length > 0) {
-      const b = sgl[seg];
-      const pageNo = Math.floor(offset / RD_PAGE_SIZE);
-      const inPage = offset - pageNo * RD_PAGE_SIZE;
-      const room = Math.min(b.length - segOff, length);
-      let n = Math.min(RD_PAGE_SIZE - inPage, room);
-      let slot = this.pages.get(pageNo);
-      if (slot === undefined) {
-        slot = this.pool.alloc();
-        this.pages.set(pageNo, slot);
-      } else if (this.pool.pinned(slot)) {
-        slot = this.unshare(pageNo, slot, n < RD_PAGE_SIZE);
-      } else {
-        // As in read(): one copy over pages already laid out one after the other in a slab (and not lent).
-        for (let p = pageNo + 1, next = slot + 1; n < room && next % PAGES_PER_SLAB !== 0 && this.pages.get(p++) === next && !this.pool.pinned(next); next++) {
-          n = Math.min(n + RD_PAGE_SIZE, room);
-        }
-      }
-      b.copy(this.pool.buffer(slot), this.pool.offset(slot) + inPage, segOff, segOff + n);
-      offset += n;
-      length -= n;
-      segOff += n;
-      if (segOff === b.length) {
-        seg++;
-        segOff = 0;
-      }
+  /**
+   * Reads at most room bytes from inPage of page pageNo on into b at segOff,
+   * in one copy from pages that lie one after the other in a slab (what
+   * sequential writes leave) or one fill for a run of absent pages; returns
+   * how many.
+   */
+  private readRun(pageNo: number, inPage: number, b: Buffer, segOff: number, room: number): number {
+    const first = Math.min(RD_PAGE_SIZE - inPage, room);
+    const slot = this.pages.get(pageNo);
+    if (slot === undefined) {
+      const n = this.holeRun(pageNo, first, room);
+      b.fill(0, segOff, segOff + n);
+      return n;
     }
+    const n = this.slabRun(pageNo, slot, first, room, false);
+    const at = this.pool.offset(slot) + inPage;
+    this.pool.buffer(slot).copy(b, segOff, at, at + n);
+    return n;
+  }
+
+  /** Writes at most room bytes from b at segOff from inPage of page pageNo on, in one copy as readRun reads; returns how many. */
+  private writeRun(pageNo: number, inPage: number, b: Buffer, segOff: number, room: number): number {
+    let n = Math.min(RD_PAGE_SIZE - inPage, room);
+    let slot = this.pages.get(pageNo);
+    if (slot === undefined) {
+      slot = this.pool.alloc();
+      this.pages.set(pageNo, slot);
+    } else if (this.pool.pinned(slot)) {
+      slot = this.unshare(pageNo, slot, n < RD_PAGE_SIZE);
+    } else {
+      n = this.slabRun(pageNo, slot, n, room, true);
+    }
+    b.copy(this.pool.buffer(slot), this.pool.offset(slot) + inPage, segOff, segOff + n);
+    return n;
+  }
+
+  /** n bytes from page pageNo, grown over the absent pages after it up to max: a run that reads as zeros. */
+  private holeRun(pageNo: number, n: number, max: number): number {
+    for (let p = pageNo + 1; n < max && !this.pages.has(p); p++) n = Math.min(n + RD_PAGE_SIZE, max);
+    return n;
+  }
+
+  /**
+   * n bytes from page pageNo (in slot), grown up to max over the pages after
+   * it that lie next in the same slab (and, to be written, are not lent):
+   * a run one copy moves.
+   */
+  private slabRun(pageNo: number, slot: number, n: number, max: number, toWrite: boolean): number {
+    for (let p = pageNo + 1, next = slot + 1; n < max && next % PAGES_PER_SLAB !== 0 && this.pages.get(p) === next &&
+      !(toWrite && this.pool.pinned(next)); p++, next++) {
+      n = Math.min(n + RD_PAGE_SIZE, max);
+    }
+    return n;
   }
 
   /** A lent page about to change: the page number gets a fresh page (a copy when keep), the lent one stays as it is. */
@@ -319,19 +340,16 @@ export class RamBackstore implements Backstore {
     while (length > 0) {
       const pageNo = Math.floor(offset / RD_PAGE_SIZE);
       const inPage = offset - pageNo * RD_PAGE_SIZE;
-      let n = Math.min(RD_PAGE_SIZE - inPage, length);
+      const first = Math.min(RD_PAGE_SIZE - inPage, length);
+      // nullio: no page is ever written, so every run is a hole.
       const slot = this.nullio ? undefined : this.pages.get(pageNo);
-      let p = pageNo + 1;
+      let n: number;
       if (slot === undefined) {
-        const max = Math.min(length, ZEROS.length);
-        while (n < max && (this.nullio || !this.pages.has(p++))) n = Math.min(n + RD_PAGE_SIZE, max);
+        n = this.holeRun(pageNo, first, Math.min(length, ZEROS.length));
         sgl.push(ZEROS.subarray(0, n));
       } else {
-        let count = 1;
-        for (let next = slot + 1; n < length && next % PAGES_PER_SLAB !== 0 && this.pages.get(p++) === next; next++) {
-          n = Math.min(n + RD_PAGE_SIZE, length);
-          count++;
-        }
+        n = this.slabRun(pageNo, slot, first, length, false);
+        const count = Math.ceil((inPage + n) / RD_PAGE_SIZE);
         const at = this.pool.offset(slot) + inPage;
         sgl.push(this.pool.buffer(slot).subarray(at, at + n));
         pins.push(this.pool.pin(slot, count), slot % PAGES_PER_SLAB, count);

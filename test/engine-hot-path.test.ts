@@ -1,8 +1,12 @@
 // The engine's fast paths keep their guarantees: a write that finishes at once
 // takes no range hold, one that goes asynchronous holds its range shared until
-// it ends; caller-owned buffers are used in place.
+// it ends; caller-owned buffers are used in place; the core's modules keep
+// exports the engine can read fast.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { rig } from './util/loopback-setup';
 import { gated } from './util/gated';
 import { Status } from '../src/core/sense';
@@ -86,4 +90,17 @@ test('table entries share one key layout, and reserved CDB bits are still found 
   assert.equal(badSa.senseKey, 5);
   assert.equal((await a.command(0, READ10(0, 1))).status, Status.GOOD);
   await r.close();
+});
+
+test("the core's modules keep fast exports: no re-export getter turns them into dictionaries", () => {
+  // TypeScript compiles `export { x } from './y'` into a getter, and one getter puts the module's exports object in
+  // dictionary mode: every `module.name` the engine reads per command (new ScsiCmd, F, readField) becomes a lookup.
+  const dir = join(__dirname, '..', 'src', 'core');
+  const files = readdirSync(dir).filter((f) => f.endsWith('.js')).map((f) => join(dir, f));
+  const slow = execFileSync(process.execPath, ['--allow-natives-syntax', '-e', `
+    const slow = [];
+    for (const f of ${JSON.stringify(files)}) if (!%HasFastProperties(require(f))) slow.push(require('path').basename(f));
+    process.stdout.write(JSON.stringify(slow));`], { encoding: 'utf8' });
+  assert.ok(files.length > 10, `read the compiled core: ${files.join(', ')}`);
+  assert.deepEqual(JSON.parse(slow), []);
 });

@@ -5,9 +5,9 @@
 // promise; none may block the event loop.
 
 import type { Sgl } from './sgl';
-import type { DataDir } from './opcodes';
+import type { DataDir, MaybePromise } from './types';
 
-export type MaybePromise<T> = T | Promise<T>;
+export type { MaybePromise } from './types';
 
 export interface BackstoreCaps {
   /** UNMAP / WRITE SAME with UNMAP deallocate, and the range reads back zeros. */

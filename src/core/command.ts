@@ -5,12 +5,16 @@
 import { Sgl, sglCopyIn, sglLength } from './sgl';
 import { Status } from './sense';
 import { sampleClock } from './stats';
-import type { CommandDef, DataDir } from './opcodes';
-import type { LogicalUnit } from './logical-unit';
-import type { Session, ItlNexus } from './session';
+import type { TableEntry } from './command-table';
+import * as types from './types';
+import type { ItlNexus, ItNexus, LogicalUnit, Task } from './logical-unit';
 
-export const TaskAttr = { SIMPLE: 0, ORDERED: 1, HEAD_OF_QUEUE: 2, ACA: 3 } as const;
-export type TaskAttr = (typeof TaskAttr)[keyof typeof TaskAttr];
+// Also exported from here, where fabrics take them. As constants: TypeScript
+// compiles `export { } from` into a getter, and one getter turns a module's
+// exports into a slow dictionary that the engine would read on every command.
+export const TaskAttr = types.TaskAttr;
+export type TaskAttr = types.TaskAttr;
+export const CmdState = types.CmdState;
 
 export interface CommandRequest {
   cdb: Buffer;
@@ -54,9 +58,7 @@ export interface Completion {
 
 export type CompletionCallback = (c: Completion) => void;
 
-export const CmdState = { NEW: 0, DELAYED: 1, RUNNING: 2, DONE: 3 } as const;
-
-export class ScsiCmd implements Completion {
+export class ScsiCmd implements Completion, Task {
   readonly cdb: Buffer;
   readonly lun: number;
   readonly tag: number;
@@ -71,8 +73,8 @@ export class ScsiCmd implements Completion {
   /** Set once the engine has resolved the LUN and the opcode. */
   itl!: ItlNexus;
   lu!: LogicalUnit;
-  def!: CommandDef;
-  dir: DataDir = 0;
+  def!: TableEntry;
+  dir: types.DataDir = 0;
 
   /** Decoded from the CDB by the table's declared fields. */
   lba = 0;
@@ -102,7 +104,7 @@ export class ScsiCmd implements Completion {
   onAbort: (() => void) | undefined = undefined;
 
   constructor(
-    readonly session: Session,
+    readonly session: ItNexus,
     req: CommandRequest,
     readonly done: CompletionCallback,
   ) {

@@ -2,17 +2,19 @@
 // to its completion. Every check that applies to all commands lives here, in
 // the order SAM and SPC give; what a command does lives in its table entry.
 
-import { CmdState, CommandRequest, CompletionCallback, ScsiCmd, TaskAttr } from './command';
-import { CommandTable, DataDir, F, firstInvalidBit, readField } from './opcodes';
+import { CommandRequest, CompletionCallback, ScsiCmd } from './command';
+import type { CommandTable } from './command-table';
+import { F, firstInvalidBit, readField } from './opcodes';
 import {
   Asc, DeviceSense, ScsiError, SenseKey, Status, encodeSense, fromIoError, internalFailure, invalidCdbField, invalidOpcode,
   lbaOutOfRange, lunNotSupported, mediumNotPresent, reservationConflict, taskSetFull, unitAttention, writeProtected,
 } from './sense';
-import type { Session } from './session';
+import type { ItNexus, TaskRunner } from './logical-unit';
 import { sglLength, type Sgl } from './sgl';
 import type { RangeHold } from './range-lock';
 import { log } from './log';
 import { recordCompletion } from './stats';
+import { CmdState, DataDir, TaskAttr } from './types';
 
 /**
  * Commands served on a LUN the nexus has no mapping for (INQUIRY, REPORT
@@ -20,7 +22,7 @@ import { recordCompletion } from './stats';
  */
 export const unmappedLun: { table: CommandTable | undefined } = { table: undefined };
 
-export function submit(session: Session, req: CommandRequest, done: CompletionCallback): void {
+export function submit(session: ItNexus, req: CommandRequest, done: CompletionCallback): void {
   const cmd = new ScsiCmd(session, req, done);
   const itl = session.itls.get(req.lun);
   if (itl === undefined) return submitUnmapped(cmd);
@@ -63,7 +65,7 @@ export function submit(session: Session, req: CommandRequest, done: CompletionCa
   // The storage object's queue_depth bounds the task set: a command beyond it is not entered (SAM-5 5.3.4).
   if (lu.active >= lu.so.attributes.queue_depth) return finishEarly(cmd, taskSetFull());
   if ((def.flags & F.HEAD) !== 0) cmd.taskAttr = TaskAttr.HEAD_OF_QUEUE;
-  if (lu.admit(cmd, start)) start(cmd);
+  if (lu.admit(cmd, RUNNER)) start(cmd);
   else track(cmd);
 }
 
@@ -150,9 +152,14 @@ function execute(cmd: ScsiCmd): void {
     }
     return runLocked(cmd, held);
   }
+  runHandler(cmd);
+}
+
+/** Runs the handler: a command it finishes at once completes now, one it hands a promise for when that settles. */
+function runHandler(cmd: ScsiCmd): void {
   let r;
   try {
-    r = def.execute(cmd);
+    r = cmd.def.execute(cmd);
   } catch (e) {
     return fail(cmd, e);
   }
@@ -233,11 +240,14 @@ export function complete(cmd: ScsiCmd): void {
 }
 
 /** Ends a command that task management took out of the task set before it ran. */
-export function finishUnqueued(cmd: ScsiCmd): void {
+function finishUnqueued(cmd: ScsiCmd): void {
   cmd.state = CmdState.DONE;
   untrack(cmd);
   finalize(cmd);
 }
+
+/** What a unit's task set calls with the commands it held back. */
+const RUNNER: TaskRunner = { start, finishUnqueued };
 
 function finalize(cmd: ScsiCmd): void {
   if (cmd.abortedBy !== undefined) {
@@ -274,13 +284,5 @@ function submitUnmapped(cmd: ScsiCmd): void {
     return finishEarly(cmd, e);
   }
   cmd.state = CmdState.RUNNING;
-  let r;
-  try {
-    r = def.execute(cmd);
-  } catch (e) {
-    return fail(cmd, e);
-  }
-  if (r === undefined) return complete(cmd);
-  track(cmd);
-  r.then(() => complete(cmd), (e) => fail(cmd, e));
+  runHandler(cmd);
 }

@@ -1,15 +1,22 @@
 // The runtime of one logical unit (LIO's se_device): its task set with SAM
-// task attribute ordering, the I_T nexuses that reach it (for unit
-// attentions), its mode parameters, and its SPC-2 reservation.
+// task attribute ordering, the I_T_L nexuses that reach it (for unit
+// attentions and task management), its mode parameters, and its SPC-2
+// reservation.
+//
+// The core's imports go one way, bottom up: types, sgl, sense, log,
+// attributes, range-lock -> backstore, stats, command-table -> logical-unit
+// -> command, tmr -> opcodes -> engine -> session. This module names what
+// sits above it by what it needs: the port and the I_T nexus a session is
+// (TargetPort, ItNexus), a command as its task set holds it (Task) and the
+// engine that runs them (TaskRunner).
 
 import type { Backstore } from './backstore';
 import type { StorageAttributes } from './attributes';
-import type { CommandDef, CommandTable } from './opcodes';
-import { CmdState, ScsiCmd, TaskAttr } from './command';
+import type { CommandTable, TableEntry } from './command-table';
 import { RangeLock } from './range-lock';
-import type { ItlNexus, Session } from './session';
 import { Asc, type ScsiError } from './sense';
 import { IoStats } from './stats';
+import { CmdState, TaskAttr } from './types';
 
 /**
  * What a unit knows of the storage object that owns it (model/storage-object.ts):
@@ -26,6 +33,85 @@ export interface UnitIdentity {
   /** 16-byte NAA designator (VPD 83h). */
   readonly naa: Buffer;
   readonly attributes: StorageAttributes;
+}
+
+/**
+ * What the core needs of the target port a session is opened on (a TPG of
+ * model/target.ts): its identity, its target's other ports and the units they
+ * export, and its ACLs.
+ */
+export interface TargetPort {
+  /** Relative target port identifier (VPD 83h, REPORT TARGET PORT GROUPS). */
+  readonly relativePortId: number;
+  /** SCSI name string of the port (SPC-5 7.7.6.10). */
+  readonly portName: string;
+  /** The fabric's name as configs give it (iscsi, vhost, loopback): the protocol INQUIRY reports. */
+  readonly fabric: string;
+  /** Every port of this port's target, itself included (ALL_TG_PT registrations, EXTENDED COPY). */
+  targetPorts(): Iterable<TargetPort>;
+  /** The units this port exports. */
+  units(): Iterable<LogicalUnit>;
+  /** Initiator names its ACLs admit. */
+  aclNames(): Iterable<string>;
+  /** Called by Session.close() with itself. */
+  forget(session: ItNexus): void;
+}
+
+export interface InitiatorId {
+  /** Initiator name (iSCSI name, or a NAA/WWN for vhost and loopback). */
+  name: string;
+  /** iSCSI ISID as 12 hex digits; with the name it identifies the initiator port. */
+  isid?: string;
+}
+
+/**
+ * An I_T nexus as its units and commands see it (a Session, session.ts): whose
+ * it is, the LUNs it reaches, its tasks on LUNs it does not reach.
+ */
+export interface ItNexus {
+  readonly tpg: TargetPort;
+  readonly initiator: InitiatorId;
+  /** The initiator port name as SPC TransportIDs and logs write it. */
+  readonly initiatorPort: string;
+  readonly itls: ReadonlyMap<number, ItlNexus>;
+  /** Tasks addressed to LUNs this nexus has no mapping for (INQUIRY, REPORT LUNS...). */
+  readonly unmappedTasks: Map<number, Task>;
+  readonly stats: IoStats;
+  /** LUN numbers this nexus sees, ascending. */
+  lunNumbers(): number[];
+}
+
+/**
+ * A command as its unit sees it (a ScsiCmd, command.ts): its place in the task
+ * set, what task management marks on it, and what the PR check reads.
+ */
+export interface Task {
+  readonly cdb: Buffer;
+  readonly taskAttr: TaskAttr;
+  state: number;
+  readonly def: TableEntry;
+  readonly session: ItNexus;
+  /** Undefined (despite the type) for a command to a LUN the nexus has no mapping for; so is lu. */
+  readonly itl: ItlNexus;
+  readonly lu: LogicalUnit;
+  /** Set by task management; the engine completes the command as aborted when it finishes. */
+  abortedBy: 'self' | 'other' | undefined;
+  /** Task management waiting for this command to leave the task set. */
+  waiters: (() => void)[] | undefined;
+  /** Set by a handler whose work outlives its command: task management calls it when it aborts the command. */
+  onAbort: (() => void) | undefined;
+}
+
+/**
+ * The engine, as a unit's task set hands back the commands it held. The
+ * engine's functions take its ScsiCmd, the only Task there is; as methods here
+ * their parameters are related both ways, so it passes them as they are.
+ */
+export interface TaskRunner {
+  /** Runs a command the task set admits after it waited. */
+  start(cmd: Task): void;
+  /** Ends a waiting command that task management took out (it never ran). */
+  finishUnqueued(cmd: Task): void;
 }
 
 /** Current values of the mode parameters we let initiators change (SPC-5 7.5, SBC-4 6.5). */
@@ -75,7 +161,7 @@ export class LogicalUnit {
   /** Every I_T_L nexus that reaches this unit, for unit attentions and task management. */
   readonly nexuses = new Set<ItlNexus>();
   /** SPC-2 RESERVE holder. */
-  reservation: Session | undefined = undefined;
+  reservation: ItNexus | undefined = undefined;
   readonly rangeLock = new RangeLock();
   /**
    * Medium state of a removable unit (src/scsi/medium.ts); undefined for fixed
@@ -87,19 +173,21 @@ export class LogicalUnit {
    * command, the error it fails with, or undefined when it is still served;
    * given none, the condition itself (what REQUEST SENSE reports).
    */
-  notReady: ((def?: CommandDef) => ScsiError | undefined) | undefined = undefined;
+  notReady: ((def?: TableEntry) => ScsiError | undefined) | undefined = undefined;
   /** Its storage object is deleted or the daemon stops: work that outlives commands (a sanitize) ends. */
   closed = false;
   /** Persistent reservations (src/scsi/pr.ts); set only while registrations exist. */
-  pr: { check(cmd: ScsiCmd): boolean } | undefined = undefined;
+  pr: { check(cmd: Task): boolean } | undefined = undefined;
 
   // Task set state (SAM-5 8.6): running SIMPLE count, a running ORDERED task, and those waiting.
   /** Per-unit I/O statistics (recorded by the engine). */
   readonly stats = new IoStats();
   private running = 0;
   private orderedRunning = false;
-  private readonly delayed: ScsiCmd[] = [];
+  private readonly delayed: Task[] = [];
   private draining = false;
+  /** What starts or ends the waiting commands: set by the first that waits (always the engine). */
+  private runner: TaskRunner | undefined = undefined;
 
   constructor(
     readonly so: UnitIdentity,
@@ -125,7 +213,7 @@ export class LogicalUnit {
   }
 
   /** Establishes a unit attention on every nexus to this unit (but `except`). */
-  raiseUa(asc: number, except?: Session): void {
+  raiseUa(asc: number, except?: ItNexus): void {
     for (const itl of this.nexuses) if (itl.session !== except) itl.addUa(asc);
   }
 
@@ -136,9 +224,9 @@ export class LogicalUnit {
 
   /**
    * Admits a command into the task set: returns true when it may run now,
-   * false when it waits behind an ORDERED task (run() is then called later).
+   * false when it waits behind an ORDERED task (the runner then starts it later).
    */
-  admit(cmd: ScsiCmd, run: (cmd: ScsiCmd) => void): boolean {
+  admit(cmd: Task, runner: TaskRunner): boolean {
     switch (cmd.taskAttr) {
       case TaskAttr.HEAD_OF_QUEUE:
         this.running++;
@@ -157,14 +245,12 @@ export class LogicalUnit {
     }
     cmd.state = CmdState.DELAYED;
     this.delayed.push(cmd);
-    this.runDelayed = run;
+    this.runner = runner;
     return false;
   }
 
-  private runDelayed: (cmd: ScsiCmd) => void = () => {};
-
   /** Leaves the task set; starts whatever the departure unblocks. */
-  release(cmd: ScsiCmd): void {
+  release(cmd: Task): void {
     if (cmd.taskAttr === TaskAttr.ORDERED) this.orderedRunning = false;
     else this.running--;
     this.drain();
@@ -184,19 +270,20 @@ export class LogicalUnit {
           this.running++;
         }
         this.delayed.shift();
-        this.runDelayed(next);
+        this.runner!.start(next);
       }
     } finally {
       this.draining = false;
     }
   }
 
-  /** Removes a waiting command (task management); true when it was waiting. */
-  unqueue(cmd: ScsiCmd): boolean {
+  /** Takes a waiting command out and ends it (task management); true when it was waiting. */
+  unqueue(cmd: Task): boolean {
     const i = this.delayed.indexOf(cmd);
     if (i < 0) return false;
     this.delayed.splice(i, 1);
     this.drain();
+    this.runner!.finishUnqueued(cmd);
     return true;
   }
 
@@ -208,4 +295,42 @@ export class LogicalUnit {
 
   /** Told after capacityChanged(): fabrics that announce it themselves (vhost's PARAM_CHANGE event). */
   readonly capacityListeners = new Set<() => void>();
+}
+
+// The reset-class unit attentions are reported before any other (SAM-5 5.14).
+const isResetClass = (asc: number): boolean => asc >> 8 === 0x29;
+
+/** An I_T_L nexus: one session's path to one unit, with its pending unit attentions and its tasks. */
+export class ItlNexus {
+  readonly tasks = new Map<number, Task>();
+  /** Pending unit attentions, in the order they will be reported. */
+  readonly uas: number[] = [];
+
+  constructor(
+    readonly session: ItNexus,
+    readonly lun: number,
+    readonly lu: LogicalUnit,
+    public writeProtect: boolean,
+  ) {}
+
+  addUa(asc: number): void {
+    if (this.uas.includes(asc)) return;
+    if (isResetClass(asc)) {
+      // A reset supersedes what was pending from before it (SAM-5 5.14: may clear).
+      this.uas.length = 0;
+      this.uas.push(asc);
+    } else {
+      this.uas.push(asc);
+    }
+  }
+
+  /** Takes the next unit attention to report. */
+  takeUa(): number | undefined {
+    return this.uas.shift();
+  }
+
+  clearUa(asc: number): void {
+    const i = this.uas.indexOf(asc);
+    if (i >= 0) this.uas.splice(i, 1);
+  }
 }

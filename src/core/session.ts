@@ -1,90 +1,28 @@
-// Sessions: I_T nexuses opened by fabrics on a TPG, and their per-LUN state
-// (I_T_L nexus): pending unit attentions and tasks in flight.
+// Sessions: I_T nexuses opened by fabrics on a TPG. A session is what a
+// fabric holds: it hands commands and task management functions to the core
+// through it. Its per-LUN state (ItlNexus) and what units and commands see of
+// it (ItNexus) are declared in logical-unit.ts, below the command path.
 
-import type { LogicalUnit } from './logical-unit';
-import { CommandRequest, CompletionCallback, ScsiCmd } from './command';
+import type { CommandRequest, CompletionCallback, ScsiCmd } from './command';
 import { submit } from './engine';
+import { ItlNexus, type InitiatorId, type ItNexus, type LogicalUnit, type Task, type TargetPort } from './logical-unit';
 import { Asc } from './sense';
 import { IoStats } from './stats';
 import { TmfFunction, TmfResult, taskManagement } from './tmr';
 
-/**
- * What the core needs of the target port a session is opened on (a TPG of
- * model/target.ts): its identity, its target's other ports and the units they
- * export, and its ACLs.
- */
-export interface TargetPort {
-  /** Relative target port identifier (VPD 83h, REPORT TARGET PORT GROUPS). */
-  readonly relativePortId: number;
-  /** SCSI name string of the port (SPC-5 7.7.6.10). */
-  readonly portName: string;
-  /** The fabric's name as configs give it (iscsi, vhost, loopback): the protocol INQUIRY reports. */
-  readonly fabric: string;
-  /** Every port of this port's target, itself included (ALL_TG_PT registrations, EXTENDED COPY). */
-  targetPorts(): Iterable<TargetPort>;
-  /** The units this port exports. */
-  units(): Iterable<LogicalUnit>;
-  /** Initiator names its ACLs admit. */
-  aclNames(): Iterable<string>;
-  /** Called by Session.close(). */
-  forget(session: Session): void;
-}
+export type { InitiatorId, ItlNexus, TargetPort } from './logical-unit';
 
 /** What a nexus may reach: LUN number -> unit and write protection. */
 export type LunMap = Map<number, { lu: LogicalUnit; writeProtect: boolean }>;
 
-export interface InitiatorId {
-  /** Initiator name (iSCSI name, or a NAA/WWN for vhost and loopback). */
-  name: string;
-  /** iSCSI ISID as 12 hex digits; with the name it identifies the initiator port. */
-  isid?: string;
-}
-
-// The reset-class unit attentions are reported before any other (SAM-5 5.14).
-const isResetClass = (asc: number): boolean => asc >> 8 === 0x29;
-
-export class ItlNexus {
-  readonly tasks = new Map<number, ScsiCmd>();
-  /** Pending unit attentions, in the order they will be reported. */
-  readonly uas: number[] = [];
-
-  constructor(
-    readonly session: Session,
-    readonly lun: number,
-    readonly lu: LogicalUnit,
-    public writeProtect: boolean,
-  ) {}
-
-  addUa(asc: number): void {
-    if (this.uas.includes(asc)) return;
-    if (isResetClass(asc)) {
-      // A reset supersedes what was pending from before it (SAM-5 5.14: may clear).
-      this.uas.length = 0;
-      this.uas.push(asc);
-    } else {
-      this.uas.push(asc);
-    }
-  }
-
-  /** Takes the next unit attention to report. */
-  takeUa(): number | undefined {
-    return this.uas.shift();
-  }
-
-  clearUa(asc: number): void {
-    const i = this.uas.indexOf(asc);
-    if (i >= 0) this.uas.splice(i, 1);
-  }
-}
-
 let nextSessionId = 1;
 
 /** An I_T nexus; P is the kind of port it is opened on (the model's Tpg for sessions fabrics open). */
-export class Session<P extends TargetPort = TargetPort> {
+export class Session<P extends TargetPort = TargetPort> implements ItNexus {
   readonly id = nextSessionId++;
   readonly itls = new Map<number, ItlNexus>();
   /** Tasks addressed to LUNs this nexus has no mapping for (INQUIRY, REPORT LUNS...). */
-  readonly unmappedTasks = new Map<number, ScsiCmd>();
+  readonly unmappedTasks = new Map<number, Task>();
   closed = false;
   /** Set by the fabric that opened the nexus: told when anyone else closes it (an ACL or TPG removed live). */
   onClosed: (() => void) | undefined;

@@ -5,9 +5,8 @@
 // counting, so latency is sampled: one command in LATENCY_SAMPLE_EVERY is
 // timed (startedAt 0 means not sampled).
 
-import type { ScsiCmd } from './command';
 import { Status } from './sense';
-import { DataDir } from './opcodes';
+import { DataDir } from './types';
 
 /** Bucket i counts latencies in [2^(i-1), 2^i) microseconds; bucket 0 is < 1 µs. */
 export const LATENCY_BUCKETS = 32;
@@ -103,8 +102,19 @@ export interface IoStatsSnapshot {
   latency_buckets_us: number[];
 }
 
+/** What statistics read of a finished command (the engine's ScsiCmd; lu undefined on a LUN with no unit). */
+export interface CountedCommand {
+  readonly status: number;
+  readonly dir: number;
+  readonly dataLength: number;
+  readonly dataInLength: number;
+  readonly startedAt: number;
+  readonly session: { readonly stats: IoStats };
+  readonly lu: { readonly stats: IoStats } | undefined;
+}
+
 /** The engine's one call per finished command. */
-export function recordCompletion(cmd: ScsiCmd): void {
+export function recordCompletion(cmd: CountedCommand): void {
   const failed = cmd.status !== Status.GOOD && cmd.status !== Status.CONDITION_MET;
   const bytes = cmd.dir === DataDir.OUT ? cmd.dataLength : cmd.dataInLength;
   const lu = cmd.lu;

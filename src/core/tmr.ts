@@ -3,11 +3,9 @@
 // stopped inside a backstore, so an abort marks them and waits: the function
 // completes when every affected command has left the task set.
 
-import { CmdState, ScsiCmd } from './command';
-import { finishUnqueued } from './engine';
-import type { LogicalUnit } from './logical-unit';
+import type { ItNexus, LogicalUnit, Task } from './logical-unit';
 import { Asc } from './sense';
-import type { Session } from './session';
+import { CmdState } from './types';
 
 export type TmfFunction =
   | 'abort-task'
@@ -25,19 +23,17 @@ export type TmfFunction =
 export type TmfResult = 'complete' | 'succeeded' | 'no-task' | 'no-lun' | 'not-supported' | 'rejected';
 
 /** Aborts one command; returns a promise when it must still finish running. */
-function abort(cmd: ScsiCmd, by: 'self' | 'other'): Promise<void> | undefined {
+function abort(cmd: Task, by: 'self' | 'other'): Promise<void> | undefined {
   if (cmd.state === CmdState.DONE) return undefined;
   cmd.abortedBy ??= by;
-  if (cmd.state === CmdState.DELAYED && cmd.lu.unqueue(cmd)) {
-    finishUnqueued(cmd);
-    return undefined;
-  }
+  // A command still waiting in the task set is taken out and ended there and then.
+  if (cmd.state === CmdState.DELAYED && cmd.lu.unqueue(cmd)) return undefined;
   const wait = new Promise<void>((resolve) => (cmd.waiters ??= []).push(resolve));
   cmd.onAbort?.();
   return wait;
 }
 
-function abortAll(cmds: Iterable<ScsiCmd>, by: (c: ScsiCmd) => 'self' | 'other'): Promise<unknown> {
+function abortAll(cmds: Iterable<Task>, by: (c: Task) => 'self' | 'other'): Promise<unknown> {
   const waits: Promise<void>[] = [];
   for (const c of [...cmds]) {
     const w = abort(c, by(c));
@@ -51,7 +47,7 @@ function abortAll(cmds: Iterable<ScsiCmd>, by: (c: ScsiCmd) => 'self' | 'other')
  * end quietly; other nexuses' get TASK ABORTED when TAS is set, otherwise
  * they learn it from COMMANDS CLEARED BY ANOTHER INITIATOR.
  */
-export function abortClearing(lu: LogicalUnit, victims: ScsiCmd[], issuer: Session): Promise<unknown> {
+export function abortClearing(lu: LogicalUnit, victims: Task[], issuer: ItNexus): Promise<unknown> {
   const done = abortAll(victims, (c) => (c.session === issuer ? 'self' : 'other'));
   if (!lu.mode.tas) {
     const hit = new Set(victims.filter((c) => c.session !== issuer).map((c) => c.itl));
@@ -61,13 +57,13 @@ export function abortClearing(lu: LogicalUnit, victims: ScsiCmd[], issuer: Sessi
 }
 
 /** Every task on a logical unit, from every nexus. */
-function tasksOf(lu: LogicalUnit): ScsiCmd[] {
-  const all: ScsiCmd[] = [];
+function tasksOf(lu: LogicalUnit): Task[] {
+  const all: Task[] = [];
   for (const itl of lu.nexuses) all.push(...itl.tasks.values());
   return all;
 }
 
-export async function taskManagement(session: Session, fn: TmfFunction, lun: number, tag?: number): Promise<TmfResult> {
+export async function taskManagement(session: ItNexus, fn: TmfFunction, lun: number, tag?: number): Promise<TmfResult> {
   const itl = session.itls.get(lun);
   switch (fn) {
     case 'abort-task': {
@@ -99,7 +95,7 @@ export async function taskManagement(session: Session, fn: TmfFunction, lun: num
     }
     case 'it-nexus-reset':
     case 'it-nexus-loss': {
-      const cmds: ScsiCmd[] = [...session.unmappedTasks.values()];
+      const cmds: Task[] = [...session.unmappedTasks.values()];
       for (const i of session.itls.values()) cmds.push(...i.tasks.values());
       const done = abortAll(cmds, () => 'self');
       for (const i of session.itls.values()) {

@@ -4,8 +4,8 @@
 // opened on a TPG by a fabric and see the LUNs their ACL maps.
 
 import type { StorageObject } from './storage-object';
-import { Session, type InitiatorId, type LunMap, type TargetPort } from '../core/session';
-import type { LogicalUnit } from '../core/logical-unit';
+import type { InitiatorId, LogicalUnit, TargetPort } from '../core/logical-unit';
+import { Session, type LunMap } from '../core/session';
 import { Asc } from '../core/sense';
 
 export type AttributeValue = boolean | number | string;

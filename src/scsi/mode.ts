@@ -4,8 +4,7 @@
 // reads (WCE for writes, D_SENSE for sense format, TAS for aborts, SWP).
 
 import type { ScsiCmd } from '../core/command';
-import { initialModeState, type LogicalUnit, type ModeState } from '../core/logical-unit';
-import type { ItlNexus } from '../core/session';
+import { initialModeState, type ItlNexus, type LogicalUnit, type ModeState } from '../core/logical-unit';
 import { sglFlatten } from '../core/sgl';
 import { dpoFuaSupported } from './sbc';
 import {

@@ -9,12 +9,11 @@
 // the same registrant. Only APTPL state outlives a restart (pr-store.ts).
 
 import type { ScsiCmd } from '../core/command';
-import type { LogicalUnit } from '../core/logical-unit';
+import type { ItNexus, ItlNexus, LogicalUnit, Task } from '../core/logical-unit';
 import { CommandDef, DataDir, PrAccess } from '../core/opcodes';
 import {
   Asc, ScsiError, SenseKey, invalidCdbField, invalidOpcode, invalidParamField, paramListLengthError, reservationConflict,
 } from '../core/sense';
-import type { ItlNexus, Session } from '../core/session';
 import { sglFlatten } from '../core/sgl';
 import { abortClearing } from '../core/tmr';
 import { log } from '../core/log';
@@ -67,7 +66,7 @@ export interface Reservation {
 
 const sameName = (a: string, b: string): boolean => a.toLowerCase() === b.toLowerCase();
 
-function matches(r: Registration, s: Session): boolean {
+function matches(r: Registration, s: ItNexus): boolean {
   return sameName(r.name, s.initiator.name) && (r.isid === undefined || r.isid === s.initiator.isid?.toLowerCase()) &&
     (r.tport === undefined || r.tport === s.tpg.portName);
 }
@@ -90,7 +89,7 @@ export class PrState {
   /** Activate persist through power loss: the state is saved on every change. */
   aptpl = false;
   /** Nexus -> its registration, rebuilt after every change (the access check is on the hot path). */
-  private cache = new WeakMap<Session, Registration | null>();
+  private cache = new WeakMap<ItNexus, Registration | null>();
   /** PR OUT commands run one at a time per unit (they may wait for the disk). */
   private queue: Promise<void> = Promise.resolve();
 
@@ -99,7 +98,7 @@ export class PrState {
     readonly store: PrStore | undefined,
   ) {}
 
-  registrationOf(s: Session): Registration | undefined {
+  registrationOf(s: ItNexus): Registration | undefined {
     let r = this.cache.get(s);
     if (r === undefined) {
       r = this.registrations.find((x) => matches(x, s)) ?? null;
@@ -119,7 +118,7 @@ export class PrState {
    * class are treated as 'write', the most restrictive class for registered
    * and reserved access alike, until every table declares one.
    */
-  check(cmd: ScsiCmd): boolean {
+  check(cmd: Task): boolean {
     const cls: PrAccess = BY_CDB[cmd.cdb[0]]?.(cmd.cdb) ?? cmd.def.pr ?? 'write';
     if (cls === 'allowed') return true;
     // SPC-2 RESERVE/RELEASE conflict while any registration exists (SPC-5 5.14.3).
@@ -178,19 +177,19 @@ export class PrState {
   }
 
   /** Unit attention to every live I_T_L nexus of this unit that the registration covers. */
-  uaTo(reg: Registration, asc: number, except?: Session): void {
+  uaTo(reg: Registration, asc: number, except?: ItNexus): void {
     for (const itl of this.lu.nexuses) if (itl.session !== except && matches(reg, itl.session)) itl.addUa(asc);
   }
 
   /** Unit attention to every registered nexus but the issuer. */
-  uaToRegistrants(asc: number, issuer: Session): void {
+  uaToRegistrants(asc: number, issuer: ItNexus): void {
     for (const itl of this.lu.nexuses) {
       if (itl.session !== issuer && this.registrationOf(itl.session) !== undefined) itl.addUa(asc);
     }
   }
 
   /** Removes a registration; releases the reservation it held (SPC-5 5.14.11.2.2). */
-  unregister(reg: Registration, issuer: Session): void {
+  unregister(reg: Registration, issuer: ItNexus): void {
     this.registrations = this.registrations.filter((r) => r !== reg);
     const res = this.reservation;
     if (!res) return;
@@ -486,7 +485,7 @@ function service(cmd: ScsiCmd, st: PrState, sa: number, type: number, scope: num
   throw invalidCdbField(1, 4);
 }
 
-function newRegistration(s: Session, port: PortName, key: bigint, allTgPt: boolean): Registration {
+function newRegistration(s: ItNexus, port: PortName, key: bigint, allTgPt: boolean): Registration {
   return {
     key,
     name: port.name,

@@ -9,7 +9,7 @@
 
 import type { ScsiCmd } from '../core/command';
 import { CommandDef, DataDir, F } from '../core/opcodes';
-import type { ItlNexus } from '../core/session';
+import type { ItlNexus } from '../core/logical-unit';
 import {
   Asc, ScsiError, encodeSense, invalidCdbField, lunNotSupported, noSense, unitAttention,
 } from '../core/sense';

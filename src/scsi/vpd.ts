@@ -1,10 +1,8 @@
 // Vital product data pages (SPC-5 7.7, SBC-4 6.6), as INQUIRY with EVPD=1 returns them.
 
 import type { ScsiCmd } from '../core/command';
-import type { LogicalUnit } from '../core/logical-unit';
-import { VENDOR_ID } from '../core/logical-unit';
-import type { TargetPort } from '../core/session';
-import { PERIPHERAL_NO_LUN, productId, putAscii, servesCompareAndWrite, transportOf } from './inquiry';
+import { VENDOR_ID, type LogicalUnit, type TargetPort } from '../core/logical-unit';
+import { PERIPHERAL_NO_LUN, productId, putAscii, servesCompareAndWrite, transportOf } from './inquiry-fields';
 import { provisioning } from './provisioning';
 import { servesBlockErase } from './sbc-sanitize';
 import { TARGET_PORT_GROUP_ID } from './alua';
