@@ -4,6 +4,7 @@
 // a new one, a reinstated one (same initiator and ISID), or an existing one
 // joined by TSIH (MC/S).
 
+import { countRefusal, loginCounts } from './login-counts';
 import { log } from '../../src/core/log';
 import type { Sgl } from '../../src/core/sgl';
 import { AccessDenied, type AttributeValue, type Tpg, type Auth } from '../../src/model/target';
@@ -285,6 +286,7 @@ export class LoginMachine {
       for (const c of s.connections) if (c.cid === conn.cid) c.destroy(true);
     }
     this.tsih = s.tsih;
+    loginCounts.accepted++;
     this.respond(csg, Stage.FULL_FEATURE, true, reply);
     clearTimeout(this.timer);
     conn.headerDigest = params.headerDigest;
@@ -346,6 +348,7 @@ export class LoginMachine {
   }
 
   private failNow(status: number): void {
+    countRefusal(status);
     clearTimeout(this.timer);
     this.respond(this.stage === Stage.FULL_FEATURE ? Stage.OPERATIONAL : this.stage, 0, false, [], status);
     this.conn.end();

@@ -7,6 +7,7 @@
 // backstore's own memory when it lends it (RAM) or else from a recycled
 // buffer (data-in-pool.ts), either given back once the socket has written it.
 
+import { loginCounts } from './login-counts';
 import type { Completion } from '../../src/core/command';
 import type { Session as CoreSession } from '../../src/core/session';
 import type { TmfFunction, TmfResult } from '../../src/core/tmr';
@@ -938,6 +939,7 @@ export class IscsiSession {
     } else if (reason !== LogoutReason.CLOSE_SESSION) {
       return c.reject(h, RejectReason.INVALID_FIELD);
     }
+    if (code === LogoutRsp.OK) loginCounts.logouts++;
     const r = c.header(Op.LOGOUT_RSP, F_FINAL);
     r[LO.RESPONSE] = code;
     r.writeUInt32BE(itt, H.ITT);
