@@ -25,6 +25,11 @@ export interface UnitIdentity {
   readonly serial: string;
   /** 16-byte NAA designator (VPD 83h). */
   readonly naa: Buffer;
+  /** INQUIRY vendor identification and product revision level. */
+  readonly vendor: string;
+  readonly revision: string;
+  /** lio: VPD 83h lists LIO's designators, as LIO would for this unit. */
+  readonly compat: 'tsio' | 'lio';
   readonly attributes: StorageAttributes;
 }
 

@@ -18,6 +18,8 @@ export interface TargetPort {
   readonly relativePortId: number;
   /** SCSI name string of the port (SPC-5 7.7.6.10). */
   readonly portName: string;
+  /** SCSI name string of the target device the port belongs to (its WWN). */
+  readonly targetName: string;
   /** The fabric's name as configs give it (iscsi, vhost, loopback): the protocol INQUIRY reports. */
   readonly fabric: string;
   /** Every port of this port's target, itself included (ALL_TG_PT registrations, EXTENDED COPY). */

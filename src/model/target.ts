@@ -81,6 +81,10 @@ export class Tpg implements TargetPort {
     return `${this.target.wwn},t,0x${this.tag.toString(16).padStart(4, '0')}`;
   }
 
+  get targetName(): string {
+    return this.target.wwn;
+  }
+
   get fabric(): string {
     return this.target.fabric;
   }
