@@ -119,6 +119,8 @@ test('sd_notify: READY=1 only once the portal listens; SIGHUP reloads the saved 
   const config = (luns: string) => `storage_objects:\n  - { name: r0, plugin: rd_mcp, size: 1MiB }\n  - { name: r1, plugin: rd_mcp, size: 1MiB }\ntargets:\n  - { fabric: iscsi, wwn: ${IQN}, tpgs: [ { tag: 1, portals: [ { ip_address: 127.0.0.1, port: ${port} } ], luns: [ ${luns} ] } ] }\n`;
   writeFileSync(save, config('{ index: 0, storage_object: /backstores/rd_mcp/r0 }'));
   const d = spawn(process.execPath, [TSIOD, '--config', save, '--saveconfig', save, '--control', join(dir, 'c.sock'), '--state-dir', join(dir, 'state')], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NOTIFY_SOCKET: notify } });
+  // Taken now: tsiod may be gone by the time the test waits for it.
+  const exited = once(d, 'exit');
   let log = '';
   d.stderr!.on('data', (x) => (log += x));
   try {
@@ -133,7 +135,7 @@ test('sd_notify: READY=1 only once the portal listens; SIGHUP reloads the saved 
     assert.match(log, /tsio notice: control: SIGHUP: reload/);
     d.kill('SIGTERM');
     await until(/STOPPING=1/);
-    const [code] = await once(d, 'exit');
+    const [code] = await exited;
     assert.equal(code, 0, log);
   } finally {
     d.kill('SIGKILL');
@@ -160,6 +162,7 @@ test('under the journal, lines carry syslog priorities; refused logins and contr
   const st = fstatSync(fd);
   const sock = join(dir, 'c.sock');
   const d = spawn(process.execPath, [TSIOD, '--config', cfg, '--control', sock, '--state-dir', join(dir, 'state')], { stdio: ['ignore', fd, fd], env: { ...process.env, JOURNAL_STREAM: `${st.dev}:${st.ino}` } });
+  const exited = once(d, 'exit');
   closeSync(fd);
   const text = () => readFileSync(logFile, 'utf8');
   try {
@@ -189,7 +192,7 @@ test('under the journal, lines carry syslog priorities; refused logins and contr
     for (const line of t.split('\n').filter((l) => l !== '')) assert.match(line, /^<[3-7]>tsio (error|warn|notice|info|debug): /, line);
   } finally {
     d.kill('SIGTERM');
-    await once(d, 'exit');
+    await exited;
   }
   mkdirSync(join(dir, 'x'), { recursive: true });
 });
