@@ -65,7 +65,7 @@ export async function buildStorageObject(spec: StorageObjectSpec, stateDir: stri
   const backstore = await backstoreFactory(spec.plugin)(spec);
   // A pass-through device is served by the table of its own device type.
   const table = backstore.passthrough ? passthroughTable(backstore.passthrough.deviceType) : diskTable;
-  const so = new StorageObject(spec.name, spec.plugin, attributes, backstore, table, spec.serial);
+  const so = new StorageObject(spec.name, spec.plugin, attributes, backstore, table, spec.serial, spec.compat);
   // A pass-through device keeps its own persistent reservations (as LIO's pscsi).
   if (!backstore.passthrough) attachPrStore(so.lu, stateDir);
   return so;

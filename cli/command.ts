@@ -9,6 +9,7 @@ import { hintName, ShellError, type Args } from './args';
 import type { Bookmarks } from './bookmarks';
 import type { Node, TreeData } from './tree';
 import type { FieldSpec } from '../app/config/specs';
+import type { Prefs } from './prefs';
 
 /** Asks the user something (inquirer in a terminal); batch use answers with the default. */
 export interface Prompter {
@@ -33,6 +34,8 @@ export interface ShellContext {
   readonly data: TreeData;
   readonly root: Node;
   readonly bookmarks: Bookmarks;
+  /** The global preferences (get/set global). */
+  readonly prefs: Prefs;
   cwd: string;
   out(s: string): void;
   /** Text, or with --json the JSON value. */
@@ -80,6 +83,14 @@ export interface Verb {
 export interface Command extends Verb {
   /** Whether node n offers it (default: wherever it is declared). */
   when?(n: Node, ctx: ShellContext): boolean;
+  /** Other names for params (targetcli's), accepted as name=value. */
+  aliases?: Record<string, string>;
+  /**
+   * The command checks its own name=value arguments (set: a settings group's names). Otherwise the shell
+   * refuses, before it runs, any name its params (and aliases) do not declare, and more positional words
+   * than it has params.
+   */
+  ownArgs?: boolean;
   run(ctx: ShellContext, at: Node, a: Args): Promise<'exit' | void> | 'exit' | void;
 }
 
@@ -110,6 +121,22 @@ export function bindParams(cmd: string, params: Param[], a: Args, aliases: Recor
     out[k] = v;
   }
   return out;
+}
+
+/** What the shell checks of every command line: the name=value names and the count of positional words. */
+export function checkArgs(c: Command, at: Node, a: Args): void {
+  if (c.ownArgs) return;
+  const params = c.params?.(at) ?? [];
+  const names = [...params.map((p) => p.name), ...Object.keys(c.aliases ?? {})];
+  for (const k of Object.keys(a.kv)) {
+    if (names.includes(k)) continue;
+    const takes = params.length ? ` (takes ${params.map((p) => p.name).join(', ')})` : ' (it takes none)';
+    throw new ShellError(`unknown parameter ${k} for ${c.name} at ${at.path}${hintName(k, params)}${takes}; usage: ${c.usage}`);
+  }
+  if (a.pos.length > params.length) {
+    const extra = a.pos.slice(params.length).join(' ');
+    throw new ShellError(`${c.name} takes ${params.length ? `at most ${params.length} arguments (${params.map((p) => p.name).join(' ')})` : 'no arguments'}, not '${extra}'; usage: ${c.usage}`);
+  }
 }
 
 /** Completes a name (name= with withValues), and after name= the param's values (bool: true/false). */

@@ -7,8 +7,9 @@ import type { Node } from './tree';
 import type { FieldSpec } from '../app/config/specs';
 import { specs } from '../app/config/specs';
 import type { ShellContext, Verb } from './command';
+import { prefFields } from './prefs';
 
-function fieldLine(f: FieldSpec): string {
+export function fieldLine(f: FieldSpec): string {
   const range = f.min !== undefined || f.max !== undefined ? ` [${f.min ?? ''}..${f.max ?? ''}]` : '';
   const values = f.values ? ` (${f.values.join('|')})` : '';
   const def = f.default !== undefined && f.default !== '' ? ` default ${String(f.default)}` : f.required ? ' required' : '';
@@ -51,6 +52,7 @@ export function manual(verbs: readonly Verb[]): string {
     '    tcli [--control PATH] [--json] [PATH] COMMAND [ARGS...]   one command',
     '    tcli [--control PATH] [--json] -f SCRIPT        commands from a file (- for stdin); stops at the first error',
     '    tcli help                                       this manual',
+    '    tcli --version',
     '',
     'DESCRIPTION',
     '    tcli talks to tsiod over its control socket (JSON-RPC 2.0; default /run/tsio/control.sock). Every change',
@@ -89,9 +91,12 @@ export function manual(verbs: readonly Verb[]): string {
       lines.push(...sect(`discovery_auth (set discovery_auth at /${f.name})`, f.discoveryAuth), '');
       return lines;
     }),
+    'GLOBAL PREFERENCES (get global, set global NAME=VALUE at any node; kept in ~/.tcli/prefs.json)',
+    ...prefFields('~/.tcli').map((f) => fieldLine(f).replace(/^ {2}/gm, '    ')),
+    '',
     'FILES',
     '    /etc/tsio/saveconfig.yaml   default saveconfig file; previous versions beside it as saveconfig.yaml.backup-*',
-    '    ~/.tcli/history, ~/.tcli/bookmarks.json   (TCLI_HOME overrides ~/.tcli)',
+    '    ~/.tcli/history, ~/.tcli/bookmarks.json, ~/.tcli/prefs.json, ~/.tcli/log.txt   (TCLI_HOME overrides ~/.tcli)',
     '',
     'EXAMPLES',
     '    tcli /backstores/rd_mcp create ram0 1GiB',

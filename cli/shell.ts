@@ -10,8 +10,16 @@ import { buildTree, find, joinPath, type Node, type TreeData } from './tree';
 import { didYouMean } from '../app/config/validation';
 import { ShellError, splitArgs, tokenize } from './args';
 import { Bookmarks } from './bookmarks';
-import { completeParams, type Command, type Settings, type ShellContext, type ShellOptions, type Verb } from './command';
+import { checkArgs, completeParams, type Command, type Param, type Settings, type ShellContext, type ShellOptions, type Verb } from './command';
 import { commandsAt, isVerb, settingsAt, VERBS } from './commands';
+import { Prefs } from './prefs';
+
+/** The params not yet given among the words typed (by name=, or by position). */
+function unbound(params: Param[], words: string[]): Param[] {
+  const named = new Set(words.filter((w) => /^[A-Za-z_][\w.]*=/.test(w)).map((w) => w.slice(0, w.indexOf('='))));
+  const positional = words.filter((w) => !/^[A-Za-z_][\w.]*=/.test(w)).length;
+  return params.filter((p, i) => i >= positional && !named.has(p.name));
+}
 
 export class Shell implements ShellContext {
   cwd = '/';
@@ -19,6 +27,7 @@ export class Shell implements ShellContext {
   data!: TreeData;
   root!: Node;
   readonly bookmarks: Bookmarks;
+  readonly prefs: Prefs;
   readonly home: string;
   /** Output lines of the last command (for batch and tests). */
   out: (s: string) => void = (s) => process.stdout.write(s + '\n');
@@ -29,6 +38,7 @@ export class Shell implements ShellContext {
   ) {
     this.home = opts.home ?? process.env.TCLI_HOME ?? join(homedir(), '.tcli');
     this.bookmarks = new Bookmarks(this.home);
+    this.prefs = new Prefs(this.home);
   }
 
   async refresh(): Promise<void> {
@@ -57,9 +67,12 @@ export class Shell implements ShellContext {
   resolvePath(typed: string): Node {
     let p = typed;
     if (p.startsWith('@')) {
-      const b = this.bookmarks.get(p.slice(1));
-      if (!b) throw new ShellError(`no bookmark ${p}${this.bookmarks.hint(p.slice(1))}`);
-      p = b;
+      // @NAME, or @NAME/below: a path under the bookmarked node.
+      const slash = p.indexOf('/');
+      const name = slash < 0 ? p.slice(1) : p.slice(1, slash);
+      const b = this.bookmarks.get(name);
+      if (!b) throw new ShellError(`no bookmark @${name}${this.bookmarks.hint(name)}`);
+      p = slash < 0 ? b : joinPath(b, p.slice(slash + 1));
     } else if (p === '-' || p === '<') p = this.previous;
     const abs = joinPath(this.cwd, p);
     const n = find(this.root, abs);
@@ -88,7 +101,7 @@ export class Shell implements ShellContext {
     let cmd = words[0];
     let rest = words.slice(1);
     // "/path command args" runs the command there; a path alone changes to it (as targetcli).
-    if (cmd.startsWith('/') || cmd.startsWith('.') || cmd.startsWith('@') || (!isVerb(cmd) && (cmd.includes('/') || this.node.children.some((c) => c.name === cmd)))) {
+    if (this.isPathWord(cmd)) {
       at = this.resolvePath(cmd);
       if (rest.length === 0) {
         this.changeDir(at);
@@ -104,7 +117,14 @@ export class Shell implements ShellContext {
     const here = this.commandsAt(at);
     const c = here.find((x) => x.name === cmd);
     if (!c) throw new ShellError(`${cmd} is not available at ${at.path} (here: ${here.map((x) => x.name).join(', ')})`);
-    return c.run(this, at, splitArgs(rest));
+    const a = splitArgs(rest);
+    checkArgs(c, at, a);
+    return c.run(this, at, a);
+  }
+
+  /** A first word that names a node ("/path cmd", "child cmd", "@mark/sub cmd"), not a command. */
+  private isPathWord(w: string): boolean {
+    return w.startsWith('/') || w.startsWith('.') || w.startsWith('@') || (!isVerb(w) && (w.includes('/') || this.node.children.some((c) => c.name === w)));
   }
 
   changeDir(n: Node): void {
@@ -131,8 +151,13 @@ export class Shell implements ShellContext {
     const current = endsWithSpace ? '' : (words.pop() ?? '');
     let at = this.node;
     // "/path cmd ..." completes as if at that path.
-    if (words.length > 0 && (words[0].startsWith('/') || words[0].startsWith('@') || words[0].startsWith('.'))) {
-      const n = find(this.root, joinPath(this.cwd, words[0].startsWith('@') ? (this.bookmarks.get(words[0].slice(1)) ?? '/') : words[0]));
+    if (words.length > 0 && this.isPathWord(words[0])) {
+      let n: Node | undefined;
+      try {
+        n = this.resolvePath(words[0]);
+      } catch {
+        n = undefined;
+      }
       if (n) {
         at = n;
         words = words.slice(1);
@@ -148,11 +173,19 @@ export class Shell implements ShellContext {
     const c = this.command(at, words[0]);
     const args = words.slice(1);
     if (!c) return [[], current];
-    return pick(c.complete ? c.complete(this, at, args, current) : c.params ? completeParams(this, c.params(at), current) : []);
+    return pick(c.complete ? c.complete(this, at, args, current) : c.params ? completeParams(this, unbound(c.params(at), args), current) : []);
   }
 
   /** Children of the typed path's directory part, with a trailing / where they have children. */
   completePath(typed: string): string[] {
+    const mark = /^@([^/]+)\//.exec(typed);
+    if (mark) {
+      // @NAME/...: completed under the bookmarked path, shown as typed.
+      const b = this.bookmarks.get(mark[1]);
+      if (!b) return [];
+      const base = b === '/' ? '/' : `${b}/`;
+      return this.completePath(base + typed.slice(mark[0].length)).map((c) => `@${mark[1]}/${c.slice(base.length)}`);
+    }
     const slash = typed.lastIndexOf('/');
     const dirPart = slash >= 0 ? typed.slice(0, slash + 1) : '';
     const dir = find(this.root, joinPath(this.cwd, dirPart || '.'));

@@ -68,6 +68,9 @@ interface Addon {
   unixListen(path: string, mode?: number, gid?: number): number;
   groupId(name: string): number;
   unixConnect(path: string): number;
+  /** One datagram to a unix socket (sd_notify); '@' starts an abstract name. */
+  unixDatagramSend(path: string, data: Buffer): void;
+  peerCredentials(fd: number): { pid: number; uid: number; gid: number };
   unixAccept(fd: number): number;
   recvMessage(fd: number): { data: Buffer; fds: number[] } | null;
   sendMessage(fd: number, buf: Buffer, fds?: number[]): void;
@@ -166,6 +169,10 @@ export const unixListen: Addon['unixListen'] = addon.unixListen;
 export const groupId: Addon['groupId'] = addon.groupId;
 /** A blocking client connection to a unix socket. */
 export const unixConnect: Addon['unixConnect'] = addon.unixConnect;
+/** One datagram to a unix socket, sent by this process (sd_notify). */
+export const unixDatagramSend: Addon['unixDatagramSend'] = addon.unixDatagramSend;
+/** SO_PEERCRED of a connected unix socket: the peer's pid, uid and gid. */
+export const peerCredentials: Addon['peerCredentials'] = addon.peerCredentials;
 /** accept4 on a listening socket: the new non-blocking fd, or -1 when none is pending. */
 export const unixAccept: Addon['unixAccept'] = addon.unixAccept;
 /** One vhost-user message (header + payload) with the fds it carried; null when none is ready; empty data at EOF. */

@@ -22,6 +22,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -125,6 +126,44 @@ Napi::Value UnixConnect(const Napi::CallbackInfo& info) {
     throw ErrnoError(env, e, "connect");
   }
   return Napi::Number::New(env, fd);
+}
+
+// unixDatagramSend(path, data): one datagram to a unix socket, from this
+// process (sd_notify's protocol: the service manager attributes the message
+// to the main PID only when that PID sends it). A path starting with '@' is
+// in the abstract namespace.
+Napi::Value UnixDatagramSend(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = ArgString(info, 0, "path");
+  if (info.Length() < 2 || !info[1].IsBuffer()) throw Napi::TypeError::New(env, "data must be a Buffer");
+  auto data = info[1].As<Napi::Buffer<uint8_t>>();
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof a.sun_path) throw Napi::RangeError::New(env, "bad socket path: " + path);
+  memcpy(a.sun_path, path.data(), path.size());
+  if (path[0] == '@') a.sun_path[0] = 0;
+  socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + (path[0] == '@' ? 0 : 1));
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw ErrnoError(env, errno, "socket");
+  ssize_t n = sendto(fd, data.Data(), data.Length(), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&a), len);
+  int e = errno;
+  close(fd);
+  if (n < 0) throw ErrnoError(env, e, "sendto");
+  return env.Undefined();
+}
+
+// peerCredentials(fd) -> { pid, uid, gid }: who is at the other end of a
+// connected unix socket (SO_PEERCRED), for the control socket's audit log.
+Napi::Value PeerCredentials(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ucred c{};
+  socklen_t len = sizeof c;
+  if (getsockopt(ArgFd(info, 0), SOL_SOCKET, SO_PEERCRED, &c, &len) < 0) throw ErrnoError(env, errno, "getsockopt(SO_PEERCRED)");
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("pid", Napi::Number::New(env, c.pid));
+  o.Set("uid", Napi::Number::New(env, c.uid));
+  o.Set("gid", Napi::Number::New(env, c.gid));
+  return o;
 }
 
 // unixAccept(fd) -> fd, or -1 when no connection is pending. The accepted
@@ -424,6 +463,8 @@ void InitVhostUser(Napi::Env env, Napi::Object exports) {
   exports.Set("unixListen", Napi::Function::New(env, UnixListen, "unixListen"));
   exports.Set("groupId", Napi::Function::New(env, GroupId, "groupId"));
   exports.Set("unixConnect", Napi::Function::New(env, UnixConnect, "unixConnect"));
+  exports.Set("unixDatagramSend", Napi::Function::New(env, UnixDatagramSend, "unixDatagramSend"));
+  exports.Set("peerCredentials", Napi::Function::New(env, PeerCredentials, "peerCredentials"));
   exports.Set("unixAccept", Napi::Function::New(env, UnixAccept, "unixAccept"));
   exports.Set("recvMessage", Napi::Function::New(env, RecvMessage, "recvMessage"));
   exports.Set("sendMessage", Napi::Function::New(env, SendMessage, "sendMessage"));

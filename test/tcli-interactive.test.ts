@@ -81,7 +81,7 @@ after(async () => {
   await daemon?.stop();
 });
 
-test('typing in tcli builds an iSCSI target with a LUN and an ACL; Tab completes; a typo is one line; exit offers to save', async () => {
+test('typing in tcli builds an iSCSI target with a LUN and an ACL; Tab completes; a typo is one line; the wizard takes back what it made when abandoned; exit saves', async () => {
   daemon = await startTsiod('');
   const dir = daemon.dir;
   const save = join(dir, 'etc', 'saveconfig.yaml');
@@ -153,26 +153,54 @@ test('typing in tcli builds an iSCSI target with a LUN and an ACL; Tab completes
   await key('Enter', /Storage object name/);
   await type('wizram', ['Enter']);
   await waitFor(/size \(Capacity/);
-  await key('Enter', /Created rd_mcp storage object wizram\./);
+  await key('Enter', /Created rd_mcp storage object \/backstores\/rd_mcp\/wizram\./);
   await waitFor(/\? Fabric/);
   await key('Down', /❯ vhost/);
   await key('Down', /❯ loopback/);
   await key('Enter', /Target WWN/);
-  await key('Enter', /Created LUN 0\.\n.*> $/m);
+  await key('Enter', /Created LUN 0 \(\/backstores\/rd_mcp\/wizram\)\.\n.*> $/m);
   // Back at the prompt, keys are echoed once (the terminal mode is ours again).
   s = await run('ls /loopback');
   assert.match(s, /> ls \/loopback\n/);
   assert.match(s, /o- lun0 \.+ \[rd_mcp\/wizram\]/);
 
-  // exit: the config changed, so tcli offers to save it.
+  // The wizard for iSCSI asks for the portal's address and port; abandoned (Ctrl-C), it takes back what it made.
+  // A clean screen first: what the first wizard printed must not answer the waits below.
+  tmux('send-keys', '-t', 'tcli', 'C-l');
+  await new Promise((r) => setTimeout(r, 300));
+  tmux('clear-history', '-t', 'tcli');
+  await type('wizard');
+  await waitFor(/Backstore type/);
+  await key('Down', /❯ fileio/);
+  await key('Down', /❯ rd_mcp/);
+  await key('Enter', /Storage object name/);
+  await type('wizgone', ['Enter']);
+  await waitFor(/size \(Capacity/);
+  await key('Enter', /Created rd_mcp storage object \/backstores\/rd_mcp\/wizgone\./);
+  await waitFor(/\? Fabric/);
+  await key('Enter', /Target WWN/);
+  await key('Enter', /Created LUN 0 \(\/backstores\/rd_mcp\/wizgone\)\.[\s\S]*Portal address/);
+  await type('127.0.0.1', ['Enter']);
+  await waitFor(/Portal port/);
+  tmux('send-keys', '-t', 'tcli', 'C-c');
+  s = await waitFor(/error: wizard abandoned; removed what it had created: target \/iscsi\/iqn\.[^,]+, storage object \/backstores\/rd_mcp\/wizgone\n.*> $/m);
+  s = await run('ls /backstores/rd_mcp');
+  assert.doesNotMatch(s.slice(s.lastIndexOf('ls /backstores/rd_mcp')), /wizgone/);
+
+  // Tab after a relative path's command completes its arguments.
+  await run(`cd /iscsi/${IQN}/tpg1`);
+  await type('luns create ', ['Tab', 'Tab']);
+  await tabUntil(/storage_object=\s+lun=\s+alias=\s+add_mapped_luns=/);
+  tmux('send-keys', '-t', 'tcli', 'C-u');
+  await run('cd /');
+
+  // exit: the config differs from the saved file, and auto_save_on_exit (on by default, as in targetcli) saves it.
   await type('exit');
-  await waitFor(/changed since it was last saved\. Save it to .*saveconfig\.yaml\?/);
-  await type('y');
   s = await waitFor(/TCLI-EXITED-0/);
-  assert.match(s, /Configuration saved to .*saveconfig\.yaml/);
+  assert.match(s, /Configuration saved to .*saveconfig\.yaml \(global auto_save_on_exit\)/);
   assert.ok(existsSync(save));
   assert.match(readFileSync(save, 'utf8'), new RegExp(`node_wwn: ${INIT}`));
   const history = readFileSync(join(dir, 'home', 'history'), 'utf8');
   assert.match(history, /^luns create \/backstores\/rd_mcp\/ram0$/m);
-  assert.doesNotMatch(history, /^y$/m, 'prompt answers are not history');
+  assert.doesNotMatch(history, /^wizgone$/m, 'prompt answers are not history');
 });

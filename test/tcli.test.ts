@@ -83,8 +83,11 @@ test('batch: a script builds the configuration; ls shows it; saveconfig, restart
   daemons.push(d2);
   const ls2 = tcli(d2.sock, ['ls']);
   assert.equal(ls2.stdout, ls1.stdout);
+  // Started from saved.yaml, its own saveconfig file does not exist yet: status says so, never "saved".
   r = tcli(d2.sock, ['status']);
-  assert.match(r.stdout, /config saved/);
+  assert.match(r.stdout, /config not saved: .*etc\/saveconfig\.yaml does not exist yet/);
+  assert.equal(tcli(d2.sock, ['saveconfig']).status, 0);
+  assert.match(tcli(d2.sock, ['status']).stdout, /config saved: .*etc\/saveconfig\.yaml holds the running configuration/);
 });
 
 test('batch: errors are one line on stderr with a non-zero exit; a script stops at its first error', async () => {
@@ -94,10 +97,10 @@ test('batch: errors are one line on stderr with a non-zero exit; a script stops 
   const cases: [string[], RegExp][] = [
     [['lsx'], /^tcli: command not found: lsx \(did you mean ls\?\)\n$/],
     [['/nowhere', 'ls'], /^tcli: no such path \/nowhere\n$/],
-    [['/backstores/rd_mcp/ram0', 'set', 'attribute', 'queue_depth=0'], /^tcli: storage_objects\[0\]\.attributes\.queue_depth: must be between 1 and 65535, not 0\n$/],
+    [['/backstores/rd_mcp/ram0', 'set', 'attribute', 'queue_depth=0'], /^tcli: \/backstores\/rd_mcp\/ram0: attribute queue_depth: must be between 1 and 65535, not 0\n$/],
     [['/backstores/rd_mcp/ram0', 'set', 'attribute', 'queue_dept=4'], /^tcli: unknown parameter queue_dept in group 'attribute' \(did you mean queue_depth\?\)\n$/],
     [['/backstores/rd_mcp', 'create', 'ram0', '1MiB'], /^tcli: storage object \/backstores\/rd_mcp\/ram0 already exists\n$/],
-    [['/iscsi', 'create', 'iqn.bad'], /^tcli: targets\[0\]\.wwn: .*\n$/],
+    [['/iscsi', 'create', 'iqn.bad'], /^tcli: \/iscsi\/iqn\.bad: wwn: .*\n$/],
     [['clearconfig'], /^tcli: clearconfig removes everything: run it as clearconfig confirm=true\n$/],
     [['/backstores', 'create', 'x'], /^tcli: create is not available at \/backstores/],
   ];

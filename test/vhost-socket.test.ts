@@ -82,7 +82,7 @@ test('socket_mode and socket_group change live (tpgs.set); an unknown group is r
     assert.equal(st.gid, GID);
     assert.equal(st.mode & 0o7777, 0o660);
     assert.equal(connectAs(GROUP, sock('default')).status, 0, 'the new group connects');
-    await assert.rejects(c.call('tpgs.set', { wwn: 'naa.5001405000000063', tag: 1, fields: { socket_group: 'no-such-group-x' } }), /targets\[2\]\.tpgs\[0\]\.socket_group: no group 'no-such-group-x' on this host/);
+    await assert.rejects(c.call('tpgs.set', { wwn: 'naa.5001405000000063', tag: 1, fields: { socket_group: 'no-such-group-x' } }), /\/vhost\/naa\.5001405000000063\/tpg1: socket_group: no group 'no-such-group-x' on this host/);
     assert.equal(statSync(sock('private')).gid, process.getegid!(), 'unchanged');
   } finally {
     c.close();

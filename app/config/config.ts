@@ -29,6 +29,8 @@ export interface StorageObjectConfig {
   plugin: BackstorePlugin;
   /** Unit serial (VPD 80h); absent: the runtime derives one. */
   wwn?: string;
+  /** Whose identity the unit presents (INQUIRY, VPD 80h/83h): tsio's, or LIO's for a disk moved from LIO. */
+  compat: 'tsio' | 'lio';
   /** Complete: spec defaults, then plugin fields (write_back, readonly), then the file's own values. */
   attributes: StorageAttributes;
   /** Bytes. rd_mcp: always; fileio: when given. */
@@ -436,6 +438,7 @@ function normalizeStorageObject(s: Specs, raw: Raw): StorageObjectConfig {
     name: raw.name as string,
     plugin: b.name as BackstorePlugin,
     ...(raw.wwn !== undefined ? { wwn: raw.wwn as string } : {}),
+    compat: (raw.compat as 'tsio' | 'lio' | undefined) ?? 'tsio',
     ...own,
     attributes: attributes as unknown as StorageAttributes,
   };

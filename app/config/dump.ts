@@ -36,6 +36,7 @@ export function configToDocument(cfg: TsioConfig): ConfigDocument {
     const b = s.backstore(so.plugin);
     const o: Record<string, unknown> = { name: so.name, plugin: so.plugin };
     put(o, 'wwn', so.wwn);
+    if (so.compat !== 'tsio') o.compat = so.compat;
     // Attribute-linked fields (write_back, readonly) are said once, as the field: its default differs per plugin.
     const own = nonDefault(b.fields, so as unknown as Record<string, unknown>);
     if (own) Object.assign(o, own);

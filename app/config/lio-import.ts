@@ -20,6 +20,33 @@ export interface LioConversion {
 const PLUGIN: Record<string, string> = { fileio: 'fileio', block: 'block', iblock: 'block', ramdisk: 'rd_mcp', rd_mcp: 'rd_mcp', pscsi: 'pscsi' };
 // LIO attributes tsio derives from the store itself: not settings, so not worth a note.
 const DERIVED = new Set(['hw_block_size', 'hw_max_sectors_hw', 'hw_pi_prot_type', 'hw_queue_depth', 'block_size']);
+
+/**
+ * LIO attributes tsio has no setting for, at values that mean what tsio does anyway: no protection
+ * information, unrestricted reordering off, persistent reservations on with ISIDs enforced, and DPO and FUA on
+ * reads served exactly when FUA on writes is (tsio ties them to emulate_fua_write). Only other values change
+ * what an initiator sees, and only those are reported.
+ */
+const SAME_AS_TSIO: Record<string, (v: number, attrs: Obj) => boolean> = {
+  pi_prot_type: (v) => v === 0,
+  pi_prot_format: (v) => v === 0,
+  pi_prot_verify: (v) => v === 0,
+  emulate_rest_reord: (v) => v === 0,
+  force_pr_aptpl: (v) => v === 0,
+  emulate_pr: (v) => v === 1,
+  enforce_pr_isids: (v) => v === 1,
+  alua_support: (v) => v === 1,
+  pgr_support: (v) => v === 1,
+  emulate_dpo: (v, a) => v === Number(a.emulate_fua_write ?? 1),
+  emulate_fua_read: (v, a) => v === Number(a.emulate_fua_write ?? 1),
+};
+
+/** Attributes without a tsio counterpart whose value is what tsio does anyway (not worth a note). */
+function harmless(attrs: Obj): Set<string> {
+  const out = new Set(DERIVED);
+  for (const [k, same] of Object.entries(SAME_AS_TSIO)) if (k in attrs && same(Number(attrs[k]), attrs)) out.add(k);
+  return out;
+}
 const AUTH = ['userid', 'password', 'mutual_userid', 'mutual_password'];
 
 const isObj = (v: unknown): v is Obj => v !== null && typeof v === 'object' && !Array.isArray(v);
@@ -102,11 +129,13 @@ export function lioToDocument(data: Obj): LioConversion {
     const b = s.backstore(plugin);
     const out: Obj = { name: so.name, plugin };
     if (typeof so.wwn === 'string') out.wwn = so.wwn;
+    // What LIO reported for it (vendor, NAA, VPD 83h designators) is what initiators know the disk by.
+    out.compat = 'lio';
     for (const f of b.fields) if (so[f.name] !== undefined && so[f.name] !== null) out[f.name] = coerce(f, so[f.name]);
     const attrs = isObj(so.attributes) ? so.attributes : {};
     // LIO keeps the logical block size as an attribute; tsio as a field where the plugin has one.
     if (attrs.block_size !== undefined && b.fields.some((f) => f.name === 'block_size')) out.block_size = Number(attrs.block_size);
-    const a = fields(s.storageAttributes, attrs, where, unmapped, DERIVED);
+    const a = fields(s.storageAttributes, attrs, where, unmapped, harmless(attrs));
     if (a) {
       // Linked fields (write_back, readonly) and their attribute must agree; the attribute wins, as in LIO.
       for (const f of b.fields) if (f.attribute !== undefined && a[f.attribute] !== undefined) delete out[f.name];
@@ -114,7 +143,7 @@ export function lioToDocument(data: Obj): LioConversion {
     }
     if (so.aio === true) unmapped.push(`${where}: aio = true (tsio's fileio I/O is always asynchronous; ignored)`);
     if (list(so.alua_tpgs).some((g) => g.name !== 'default_tg_pt_gp')) unmapped.push(`${where}: ALUA target port groups (not supported; dropped)`);
-    const known = new Set(['name', 'plugin', 'wwn', 'attributes', 'alua_tpgs', 'aio', ...b.fields.map((f) => f.name)]);
+    const known = new Set(['name', 'plugin', 'wwn', 'compat', 'attributes', 'alua_tpgs', 'aio', ...b.fields.map((f) => f.name)]);
     for (const k of Object.keys(so)) if (!known.has(k)) unmapped.push(`${where}: ${k} = ${JSON.stringify(so[k])} (no tsio counterpart; dropped)`);
     storage_objects.push(out);
     soPaths.set(`/backstores/${String(so.plugin)}/${String(so.name)}`, `/backstores/${plugin}/${String(so.name)}`);

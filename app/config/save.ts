@@ -1,6 +1,7 @@
 // saveconfig's file handling: written atomically (temporary file, fsync,
 // rename, fsync of the directory) with mode 0600 since it holds CHAP secrets;
-// the version it replaces is kept beside it, the newest BACKUPS of them.
+// the version it replaces is kept beside it, the newest BACKUPS of them, and
+// only when the content changed (a save of the same configuration writes nothing).
 
 import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync, copyFileSync, chmodSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
@@ -23,8 +24,19 @@ export function listBackups(path: string): string[] {
   }
 }
 
-/** Writes text to path atomically; returns the backup made of the previous version, if any. */
-export function saveAtomically(path: string, text: string): string | undefined {
+export interface SaveOptions {
+  /** How many backups to keep (default BACKUPS). */
+  backups?: number;
+}
+
+/** The file's text without its leading comment lines (what a save compares). */
+const bodyOf = (text: string): string => text.replace(/^(#[^\n]*\n)+/, '');
+
+/**
+ * Writes text to path atomically. When the file already holds the same text (leading # comments, such as the
+ * date of the save, aside), nothing is written and no backup made; otherwise the previous version is kept.
+ */
+export function saveAtomically(path: string, text: string, opts: SaveOptions = {}): { changed: boolean; backup?: string } {
   const dir = dirname(path);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   let previous: string | undefined;
@@ -33,13 +45,15 @@ export function saveAtomically(path: string, text: string): string | undefined {
   } catch {
     previous = undefined;
   }
+  if (previous !== undefined && bodyOf(previous) === bodyOf(text)) return { changed: false };
   let backup: string | undefined;
-  if (previous !== undefined && previous !== text) {
+  if (previous !== undefined) {
     backup = `${path}.backup-${stamp()}`;
     copyFileSync(path, backup);
     chmodSync(backup, 0o600);
     const all = listBackups(path);
-    for (const old of all.slice(0, Math.max(0, all.length - BACKUPS))) unlinkSync(old);
+    const keep = opts.backups ?? BACKUPS;
+    for (const old of all.slice(0, Math.max(0, all.length - keep))) unlinkSync(old);
   }
   const tmp = `${path}.tmp-${process.pid}`;
   const fd = openSync(tmp, 'w', 0o600);
@@ -57,5 +71,5 @@ export function saveAtomically(path: string, text: string): string | undefined {
   } finally {
     closeSync(dfd);
   }
-  return backup;
+  return { changed: true, backup };
 }

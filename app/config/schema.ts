@@ -39,7 +39,7 @@ export function storageObjectPathPattern(s: Specs = loadedSpecs()): string {
 
 /** Keys a storage object of this plugin may have. */
 export function storageObjectKeys(b: BackstoreSpec): string[] {
-  return ['name', 'plugin', 'wwn', 'attributes', ...b.fields.map((f) => f.name)];
+  return ['name', 'plugin', 'wwn', 'compat', 'attributes', ...b.fields.map((f) => f.name)];
 }
 
 /** Keys a TPG of this fabric may have; which ones depends on its features. */
@@ -73,6 +73,7 @@ export function buildConfigSchemaWithHints(s: Specs = loadedSpecs()): BuiltSchem
         name: { type: 'string', pattern: NAME_PATTERN, maxLength: 128, description: 'Name, unique among storage objects of this plugin.' },
         plugin: { const: b.name, description: 'Backstore plugin.' },
         wwn: { type: 'string', pattern: UNIT_SERIAL_PATTERN, maxLength: 254, description: 'Unit serial number (VPD page 80h); derived from the name when absent.' },
+        compat: { enum: ['tsio', 'lio'], description: "Whose identity the unit presents: tsio's (default), or LIO's (vendor LIO-ORG, NAA 6001405 + serial, LIO's VPD 83h designators), so a disk moved from LIO keeps the identity initiators know it by. A targetcli saveconfig.json is imported with lio." },
         attributes: object(s.storageAttributes, s.storageDoc),
       }, ['name', 'plugin']),
     ),

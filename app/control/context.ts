@@ -4,24 +4,38 @@
 // rules tsiod --config obeys, then apply the difference live with
 // reconcile()). A change that is refused or fails leaves the daemon as it was.
 
-import { parseConfig, type TsioConfig } from '../config/config';
+import { readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { ConfigError, parseConfig, type TsioConfig } from '../config/config';
+import { readConfigText } from '../config/read';
 import { configToDocument, dumpConfig, type ConfigDocument } from '../config/dump';
 import { absolutePaths, reconcile, type Live, type ReconcileReport } from '../daemon/reconcile';
 import { log } from '../../src/core/log';
-import type { ParamSpecs, Params } from './params';
+import { invalidParams, type ParamSpecs, type Params } from './params';
+import { shellMessage } from './shell-paths';
 
 /** One JSON-RPC method: its parameters (decoded before it runs), its help line, and what it does. */
 export interface MethodDef {
   params: ParamSpecs;
   doc: string;
+  /** Logged (who and what) even though it leaves the configuration as it is: a save. */
+  audit?: boolean;
   run(p: Params, c: ControlContext): Promise<unknown> | unknown;
 }
 
 /** Method name -> its declaration; the order is the order `methods` lists them in. */
 export type MethodTable = Record<string, MethodDef>;
 
+/** How the running configuration stands against the saveconfig file. */
+export interface SaveState {
+  /** saved: the file holds it; differs: it does not; absent: there is no file; unreadable: not a configuration. */
+  state: 'saved' | 'differs' | 'absent' | 'unreadable';
+  path: string;
+  /** Why unreadable. */
+  detail?: string;
+}
+
 export class ControlContext {
-  private savedText: string;
   readonly startedAt = Date.now();
 
   constructor(
@@ -30,18 +44,31 @@ export class ControlContext {
     readonly savePath: string,
     /** Every method served (the `methods` method lists them). */
     readonly methods: MethodTable,
-  ) {
-    this.savedText = dumpConfig(live.config);
+  ) {}
+
+  /** The running configuration against the file saveconfig writes (read afresh: someone may have edited it). */
+  saveState(): SaveState {
+    const path = this.savePath;
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { state: 'absent', path };
+      return { state: 'unreadable', path, detail: (e as Error).message };
+    }
+    try {
+      const saved = readConfigText(text, path, dirname(path)).cfg;
+      return { state: dumpConfig(saved) === dumpConfig(this.live.config) ? 'saved' : 'differs', path };
+    } catch (e) {
+      return { state: 'unreadable', path, detail: e instanceof ConfigError ? `${e.errors.length} problems, first: ${e.errors[0]?.message}` : (e as Error).message };
+    }
   }
 
-  /** True when the live config differs from what was last loaded or saved. */
+  /** True when there is something to save: the running config is not what the save file holds. */
   get dirty(): boolean {
-    return dumpConfig(this.live.config) !== this.savedText;
-  }
-
-  /** The live config is now what the save file holds. */
-  markSaved(): void {
-    this.savedText = dumpConfig(this.live.config);
+    const st = this.saveState();
+    if (st.state === 'absent') return this.live.config.storage_objects.length + this.live.config.targets.length > 0;
+    return st.state !== 'saved';
   }
 
   /** A copy of the live config as a document a method may edit. */
@@ -51,7 +78,14 @@ export class ControlContext {
 
   /** Validates a document whole (a config is taken as it is) and reconciles the daemon to it. */
   async apply(next: ConfigDocument | TsioConfig, source = '<control>'): Promise<ReconcileReport> {
-    const cfg = 'source' in next ? next : absolutePaths(parseConfig(JSON.stringify(next), source), process.cwd());
+    let cfg: TsioConfig;
+    try {
+      cfg = 'source' in next ? next : absolutePaths(parseConfig(JSON.stringify(next), source), process.cwd());
+    } catch (e) {
+      // A refused edit is said in tcli's terms: the node and the parameter, not the document's layout.
+      if (e instanceof ConfigError && !('source' in next)) throw invalidParams(shellMessage(next, e.errors));
+      throw e;
+    }
     const before = this.live.config;
     try {
       return await reconcile(this.live, cfg);

@@ -6,7 +6,8 @@
 // what a change does to the daemon is context.ts's.
 
 import { createServer, connect, type Server, type Socket } from 'node:net';
-import { chmodSync, existsSync, mkdirSync, unlinkSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { peerCredentials } from '../../native';
 import { dirname } from 'node:path';
 import { ConfigError, formatIssue } from '../config/config';
 import { DEFAULT_SAVE_PATH } from '../config/save';
@@ -45,7 +46,7 @@ export class Control {
   }
 
   /** One line of input; returns the line to answer with, or undefined for notifications. */
-  async handleLine(line: string): Promise<string | undefined> {
+  async handleLine(line: string, who?: string): Promise<string | undefined> {
     let msg: unknown;
     try {
       msg = JSON.parse(line);
@@ -54,14 +55,21 @@ export class Control {
     }
     if (Array.isArray(msg)) {
       if (msg.length === 0) return JSON.stringify(errorReply(null, RpcCode.INVALID_REQUEST, 'invalid request: empty batch'));
-      const replies = (await Promise.all(msg.map((m) => this.handle(m)))).filter((r) => r !== undefined);
+      const replies = (await Promise.all(msg.map((m) => this.handle(m, who)))).filter((r) => r !== undefined);
       return replies.length > 0 ? JSON.stringify(replies) : undefined;
     }
-    const r = await this.handle(msg);
+    const r = await this.handle(msg, who);
     return r === undefined ? undefined : JSON.stringify(r);
   }
 
-  async handle(msg: unknown): Promise<object | undefined> {
+  /** Runs one method as the daemon itself (SIGHUP's reload): queued like a request, logged like one. */
+  async invoke(method: string, params: Record<string, unknown>, who: string): Promise<{ result?: unknown; error?: string }> {
+    const r = (await this.handle({ jsonrpc: '2.0', id: 0, method, params }, who)) as { result?: unknown; error?: { message: string } };
+    return r.error ? { error: r.error.message } : { result: r.result };
+  }
+
+  /** One request; who says where it came from (the peer's uid and program), for the log of changes. */
+  async handle(msg: unknown, who = 'unknown peer'): Promise<object | undefined> {
     if (!isObj(msg)) return errorReply(null, RpcCode.INVALID_REQUEST, 'invalid request: not a JSON object');
     const id = msg.id;
     const idOk = id === undefined || id === null || typeof id === 'string' || (typeof id === 'number' && Number.isFinite(id));
@@ -81,7 +89,13 @@ export class Control {
       try {
         const p = decodeParams(msg.method, def.params, msg.params);
         // One change at a time: each sees the config the previous one left.
-        const run = this.queue.then(() => def.run(p, this.context));
+        const run = this.queue.then(async () => {
+          const before = this.live.config;
+          const result = await def.run(p, this.context);
+          // Every change of the configuration (and every save) is logged with who asked and what.
+          if (this.live.config !== before || def.audit) log.notice(`control: ${who}: ${msg.method}${auditParams(p)}`);
+          return result;
+        });
         this.queue = run.catch(() => {});
         reply = { jsonrpc: '2.0', id: rid, result: (await run) ?? null };
       } catch (e) {
@@ -98,6 +112,12 @@ export class Control {
 }
 
 // ---------------------------------------------------------------------------
+
+/** A request's parameters for the log, secrets left out. */
+function auditParams(p: Record<string, unknown>): string {
+  const text = JSON.stringify(p, (k, v) => (/password|secret/i.test(k) && typeof v === 'string' ? '***' : v));
+  return text === '{}' ? '' : ` ${text}`;
+}
 
 function errorReply(id: string | number | null, code: number, message: string): object {
   return { jsonrpc: '2.0', id, error: { code, message } };
@@ -124,7 +144,7 @@ export async function listenControl(control: Control, path: string): Promise<Ser
     if (alive) throw new Error(`${path}: another tsiod is listening there`);
     unlinkSync(path);
   }
-  const server = createServer((sock) => serveConnection(control, sock));
+  const server = createServer((sock) => serveConnection(control, sock, peerName(sock)));
   // The socket is created under a 0077 umask so no other user can race the chmod.
   const old = process.umask(0o077);
   try {
@@ -142,7 +162,34 @@ export async function listenControl(control: Control, path: string): Promise<Ser
 
 const MAX_LINE = 16 << 20;
 
-function serveConnection(control: Control, sock: Socket): void {
+/** "uid 0 (root), pid 123 (tcli /iscsi create ...)": the peer of a control connection, from SO_PEERCRED. */
+function peerName(sock: Socket): string {
+  const fd = (sock as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  if (fd === undefined || fd < 0) return 'unknown peer';
+  try {
+    const c = peerCredentials(fd);
+    let program = '';
+    try {
+      program = readFileSync(`/proc/${c.pid}/cmdline`, 'utf8').split('\0').filter((w) => w !== '').map((w) => w.replace(/^.*\/(tcli|tsiod)(\.js)?$/, '$1')).filter((w, i) => !(i === 0 && /(^|\/)node$/.test(w))).join(' ').replace(/(password|secret)=\S+/gi, '$1=***').slice(0, 200);
+    } catch {
+      program = '?';
+    }
+    return `uid ${c.uid}${userName(c.uid)}, pid ${c.pid} (${program})`;
+  } catch {
+    return 'unknown peer';
+  }
+}
+
+function userName(uid: number): string {
+  try {
+    const line = readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.split(':')[2] === String(uid));
+    return line ? ` (${line.split(':')[0]})` : '';
+  } catch {
+    return '';
+  }
+}
+
+function serveConnection(control: Control, sock: Socket, who: string): void {
   let buf = '';
   let chain = Promise.resolve();
   sock.setEncoding('utf8');
@@ -160,7 +207,7 @@ function serveConnection(control: Control, sock: Socket): void {
       if (line === '') continue;
       // Replies leave in request order.
       chain = chain.then(async () => {
-        const reply = await control.handleLine(line);
+        const reply = await control.handleLine(line, who);
         if (reply !== undefined && !sock.destroyed) sock.write(reply + '\n');
       });
     }

@@ -1,11 +1,13 @@
 // Prometheus text exposition (format 0.0.4) of the I/O statistics, on an
 // opt-in local HTTP port (tsiod --metrics 127.0.0.1:9595).
 
+import { readdirSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { MetricSample } from '../../src/core/fabric';
 import type { Root } from '../../src/model/root';
 import { fabricModules } from '../registry';
-import { LATENCY_BUCKETS, LATENCY_SAMPLE_EVERY, type IoStats } from '../../src/core/stats';
+import { IoStats, LATENCY_BUCKETS, LATENCY_SAMPLE_EVERY } from '../../src/core/stats';
+import { tsioVersion } from '../config/version';
 
 const esc = (v: string | number) => String(v).replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
 const labels = (l: Record<string, string | number>) => `{${Object.entries(l).map(([k, v]) => `${k}="${esc(v)}"`).join(',')}}`;
@@ -24,21 +26,55 @@ function addStats(fam: Map<string, Family>, prefix: string, what: string, l: Rec
     f.lines.push(line);
   };
   const L = labels(l);
-  add('commands_total', `SCSI commands completed per ${what}.`, 'counter', `${prefix}_commands_total${L} ${s.commands}`);
+  add('commands_total', `SCSI commands completed per ${what}, every one counted.`, 'counter', `${prefix}_commands_total${L} ${s.commands}`);
   add('errors_total', `Commands per ${what} that ended in an error status.`, 'counter', `${prefix}_errors_total${L} ${s.errors}`);
   add('read_bytes_total', `Bytes read per ${what}.`, 'counter', `${prefix}_read_bytes_total${L} ${s.bytesRead}`);
   add('written_bytes_total', `Bytes written per ${what}.`, 'counter', `${prefix}_written_bytes_total${L} ${s.bytesWritten}`);
+  // One bucket layout for the whole family, every series: 1 µs to 2^30 µs in powers of two, then +Inf.
   let cum = 0;
   const name = `${prefix}_latency_seconds`;
+  const help = `Command latency per ${what}, submission to completion; one command in ${LATENCY_SAMPLE_EVERY} is timed, so _count is the sampled commands (commands_total counts them all).`;
   for (let i = 0; i < LATENCY_BUCKETS - 1; i++) {
     cum += s.latency[i];
-    // Empty leading buckets say nothing; keep the exposition short.
-    if (cum === 0 && i < LATENCY_BUCKETS - 2) continue;
-    add('latency_seconds', `Command latency per ${what}, submission to completion (one command in ${LATENCY_SAMPLE_EVERY} sampled).`, 'histogram', `${name}_bucket${labels({ ...l, le: (2 ** i / 1e6).toString() })} ${cum}`);
+    add('latency_seconds', help, 'histogram', `${name}_bucket${labels({ ...l, le: (2 ** i / 1e6).toString() })} ${cum}`);
   }
-  add('latency_seconds', '', 'histogram', `${name}_bucket${labels({ ...l, le: '+Inf' })} ${s.latencySamples}`);
-  add('latency_seconds', '', 'histogram', `${name}_sum${L} ${s.latencySumUs / 1e6}`);
-  add('latency_seconds', '', 'histogram', `${name}_count${L} ${s.latencySamples}`);
+  add('latency_seconds', help, 'histogram', `${name}_bucket${labels({ ...l, le: '+Inf' })} ${s.latencySamples}`);
+  add('latency_seconds', help, 'histogram', `${name}_sum${L} ${s.latencySumUs / 1e6}`);
+  add('latency_seconds', help, 'histogram', `${name}_count${L} ${s.latencySamples}`);
+}
+
+/** An initiator's counts on a TPG: its closed sessions' and its open ones', as one. */
+function summed(closed: IoStats | undefined, open: IoStats[]): IoStats {
+  const t = new IoStats();
+  if (closed) t.addAll(closed);
+  for (const s of open) t.addAll(s);
+  return t;
+}
+
+/** Gauges and counters of the process, under the names Prometheus's client libraries use. */
+function processLines(): string[] {
+  const cpu = process.cpuUsage();
+  const mem = process.memoryUsage();
+  let fds = 0;
+  let maxFds = 0;
+  let vsize = 0;
+  try {
+    fds = readdirSync('/proc/self/fd').length;
+    maxFds = Number(/^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'))?.[1] ?? 0);
+    vsize = Number(readFileSync('/proc/self/stat', 'utf8').split(') ')[1].split(' ')[20]);
+  } catch {
+    /* not Linux: left at 0 */
+  }
+  const g = (name: string, help: string, type: string, value: number) => [`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, `${name} ${value}`];
+  return [
+    ...g('process_cpu_seconds_total', 'User and system CPU time spent, in seconds.', 'counter', (cpu.user + cpu.system) / 1e6),
+    ...g('process_resident_memory_bytes', 'Resident memory size in bytes.', 'gauge', mem.rss),
+    ...g('process_virtual_memory_bytes', 'Virtual memory size in bytes.', 'gauge', vsize),
+    ...g('process_heap_bytes', 'JavaScript heap in use, in bytes.', 'gauge', mem.heapUsed),
+    ...g('process_open_fds', 'Open file descriptors.', 'gauge', fds),
+    ...g('process_max_fds', 'Most file descriptors the process may open.', 'gauge', maxFds),
+    ...g('process_start_time_seconds', 'Start time of the process since the Unix epoch, in seconds.', 'gauge', Math.round((Date.now() - process.uptime() * 1000) / 1000)),
+  ];
 }
 
 export function prometheusText(root: Root): string {
@@ -48,16 +84,24 @@ export function prometheusText(root: Root): string {
   for (const t of root.targets.values()) {
     for (const tpg of t.tpgs.values()) {
       sessions.push(`tsio_tpg_sessions${labels({ fabric: t.fabric, target: t.wwn, tpg: tpg.tag })} ${tpg.sessions.size}`);
-      for (const s of tpg.sessions) {
-        addStats(fam, 'tsio_session', 'session', { session: s.id, initiator: s.initiatorPort, fabric: t.fabric, target: t.wwn, tpg: tpg.tag }, s.stats);
-      }
+      // Labelled by initiator name, not session id or ISID: a reconnect continues the same series, which
+      // counts the initiator's closed sessions too.
+      const open = new Map<string, IoStats[]>();
+      for (const name of tpg.closedStats.keys()) open.set(name, []);
+      for (const s of tpg.sessions) open.set(s.initiator.name, [...(open.get(s.initiator.name) ?? []), s.stats]);
+      for (const [initiator, all] of open) addStats(fam, 'tsio_session', 'initiator on a TPG (all its sessions)', { fabric: t.fabric, target: t.wwn, tpg: tpg.tag, initiator }, summed(tpg.closedStats.get(initiator), all));
     }
   }
-  const out: string[] = [];
+  const out: string[] = [
+    '# HELP tsio_build_info tsio\'s version and the Node.js running it.',
+    '# TYPE tsio_build_info gauge',
+    `tsio_build_info${labels({ version: tsioVersion(), node: process.versions.node })} 1`,
+  ];
   for (const [name, f] of fam) out.push(`# HELP ${name} ${f.help}`, `# TYPE ${name} ${f.type}`, ...f.lines);
   out.push('# HELP tsio_tpg_sessions Sessions open on a TPG.', '# TYPE tsio_tpg_sessions gauge', ...sessions);
   // What each fabric reports of its own state (FabricModule.metrics).
   for (const m of fabricModules()) if (m.metrics !== undefined) out.push(...sampleLines(m.metrics()));
+  out.push(...processLines());
   return out.join('\n') + '\n';
 }
 

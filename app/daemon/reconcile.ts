@@ -49,7 +49,7 @@ export function absolutePaths(cfg: TsioConfig, baseDir: string): TsioConfig {
 /** Fields whose change needs the store reopened (size alone is a resize where the plugin can). */
 function identity(so: StorageObjectConfig): unknown {
   const b = specs().backstore(so.plugin);
-  const o: Record<string, unknown> = { wwn: so.wwn };
+  const o: Record<string, unknown> = { wwn: so.wwn, compat: so.compat };
   for (const f of b.fields) if (f.attribute === undefined && f.name !== 'size') o[f.name] = (so as unknown as Record<string, unknown>)[f.name];
   return o;
 }
@@ -269,6 +269,7 @@ async function createStorageObject(root: Root, so: StorageObjectConfig): Promise
     direct: so.direct,
     readonly: so.readonly,
     serial: so.wwn,
+    compat: so.compat,
     attributes: { ...so.attributes },
   });
 }

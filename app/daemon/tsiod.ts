@@ -1,30 +1,30 @@
 #!/usr/bin/env node
 // tsiod: the tsio daemon. Starts from a declarative YAML config (or the
-// embedded default), serves it until SIGTERM, then flushes and exits.
+// embedded default), serves it until SIGTERM, then flushes and exits. SIGHUP
+// applies the saved configuration live. Under systemd (Type=notify) it says
+// READY=1 once every portal and socket listens, and its log lines carry
+// syslog priorities for the journal.
 
 import { dirname } from 'node:path';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import type { Server } from 'node:net';
-import { ConfigError, parseConfig, defaultConfigText, type TsioConfig } from '../config/config';
+import { ConfigError, formatIssue, parseConfig, defaultConfigText, type ConfigIssue, type TsioConfig } from '../config/config';
 import { isLioSaveconfig, lioToDocument } from '../config/lio-import';
+import { hostIssues, portBusy, type Locate } from '../config/host-check';
+import { configAdvice } from '../config/advice';
+import { parseYaml } from '../config/yaml';
+import { tsioVersion } from '../config/version';
 import { createRoot } from '../registry';
-import { log } from '../../src/core/log';
+import { log, type LogLevel } from '../../src/core/log';
 import type { FabricService } from '../../src/core/fabric';
 import { absolutePaths, EMPTY_CONFIG, reconcile, type Live } from './reconcile';
 import { Control, listenControl } from '../control/server';
 import { DEFAULT_CONTROL_PATH } from '../control/wire';
-import { DEFAULT_SAVE_PATH } from '../config/save';
-import { listenMetrics } from './metrics';
+import { listenMetrics, parseListen } from './metrics';
+import { monotonicUsec, sdNotify, stderrIsJournal } from './systemd';
+import { TSIOD_USAGE as USAGE } from '../config/daemon-usage';
 
-const USAGE = `usage: tsiod [--config FILE.yaml] [--check] [--state-dir DIR] [--control PATH|none] [--saveconfig FILE]
-             [--metrics HOST:PORT] [--log-level error|warn|info|debug]
-  --config FILE      start from this configuration (default: the embedded one: RAM LUNs over iSCSI and vhost);
-                     a targetcli saveconfig.json is converted
-  --check            validate the configuration, print what it describes, and exit
-  --control PATH     the control socket tcli talks to (JSON-RPC 2.0, mode 0600; default ${DEFAULT_CONTROL_PATH})
-  --saveconfig FILE  where saveconfig writes by default (default ${DEFAULT_SAVE_PATH})
-  --metrics H:P      serve Prometheus metrics at http://H:P/metrics (loopback addresses only; off by default)
-  --state-dir DIR    where state that outlives a restart is kept (APTPL reservations; default /var/lib/tsio)`;
+
 
 interface Args {
   config?: string;
@@ -35,59 +35,131 @@ interface Args {
   metrics?: string;
 }
 
-function loadConfig(path: string): TsioConfig {
-  const text = readFileSync(path, 'utf8');
-  const lio = isLioSaveconfig(text);
-  if (!lio) return parseConfig(text, path);
-  const conv = lioToDocument(lio);
-  for (const u of conv.unmapped) log.warn(`${path}: ${u}`);
-  return parseConfig(JSON.stringify(conv.document), `${path} (converted from targetcli saveconfig.json)`);
+/** A command-line mistake: the usage, exit 2. */
+function usageError(msg: string): never {
+  process.stderr.write(`tsiod: ${msg}\n${USAGE}\n`);
+  process.exit(2);
 }
 
 function parseArgs(argv: string[]): Args {
   const a: Args = { check: false, stateDir: '/var/lib/tsio' };
+  const value = (i: number, opt: string): string => {
+    const v = argv[i];
+    if (v === undefined || v.startsWith('--')) usageError(`${opt} needs a value`);
+    return v;
+  };
   for (let i = 0; i < argv.length; i++) {
     const v = argv[i];
-    if (v === '--config' || v === '-c') a.config = argv[++i];
-    else if (v.startsWith('--config=')) a.config = v.slice(9);
-    else if (v === '--check') a.check = true;
-    else if (v === '--control') a.control = argv[++i];
-    else if (v === '--saveconfig') a.saveconfig = argv[++i];
-    else if (v === '--metrics') a.metrics = argv[++i];
-    else if (v === '--state-dir') a.stateDir = argv[++i];
-    else if (v.startsWith('--state-dir=')) a.stateDir = v.slice(12);
-    else if (v === '--log-level') log.setLevel(argv[++i] as 'info');
-    else if (v === '--help' || v === '-h') {
-      console.log(USAGE);
+    const eq = v.startsWith('--') ? v.indexOf('=') : -1;
+    const [opt, inline] = eq > 0 ? [v.slice(0, eq), v.slice(eq + 1)] : [v, undefined];
+    const arg = () => inline ?? value(++i, opt);
+    if (opt === '--config' || opt === '-c') a.config = arg();
+    else if (opt === '--check') a.check = true;
+    else if (opt === '--control') a.control = arg();
+    else if (opt === '--saveconfig') a.saveconfig = arg();
+    else if (opt === '--metrics') a.metrics = arg();
+    else if (opt === '--state-dir') a.stateDir = arg();
+    else if (opt === '--log-level') {
+      const level = arg();
+      try {
+        log.setLevel(level as LogLevel);
+      } catch (e) {
+        usageError((e as Error).message);
+      }
+    } else if (opt === '--version' || opt === '-V') {
+      process.stdout.write(`tsiod ${tsioVersion()}\n`);
       process.exit(0);
-    } else {
-      console.error(`tsiod: unknown argument '${v}'\n${USAGE}`);
-      process.exit(2);
-    }
+    } else if (opt === '--help' || opt === '-h') {
+      process.stdout.write(`${USAGE}\n`);
+      process.exit(0);
+    } else usageError(`unknown argument '${v}'`);
   }
   return a;
 }
 
-async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2));
-  let cfg;
-  try {
-    cfg = args.config ? loadConfig(args.config) : parseConfig(defaultConfigText(), '<embedded default>');
-  } catch (e) {
-    if (e instanceof ConfigError) {
-      console.error(`tsiod: configuration refused:\n${e.message}`);
-      process.exit(1);
+interface Loaded {
+  cfg: TsioConfig;
+  /** Lines of YAML paths in the file (0 where the file is not the YAML read: a converted targetcli file). */
+  locate: Locate;
+}
+
+function loadConfig(path: string | undefined): Loaded {
+  if (path === undefined) {
+    const text = defaultConfigText();
+    return { cfg: parseConfig(text, '<embedded default>'), locate: (p) => parseYaml(text, '<embedded default>').locate(p).line };
+  }
+  const text = readFileSync(path, 'utf8');
+  const lio = isLioSaveconfig(text);
+  if (!lio) {
+    const cfg = parseConfig(text, path);
+    const doc = parseYaml(text, path);
+    return { cfg, locate: (p) => doc.locate(p).line };
+  }
+  const conv = lioToDocument(lio);
+  for (const u of conv.unmapped) log.warn(`${path}: ${u}`);
+  return { cfg: parseConfig(JSON.stringify(conv.document), `${path} (converted from targetcli saveconfig.json)`), locate: () => 0 };
+}
+
+/** Refuses to go on: each problem on its own line at error priority, exit 1. */
+function refuse(what: string, lines: string[]): never {
+  log.error(`${what}:`);
+  for (const l of lines) log.error(`  ${l}`);
+  process.exit(1);
+}
+
+/** Problems with the daemon's own sockets: the control socket's directory, the metrics port. */
+async function daemonIssues(args: Args): Promise<string[]> {
+  const out: string[] = [];
+  if (args.control !== 'none') {
+    const path = args.control ?? DEFAULT_CONTROL_PATH;
+    let d = dirname(path);
+    while (!existsSync(d) && dirname(d) !== d) d = dirname(d);
+    if (d !== dirname(path) && !existsSync(d)) out.push(`--control ${path}: cannot create ${dirname(path)}`);
+  }
+  if (args.metrics !== undefined) {
+    try {
+      const { host, port } = parseListen(args.metrics);
+      const code = await portBusy(host, port);
+      if (code) out.push(`--metrics ${args.metrics}: ${code === 'EADDRINUSE' ? 'the port is already in use' : code}`);
+    } catch (e) {
+      out.push((e as Error).message);
     }
+  }
+  return out;
+}
+
+async function main(): Promise<void> {
+  if (stderrIsJournal()) log.setPriorityPrefix(true);
+  const args = parseArgs(process.argv.slice(2));
+  let loaded: Loaded;
+  try {
+    loaded = loadConfig(args.config);
+  } catch (e) {
+    if (e instanceof ConfigError) refuse('configuration refused', e.errors.map((i) => formatIssue(e.source, i)));
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') refuse('configuration refused', [`${args.config}: no such file`]);
     throw e;
   }
+  const baseDir = args.config ? dirname(args.config) : process.cwd();
+  const cfg = absolutePaths(loaded.cfg, baseDir);
+  // What starting needs of this host, checked the same way for --check and for a start.
+  const issues: ConfigIssue[] = await hostIssues(cfg, loaded.locate);
+  const problems = [...issues.map((i) => formatIssue(loaded.cfg.source, i)), ...(await daemonIssues(args))];
   const summary = `${cfg.storage_objects.length} storage objects, ${cfg.targets.length} targets`;
+  if (problems.length > 0) refuse(args.check ? 'configuration cannot start on this host' : 'cannot start', problems);
   if (args.check) {
-    console.log(`tsiod: configuration ok: ${summary}`);
+    for (const a of configAdvice(cfg)) process.stdout.write(`tsiod: note: ${a}\n`);
+    process.stdout.write(`tsiod: configuration ok: ${summary}\n`);
     return;
   }
   const root = createRoot({ stateDir: args.stateDir });
   const live: Live = { root, services: new Map<string, FabricService>(), config: EMPTY_CONFIG };
-  await reconcile(live, absolutePaths(cfg, args.config ? dirname(args.config) : process.cwd()));
+  try {
+    await reconcile(live, cfg);
+  } catch (e) {
+    // Something the checks could not foresee (a race for a port, a device gone): one line, no stack.
+    refuse('cannot start', [(e as Error).message]);
+  }
+  for (const a of configAdvice(cfg)) log.warn(a);
   const control = new Control(live, { savePath: args.saveconfig });
   let controlServer: Server | undefined;
   if (args.control !== 'none') {
@@ -97,12 +169,16 @@ async function main(): Promise<void> {
       log.info(`control socket: ${path}`);
     } catch (e) {
       // The default place may be taken or unwritable (tests, a second daemon): serve anyway. An explicit one must work.
-      if (args.control !== undefined) throw e;
+      if (args.control !== undefined) refuse('cannot start', [`--control ${path}: ${(e as Error).message}`]);
       log.warn(`no control socket: ${(e as Error).message}`);
     }
   }
   if (args.metrics !== undefined) {
-    await listenMetrics(root, args.metrics);
+    try {
+      await listenMetrics(root, args.metrics);
+    } catch (e) {
+      refuse('cannot start', [`--metrics ${args.metrics}: ${(e as Error).message}`]);
+    }
     log.info(`metrics: http://${args.metrics}/metrics`);
   }
   // A daemon serves until told to stop, even with nothing listening yet (a loopback-only config).
@@ -111,6 +187,7 @@ async function main(): Promise<void> {
   const stop = async (sig: string) => {
     if (stopping) return;
     stopping = true;
+    sdNotify('STOPPING=1', `STATUS=${sig}: closing sessions, flushing stores`);
     log.info(`${sig}: shutting down`);
     controlServer?.close();
     await Promise.all([...live.services.values()].map((s) => s.close()));
@@ -119,12 +196,21 @@ async function main(): Promise<void> {
     log.info('stopped: every store flushed');
     process.exit(0);
   };
+  // SIGHUP: the saved configuration, applied as tcli restoreconfig clear_existing would (differences only).
+  const reload = async () => {
+    sdNotify('RELOADING=1', `MONOTONIC_USEC=${monotonicUsec()}`, 'STATUS=reloading the saved configuration');
+    const r = await control.invoke('reload', {}, 'SIGHUP');
+    if (r.error) log.error(`SIGHUP: the saved configuration was not applied: ${r.error}`);
+    sdNotify('READY=1', `STATUS=serving ${live.config.storage_objects.length} storage objects, ${live.config.targets.length} targets`);
+  };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
-  log.info(`ready: ${summary}`);
+  process.on('SIGHUP', () => void reload());
+  log.info(`ready: ${summary} (tsiod ${tsioVersion()}, pid ${process.pid})`);
+  sdNotify('READY=1', `STATUS=serving ${summary}`, `MAINPID=${process.pid}`);
 }
 
 main().catch((e) => {
-  console.error('tsiod: fatal:', e instanceof Error ? e.message : String(e));
+  log.error(`fatal: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
   process.exit(1);
 });

@@ -13,16 +13,19 @@ import { GROUP_KEYS } from './tpg';
 const createAcl = createCommand(
   () => [
     { name: 'wwn', doc: 'Initiator name the ACL admits.' },
-    { name: 'add_mapped_luns', doc: 'Map every TPG LUN into the new ACL (default true).' },
+    { name: 'add_mapped_luns', doc: 'Map every TPG LUN into the new ACL (default: global auto_add_mapped_luns, true).' },
   ],
   async (ctx, n, p) => {
     if (!p.wwn) throw new ShellError('missing required parameter wwn');
-    const result = await ctx.client.call('acls.create', { wwn: n.target!.wwn, tag: n.tpg!.tag, node_wwn: p.wwn, add_mapped_luns: boolArg('add_mapped_luns', p.add_mapped_luns, true) });
-    return { msg: `Created Node ACL for ${p.wwn}`, result };
+    const result = await ctx.client.call('acls.create', { wwn: n.target!.wwn, tag: n.tpg!.tag, node_wwn: p.wwn, add_mapped_luns: boolArg('add_mapped_luns', p.add_mapped_luns, ctx.prefs.values.auto_add_mapped_luns) });
+    return { msg: `Created Node ACL for ${p.wwn}`, result, path: `${n.path}/${p.wwn}` };
   },
 );
 
-const deleteAcl = deleteCommand((ctx, n, what) => ctx.client.call('acls.delete', { wwn: n.target!.wwn, tag: n.tpg!.tag, node_wwn: what }));
+const deleteAcl = deleteCommand([{ name: 'wwn', doc: 'Initiator name of the ACL.' }], async (ctx, n, what) => {
+  await ctx.client.call('acls.delete', { wwn: n.target!.wwn, tag: n.tpg!.tag, node_wwn: what });
+  return `Node ACL ${what} of ${n.parent!.path}`;
+});
 
 export const aclsNode: NodeType = { commands: [createAcl, deleteAcl] };
 
@@ -43,13 +46,15 @@ const createMappedLun = createCommand(
       tpg_lun: intArg('tpg_lun', p.tpg_lun),
       write_protect: boolArg('write_protect', p.write_protect, false),
     });
-    return { msg: `Created Mapped LUN ${idx}.`, result };
+    return { msg: `Created Mapped LUN ${idx}.`, result, path: `${n.path}/mapped_lun${idx}` };
   },
 );
 
-const deleteMappedLun = deleteCommand((ctx, n, what) =>
-  ctx.client.call('mapped_luns.delete', { wwn: n.target!.wwn, tag: n.tpg!.tag, node_wwn: n.acl!.node_wwn, index: intArg('mapped_lun', what) }),
-);
+const deleteMappedLun = deleteCommand([{ name: 'mapped_lun', doc: 'Mapped LUN number.' }], async (ctx, n, what) => {
+  const index = intArg('mapped_lun', what);
+  await ctx.client.call('mapped_luns.delete', { wwn: n.target!.wwn, tag: n.tpg!.tag, node_wwn: n.acl!.node_wwn, index });
+  return `Mapped LUN ${index} of ${n.path}`;
+});
 
 const settings: Settings = {
   groups(n) {

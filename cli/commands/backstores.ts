@@ -23,17 +23,18 @@ const create = createCommand(
     for (const f of b.fields) if (f.required && fields[f.name] === undefined) throw new ShellError(`missing required parameter ${f.name}`);
     if (p.wwn) fields.wwn = p.wwn;
     const result = await ctx.client.call('storage_objects.create', { plugin: n.plugin, name: p.name, fields });
-    return { msg: `Created ${n.plugin} storage object ${p.name}.`, result };
+    return { msg: `Created ${n.plugin} storage object ${p.name}.`, result, path: `${n.path}/${p.name}` };
   },
   { aliases: { file_or_dev: 'dev' } },
 );
 
-const del = deleteCommand(async (ctx, n, what) => {
+const del = deleteCommand([{ name: 'name', doc: 'Name of the storage object.' }], async (ctx, n, what) => {
   const path = `/backstores/${n.plugin}/${what}`;
   const rt = ctx.data.runtime.storage_objects[path];
   if (!rt) throw new ShellError(`no storage object ${path}${hintName(what, n.children)}`);
   if (rt.used_by.length) await confirmDelete(ctx, `${what} is in use by ${rt.used_by.join(', ')}; delete it and those LUNs?`);
   await ctx.client.call('storage_objects.delete', { path });
+  return `storage object ${path}${rt.used_by.length ? ` and the LUNs using it (${rt.used_by.join(', ')})` : ''}`;
 });
 
 export const pluginNode: NodeType = { commands: [create, del] };

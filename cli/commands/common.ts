@@ -13,13 +13,16 @@ const bookmarkNames = (ctx: ShellContext) => ctx.bookmarks.names().map((b) => `@
 /** cd and ls complete their path argument. */
 function completePathArg(ctx: ShellContext, _at: Node, args: string[], current: string): string[] {
   if (args.length > 0) return [];
-  return current.startsWith('@') ? bookmarkNames(ctx) : ctx.completePath(current);
+  return current.startsWith('@') && !current.includes('/') ? bookmarkNames(ctx) : ctx.completePath(current);
 }
+
+const PATH: Param = { name: 'path', doc: 'A node: absolute, relative, @BOOKMARK[/SUB] or - (the previous one).' };
 
 export const cd: Command = {
   name: 'cd',
   usage: 'cd [PATH|@BOOKMARK|-]',
   doc: 'Moves to a node; no argument: the root; - the previous node. Typing a path alone does the same.',
+  params: () => [PATH],
   complete: completePathArg,
   run(ctx, _at, a) {
     ctx.changeDir(a.pos.length === 0 ? ctx.root : ctx.resolvePath(a.pos[0]));
@@ -30,6 +33,7 @@ export const pwd: Command = {
   name: 'pwd',
   usage: 'pwd',
   doc: 'Prints the current path.',
+  params: () => [],
   run(ctx, at) {
     ctx.print(at.path, { path: at.path });
   },
@@ -43,10 +47,12 @@ export const ls: Command = {
   name: 'ls',
   usage: 'ls [PATH] [DEPTH]',
   doc: 'Draws the tree below a node, each node with a one-line summary.',
+  params: () => [PATH, { name: 'depth', doc: 'How many levels below the node to draw (default all).' }],
   complete: completePathArg,
   run(ctx, at, a) {
-    const target = a.pos[0] !== undefined && !/^\d+$/.test(a.pos[0]) ? ctx.resolvePath(a.pos[0]) : at;
+    const target = a.pos[0] !== undefined && !/^\d+$/.test(a.pos[0]) ? ctx.resolvePath(a.pos[0]) : a.kv.path !== undefined ? ctx.resolvePath(a.kv.path) : at;
     const depthArg = a.kv.depth ?? a.pos.find((p) => /^\d+$/.test(p));
+    if (depthArg !== undefined && !/^\d+$/.test(depthArg)) throw new ShellError(`ls: depth '${depthArg}' is not a number`);
     const depth = depthArg === undefined ? undefined : Number(depthArg);
     if (ctx.opts.json) ctx.out(JSON.stringify(jsonTree(target, depth ?? Infinity), null, 2));
     else ctx.out(renderTree(target, { width: ctx.opts.width, depth, color: ctx.opts.color }));
@@ -57,6 +63,7 @@ export const help: Command = {
   name: 'help',
   usage: 'help [COMMAND|GROUP]',
   doc: 'Commands available here, or one command or settings group in detail.',
+  params: () => [{ name: 'topic', doc: 'A command or settings group.' }],
   complete: (ctx, at) => [...ctx.commandsAt(at).map((c) => c.name), ...Object.keys(groupsAt(ctx, at))],
   run(ctx, at, a) {
     const topic = a.pos[0];
@@ -70,7 +77,11 @@ export const help: Command = {
 export const bookmarks: Command = {
   name: 'bookmarks',
   usage: 'bookmarks add|del|go|show [NAME]',
-  doc: 'Named paths; use @NAME wherever a path goes.',
+  doc: 'Named paths; use @NAME (or @NAME/SUB) wherever a path goes.',
+  params: () => [
+    { name: 'action', doc: 'add, del, go or show.' },
+    { name: 'name', doc: 'The bookmark.' },
+  ],
   complete: (ctx, _at, args) => (args.length === 0 ? ['add', 'del', 'go', 'show'] : ctx.bookmarks.names()),
   run(ctx, at, a) {
     const [action, name] = a.pos;
@@ -102,13 +113,15 @@ export const refresh: Command = {
   name: 'refresh',
   usage: 'refresh',
   doc: 'Re-reads the tree from tsiod.',
+  params: () => [],
   run: (ctx) => ctx.refresh(),
 };
 
 export const wizard: Command = {
   name: 'wizard',
   usage: 'wizard',
-  doc: 'Creates a backstore, a target, a LUN and an ACL step by step.',
+  doc: 'Creates a backstore, a target, a LUN, a portal and an ACL step by step; abandoned, it removes what it made.',
+  params: () => [],
   async run(ctx) {
     if (!ctx.opts.prompter?.wizard || !ctx.opts.interactive) throw new ShellError('the wizard needs an interactive terminal');
     await ctx.opts.prompter.wizard(ctx);
@@ -119,7 +132,8 @@ export const wizard: Command = {
 export const exit: Command = {
   name: 'exit',
   usage: 'exit',
-  doc: 'Leaves the shell, offering to save when the configuration changed.',
+  doc: 'Leaves the shell; with auto_save_on_exit (the default) it saves a configuration that differs from the saved file.',
+  params: () => [],
   run: () => 'exit',
 };
 
@@ -134,6 +148,8 @@ export const CREATE: Verb = {
 export interface Made {
   msg: string;
   result: unknown;
+  /** The node made, for auto_cd_after_create. */
+  path?: string;
 }
 
 /**
@@ -148,11 +164,13 @@ export function createCommand(
   return {
     ...CREATE,
     params,
+    ...(more.aliases ? { aliases: more.aliases } : {}),
     ...(more.complete ? { complete: more.complete } : {}),
     async run(ctx, n, a) {
       const made = await make(ctx, n, bindParams(CREATE.name, params(n), a, more.aliases));
       await ctx.refresh();
       ctx.print(made.msg, made.result);
+      if (made.path && ctx.prefs.values.auto_cd_after_create) ctx.changeDir(ctx.resolvePath(made.path));
     },
   };
 }
@@ -165,16 +183,20 @@ export const DELETE: Verb = {
   complete: (_ctx, at) => at.children.map((c) => c.name),
 };
 
-/** A node's delete: remove gets the name typed first (positional or the first value), then the tree is re-read. */
-export function deleteCommand(remove: (ctx: ShellContext, n: Node, what: string, a: Args) => Promise<unknown>): Command {
+/**
+ * A node's delete: params are what it takes (targetcli's names: name, wwn, tag, lun, ...); remove gets the first
+ * one's value and answers with what it deleted, named ("storage object /backstores/rd_mcp/ram0"); the tree is re-read.
+ */
+export function deleteCommand(params: Param[], remove: (ctx: ShellContext, n: Node, what: string, a: Args) => Promise<string>): Command {
   return {
     ...DELETE,
+    params: () => params,
     async run(ctx, n, a) {
-      const what = a.pos[0] ?? Object.values(a.kv)[0];
-      if (what === undefined) throw new ShellError(`delete what? (here: ${n.children.map((c) => c.name).join(', ') || 'nothing'})`);
-      await remove(ctx, n, what, a);
+      const what = a.pos[0] ?? a.kv[params[0].name];
+      if (what === undefined) throw new ShellError(`delete what? give ${params[0].name} (here: ${n.children.map((c) => c.name).join(', ') || 'nothing'})`);
+      const named = await remove(ctx, n, what, a);
       await ctx.refresh();
-      ctx.print(`Deleted ${what}.`, { ok: true, deleted: what });
+      ctx.print(`Deleted ${named}.`, { ok: true, deleted: named });
     },
   };
 }

@@ -7,7 +7,7 @@ import type { Node, NodeKind } from '../tree';
 import { aclNode, aclsNode, mappedLunNode } from './acls';
 import { pluginNode } from './backstores';
 import { bookmarks, cd, CREATE, DELETE, exit, help, ls, pwd, refresh, wizard } from './common';
-import { clearconfig, restoreconfig, rootNode, saveconfig, sessions, status } from './daemon';
+import { clearconfig, reload, restoreconfig, rootNode, saveconfig, sessions, status, version } from './daemon';
 import { info } from './info';
 import { lunNode, lunsNode } from './luns';
 import { portalsNode } from './portals';
@@ -17,7 +17,7 @@ import { fabricNode, targetNode } from './targets';
 import { disable, enable, tpgNode } from './tpg';
 
 /** Offered at every node (get and set where it has settings groups). */
-const COMMON: readonly Command[] = [cd, pwd, ls, help, info, status, sessions, get, set, saveconfig, restoreconfig, clearconfig, bookmarks, refresh, wizard, exit];
+const COMMON: readonly Command[] = [cd, pwd, ls, help, info, status, version, sessions, get, set, saveconfig, restoreconfig, reload, clearconfig, bookmarks, refresh, wizard, exit];
 
 const NODES: Record<NodeKind, NodeType> = {
   root: rootNode,
@@ -37,7 +37,7 @@ const NODES: Record<NodeKind, NodeType> = {
 };
 
 /** Every command once, in the order the manual lists them; did-you-mean proposes from these names. */
-export const VERBS: readonly Verb[] = [cd, pwd, ls, help, info, status, sessions, CREATE, DELETE, get, set, enable, disable, saveconfig, restoreconfig, clearconfig, reservations, bookmarks, refresh, wizard, exit];
+export const VERBS: readonly Verb[] = [cd, pwd, ls, help, info, status, version, sessions, CREATE, DELETE, get, set, enable, disable, saveconfig, restoreconfig, reload, clearconfig, reservations, bookmarks, refresh, wizard, exit];
 
 export const isVerb = (name: string): boolean => VERBS.some((v) => v.name === name);
 

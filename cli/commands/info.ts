@@ -14,9 +14,19 @@ export interface Description {
 export function infoCommand(describe?: (ctx: ShellContext, n: Node) => Description | Promise<Description>): Command {
   return {
     name: 'info',
-    usage: 'info',
-    doc: 'Details of the current node: size, users, sessions, I/O statistics.',
-    async run(ctx, n) {
+    usage: 'info [PATH]',
+    doc: 'Details of a node (default the current one): size, users, sessions, I/O statistics.',
+    params: () => [{ name: 'path', doc: 'The node to describe.' }],
+    complete: (ctx, _at, args, current) => (args.length === 0 ? ctx.completePath(current) : []),
+    async run(ctx, here, a) {
+      const typed = a.pos[0] ?? a.kv.path;
+      if (typed !== undefined) {
+        // info PATH: what info at PATH says.
+        const n = ctx.resolvePath(typed);
+        const own = ctx.commandsAt(n).find((c) => c.name === 'info')!;
+        return own.run(ctx, n, { pos: [], kv: {} });
+      }
+      const n = here;
       const more = describe ? await describe(ctx, n) : { lines: [], json: {} };
       ctx.print([`${n.path}: ${n.summary}`, ...more.lines].join('\n'), { path: n.path, kind: n.kind, summary: n.summary, ...more.json });
     },

@@ -13,7 +13,7 @@ const PARAMS: Param[] = [
   { name: 'storage_object', doc: 'Storage object path, e.g. /backstores/rd_mcp/ram0.', values: soPaths },
   { name: 'lun', doc: 'LUN number; the lowest free one when absent.' },
   { name: 'alias', doc: 'Name of the LUN link.' },
-  { name: 'add_mapped_luns', doc: 'Map the new LUN into every ACL (default true).' },
+  { name: 'add_mapped_luns', doc: 'Map the new LUN into every ACL (default: global auto_add_mapped_luns, true).' },
 ];
 
 const create = createCommand(
@@ -27,9 +27,9 @@ const create = createCommand(
       storage_object: so,
       ...(p.lun !== undefined ? { index: intArg('lun', p.lun) } : {}),
       ...(p.alias !== undefined ? { alias: p.alias } : {}),
-      add_mapped_luns: boolArg('add_mapped_luns', p.add_mapped_luns, true),
+      add_mapped_luns: boolArg('add_mapped_luns', p.add_mapped_luns, ctx.prefs.values.auto_add_mapped_luns),
     });
-    return { msg: `Created LUN ${r.index}.`, result: r };
+    return { msg: `Created LUN ${r.index}.`, result: r, path: `${n.path}/lun${r.index}` };
   },
   {
     aliases: { storage_object_path: 'storage_object' },
@@ -38,7 +38,12 @@ const create = createCommand(
   },
 );
 
-const del = deleteCommand((ctx, n, what) => ctx.client.call('luns.delete', { wwn: n.target!.wwn, tag: n.tpg!.tag, index: intArg('lun', what) }));
+const del = deleteCommand([{ name: 'lun', doc: 'LUN number.' }], async (ctx, n, what) => {
+  const index = intArg('lun', what)!;
+  const so = n.tpg!.luns.find((l) => l.index === index)?.storage_object;
+  await ctx.client.call('luns.delete', { wwn: n.target!.wwn, tag: n.tpg!.tag, index });
+  return `LUN ${index}${so ? ` (${so})` : ''} of ${n.parent!.path}, and the mapped LUNs reaching it`;
+});
 
 export const lunsNode: NodeType = { commands: [create, del] };
 

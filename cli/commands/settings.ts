@@ -9,9 +9,21 @@ import type { Node } from '../tree';
 import type { Command, ShellContext } from '../command';
 import { completeParams } from '../command';
 
-/** The settings groups at a node (none: {}). */
+/** The settings groups at a node: its own, and everywhere global (the shell's preferences). */
 export function groupsAt(ctx: ShellContext, n: Node): Record<string, readonly FieldSpec[]> {
-  return ctx.settingsAt(n)?.groups(n) ?? {};
+  return { ...(ctx.settingsAt(n)?.groups(n) ?? {}), global: ctx.prefs.fields };
+}
+
+function groupValues(ctx: ShellContext, n: Node, g: string): Record<string, unknown> {
+  return g === 'global' ? (ctx.prefs.values as unknown as Record<string, unknown>) : ctx.settingsAt(n)!.values(n, g, ctx.data);
+}
+
+/** A preference's value, checked here (the daemon checks everything else). */
+function prefValue(f: FieldSpec, v: string): unknown {
+  const t = typedValue(f, v);
+  if (f.type === 'int' && ((f.min !== undefined && (t as number) < f.min) || (f.max !== undefined && (t as number) > f.max))) throw new ShellError(`${f.name}: ${v} is not between ${f.min} and ${f.max}`);
+  if (f.type === 'enum' && !f.values!.includes(t as string)) throw new ShellError(`${f.name}: '${v}' is not one of ${f.values!.join(', ')}${hintName(v, f.values!.map((x) => ({ name: String(x) })))}`);
+  return t;
 }
 
 function group(ctx: ShellContext, n: Node, name: string | undefined): [string, readonly FieldSpec[]] {
@@ -42,19 +54,20 @@ function completeSettings(withValues: boolean): Command['complete'] {
   };
 }
 
-const hasGroups = (n: Node, ctx: ShellContext) => Object.keys(groupsAt(ctx, n)).length > 0;
 const groupsHere = (n: Node, ctx: ShellContext) => [`Groups here: ${Object.keys(groupsAt(ctx, n)).join(', ') || 'none'} (help GROUP lists each parameter)`];
 
 export const get: Command = {
   name: 'get',
   usage: 'get GROUP [NAME...]',
-  doc: 'Shows settings of a group: attribute, parameter, auth or discovery_auth.',
-  when: hasGroups,
+  doc: 'Shows settings of a group: attribute, parameter, auth, discovery_auth, or global (the shell\'s preferences).',
+  ownArgs: true,
   detail: groupsHere,
   complete: completeSettings(false),
   run(ctx, n, a) {
     const [g, fields] = group(ctx, n, a.pos[0]);
-    const values = ctx.settingsAt(n)!.values(n, g, ctx.data);
+    const kv = Object.keys(a.kv);
+    if (kv.length) throw new ShellError(`get ${g} takes names, not name=value (${kv[0]}=); set changes them`);
+    const values = groupValues(ctx, n, g);
     const names = a.pos.length > 1 ? a.pos.slice(1) : fields.map((f) => f.name);
     const out: Record<string, unknown> = {};
     const lines: string[] = [];
@@ -71,8 +84,8 @@ export const get: Command = {
 export const set: Command = {
   name: 'set',
   usage: 'set GROUP NAME=VALUE...',
-  doc: 'Changes settings live; the matching unit attention is raised.',
-  when: hasGroups,
+  doc: 'Changes settings live (the matching unit attention is raised); set global changes and keeps a preference.',
+  ownArgs: true,
   detail: groupsHere,
   complete: completeSettings(true),
   async run(ctx, n, a) {
@@ -80,9 +93,12 @@ export const set: Command = {
     if (a.pos.length > 1) throw new ShellError(`set ${g}: give name=value pairs (not '${a.pos[1]}')`);
     if (Object.keys(a.kv).length === 0) throw new ShellError(`set ${g}: nothing to set; e.g. set ${g} ${fields[0]?.name}=${fields[0]?.default ?? 'VALUE'}`);
     const values: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(a.kv)) values[k] = typedValue(field(g, fields, k), v);
-    await ctx.settingsAt(n)!.apply(ctx, n, g, values);
-    await ctx.refresh();
+    for (const [k, v] of Object.entries(a.kv)) values[k] = g === 'global' ? prefValue(field(g, fields, k), v) : typedValue(field(g, fields, k), v);
+    if (g === 'global') ctx.prefs.set(values);
+    else {
+      await ctx.settingsAt(n)!.apply(ctx, n, g, values);
+      await ctx.refresh();
+    }
     ctx.print(Object.entries(values).map(([k, v]) => `Parameter ${k} is now '${v}'.`).join('\n'), { ok: true, set: values });
   },
 };

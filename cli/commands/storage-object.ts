@@ -22,6 +22,10 @@ export const reservations: Command = {
   name: 'reservations',
   usage: 'reservations [clear [confirm=true]]',
   doc: 'Persistent reservation state of the storage object; clear drops every registration and the reservation (admin escape hatch).',
+  params: () => [
+    { name: 'action', doc: 'clear: drop them.' },
+    { name: 'confirm', doc: 'true: clear without asking.' },
+  ],
   complete: (_ctx, _at, args) => (args.length === 0 ? ['clear'] : ['confirm=true']),
   async run(ctx, n, a) {
     const path = soPath(n);

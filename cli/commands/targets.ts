@@ -2,7 +2,7 @@
 // /FABRIC/WWN: create and delete its TPGs. TPG fields come from the fabric's
 // spec.
 
-import type { FieldSpec } from '../../app/config/specs';
+import { fieldDefaults, type FieldSpec } from '../../app/config/specs';
 import { fieldValues, hintName, intArg, ShellError } from '../args';
 import type { NodeType, Param, Settings } from '../command';
 import type { Node } from '../tree';
@@ -14,18 +14,32 @@ const tpgParams = (n: Node): Param[] => n.fabric!.tpgFields.map((f) => ({ name: 
 const createTarget = createCommand(
   (n) => [{ name: 'wwn', doc: `Target name: ${n.fabric!.wwnExpect}; generated when absent.` }, ...tpgParams(n)],
   async (ctx, n, p) => {
-    const tpgFields = fieldValues(n.fabric!.tpgFields, p);
+    const prefs = ctx.prefs.values;
+    const tpgFields: Record<string, unknown> = { ...fieldValues(n.fabric!.tpgFields, p), ...(prefs.auto_enable_tpgt ? {} : { enable: false }) };
     const r = await ctx.client.call<{ wwn: string; tpgs: number[] }>('targets.create', { fabric: n.name, ...(p.wwn ? { wwn: p.wwn } : {}), ...(Object.keys(tpgFields).length ? { tpg_fields: tpgFields } : {}) });
-    return { msg: `Created target ${r.wwn}.${r.tpgs.length ? `\nCreated TPG ${r.tpgs[0]}.` : ''}`, result: r };
+    const lines = [`Created target ${r.wwn}.`];
+    if (r.tpgs.length) lines.push(`Created TPG ${r.tpgs[0]}${prefs.auto_enable_tpgt ? '' : ' (disabled: global auto_enable_tpgt is false)'}.`);
+    if (r.tpgs.length && n.fabric!.hasFeature('nps')) {
+      const tpgPath = `${n.path}/${r.wwn}/tpg${r.tpgs[0]}`;
+      if (prefs.auto_add_default_portal) {
+        const def = fieldDefaults(n.fabric!.portal);
+        await ctx.client.call('portals.create', { wwn: r.wwn, tag: r.tpgs[0], ip_address: def.ip_address, port: def.port });
+        lines.push(`Created default portal ${def.ip_address}:${def.port} (global auto_add_default_portal); it listens on every address of this host.`);
+      } else {
+        lines.push(`The target has no portal yet, so no initiator can reach it: ${tpgPath}/portals create IP [PORT]`);
+      }
+    }
+    return { msg: lines.join('\n'), result: r, path: `${n.path}/${r.wwn}` };
   },
 );
 
-const deleteTarget = deleteCommand(async (ctx, n, what) => {
+const deleteTarget = deleteCommand([{ name: 'wwn', doc: 'The target name.' }], async (ctx, n, what) => {
   const t = n.children.find((c) => c.name.toLowerCase() === what.toLowerCase());
   if (!t) throw new ShellError(`no target ${what}${hintName(what, n.children)}`);
   const sessions = t.target!.tpgs.reduce((sum, tp) => sum + (ctx.data.runtime.tpgs[`${t.name}/${tp.tag}`]?.sessions ?? 0), 0);
   if (sessions) await confirmDelete(ctx, `${what} has ${sessions} open sessions; delete it?`);
   await ctx.client.call('targets.delete', { wwn: t.target!.wwn });
+  return `target ${t.path}${sessions ? ` and its ${sessions} sessions` : ''}`;
 });
 
 const discoveryAuth: Settings = {
@@ -40,16 +54,18 @@ const createTpg = createCommand(
   (n) => [{ name: 'tag', doc: 'TPG tag (a number).' }, ...tpgParams(n)],
   async (ctx, n, p) => {
     const tag = intArg('tag', p.tag) ?? Math.max(0, ...n.target!.tpgs.map((t) => t.tag)) + 1;
-    const result = await ctx.client.call('tpgs.create', { wwn: n.target!.wwn, tag, fields: fieldValues(n.fabric!.tpgFields, p) });
-    return { msg: `Created TPG ${tag}.`, result };
+    const enable = ctx.prefs.values.auto_enable_tpgt;
+    const result = await ctx.client.call('tpgs.create', { wwn: n.target!.wwn, tag, fields: { ...fieldValues(n.fabric!.tpgFields, p), ...(enable ? {} : { enable: false }) } });
+    return { msg: `Created TPG ${tag}${enable ? '' : ' (disabled: global auto_enable_tpgt is false)'}.`, result, path: `${n.path}/tpg${tag}` };
   },
 );
 
-const deleteTpg = deleteCommand(async (ctx, n, what) => {
+const deleteTpg = deleteCommand([{ name: 'tag', doc: 'TPG tag (or tpgN).' }], async (ctx, n, what) => {
   const tag = intArg('tag', what)!;
   const sessions = ctx.data.runtime.tpgs[`${n.target!.wwn}/${tag}`]?.sessions ?? 0;
   if (sessions) await confirmDelete(ctx, `TPG ${tag} has ${sessions} open sessions; delete it?`);
   await ctx.client.call('tpgs.delete', { wwn: n.target!.wwn, tag });
+  return `TPG ${tag} of ${n.path}${sessions ? ` and its ${sessions} sessions` : ''}`;
 });
 
 const targetInfo = infoCommand((_ctx, n) => ({

@@ -2,6 +2,7 @@
 // (what the fabric's spec declares), and its info (sessions).
 
 import type { FieldSpec } from '../../app/config/specs';
+import { demoWriteProtectAdvice, demoWriteProtected } from '../../app/config/advice';
 import type { Command, NodeType, Settings } from '../command';
 import type { Node } from '../tree';
 import { infoCommand } from './info';
@@ -39,6 +40,7 @@ export const disable = enabling('disable', 'Disables the TPG: no new logins.');
 const info = infoCommand(async (ctx, n) => {
   const sessions = (await ctx.client.call<Record<string, unknown>[]>('sessions.list', { wwn: n.target!.wwn })).filter((s) => s.tpg === n.tpg!.tag);
   const lines = [`enabled: ${n.tpg!.enable}`, `sessions: ${sessions.length}`];
+  if (demoWriteProtected(n.tpg!)) lines.push(`warning: ${demoWriteProtectAdvice(n.target!, n.tpg!)}`);
   for (const s of sessions) lines.push(`  session ${s.id}: ${s.initiator_port} LUNs ${(s.luns as number[]).join(',')}`);
   return { lines, json: { tpg: n.tpg, sessions } };
 });

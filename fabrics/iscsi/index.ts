@@ -11,6 +11,7 @@ import { portalKey, portalRegistry } from './portal-registry';
 import { sessionRegistry } from './session-registry';
 import { rxPool, SLAB_BYTES } from './rx-slab';
 import { dataInPool } from './data-in-pool';
+import { loginCounts, REFUSAL_REASONS } from './login-counts';
 
 /** Seconds the Async logout request gives initiators before their connections are dropped. */
 const LOGOUT_GRACE_S = 2;
@@ -85,6 +86,11 @@ function metrics(): MetricSample[] {
   const rx = rxPool.stats();
   const slabs = `iSCSI receive slabs (${SLAB_BYTES} bytes each): idle in the pool, or busy (being read into, or holding data of commands in flight).`;
   return [
+    { name: 'tsio_iscsi_logins_total', help: 'iSCSI logins accepted (a connection reaching full feature phase).', type: 'counter', value: loginCounts.accepted },
+    ...REFUSAL_REASONS.map((reason): MetricSample => ({
+      name: 'tsio_iscsi_login_failures_total', help: 'iSCSI logins refused, by reason.', type: 'counter', labels: { reason }, value: loginCounts.refused[reason],
+    })),
+    { name: 'tsio_iscsi_logouts_total', help: 'iSCSI logouts completed.', type: 'counter', value: loginCounts.logouts },
     { name: 'tsio_iscsi_rx_slabs', help: slabs, type: 'gauge', labels: { state: 'idle' }, value: rx.idle },
     { name: 'tsio_iscsi_rx_slabs', help: slabs, type: 'gauge', labels: { state: 'busy' }, value: rx.busy },
     {

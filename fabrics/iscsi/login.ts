@@ -4,6 +4,7 @@
 // a new one, a reinstated one (same initiator and ISID), or an existing one
 // joined by TSIH (MC/S).
 
+import { countRefusal, loginCounts } from './login-counts';
 import { log } from '../../src/core/log';
 import type { Sgl } from '../../src/core/sgl';
 import type { Root } from '../../src/model/root';
@@ -139,7 +140,7 @@ export class LoginMachine implements LoginPhase {
     if (this.tpg === undefined) {
       if (!this.initiatorName) return this.fail(h, LoginStatus.MISSING_PARAMETER, 'no InitiatorName');
       const err = this.resolveTarget(reply);
-      if (err !== undefined) return this.fail(h, err);
+      if (err !== undefined) return this.fail(h, err, this.whyRefused(err));
     }
     if (this.negotiation === undefined) {
       this.negotiation = new Negotiation(this.offers(), this.joining === undefined, this.discovery);
@@ -261,7 +262,7 @@ export class LoginMachine implements LoginPhase {
       if (![...keys.keys()].some((k) => k.startsWith('CHAP_'))) return undefined;
       const r = this.chap!.step(keys);
       if ('error' in r) {
-        log.warn(`iscsi: CHAP of ${this.initiatorName}: ${r.reason}`);
+        log.notice(`iscsi: login of ${this.initiatorName} from ${this.peer()} to ${this.targetName ?? 'discovery'}: CHAP failed: ${r.reason}`);
         return r.error === 'auth' ? LoginStatus.AUTH_FAILED : LoginStatus.INITIATOR_ERROR;
       }
       reply.push(...r.reply);
@@ -300,6 +301,7 @@ export class LoginMachine implements LoginPhase {
       for (const c of s.connections) if (c.cid === conn.cid) c.destroy(true);
     }
     this.tsih = s.tsih;
+    loginCounts.accepted++;
     this.respond(csg, Stage.FULL_FEATURE, true, reply);
     clearTimeout(this.timer);
     conn.headerDigest = params.headerDigest;
@@ -328,13 +330,28 @@ export class LoginMachine implements LoginPhase {
     return Number(this.tpg?.attributes.default_cmdsn_depth ?? 64);
   }
 
+  /** An administrator's reading of a refusal: who asked for what, and what stood in the way. */
+  private whyRefused(status: number): string | undefined {
+    if (status === LoginStatus.NOT_FOUND) return `no target ${this.targetName} on portal ${this.conn.localAddress}:${this.conn.localPort}`;
+    if (status === LoginStatus.FORBIDDEN) return `the initiator is in no ACL of ${this.targetName} (and the TPG is not in demo mode)`;
+    if (status === LoginStatus.SERVICE_UNAVAILABLE) return `the TPG of ${this.targetName} is disabled`;
+    return undefined;
+  }
+
+  private peer(): string {
+    const s = this.conn.socket;
+    return s.remoteAddress ? `${s.remoteAddress.includes(':') ? `[${s.remoteAddress}]` : s.remoteAddress}:${s.remotePort}` : '?';
+  }
+
   private fail(h: Buffer, status: number, why?: string): void {
-    if (why) log.info(`iscsi: login of ${this.initiatorName ?? '?'} refused (0x${status.toString(16).padStart(4, '0')}): ${why}`);
+    // Refused logins are the administrator's business (a typo in an ACL, someone probing): notice level.
+    if (why) log.notice(`iscsi: login of ${this.initiatorName ?? '?'} from ${this.peer()} refused (0x${status.toString(16).padStart(4, '0')}): ${why}`);
     this.itt = h.readUInt32BE(H.ITT);
     this.failNow(status);
   }
 
   private failNow(status: number): void {
+    countRefusal(status);
     clearTimeout(this.timer);
     this.respond(this.stage === Stage.FULL_FEATURE ? Stage.OPERATIONAL : this.stage, 0, false, [], status);
     this.conn.end();

@@ -2,6 +2,7 @@
 // both ways (RFC 7143 11.18, 11.19), Text requests (SendTargets, answered in
 // pieces under a TTT when long; 11.10, 11.11) and Logout (11.14, 11.15).
 
+import { loginCounts } from './login-counts';
 import type { Session as CoreSession } from '../../src/core/session';
 import { sglLength, type Sgl } from '../../src/core/sgl';
 import type { Root } from '../../src/model/root';
@@ -111,6 +112,7 @@ export function logout(s: ControlSession, c: Connection, h: Buffer): void {
   } else if (reason !== LogoutReason.CLOSE_SESSION) {
     return c.reject(h, RejectReason.INVALID_FIELD);
   }
+  if (code === LogoutRsp.OK) loginCounts.logouts++;
   // A session whose access was revoked keeps nothing for a reconnection to reclaim.
   const retain = s.core?.closed ? 0 : s.params.defaultTime2Retain;
   const r = logoutResponsePdu(c, s.window, itt, code, s.params.defaultTime2Wait, retain);

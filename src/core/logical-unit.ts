@@ -32,6 +32,11 @@ export interface UnitIdentity {
   readonly serial: string;
   /** 16-byte NAA designator (VPD 83h). */
   readonly naa: Buffer;
+  /** INQUIRY vendor identification and product revision level. */
+  readonly vendor: string;
+  readonly revision: string;
+  /** lio: VPD 83h lists LIO's designators, as LIO would for this unit. */
+  readonly compat: 'tsio' | 'lio';
   readonly attributes: StorageAttributes;
 }
 
@@ -45,6 +50,8 @@ export interface TargetPort {
   readonly relativePortId: number;
   /** SCSI name string of the port (SPC-5 7.7.6.10). */
   readonly portName: string;
+  /** SCSI name string of the target device the port belongs to (its WWN). */
+  readonly targetName: string;
   /** The fabric's name as configs give it (iscsi, vhost, loopback): the protocol INQUIRY reports. */
   readonly fabric: string;
   /** Every port of this port's target, itself included (ALL_TG_PT registrations, EXTENDED COPY). */

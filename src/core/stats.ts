@@ -42,6 +42,19 @@ export class IoStats {
     }
   }
 
+  /** Adds another's counts to these (a closed session's into its initiator's totals). */
+  addAll(o: IoStats): void {
+    this.commands += o.commands;
+    this.reads += o.reads;
+    this.writes += o.writes;
+    this.bytesRead += o.bytesRead;
+    this.bytesWritten += o.bytesWritten;
+    this.errors += o.errors;
+    this.latencySamples += o.latencySamples;
+    this.latencySumUs += o.latencySumUs;
+    for (let i = 0; i < LATENCY_BUCKETS; i++) this.latency[i] += o.latency[i];
+  }
+
   addLatency(us: number): void {
     this.latencySamples++;
     this.latencySumUs += us;

@@ -3,7 +3,7 @@
 
 import type { BackstoreOptions } from '../core/backstore';
 import type { StorageAttributes } from '../core/attributes';
-import type { StorageObject } from './storage-object';
+import type { IdentityCompat, StorageObject } from './storage-object';
 import { Target, type Auth } from './target';
 
 export interface StorageObjectSpec extends BackstoreOptions {
@@ -11,6 +11,8 @@ export interface StorageObjectSpec extends BackstoreOptions {
   attributes?: Partial<StorageAttributes>;
   /** Unit serial (saveconfig's `wwn`); default: derived from host and name. */
   serial?: string;
+  /** Whose identity the unit presents (StorageObject.compat); default tsio. */
+  compat?: IdentityCompat;
 }
 
 export interface RootOptions {

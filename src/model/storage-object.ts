@@ -6,8 +6,19 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { Backstore } from '../core/backstore';
 import type { StorageAttributes } from '../core/attributes';
-import { LogicalUnit, type UnitIdentity } from '../core/logical-unit';
+import { LogicalUnit, PRODUCT_REVISION, VENDOR_ID, type UnitIdentity } from '../core/logical-unit';
 import type { CommandTable } from '../core/opcodes';
+
+/** Whose identity a unit presents: tsio's own, or LIO's (a disk moved from LIO keeps what initiators knew). */
+export type IdentityCompat = 'tsio' | 'lio';
+
+/**
+ * LIO's identity (drivers/target: target_core_device.c sets vendor "LIO-ORG" and the backend's
+ * inquiry_rev "4.0"; target_core_spc.c builds the NAA from OpenFabrics' IEEE company id 00-14-05).
+ */
+export const LIO_VENDOR = 'LIO-ORG';
+export const LIO_REVISION = '4.0';
+export const LIO_COMPANY_ID = 0x001405;
 
 export class StorageObject implements UnitIdentity {
   readonly lu: LogicalUnit;
@@ -15,6 +26,9 @@ export class StorageObject implements UnitIdentity {
   readonly serial: string;
   /** 16-byte NAA IEEE Registered Extended designator derived from the serial (VPD 83h). */
   readonly naa: Buffer;
+  /** INQUIRY vendor identification and product revision level: the compat mode's. */
+  readonly vendor: string;
+  readonly revision: string;
 
   constructor(
     readonly name: string,
@@ -23,9 +37,14 @@ export class StorageObject implements UnitIdentity {
     backstore: Backstore,
     table: CommandTable,
     serial?: string,
+    /** The one place a unit's identity is chosen: INQUIRY and VPD read vendor, revision, naa and compat. */
+    readonly compat: IdentityCompat = 'tsio',
   ) {
     this.serial = serial ?? defaultSerial(plugin, name);
-    this.naa = naaFromSerial(this.serial);
+    const lio = compat === 'lio';
+    this.naa = lio ? lioNaa(this.serial) : naaFromSerial(this.serial);
+    this.vendor = lio ? LIO_VENDOR : VENDOR_ID;
+    this.revision = lio ? LIO_REVISION : PRODUCT_REVISION;
     this.lu = new LogicalUnit(this, backstore, table);
   }
 
@@ -70,6 +89,20 @@ export function naaFromSerial(serial: string): Buffer {
   b[2] = (NAA_COMPANY_ID >> 4) & 0xff;
   // Low nibble of the company id, then the vendor specific identifier nibbles.
   const nibbles = [NAA_COMPANY_ID & 0x0f, ...[...hex.slice(0, 25)].map((c) => parseInt(c, 16))];
+  for (let i = 0; i < nibbles.length; i += 2) b[3 + i / 2] = (nibbles[i] << 4) | (nibbles[i + 1] ?? 0);
+  return b;
+}
+
+/**
+ * LIO's NAA 6 designator (target_core_spc.c, spc_gen_naa_6h_vendor_specific): company id 00-14-05, then the
+ * serial's hex digits in order, non-hex characters skipped, 25 nibbles at most, zeros where the serial has fewer.
+ */
+export function lioNaa(serial: string): Buffer {
+  const b = Buffer.alloc(16);
+  b[0] = 0x60 | ((LIO_COMPANY_ID >> 20) & 0x0f);
+  b[1] = (LIO_COMPANY_ID >> 12) & 0xff;
+  b[2] = (LIO_COMPANY_ID >> 4) & 0xff;
+  const nibbles = [LIO_COMPANY_ID & 0x0f, ...[...serial.toLowerCase().replace(/[^0-9a-f]/g, '').slice(0, 25)].map((c) => parseInt(c, 16))];
   for (let i = 0; i < nibbles.length; i += 2) b[3 + i / 2] = (nibbles[i] << 4) | (nibbles[i + 1] ?? 0);
   return b;
 }

@@ -7,6 +7,7 @@ import type { StorageObject } from './storage-object';
 import type { InitiatorId, LogicalUnit, TargetPort } from '../core/logical-unit';
 import { Session, type LunMap } from '../core/session';
 import { Asc } from '../core/sense';
+import { IoStats } from '../core/stats';
 
 export type AttributeValue = boolean | number | string;
 
@@ -57,6 +58,8 @@ export class Tpg implements TargetPort {
   readonly luns = new Map<number, Lun>();
   readonly acls = new Map<string, NodeAcl>();
   readonly sessions = new Set<Session<Tpg>>();
+  /** Counts of closed sessions, per initiator name: an initiator's metrics go on across reconnects. */
+  readonly closedStats = new Map<string, IoStats>();
   readonly portals: Portal[] = [];
   enabled = true;
 
@@ -76,6 +79,10 @@ export class Tpg implements TargetPort {
   /** SCSI name string of this target port (SPC-5 7.7.6.10, iSCSI form). */
   get portName(): string {
     return `${this.target.wwn},t,0x${this.tag.toString(16).padStart(4, '0')}`;
+  }
+
+  get targetName(): string {
+    return this.target.wwn;
   }
 
   get fabric(): string {
@@ -127,7 +134,10 @@ export class Tpg implements TargetPort {
 
   /** Called by Session.close(). */
   forget(s: Session<Tpg>): void {
-    this.sessions.delete(s);
+    if (!this.sessions.delete(s)) return;
+    let t = this.closedStats.get(s.initiator.name);
+    if (!t) this.closedStats.set(s.initiator.name, (t = new IoStats()));
+    t.addAll(s.stats);
   }
 
   addLun(index: number, so: StorageObject, alias?: string): Lun {

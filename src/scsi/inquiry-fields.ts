@@ -26,7 +26,8 @@ const PRODUCT_BY_PLUGIN: Record<string, string> = { rd_mcp: 'RAMDISK-MCP', filei
 
 export function productId(lu: LogicalUnit): string {
   const so = lu.so;
-  if (so.attributes.emulate_model_alias) return so.name;
+  // LIO cuts the alias to 15 characters (snprintf into its 16-byte model field).
+  if (so.attributes.emulate_model_alias) return so.compat === 'lio' ? so.name.slice(0, 15) : so.name;
   return PRODUCT_BY_PLUGIN[so.plugin] ?? so.plugin.toUpperCase();
 }
 

@@ -31,8 +31,8 @@ export function standardInquiry(lu: LogicalUnit | undefined, tpg: TargetPort): B
   b[3] = 0x10 | 0x02; // HISUP, RESPONSE DATA FORMAT 2 (NORMACA 0: ACA is not supported)
   b[4] = STD_INQUIRY_LEN - 5;
   b[7] = 0x02; // CMDQUE
-  putAscii(b, 8, 8, VENDOR_ID);
-  putAscii(b, 32, 4, PRODUCT_REVISION);
+  putAscii(b, 8, 8, lu?.so.vendor ?? VENDOR_ID);
+  putAscii(b, 32, 4, lu?.so.revision ?? PRODUCT_REVISION);
   if (lu === undefined) {
     b[0] = PERIPHERAL_NO_LUN;
     putAscii(b, 16, 16, 'NO LUN');

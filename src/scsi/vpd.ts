@@ -1,7 +1,7 @@
 // Vital product data pages (SPC-5 7.7, SBC-4 6.6), as INQUIRY with EVPD=1 returns them.
 
 import type { ScsiCmd } from '../core/command';
-import { VENDOR_ID, type LogicalUnit, type TargetPort } from '../core/logical-unit';
+import type { LogicalUnit, TargetPort } from '../core/logical-unit';
 import { PERIPHERAL_NO_LUN, productId, putAscii, servesCompareAndWrite, transportOf } from './inquiry-fields';
 import { provisioning } from './provisioning';
 import { servesBlockErase } from './sbc-sanitize';
@@ -44,7 +44,7 @@ function scsiName(s: string): Buffer {
 
 const CodeSet = { BINARY: 1, ASCII: 2, UTF8: 3 } as const;
 const Assoc = { LU: 0, PORT: 1, DEVICE: 2 } as const;
-const Designator = { T10: 1, NAA: 3, RTPI: 4, TPG: 5, SCSI_NAME: 8 } as const;
+const Designator = { T10: 1, NAA: 3, RTPI: 4, TPG: 5, LU_GROUP: 6, SCSI_NAME: 8 } as const;
 
 function unitSerial(lu: LogicalUnit): Buffer {
   // NUL terminated, as LIO returns it.
@@ -55,16 +55,29 @@ function deviceIdentification(lu: LogicalUnit, tpg: TargetPort): Buffer {
   const proto = transportOf(tpg).protocolId;
   const so = lu.so;
   const t10 = Buffer.from(`        ${productId(lu)}:${so.serial}\0`, 'ascii');
-  putAscii(t10, 0, 8, VENDOR_ID);
+  putAscii(t10, 0, 8, so.vendor);
   const rtpi = Buffer.alloc(4);
   rtpi.writeUInt16BE(tpg.relativePortId, 2);
   const tpgId = Buffer.alloc(4);
   tpgId.writeUInt16BE(TARGET_PORT_GROUP_ID, 2);
-  return page(lu, 0x83, Buffer.concat([
+  const common = [
     designator(CodeSet.BINARY, false, Assoc.LU, Designator.NAA, proto, so.naa),
     designator(CodeSet.ASCII, false, Assoc.LU, Designator.T10, proto, t10),
     designator(CodeSet.BINARY, true, Assoc.PORT, Designator.RTPI, proto, rtpi),
     designator(CodeSet.BINARY, true, Assoc.PORT, Designator.TPG, proto, tpgId),
+  ];
+  if (so.compat === 'lio') {
+    // LIO's list (target_core_spc.c, spc_emulate_evpd_83): then the LU group (default_lu_gp, id 0), the port's
+    // and the target device's SCSI name strings.
+    return page(lu, 0x83, Buffer.concat([
+      ...common,
+      designator(CodeSet.BINARY, false, Assoc.LU, Designator.LU_GROUP, proto, Buffer.alloc(4)),
+      designator(CodeSet.UTF8, true, Assoc.PORT, Designator.SCSI_NAME, proto, scsiName(tpg.portName)),
+      designator(CodeSet.UTF8, true, Assoc.DEVICE, Designator.SCSI_NAME, proto, scsiName(tpg.targetName)),
+    ]));
+  }
+  return page(lu, 0x83, Buffer.concat([
+    ...common,
     designator(CodeSet.UTF8, true, Assoc.PORT, Designator.SCSI_NAME, proto, scsiName(tpg.portName)),
     designator(CodeSet.UTF8, false, Assoc.LU, Designator.SCSI_NAME, proto, scsiName(`naa.${so.naa.toString('hex').toUpperCase()}`)),
   ]));

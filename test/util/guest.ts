@@ -25,6 +25,12 @@ export interface GuestOptions {
   allowReboot?: boolean;
   /** Extra kernel command line words. */
   append?: string;
+  /**
+   * Boot the host's systemd as init on the same overlay root instead of running the script in a chroot: the
+   * script then runs as tsio-job.service (after basic.target; journald, udev and the unit files of the host's
+   * /lib/systemd are there), and the guest powers off when it ends.
+   */
+  systemd?: boolean;
 }
 
 export interface GuestResult {
@@ -118,6 +124,44 @@ mount -t devpts devpts /newroot/dev/pts; mount -t tmpfs tmpfs /newroot/dev/shm
 mount -t tmpfs tmpfs /newroot/run
 boot=1; [ -f /newroot/tsio-job/boots ] && boot=$(( $(cat /newroot/tsio-job/boots) + 1 ))
 echo $boot > /newroot/tsio-job/boots
+if grep -q tsio.systemd=1 /newroot/proc/cmdline; then
+  # systemd as PID 1 on the overlay: the job is a unit, the host's fstab and enabled services are left out.
+  : > /newroot/etc/fstab
+  mkdir -p /newroot/etc/systemd/system
+  cat > /newroot/tsio-run.sh <<'RUN'
+#!/bin/bash
+ip link set lo up 2>/dev/null
+cd /tmp
+/bin/bash /tsio-job/script.sh
+echo "${EXIT_MARK} $?" > /dev/console
+sync
+systemctl --force --force poweroff
+RUN
+  chmod 755 /newroot/tsio-run.sh
+  cat > /newroot/etc/systemd/system/tsio-job.service <<'UNIT'
+[Unit]
+Description=tsio test job
+After=basic.target
+[Service]
+Type=oneshot
+Environment=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TERM=dumb TSIO_BOOT=1
+ExecStart=/tsio-run.sh
+StandardOutput=tty
+StandardError=tty
+TTYPath=/dev/console
+UNIT
+  cat > /newroot/etc/systemd/system/tsio-job.target <<'UNIT'
+[Unit]
+Description=tsio test job and only what it needs
+Requires=basic.target tsio-job.service
+After=basic.target tsio-job.service
+AllowIsolate=yes
+UNIT
+  umount /newroot/run
+  # The host may be a container: its marker would make systemd think so too and ignore the kernel command line.
+  rm -f /newroot/.dockerenv /newroot/run/.containerenv
+  exec switch_root /newroot /lib/systemd/systemd --unit=tsio-job.target
+fi
 chroot /newroot /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TERM=dumb TSIO_BOOT=$boot \\
   /bin/bash -c 'ip link set lo up 2>/dev/null; cd /tmp; exec /bin/bash /tsio-job/script.sh' </dev/console >/dev/console 2>&1
 echo "${EXIT_MARK} $?"
@@ -185,7 +229,7 @@ export function startGuest(opts: GuestOptions): Guest {
     '-accel', 'tcg', '-cpu', 'max', '-smp', '1', '-m', String(mem),
     '-nodefaults', '-display', 'none', '-serial', 'stdio', '-monitor', 'none', '-nic', 'none',
     '-kernel', vmlinuz, '-initrd', initrd,
-    '-append', `console=ttyS0 loglevel=4 panic=-1 rdinit=/init ${opts.append ?? ''}`.trim(),
+    '-append', `console=ttyS0 loglevel=4 panic=-1 rdinit=/init ${opts.systemd ? 'tsio.systemd=1 systemd.show_status=0 ' : ''}${opts.append ?? ''}`.trim(),
     '-virtfs', 'local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap',
     '-virtfs', `local,path=${job},mount_tag=job,security_model=none,multidevs=remap`,
   ];

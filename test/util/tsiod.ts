@@ -21,6 +21,10 @@ export interface TsiodOptions {
   port?: number;
   /** More tsiod arguments (--metrics ...). */
   args?: string[];
+  /** A command tsiod runs under, e.g. ['unshare', '--net'] for a network namespace of its own. */
+  wrap?: string[];
+  /** Environment variables added to tsiod's. */
+  env?: Record<string, string>;
 }
 
 export interface Daemon {
@@ -57,7 +61,9 @@ export async function startTsiod(config: TsiodConfig, opts: TsiodOptions = {}): 
   }
   const sock = join(dir, 'control.sock');
   const args = [TSIOD, '--config', cfg, '--control', sock, '--saveconfig', join(dir, 'etc', 'saveconfig.yaml'), '--state-dir', join(dir, 'state')];
-  const proc = spawn(process.execPath, [...args, ...(opts.args ?? [])], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const argv = [process.execPath, ...args, ...(opts.args ?? [])];
+  const cmd = [...(opts.wrap ?? []), ...argv];
+  const proc = spawn(cmd[0], cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
   let out = '';
   const ready = new Promise<void>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`tsiod did not get ready:\n${out}`)), 15_000);

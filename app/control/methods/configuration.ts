@@ -3,54 +3,51 @@
 
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { parseConfig, type TsioConfig } from '../../config/config';
+import type { TsioConfig } from '../../config/config';
+import { readConfigText } from '../../config/read';
 import { dumpConfig } from '../../config/dump';
-import { isLioSaveconfig, lioToDocument } from '../../config/lio-import';
 import { listBackups, saveAtomically } from '../../config/save';
-import { absolutePaths, EMPTY_CONFIG, soKey } from '../../daemon/reconcile';
+import { EMPTY_CONFIG, soKey } from '../../daemon/reconcile';
 import type { MethodTable } from '../context';
-import { bool, invalidParams, optBool, optStr } from '../params';
+import { hint } from '../lookup';
+import { bool, invalidParams, optBool, optInt, optStr } from '../params';
 
 export const configurationMethods: MethodTable = {
   'saveconfig': {
-    doc: 'Writes the live configuration as YAML (atomically, mode 0600), keeping the last 10 versions beside it.',
-    params: { path: optStr },
+    doc: 'Writes the live configuration as YAML (atomically, mode 0600); a changed file keeps its previous version as a backup (the newest max_backup_files, default 10).',
+    params: { path: optStr, max_backup_files: optInt },
+    audit: true,
     run: (p, c) => {
       const path = resolve((p.path as string | undefined) ?? c.savePath);
       const text = dumpConfig(c.live.config, `tsio configuration, saved ${new Date().toISOString()}; tsiod --config reads it`);
-      const backup = saveAtomically(path, text);
-      c.markSaved();
-      return { path, backup: backup ?? null, backups: listBackups(path).length };
+      const r = saveAtomically(path, text, { backups: p.max_backup_files as number | undefined });
+      return { path, changed: r.changed, backup: r.backup ?? null, backups: listBackups(path).length };
     },
   },
   'restoreconfig': {
-    doc: 'Loads a YAML config (or a targetcli saveconfig.json), validated whole first, and applies the difference. clear_existing: remove what the file does not name.',
-    params: { path: optStr, text: optStr, clear_existing: optBool },
+    doc: 'Loads a YAML config (or a targetcli saveconfig.json), validated whole first, and applies the difference. clear_existing: remove what the file does not name. target / storage_object: restore only that target (with the storage objects its LUNs need) or that storage object.',
+    params: { path: optStr, text: optStr, clear_existing: optBool, target: optStr, storage_object: optStr },
     run: async (p, c) => {
       if (p.path !== undefined && p.text !== undefined) throw invalidParams('restoreconfig: give path or text, not both');
       const path = p.path !== undefined ? resolve(p.path as string) : p.text === undefined ? c.savePath : undefined;
-      let text: string;
-      if (path !== undefined) {
-        if (!existsSync(path)) throw invalidParams(`no such file: ${path}`);
-        text = readFileSync(path, 'utf8');
-      } else text = p.text as string;
-      const source = path ?? '<text>';
-      const baseDir = path !== undefined ? dirname(path) : process.cwd();
-      let notes: string[] = [];
-      let incoming: TsioConfig;
-      const lio = isLioSaveconfig(text);
-      if (lio) {
-        const conv = lioToDocument(lio);
-        notes = conv.unmapped;
-        incoming = parseConfig(JSON.stringify(conv.document), `${source} (converted from targetcli saveconfig.json)`);
-      } else {
-        incoming = parseConfig(text, source);
-      }
-      incoming = absolutePaths(incoming, baseDir);
-      const next = p.clear_existing ? incoming : merge(c.live.config, incoming);
+      if (path !== undefined && !existsSync(path)) throw invalidParams(`no such file: ${path}`);
+      const text = path !== undefined ? readFileSync(path, 'utf8') : (p.text as string);
+      const { cfg, notes, lio } = readConfigText(text, path ?? '<text>', path !== undefined ? dirname(path) : process.cwd());
+      const only = p.target !== undefined || p.storage_object !== undefined;
+      const incoming = only ? pick(cfg, c.live.config, p.target as string | undefined, p.storage_object as string | undefined, path ?? 'the text') : cfg;
+      const next = p.clear_existing && !only ? incoming : merge(c.live.config, incoming);
       const report = await c.apply(next);
-      if (path !== undefined && p.clear_existing) c.markSaved();
       return { ...report, unmapped: notes, format: lio ? 'targetcli saveconfig.json' : 'tsio yaml' };
+    },
+  },
+  'reload': {
+    doc: 'Applies the saved configuration (the saveconfig file) live, as restoreconfig clear_existing does: only differences, unchanged targets keep their sessions (tsiod does this on SIGHUP).',
+    params: {},
+    run: async (_p, c) => {
+      if (!existsSync(c.savePath)) throw invalidParams(`no saved configuration at ${c.savePath}`);
+      const { cfg, notes } = readConfigText(readFileSync(c.savePath, 'utf8'), c.savePath, dirname(c.savePath));
+      const report = await c.apply(cfg);
+      return { path: c.savePath, ...report, unmapped: notes };
     },
   },
   'clearconfig': {
@@ -62,6 +59,31 @@ export const configurationMethods: MethodTable = {
     },
   },
 };
+
+/**
+ * restoreconfig target=WWN / storage_object=NAME, as targetcli's: just that target, with the storage objects its
+ * LUNs use that are not running yet; or just that storage object (a name, or its /backstores/PLUGIN/NAME path).
+ */
+function pick(file: TsioConfig, live: TsioConfig, target: string | undefined, so: string | undefined, where: string): TsioConfig {
+  const out: TsioConfig = { source: file.source, storage_objects: [], targets: [], fabric_modules: [] };
+  if (so !== undefined) {
+    const found = file.storage_objects.filter((x) => x.name === so || soKey(x) === so);
+    if (found.length === 0) throw invalidParams(`storage_object=${so}: ${where} has no such storage object${hint(so, file.storage_objects.map((x) => x.name))}`);
+    if (found.length > 1) throw invalidParams(`storage_object=${so}: ${where} has ${found.map(soKey).join(' and ')}; give the path`);
+    out.storage_objects.push(found[0]);
+  }
+  if (target !== undefined) {
+    const t = file.targets.find((x) => x.wwn.toLowerCase() === target.toLowerCase());
+    if (!t) throw invalidParams(`target=${target}: ${where} has no such target${hint(target, file.targets.map((x) => x.wwn))}`);
+    out.targets.push(t);
+    const running = new Set(live.storage_objects.map(soKey));
+    for (const path of new Set(t.tpgs.flatMap((tpg) => tpg.luns.map((l) => l.storage_object)))) {
+      const need = file.storage_objects.find((x) => soKey(x) === path);
+      if (need && !running.has(path) && !out.storage_objects.includes(need)) out.storage_objects.push(need);
+    }
+  }
+  return out;
+}
 
 /** Without clear_existing: the file's objects replace or join the live ones; the rest stays. */
 function merge(cur: TsioConfig, incoming: TsioConfig): TsioConfig {

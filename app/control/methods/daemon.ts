@@ -1,28 +1,31 @@
 // The daemon as a whole: its status, the methods it serves, the live tree
 // (configuration and runtime), and the configuration as a document or YAML.
 
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
 import { dumpConfig } from '../../config/dump';
-import { specs } from '../../config/specs';
+import { tsioVersion } from '../../config/version';
 import type { MethodTable } from '../context';
 import type { Obj } from '../params';
 import { liveSessions, storageObjectsRuntime } from '../views';
 
 export const daemonMethods: MethodTable = {
   'status': {
-    doc: 'Daemon status: version, uptime, object counts, sessions, whether the config changed since it was loaded or saved.',
+    doc: 'Daemon status: version, uptime, object counts, sessions, and how the running config stands against the saveconfig file (save_state: saved, differs, absent, unreadable).',
     params: {},
-    run: (_p, c) => ({
-      pid: process.pid,
-      version: packageVersion(),
-      uptime_s: Math.round((Date.now() - c.startedAt) / 1000),
-      storage_objects: c.live.config.storage_objects.length,
-      targets: c.live.config.targets.length,
-      sessions: liveSessions(c.live).length,
-      dirty: c.dirty,
-      save_path: c.savePath,
-    }),
+    run: (_p, c) => {
+      const saved = c.saveState();
+      return {
+        pid: process.pid,
+        version: tsioVersion(),
+        uptime_s: Math.round((Date.now() - c.startedAt) / 1000),
+        storage_objects: c.live.config.storage_objects.length,
+        targets: c.live.config.targets.length,
+        sessions: liveSessions(c.live).length,
+        dirty: c.dirty,
+        save_path: c.savePath,
+        save_state: saved.state,
+        ...(saved.detail ? { save_detail: saved.detail } : {}),
+      };
+    },
   },
   'methods': { doc: 'Every method with its parameters.', params: {}, run: (_p, c) => Object.entries(c.methods).map(([name, d]) => ({ name, doc: d.doc, params: d.params })) },
   'tree': {
@@ -41,14 +44,4 @@ export const daemonMethods: MethodTable = {
   'config.dump': { doc: 'The live configuration as YAML text.', params: {}, run: (_p, c) => ({ yaml: dumpConfig(c.live.config) }) },
 };
 
-let version: string | undefined;
-function packageVersion(): string {
-  if (version === undefined) {
-    try {
-      version = (JSON.parse(readFileSync(resolve(specs().dir, '..', 'package.json'), 'utf8')) as { version: string }).version;
-    } catch {
-      version = 'unknown';
-    }
-  }
-  return version;
-}
+

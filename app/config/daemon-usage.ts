@@ -1,0 +1,16 @@
+// tsiod's command line, as --help prints it and its manual page (tsiod(8),
+// made at build time by cli/gen-docs.ts) says it: one text for both.
+
+export const TSIOD_USAGE = `usage: tsiod [--config FILE.yaml] [--check] [--state-dir DIR] [--control PATH|none] [--saveconfig FILE]
+             [--metrics HOST:PORT] [--log-level error|warn|notice|info|debug] [--version]
+  --config FILE      start from this configuration (default: the embedded one: RAM LUNs over iSCSI and vhost);
+                     a targetcli saveconfig.json is converted
+  --check            check the configuration and everything starting it needs of this host (files, devices,
+                     socket directories, free ports), print what it describes, and exit (1 on a problem)
+  --control PATH     the control socket tcli talks to (JSON-RPC 2.0, mode 0600; default /run/tsio/control.sock)
+  --saveconfig FILE  where saveconfig writes, and SIGHUP reads, by default (default /etc/tsio/saveconfig.yaml)
+  --metrics H:P      serve Prometheus metrics at http://H:P/metrics (loopback addresses only; off by default)
+  --state-dir DIR    where state that outlives a restart is kept (APTPL reservations; default /var/lib/tsio)
+  --log-level LEVEL  the least severe messages logged (default info; TSIO_LOG sets it too)
+  --version          print the version and exit
+Signals: SIGTERM, SIGINT: close sessions, flush every store, exit. SIGHUP: apply the saved configuration live.`;
