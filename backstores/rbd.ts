@@ -154,6 +154,8 @@ class RbdBackstore implements Backstore {
   private capacityListener: (() => void) | undefined;
   private readonly updates: FdWatcher;
   private closed = false;
+  /** Pool work on the image (stat, walks, resize): close() waits for it, so rbd_close never races it. */
+  private readonly busy = new Set<Promise<unknown>>();
 
   constructor(
     private readonly io: ImageIo,
@@ -234,7 +236,7 @@ class RbdBackstore implements Backstore {
   async lbaStatus(offset: number, maxLength: number): Promise<LbaExtent> {
     const window = Math.min(maxLength, LBA_STATUS_WINDOW, this._size - offset);
     if (window <= 0) return { deallocated: false, length: Math.max(maxLength, this.blockSize) };
-    const ext = await this.io.image.allocated(offset, window, true).catch((e: NodeJS.ErrnoException) => {
+    const ext = await this.track(this.io.image.allocated(offset, window, true)).catch((e: NodeJS.ErrnoException) => {
       throw rbdError(-(e.errno ?? -5), 'rbd_diff_iterate2', this.what);
     });
     // Extents come in order and may touch; the first says whether offset is mapped.
@@ -251,7 +253,7 @@ class RbdBackstore implements Backstore {
   async resize(size: number): Promise<void> {
     if (size < this._size) throw new Error(`rbd ${this.what}: the image is ${this._size} bytes; it is never shrunk (asked ${size})`);
     if (size % this.blockSize !== 0) throw new RangeError(`rbd ${this.what}: size ${size} is not a multiple of the block size ${this.blockSize}`);
-    await this.io.image.resize(size);
+    await this.track(this.io.image.resize(size));
     this._size = size;
   }
 
@@ -263,7 +265,7 @@ class RbdBackstore implements Backstore {
   private async refreshSize(): Promise<void> {
     if (this.closed) return;
     try {
-      const st = await this.io.image.stat();
+      const st = await this.track(this.io.image.stat());
       const size = Math.floor(st.size / this.blockSize) * this.blockSize;
       if (size === this._size || this.closed) return;
       log.info(`rbd ${this.what}: capacity changed from ${this._size} to ${size} bytes`);
@@ -278,6 +280,7 @@ class RbdBackstore implements Backstore {
     if (this.closed) return;
     this.closed = true;
     this.updates.stop();
+    await Promise.allSettled([...this.busy]);
     await this.io.settled();
     this.io.stop();
     try {
@@ -285,6 +288,14 @@ class RbdBackstore implements Backstore {
     } finally {
       await releaseCluster(this.cluster);
     }
+  }
+
+  private track<T>(p: Promise<T>): Promise<T> {
+    if (this.closed) return Promise.reject(new Error(`rbd ${this.what}: closed`));
+    this.busy.add(p);
+    const forget = () => this.busy.delete(p);
+    p.then(forget, forget);
+    return p;
   }
 
   private done(p: Promise<number>): Promise<void> {
