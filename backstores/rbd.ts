@@ -33,7 +33,8 @@ const ESHUTDOWN = 108;
 
 /** Per-operation state until poll() reports it: the promise, and the buffers librbd is using. */
 interface Pending {
-  resolve(v: number): void;
+  /** Plain operations settle with undefined, compare-and-write with the miscompare offset or -1. */
+  resolve(v?: number): void;
   reject(e: Error): void;
   /** Referenced so the memory stays alive while librbd reads or writes it. */
   keep: unknown;
@@ -78,11 +79,20 @@ class ImageIo {
     return this.pending.size;
   }
 
-  /** Starts one operation; resolves with librbd's result (bytes or 0), rejects with rbdError. */
-  submit(call: string, offset: number, keep: unknown, start: (id: number) => void, caw = false): Promise<number> {
+  /** Starts one operation; resolves once librbd reports it done, rejects with rbdError. */
+  submit(call: string, offset: number, keep: unknown, start: (id: number) => void): Promise<void> {
+    return this.start(call, offset, keep, start, false) as Promise<void>;
+  }
+
+  /** Starts a compare-and-write; resolves with the miscompare offset, or -1 when it wrote. */
+  submitCompare(offset: number, keep: unknown, start: (id: number) => void): Promise<number> {
+    return this.start('rbd_aio_compare_and_write', offset, keep, start, true) as Promise<number>;
+  }
+
+  private start(call: string, offset: number, keep: unknown, start: (id: number) => void, caw: boolean): Promise<number | void> {
     const id = this.next;
     this.next = id >= 0x7fffffff ? 1 : id + 1;
-    return new Promise<number>((resolve, reject) => {
+    return new Promise<number | void>((resolve, reject) => {
       try {
         start(id);
       } catch (e) {
@@ -107,10 +117,10 @@ class ImageIo {
           const r = img.results[i];
           if (p.caw) {
             if (r === -EILSEQ) p.resolve(img.aux[i]);
-            else if (r < 0) p.reject(rbdError(-r, p.call, this.what));
+            else if (r < 0) p.reject(rbdError(-r, p.call, `${this.what} at byte ${p.offset}`));
             else p.resolve(-1);
-          } else if (r < 0) p.reject(rbdError(-r, p.call, this.what));
-          else p.resolve(r);
+          } else if (r < 0) p.reject(rbdError(-r, p.call, `${this.what} at byte ${p.offset}`));
+          else p.resolve();
         }
       } while (n === POLL_BATCH);
     } catch (e) {
@@ -191,7 +201,7 @@ class RbdBackstore implements Backstore {
     if (length === 0) return;
     const img = this.io.image;
     const parts = pieces(sgl, length);
-    if (parts.length === 1) return this.done(this.io.submit('rbd_aio_readv', offset, sgl, (id) => img.readv(id, parts[0].bufs, offset)));
+    if (parts.length === 1) return this.io.submit('rbd_aio_readv', offset, sgl, (id) => img.readv(id, parts[0].bufs, offset));
     return this.all(parts.map((p) => this.io.submit('rbd_aio_readv', offset + p.at, p.bufs, (id) => img.readv(id, p.bufs, offset + p.at))));
   }
 
@@ -200,12 +210,12 @@ class RbdBackstore implements Backstore {
     if (length === 0) return;
     const img = this.io.image;
     const parts = pieces(sgl, length);
-    if (parts.length === 1) return this.done(this.io.submit('rbd_aio_writev', offset, sgl, (id) => img.writev(id, parts[0].bufs, offset)));
+    if (parts.length === 1) return this.io.submit('rbd_aio_writev', offset, sgl, (id) => img.writev(id, parts[0].bufs, offset));
     return this.all(parts.map((p) => this.io.submit('rbd_aio_writev', offset + p.at, p.bufs, (id) => img.writev(id, p.bufs, offset + p.at))));
   }
 
   flush(): Promise<void> {
-    return this.done(this.io.submit('rbd_aio_flush', 0, undefined, (id) => this.io.image.flush(id)));
+    return this.io.submit('rbd_aio_flush', 0, undefined, (id) => this.io.image.flush(id));
   }
 
   /**
@@ -218,15 +228,15 @@ class RbdBackstore implements Backstore {
 
   writeZeroes(offset: number, length: number): Promise<void> | void {
     if (length === 0) return;
-    return this.done(this.io.submit('rbd_aio_write_zeroes', offset, undefined, (id) => this.io.image.writeZeroes(id, offset, length)));
+    return this.io.submit('rbd_aio_write_zeroes', offset, undefined, (id) => this.io.image.writeZeroes(id, offset, length));
   }
 
   writeSame(offset: number, length: number, block: Buffer, _fua: boolean): Promise<void> {
-    return this.done(this.io.submit('rbd_aio_writesame', offset, block, (id) => this.io.image.writeSame(id, offset, length, block)));
+    return this.io.submit('rbd_aio_writesame', offset, block, (id) => this.io.image.writeSame(id, offset, length, block));
   }
 
   compareAndWrite(offset: number, compare: Buffer, data: Buffer, _fua: boolean): Promise<number> {
-    return this.io.submit('rbd_aio_compare_and_write', offset, [compare, data], (id) => this.io.image.compareAndWrite(id, offset, compare, data), true);
+    return this.io.submitCompare(offset, [compare, data], (id) => this.io.image.compareAndWrite(id, offset, compare, data));
   }
 
   /**
@@ -298,11 +308,7 @@ class RbdBackstore implements Backstore {
     return p;
   }
 
-  private done(p: Promise<number>): Promise<void> {
-    return p.then(() => undefined);
-  }
-
-  private all(ps: Promise<number>[]): Promise<void> {
+  private all(ps: Promise<void>[]): Promise<void> {
     return Promise.all(ps).then(() => undefined);
   }
 }

@@ -4,9 +4,13 @@
 // as the iscsi scenario: iscsi-perf for reads, qemu-img bench for writes. Each gateway serves its
 // own image (all three filled alike first), so no run pays for another's exclusive lock. Reports
 // IOPS, QD 1 latency, and IOPS per CPU-second of the gateway process (tsiod, tgtd); for fio the
-// CPU is its own (librbd in-process), which is what a gateway's librbd costs too.
+// CPU is its own (librbd in-process), which is what a gateway's librbd costs too. tgtd and fio read
+// a copy of the cluster's ceph.conf with `rbd cache = false`, as tsio runs: with librbd's default
+// cache (writearound in Ceph 16) they would acknowledge writes before the OSDs have them
+// (`--peer-cache` keeps the default, to show that).
 
 import { spawnSync } from 'node:child_process';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { startTsiod, freePort } from '../test/util/tsiod';
 import { ceph } from '../test/util/ceph';
 import { Scenario, caseFilter, k, machineLine, numOpt, stats, table } from './common';
@@ -55,12 +59,15 @@ export const rbdScenario: Scenario = {
       throw new Error('tgtd has no rbd backing store (Debian package tgt-rbd): run scripts/install-deps --bench');
     }
     const rounds = numOpt(args, '--rounds', 3);
+    const peerCache = args.includes('--peer-cache');
     const seconds = numOpt(args, '--seconds', 5);
     const want = caseFilter(args, 'rbd');
     const c = ceph();
     console.log(machineLine());
     console.log(`${rounds} rounds per case, each run ${seconds} s, tsio, tgtd and fio alternating; 512-byte blocks; ` +
-      `one ${IMAGE_BYTES >> 20} MiB image each, pool size 1, one bluestore OSD\n`);
+      `one ${IMAGE_BYTES >> 20} MiB image each, pool size 1, one bluestore OSD; peers' rbd cache ${peerCache ? 'librbd default' : 'off'}\n`);
+    const peerConf = `${c.dir}/bench-peers-${process.pid}.conf`;
+    writeFileSync(peerConf, readFileSync(c.conf, 'utf8') + (peerCache ? '' : '\n[client]\nrbd cache = false\n'));
     const images = ['tsio', 'tgtd', 'fio'].map((w) => c.imageName(`bench-${w}`));
     for (const i of images) c.rbd('create', `rbd/${i}`, '--size', `${IMAGE_BYTES >> 20}M`);
     const tsio = await startTsiod((port) => `storage_objects:
@@ -77,7 +84,7 @@ targets:
     let tgtd: { pid: number; stop(): void } | undefined;
     try {
       const tgtPort = await freePort();
-      tgtd = await startTgtd(tgtPort, IQN_TGTD, `rbd/${images[1]}`, ['--bstype', 'rbd', '--bsopts', `conf=${c.conf};id=admin`]);
+      tgtd = await startTgtd(tgtPort, IQN_TGTD, `rbd/${images[1]}`, ['--bstype', 'rbd', '--bsopts', `conf=${peerConf};id=admin`]);
       const targets: Target[] = [
         { name: 'tsio', url: `iscsi://127.0.0.1:${tsio.port}/${IQN_TSIO}/0`, pid: tsio.proc.pid!, counts: new Map() },
         { name: 'tgtd', url: `iscsi://127.0.0.1:${tgtPort}/${IQN_TGTD}/1`, pid: tgtd.pid, counts: new Map() },
@@ -93,7 +100,7 @@ targets:
         for (const t of targets) if (cs.write) await measure(t, cs, 1); // calibrate and warm up
         for (let r = 0; r < rounds; r++) {
           for (const [i, t] of targets.entries()) runs[i].push(await measure(t, cs, seconds));
-          runs[2].push(await fioRun(c.conf, images[2], cs, seconds));
+          runs[2].push(await fioRun(peerConf, images[2], cs, seconds));
         }
         const iops = runs.map((rs) => stats(rs.map((x) => x.ops / x.seconds)).median);
         const perCpu = runs.map((rs) => stats(rs.map((x) => x.ops / Math.max(x.targetCpu, 0.01))).median);
@@ -111,6 +118,7 @@ targets:
       tgtd?.stop();
       await tsio.stop();
       for (const i of images) spawnSync('rbd', ['-c', c.conf, 'rm', '--no-progress', `rbd/${i}`]);
+      rmSync(peerConf, { force: true });
     }
   },
 };
