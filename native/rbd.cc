@@ -11,7 +11,8 @@
 // offset), so one JS call settles a whole batch. Header changes (a resize by
 // another client) bump a second eventfd from librbd's watch callback.
 //
-// JS keeps every buffer of an operation referenced until poll() reports it.
+// JS keeps every buffer of an operation referenced until poll() reports it; the
+// native side keeps the iovec array (librbd reads into it at completion).
 #include "rbd.h"
 
 #include <limits.h>
@@ -181,6 +182,8 @@ struct Op {
   rbd_completion_t c = nullptr;
   uint64_t mismatch = 0;
   SideQueue* side = nullptr;
+  // librbd keeps a pointer to a read's iovec array (not a copy) until it completes.
+  std::vector<iovec> iov;
 };
 
 // On a librbd thread: no JS, only the queue and a wake-up.
@@ -281,7 +284,8 @@ class Image : public Napi::ObjectWrap<Image> {
   // A completion for operation `id`; freed by poll() or here when submission fails. side: it
   // completes through the side queue (compare-and-write).
   Op* NewOp(Napi::Env env, const Napi::CallbackInfo& info, bool side = false) {
-    auto* op = new Op{static_cast<uint32_t>(ArgInt64(info, 0, "id"))};
+    auto* op = new Op();
+    op->id = static_cast<uint32_t>(ArgInt64(info, 0, "id"));
     if (side) op->side = side_.get();
     int r = rbd_aio_create_completion(op, side ? OnSideCompletion : nullptr, &op->c);
     if (r < 0) {
@@ -301,45 +305,47 @@ class Image : public Napi::ObjectWrap<Image> {
   }
 
   // The Buffers of an array as iovecs (at most IOV_MAX; the JS side splits longer lists).
-  static int Iovecs(const Napi::CallbackInfo& info, size_t i, iovec* iov) {
+  static void Iovecs(const Napi::CallbackInfo& info, size_t i, std::vector<iovec>& iov) {
     Napi::Env env = info.Env();
     if (i >= info.Length() || !info[i].IsArray()) throw Napi::TypeError::New(env, "bufs must be an array of Buffers");
     Napi::Array a = info[i].As<Napi::Array>();
     uint32_t len = a.Length();
     if (len == 0 || len > IOV_MAX) throw Napi::RangeError::New(env, "bufs must hold 1 to IOV_MAX Buffers");
-    int n = 0;
+    iov.reserve(len);
     for (uint32_t k = 0; k < len; k++) {
       Napi::Value v = a[k];
       if (!v.IsBuffer()) throw Napi::TypeError::New(env, "bufs must be an array of Buffers");
       auto b = v.As<Napi::Buffer<uint8_t>>();
       if (b.Length() == 0) continue;
-      iov[n++] = iovec{b.Data(), b.Length()};
+      iov.push_back(iovec{b.Data(), b.Length()});
     }
-    if (n == 0) throw Napi::RangeError::New(env, "bufs hold no bytes");
-    return n;
+    if (iov.empty()) throw Napi::RangeError::New(env, "bufs hold no bytes");
   }
 
   // readv(id, bufs, offset): reads sum(bufs) bytes at offset into the buffers.
   Napi::Value Readv(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     rbd_image_t img = Live(env);
-    iovec iov[IOV_MAX];
-    int n = Iovecs(info, 1, iov);
+    std::vector<iovec> iov;
+    Iovecs(info, 1, iov);
     uint64_t off = ArgInt64(info, 2, "offset");
     Op* op = NewOp(env, info);
-    Submitted(env, op, rbd_aio_readv(img, iov, n, off, op->c), "rbd_aio_readv");
+    op->iov = std::move(iov);
+    Submitted(env, op, rbd_aio_readv(img, op->iov.data(), static_cast<int>(op->iov.size()), off, op->c), "rbd_aio_readv");
     return env.Undefined();
   }
 
-  // writev(id, bufs, offset): with rbd_cache off, done means on the OSDs (FUA for free).
+  // writev(id, bufs, offset): with rbd_cache off, done means on the OSDs (FUA for free). librbd
+  // takes the buffers into its bufferlist at submission; the iovecs are kept all the same.
   Napi::Value Writev(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     rbd_image_t img = Live(env);
-    iovec iov[IOV_MAX];
-    int n = Iovecs(info, 1, iov);
+    std::vector<iovec> iov;
+    Iovecs(info, 1, iov);
     uint64_t off = ArgInt64(info, 2, "offset");
     Op* op = NewOp(env, info);
-    Submitted(env, op, rbd_aio_writev(img, iov, n, off, op->c), "rbd_aio_writev");
+    op->iov = std::move(iov);
+    Submitted(env, op, rbd_aio_writev(img, op->iov.data(), static_cast<int>(op->iov.size()), off, op->c), "rbd_aio_writev");
     return env.Undefined();
   }
 

@@ -12,6 +12,7 @@ import type { Backstore, BackstoreOptions } from '../src/core/backstore';
 import { Status } from '../src/core/sense';
 import { ceph, type Ceph } from './util/ceph';
 import { rig } from './util/loopback-setup';
+import { rbdConnect } from '../native';
 import { cdb16, checkSense, miscompareAt, readBlocks, writeBlocks } from './util/cdb';
 
 const MiB = 1 << 20;
@@ -90,6 +91,13 @@ test('reads and writes go through the sgl in place, in any segmentation, and ano
   const reads = Array.from({ length: 64 }, (_, i) => readBack(s, OBJECT - MiB + i * 4096, 4096));
   const got = await Promise.all(reads);
   got.forEach((b, i) => assert.ok(b.equals(data.subarray(i * 4096, (i + 1) * 4096)), `read ${i}`));
+  // Many multi-segment reads at once (as guest memory comes): librbd fills each list at completion.
+  const split = Array.from({ length: 64 }, () => {
+    const b = Buffer.alloc(4096, 0xee);
+    return [b.subarray(0, 512), b.subarray(512, 1536), b.subarray(1536)];
+  });
+  await Promise.all(split.map((sgl, i) => s.read(OBJECT - MiB + i * 4096, 4096, sgl)));
+  split.forEach((sgl, i) => assert.ok(Buffer.concat(sgl).equals(data.subarray(i * 4096, (i + 1) * 4096)), `split read ${i}`));
   // A read into a longer sgl fills only the asked length.
   const long = Buffer.alloc(8192, 0xaa);
   await s.read(OBJECT - MiB, 4096, [long]);
@@ -154,6 +162,67 @@ test('errors name what is wrong and leave nothing open: no image and no size, no
   await assert.rejects(createRbd(opts('x', { size: MiB }, { conf: '/nonexistent/ceph.conf' })), /cannot connect to the cluster.*ENOENT/);
   await assert.rejects(createRbd(opts('x', { size: MiB, blockSize: 1024 })), /block size 1024 must be 512 or 4096/);
   await assert.rejects(createRbd({ name: 'x', params: { conf: c.conf } }), /image is required/);
+});
+
+test('COMPARE AND WRITE holds across gateways: of two racing on one block through two RADOS clients, exactly one wins', async () => {
+  const name = c.imageName('caw-race');
+  // Two units on one image, as two gateways would have them: another timeout makes another RADOS client.
+  const unit = (timeout: number) => ({ plugin: 'rbd', size: 16 * MiB, params: { image: name, conf: c.conf, timeout }, attributes: { emulate_caw: true } });
+  const ra = await rig([unit(30) as never]);
+  const rb = await rig([unit(31) as never]);
+  try {
+    const [a, b] = [await ra.nexus(), await rb.nexus()];
+    const caw = cdb16(0x89, 0, 0);
+    caw[13] = 1;
+    let current = crypto.randomBytes(512);
+    await writeBlocks(a, 0, 0, current);
+    for (let round = 0; round < 8; round++) {
+      const da = crypto.randomBytes(512);
+      const db = crypto.randomBytes(512);
+      const [x, y] = await Promise.all([
+        a.command(0, caw, { dataOut: Buffer.concat([current, da]) }),
+        b.command(0, caw, { dataOut: Buffer.concat([current, db]) }),
+      ]);
+      const won = [x, y].filter((r) => r.status === Status.GOOD).length;
+      assert.equal(won, 1, `round ${round}: ${won} of the two compare-and-writes succeeded`);
+      for (const r of [x, y]) if (r.status !== Status.GOOD) checkSense(r, miscompareAt(r.info === undefined ? 0 : Number(r.info)));
+      current = x.status === Status.GOOD ? da : db;
+      assert.ok((await readBlocks(b, 0, 0, 1)).equals(current), `round ${round}: the winner's data is on the image`);
+    }
+  } finally {
+    await ra.close();
+    await rb.close();
+  }
+});
+
+test('the fencing primitives gateways build on: lock owners, a lock break blocklists the holder, whose next write fails as fenced', async () => {
+  const name = c.imageName('fence');
+  const connect = () => rbdConnect({ clientId: 'admin', conf: c.conf, options: [['rbd_cache', 'false'], ['rados_osd_op_timeout', '20']] });
+  const [ca, cb] = [await connect(), await connect()];
+  const a = await createRbd(opts(name, { size: 8 * MiB }, { timeout: 28 }));
+  const ia = await ca.openImage('rbd', '', name, 0, false);
+  const ib = await cb.openImage('rbd', '', name, 0, false);
+  try {
+    await ia.lockAcquire();
+    assert.equal(await ia.isLockOwner(), true);
+    const owners = await ib.lockOwners();
+    assert.deepEqual(owners, [ca.addresses()], 'B sees A (by its address) as the owner');
+    const t = Date.now();
+    await ib.lockBreak(owners[0]);
+    console.log(`lock break with blocklisting: ${Date.now() - t} ms`);
+    await ib.lockAcquire();
+    assert.equal(await ib.isLockOwner(), true);
+    // A is blocklisted: taking the lock back fails as fenced (ESHUTDOWN, librados' EBLOCKLISTED).
+    await assert.rejects(ia.lockAcquire(), (e: NodeJS.ErrnoException) => e.errno === -108);
+    // The backstore's own client is another one: it still reads (reads need no lock).
+    assert.equal((await readBack(a, 0, 512)).length, 512);
+  } finally {
+    await ia.close().catch(() => undefined);
+    await ib.close();
+    await a.close();
+    await ca.shutdown();
+    await cb.shutdown();
+  }
 });
 
 test('through SCSI: COMPARE AND WRITE miscompare offset in INFORMATION, GET LBA STATUS, CAPACITY DATA HAS CHANGED', async () => {
