@@ -66,7 +66,7 @@ test('ext4 round trip on an rbd unit through vhost-user-scsi; discard gives the 
       'echo 3 > /proc/sys/vm/drop_caches',
       'mount "$DEV" /mnt/t && cmp /tmp/data /mnt/t/data && echo "FS-OK $(sha256sum < /mnt/t/data)"',
       'rm /mnt/t/data && umount /mnt/t',
-      'blkdiscard "$DEV"',
+      'blkdiscard -f "$DEV"',
       'cmp -n 16777216 "$DEV" /dev/zero && echo DISCARD-ZEROES',
     ].join('\n'),
   });
