@@ -75,10 +75,6 @@ class ImageIo {
     this.watcher = new FdWatcher(image.fd, () => this.drain());
   }
 
-  get inflight(): number {
-    return this.pending.size;
-  }
-
   /** Starts one operation; resolves once librbd reports it done, rejects with rbdError. */
   submit(call: string, offset: number, keep: unknown, start: (id: number) => void): Promise<void> {
     return this.start(call, offset, keep, start, false) as Promise<void>;

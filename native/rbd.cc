@@ -103,8 +103,6 @@ class Cluster : public Napi::ObjectWrap<Cluster> {
     if (handle_ != nullptr) rados_shutdown(handle_);
   }
 
-  rados_t handle() const { return handle_; }
-
   rados_t Live(Napi::Env env) const {
     if (handle_ == nullptr) throw ErrnoError(env, ESHUTDOWN, "rados (connection shut down)");
     return handle_;
