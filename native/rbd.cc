@@ -427,6 +427,10 @@ class Image : public Napi::ObjectWrap<Image> {
     }
     int m = rbd_poll_io_events(s_.image, comps + n, kBatch - n);
     if (m < 0) throw ErrnoError(env, -m, "rbd_poll_io_events");
+    // An operation with a side callback is reported by it alone, should a librbd also post it.
+    for (int i = n; i < n + m; i++) {
+      if (static_cast<Op*>(rbd_aio_get_arg(comps[i]))->side != nullptr) comps[i--] = comps[--m + n];
+    }
     n += m;
     uint32_t* ids = ids_.Data();
     double* results = results_.Data();
