@@ -11,7 +11,9 @@
       "defines": ["NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++17", "-std=gnu++20"],
-      "cflags_cc": ["-std=c++17", "-fexceptions", "-O2"]
+      "cflags_cc": ["-std=c++17", "-fexceptions", "-O2"],
+      # Ceph RBD (native/rbd.cc): librbd-dev and librados-dev, which scripts/install-deps installs.
+      "libraries": ["-lrbd", "-lrados"]
     }
   ]
 }

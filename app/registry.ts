@@ -16,6 +16,7 @@ import { createRdMcp } from '../backstores/rd-mcp';
 import { createFileio } from '../backstores/fileio';
 import { createBlock } from '../backstores/block';
 import { createPscsi } from '../backstores/pscsi';
+import { createRbd } from '../backstores/rbd';
 import { iscsiFabric } from '../fabrics/iscsi';
 import { vhostFabric } from '../fabrics/vhost/vhost';
 import { specs } from './config/specs';
@@ -25,6 +26,7 @@ const backstores = new Map<string, BackstoreFactory>([
   ['fileio', createFileio],
   ['block', createBlock],
   ['pscsi', createPscsi],
+  ['rbd', createRbd],
 ]);
 
 const fabrics = new Map<string, FabricModule>([
@@ -66,6 +68,8 @@ export async function buildStorageObject(spec: StorageObjectSpec, stateDir: stri
   // A pass-through device is served by the table of its own device type.
   const table = backstore.passthrough ? passthroughTable(backstore.passthrough.deviceType) : diskTable;
   const so = new StorageObject(spec.name, spec.plugin, attributes, backstore, table, spec.serial, spec.compat);
+  // Shared storage can grow under us (another gateway, `rbd resize`): the unit tells its initiators.
+  backstore.watchCapacity?.(() => so.lu.capacityChanged());
   // A pass-through device keeps its own persistent reservations (as LIO's pscsi).
   if (!backstore.passthrough) attachPrStore(so.lu, stateDir);
   return so;

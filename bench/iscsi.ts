@@ -18,7 +18,7 @@ const LUN_BYTES = 1 << 30;
 const IQN_TSIO = 'iqn.2026-11.org.tsio:bench';
 const IQN_TGTD = 'iqn.2026-11.org.tsio:bench-tgtd';
 
-interface Case {
+export interface Case {
   name: string;
   write: boolean;
   bytes: number;
@@ -42,7 +42,7 @@ const CASES: Case[] = [
 /** Cases measured against loopback TCP. */
 const vsTcp = (c: Case): boolean => !c.write && c.bytes >= 1 << 20;
 
-interface Target {
+export interface Target {
   name: string;
   url: string;
   pid: number;
@@ -51,7 +51,7 @@ interface Target {
 }
 
 /** qemu-img bench: `count` writes; a random-looking order from a large odd stride (it has no random mode). */
-async function writeRun(t: Target, c: Case, count: number): Promise<Run> {
+export async function writeRun(t: Target, c: Case, count: number): Promise<Run> {
   const step = c.random ? c.bytes * 7919 : c.bytes;
   const cpu0 = cpuSeconds(t.pid);
   const out = await runClient('qemu-img', [
@@ -64,7 +64,7 @@ async function writeRun(t: Target, c: Case, count: number): Promise<Run> {
   return { ops: count, seconds: Number(m[1]), targetCpu: cpu };
 }
 
-async function readRun(t: Target, c: Case, seconds: number): Promise<Run> {
+export async function readRun(t: Target, c: Case, seconds: number): Promise<Run> {
   const cpu0 = cpuSeconds(t.pid);
   const args = ['-m', String(c.qd), '-b', String(c.bytes / 512), ...(c.random ? ['-r'] : []), '-t', String(seconds), t.url];
   const outs = await Promise.all(
@@ -80,7 +80,7 @@ async function readRun(t: Target, c: Case, seconds: number): Promise<Run> {
   return { ops: iops * seconds, seconds, targetCpu: cpu, clientCpu: outs.reduce((a, o) => a + o.cpu, 0) };
 }
 
-async function measure(t: Target, c: Case, seconds: number): Promise<Run> {
+export async function measure(t: Target, c: Case, seconds: number): Promise<Run> {
   if (!c.write) return readRun(t, c, seconds);
   let count = t.counts.get(c.name);
   if (count === undefined) {

@@ -98,8 +98,12 @@ export async function loopbackTcp(port: number, seconds: number): Promise<{ byte
   }
 }
 
-/** tgtd in the foreground on 127.0.0.1:port, one target with LUN 1 on a file; stopped with SIGKILL (it ignores SIGTERM). */
-export async function startTgtd(port: number, iqn: string, file: string): Promise<{ pid: number; stop(): void }> {
+/**
+ * tgtd in the foreground on 127.0.0.1:port, one target with LUN 1 on a file (or, with lunArgs such as
+ * ['--bstype', 'rbd', '--bsopts', 'conf=...'], on what that backing store names); stopped with SIGKILL
+ * (it ignores SIGTERM).
+ */
+export async function startTgtd(port: number, iqn: string, file: string, lunArgs: string[] = []): Promise<{ pid: number; stop(): void }> {
   const control = 2000 + (process.pid % 20000); // tgtd's control port number is a short; one per instance
   const child = spawn('tgtd', ['-f', '--iscsi', `portal=127.0.0.1:${port}`, '-C', String(control)], { stdio: 'ignore' });
   const stop = () => {
@@ -119,7 +123,7 @@ export async function startTgtd(port: number, iqn: string, file: string): Promis
         await new Promise((r) => setTimeout(r, 100));
       }
     }
-    adm(['--op', 'new', '--mode', 'logicalunit', '--tid', '1', '--lun', '1', '-b', file]);
+    adm(['--op', 'new', '--mode', 'logicalunit', '--tid', '1', '--lun', '1', '-b', file, ...lunArgs]);
     adm(['--op', 'bind', '--mode', 'target', '--tid', '1', '-I', 'ALL']);
   } catch (e) {
     stop();

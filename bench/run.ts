@@ -5,9 +5,10 @@
 import { engineScenario } from './engine';
 import { iscsiScenario } from './iscsi';
 import { vhostScenario } from './vhost';
+import { rbdScenario } from './rbd';
 import type { Scenario } from './common';
 
-const scenarios: Scenario[] = [engineScenario, iscsiScenario, vhostScenario];
+const scenarios: Scenario[] = [engineScenario, iscsiScenario, vhostScenario, rbdScenario];
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);

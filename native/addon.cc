@@ -9,6 +9,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   tsio::InitCrc32c(env, exports);
   tsio::InitVhostUser(env, exports);
   tsio::InitSocket(env, exports);
+  tsio::InitRbd(env, exports);
   return exports;
 }
 

@@ -37,5 +37,6 @@ void InitSgIo(Napi::Env env, Napi::Object exports);
 void InitCrc32c(Napi::Env env, Napi::Object exports);
 void InitVhostUser(Napi::Env env, Napi::Object exports);
 void InitSocket(Napi::Env env, Napi::Object exports);
+void InitRbd(Napi::Env env, Napi::Object exports);
 
 }  // namespace tsio

@@ -82,11 +82,85 @@ interface Addon {
   eventfdRead(fd: number): number;
   fence(): void;
   FdWatcher: new (fd: number, onReadable: (status: number) => void) => FdWatcher;
+  rbdConnect(opts: RadosConnectOptions): Promise<RadosCluster>;
+  rbdConstants: RbdConstants;
 }
 
 /** Calls back when a raw fd is readable (uv_poll) until stopped. */
 export interface FdWatcher {
   stop(): void;
+}
+
+/** How to reach a Ceph cluster (native/rbd.cc rbdConnect). */
+export interface RadosConnectOptions {
+  /** The client's id: 'admin' for client.admin. */
+  clientId: string;
+  /** A ceph.conf; absent: librados' default search ($CEPH_CONF, /etc/ceph/ceph.conf). */
+  conf?: string;
+  /** rados_conf_set pairs applied after the file (keyring, rbd_cache, timeouts...). */
+  options: [string, string][];
+}
+
+/** One librados connection (rados_t). Calls that wait on the cluster run off the loop. */
+export interface RadosCluster {
+  /**
+   * Opens pool/namespace/name; createSize > 0 creates a missing image of that many bytes (an existing
+   * image is opened as it is). Rejects with an fs-style error naming the librbd call (ENOENT, EACCES...).
+   */
+  openImage(pool: string, namespace: string, name: string, createSize: number, readonly: boolean): Promise<RbdImage>;
+  fsid(): string;
+  /** The client's global id (client.<id> in lock owners and `ceph -s`). */
+  instanceId(): number;
+  /** This client's address as the OSDs see it (what blocklisting fences). */
+  addresses(): string;
+  /** Fences a client address for expireSeconds. */
+  blocklistAdd(address: string, expireSeconds: number): Promise<void>;
+  /** Closes the connection; close its images first. */
+  shutdown(): Promise<void>;
+}
+
+/**
+ * One open RBD image. Data calls submit librbd aio on the caller's buffers and return at once;
+ * the JS side keeps the buffers referenced until poll() reports the operation id. poll() drains
+ * finished operations into ids/results/aux (result: bytes or -errno; aux: the image offset of a
+ * COMPARE AND WRITE miscompare) and returns how many; watch `fd` to know when to call it.
+ * `updateFd` counts header changes (a resize by another client). Submission failures throw.
+ */
+export interface RbdImage {
+  readonly fd: number;
+  readonly updateFd: number;
+  readonly ids: Uint32Array;
+  readonly results: Float64Array;
+  readonly aux: Float64Array;
+  readv(id: number, bufs: readonly Buffer[], offset: number): void;
+  writev(id: number, bufs: readonly Buffer[], offset: number): void;
+  discard(id: number, offset: number, length: number): void;
+  writeZeroes(id: number, offset: number, length: number): void;
+  writeSame(id: number, offset: number, length: number, pattern: Buffer): void;
+  compareAndWrite(id: number, offset: number, compare: Buffer, data: Buffer): void;
+  flush(id: number): void;
+  poll(): number;
+  stat(): Promise<{ size: number; objectSize: number; features: number; flags: number }>;
+  /** Grows the image (a smaller size is refused with EINVAL). */
+  resize(size: number): Promise<void>;
+  /** (offset, length) pairs holding data within the range; wholeObject: object granularity from the object map. */
+  allocated(offset: number, length: number, wholeObject: boolean): Promise<Float64Array>;
+  /** The managed exclusive lock: acquire, release, who holds it, break (blocklists the holder). */
+  lockAcquire(): Promise<void>;
+  lockRelease(): Promise<void>;
+  isLockOwner(): Promise<boolean>;
+  lockOwners(): Promise<string[]>;
+  lockBreak(owner: string): Promise<void>;
+  /** Closes the image; every operation must have been polled first (else EBUSY). */
+  close(): Promise<void>;
+}
+
+export interface RbdConstants {
+  RBD_FEATURE_OBJECT_MAP: number;
+  RBD_FEATURE_FAST_DIFF: number;
+  RBD_FEATURE_EXCLUSIVE_LOCK: number;
+  RBD_FLAG_FAST_DIFF_INVALID: number;
+  RBD_FLAG_OBJECT_MAP_INVALID: number;
 }
 
 // dist/native/index.js -> <project>/build/Release/tsio.node
@@ -192,6 +266,10 @@ export const eventfdRead: Addon['eventfdRead'] = addon.eventfdRead;
 /** A full memory barrier (shared-memory rings). */
 export const fence: Addon['fence'] = addon.fence;
 export const FdWatcher: Addon['FdWatcher'] = addon.FdWatcher;
+// Ceph (native/rbd.cc): librados connections and librbd images.
+/** Connects to a Ceph cluster off the loop. */
+export const rbdConnect: Addon['rbdConnect'] = addon.rbdConnect;
+export const rbdConstants: Readonly<RbdConstants> = Object.freeze({ ...addon.rbdConstants });
 
 /** An fs-style error for a condition found in JS (e.g. EROFS on a read-only store). */
 export function errnoError(code: keyof typeof os.constants.errno, syscall: string, detail?: string): NodeJS.ErrnoException {

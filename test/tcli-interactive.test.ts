@@ -149,6 +149,7 @@ test('typing in tcli builds an iSCSI target with a LUN and an ACL; Tab completes
     await waitFor(wait);
   };
   await key('Down', /❯ fileio/);
+  await key('Down', /❯ rbd/);
   await key('Down', /❯ rd_mcp/);
   await key('Enter', /Storage object name/);
   await type('wizram', ['Enter']);

@@ -19,7 +19,7 @@ import { groupId } from '../../native';
 
 export { ConfigError, formatIssue, type ConfigIssue } from './errors';
 
-export type BackstorePlugin = 'rd_mcp' | 'fileio' | 'block' | 'pscsi';
+export type BackstorePlugin = 'rd_mcp' | 'fileio' | 'block' | 'pscsi' | 'rbd';
 export type FabricName = 'iscsi' | 'vhost' | 'loopback';
 export type AttributeValue = FieldValue;
 

@@ -41,9 +41,26 @@ export const soKey = (so: { plugin: string; name: string }): string => `/backsto
 const tgtKey = (t: { fabric: string; wwn: string }): string => `${t.fabric} ${t.wwn}`;
 const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
 
-/** Resolves relative fileio/block/pscsi paths against the config file's directory, so the live config is place-free. */
+/** Resolves relative path fields (fileio/block/pscsi dev, rbd conf and keyring) against the config file's directory, so the live config is place-free. */
 export function absolutePaths(cfg: TsioConfig, baseDir: string): TsioConfig {
-  return { ...cfg, storage_objects: cfg.storage_objects.map((so) => (so.dev === undefined ? so : { ...so, dev: resolve(baseDir, so.dev) })) };
+  return {
+    ...cfg,
+    storage_objects: cfg.storage_objects.map((so) => {
+      const out: Record<string, unknown> = { ...so };
+      for (const f of specs().backstore(so.plugin).fields) if (f.type === 'path' && typeof out[f.name] === 'string') out[f.name] = resolve(baseDir, out[f.name] as string);
+      return out as unknown as StorageObjectConfig;
+    }),
+  };
+}
+
+/** The plugin's own fields by spec name, for plugins that read more than BackstoreOptions names (rbd). */
+function pluginParams(so: StorageObjectConfig): Record<string, string | number | boolean> {
+  const out: Record<string, string | number | boolean> = {};
+  for (const f of specs().backstore(so.plugin).fields) {
+    const v = (so as unknown as Record<string, unknown>)[f.name];
+    if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') out[f.name] = v;
+  }
+  return out;
 }
 
 /** Fields whose change needs the store reopened (size alone is a resize where the plugin can). */
@@ -268,6 +285,7 @@ async function createStorageObject(root: Root, so: StorageObjectConfig): Promise
     nullio: so.nullio,
     direct: so.direct,
     readonly: so.readonly,
+    params: pluginParams(so),
     serial: so.wwn,
     compat: so.compat,
     attributes: { ...so.attributes },

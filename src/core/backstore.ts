@@ -88,6 +88,23 @@ export interface Backstore {
   sanitize?(kind: 'overwrite' | 'block-erase', pattern?: Buffer): Promise<void>;
   /** Grows or shrinks the store (rd_mcp, fileio); the core raises CAPACITY DATA HAS CHANGED. */
   resize?(size: number): Promise<void>;
+  /**
+   * WRITE SAME offload: block (one logical block) repeated over the range. Without it the core
+   * writes the pattern out chunk by chunk. fua: as for write.
+   */
+  writeSame?(offset: number, length: number, block: Buffer, fua: boolean): MaybePromise<void>;
+  /**
+   * COMPARE AND WRITE offload, atomic in the store itself (so across every client of shared
+   * storage, not only under this unit's range lock): compares the medium at offset with compare
+   * and, only when equal, writes data (as long). Resolves -1 when it wrote, else the offset of the
+   * first differing byte from offset (the sense INFORMATION).
+   */
+  compareAndWrite?(offset: number, compare: Buffer, data: Buffer, fua: boolean): Promise<number>;
+  /**
+   * Called once by the unit's owner: the store calls onChange after its size changed from
+   * outside (another client of shared storage grew it), once size reads the new value.
+   */
+  watchCapacity?(onChange: () => void): void;
   /** Flushes what is cached and releases the store. */
   close(): Promise<void>;
   /** pscsi: the device itself; the unit then uses a pass-through command table for its type. */
@@ -110,6 +127,8 @@ export interface BackstoreOptions {
   direct?: boolean;
   /** block/fileio: refuse writes at the store level. */
   readonly?: boolean;
+  /** The plugin's own fields beyond these, by their spec names (rbd: pool, image, conf...). */
+  params?: Readonly<Record<string, string | number | boolean>>;
 }
 
 export type BackstoreFactory = (opts: BackstoreOptions) => Promise<Backstore>;

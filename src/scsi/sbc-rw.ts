@@ -205,6 +205,13 @@ export async function compareAndWrite(cmd: ScsiCmd): Promise<void> {
   if (cmd.blocks === 0) return;
   const n = cmd.blocks * cmd.lu.blockSize;
   const out = cmd.out();
+  const store = cmd.lu.backstore;
+  // A store that compares and writes atomically itself (shared storage) is the only place that can.
+  if (store.compareAndWrite !== undefined) {
+    const at = await store.compareAndWrite(cmd.byteOffset, sglFlatten(out, 0, n), sglFlatten(out, n, n), writeThrough(cmd));
+    if (at >= 0) throw miscompare(at);
+    return;
+  }
   const medium = await readBuffer(cmd, cmd.byteOffset, n);
   const at = sglCompare(out, 0, medium);
   if (at >= 0) throw miscompare(at);

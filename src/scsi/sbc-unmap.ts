@@ -54,6 +54,7 @@ export async function writeSame(cmd: ScsiCmd): Promise<void> {
     if (!lu.mode.wce) await lu.backstore.flush();
     return;
   }
+  if (lu.backstore.writeSame !== undefined) return lu.backstore.writeSame(offset, length, block, !lu.mode.wce);
   const chunk = Buffer.allocUnsafe(Math.min(length, Math.max(bs, WRITE_SAME_CHUNK - (WRITE_SAME_CHUNK % bs))));
   for (let p = 0; p < chunk.length; p += bs) block.copy(chunk, p);
   const fua = !lu.mode.wce;

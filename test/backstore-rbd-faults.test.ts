@@ -1,0 +1,145 @@
+// Cluster faults under a real tsiod serving rbd units over iSCSI, on the shared test cluster: the
+// one OSD stopped for 10 s while an initiator writes (every write waits, completes once the OSD is
+// back, and reads back), and stopped for longer than a unit's timeout (its commands fail with
+// ABORTED COMMAND / LOGICAL UNIT COMMUNICATION TIME-OUT, tsiod stays up, its RAM unit keeps
+// serving, and the rbd unit serves again once the OSD returns).
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+
+import { ceph, type Ceph } from './util/ceph';
+import { startTsiod, type Daemon } from './util/tsiod';
+import { RawInitiator } from './util/iscsi-initiator';
+import { cdb16 } from './util/cdb';
+
+const IQN = 'iqn.2026-12.org.tsio:rbd-faults';
+const KiB = 1024;
+const REGION = 512 * KiB;
+const REGIONS = 48;
+
+let c: Ceph;
+let d: Daemon;
+const images: string[] = [];
+
+before(async () => {
+  c = ceph();
+  const img = (what: string) => {
+    const name = c.imageName(what);
+    images.push(name);
+    return name;
+  };
+  // LUN 0 waits up to 60 s for the cluster, LUN 2 only 3 s; LUN 1 is RAM.
+  d = await startTsiod((port) => `storage_objects:
+  - { name: patient, plugin: rbd, image: ${img('patient')}, conf: ${c.conf}, size: 64MiB, timeout: 60 }
+  - { name: ram, plugin: rd_mcp, size: 16MiB }
+  - { name: hasty, plugin: rbd, image: ${img('hasty')}, conf: ${c.conf}, size: 16MiB, timeout: 3 }
+targets:
+  - fabric: iscsi
+    wwn: ${IQN}
+    tpgs:
+      - tag: 1
+        attributes: { generate_node_acls: true, authentication: false, demo_mode_write_protect: false }
+        portals: [ { ip_address: 127.0.0.1, port: ${port} } ]
+        luns:
+          - { index: 0, storage_object: /backstores/rbd/patient }
+          - { index: 1, storage_object: /backstores/rd_mcp/ram }
+          - { index: 2, storage_object: /backstores/rbd/hasty }
+`);
+});
+
+after(async () => {
+  // Whatever happened, the shared cluster gets its OSD back.
+  if (!/1 up/.test(c.ceph('osd', 'stat'))) c.osdStart();
+  await d?.stop();
+  for (const i of images) c.rbd('rm', '--no-progress', `rbd/${i}`);
+});
+
+/** Runs qemu-io commands on a LUN over iSCSI; resolves with its output. */
+function qemuIo(lun: number, cmds: string[]): Promise<string> {
+  const args = ['-f', 'raw', ...cmds.flatMap((x) => ['-c', x]), `iscsi://127.0.0.1:${d.port}/${IQN}/${lun}`];
+  return new Promise((resolve, reject) => {
+    const p = spawn('qemu-io', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout.on('data', (x) => (out += x));
+    p.stderr.on('data', (x) => (out += x));
+    p.on('error', (e) => reject(new Error(`qemu-io not runnable (scripts/install-deps --test installs qemu-utils): ${e.message}`)));
+    p.on('close', () => resolve(out));
+  });
+}
+
+const pattern = (i: number) => 0x10 + i;
+
+test('an OSD stopped for 10 s under writes: every write waits, completes once it is back, and reads back', { timeout: 300_000 }, async () => {
+  // One region per qemu-io run, back to back, while the OSD goes away for 10 s and returns.
+  const done: number[] = [];
+  const t0 = Date.now();
+  const writer = (async () => {
+    for (let i = 0; i < REGIONS; i++) {
+      const out = await qemuIo(0, [`write -P ${pattern(i)} ${i * REGION} ${REGION}`]);
+      assert.match(out, new RegExp(`wrote ${REGION}/${REGION} bytes`), `region ${i}: ${out}`);
+      done.push(Date.now() - t0);
+    }
+  })();
+  await new Promise((r) => setTimeout(r, 1500));
+  const stoppedAt = Date.now() - t0;
+  c.osdStop();
+  const writtenBefore = done.length;
+  await new Promise((r) => setTimeout(r, 10_000));
+  const writtenWhileDown = done.length - writtenBefore;
+  c.osdStart();
+  const back = Date.now() - t0;
+  await writer;
+  assert.ok(writtenBefore > 0, 'writes were running when the OSD stopped');
+  assert.ok(writtenWhileDown <= 1, `writes waited while the OSD was down (${writtenWhileDown} completed)`);
+  const waited = done.find((t) => t > stoppedAt + 10_000);
+  assert.ok(waited !== undefined && waited >= back - 1000, 'a write issued before or during the outage completed after the OSD came back');
+  console.log(`writes before the stop: ${writtenBefore}; OSD down ${stoppedAt}..${back} ms; all ${REGIONS} done by ${done[done.length - 1]} ms`);
+  // Nothing lost: every region holds its pattern.
+  const verify = await qemuIo(0, Array.from({ length: REGIONS }, (_, i) => `read -P ${pattern(i)} ${i * REGION} ${REGION}`));
+  assert.doesNotMatch(verify, /fail/i, verify);
+  assert.equal(verify.match(new RegExp(`read ${REGION}/${REGION} bytes`, 'g'))?.length, REGIONS, verify);
+  assert.equal(d.proc.exitCode, null, 'tsiod still runs');
+});
+
+test('an OSD down for longer than the timeout: that unit fails with a clear sense, tsiod and its other units keep serving, the unit recovers', { timeout: 300_000 }, async () => {
+  const ini = await RawInitiator.connect(d.port);
+  await ini.login(IQN);
+  const read = (lun: number) => ini.command(cdb16(0x88, 0, 8), { read: 4096, lun });
+  const write = (lun: number, data: Buffer) => ini.command(cdb16(0x8a, 0, data.length / 512), { write: data, lun });
+  // Power-on unit attentions out of the way.
+  for (const lun of [0, 1, 2]) for (let i = 0; i < 4 && (await read(lun)).status !== 0; i++);
+  assert.equal((await write(2, Buffer.alloc(4096, 0x42))).status, 0);
+  try {
+    c.osdStop();
+    const t = Date.now();
+    const r = await read(2);
+    const ms = Date.now() - t;
+    assert.equal(r.status, 2, 'CHECK CONDITION');
+    // Fixed format: sense key in byte 2, ASC/ASCQ in 12/13: ABORTED COMMAND, LU COMMUNICATION TIME-OUT.
+    assert.deepEqual([r.sense[2] & 0xf, r.sense[12], r.sense[13]], [0xb, 0x08, 0x01]);
+    assert.ok(ms >= 2500 && ms < 5000, `failed after the 3 s timeout (${ms} ms)`);
+    const w = await write(2, Buffer.alloc(4096, 0x43));
+    assert.deepEqual([w.status, w.sense[2] & 0xf, w.sense[12], w.sense[13]], [2, 0xb, 0x08, 0x01]);
+    // The RAM unit is served all along.
+    const data = Buffer.alloc(4096, 0x77);
+    assert.equal((await write(1, data)).status, 0);
+    const back = await read(1);
+    assert.equal(back.status, 0);
+    assert.ok(back.data.equals(data));
+    assert.equal(d.proc.exitCode, null, 'tsiod still runs');
+  } finally {
+    c.osdStart();
+  }
+  // Back: the rbd unit serves again, and what it had acknowledged is there.
+  let r = await read(2);
+  for (let i = 0; i < 20 && r.status !== 0; i++) {
+    await new Promise((res) => setTimeout(res, 1000));
+    r = await read(2);
+  }
+  assert.equal(r.status, 0, 'the unit serves again once the OSD is back');
+  assert.ok(r.data.equals(Buffer.alloc(4096, 0x42)) || r.data.equals(Buffer.alloc(4096, 0x43)));
+  await ini.logout();
+  ini.close();
+  assert.equal(d.proc.exitCode, null);
+  assert.doesNotMatch(d.log(), /uncaught|FATAL|Segmentation/i);
+});

@@ -1,0 +1,60 @@
+// The single-node Ceph cluster the rbd tests run against, from scripts/ceph-dev.
+// One cluster serves every rbd test file of a run: the first file starts it
+// (about 20 s), each file leases it for as long as its process lives, and the
+// cluster stops itself once nobody has leased it for CEPH_DEV_IDLE seconds.
+
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export const CEPH_DEV = join(__dirname, '..', '..', '..', 'scripts', 'ceph-dev');
+
+export interface Ceph {
+  dir: string;
+  conf: string;
+  keyring: string;
+  /** Runs the rbd CLI against the cluster; returns its stdout. */
+  rbd(...args: string[]): string;
+  /** Runs the ceph CLI against the cluster; returns its stdout. */
+  ceph(...args: string[]): string;
+  /** A fresh image name for this process. */
+  imageName(what: string): string;
+  /** Stops the OSD (its data stays) / starts it again and waits until it is up. */
+  osdStop(): void;
+  osdStart(): void;
+}
+
+let seq = 0;
+
+/** The shared test cluster, started when none runs; leased by this process. */
+export function ceph(): Ceph {
+  const dir = process.env.TSIO_CEPH_DIR ?? join(tmpdir(), 'tsio-test-ceph');
+  const up = spawnSync(CEPH_DEV, ['up', dir], { encoding: 'utf8', timeout: 300_000 });
+  assert.equal(up.status, 0, `scripts/ceph-dev up ${dir} failed (scripts/install-deps --test installs Ceph):\n${up.stdout}${up.stderr}`);
+  const lease = spawnSync(CEPH_DEV, ['lease', dir, String(process.pid)], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(lease.status, 0, `scripts/ceph-dev lease failed:\n${lease.stdout}${lease.stderr}`);
+  const conf = join(dir, 'ceph.conf');
+  const run = (cmd: string, args: string[]) => execFileSync(cmd, ['-c', conf, ...args], { encoding: 'utf8', timeout: 120_000 });
+  const cli = (cmd: string) => (...args: string[]) => run(cmd, args);
+  return {
+    dir,
+    conf,
+    keyring: join(dir, 'keyring'),
+    rbd: cli('rbd'),
+    ceph: cli('ceph'),
+    imageName: (what) => `${what}-${process.pid}-${seq++}`,
+    osdStop() {
+      execFileSync(CEPH_DEV, ['osd-stop', dir], { timeout: 60_000 });
+    },
+    osdStart() {
+      execFileSync(CEPH_DEV, ['osd-start', dir], { timeout: 60_000 });
+      const until = Date.now() + 120_000;
+      while (Date.now() < until) {
+        if (/1 up/.test(run('ceph', ['osd', 'stat']))) return;
+        execFileSync('sleep', ['0.5']);
+      }
+      assert.fail('the OSD did not come back up within 120 s');
+    },
+  };
+}
