@@ -16,9 +16,12 @@ import { createRdMcp } from '../backstores/rd-mcp';
 import { createFileio } from '../backstores/fileio';
 import { createBlock } from '../backstores/block';
 import { createPscsi } from '../backstores/pscsi';
-import { ShelfBackstore, createChanger, createTape } from '../backstores/tape';
+import { join } from 'node:path';
+import { ShelfBackstore, createChanger, createTape, list } from '../backstores/tape';
 import { tapeTable } from '../src/scsi/tape';
-import { attachTapeDrive } from '../src/scsi/ssc-drive';
+import { attachTapeDrive, tapeDriveOf } from '../src/scsi/ssc-drive';
+import { changerTable } from '../src/scsi/smc';
+import { MediaLibrary, attachLibrary } from '../src/scsi/smc-library';
 import type { CommandTable } from '../src/core/opcodes';
 import { iscsiFabric } from '../fabrics/iscsi';
 import { vhostFabric } from '../fabrics/vhost/vhost';
@@ -104,6 +107,21 @@ const DEVICE_TYPES = new Map<string, DeviceType>([
       b.onClose = async () => {
         if (drive.cartridge) await drive.remove(true);
       };
+    },
+  }],
+  ['changer', {
+    table: changerTable,
+    removable: false,
+    async attach(so, lookup) {
+      const b = so.backstore as ShelfBackstore;
+      const o = b.options;
+      const layout = { slots: o.slots ?? 8, importExport: o.import_export ?? 1, drives: list(o.drives) };
+      const drive = (name: string) => {
+        const d = lookup(`/backstores/tape/${name}`);
+        return d && tapeDriveOf(d.lu);
+      };
+      // The state file is written at every move: nothing is left to save at close (the drives may be gone by then).
+      attachLibrary(new MediaLibrary(so.lu, b.shelf, layout, join(b.shelf.dir, `changer-${so.name}.json`), drive, b.cartridges));
     },
   }],
 ]);

@@ -395,7 +395,8 @@ export interface ShelfOptions extends BackstoreOptions {
   import_export?: number;
 }
 
-const list = (s: string | undefined): string[] => (s ? s.split(',').map((x) => x.trim()).filter((x) => x !== '') : []);
+/** The items of a comma-separated field. */
+export const list = (s: string | undefined): string[] => (s ? s.split(',').map((x) => x.trim()).filter((x) => x !== '') : []);
 
 function shelfOptions(opts: ShelfOptions, plugin: string): ShelfBackstore {
   if (!opts.dev) throw new Error(`${plugin} ${opts.name}: dev (the directory holding cartridges) is required`);
