@@ -22,6 +22,9 @@ import { tapeTable } from '../src/scsi/tape';
 import { attachTapeDrive, tapeDriveOf } from '../src/scsi/ssc-drive';
 import { changerTable } from '../src/scsi/smc';
 import { MediaLibrary, attachLibrary } from '../src/scsi/smc-library';
+import { DiscBackstore, createOptical } from '../backstores/optical';
+import { opticalTable } from '../src/scsi/mmc';
+import { attachOpticalDrive } from '../src/scsi/mmc-drive';
 import type { CommandTable } from '../src/core/opcodes';
 import { iscsiFabric } from '../fabrics/iscsi';
 import { vhostFabric } from '../fabrics/vhost/vhost';
@@ -34,6 +37,7 @@ const backstores = new Map<string, BackstoreFactory>([
   ['pscsi', createPscsi],
   ['tape', createTape],
   ['changer', createChanger],
+  ['optical', createOptical],
 ]);
 
 const fabrics = new Map<string, FabricModule>([
@@ -122,6 +126,13 @@ const DEVICE_TYPES = new Map<string, DeviceType>([
       };
       // The state file is written at every move: nothing is left to save at close (the drives may be gone by then).
       attachLibrary(new MediaLibrary(so.lu, b.shelf, layout, join(b.shelf.dir, `changer-${so.name}.json`), drive, b.cartridges));
+    },
+  }],
+  ['optical', {
+    table: opticalTable,
+    removable: true,
+    async attach(so) {
+      attachOpticalDrive(so.lu, so.backstore as DiscBackstore);
     },
   }],
 ]);

@@ -72,6 +72,9 @@ test('INQUIRY, READ BLOCK LIMITS, REPORT DENSITY SUPPORT and RSOC of a tape driv
     assertGood(inq);
     assert.equal(inq.data[0], 0x01, 'peripheral device type 01h: sequential access');
     assert.equal(inq.data[1], 0x80, 'RMB');
+    const vpd = await n.command(0, [0x12, 1, 0, 0, 255, 0]);
+    assert.deepEqual(vpd.data, bytes('01 00 0004 00 80 83 86'), 'no block device pages');
+    assertSense(await n.command(0, [0x12, 1, 0xb0, 0, 255, 0]), SenseKey.ILLEGAL_REQUEST, 0x24, 0);
     const rbl = await n.command(0, [0x05, 0, 0, 0, 0, 0]);
     assertGood(rbl);
     assert.deepEqual(rbl.data, bytes('00 100000 0001'));

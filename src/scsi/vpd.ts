@@ -148,7 +148,9 @@ export function addVpdPage(code: number, build: PageBuilder): void {
 /** The VPD page the INQUIRY asks for, or undefined when it does not exist here. */
 export function vpdPage(cmd: ScsiCmd, code: number): Buffer | undefined {
   const lu: LogicalUnit | undefined = cmd.lu;
-  if (code === 0x00) return page(lu, 0x00, lu === undefined ? [0x00] : [0x00, ...PAGES.keys()]);
-  if (lu === undefined) return undefined;
+  // The block device pages (B0h..B2h) are a disk's: other device types define their own or none.
+  const served = (c: number) => lu !== undefined && (lu.deviceType === 0x00 || c < 0xb0 || c > 0xb2);
+  if (code === 0x00) return page(lu, 0x00, lu === undefined ? [0x00] : [0x00, ...[...PAGES.keys()].filter(served)]);
+  if (lu === undefined || !served(code)) return undefined;
   return PAGES.get(code)?.(lu, cmd.session.tpg);
 }
