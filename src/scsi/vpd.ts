@@ -148,8 +148,8 @@ export function addVpdPage(code: number, build: PageBuilder): void {
 /** The VPD page the INQUIRY asks for, or undefined when it does not exist here. */
 export function vpdPage(cmd: ScsiCmd, code: number): Buffer | undefined {
   const lu: LogicalUnit | undefined = cmd.lu;
-  // The block device pages (B0h..B2h) are a disk's: other device types define their own or none.
-  const served = (c: number) => lu !== undefined && (lu.deviceType === 0x00 || c < 0xb0 || c > 0xb2);
+  // Beyond identification, the pages are a disk's (block limits, third-party copy...): other device types have none.
+  const served = (c: number) => lu !== undefined && (lu.deviceType === 0x00 || c === 0x80 || c === 0x83 || c === 0x86);
   if (code === 0x00) return page(lu, 0x00, lu === undefined ? [0x00] : [0x00, ...[...PAGES.keys()].filter(served)]);
   if (lu === undefined || !served(code)) return undefined;
   return PAGES.get(code)?.(lu, cmd.session.tpg);
