@@ -22,6 +22,7 @@ type Session = CoreSession<Tpg>;
 import { log } from '../../src/core/log';
 import { prAdminClear, prView } from '../../src/scsi/pr';
 import { DEFAULT_CONTROL_PATH, RpcCode } from './wire';
+import { mediaMethods } from './media';
 
 export { DEFAULT_CONTROL_PATH };
 
@@ -342,6 +343,8 @@ export class Control {
         params: { path: str },
         run: async (p) => ({ cleared: await prAdminClear(this.liveStorageObject(p.path).lu) }),
       },
+      // Removable media: cartridges, libraries, discs (media.ts).
+      ...mediaMethods((path) => this.liveStorageObject(path)),
       'storage_objects.delete': {
         doc: 'Deletes a storage object and every LUN (and mapped LUN) using it; in-flight I/O finishes first.',
         params: { path: str },

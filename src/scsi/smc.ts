@@ -205,28 +205,34 @@ const changerMode: ModeProfile<ChangerMode> = {
   deviceSpecific: () => 0,
 };
 
+/**
+ * Byte 1 bits 7..5: the LUN field of SCSI-2 CDBs, obsolete since; mtx still fills it in (from the sg
+ * driver's idea of the LUN), as real libraries accept. Ignored.
+ */
+const LUN = 0xe0;
+
 export const smcCommands: CommandDef[] = [
   {
-    name: 'INITIALIZE ELEMENT STATUS', opcode: 0x07, usage: [0x07, 0, 0, 0, 0, 0], dir: DataDir.NONE,
+    name: 'INITIALIZE ELEMENT STATUS', opcode: 0x07, usage: [0x07, LUN, 0, 0, 0, 0], dir: DataDir.NONE,
     flags: 0, pr: 'write', timeout: T_MOVE, execute: initializeElementStatus,
   },
   {
     // INVERT is not served: one-sided media.
-    name: 'POSITION TO ELEMENT', opcode: 0x2b, usage: [0x2b, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0], dir: DataDir.NONE,
+    name: 'POSITION TO ELEMENT', opcode: 0x2b, usage: [0x2b, LUN, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0], dir: DataDir.NONE,
     flags: 0, pr: 'write', timeout: T_MOVE, execute: positionToElement,
   },
   {
     // RANGE (bit 0); STARTING ELEMENT ADDRESS; NUMBER OF ELEMENTS.
-    name: 'INITIALIZE ELEMENT STATUS WITH RANGE', opcode: 0x37, usage: [0x37, 0x01, 0xff, 0xff, 0, 0, 0xff, 0xff, 0, 0],
+    name: 'INITIALIZE ELEMENT STATUS WITH RANGE', opcode: 0x37, usage: [0x37, LUN | 0x01, 0xff, 0xff, 0, 0, 0xff, 0xff, 0, 0],
     dir: DataDir.NONE, flags: 0, pr: 'write', timeout: T_MOVE, execute: initializeElementStatus,
   },
   {
-    name: 'MOVE MEDIUM', opcode: 0xa5, usage: [0xa5, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0], dir: DataDir.NONE,
+    name: 'MOVE MEDIUM', opcode: 0xa5, usage: [0xa5, LUN, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0], dir: DataDir.NONE,
     flags: 0, pr: 'write', timeout: T_MOVE, execute: moveMedium,
   },
   {
-    // VOLTAG (bit 4), ELEMENT TYPE CODE; STARTING ELEMENT ADDRESS; NUMBER OF ELEMENTS; CURDATA, DVCID; ALLOCATION LENGTH.
-    name: 'READ ELEMENT STATUS', opcode: 0xb8, usage: [0xb8, 0x1f, 0xff, 0xff, 0xff, 0xff, 0x03, 0xff, 0xff, 0xff, 0, 0],
+    // VOLTAG (bit 4), ELEMENT TYPE CODE; STARTING ELEMENT ADDRESS; NUMBER OF ELEMENTS; MIXED (SMC-4), CURDATA, DVCID; ALLOCATION LENGTH.
+    name: 'READ ELEMENT STATUS', opcode: 0xb8, usage: [0xb8, LUN | 0x1f, 0xff, 0xff, 0xff, 0xff, 0x07, 0xff, 0xff, 0xff, 0, 0],
     dir: DataDir.IN, lengthField: [7, 3], flags: 0, pr: 'read', timeout: T_IO, execute: readElementStatus,
   },
 ];
