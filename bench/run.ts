@@ -5,9 +5,10 @@
 import { engineScenario } from './engine';
 import { iscsiScenario } from './iscsi';
 import { vhostScenario } from './vhost';
+import { tapeScenario } from './tape';
 import type { Scenario } from './common';
 
-const scenarios: Scenario[] = [engineScenario, iscsiScenario, vhostScenario];
+const scenarios: Scenario[] = [engineScenario, iscsiScenario, vhostScenario, tapeScenario];
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
