@@ -24,7 +24,7 @@ import { join } from 'node:path';
 import type { Backstore, BackstoreCaps, BackstoreOptions } from '../src/core/backstore';
 import { sglSlice, type Sgl } from '../src/core/sgl';
 import { BARCODE_RE, FILEMARK, type Cartridge, type CartridgeShelf } from '../src/scsi/tape-medium';
-import { closeFd, fdatasync, ftruncate, readFull, writeFull } from './fd-io';
+import { DIRECT_IO_ALIGN, FdIo, fdatasync, ftruncate, readFull } from './fd-io';
 
 export const CARTRIDGE_HEADER = 512;
 const ENTRY = 16;
@@ -72,13 +72,18 @@ export class FileCartridge implements Cartridge {
   private stale = false;
   private last = 0;
 
+  /** Reads and writes as fileio's: on the loop what the page cache (or tmpfs) takes at once, the rest in the pool. */
+  private readonly io: FdIo;
+
   private constructor(
     readonly path: string,
     private readonly fd: number,
     readonly barcode: string,
     readonly capacity: number,
     readonly writeProtected: boolean,
-  ) {}
+  ) {
+    this.io = new FdIo({ fd, direct: false, align: DIRECT_IO_ALIGN, what: path, readonly: writeProtected });
+  }
 
   static async open(path: string): Promise<FileCartridge> {
     let fd: number;
@@ -202,7 +207,7 @@ export class FileCartridge implements Cartridge {
   read(i: number, length: number, sgl: Sgl, sglOffset: number): Promise<void> {
     const e = this.entry(i);
     const at = this.offs[e] + ENTRY + (i - this.firsts[e]) * this.lens[e];
-    return readFull(this.fd, sglSlice(sgl, sglOffset, length), at);
+    return this.io.read(at, length, sglSlice(sgl, sglOffset, length));
   }
 
   /** Drops every object from `at` on from the index; returns the file offset where the next entry goes. */
@@ -229,14 +234,14 @@ export class FileCartridge implements Cartridge {
     if (count === 0) return;
     const { off, patch } = this.cut(at);
     // The entry that keeps part of its objects is cut first: a crash after it leaves a shorter tape, never a longer one.
-    if (patch) await writeFull(this.fd, [patch[1]], patch[0]);
+    if (patch) await this.io.write(patch[0], ENTRY, [patch[1]], false);
     const marks = length === FILEMARK;
     const bytes = marks ? 0 : count * length;
     const bufs = [entryHeader(marks ? Kind.FILEMARKS : Kind.BLOCKS, count, marks ? 0 : length)];
     if (!marks) bufs.push(...sglSlice(sgl!, 0, bytes));
     bufs.push(EOD_ENTRY);
     const first = this.count;
-    await writeFull(this.fd, bufs, off);
+    await this.io.write(off, 2 * ENTRY + bytes, bufs, false);
     this.push(off, first, count, length);
     this.end = off + ENTRY + bytes;
     await this.trim();
@@ -244,8 +249,8 @@ export class FileCartridge implements Cartridge {
 
   async erase(at: number): Promise<void> {
     const { off, patch } = this.cut(at);
-    if (patch) await writeFull(this.fd, [patch[1]], patch[0]);
-    await writeFull(this.fd, [EOD_ENTRY], off);
+    if (patch) await this.io.write(patch[0], ENTRY, [patch[1]], false);
+    await this.io.write(off, ENTRY, [EOD_ENTRY], false);
     this.end = off;
     await this.trim();
   }
@@ -254,7 +259,7 @@ export class FileCartridge implements Cartridge {
   private async trim(): Promise<void> {
     if (!this.stale) return;
     this.stale = false;
-    await ftruncate(this.fd, this.end + ENTRY);
+    await this.io.holdingInode(() => ftruncate(this.fd, this.end + ENTRY));
   }
 
   flush(): Promise<void> {
@@ -262,7 +267,7 @@ export class FileCartridge implements Cartridge {
   }
 
   close(): Promise<void> {
-    return closeFd(this.fd);
+    return this.io.close();
   }
 }
 
