@@ -109,6 +109,7 @@ cat > /tmp/bacula/sd1.conf <<EOF
 ${BACULA_CONF('$ST1')}EOF
 cat > /tmp/bacula/sd3.conf <<EOF
 ${BACULA_CONF('$ST3')}EOF
+if [ "$BTAPE" = 1 ]; then
 mt -f $ST1 rewind
 printf 'test\\nquit\\n' | timeout 600 btape -c /tmp/bacula/sd1.conf Tape > /tmp/btape-test 2>&1; rc=$?
 grep -v Orphaned /tmp/btape-test | tail -30
@@ -121,6 +122,7 @@ swap() {
 }
 swap 1
 rm -f /tmp/bin; mkfifo /tmp/bin
+trap '' PIPE # btape may be gone when the last answer goes to it
 timeout 900 btape -c /tmp/bacula/sd3.conf Tape < /tmp/bin > /tmp/btape-fill 2>&1 &
 pid=$!
 exec 3>/tmp/bin
@@ -132,9 +134,9 @@ for i in $(seq 1800); do
   if [ "$n" -gt "$answered" ]; then
     answered=$n
     case $answered in 2|4) swap 2;; 3) swap 1;; esac
-    echo >&3
+    echo >&3 2>/dev/null
   fi
-  grep -qE 'Test succeeded|do_unfill failed|Error during test' /tmp/btape-fill && { echo quit >&3; }
+  grep -qE 'Test succeeded|do_unfill failed|Error during test' /tmp/btape-fill && { echo quit >&3 2>/dev/null; }
   sleep 0.5
 done
 exec 3>&-
@@ -142,6 +144,7 @@ wait $pid
 grep -vE 'Orphaned|Last block at|End of tape 1:0' /tmp/btape-fill | tail -40
 grep -q 'The last block on the second tape matches. Test succeeded' /tmp/btape-fill && ! grep -q 'Fatal' /tmp/btape-fill; res btape-fill $?
 mt -f $ST3 offline; mtx -f $SG unload 2>/dev/null
+fi
 
 # sr: mount the disc, checksums; the operator ejects and inserts another; it mounts.
 mkdir -p /mnt/cd
@@ -185,8 +188,8 @@ interface Media {
 }
 
 /** Boots the guest with the given devices, changes the disc when it asks; returns each check's outcome. */
-async function run(qemuArgs: string[], media: Media, sharedMemory: boolean): Promise<{ results: Map<string, boolean>; output: string }> {
-  const g = startGuest({ script: SCRIPT, qemuArgs, sharedMemory, memoryMiB: 768, timeoutMs: 1_500_000 });
+async function run(qemuArgs: string[], media: Media, sharedMemory: boolean, btape: boolean): Promise<{ results: Map<string, boolean>; output: string }> {
+  const g = startGuest({ script: `BTAPE=${btape ? 1 : 0}\n${SCRIPT}`, qemuArgs, sharedMemory, memoryMiB: 768, timeoutMs: 1_500_000 });
   await g.waitFor(/EJECT-NOW/, 1_400_000);
   await media.eject().catch((e) => console.log(`eject: ${(e as Error).message}`));
   await g.waitFor(/INSERT-NOW/, 60_000);
@@ -262,15 +265,16 @@ function record(name: string, r: { results: Map<string, boolean>; output: string
   console.log(`--- ${name}\n${r.output.split('\n').filter((l) => !l.includes('Orphaned buffer')).join('\n').slice(-12000)}`);
 }
 
-function assertAllPass(r: { results: Map<string, boolean>; output: string }, log: string): void {
-  const failed = CHECKS.filter((c) => r.results.get(c) !== true);
+/** Every check passed (btape's only where it ran: it writes 1.5 GB, once per target is enough). */
+function assertAllPass(r: { results: Map<string, boolean>; output: string }, log: string, btape = true): void {
+  const failed = CHECKS.filter((c) => (btape || !c.startsWith('btape')) && r.results.get(c) !== true);
   assert.deepEqual(failed, [], `${r.output.slice(-8000)}\n--- tsiod:\n${log.slice(-3000)}`);
 }
 
 test('tsiod over iSCSI: st, ch and sr bind; mt, tar, mtx, btape test and fill, an ISO mounts, eject and insert seen', { timeout: 1_800_000 }, async () => {
   const t = await tsiod('iscsi');
   try {
-    const r = await run(iscsiDevices(t.d.port), t.media, false);
+    const r = await run(iscsiDevices(t.d.port), t.media, false, true);
     record('tsio iSCSI', r);
     assertAllPass(r, t.d.log());
   } finally {
@@ -278,12 +282,12 @@ test('tsiod over iSCSI: st, ch and sr bind; mt, tar, mtx, btape test and fill, a
   }
 });
 
-test('tsiod over vhost-user-scsi: the same checks', { timeout: 1_800_000 }, async () => {
+test('tsiod over vhost-user-scsi: the same checks but btape', { timeout: 1_800_000 }, async () => {
   const t = await tsiod('vhost');
   try {
-    const r = await run(['-chardev', `socket,path=${t.sock},id=vus`, '-device', 'vhost-user-scsi-pci,chardev=vus'], t.media, true);
+    const r = await run(['-chardev', `socket,path=${t.sock},id=vus`, '-device', 'vhost-user-scsi-pci,chardev=vus'], t.media, true, false);
     record('tsio vhost-user', r);
-    assertAllPass(r, t.d.log());
+    assertAllPass(r, t.d.log(), false);
   } finally {
     assert.equal(await t.d.stop(), 0);
   }
@@ -304,7 +308,7 @@ test('tgtd (ssc, smc, mmc) over iSCSI: the same checks, for the table', { timeou
         t.adm(['--op', 'update', '--mode', 'logicalunit', '--tid', '1', '--lun', '4', '--params', 'online=1']);
       },
     };
-    record('tgtd iSCSI', await run(iscsiDevices(port), media, false));
+    record('tgtd iSCSI', await run(iscsiDevices(port), media, false, true));
   } finally {
     t.stop();
   }
