@@ -17,6 +17,16 @@ import { createFileio } from '../backstores/fileio';
 import { createBlock } from '../backstores/block';
 import { createPscsi } from '../backstores/pscsi';
 import { createRbd } from '../backstores/rbd';
+import { join } from 'node:path';
+import { ShelfBackstore, createChanger, createTape, list } from '../backstores/tape';
+import { tapeTable } from '../src/scsi/tape';
+import { attachTapeDrive, tapeDriveOf } from '../src/scsi/ssc-drive';
+import { changerTable } from '../src/scsi/smc';
+import { MediaLibrary, attachLibrary } from '../src/scsi/smc-library';
+import { DiscBackstore, createOptical } from '../backstores/optical';
+import { opticalTable } from '../src/scsi/mmc';
+import { attachOpticalDrive } from '../src/scsi/mmc-drive';
+import type { CommandTable } from '../src/core/opcodes';
 import { iscsiFabric } from '../fabrics/iscsi';
 import { vhostFabric } from '../fabrics/vhost/vhost';
 import { specs } from './config/specs';
@@ -27,6 +37,9 @@ const backstores = new Map<string, BackstoreFactory>([
   ['block', createBlock],
   ['pscsi', createPscsi],
   ['rbd', createRbd],
+  ['tape', createTape],
+  ['changer', createChanger],
+  ['optical', createOptical],
 ]);
 
 const fabrics = new Map<string, FabricModule>([
@@ -61,21 +74,80 @@ export function fabricModules(): FabricModule[] {
 }
 
 /** Builds a storage object from its spec; attributes the spec leaves out take specs/storage-object.yaml's defaults. */
-export async function buildStorageObject(spec: StorageObjectSpec, stateDir: string | undefined): Promise<StorageObject> {
+export async function buildStorageObject(
+  spec: StorageObjectSpec, stateDir: string | undefined, lookup: StorageObjectLookup = () => undefined,
+): Promise<StorageObject> {
   const attributes: StorageAttributes = { ...specs().storageAttributeDefaults(), ...spec.attributes };
   if (spec.readonly) attributes.readonly = true;
   const backstore = await backstoreFactory(spec.plugin)(spec);
+  const type = DEVICE_TYPES.get(spec.plugin);
+  if (type?.removable) attributes.removable = true;
   // A pass-through device is served by the table of its own device type.
-  const table = backstore.passthrough ? passthroughTable(backstore.passthrough.deviceType) : diskTable;
+  const table = type?.table ?? (backstore.passthrough ? passthroughTable(backstore.passthrough.deviceType) : diskTable);
   const so = new StorageObject(spec.name, spec.plugin, attributes, backstore, table, spec.serial, spec.compat);
   // Shared storage can grow under us (another gateway, `rbd resize`): the unit tells its initiators.
   backstore.watchCapacity?.(() => so.lu.capacityChanged());
   // A pass-through device keeps its own persistent reservations (as LIO's pscsi).
   if (!backstore.passthrough) attachPrStore(so.lu, stateDir);
+  try {
+    await type?.attach(so, lookup);
+  } catch (e) {
+    await backstore.close();
+    throw e;
+  }
   return so;
 }
 
+/** Finds another storage object by path (a changer's drives). */
+export type StorageObjectLookup = (path: string) => StorageObject | undefined;
+
+/** The device types other than disks: their plugins, command tables, and the state each unit gets. */
+interface DeviceType {
+  table: CommandTable;
+  /** INQUIRY RMB: the medium can be removed. */
+  removable: boolean;
+  attach(so: StorageObject, lookup: StorageObjectLookup): Promise<void>;
+}
+
+const DEVICE_TYPES = new Map<string, DeviceType>([
+  ['tape', {
+    table: tapeTable,
+    removable: true,
+    async attach(so) {
+      const b = so.backstore as ShelfBackstore;
+      const drive = attachTapeDrive(so.lu, b.shelf);
+      if (b.cartridges.length > 0) await drive.insert(b.cartridges[0]);
+      b.onClose = async () => {
+        if (drive.cartridge) await drive.remove(true);
+      };
+    },
+  }],
+  ['changer', {
+    table: changerTable,
+    removable: false,
+    async attach(so, lookup) {
+      const b = so.backstore as ShelfBackstore;
+      const o = b.options;
+      const layout = { slots: o.slots ?? 8, importExport: o.import_export ?? 1, drives: list(o.drives) };
+      const drive = (name: string) => {
+        const d = lookup(`/backstores/tape/${name}`);
+        return d && tapeDriveOf(d.lu);
+      };
+      // The state file is written at every move: nothing is left to save at close (the drives may be gone by then).
+      attachLibrary(new MediaLibrary(so.lu, b.shelf, layout, join(b.shelf.dir, `changer-${so.name}.json`), drive, b.cartridges));
+    },
+  }],
+  ['optical', {
+    table: opticalTable,
+    removable: true,
+    async attach(so) {
+      attachOpticalDrive(so.lu, so.backstore as DiscBackstore);
+    },
+  }],
+]);
+
 /** A Root that builds storage objects with this build's plugins. */
 export function createRoot(options: Omit<RootOptions, 'build'> = {}): Root {
-  return new Root({ ...options, build: (spec) => buildStorageObject(spec, options.stateDir) });
+  const root: Root = new Root({ ...options, build: (spec) => buildStorageObject(spec, options.stateDir, (path) => root.storageObjects.get(path)) });
+  return root;
 }

@@ -3,6 +3,7 @@
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { startTgtd as startTgtdTarget } from '../test/util/tgtd';
 
 /** The tools a benchmark needs, or an error saying how to get them. */
 export function requireTools(tools: [cmd: string, pkg: string][]): void {
@@ -104,30 +105,13 @@ export async function loopbackTcp(port: number, seconds: number): Promise<{ byte
  * (it ignores SIGTERM).
  */
 export async function startTgtd(port: number, iqn: string, file: string, lunArgs: string[] = []): Promise<{ pid: number; stop(): void }> {
-  const control = 2000 + (process.pid % 20000); // tgtd's control port number is a short; one per instance
-  const child = spawn('tgtd', ['-f', '--iscsi', `portal=127.0.0.1:${port}`, '-C', String(control)], { stdio: 'ignore' });
-  const stop = () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  };
-  const adm = (args: string[]) => {
-    const r = spawnSync('tgtadm', ['-C', String(control), '--lld', 'iscsi', ...args], { encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`tgtadm ${args.join(' ')}: ${r.stderr || r.stdout}`);
-  };
+  const t = await startTgtdTarget(port, iqn);
   try {
-    for (let i = 0; ; i++) {
-      try {
-        adm(['--op', 'new', '--mode', 'target', '--tid', '1', '-T', iqn]);
-        break;
-      } catch (e) {
-        if (i > 50 || child.exitCode !== null) throw new Error(`tgtd did not come up: ${(e as Error).message}`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
-    adm(['--op', 'new', '--mode', 'logicalunit', '--tid', '1', '--lun', '1', '-b', file, ...lunArgs]);
-    adm(['--op', 'bind', '--mode', 'target', '--tid', '1', '-I', 'ALL']);
+    t.adm(['--op', 'new', '--mode', 'logicalunit', '--tid', '1', '--lun', '1', '-b', file, ...lunArgs]);
+    t.adm(['--op', 'bind', '--mode', 'target', '--tid', '1', '-I', 'ALL']);
   } catch (e) {
-    stop();
+    t.stop();
     throw e;
   }
-  return { pid: child.pid!, stop };
+  return t;
 }

@@ -6,9 +6,10 @@ import { engineScenario } from './engine';
 import { iscsiScenario } from './iscsi';
 import { vhostScenario } from './vhost';
 import { rbdScenario } from './rbd';
+import { tapeScenario } from './tape';
 import type { Scenario } from './common';
 
-const scenarios: Scenario[] = [engineScenario, iscsiScenario, vhostScenario, rbdScenario];
+const scenarios: Scenario[] = [engineScenario, iscsiScenario, vhostScenario, rbdScenario, tapeScenario];
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);

@@ -543,8 +543,8 @@ test('unknown plugin or fabric, and keys another variant has', () => {
     '  - { fabric: fc, wwn: naa.5001405000000003 }', //           8
   ].join('\n');
   assert.deepEqual(errorsOf(text), [
-    { line: 2, path: 'storage_objects[0].plugin', message: "unknown plugin 'ramdisc' (expected block, fileio, pscsi, rbd, rd_mcp)" },
-    { line: 3, path: 'storage_objects[1].dev', message: "unknown key 'dev': rd_mcp storage objects have no 'dev' (block, fileio, pscsi do)" },
+    { line: 2, path: 'storage_objects[0].plugin', message: "unknown plugin 'ramdisc' (expected block, changer, fileio, optical, pscsi, rbd, rd_mcp, tape)" },
+    { line: 3, path: 'storage_objects[1].dev', message: "unknown key 'dev': rd_mcp storage objects have no 'dev' (block, changer, fileio, optical, pscsi, tape do)" },
     { line: 7, path: 'targets[0].tpgs[0].portals', message: "unknown key 'portals': loopback TPGs have no 'portals' (iscsi does)" },
     { line: 8, path: 'targets[1].fabric', message: "unknown fabric 'fc' (expected iscsi, loopback, vhost)" },
   ]);
@@ -615,7 +615,7 @@ test('size fields accept numbers and unit strings, and refuse the rest with the 
 test('every spec file validates, and the accessors expose name, type, default, range and doc', () => {
   const s = loadSpecs(findSpecsDir());
   assert.deepEqual(s.storageAttributes.map((f) => f.name), [...ATTRIBUTE_NAMES]);
-  assert.deepEqual(s.backstores.map((b) => b.name).sort(), ['block', 'fileio', 'pscsi', 'rbd', 'rd_mcp']);
+  assert.deepEqual(s.backstores.map((b) => b.name).sort(), ['block', 'changer', 'fileio', 'optical', 'pscsi', 'rbd', 'rd_mcp', 'tape']);
   assert.deepEqual(s.fabrics.map((f) => f.name).sort(), ['iscsi', 'loopback', 'vhost']);
   for (const f of [...s.storageAttributes, ...s.backstores.flatMap((b) => b.fields), ...s.fabrics.flatMap((x) => [...x.tpgAttributes, ...x.tpgParameters, ...x.aclAttributes, ...x.tpgFields])]) {
     assert.ok(f.doc.length > 0, `${f.name} has a doc line`);

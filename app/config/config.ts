@@ -19,7 +19,7 @@ import { groupId } from '../../native';
 
 export { ConfigError, formatIssue, type ConfigIssue } from './errors';
 
-export type BackstorePlugin = 'rd_mcp' | 'fileio' | 'block' | 'pscsi' | 'rbd';
+export type BackstorePlugin = 'rd_mcp' | 'fileio' | 'block' | 'pscsi' | 'rbd' | 'tape' | 'changer' | 'optical';
 export type FabricName = 'iscsi' | 'vhost' | 'loopback';
 export type AttributeValue = FieldValue;
 
@@ -51,6 +51,17 @@ export interface StorageObjectConfig {
   readonly?: boolean;
   /** block: O_EXCL. */
   exclusive?: boolean;
+  /** tape: the cartridge in the drive at start. */
+  cartridge?: string;
+  /** changer: comma-separated barcodes a new library starts with. */
+  cartridges?: string;
+  /** tape, changer: capacity of the cartridges they make, bytes. */
+  capacity?: number;
+  /** changer: comma-separated tape storage object names, its drive elements. */
+  drives?: string;
+  /** changer: storage slots and import/export slots. */
+  slots?: number;
+  import_export?: number;
 }
 
 export interface AuthConfig {

@@ -9,7 +9,7 @@
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { NodeAclConfig, StorageObjectConfig, TpgConfig, TsioConfig } from '../config/config';
-import type { Root } from '../../src/model/root';
+import type { Root, StorageObjectSpec } from '../../src/model/root';
 import type { StorageObject } from '../../src/model/storage-object';
 import type { StorageAttributes } from '../../src/core/attributes';
 import { NodeAcl, type Tpg } from '../../src/model/target';
@@ -289,7 +289,14 @@ async function createStorageObject(root: Root, so: StorageObjectConfig): Promise
     serial: so.wwn,
     compat: so.compat,
     attributes: { ...so.attributes },
-  });
+    // Tape drives and media changers (backstores/tape.ts).
+    cartridge: so.cartridge,
+    cartridges: so.cartridges,
+    capacity: so.capacity,
+    drives: so.drives,
+    slots: so.slots,
+    import_export: so.import_export,
+  } as StorageObjectSpec);
 }
 
 // Attributes the mode pages report: a change is MODE PARAMETERS CHANGED; the rest show in VPD pages.

@@ -213,8 +213,9 @@ function setError(cmd: ScsiCmd, e: unknown): void {
   }
   cmd.status = err.status;
   cmd.sense = err.status === Status.CHECK_CONDITION ? encodeSense(err, senseFormatDescriptor(cmd)) : undefined;
-  // A pass-through device may return data along with its sense (tape ILI, filemark).
-  cmd.dataInLength = err instanceof DeviceSense ? Math.min(err.dataInLength, cmd.dataInLength) : 0;
+  // A pass-through device, or an emulated tape, may return data along with its sense (ILI, filemark).
+  const moved = err instanceof DeviceSense ? err.dataInLength : (err.opts.dataIn ?? 0);
+  cmd.dataInLength = Math.min(moved, cmd.dataInLength);
 }
 
 function fail(cmd: ScsiCmd, e: unknown): void {

@@ -104,6 +104,12 @@ export interface ScsiErrorOptions {
   progress?: number;
   /** The command-specific information field. */
   commandInfo?: number | bigint;
+  /** Stream (tape) sense bits (SSC-4 4.2.x): a filemark was met, end of medium or partition, incorrect length. */
+  filemark?: boolean;
+  eom?: boolean;
+  ili?: boolean;
+  /** Bytes of data-in that moved before the command stopped (a short tape block read): sent with the sense. */
+  dataIn?: number;
 }
 
 /** A command that ends with something other than GOOD. */
@@ -190,6 +196,12 @@ function sksBytes(e: ScsiError): number[] | undefined {
   return undefined;
 }
 
+/** FILEMARK, EOM and ILI as fixed sense byte 2 (and the stream descriptor's byte 3) carry them. */
+function streamBits(e: ScsiError): number {
+  const o = e.opts;
+  return (o.filemark ? 0x80 : 0) | (o.eom ? 0x40 : 0) | (o.ili ? 0x20 : 0);
+}
+
 /** Encodes sense data: fixed format (0x70) or descriptor format (0x72). */
 export function encodeSense(e: ScsiError, descriptor: boolean): Buffer {
   if (e instanceof DeviceSense) return e.raw; // the device's bytes, in the device's format
@@ -201,7 +213,7 @@ export function encodeSense(e: ScsiError, descriptor: boolean): Buffer {
   if (!descriptor) {
     const b = Buffer.alloc(FIXED_SENSE_LEN);
     b[0] = 0x70;
-    b[2] = e.key & 0x0f;
+    b[2] = (e.key & 0x0f) | streamBits(e);
     if (info !== undefined && info <= 0xffffffffn) {
       b[0] |= 0x80; // VALID: the INFORMATION field holds the value
       b.writeUInt32BE(Number(info), 3);
@@ -231,6 +243,8 @@ export function encodeSense(e: ScsiError, descriptor: boolean): Buffer {
     parts.push(...d);
   }
   if (sks) parts.push(0x02, 0x06, 0, 0, ...sks, 0);
+  // Stream commands descriptor (type 04h, SPC-5 4.4.2.6).
+  if (streamBits(e) !== 0) parts.push(0x04, 0x02, 0, streamBits(e));
   const b = Buffer.alloc(8 + parts.length);
   b[0] = 0x72;
   b[1] = e.key & 0x0f;
@@ -243,7 +257,7 @@ export function encodeSense(e: ScsiError, descriptor: boolean): Buffer {
 
 /** Reads key/ASC/ASCQ back from sense data of either format (for tests, logs and initiators). */
 export function decodeSense(b: Uint8Array): {
-  key: number; asc: number; ascq: number; info?: bigint; field?: FieldPointer; descriptor: boolean;
+  key: number; asc: number; ascq: number; info?: bigint; field?: FieldPointer; descriptor: boolean; stream?: number;
 } {
   const code = b[0] & 0x7f;
   if (code === 0x72 || code === 0x73) {
@@ -252,10 +266,12 @@ export function decodeSense(b: Uint8Array): {
     for (let p = 8; p + 2 <= 8 + b[7] && p + 2 <= b.length; p += 2 + b[p + 1]) {
       if (b[p] === 0x00 && p + 12 <= b.length) r.info = view.readBigUInt64BE(p + 4);
       if (b[p] === 0x02 && (b[p + 4] & 0x80)) r.field = fieldOf(b, p + 4);
+      if (b[p] === 0x04 && p + 4 <= b.length) r.stream = b[p + 3] & 0xe0;
     }
     return r;
   }
   const r: ReturnType<typeof decodeSense> = { key: b[2] & 0xf, asc: b[12], ascq: b[13], descriptor: false };
+  if (b[2] & 0xe0) r.stream = b[2] & 0xe0;
   if (b[0] & 0x80) r.info = BigInt(Buffer.from(b.buffer, b.byteOffset, b.byteLength).readUInt32BE(3));
   if (b.length >= 18 && (b[15] & 0x80)) r.field = fieldOf(b, 15);
   return r;

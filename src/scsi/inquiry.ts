@@ -45,7 +45,7 @@ export function standardInquiry(lu: LogicalUnit | undefined, tpg: TargetPort): B
     putAscii(b, 16, 16, productId(lu));
   }
   const vds = [VD_SAM5, VD_SPC4];
-  if (lu !== undefined) vds.push(VD_SBC3);
+  if (lu !== undefined && lu.deviceType === 0x00) vds.push(VD_SBC3); // other device types claim no command set version
   if (t.versionDescriptor !== undefined) vds.push(t.versionDescriptor);
   vds.forEach((v, i) => b.writeUInt16BE(v, 58 + 2 * i));
   return b;

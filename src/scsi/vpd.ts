@@ -159,7 +159,9 @@ export function addVpdPage(code: number, build: PageBuilder): void {
 /** The VPD page the INQUIRY asks for, or undefined when it does not exist here. */
 export function vpdPage(cmd: ScsiCmd, code: number): Buffer | undefined {
   const lu: LogicalUnit | undefined = cmd.lu;
-  if (code === 0x00) return page(lu, 0x00, lu === undefined ? [0x00] : [0x00, ...PAGES.keys()]);
-  if (lu === undefined) return undefined;
+  // Beyond identification, the pages are a disk's (block limits, third-party copy...): other device types have none.
+  const served = (c: number) => lu !== undefined && (lu.deviceType === 0x00 || c === 0x80 || c === 0x83 || c === 0x86);
+  if (code === 0x00) return page(lu, 0x00, lu === undefined ? [0x00] : [0x00, ...[...PAGES.keys()].filter(served)]);
+  if (lu === undefined || !served(code)) return undefined;
   return PAGES.get(code)?.(lu, cmd.session.tpg);
 }

@@ -7,6 +7,7 @@ import { configurationMethods } from './configuration';
 import { daemonMethods } from './daemon';
 import { fabricModuleMethods } from './fabric-modules';
 import { lunMethods } from './luns';
+import { mediaMethods } from './media';
 import { portalMethods } from './portals';
 import { reservationMethods } from './reservations';
 import { sessionMethods } from './sessions';
@@ -18,6 +19,8 @@ export const CONTROL_METHODS: MethodTable = {
   ...daemonMethods,
   ...storageObjectMethods,
   ...reservationMethods,
+  // Removable media: cartridges, libraries, discs.
+  ...mediaMethods,
   ...targetMethods,
   ...tpgMethods,
   ...lunMethods,
