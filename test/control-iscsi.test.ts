@@ -50,6 +50,12 @@ test('restoreconfig while an iSCSI session does verified I/O; live portal and LU
   let rounds = 0;
   let stop = false;
   const failures: string[] = [];
+  let ioError: unknown;
+  // The waits below end when the I/O loop fails too, so a failure ends the test instead of hanging it.
+  const waitRounds = async (n: number) => {
+    while (rounds < n && ioError === undefined) await new Promise((r) => setTimeout(r, 10));
+    if (ioError !== undefined) throw ioError;
+  };
   const io = (async () => {
     while (!stop) {
       const lba = (rounds % 512) * 128;
@@ -62,10 +68,12 @@ test('restoreconfig while an iSCSI session does verified I/O; live portal and LU
       else if (!r.data.equals(data)) failures.push(`read ${rounds}: data differs`);
       rounds++;
     }
-  })();
+  })().catch((e) => {
+    ioError = e;
+  });
 
   try {
-    while (rounds < 20) await new Promise((r) => setTimeout(r, 10));
+    await waitRounds(20);
     const saved = join(dir, 'edited.yaml');
     assert.equal(tcli(daemon.sock, ['saveconfig', saved]).status, 0);
     // The edit: a new RAM disk, a second target with its own portal, an attribute of an object no session uses.
@@ -79,7 +87,7 @@ test('restoreconfig while an iSCSI session does verified I/O; live portal and LU
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /2 created, 1 changed, 0 removed/);
     const until = rounds + 20;
-    while (rounds < until) await new Promise((res) => setTimeout(res, 10));
+    await waitRounds(until);
     assert.ok(rounds > before, 'I/O went on');
     assert.deepEqual(failures, [], 'the session saw no error');
     assert.match(tcli(daemon.sock, ['/backstores/fileio/disk0', 'get', 'attribute', 'emulate_tpu']).stdout, /emulate_tpu=true/);
@@ -102,6 +110,7 @@ test('restoreconfig while an iSCSI session does verified I/O; live portal and LU
   } finally {
     stop = true;
     await io;
+    if (ioError !== undefined) throw ioError;
   }
   assert.deepEqual(failures, []);
 

@@ -83,7 +83,14 @@ export class RawInitiator {
       if (i >= 0) return this.pdus.splice(i, 1)[0];
       if (this.closed) throw new Error('connection closed by target');
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error('timed out waiting for a PDU');
+      if (left <= 0) {
+        // The timer may have fired before the socket was read (a spawnSync or a loaded machine held the loop):
+        // let one poll phase deliver what arrived, then decide.
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        const j = this.pdus.findIndex(pred);
+        if (j >= 0) return this.pdus.splice(j, 1)[0];
+        throw new Error('timed out waiting for a PDU');
+      }
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, left);
         this.waiters.push(() => {
