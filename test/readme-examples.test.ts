@@ -2,7 +2,8 @@
 // each tcli line is run, then something writes to every LUN they export (an
 // iSCSI initiator, or a vhost-user front-end for a vhost TPG) and reads it
 // back. Only what cannot be taken as is here is changed, and said below:
-// port 3260 becomes a free port, /run/tsio/ a folder of the test's own.
+// port 3260 becomes a free port, /run/tsio/ a folder of the test's own, the
+// rbd example's cluster (/tmp/ceph) the shared test cluster, its image a fresh one.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -11,6 +12,7 @@ import { join } from 'node:path';
 import { parseConfig } from '../app/config/config';
 import { freePort, startTsiod, tcli, type Daemon } from './util/tsiod';
 import { RawInitiator } from './util/iscsi-initiator';
+import { ceph } from './util/ceph';
 import { ScsiSlot, VhostUserFrontend, type DriverQueue, type ScsiResult } from '../tools/vhost-frontend/frontend';
 
 const README = readFileSync(join(__dirname, '..', '..', 'README.md'), 'utf8');
@@ -61,7 +63,7 @@ async function writeOverIscsi(port: number, target: string, luns: number[], init
 }
 
 test('the README has the examples this test runs', () => {
-  assert.equal(blocks('yaml').length, 2, 'two YAML examples');
+  assert.equal(blocks('yaml').length, 3, 'three YAML examples');
   assert.ok(blocks('sh').some((b) => b.includes('npx tcli /iscsi create')), 'the tcli example');
 });
 
@@ -75,6 +77,25 @@ test('README: the iSCSI config example serves LUNs an initiator writes to (demo 
   const t = cfg.targets[0];
   await writeOverIscsi(port, t.wwn, t.tpgs[0].luns.map((l) => l.index));
   assert.doesNotMatch(d.log(), /demo_mode_write_protect=true/, 'no read-only warning for the README example');
+});
+
+test('README: the rbd example serves an image of the cluster an initiator writes to', async () => {
+  const cluster = ceph();
+  const image = cluster.imageName('readme');
+  const yaml = blocks('yaml').find((b) => b.includes('plugin: rbd'))!;
+  const dir = tmp();
+  const port = await freePort();
+  const text = localize(yaml, port, dir).replace(/conf: \/tmp\/ceph\/ceph\.conf/, `conf: ${cluster.conf}`).replace(/image: disk0\b/, `image: ${image}`);
+  const cfg = parseConfig(text, 'README.md');
+  const d = await startTsiod(text, { dir });
+  daemons.push(d);
+  try {
+    await writeOverIscsi(port, cfg.targets[0].wwn, [0]);
+    assert.match(cluster.rbd('info', `rbd/${image}`), /size 4 GiB/, 'the image was created at the size the example asks');
+  } finally {
+    await d.stop();
+    cluster.rbd('rm', '--no-progress', `rbd/${image}`);
+  }
 });
 
 test('README: the vhost example serves a LUN a vhost-user front-end writes to', async () => {
