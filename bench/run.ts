@@ -7,9 +7,10 @@ import { iscsiScenario } from './iscsi';
 import { vhostScenario } from './vhost';
 import { rbdScenario } from './rbd';
 import { tapeScenario } from './tape';
+import { instructionsScenario } from './instructions';
 import type { Scenario } from './common';
 
-const scenarios: Scenario[] = [engineScenario, iscsiScenario, vhostScenario, rbdScenario, tapeScenario];
+const scenarios: Scenario[] = [engineScenario, iscsiScenario, vhostScenario, rbdScenario, tapeScenario, instructionsScenario];
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
