@@ -50,8 +50,10 @@ targets:
 after(async () => {
   // Whatever happened, the shared cluster gets its OSD back.
   if (!/1 up/.test(c.ceph('osd', 'stat'))) await c.osdStart();
-  await d?.stop();
-  for (const i of images) c.rbd('rm', '--no-progress', `rbd/${i}`);
+  const code = await d?.stop();
+  for (const i of images) await c.rmImage(i);
+  // Closed its images and exited on SIGTERM (a tsiod killed after 10 s would leave its watches behind).
+  if (d) assert.equal(code, 0, `tsiod stopped cleanly:\n${d.log()}`);
 });
 
 /** Runs qemu-io commands on a LUN over iSCSI; resolves with its output. */

@@ -19,6 +19,12 @@ export interface Ceph {
   rbd(...args: string[]): string;
   /** Runs the ceph CLI against the cluster; returns its stdout. */
   ceph(...args: string[]): string;
+  /**
+   * Removes rbd/NAME. After an OSD restart, a watch its clients had before the outage may stay on the
+   * image header until the OSD's osd_client_watch_timeout (30 s) ends it, even once every client has
+   * closed the image: rm is retried while the image has watchers, for up to 60 s.
+   */
+  rmImage(name: string): Promise<void>;
   /** A fresh image name for this process. */
   imageName(what: string): string;
   /**
@@ -49,6 +55,20 @@ export function ceph(): Ceph {
     keyring: join(dir, 'keyring'),
     rbd: cli('rbd'),
     ceph: cli('ceph'),
+    async rmImage(name) {
+      const until = Date.now() + 60_000;
+      for (;;) {
+        try {
+          await execFileP('rbd', ['-c', conf, 'rm', '--no-progress', `rbd/${name}`], { encoding: 'utf8', timeout: 120_000 });
+          return;
+        } catch (e) {
+          const err = `${(e as { stderr?: string }).stderr ?? ''}`;
+          if (!/has watchers/.test(err) || Date.now() > until) throw e;
+          console.log(`rbd/${name} still has watchers, retrying rm: ${run('rbd', ['status', `rbd/${name}`]).trim()}`);
+          await new Promise((r) => setTimeout(r, 2000));
+        }
+      }
+    },
     imageName: (what) => `${what}-${process.pid}-${seq++}`,
     async osdStop() {
       await execFileP(CEPH_DEV, ['osd-stop', dir], { timeout: 60_000 });
