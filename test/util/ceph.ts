@@ -4,7 +4,8 @@
 // cluster stops itself once nobody has leased it for CEPH_DEV_IDLE seconds.
 
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -18,14 +19,25 @@ export interface Ceph {
   rbd(...args: string[]): string;
   /** Runs the ceph CLI against the cluster; returns its stdout. */
   ceph(...args: string[]): string;
+  /**
+   * Removes rbd/NAME. After an OSD restart, a watch its clients had before the outage may stay on the
+   * image header until the OSD's osd_client_watch_timeout (30 s) ends it, even once every client has
+   * closed the image: rm is retried while the image has watchers, for up to 60 s.
+   */
+  rmImage(name: string): Promise<void>;
   /** A fresh image name for this process. */
   imageName(what: string): string;
-  /** Stops the OSD (its data stays) / starts it again and waits until it is up. */
-  osdStop(): void;
-  osdStart(): void;
+  /**
+   * Stops the OSD (its data stays; resolves once its process is gone) / starts it again (resolves once
+   * the osdmap shows it up). Asynchronous, so that a test's event loop keeps running, and stamps what
+   * its I/O does, while the OSD goes away and comes back.
+   */
+  osdStop(): Promise<void>;
+  osdStart(): Promise<void>;
 }
 
 let seq = 0;
+const execFileP = promisify(execFile);
 
 /** The shared test cluster, started when none runs; leased by this process. */
 export function ceph(): Ceph {
@@ -43,16 +55,31 @@ export function ceph(): Ceph {
     keyring: join(dir, 'keyring'),
     rbd: cli('rbd'),
     ceph: cli('ceph'),
-    imageName: (what) => `${what}-${process.pid}-${seq++}`,
-    osdStop() {
-      execFileSync(CEPH_DEV, ['osd-stop', dir], { timeout: 60_000 });
+    async rmImage(name) {
+      const until = Date.now() + 60_000;
+      for (;;) {
+        try {
+          await execFileP('rbd', ['-c', conf, 'rm', '--no-progress', `rbd/${name}`], { encoding: 'utf8', timeout: 120_000 });
+          return;
+        } catch (e) {
+          const err = `${(e as { stderr?: string }).stderr ?? ''}`;
+          if (!/has watchers/.test(err) || Date.now() > until) throw e;
+          console.log(`rbd/${name} still has watchers, retrying rm: ${run('rbd', ['status', `rbd/${name}`]).trim()}`);
+          await new Promise((r) => setTimeout(r, 2000));
+        }
+      }
     },
-    osdStart() {
-      execFileSync(CEPH_DEV, ['osd-start', dir], { timeout: 60_000 });
+    imageName: (what) => `${what}-${process.pid}-${seq++}`,
+    async osdStop() {
+      await execFileP(CEPH_DEV, ['osd-stop', dir], { timeout: 60_000 });
+    },
+    async osdStart() {
+      await execFileP(CEPH_DEV, ['osd-start', dir], { timeout: 60_000 });
       const until = Date.now() + 120_000;
       while (Date.now() < until) {
-        if (/1 up/.test(run('ceph', ['osd', 'stat']))) return;
-        execFileSync('sleep', ['0.5']);
+        const { stdout } = await execFileP('ceph', ['-c', conf, 'osd', 'stat'], { encoding: 'utf8', timeout: 120_000 });
+        if (/1 up/.test(stdout)) return;
+        await new Promise((r) => setTimeout(r, 500));
       }
       assert.fail('the OSD did not come back up within 120 s');
     },
