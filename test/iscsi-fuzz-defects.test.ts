@@ -47,3 +47,17 @@ test('READ(16) of 0xFFFFFFFF blocks with EDTL 0: CHECK CONDITION with a saturate
     i.close();
   }
 });
+
+test('UNMAP with parameter list length 24 and 8 bytes sent: ILLEGAL REQUEST PARAMETER LIST LENGTH ERROR, connection kept', async () => {
+  const i = await session();
+  try {
+    const header = Buffer.from([0, 22, 0, 16, 0, 0, 0, 0]);
+    const r = await i.command([0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0], { write: header, immediate: 8 });
+    assert.equal(r.status, 0x02, 'CHECK CONDITION');
+    const s = decodeSense(r.sense);
+    assert.deepEqual([s.key, s.asc, s.ascq], [0x05, 0x1a, 0x00], 'ILLEGAL REQUEST, PARAMETER LIST LENGTH ERROR');
+    await stillServes(i);
+  } finally {
+    i.close();
+  }
+});

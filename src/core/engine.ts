@@ -7,7 +7,7 @@ import type { CommandTable } from './command-table';
 import { F, firstInvalidBit, readField } from './opcodes';
 import {
   Asc, DeviceSense, ScsiError, SenseKey, Status, encodeSense, fromIoError, internalFailure, invalidCdbField, invalidOpcode,
-  lbaOutOfRange, lunNotSupported, mediumNotPresent, reservationConflict, taskSetFull, unitAttention, writeProtected,
+  lbaOutOfRange, lunNotSupported, mediumNotPresent, paramListLengthError, reservationConflict, taskSetFull, unitAttention, writeProtected,
 } from './sense';
 import type { ItNexus, TaskRunner } from './logical-unit';
 import { sglLength, type Sgl } from './sgl';
@@ -105,12 +105,17 @@ function decode(cmd: ScsiCmd): void {
       throw invalidCdbField(def.blocksField[0]);
     }
   }
-  if (cmd.dir === DataDir.OUT && cmd.expectedLength !== undefined && cmd.expectedLength < cmd.dataLength &&
-      def.blocksField !== undefined) {
-    // The initiator offers fewer blocks than the CDB asks to write: plain writes write the whole blocks
-    // offered (the residual reports the overflow); anything else has nothing sensible to write (as LIO).
-    if ((def.flags & F.CLIP_TO_EXPECTED) === 0) throw new ScsiError(SenseKey.ILLEGAL_REQUEST, Asc.INVALID_FIELD_IN_COMMAND_IU);
-    cmd.blocks = Math.floor(cmd.expectedLength / cmd.lu.blockSize);
+  if (cmd.dir === DataDir.OUT && cmd.expectedLength !== undefined && cmd.expectedLength < cmd.dataLength) {
+    if (def.blocksField !== undefined) {
+      // The initiator offers fewer blocks than the CDB asks to write: plain writes write the whole blocks
+      // offered (the residual reports the overflow); anything else has nothing sensible to write (as LIO).
+      if ((def.flags & F.CLIP_TO_EXPECTED) === 0) throw new ScsiError(SenseKey.ILLEGAL_REQUEST, Asc.INVALID_FIELD_IN_COMMAND_IU);
+      cmd.blocks = Math.floor(cmd.expectedLength / cmd.lu.blockSize);
+    } else if (def.lengthField !== undefined) {
+      // A parameter list shorter than its PARAMETER LIST LENGTH: refused here for every command, so no
+      // handler ever parses past the data it was sent.
+      throw paramListLengthError();
+    }
   }
 }
 
