@@ -3,7 +3,7 @@
 // the order SAM and SPC give; what a command does lives in its table entry.
 
 import { CommandRequest, CompletionCallback, ScsiCmd } from './command';
-import type { CommandTable } from './command-table';
+import type { CommandTable, TableEntry } from './command-table';
 import { F, firstInvalidBit, readField } from './opcodes';
 import {
   Asc, DeviceSense, ScsiError, SenseKey, Status, encodeSense, fromIoError, internalFailure, invalidCdbField, invalidOpcode,
@@ -45,9 +45,7 @@ export function submit(session: ItNexus, req: CommandRequest, done: CompletionCa
     cmd.def = def;
     cmd.dir = def.dir;
     if (cmd.taskAttr === TaskAttr.ACA) throw invalidCdbField(1); // no NormACA: ACA tasks are refused
-    if (cmd.cdb.length < def.usage.length) throw invalidCdbField(cmd.cdb.length);
-    const bad = firstInvalidBit(cmd.cdb, def.usage, def.restricted);
-    if (bad) throw invalidCdbField(bad[0], bad[1]);
+    checkCdbBits(cmd.cdb, def);
     if ((def.flags & F.WRITE) !== 0 && (itl.writeProtect || lu.writeProtected)) throw writeProtected();
     if (lu.reservation !== undefined && lu.reservation !== session && (def.flags & F.RESERVE_OK) === 0) {
       throw reservationConflict();
@@ -67,6 +65,16 @@ export function submit(session: ItNexus, req: CommandRequest, done: CompletionCa
   if ((def.flags & F.HEAD) !== 0) cmd.taskAttr = TaskAttr.HEAD_OF_QUEUE;
   if (lu.admit(cmd, RUNNER)) start(cmd);
   else track(cmd);
+}
+
+/**
+ * The CDB against its entry, on mapped and unmapped LUNs alike: long enough for the command (a shorter one is
+ * INVALID FIELD IN CDB at the OPERATION CODE, whose group says the length), no bit set outside the usage mask.
+ */
+function checkCdbBits(cdb: Buffer, def: TableEntry): void {
+  if (cdb.length < def.usage.length) throw invalidCdbField(0);
+  const bad = firstInvalidBit(cdb, def.usage, def.restricted);
+  if (bad) throw invalidCdbField(bad[0], bad[1]);
 }
 
 /**
@@ -283,8 +291,7 @@ function submitUnmapped(cmd: ScsiCmd): void {
   cmd.def = def;
   cmd.dir = def.dir;
   try {
-    const bad = firstInvalidBit(cmd.cdb, def.usage, def.restricted);
-    if (bad) throw invalidCdbField(bad[0], bad[1]);
+    checkCdbBits(cmd.cdb, def);
     if (def.lengthField !== undefined) cmd.dataLength = readField(cmd.cdb, def.lengthField);
   } catch (e) {
     return finishEarly(cmd, e);
