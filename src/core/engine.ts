@@ -113,17 +113,17 @@ function decode(cmd: ScsiCmd): void {
       throw invalidCdbField(def.blocksField[0]);
     }
   }
+  // The initiator offers less data-out than the CDB asks for: refused here for every command, so that no
+  // handler ever reads past the data it was sent.
   if (cmd.dir === DataDir.OUT && cmd.expectedLength !== undefined && cmd.expectedLength < cmd.dataLength) {
-    if (def.blocksField !== undefined) {
-      // The initiator offers fewer blocks than the CDB asks to write: plain writes write the whole blocks
-      // offered (the residual reports the overflow); anything else has nothing sensible to write (as LIO).
-      if ((def.flags & F.CLIP_TO_EXPECTED) === 0) throw new ScsiError(SenseKey.ILLEGAL_REQUEST, Asc.INVALID_FIELD_IN_COMMAND_IU);
-      cmd.blocks = Math.floor(cmd.expectedLength / cmd.lu.blockSize);
-    } else if (def.lengthField !== undefined) {
-      // A parameter list shorter than its PARAMETER LIST LENGTH: refused here for every command, so no
-      // handler ever parses past the data it was sent.
-      throw paramListLengthError();
+    // A parameter list shorter than its PARAMETER LIST LENGTH.
+    if (def.lengthField !== undefined && def.blocksField === undefined) throw paramListLengthError();
+    // Fewer bytes than blocks to write: plain writes write the whole blocks offered (the residual reports the
+    // overflow); anything else has nothing sensible to write (as LIO).
+    if ((def.flags & F.CLIP_TO_EXPECTED) === 0 || def.blocksField === undefined) {
+      throw new ScsiError(SenseKey.ILLEGAL_REQUEST, Asc.INVALID_FIELD_IN_COMMAND_IU);
     }
+    cmd.blocks = Math.floor(cmd.expectedLength / cmd.lu.blockSize);
   }
 }
 
