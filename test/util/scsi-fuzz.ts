@@ -173,14 +173,15 @@ export class Fuzzer {
     process.on('unhandledRejection', onError);
     try {
       const epoch = this.o.epoch ?? 2_000;
-      while (this.report.commands < this.o.commands && this.report.failures.length < (this.o.keep ?? 20)) {
+      const keep = this.o.keep ?? 20;
+      while (this.report.commands < this.o.commands && this.report.failures.length < keep) {
         const t = await this.o.build();
         try {
           for (const u of t.units) for (const e of u.lu.table.all) this.report.entries.add(entryKey(u.lu.deviceType, e));
           const shadows = new Map<FuzzUnit, Buffer>();
           for (const u of t.units) if (u.medium) shadows.set(u, await u.medium.read());
           const end = Math.min(this.o.commands, this.report.commands + epoch);
-          while (this.report.commands < end) {
+          while (this.report.commands < end && this.report.failures.length < keep) {
             const ok = await this.batch(t, shadows);
             this.o.progress?.(this.report);
             if (!ok) return this.report; // a hang: this target is wedged
