@@ -304,7 +304,11 @@ export class Fuzzer {
       count = r.chance(0.8) ? r.int(9) : fieldValue(r, entry.blocksField[1], Math.max(1, blocks - (lba ?? 0)));
       writeField(cdb, entry.blocksField[0], entry.blocksField[1], count);
     }
-    if (entry.lengthField) writeField(cdb, entry.lengthField[0], entry.lengthField[1], fieldValue(r, entry.lengthField[1], r.pick([8, 24, 32, 255, 1024])));
+    if (entry.lengthField) {
+      // Parameter lists are mostly short and of a few exact sizes (a PR OUT list is 24 bytes, an UNMAP one 8 + 16n).
+      const len = entry.dir === DataDir.OUT && r.chance(0.4) ? r.pick([8, 24, 32, 40]) : fieldValue(r, entry.lengthField[1], r.pick([8, 24, 32, 255, 1024]));
+      writeField(cdb, entry.lengthField[0], entry.lengthField[1], len);
+    }
     // Now and then, a CDB no table allows: a bit outside the mask, too short, too long.
     if (r.chance(0.1)) {
       const i = 1 + r.int(cdb.length - 1);
@@ -330,12 +334,16 @@ export class Fuzzer {
     return { unit, nexus, entry, cdb, data, expected, attr, tag: 0 };
   }
 
-  /** Parameter data of `len` bytes: zeros, random, or data-in seen earlier, as it is or garbled. */
+  /** Parameter data of `len` bytes: zeros, random, small keys, or data-in seen earlier, as it is or garbled. */
   private parameterData(len: number): Buffer {
     const r = this.r;
     const b = Buffer.alloc(len);
-    const kind = r.int(4);
+    const kind = r.int(5);
     if (kind === 1) r.bytes(len).copy(b);
+    else if (kind === 4) {
+      // Small big-endian numbers in 8-byte fields, from few values: reservation keys that match now and then.
+      for (let p = 7; p < len; p += 8) if (r.chance(0.5)) b[p] = r.int(3);
+    }
     else if (kind >= 2 && this.pool.length > 0) {
       const src = r.pick(this.pool);
       src.copy(b, 0, 0, Math.min(len, src.length));
