@@ -264,9 +264,12 @@ export class Fuzzer {
   private async settle(u: FuzzUnit, nexus: LoopbackNexus): Promise<boolean> {
     const until = Date.now() + (this.o.deadline ?? 10_000);
     while (Date.now() < until) {
-      const r = await nexus.command(u.lun, [0, 0, 0, 0, 0, 0]);
-      const busy = r.senseKey === 0x02 && r.asc === 0x04 && r.ascq === 0x1b; // SANITIZE IN PROGRESS
-      if (!busy && r.senseKey !== 0x06) return true;
+      // REQUEST SENSE: answered under any reservation (a TEST UNIT READY may get RESERVATION CONFLICT instead).
+      const r = await nexus.command(u.lun, [0x03, 0, 0, 0, 18, 0]);
+      const d = r.data;
+      const key = d.length >= 14 ? d[2] & 0x0f : -1;
+      const busy = key === 0x02 && d[12] === 0x04 && d[13] === 0x1b; // SANITIZE IN PROGRESS
+      if (!busy && key !== 0x06) return true;
       await new Promise((resolve) => setTimeout(resolve, 1));
     }
     this.fail(`hang: ${u.kind} LUN ${u.lun} still sanitizing after ${this.o.deadline ?? 10_000} ms`);
