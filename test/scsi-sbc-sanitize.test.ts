@@ -97,6 +97,11 @@ test('SANITIZE OVERWRITE parameter checks', async () => {
   checkSense(await n.command(0, sanitizeCdb(OVERWRITE, tooLong.length), { dataOut: tooLong }), invalidParam(2), 'pattern > block');
   const test = overwriteList(Buffer.alloc(4, 1), 1, 0x20);
   checkSense(await n.command(0, sanitizeCdb(OVERWRITE, test.length), { dataOut: test }), invalidParam(0, 5), 'TEST');
+  // Fewer bytes sent than the PARAMETER LIST LENGTH (found by the SCSI fuzzer: HARDWARE ERROR before).
+  for (const sent of [0, 4, 7]) {
+    const r = await n.command(0, sanitizeCdb(OVERWRITE, 8), { dataOut: overwriteList(Buffer.alloc(4, 1)).subarray(0, sent) });
+    assert.deepEqual([r.senseKey, r.asc, r.ascq], [0x05, 0x1a, 0x00], `PARAMETER LIST LENGTH ERROR with ${sent} bytes sent`);
+  }
 });
 
 test('SANITIZE BLOCK ERASE deallocates everything; parameter data refused; unknown service actions refused', async () => {

@@ -259,6 +259,21 @@ test('unknown opcode is INVALID COMMAND OPERATION CODE; reserved CDB bits point 
   }
 });
 
+test('a CDB shorter than its command is INVALID FIELD IN CDB at byte 0, on a mapped and an unmapped LUN alike', async () => {
+  const r = await rig();
+  try {
+    const n = await r.nexus();
+    r.tpg.acls.set(INITIATOR_B, new NodeAcl(r.tpg, INITIATOR_B));
+    const unmapped = LoopbackNexus.open(r.tpg, INITIATOR_B);
+    for (const cdb of [[0x12, 0, 0, 0], [0xa0, 0, 0, 0, 0, 0], [0x03, 0, 0]]) {
+      assertSense(await n.command(0, cdb), SenseKey.ILLEGAL_REQUEST, 0x24, 0, { inCdb: true, byte: 0 });
+      assertSense(await unmapped.command(0, cdb), SenseKey.ILLEGAL_REQUEST, 0x24, 0, { inCdb: true, byte: 0 });
+    }
+  } finally {
+    await r.close();
+  }
+});
+
 test('an iSCSI target port: iSCSI version descriptor and protocol identifier 5 in VPD 83h', async () => {
   const root = createRoot();
   try {

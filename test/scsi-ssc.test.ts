@@ -151,6 +151,22 @@ test('variable blocks: exact reads, ILI both ways with the residue, reads across
   }
 });
 
+test('WRITE(6) offered fewer bytes than its transfer length: INVALID FIELD IN COMMAND IU, nothing written', async () => {
+  const dir = tmp();
+  const { r, n } = await tape(dir);
+  try {
+    for (const offered of [0, 32, 299]) {
+      const w = await n.command(0, write6(300), { dataOut: block(1, offered) });
+      assertSense(w, SenseKey.ILLEGAL_REQUEST, 0x0e, 0x03);
+    }
+    assertGood(await n.command(0, REWIND));
+    assert.deepEqual(sense(await n.command(0, read6(300))).slice(0, 3), [SenseKey.BLANK_CHECK, 0x00, 0x05], 'nothing was written');
+  } finally {
+    await r.close();
+    rmSync(dir, { recursive: true });
+  }
+});
+
 test('SPACE over blocks and filemarks both ways, to end of data, past end of data and past the beginning', async () => {
   const dir = tmp();
   const { r, n } = await tape(dir);

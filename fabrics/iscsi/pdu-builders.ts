@@ -53,6 +53,12 @@ function windowed(h: Buffer, w: SnWindow): void {
 export const residualFlags = (residual: number): number => (residual > 0 ? Rsp.UNDERFLOW : residual < 0 ? Rsp.OVERFLOW : 0);
 
 /**
+ * The Residual Count field of a residual: 32 bits, so an overflow past 4 GiB (a CDB asking for 2 TiB against an
+ * EDTL of 0) saturates; the O bit still says the initiator's EDTL was short (RFC 7143 11.4.5).
+ */
+const residualCount = (residual: number): number => Math.min(Math.abs(residual), 0xffffffff);
+
+/**
  * SCSI Data-In (RFC 7143 11.7). `flags`: F (end of a burst), S (status in
  * this PDU: status, residual and the next StatSN follow), A (asks for a
  * DataACK: the read is then named by `ttt` and `lun`, 11.7.4; else TTT is
@@ -72,7 +78,7 @@ export function dataInPdu(
   if (withStatus) {
     h[RSP_STATUS] = status;
     numbered(h, c, w, true);
-    h.writeUInt32BE(Math.abs(residual), H.W44);
+    h.writeUInt32BE(residualCount(residual), H.W44);
   } else windowed(h, w);
   h.writeUInt32BE(dataSN, H.W36);
   h.writeUInt32BE(offset, H.W40);
@@ -93,7 +99,7 @@ export function scsiResponsePdu(
   h.writeUInt32BE(itt, H.ITT);
   numbered(h, c, w, true);
   h.writeUInt32BE(expDataSN, RSP_EXP_DATA_SN);
-  h.writeUInt32BE(Math.abs(residual), H.W44);
+  h.writeUInt32BE(residualCount(residual), H.W44);
   return h;
 }
 

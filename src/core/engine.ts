@@ -3,11 +3,11 @@
 // the order SAM and SPC give; what a command does lives in its table entry.
 
 import { CommandRequest, CompletionCallback, ScsiCmd } from './command';
-import type { CommandTable } from './command-table';
+import type { CommandTable, TableEntry } from './command-table';
 import { F, firstInvalidBit, readField } from './opcodes';
 import {
   Asc, DeviceSense, ScsiError, SenseKey, Status, encodeSense, fromIoError, internalFailure, invalidCdbField, invalidOpcode,
-  lbaOutOfRange, lunNotSupported, mediumNotPresent, reservationConflict, taskSetFull, unitAttention, writeProtected,
+  lbaOutOfRange, lunNotSupported, mediumNotPresent, paramListLengthError, reservationConflict, taskSetFull, unitAttention, writeProtected,
 } from './sense';
 import type { ItNexus, TaskRunner } from './logical-unit';
 import { sglLength, type Sgl } from './sgl';
@@ -45,9 +45,7 @@ export function submit(session: ItNexus, req: CommandRequest, done: CompletionCa
     cmd.def = def;
     cmd.dir = def.dir;
     if (cmd.taskAttr === TaskAttr.ACA) throw invalidCdbField(1); // no NormACA: ACA tasks are refused
-    if (cmd.cdb.length < def.usage.length) throw invalidCdbField(cmd.cdb.length);
-    const bad = firstInvalidBit(cmd.cdb, def.usage, def.restricted);
-    if (bad) throw invalidCdbField(bad[0], bad[1]);
+    checkCdbBits(cmd.cdb, def);
     if ((def.flags & F.WRITE) !== 0 && (itl.writeProtect || lu.writeProtected)) throw writeProtected();
     if (lu.reservation !== undefined && lu.reservation !== session && (def.flags & F.RESERVE_OK) === 0) {
       throw reservationConflict();
@@ -67,6 +65,16 @@ export function submit(session: ItNexus, req: CommandRequest, done: CompletionCa
   if ((def.flags & F.HEAD) !== 0) cmd.taskAttr = TaskAttr.HEAD_OF_QUEUE;
   if (lu.admit(cmd, RUNNER)) start(cmd);
   else track(cmd);
+}
+
+/**
+ * The CDB against its entry, on mapped and unmapped LUNs alike: long enough for the command (a shorter one is
+ * INVALID FIELD IN CDB at the OPERATION CODE, whose group says the length), no bit set outside the usage mask.
+ */
+function checkCdbBits(cdb: Buffer, def: TableEntry): void {
+  if (cdb.length < def.usage.length) throw invalidCdbField(0);
+  const bad = firstInvalidBit(cdb, def.usage, def.restricted);
+  if (bad) throw invalidCdbField(bad[0], bad[1]);
 }
 
 /**
@@ -105,11 +113,16 @@ function decode(cmd: ScsiCmd): void {
       throw invalidCdbField(def.blocksField[0]);
     }
   }
-  if (cmd.dir === DataDir.OUT && cmd.expectedLength !== undefined && cmd.expectedLength < cmd.dataLength &&
-      def.blocksField !== undefined) {
-    // The initiator offers fewer blocks than the CDB asks to write: plain writes write the whole blocks
-    // offered (the residual reports the overflow); anything else has nothing sensible to write (as LIO).
-    if ((def.flags & F.CLIP_TO_EXPECTED) === 0) throw new ScsiError(SenseKey.ILLEGAL_REQUEST, Asc.INVALID_FIELD_IN_COMMAND_IU);
+  // The initiator offers less data-out than the CDB asks for: refused here for every command, so that no
+  // handler ever reads past the data it was sent.
+  if (cmd.dir === DataDir.OUT && cmd.expectedLength !== undefined && cmd.expectedLength < cmd.dataLength) {
+    // A parameter list shorter than its PARAMETER LIST LENGTH.
+    if (def.lengthField !== undefined && def.blocksField === undefined) throw paramListLengthError();
+    // Fewer bytes than blocks to write: plain writes write the whole blocks offered (the residual reports the
+    // overflow); anything else has nothing sensible to write (as LIO).
+    if ((def.flags & F.CLIP_TO_EXPECTED) === 0 || def.blocksField === undefined) {
+      throw new ScsiError(SenseKey.ILLEGAL_REQUEST, Asc.INVALID_FIELD_IN_COMMAND_IU);
+    }
     cmd.blocks = Math.floor(cmd.expectedLength / cmd.lu.blockSize);
   }
 }
@@ -278,8 +291,7 @@ function submitUnmapped(cmd: ScsiCmd): void {
   cmd.def = def;
   cmd.dir = def.dir;
   try {
-    const bad = firstInvalidBit(cmd.cdb, def.usage, def.restricted);
-    if (bad) throw invalidCdbField(bad[0], bad[1]);
+    checkCdbBits(cmd.cdb, def);
     if (def.lengthField !== undefined) cmd.dataLength = readField(cmd.cdb, def.lengthField);
   } catch (e) {
     return finishEarly(cmd, e);
