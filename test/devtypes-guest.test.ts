@@ -20,8 +20,12 @@ import { startTgtd, tgtLibrary, type Tgtd } from './util/tgtd';
 
 const IQN = 'iqn.2026-12.org.tsio:vtl';
 const SOAK = process.env.TSIO_SOAK === '1';
-/** Library cartridges: small, so that btape's fill reaches the end quickly (and 1000 of its blocks fit on the second). */
-const MB = 96;
+/**
+ * Library cartridges: small, so that btape's fill reaches the end soon, but with more than the 10000 records
+ * (some 5100 blocks of 63 KiB, 315 MiB) its read-back reads from the first before it repositions to that
+ * first cartridge's last block: a smaller one has it read on into the second, where that block is not.
+ */
+const MB = 400;
 /** The first drive's cartridge: btape's test writes 2 x 10000 blocks of 63 KiB. */
 const SOLO_MB = 1600;
 const dir = mkdtempSync(join(tmpdir(), 'tsio-devtypes-'));
@@ -104,9 +108,12 @@ cmp /tmp/src.sums /tmp/out.sums; res tar $?
 ); res mtx $?
 
 # Bacula's btape: test on the first drive (it writes some 1.3 GB); fill on the library's drive, the multiple
-# tape test: it fills the cartridge from slot 1, asks for a second (slot 2) and writes on, then asks for
-# the first and the second again to read them back. The script is the operator: at each prompt it moves
-# the cartridge asked for into the drive with mtx, then presses return.
+# tape test: it labels and fills TestVolume1 (slot 1), at its end labels TestVolume2 (slot 2) and writes on,
+# then reads the first and the second back. The script is the operator: at each prompt it moves the
+# cartridge asked for into the drive with mtx, then presses return. What is asked for is read from the
+# prompt, not from how many came before (btape also asks for a volume by name when the drive holds one
+# with another label): a blank volume is TestVolume1 until the first cartridge is full ("End of tape"),
+# TestVolume2 after; the first tape is slot 1, the second slot 2.
 mkdir -p /tmp/bacula
 cat > /tmp/bacula/sd1.conf <<EOF
 ${BACULA_CONF('$ST1')}EOF
@@ -126,17 +133,26 @@ swap() {
 swap 1
 rm -f /tmp/bin; mkfifo /tmp/bin
 trap '' PIPE # btape may be gone when the last answer goes to it
-timeout 900 btape -c /tmp/bacula/sd3.conf Tape < /tmp/bin > /tmp/btape-fill 2>&1 &
+# stdbuf: some prompts go to a buffered stdout; the operator must see them while btape waits.
+timeout 900 stdbuf -o0 btape -c /tmp/bacula/sd3.conf Tape < /tmp/bin > /tmp/btape-fill 2>&1 &
 pid=$!
 exec 3>/tmp/bin
 printf 'fill\\nm\\n' >&3
+PROMPTS='Mount (blank Volume|Volume "[^"]*"|second Volume|first tape|second tape)'
 answered=0
 for i in $(seq 1800); do
   kill -0 $pid 2>/dev/null || break
-  n=$(grep -oE 'press return when ready|Press enter when ready' /tmp/btape-fill | wc -l)
+  n=$(grep -oE "$PROMPTS" /tmp/btape-fill | wc -l)
   if [ "$n" -gt "$answered" ]; then
-    answered=$n
-    case $answered in 2|4) swap 2;; 3) swap 1;; esac
+    answered=$((answered + 1))
+    p=$(grep -oE "$PROMPTS" /tmp/btape-fill | sed -n "\${answered}p")
+    case "$p" in
+      'Mount blank Volume') if grep -q 'End of tape [0-9]' /tmp/btape-fill; then s=2; else s=1; fi;;
+      *TestVolume1*|*'first tape') s=1;;
+      *) s=2;;
+    esac
+    sleep 1 # btape closes the drive after printing its prompt
+    swap $s; echo "operator: $p -> slot $s ($?)"
     echo >&3 2>/dev/null
   fi
   grep -qE 'Test succeeded|do_unfill failed|Error during test' /tmp/btape-fill && { echo quit >&3 2>/dev/null; }
@@ -144,7 +160,7 @@ for i in $(seq 1800); do
 done
 exec 3>&-
 wait $pid
-grep -vE 'Orphaned|Last block at|End of tape 1:0' /tmp/btape-fill | tail -40
+grep -vE 'Orphaned|Last block at|End of tape 1:0' /tmp/btape-fill | tail -60
 grep -q 'The last block on the second tape matches. Test succeeded' /tmp/btape-fill && ! grep -q 'Fatal' /tmp/btape-fill; res btape-fill $?
 mt -f $ST3 offline; mtx -f $SG unload 2>/dev/null
 fi
