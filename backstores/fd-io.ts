@@ -4,7 +4,9 @@
 // writes first take what the page cache can do at once (RWF_NOWAIT, on the
 // loop: a pool round trip costs several times a cached pread); the rest, and
 // everything else, goes through libuv's pool (fs.readv/fs.writev callbacks):
-// nothing here waits for a device on the event loop. Files on tmpfs, which
+// nothing here waits for a device on the event loop. Given a RingQueue
+// (io_uring, ring-io.ts), every read, write, sync and fallocate goes through
+// it instead of the pool and the RWF_NOWAIT tries. Files on tmpfs, which
 // has no RWF_NOWAIT, are memory like rd_mcp's and are read and written on the
 // loop outright.
 
@@ -12,7 +14,8 @@ import fs from 'node:fs';
 
 import type { Sgl } from '../src/core/sgl';
 import { sglCopyIn, sglCopyOut, sglSlice } from '../src/core/sgl';
-import { NOWAIT_UNSUPPORTED, allocAligned, errnoError, isAligned, preadNowait, pwriteNowait } from '../native';
+import { NOWAIT_UNSUPPORTED, allocAligned, errnoError, fallocate, isAligned, preadNowait, pwriteNowait } from '../native';
+import type { RingQueue } from './ring-io';
 
 /** Chunk size for bounce buffers and whole-store overwrites: big enough to stream, small enough to interleave. */
 export const IO_CHUNK = 1 << 20;
@@ -71,14 +74,16 @@ function afterWrite(bufs: Buffer[], n: number): Buffer[] {
   return advance(bufs, n);
 }
 
-/** Fills bufs from position, through the pool. */
-export async function readFull(fd: number, bufs: Buffer[], position: number): Promise<void> {
-  for (let n = 0; bufs.length > 0; position += n) bufs = afterRead(bufs, (n = await preadv(fd, bufs, position)));
+type VectorIo = (fd: number, bufs: Buffer[], position: number) => Promise<number>;
+
+/** Fills bufs from position, through the pool (or the given preadv). */
+export async function readFull(fd: number, bufs: Buffer[], position: number, pv: VectorIo = preadv): Promise<void> {
+  for (let n = 0; bufs.length > 0; position += n) bufs = afterRead(bufs, (n = await pv(fd, bufs, position)));
 }
 
-/** Writes all of bufs at position, through the pool. */
-export async function writeFull(fd: number, bufs: Buffer[], position: number): Promise<void> {
-  for (let n = 0; bufs.length > 0; position += n) bufs = afterWrite(bufs, (n = await pwritev(fd, bufs, position)));
+/** Writes all of bufs at position, through the pool (or the given pwritev). */
+export async function writeFull(fd: number, bufs: Buffer[], position: number, pv: VectorIo = pwritev): Promise<void> {
+  for (let n = 0; bufs.length > 0; position += n) bufs = afterWrite(bufs, (n = await pv(fd, bufs, position)));
 }
 
 /** readFull on the calling thread, for files whose pages are memory (tmpfs). */
@@ -132,6 +137,8 @@ export interface FdIoOptions {
   /** For error messages. */
   what: string;
   readonly: boolean;
+  /** This thread's io_uring (threadRing()); absent: libuv's pool. Not used for files on tmpfs (memory, served on the loop). */
+  ring?: RingQueue;
 }
 
 /** Read/write/overwrite over one block-addressed descriptor. */
@@ -161,6 +168,10 @@ export class FdIo {
    */
   private readonly inMemory: boolean;
   private poolHolders = 0;
+  /** The io_uring the I/O goes through, or undefined for the pool. */
+  readonly ring: RingQueue | undefined;
+  private readonly readv: VectorIo;
+  private readonly writev: VectorIo;
 
   constructor(o: FdIoOptions) {
     this.fd = o.fd;
@@ -171,7 +182,22 @@ export class FdIo {
     this.what = o.what;
     this.pool = new BouncePool(IO_CHUNK, Math.max(o.align, DIRECT_IO_ALIGN));
     this.inMemory = !o.direct && onTmpfs(o.fd);
-    this.nowaitRead = this.nowaitWrite = !o.direct && !this.inMemory;
+    this.ring = this.inMemory ? undefined : o.ring;
+    const ring = this.ring;
+    this.readv = ring ? (fd, bufs, pos) => ring.readv(fd, bufs, pos) : preadv;
+    this.writev = ring ? (fd, bufs, pos) => ring.writev(fd, bufs, pos) : pwritev;
+    // The ring reads cached pages inside its one io_uring_enter per pass, so RWF_NOWAIT tries would only add syscalls.
+    this.nowaitRead = this.nowaitWrite = !o.direct && !this.inMemory && !ring;
+  }
+
+  /** fdatasync through the ring when there is one, else the pool. */
+  fdatasync(fd = this.fd): Promise<void> {
+    return this.ring ? this.ring.fdatasync(fd) : fdatasync(fd);
+  }
+
+  /** fallocate(2) on the store's descriptor (PUNCH_HOLE for UNMAP, ZERO_RANGE), through the ring or the pool. */
+  fallocate(mode: number, offset: number, length: number): Promise<void> {
+    return this.ring ? this.ring.fallocate(this.fd, mode, offset, length) : fallocate(this.fd, mode, offset, length);
   }
 
   /** Runs a pool operation that may hold the file's inode lock; loop writes on tmpfs wait it out in the pool. */
@@ -237,7 +263,7 @@ export class FdIo {
       if (n === length) return;
       if (n > 0) return readFull(this.fd, advance(bufs, n), offset + n);
     }
-    if (!this.direct || this.directOk(bufs)) return readFull(this.fd, bufs, offset);
+    if (!this.direct || this.directOk(bufs)) return readFull(this.fd, bufs, offset, this.readv);
     const b = this.pool.acquire();
     try {
       for (let done = 0; done < length; ) {
@@ -245,7 +271,7 @@ export class FdIo {
         // O_DIRECT reads whole aligned units: a read the initiator cut short
         // (a smaller expected length) still reads them, and hands on only n bytes.
         const whole = Math.min(b.length, Math.ceil(n / this.align) * this.align);
-        await readFull(this.fd, [b.subarray(0, whole)], offset + done);
+        await readFull(this.fd, [b.subarray(0, whole)], offset + done, this.readv);
         sglCopyIn(bufs, done, b.subarray(0, n));
         done += n;
       }
@@ -257,7 +283,7 @@ export class FdIo {
   async write(offset: number, length: number, sgl: Sgl, fua: boolean): Promise<void> {
     this.checkWritable('pwritev');
     if (length === 0) {
-      if (fua) await fdatasync(this.fd);
+      if (fua) await this.fdatasync();
       return;
     }
     const bufs = this.segments(sgl, length);
@@ -280,26 +306,26 @@ export class FdIo {
     } else if (loopDone > 0) {
       await writeFull(fd, advance(bufs, loopDone), offset + loopDone);
     } else if (!this.direct || this.directOk(bufs)) {
-      await writeFull(fd, bufs, offset);
+      await writeFull(fd, bufs, offset, this.writev);
     } else {
       const b = this.pool.acquire();
       try {
         for (let done = 0; done < length; ) {
           const n = Math.min(b.length, length - done);
           sglCopyOut(bufs, done, b, 0, n);
-          await writeFull(fd, [b.subarray(0, n)], offset + done);
+          await writeFull(fd, [b.subarray(0, n)], offset + done, this.writev);
           done += n;
         }
       } finally {
         this.pool.release(b);
       }
     }
-    if (fua && fd === this.fd) await fdatasync(this.fd);
+    if (fua && fd === this.fd) await this.fdatasync();
   }
 
   async flush(): Promise<void> {
     this.checkOpen('fdatasync');
-    if (!this.readonly) await fdatasync(this.fd);
+    if (!this.readonly) await this.fdatasync();
   }
 
   /**
@@ -314,7 +340,7 @@ export class FdIo {
       fillPattern(chunk, blockSize, pattern);
       for (let done = 0; done < length; ) {
         const n = Math.min(chunk.length, length - done);
-        await this.holdingInode(() => writeFull(this.fd, [chunk.subarray(0, n)], offset + done));
+        await this.holdingInode(() => writeFull(this.fd, [chunk.subarray(0, n)], offset + done, this.writev));
         done += n;
       }
     } finally {
@@ -326,7 +352,7 @@ export class FdIo {
   /** SANITIZE OVERWRITE over the whole store: the pattern everywhere, then on stable storage. */
   async overwrite(size: number, blockSize: number, pattern?: Buffer): Promise<void> {
     await this.writePattern(0, size, blockSize, pattern);
-    await fdatasync(this.fd);
+    await this.fdatasync();
   }
 
   async close(): Promise<void> {
