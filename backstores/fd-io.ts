@@ -186,8 +186,7 @@ export class FdIo {
     const ring = this.ring;
     this.readv = ring ? (fd, bufs, pos) => ring.readv(fd, bufs, pos) : preadv;
     this.writev = ring ? (fd, bufs, pos) => ring.writev(fd, bufs, pos) : pwritev;
-    // The ring reads cached pages inside its one io_uring_enter per pass, so RWF_NOWAIT tries would only add syscalls.
-    this.nowaitRead = this.nowaitWrite = !o.direct && !this.inMemory && !ring;
+    this.nowaitRead = this.nowaitWrite = !o.direct && !this.inMemory;
   }
 
   /** fdatasync through the ring when there is one, else the pool. */
@@ -208,6 +207,15 @@ export class FdIo {
     } finally {
       this.poolHolders--;
     }
+  }
+
+  /**
+   * Whether to try RWF_NOWAIT on the loop first: always without a ring; with one, for the first
+   * operation of a pass only (RingQueue.claimLoop), the others joining the batch one
+   * io_uring_enter sends, where the kernel serves cached pages inline too.
+   */
+  private loopFirst(): boolean {
+    return this.ring === undefined || this.ring.claimLoop();
   }
 
   /**
@@ -258,7 +266,7 @@ export class FdIo {
     if (length === 0) return;
     const bufs = this.segments(sgl, length);
     if (this.inMemory) return readFullSync(this.fd, bufs, offset);
-    if (this.nowaitRead) {
+    if (this.nowaitRead && this.loopFirst()) {
       const n = this.nowait(false, bufs, offset);
       if (n === length) return;
       if (n > 0) return readFull(this.fd, advance(bufs, n), offset + n);
@@ -296,7 +304,7 @@ export class FdIo {
     if (this.inMemory && loopOk && this.poolHolders === 0) {
       writeFullSync(fd, bufs, offset);
       loopDone = length;
-    } else if (this.nowaitWrite && loopOk) {
+    } else if (this.nowaitWrite && loopOk && this.loopFirst()) {
       loopDone = this.nowait(true, bufs, offset);
     }
     if (loopDone === length) {

@@ -48,8 +48,9 @@ for (const direct of [false, true]) {
       const opsBefore = r.ops;
       const bufs = Array.from({ length: 16 }, () => Buffer.alloc(4096));
       await Promise.all(bufs.map((b, i) => store.read(i * 4096, 4096, [b])));
-      assert.equal(r.ops - opsBefore, 16);
-      assert.equal(r.enters - enters0, 1, '16 reads asked for in one pass go to the kernel in one io_uring_enter');
+      // Buffered, the pass's first read takes the page cache on the loop (RWF_NOWAIT); the others join the batch.
+      assert.equal(r.ops - opsBefore, direct ? 16 : 15);
+      assert.equal(r.enters - enters0, 1, 'the reads asked for in one pass go to the kernel in one io_uring_enter');
       assert.deepEqual(Buffer.concat(bufs), data);
 
       const ops1 = r.ops;
@@ -88,7 +89,7 @@ test('more operations than the ring holds queue up and all complete', async () =
     const rd = Array.from({ length: n }, () => Buffer.alloc(512));
     await Promise.all(rd.map((b, i) => store.read(i * 512, 512, [b])));
     for (let i = 0; i < n; i++) assert.equal(rd[i][0], i & 0xff, `block ${i}`);
-    assert.ok(r.ops >= 2 * n);
+    assert.ok(r.ops >= 2 * n - 2, `${r.ops} ring operations`);
   } finally {
     await store.close();
   }
