@@ -58,6 +58,8 @@ export class RingQueue {
   private readonly backlog: Op[] = [];
   private inflight = 0;
   private scheduled = false;
+  /** submit() failed outright: entries may still sit in the ring, so its ids are never handed out again. */
+  private broken = false;
   private readonly flushNow = (): void => this.flush();
   /** Operations sent and io_uring_enter calls made (tests and benches read them). */
   ops = 0;
@@ -98,6 +100,7 @@ export class RingQueue {
   }
 
   private start(kind: Kind, fd: number, bufs: Buffer[] | undefined, a: number, b: number, c: number): Promise<number> {
+    if (this.broken) return Promise.reject(ringError(os.constants.errno.EIO, kind));
     return new Promise<number>((resolve, reject) => {
       const op: Op = { kind, fd, bufs, a, b, c, resolve, reject };
       if (this.free.length === 0) this.backlog.push(op);
@@ -108,6 +111,11 @@ export class RingQueue {
   private prepare(op: Op): void {
     const ring = this.ring;
     if (ring.pending >= ring.sqEntries) this.flush();
+    // That flush's completions may have let waiting operations take every free slot.
+    if (this.free.length === 0) {
+      this.backlog.push(op);
+      return;
+    }
     const id = this.free.pop()!;
     try {
       switch (op.kind) {
@@ -146,7 +154,9 @@ export class RingQueue {
       if (r === 0) return; // a pass that claimed the loop and sent nothing
     } catch (e) {
       // The ring itself failed (never seen): fail what it holds rather than leave commands hanging.
-      log.error('io_uring submit failed', e);
+      log.error('io_uring submit failed; fileio and block I/O on this thread now fail with EIO', e);
+      this.broken = true;
+      for (const op of this.backlog.splice(0)) op.reject(ringError(os.constants.errno.EIO, op.kind));
       for (let id = 0; id < this.slots.length; id++) this.settle(id, -os.constants.errno.EIO);
       return;
     }
