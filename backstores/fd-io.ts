@@ -5,8 +5,8 @@
 // loop: a pool round trip costs several times a cached pread); the rest, and
 // everything else, goes through libuv's pool (fs.readv/fs.writev callbacks):
 // nothing here waits for a device on the event loop. Given a RingQueue
-// (io_uring, ring-io.ts), every read, write, sync and fallocate goes through
-// it instead of the pool and the RWF_NOWAIT tries. Files on tmpfs, which
+// (io_uring, ring-io.ts), what would go to the pool (reads the page cache
+// misses, writes, syncs, fallocate) goes through the ring instead. Files on tmpfs, which
 // has no RWF_NOWAIT, are memory like rd_mcp's and are read and written on the
 // loop outright.
 
@@ -210,15 +210,6 @@ export class FdIo {
   }
 
   /**
-   * Whether to try RWF_NOWAIT on the loop first: always without a ring; with one, for the first
-   * operation of a pass only (RingQueue.claimLoop), the others joining the batch one
-   * io_uring_enter sends, where the kernel serves cached pages inline too.
-   */
-  private loopFirst(): boolean {
-    return this.ring === undefined || this.ring.claimLoop();
-  }
-
-  /**
    * Reads or writes on the loop what the page cache can take without waiting;
    * returns how many bytes of bufs are done (0 when the kernel would have
    * waited, or at end of file, where the pool path's zero fill applies).
@@ -266,7 +257,10 @@ export class FdIo {
     if (length === 0) return;
     const bufs = this.segments(sgl, length);
     if (this.inMemory) return readFullSync(this.fd, bufs, offset);
-    if (this.nowaitRead && this.loopFirst()) {
+    // Cached pages first, on the loop, with or without a ring: a NOWAIT read costs less CPU than
+    // the same read inside a batched io_uring_enter once the ring's per-operation JS is counted
+    // (docs/BENCHMARKS.md, file); the ring takes what it misses.
+    if (this.nowaitRead) {
       const n = this.nowait(false, bufs, offset);
       if (n === length) return;
       if (n > 0) return readFull(this.fd, advance(bufs, n), offset + n);
@@ -304,7 +298,7 @@ export class FdIo {
     if (this.inMemory && loopOk && this.poolHolders === 0) {
       writeFullSync(fd, bufs, offset);
       loopDone = length;
-    } else if (this.nowaitWrite && loopOk && this.loopFirst()) {
+    } else if (this.nowaitWrite && loopOk) {
       loopDone = this.nowait(true, bufs, offset);
     }
     if (loopDone === length) {

@@ -70,19 +70,6 @@ export class RingQueue {
     for (let i = ring.cqEntries - 1; i >= 0; i--) this.free.push(i);
   }
 
-  /**
-   * Whether the caller may do its operation on the loop itself (RWF_NOWAIT from the page cache):
-   * yes for the first operation of a loop pass while nothing is in flight, and the rest of the pass
-   * joins the ring's batch. A lone command (queue depth 1) then costs one syscall, not an
-   * io_uring_enter and the eventfd.
-   */
-  claimLoop(): boolean {
-    if (this.inflight !== 0 || this.scheduled) return false;
-    this.scheduled = true;
-    setImmediate(this.flushNow);
-    return true;
-  }
-
   readv(fd: number, bufs: Buffer[], offset: number): Promise<number> {
     return this.start(Kind.Read, fd, bufs, offset, 0, 0);
   }
@@ -151,7 +138,6 @@ export class RingQueue {
     let r: number;
     try {
       r = this.ring.pending > 0 ? this.ring.submit() : 0;
-      if (r === 0) return; // a pass that claimed the loop and sent nothing
     } catch (e) {
       // The ring itself failed (never seen): fail what it holds rather than leave commands hanging.
       log.error('io_uring submit failed; fileio and block I/O on this thread now fail with EIO', e);
@@ -171,7 +157,7 @@ export class RingQueue {
       setImmediate(this.flushNow);
     }
     // Everything came back inside the call: take the eventfd's count now, not from a wake-up.
-    if (r > 0 && this.inflight === 0) this.ring.clearSignal();
+    if (this.inflight === 0) this.ring.clearSignal();
   }
 
   /** Settles every completion the ring holds (called from the eventfd's watcher too). */
