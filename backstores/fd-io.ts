@@ -23,6 +23,13 @@ export const IO_CHUNK = 1 << 20;
 export const DIRECT_IO_ALIGN = 4096;
 /** Free bounce buffers kept per store; more are allocated under load and dropped after. */
 const BOUNCE_POOL_KEEP = 4;
+/**
+ * Small commands (up to this size) bounce through buffers of this size, kept by the SMALL_KEEP: a
+ * queue of 4 KiB commands must not cost a 1 MiB mmap and munmap each (iSCSI's buffers are not
+ * page-aligned, so every O_DIRECT command of it bounces).
+ */
+const SMALL_BOUNCE = 64 << 10;
+const SMALL_KEEP = 64;
 
 export function preadv(fd: number, bufs: Buffer[], position: number): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -111,17 +118,22 @@ function onTmpfs(fd: number): boolean {
   }
 }
 
-/** Aligned buffers for O_DIRECT, reused across commands. */
+/** Aligned buffers for O_DIRECT, reused across commands: chunk-sized ones, and small ones for small commands. */
 export class BouncePool {
   private readonly free: Buffer[] = [];
+  private readonly small: Buffer[] = [];
   constructor(readonly chunk: number, readonly align: number) {}
 
-  acquire(): Buffer {
+  /** A buffer for a transfer of length bytes (a whole chunk when not given or large). */
+  acquire(length = this.chunk): Buffer {
+    if (length <= SMALL_BOUNCE && this.chunk > SMALL_BOUNCE) return this.small.pop() ?? allocAligned(SMALL_BOUNCE, this.align);
     return this.free.pop() ?? allocAligned(this.chunk, this.align);
   }
 
   release(b: Buffer): void {
-    if (this.free.length < BOUNCE_POOL_KEEP) this.free.push(b);
+    if (b.length === this.chunk) {
+      if (this.free.length < BOUNCE_POOL_KEEP) this.free.push(b);
+    } else if (this.small.length < SMALL_KEEP) this.small.push(b);
   }
 }
 
@@ -266,7 +278,7 @@ export class FdIo {
       if (n > 0) return readFull(this.fd, advance(bufs, n), offset + n);
     }
     if (!this.direct || this.directOk(bufs)) return readFull(this.fd, bufs, offset, this.readv);
-    const b = this.pool.acquire();
+    const b = this.pool.acquire(length);
     try {
       for (let done = 0; done < length; ) {
         const n = Math.min(b.length, length - done);
@@ -310,7 +322,7 @@ export class FdIo {
     } else if (!this.direct || this.directOk(bufs)) {
       await writeFull(fd, bufs, offset, this.writev);
     } else {
-      const b = this.pool.acquire();
+      const b = this.pool.acquire(length);
       try {
         for (let done = 0; done < length; ) {
           const n = Math.min(b.length, length - done);
