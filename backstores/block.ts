@@ -7,8 +7,9 @@ import fs from 'node:fs';
 
 import type { Backstore, BackstoreCaps, BackstoreOptions, LbaExtent } from '../src/core/backstore';
 import type { Sgl } from '../src/core/sgl';
-import { FALLOC_PUNCH_HOLE, blkZeroOut, blockDeviceInfo, fallocate, isUnsupported } from '../native';
+import { FALLOC_PUNCH_HOLE, blkZeroOut, blockDeviceInfo, isUnsupported } from '../native';
 import { DIRECT_IO_ALIGN, FdIo, reopen } from './fd-io';
+import { threadRing } from './ring-io';
 
 /** What sysfs tells about the device's queue; undefined where it cannot be read. */
 interface QueueInfo {
@@ -91,7 +92,7 @@ class BlockBackstore implements Backstore {
   async unmap(offset: number, length: number): Promise<void> {
     this.io.checkWritable('fallocate(PUNCH_HOLE)');
     if (length === 0) return;
-    await fallocate(this.io.fd, FALLOC_PUNCH_HOLE, offset, length);
+    await this.io.fallocate(FALLOC_PUNCH_HOLE, offset, length);
   }
 
   /** BLKZEROOUT: the device's WRITE ZEROES where it has one, the kernel writing zeros where not. */
@@ -165,7 +166,7 @@ export async function createBlock(opts: BackstoreOptions): Promise<Backstore> {
     const physical = Math.max(info.physicalBlockSize, blockSize);
     // The O_DSYNC twin is not O_EXCL: our own claim would refuse it.
     if (!readonly) dsyncFd = reopen(fd, O_RDWR | O_DSYNC | (direct ? O_DIRECT : 0));
-    const io = new FdIo({ fd, dsyncFd, direct, align: Math.max(lbs, DIRECT_IO_ALIGN), what: `block ${path}`, readonly });
+    const io = new FdIo({ fd, dsyncFd, direct, align: Math.max(lbs, DIRECT_IO_ALIGN), what: `block ${path}`, readonly, ring: threadRing() });
     return new BlockBackstore(io, size, blockSize, physical, queueInfo(fd));
   } catch (e) {
     if (dsyncFd !== undefined) fs.closeSync(dsyncFd);

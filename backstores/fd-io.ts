@@ -4,7 +4,9 @@
 // writes first take what the page cache can do at once (RWF_NOWAIT, on the
 // loop: a pool round trip costs several times a cached pread); the rest, and
 // everything else, goes through libuv's pool (fs.readv/fs.writev callbacks):
-// nothing here waits for a device on the event loop. Files on tmpfs, which
+// nothing here waits for a device on the event loop. Given a RingQueue
+// (io_uring, ring-io.ts), what would go to the pool (reads the page cache
+// misses, writes, syncs, fallocate) goes through the ring instead. Files on tmpfs, which
 // has no RWF_NOWAIT, are memory like rd_mcp's and are read and written on the
 // loop outright.
 
@@ -12,7 +14,8 @@ import fs from 'node:fs';
 
 import type { Sgl } from '../src/core/sgl';
 import { sglCopyIn, sglCopyOut, sglSlice } from '../src/core/sgl';
-import { NOWAIT_UNSUPPORTED, allocAligned, errnoError, isAligned, preadNowait, pwriteNowait } from '../native';
+import { NOWAIT_UNSUPPORTED, allocAligned, errnoError, fallocate, isAligned, preadNowait, pwriteNowait } from '../native';
+import type { RingQueue } from './ring-io';
 
 /** Chunk size for bounce buffers and whole-store overwrites: big enough to stream, small enough to interleave. */
 export const IO_CHUNK = 1 << 20;
@@ -20,6 +23,13 @@ export const IO_CHUNK = 1 << 20;
 export const DIRECT_IO_ALIGN = 4096;
 /** Free bounce buffers kept per store; more are allocated under load and dropped after. */
 const BOUNCE_POOL_KEEP = 4;
+/**
+ * Small commands (up to this size) bounce through buffers of this size, kept by the SMALL_KEEP: a
+ * queue of 4 KiB commands must not cost a 1 MiB mmap and munmap each (iSCSI's buffers are not
+ * page-aligned, so every O_DIRECT command of it bounces).
+ */
+const SMALL_BOUNCE = 64 << 10;
+const SMALL_KEEP = 64;
 
 export function preadv(fd: number, bufs: Buffer[], position: number): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -71,14 +81,16 @@ function afterWrite(bufs: Buffer[], n: number): Buffer[] {
   return advance(bufs, n);
 }
 
-/** Fills bufs from position, through the pool. */
-export async function readFull(fd: number, bufs: Buffer[], position: number): Promise<void> {
-  for (let n = 0; bufs.length > 0; position += n) bufs = afterRead(bufs, (n = await preadv(fd, bufs, position)));
+type VectorIo = (fd: number, bufs: Buffer[], position: number) => Promise<number>;
+
+/** Fills bufs from position, through the pool (or the given preadv). */
+export async function readFull(fd: number, bufs: Buffer[], position: number, pv: VectorIo = preadv): Promise<void> {
+  for (let n = 0; bufs.length > 0; position += n) bufs = afterRead(bufs, (n = await pv(fd, bufs, position)));
 }
 
-/** Writes all of bufs at position, through the pool. */
-export async function writeFull(fd: number, bufs: Buffer[], position: number): Promise<void> {
-  for (let n = 0; bufs.length > 0; position += n) bufs = afterWrite(bufs, (n = await pwritev(fd, bufs, position)));
+/** Writes all of bufs at position, through the pool (or the given pwritev). */
+export async function writeFull(fd: number, bufs: Buffer[], position: number, pv: VectorIo = pwritev): Promise<void> {
+  for (let n = 0; bufs.length > 0; position += n) bufs = afterWrite(bufs, (n = await pv(fd, bufs, position)));
 }
 
 /** readFull on the calling thread, for files whose pages are memory (tmpfs). */
@@ -106,17 +118,22 @@ function onTmpfs(fd: number): boolean {
   }
 }
 
-/** Aligned buffers for O_DIRECT, reused across commands. */
+/** Aligned buffers for O_DIRECT, reused across commands: chunk-sized ones, and small ones for small commands. */
 export class BouncePool {
   private readonly free: Buffer[] = [];
+  private readonly small: Buffer[] = [];
   constructor(readonly chunk: number, readonly align: number) {}
 
-  acquire(): Buffer {
+  /** A buffer for a transfer of length bytes (a whole chunk when not given or large). */
+  acquire(length = this.chunk): Buffer {
+    if (length <= SMALL_BOUNCE && this.chunk > SMALL_BOUNCE) return this.small.pop() ?? allocAligned(SMALL_BOUNCE, this.align);
     return this.free.pop() ?? allocAligned(this.chunk, this.align);
   }
 
   release(b: Buffer): void {
-    if (this.free.length < BOUNCE_POOL_KEEP) this.free.push(b);
+    if (b.length === this.chunk) {
+      if (this.free.length < BOUNCE_POOL_KEEP) this.free.push(b);
+    } else if (this.small.length < SMALL_KEEP) this.small.push(b);
   }
 }
 
@@ -132,6 +149,8 @@ export interface FdIoOptions {
   /** For error messages. */
   what: string;
   readonly: boolean;
+  /** This thread's io_uring (threadRing()); absent: libuv's pool. Not used for files on tmpfs (memory, served on the loop). */
+  ring?: RingQueue;
 }
 
 /** Read/write/overwrite over one block-addressed descriptor. */
@@ -161,6 +180,10 @@ export class FdIo {
    */
   private readonly inMemory: boolean;
   private poolHolders = 0;
+  /** The io_uring the I/O goes through, or undefined for the pool. */
+  readonly ring: RingQueue | undefined;
+  private readonly readv: VectorIo;
+  private readonly writev: VectorIo;
 
   constructor(o: FdIoOptions) {
     this.fd = o.fd;
@@ -171,7 +194,21 @@ export class FdIo {
     this.what = o.what;
     this.pool = new BouncePool(IO_CHUNK, Math.max(o.align, DIRECT_IO_ALIGN));
     this.inMemory = !o.direct && onTmpfs(o.fd);
+    this.ring = this.inMemory ? undefined : o.ring;
+    const ring = this.ring;
+    this.readv = ring ? (fd, bufs, pos) => ring.readv(fd, bufs, pos) : preadv;
+    this.writev = ring ? (fd, bufs, pos) => ring.writev(fd, bufs, pos) : pwritev;
     this.nowaitRead = this.nowaitWrite = !o.direct && !this.inMemory;
+  }
+
+  /** fdatasync through the ring when there is one, else the pool. */
+  fdatasync(fd = this.fd): Promise<void> {
+    return this.ring ? this.ring.fdatasync(fd) : fdatasync(fd);
+  }
+
+  /** fallocate(2) on the store's descriptor (PUNCH_HOLE for UNMAP, ZERO_RANGE), through the ring or the pool. */
+  fallocate(mode: number, offset: number, length: number): Promise<void> {
+    return this.ring ? this.ring.fallocate(this.fd, mode, offset, length) : fallocate(this.fd, mode, offset, length);
   }
 
   /** Runs a pool operation that may hold the file's inode lock; loop writes on tmpfs wait it out in the pool. */
@@ -232,20 +269,23 @@ export class FdIo {
     if (length === 0) return;
     const bufs = this.segments(sgl, length);
     if (this.inMemory) return readFullSync(this.fd, bufs, offset);
+    // Cached pages first, on the loop, with or without a ring: a NOWAIT read costs less CPU than
+    // the same read inside a batched io_uring_enter once the ring's per-operation JS is counted
+    // (docs/BENCHMARKS.md, file); the ring takes what it misses.
     if (this.nowaitRead) {
       const n = this.nowait(false, bufs, offset);
       if (n === length) return;
       if (n > 0) return readFull(this.fd, advance(bufs, n), offset + n);
     }
-    if (!this.direct || this.directOk(bufs)) return readFull(this.fd, bufs, offset);
-    const b = this.pool.acquire();
+    if (!this.direct || this.directOk(bufs)) return readFull(this.fd, bufs, offset, this.readv);
+    const b = this.pool.acquire(length);
     try {
       for (let done = 0; done < length; ) {
         const n = Math.min(b.length, length - done);
         // O_DIRECT reads whole aligned units: a read the initiator cut short
         // (a smaller expected length) still reads them, and hands on only n bytes.
         const whole = Math.min(b.length, Math.ceil(n / this.align) * this.align);
-        await readFull(this.fd, [b.subarray(0, whole)], offset + done);
+        await readFull(this.fd, [b.subarray(0, whole)], offset + done, this.readv);
         sglCopyIn(bufs, done, b.subarray(0, n));
         done += n;
       }
@@ -257,7 +297,7 @@ export class FdIo {
   async write(offset: number, length: number, sgl: Sgl, fua: boolean): Promise<void> {
     this.checkWritable('pwritev');
     if (length === 0) {
-      if (fua) await fdatasync(this.fd);
+      if (fua) await this.fdatasync();
       return;
     }
     const bufs = this.segments(sgl, length);
@@ -280,26 +320,26 @@ export class FdIo {
     } else if (loopDone > 0) {
       await writeFull(fd, advance(bufs, loopDone), offset + loopDone);
     } else if (!this.direct || this.directOk(bufs)) {
-      await writeFull(fd, bufs, offset);
+      await writeFull(fd, bufs, offset, this.writev);
     } else {
-      const b = this.pool.acquire();
+      const b = this.pool.acquire(length);
       try {
         for (let done = 0; done < length; ) {
           const n = Math.min(b.length, length - done);
           sglCopyOut(bufs, done, b, 0, n);
-          await writeFull(fd, [b.subarray(0, n)], offset + done);
+          await writeFull(fd, [b.subarray(0, n)], offset + done, this.writev);
           done += n;
         }
       } finally {
         this.pool.release(b);
       }
     }
-    if (fua && fd === this.fd) await fdatasync(this.fd);
+    if (fua && fd === this.fd) await this.fdatasync();
   }
 
   async flush(): Promise<void> {
     this.checkOpen('fdatasync');
-    if (!this.readonly) await fdatasync(this.fd);
+    if (!this.readonly) await this.fdatasync();
   }
 
   /**
@@ -314,7 +354,7 @@ export class FdIo {
       fillPattern(chunk, blockSize, pattern);
       for (let done = 0; done < length; ) {
         const n = Math.min(chunk.length, length - done);
-        await this.holdingInode(() => writeFull(this.fd, [chunk.subarray(0, n)], offset + done));
+        await this.holdingInode(() => writeFull(this.fd, [chunk.subarray(0, n)], offset + done, this.writev));
         done += n;
       }
     } finally {
@@ -326,7 +366,7 @@ export class FdIo {
   /** SANITIZE OVERWRITE over the whole store: the pattern everywhere, then on stable storage. */
   async overwrite(size: number, blockSize: number, pattern?: Buffer): Promise<void> {
     await this.writePattern(0, size, blockSize, pattern);
-    await fdatasync(this.fd);
+    await this.fdatasync();
   }
 
   async close(): Promise<void> {

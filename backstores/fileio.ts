@@ -17,6 +17,7 @@ import {
   seekHole,
 } from '../native';
 import { DIRECT_IO_ALIGN, FdIo, ftruncate, reopen } from './fd-io';
+import { threadRing } from './ring-io';
 
 export const DEFAULT_BLOCK_SIZE = 512;
 /** Largest logical block we accept; SCSI allows more, but nothing real uses it. */
@@ -140,7 +141,7 @@ class FileioBackstore implements Backstore {
   private async punch(offset: number, length: number): Promise<boolean> {
     if (!this.canPunch) return false;
     try {
-      await this.io.holdingInode(() => fallocate(this.io.fd, FALLOC_PUNCH_HOLE, offset, length));
+      await this.io.holdingInode(() => this.io.fallocate(FALLOC_PUNCH_HOLE, offset, length));
       return true;
     } catch (e) {
       if (!isUnsupported(e)) throw e;
@@ -153,7 +154,7 @@ class FileioBackstore implements Backstore {
   private async zero(offset: number, length: number): Promise<void> {
     if (this.canZeroRange) {
       try {
-        await this.io.holdingInode(() => fallocate(this.io.fd, FALLOC_ZERO_RANGE, offset, length));
+        await this.io.holdingInode(() => this.io.fallocate(FALLOC_ZERO_RANGE, offset, length));
         return;
       } catch (e) {
         if (!isUnsupported(e)) throw e;
@@ -210,7 +211,7 @@ export async function createFileio(opts: BackstoreOptions): Promise<Backstore> {
     }
     if (!readonly) dsyncFd = reopen(fd, O_RDWR | O_DSYNC | (direct ? O_DIRECT : 0));
 
-    const io = new FdIo({ fd, dsyncFd, direct, align: DIRECT_IO_ALIGN, what: `fileio ${path}`, readonly });
+    const io = new FdIo({ fd, dsyncFd, direct, align: DIRECT_IO_ALIGN, what: `fileio ${path}`, readonly, ring: threadRing() });
     const canPunch = readonly ? true : await probePunch(fd, Math.max(st.size, size), blockSize);
     return new FileioBackstore(io, path, size, blockSize, canPunch);
   } catch (e) {

@@ -8,9 +8,10 @@ import { vhostScenario } from './vhost';
 import { rbdScenario } from './rbd';
 import { tapeScenario } from './tape';
 import { instructionsScenario } from './instructions';
+import { fileScenario } from './file';
 import type { Scenario } from './common';
 
-const scenarios: Scenario[] = [engineScenario, iscsiScenario, vhostScenario, rbdScenario, tapeScenario, instructionsScenario];
+const scenarios: Scenario[] = [engineScenario, iscsiScenario, vhostScenario, rbdScenario, tapeScenario, instructionsScenario, fileScenario];
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);

@@ -39,7 +39,8 @@ async function drive(b: Backend, c: Case, seconds: number): Promise<Run> {
   return { ops: r.ios, seconds: r.seconds, targetCpu: r.backendCpuSeconds ?? 0 };
 }
 
-async function waitFor(path: string, what: string, log: () => string, exited: () => boolean): Promise<void> {
+/** Resolves once path exists (a daemon's socket); fails with the daemon's output after 15 s or when it exits. */
+export async function waitFor(path: string, what: string, log: () => string, exited: () => boolean): Promise<void> {
   const t0 = Date.now();
   while (!existsSync(path)) {
     if (Date.now() - t0 > 15_000 || exited()) throw new Error(`${what} did not start:\n${log()}`);

@@ -10,6 +10,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   tsio::InitVhostUser(env, exports);
   tsio::InitSocket(env, exports);
   tsio::InitRbd(env, exports);
+  tsio::InitUring(env, exports);
   return exports;
 }
 

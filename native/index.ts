@@ -84,6 +84,35 @@ interface Addon {
   FdWatcher: new (fd: number, onReadable: (status: number) => void) => FdWatcher;
   rbdConnect(opts: RadosConnectOptions): Promise<RadosCluster>;
   rbdConstants: RbdConstants;
+  Ring: new (entries: number, onCompletions: () => void) => Ring;
+  uringReapBatch: number;
+}
+
+/**
+ * One io_uring (native/uring.cc), for the thread that made it. readv/writev/fsync/fallocate prepare
+ * an entry tagged with id (buffers are used in place: keep them referenced until the id is reaped);
+ * submit() sends everything prepared with one io_uring_enter and returns how many the kernel took
+ * (-EAGAIN/-EBUSY: reap first). onCompletions runs when completions arrive; reap() moves up to
+ * uringReapBatch of them into ids/results (bytes, or -errno) and returns how many. The ring keeps
+ * the loop alive only while hold(true).
+ */
+export interface Ring {
+  readonly sqEntries: number;
+  readonly cqEntries: number;
+  /** Prepared entries the kernel has not taken yet. */
+  readonly pending: number;
+  readonly ids: Uint32Array;
+  readonly results: Float64Array;
+  readv(id: number, fd: number, bufs: readonly Buffer[], offset: number): void;
+  writev(id: number, fd: number, bufs: readonly Buffer[], offset: number): void;
+  fsync(id: number, fd: number, datasync: boolean): void;
+  fallocate(id: number, fd: number, mode: number, offset: number, length: number): void;
+  submit(): number;
+  reap(): number;
+  /** Takes the completion eventfd's count (after reaping everything in flight, to spare a wake-up). */
+  clearSignal(): void;
+  hold(on: boolean): void;
+  close(): void;
 }
 
 /** Calls back when a raw fd is readable (uv_poll) until stopped. */
@@ -266,6 +295,10 @@ export const eventfdRead: Addon['eventfdRead'] = addon.eventfdRead;
 /** A full memory barrier (shared-memory rings). */
 export const fence: Addon['fence'] = addon.fence;
 export const FdWatcher: Addon['FdWatcher'] = addon.FdWatcher;
+/** An io_uring with its completion eventfd watched on this thread's loop; throws (ENOSYS, EPERM...) where there is none. */
+export const Ring: Addon['Ring'] = addon.Ring;
+/** Most completions one Ring.reap() returns. */
+export const uringReapBatch: number = addon.uringReapBatch;
 // Ceph (native/rbd.cc): librados connections and librbd images.
 /** Connects to a Ceph cluster off the loop. */
 export const rbdConnect: Addon['rbdConnect'] = addon.rbdConnect;

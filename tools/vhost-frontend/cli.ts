@@ -10,11 +10,12 @@ import { bit, Feature } from '../../fabrics/vhost/vhost-user-proto';
 import { VQ } from '../../fabrics/vhost/virtio-scsi';
 import { BlkConfig, BlkStatus, BlkType, SECTOR_SIZE } from '../../fabrics/vhost/virtio-blk';
 
-const USAGE = `usage: vhost-frontend --socket PATH [--blk] [--queues N] [--qd N] [--bs BYTES] [--rw randread|randwrite]
+const USAGE = `usage: vhost-frontend --socket PATH [--blk] [--queues N] [--qd N] [--bs BYTES] [--rw randread|randwrite|read|write]
                       [--seconds S] [--lun N] [--pid BACKEND_PID] [--json]
   --blk        speak virtio-blk (e.g. qemu-storage-daemon's vhost-user-blk export); default virtio-scsi
   --queues N   request queues (default 1); --qd N requests in flight per queue (default 1)
   --bs BYTES   request size (default 4096); --seconds S run time (default 5)
+  --rw         random (randread, randwrite) or sequential (read, write) requests
   --pid PID    back-end process, for IOPS per back-end CPU-second (from /proc/PID/stat)`;
 
 export interface BenchOptions {
@@ -23,7 +24,7 @@ export interface BenchOptions {
   queues?: number;
   qd?: number;
   bs?: number;
-  rw?: 'randread' | 'randwrite';
+  rw?: 'randread' | 'randwrite' | 'read' | 'write';
   seconds?: number;
   lun?: number;
   pid?: number;
@@ -54,7 +55,8 @@ export async function bench(o: BenchOptions): Promise<BenchResult> {
   const queues = o.queues ?? 1;
   const qd = o.qd ?? 1;
   const bs = o.bs ?? 4096;
-  const write = o.rw === 'randwrite';
+  const write = o.rw === 'randwrite' || o.rw === 'write';
+  const sequential = o.rw === 'read' || o.rw === 'write';
   const blk = o.blk ?? false;
   const fe = new VhostUserFrontend(o.socket, {
     memory: Math.max(64 << 20, queues * qd * (bs + 8192) * 2),
@@ -93,9 +95,10 @@ export async function bench(o: BenchOptions): Promise<BenchResult> {
     const cpu0 = o.pid ? cpuSeconds(o.pid) : 0;
     let id = 2n;
     let inflight = 0;
+    let nextLba = 0;
     const finished = new Promise<void>((resolveAll) => {
       const issue = (q: DriverQueue, slot: ScsiSlot | BlkSlot): void => {
-        const lba = Math.floor(Math.random() * blocks);
+        const lba = sequential ? nextLba++ % blocks : Math.floor(Math.random() * blocks);
         const start = performance.now();
         inflight++;
         const done = (ok: boolean) => {

@@ -1,0 +1,216 @@
+// The io_uring path of the fd-backed stores (fileio, block): a queue over one
+// native Ring per thread. Operations asked for during a loop pass are
+// prepared at once and sent together by one io_uring_enter from a
+// setImmediate (the check phase, after every socket of the pass was read);
+// what the kernel finished inside that call (cached pages) is reaped right
+// away, the rest when the ring's eventfd wakes the loop, a batch per wake-up.
+// Module state is per thread in Node (each worker has its own), so a later
+// I/O thread gets its own ring by calling threadRing() there.
+// Where io_uring is missing or disabled (ENOSYS, EPERM from
+// kernel.io_uring_disabled or seccomp) or TSIO_IO_URING=off, threadRing()
+// answers undefined and says why once; FdIo then uses libuv's pool.
+
+import os from 'node:os';
+
+import { log } from '../src/core/log';
+import { Ring, errnoError, uringReapBatch } from '../native';
+
+/** Submission entries; completions get twice as many, which also caps what is in flight. */
+const RING_ENTRIES = 256;
+
+type ErrnoName = keyof typeof os.constants.errno;
+const ERRNO_NAMES = new Map<number, ErrnoName>(Object.entries(os.constants.errno).map(([k, v]) => [v, k as ErrnoName]));
+// Linux has one errno 95; the stores test for EOPNOTSUPP (isUnsupported accepts both names).
+ERRNO_NAMES.set(os.constants.errno.EOPNOTSUPP, 'EOPNOTSUPP');
+
+const enum Kind {
+  Read,
+  Write,
+  Fsync,
+  Fallocate,
+}
+
+interface Op {
+  kind: Kind;
+  fd: number;
+  bufs: Buffer[] | undefined;
+  /** Offset (read, write, fallocate) or datasync as 1/0 (fsync). */
+  a: number;
+  /** fallocate: mode and length. */
+  b: number;
+  c: number;
+  resolve(n: number): void;
+  reject(e: Error): void;
+}
+
+const SYSCALLS = ['preadv', 'pwritev', 'fsync', 'fallocate'];
+
+/** The failure of one ring operation, shaped as the pool's would be (.code, .errno, .syscall). */
+function ringError(errno: number, kind: Kind): Error {
+  return errnoError(ERRNO_NAMES.get(errno) ?? 'EIO', SYSCALLS[kind], 'io_uring');
+}
+
+export class RingQueue {
+  /** Operations by id (the slot index), while the kernel has them. */
+  private readonly slots: (Op | undefined)[];
+  private readonly free: number[] = [];
+  /** Asked for while every slot was taken; prepared as completions free slots. */
+  private readonly backlog: Op[] = [];
+  private inflight = 0;
+  private scheduled = false;
+  /** submit() failed outright: entries may still sit in the ring, so its ids are never handed out again. */
+  private broken = false;
+  private readonly flushNow = (): void => this.flush();
+  /** Operations sent and io_uring_enter calls made (tests and benches read them). */
+  ops = 0;
+  enters = 0;
+
+  constructor(private readonly ring: Ring) {
+    this.slots = new Array<Op | undefined>(ring.cqEntries).fill(undefined);
+    for (let i = ring.cqEntries - 1; i >= 0; i--) this.free.push(i);
+  }
+
+  readv(fd: number, bufs: Buffer[], offset: number): Promise<number> {
+    return this.start(Kind.Read, fd, bufs, offset, 0, 0);
+  }
+
+  writev(fd: number, bufs: Buffer[], offset: number): Promise<number> {
+    return this.start(Kind.Write, fd, bufs, offset, 0, 0);
+  }
+
+  async fdatasync(fd: number): Promise<void> {
+    await this.start(Kind.Fsync, fd, undefined, 1, 0, 0);
+  }
+
+  async fallocate(fd: number, mode: number, offset: number, length: number): Promise<void> {
+    await this.start(Kind.Fallocate, fd, undefined, offset, mode, length);
+  }
+
+  private start(kind: Kind, fd: number, bufs: Buffer[] | undefined, a: number, b: number, c: number): Promise<number> {
+    if (this.broken) return Promise.reject(ringError(os.constants.errno.EIO, kind));
+    return new Promise<number>((resolve, reject) => {
+      const op: Op = { kind, fd, bufs, a, b, c, resolve, reject };
+      if (this.free.length === 0) this.backlog.push(op);
+      else this.prepare(op);
+    });
+  }
+
+  private prepare(op: Op): void {
+    const ring = this.ring;
+    if (ring.pending >= ring.sqEntries) this.flush();
+    // That flush's completions may have let waiting operations take every free slot.
+    if (this.free.length === 0) {
+      this.backlog.push(op);
+      return;
+    }
+    const id = this.free.pop()!;
+    try {
+      switch (op.kind) {
+        case Kind.Read:
+          ring.readv(id, op.fd, op.bufs!, op.a);
+          break;
+        case Kind.Write:
+          ring.writev(id, op.fd, op.bufs!, op.a);
+          break;
+        case Kind.Fsync:
+          ring.fsync(id, op.fd, op.a === 1);
+          break;
+        case Kind.Fallocate:
+          ring.fallocate(id, op.fd, op.b, op.a, op.c);
+          break;
+      }
+    } catch (e) {
+      this.free.push(id);
+      op.reject(e as Error);
+      return;
+    }
+    this.slots[id] = op;
+    if (this.inflight++ === 0) ring.hold(true);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.flushNow);
+    }
+  }
+
+  /** Sends what was prepared, then hands on what finished meanwhile. */
+  private flush(): void {
+    this.scheduled = false;
+    let r: number;
+    try {
+      r = this.ring.pending > 0 ? this.ring.submit() : 0;
+    } catch (e) {
+      // The ring itself failed (never seen): fail what it holds rather than leave commands hanging.
+      log.error('io_uring submit failed; fileio and block I/O on this thread now fail with EIO', e);
+      this.broken = true;
+      for (const op of this.backlog.splice(0)) op.reject(ringError(os.constants.errno.EIO, op.kind));
+      for (let id = 0; id < this.slots.length; id++) this.settle(id, -os.constants.errno.EIO);
+      return;
+    }
+    if (r > 0) {
+      this.ops += r;
+      this.enters++;
+    }
+    this.drain();
+    if (r < 0 && !this.scheduled) {
+      // EAGAIN/EBUSY: the kernel is short of memory or completions; try again next pass.
+      this.scheduled = true;
+      setImmediate(this.flushNow);
+    }
+    // Everything came back inside the call: take the eventfd's count now, not from a wake-up.
+    if (this.inflight === 0) this.ring.clearSignal();
+  }
+
+  /** Settles every completion the ring holds (called from the eventfd's watcher too). */
+  readonly drain = (): void => {
+    const ring = this.ring;
+    const ids = ring.ids;
+    const results = ring.results;
+    let n: number;
+    do {
+      n = ring.reap();
+      for (let i = 0; i < n; i++) this.settle(ids[i], results[i]);
+    } while (n === uringReapBatch);
+    while (this.backlog.length > 0 && this.free.length > 0) this.prepare(this.backlog.shift()!);
+  };
+
+  private settle(id: number, res: number): void {
+    const op = this.slots[id];
+    if (op === undefined) return;
+    this.slots[id] = undefined;
+    this.free.push(id);
+    if (--this.inflight === 0) this.ring.hold(false);
+    if (res < 0) op.reject(ringError(-res, op.kind));
+    else op.resolve(res);
+  }
+}
+
+let shared: RingQueue | null | undefined;
+
+/** This thread's ring, made on first use; undefined where io_uring cannot be used (said once, in the log). */
+export function threadRing(): RingQueue | undefined {
+  if (shared === undefined) shared = openRing();
+  return shared ?? undefined;
+}
+
+/** Whether TSIO_IO_URING forbids the ring ('off', '0', 'no', 'false'). */
+export function uringForcedOff(): boolean {
+  return /^(off|0|no|false)$/i.test(process.env.TSIO_IO_URING ?? '');
+}
+
+function openRing(): RingQueue | null {
+  if (uringForcedOff()) {
+    log.info(`io_uring off (TSIO_IO_URING=${process.env.TSIO_IO_URING}): fileio and block I/O go through the thread pool`);
+    return null;
+  }
+  let queue: RingQueue | undefined;
+  try {
+    const ring: Ring = new Ring(RING_ENTRIES, () => queue!.drain());
+    queue = new RingQueue(ring);
+    return queue;
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    log.warn(`io_uring unavailable (${err.code ?? err.message}${err.code === 'EPERM' ? ': kernel.io_uring_disabled or a seccomp filter' : ''}): ` +
+      'fileio and block I/O go through the thread pool');
+    return null;
+  }
+}

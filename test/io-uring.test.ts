@@ -1,0 +1,142 @@
+// fileio and block through io_uring (backstores/ring-io.ts) and, with
+// TSIO_IO_URING=off, through the thread pool as before: the ring carries
+// reads, writes, syncs and fallocate and batches a pass's operations into one
+// io_uring_enter; its failures reach the store as fs-style errnos; the
+// fallback is said once; the stores' own suites pass on the fallback path too
+// (they run on the ring in their own files).
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+import { createFileio } from '../backstores/fileio';
+import { threadRing } from '../backstores/ring-io';
+
+let dir: string;
+
+before(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsio-uring-'));
+});
+
+after(() => {
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+function ring() {
+  const r = threadRing();
+  assert.ok(r, 'io_uring must be usable on the project machines (kernel.io_uring_disabled = 0, Linux >= 5.18)');
+  return r;
+}
+
+for (const direct of [false, true]) {
+  test(`fileio ${direct ? 'O_DIRECT' : 'buffered'}: ${direct ? 'reads, ' : ''}writes, FUA, flush and UNMAP go through the ring${direct ? ', a pass\'s reads in one io_uring_enter' : ''}`, async () => {
+    const r = ring();
+    const store = await createFileio({ name: 'u', dev: path.join(dir, `d${direct}.img`), size: 8 << 20, direct, blockSize: 4096 });
+    try {
+      const ops0 = r.ops;
+      const data = Buffer.alloc(64 << 10);
+      for (let i = 0; i < data.length; i++) data[i] = (i * 7) & 0xff;
+      await store.write(0, data.length, [data.subarray(0, 4096), data.subarray(4096)], false);
+      await store.write(1 << 20, 4096, [data.subarray(0, 4096)], true);
+      await store.flush();
+      assert.ok(r.ops >= ops0 + 3, `write, FUA write and flush are ring operations (${r.ops - ops0})`);
+
+      const enters0 = r.enters;
+      const opsBefore = r.ops;
+      const bufs = Array.from({ length: 16 }, () => Buffer.alloc(4096));
+      await Promise.all(bufs.map((b, i) => store.read(i * 4096, 4096, [b])));
+      if (direct) {
+        assert.equal(r.ops - opsBefore, 16);
+        assert.equal(r.enters - enters0, 1, 'the reads asked for in one pass go to the kernel in one io_uring_enter');
+      } else {
+        // Buffered reads take the page cache on the loop (RWF_NOWAIT) and leave the ring alone.
+        assert.equal(r.ops - opsBefore, 0);
+      }
+      assert.deepEqual(Buffer.concat(bufs), data);
+
+      const ops1 = r.ops;
+      await store.unmap(0, 16 << 10);
+      assert.ok(r.ops > ops1, 'UNMAP punches the hole through the ring');
+      const back = Buffer.alloc(32 << 10, 0xee);
+      await store.read(0, back.length, [back]);
+      assert.deepEqual(back.subarray(0, 16 << 10), Buffer.alloc(16 << 10));
+      assert.deepEqual(back.subarray(16 << 10), data.subarray(16 << 10, 32 << 10));
+    } finally {
+      await store.close();
+    }
+  });
+}
+
+test('a failed ring operation rejects with the errno and syscall, as the pool would', async () => {
+  const r = ring();
+  const p = path.join(dir, 'wo.img');
+  fs.writeFileSync(p, Buffer.alloc(4096));
+  const fd = fs.openSync(p, 'w');
+  try {
+    await assert.rejects(r.readv(fd, [Buffer.alloc(4096)], 0), { code: 'EBADF', errno: -os.constants.errno.EBADF, syscall: 'preadv' });
+    await assert.rejects(r.fallocate(fd, 0x7f, 0, 4096), (e: NodeJS.ErrnoException) => e.syscall === 'fallocate' && typeof e.code === 'string');
+  } finally {
+    fs.closeSync(fd);
+  }
+});
+
+test('more operations than the ring holds queue up and all complete', async () => {
+  const r = ring();
+  const store = await createFileio({ name: 'q', dev: path.join(dir, 'q.img'), size: 8 << 20 });
+  try {
+    const ops0 = r.ops;
+    const n = 1500; // more than the completion queue's 512
+    const w = Array.from({ length: n }, (_, i) => Buffer.alloc(512, i & 0xff));
+    await Promise.all(w.map((b, i) => store.write(i * 512, 512, [b], false)));
+    const rd = Array.from({ length: n }, () => Buffer.alloc(512));
+    await Promise.all(rd.map((b, i) => store.read(i * 512, 512, [b])));
+    for (let i = 0; i < n; i++) assert.equal(rd[i][0], i & 0xff, `block ${i}`);
+    assert.ok(r.ops - ops0 >= n, `${r.ops - ops0} ring operations for ${n} writes`);
+  } finally {
+    await store.close();
+  }
+});
+
+// Without the runner's NODE_TEST_CONTEXT, a child `node --test` runs its files instead of refusing to nest.
+const { NODE_TEST_CONTEXT: _ctx, ...parentEnv } = process.env;
+const OFF = { ...parentEnv, TSIO_IO_URING: 'off' };
+
+test('TSIO_IO_URING=off: the thread pool, said once in the log for every store', () => {
+  const script = `
+    const { createFileio } = require(${JSON.stringify(path.join(__dirname, '..', 'backstores', 'fileio'))});
+    const { threadRing } = require(${JSON.stringify(path.join(__dirname, '..', 'backstores', 'ring-io'))});
+    (async () => {
+      for (const n of [1, 2]) {
+        const s = await createFileio({ name: 'f' + n, dev: ${JSON.stringify(dir)} + '/off' + n + '.img', size: 1 << 20 });
+        const b = Buffer.alloc(4096, n);
+        await s.write(0, 4096, [b], true);
+        const r = Buffer.alloc(4096);
+        await s.read(0, 4096, [r]);
+        if (!r.equals(b)) throw new Error('read back differs');
+        await s.close();
+      }
+      console.log('ring=' + (threadRing() === undefined ? 'none' : 'yes'));
+    })().catch((e) => { console.error(e); process.exit(1); });`;
+  const res = spawnSync(process.execPath, ['-e', script], { env: OFF, encoding: 'utf8' });
+  assert.equal(res.status, 0, res.stderr);
+  assert.match(res.stdout, /ring=none/);
+  const lines = res.stderr.split('\n').filter((l) => /io_uring/.test(l));
+  assert.equal(lines.length, 1, res.stderr);
+  assert.match(lines[0], /TSIO_IO_URING=off.*thread pool/);
+});
+
+test('the stores\' suites pass on the fallback path (TSIO_IO_URING=off)', () => {
+  const suites = ['backstore-fileio', 'backstore-block', 'data-integrity', 'scsi-sbc-thin', 'engine-hot-path'];
+  const res = spawnSync(process.execPath, ['--test', '--test-concurrency=1', ...suites.map((s) => path.join(__dirname, `${s}.test.js`))], {
+    env: OFF,
+    encoding: 'utf8',
+    timeout: 600_000,
+  });
+  const out = res.stdout + res.stderr;
+  assert.equal(res.status, 0, out.slice(-4000));
+  assert.match(out, /# fail 0/);
+  assert.doesNotMatch(out, /# pass 0\b/);
+});
