@@ -301,12 +301,12 @@ test(`tsiod over iSCSI: st, ch and sr bind; mt, tar, mtx, ${SOAK ? 'btape test a
   }
 });
 
-test('tsiod over vhost-user-scsi: the same checks but btape', { timeout: 1_800_000 }, async () => {
+test(`tsiod over vhost-user-scsi: the same checks${SOAK ? '' : ' but btape'}`, { timeout: 1_800_000 }, async () => {
   const t = await tsiod('vhost');
   try {
-    const r = await run(['-chardev', `socket,path=${t.sock},id=vus`, '-device', 'vhost-user-scsi-pci,chardev=vus'], t.media, true, false);
+    const r = await run(['-chardev', `socket,path=${t.sock},id=vus`, '-device', 'vhost-user-scsi-pci,chardev=vus'], t.media, true, SOAK);
     record('tsio vhost-user', r);
-    assertAllPass(r, t.d.log(), false);
+    assertAllPass(r, t.d.log(), SOAK);
   } finally {
     assert.equal(await t.d.stop(), 0);
   }
