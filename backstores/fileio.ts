@@ -33,6 +33,7 @@ class FileioBackstore implements Backstore {
   /** The file system frees ranges (FALLOC_FL_PUNCH_HOLE); learnt at open, corrected on first EOPNOTSUPP. */
   private canPunch: boolean;
   private canZeroRange = true;
+  private watcher: fs.FSWatcher | undefined;
 
   constructor(
     private readonly io: FdIo,
@@ -132,7 +133,31 @@ class FileioBackstore implements Backstore {
     this._size = size;
   }
 
+  /**
+   * A deleted backing file still reads and writes through our descriptor, but whatever is written then is
+   * gone once the store closes: the unit stops serving it (inotify sees the link count change; no cost per command).
+   */
+  watchHealth(onLost: (why: string) => void): void {
+    try {
+      this.watcher = fs.watch(this.path, { persistent: false }, () => {
+        let links: number;
+        try {
+          links = fs.fstatSync(this.io.fd).nlink;
+        } catch {
+          return; // closed meanwhile
+        }
+        if (links !== 0) return;
+        this.watcher?.close();
+        onLost(`the backing file ${this.path} was deleted`);
+      });
+      this.watcher.on('error', () => undefined);
+    } catch {
+      // No inotify here (or no watches left): a deleted file then goes unnoticed, as before.
+    }
+  }
+
   close(): Promise<void> {
+    this.watcher?.close();
     return this.io.close();
   }
 

@@ -105,6 +105,11 @@ export interface Backstore {
    * outside (another client of shared storage grew it), once size reads the new value.
    */
   watchCapacity?(onChange: () => void): void;
+  /**
+   * Called once by the unit's owner: the store calls onLost when it learns, outside any command, that its
+   * storage is gone (the backing file was deleted), with why. Errors of commands tell the rest (ENXIO...).
+   */
+  watchHealth?(onLost: (why: string) => void): void;
   /** Flushes what is cached and releases the store. */
   close(): Promise<void>;
   /** pscsi: the device itself; the unit then uses a pass-through command table for its type. */
