@@ -156,6 +156,15 @@ class FileioBackstore implements Backstore {
     }
   }
 
+  /** After an EIO: a deleted file is gone even where inotify did not tell. */
+  lost(): string | undefined {
+    try {
+      return fs.fstatSync(this.io.fd).nlink === 0 ? `the backing file ${this.path} was deleted` : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
   close(): Promise<void> {
     this.watcher?.close();
     return this.io.close();

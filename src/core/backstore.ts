@@ -110,6 +110,11 @@ export interface Backstore {
    * storage is gone (the backing file was deleted), with why. Errors of commands tell the rest (ENXIO...).
    */
   watchHealth?(onLost: (why: string) => void): void;
+  /**
+   * Asked after a command failed with an errno: whether the storage itself is gone (a removed device
+   * reports EIO or ENOSPC too), and why; undefined when it is still there.
+   */
+  lost?(): string | undefined;
   /** Flushes what is cached and releases the store. */
   close(): Promise<void>;
   /** pscsi: the device itself; the unit then uses a pass-through command table for its type. */

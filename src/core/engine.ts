@@ -170,8 +170,15 @@ function runHandler(cmd: ScsiCmd): void {
 
 /** Fails a command whose handler rejected; a medium failure is first located (def.locate), lock still held. */
 function failLocated(cmd: ScsiCmd, e: unknown, h: RangeHold | undefined): void {
+  const medium = isMediumFailure(e);
+  // A removed device fails as EIO, ENOSPC (a write past its new end) or ENXIO: the store tells which it is.
+  const gone = e instanceof ScsiError ? undefined : cmd.lu.backstore.lost?.();
+  if (gone !== undefined) {
+    storageLost(cmd.lu, gone);
+    e = storageGone();
+  }
   const locate = cmd.def.locate;
-  if (locate === undefined || !isMediumFailure(e) || cmd.blocks <= 1) {
+  if (locate === undefined || !medium || gone !== undefined || cmd.blocks <= 1) {
     if (h !== undefined) cmd.lu.rangeLock.release(h);
     return fail(cmd, e);
   }

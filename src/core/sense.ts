@@ -185,8 +185,11 @@ export const spaceAllocationFailed = (): ScsiError =>
 export const mediumError = (write: boolean, lba?: number | bigint): ScsiError =>
   new ScsiError(SenseKey.MEDIUM_ERROR, write ? Asc.WRITE_ERROR : Asc.READ_ERROR, lba === undefined ? {} : { info: lba });
 
-/** Errnos of a store that is no longer there: a removed device, a closed or revoked descriptor, a stale handle. */
-const GONE = new Set(['ENXIO', 'ENODEV', 'EBADF', 'ESTALE', 'ENOMEDIUM']);
+/**
+ * Errnos of a store that is no longer there: a removed device, a stale handle. (Not EBADF: the kernel keeps
+ * a descriptor valid whatever happens below it, so that one is ours, an internal failure.)
+ */
+const GONE = new Set(['ENXIO', 'ENODEV', 'ESTALE', 'ENOMEDIUM']);
 /** Errnos of a store that could not allocate: a full file system, a quota. */
 const NO_SPACE = new Set(['ENOSPC', 'EDQUOT']);
 /** Errnos of data the device could not move: a failed sector, a checksum the integrity layer refused (EILSEQ). */
