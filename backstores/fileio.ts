@@ -156,6 +156,14 @@ class FileioBackstore implements Backstore {
     }
   }
 
+  /** The file's allocated bytes, and what its file system still gives an unprivileged writer. */
+  async space(): Promise<{ used: number; free: number }> {
+    this.io.checkOpen('fstatfs');
+    const at = `/proc/self/fd/${this.io.fd}`;
+    const [st, sfs] = await Promise.all([fs.promises.stat(at), fs.promises.statfs(at)]);
+    return { used: st.blocks * 512, free: sfs.bavail * sfs.bsize };
+  }
+
   /** After an EIO: a deleted file is gone even where inotify did not tell. */
   lost(): string | undefined {
     try {

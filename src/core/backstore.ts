@@ -115,6 +115,11 @@ export interface Backstore {
    * reports EIO or ENOSPC too), and why; undefined when it is still there.
    */
   lost?(): string | undefined;
+  /**
+   * Thin stores that know their space (fileio: the file's blocks and its file system's free space): bytes
+   * the store holds allocated, and bytes it could still allocate. The provisioning thresholds read it.
+   */
+  space?(): Promise<{ used: number; free: number }>;
   /** Flushes what is cached and releases the store. */
   close(): Promise<void>;
   /** pscsi: the device itself; the unit then uses a pass-through command table for its type. */
