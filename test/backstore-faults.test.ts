@@ -15,6 +15,7 @@ import { checkSense, cdb16, good, pattern, readBlocks, writeBlocks } from './uti
 import { INITIATOR_B, rig, type Rig } from './util/loopback-setup';
 import type { LoopbackNexus, LoopbackResult } from '../fabrics/loopback/loopback';
 import { losetup } from './util/losetup';
+import { startTsiod, tcli } from './util/tsiod';
 
 const MiB = 1 << 20;
 const FS_SIZE = 16 * MiB;
@@ -206,5 +207,27 @@ test('tp_allocation_limit: the available count is what is left of the limit, and
   } finally {
     await r.close();
     fs.rmSync(file, { force: true });
+  }
+});
+
+test('tsiod: a deleted backing file shows in tcli info as the unit\'s health; the other storage object stays ok', async () => {
+  const file = path.join(dir, 'daemon.img');
+  const d = await startTsiod(
+    `storage_objects:\n  - { name: f0, plugin: fileio, dev: ${file}, size: 1MiB }\n  - { name: ram0, plugin: rd_mcp, size: 1MiB }\ntargets: []\n`,
+  );
+  try {
+    const info = (p: string) => {
+      const r = tcli(d.sock, ['info', p]);
+      assert.equal(r.status, 0, r.stderr);
+      return r.stdout;
+    };
+    assert.match(info('/backstores/fileio/f0'), /^health: ok$/m);
+    fs.unlinkSync(file);
+    let out = '';
+    for (let i = 0; i < 50 && !/storage lost/.test(out); i++, await new Promise((res) => setTimeout(res, 100))) out = info('/backstores/fileio/f0');
+    assert.match(out, /^health: storage lost: the backing file .*daemon\.img was deleted$/m);
+    assert.match(info('/backstores/rd_mcp/ram0'), /^health: ok$/m);
+  } finally {
+    await d.stop();
   }
 });
