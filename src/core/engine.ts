@@ -170,28 +170,21 @@ function runHandler(cmd: ScsiCmd): void {
 
 /** Fails a command whose handler rejected; a medium failure is first located (def.locate), lock still held. */
 function failLocated(cmd: ScsiCmd, e: unknown, h: RangeHold | undefined): void {
-  const medium = isMediumFailure(e);
+  const lu = cmd.lu; // undefined for a command to a LUN the nexus has no mapping for
+  const done = (err: unknown): void => {
+    if (h !== undefined) lu.rangeLock.release(h);
+    fail(cmd, err);
+  };
+  if (lu === undefined || e instanceof ScsiError) return done(e);
   // A removed device fails as EIO, ENOSPC (a write past its new end) or ENXIO: the store tells which it is.
-  const gone = e instanceof ScsiError ? undefined : cmd.lu.backstore.lost?.();
+  const gone = lu.backstore.lost?.();
   if (gone !== undefined) {
-    storageLost(cmd.lu, gone);
-    e = storageGone();
+    storageLost(lu, gone);
+    return done(storageGone());
   }
   const locate = cmd.def.locate;
-  if (locate === undefined || !medium || gone !== undefined || cmd.blocks <= 1) {
-    if (h !== undefined) cmd.lu.rangeLock.release(h);
-    return fail(cmd, e);
-  }
-  locate(cmd, e).then(
-    (located) => {
-      if (h !== undefined) cmd.lu.rangeLock.release(h);
-      fail(cmd, located);
-    },
-    (e2) => {
-      if (h !== undefined) cmd.lu.rangeLock.release(h);
-      fail(cmd, e2);
-    },
-  );
+  if (locate === undefined || cmd.blocks <= 1 || !isMediumFailure(e)) return done(e);
+  locate(cmd, e).then(done, done);
 }
 
 /** Runs a command under its range lock; held undefined: not taken yet, and free for a shared hold. */
