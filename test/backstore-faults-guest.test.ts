@@ -117,3 +117,68 @@ describe('block LUs over failing devices (dm error, dm flakey, a deleted SCSI di
     assert.equal(result.ramRead.status, 0);
   });
 });
+
+const THRESHOLD_IQN = 'iqn.2026-12.org.tsio:thresholds';
+
+describe('the soft threshold UA reaches a Linux initiator (its kernel log) over iSCSI, in a guest', { timeout: 360_000 }, () => {
+  let out = '';
+
+  before(async () => {
+    const tsiod = path.join(PROJECT, 'dist', 'app', 'daemon', 'tsiod.js');
+    const config = [
+      'storage_objects:',
+      '  - { name: thin, plugin: fileio, dev: /mnt/small/thin.img, size: 64MiB,',
+      '      attributes: { emulate_tpu: true, emulate_tpws: true, tp_soft_threshold: 40 } }',
+      'targets:',
+      '  - fabric: iscsi',
+      `    wwn: ${THRESHOLD_IQN}`,
+      '    tpgs:',
+      '      - tag: 1',
+      '        attributes: { generate_node_acls: true, authentication: false, demo_mode_write_protect: false }',
+      '        portals: [ { ip_address: 127.0.0.1, port: 3260 } ]',
+      '        luns: [ { index: 0, storage_object: /backstores/fileio/thin } ]',
+    ].join('\n');
+    const r = await runGuest({
+      script: [
+        'set -e',
+        'modprobe loop; modprobe iscsi_tcp',
+        ...projectShare(PROJECT).script,
+        // A 16 MiB ext4 under a 64 MiB thin LU: 40% of it is crossed after about 6 MiB of writes.
+        'truncate -s 16M /tmp/fs.img; mkfs.ext4 -q -F -m 0 /tmp/fs.img; mkdir -p /mnt/small; mount -o loop /tmp/fs.img /mnt/small',
+        'ip link set lo up; mkdir -p /tmp/tsio',
+        `printf '%s\\n' "${config}" > /tmp/tsio/c.yaml`,
+        `node '${tsiod}' --config /tmp/tsio/c.yaml --control none --state-dir /tmp/tsio/state --saveconfig /tmp/tsio/save.yaml > /tmp/tsio/log 2>&1 &`,
+        'for i in $(seq 1 120); do grep -q ready: /tmp/tsio/log && break; sleep 0.5; done',
+        'mkdir -p /etc/iscsi /var/lib/iscsi /run/lock/iscsi',
+        'echo "InitiatorName=iqn.2026-12.org.tsio:thresholds-guest" > /etc/iscsi/initiatorname.iscsi',
+        'echo "node.startup = manual" > /etc/iscsi/iscsid.conf',
+        'iscsid; sleep 1',
+        'iscsiadm -m discovery -t sendtargets -p 127.0.0.1:3260 >/dev/null',
+        `iscsiadm -m node -T ${THRESHOLD_IQN} -p 127.0.0.1:3260 --login >/dev/null`,
+        'for i in $(seq 1 60); do [ -b /dev/sda ] && break; sleep 0.5; done',
+        'echo "VPD-B2: $(sg_vpd -p lbpv -H /dev/sda | tr -s " \\n" " ")"',
+        'sg_logs -p 0xc /dev/sda || true',
+        'for i in $(seq 0 11); do dd if=/dev/urandom of=/dev/sda bs=1M count=1 seek=$i oflag=direct status=none; sleep 0.5; done',
+        'sleep 2; dd if=/dev/sda of=/dev/null bs=4k count=1 iflag=direct status=none; sleep 1',
+        'sg_logs -p 0xc /dev/sda || true',
+        'dmesg | grep -i "soft threshold" && echo THRESHOLD-UA-IN-KERNEL-LOG',
+        `iscsiadm -m node -T ${THRESHOLD_IQN} -p 127.0.0.1:3260 --logout >/dev/null || true`,
+      ].join('\n'),
+      qemuArgs: projectShare(PROJECT).qemuArgs,
+      timeoutMs: 300_000,
+    });
+    out = r.output;
+    assert.equal(r.exitCode, 0, out.slice(-4000));
+  });
+
+  test('sd logs the thin provisioning soft threshold warning', () => {
+    assert.match(out, /THRESHOLD-UA-IN-KERNEL-LOG/, out.slice(-4000));
+    assert.match(out, /reached a thin provisioning soft threshold/);
+  });
+
+  test('sg_logs reads the LOGICAL BLOCK PROVISIONING page: used grows with the writes', () => {
+    const used = [...out.matchAll(/Used LBA mapping (?:threshold )?resource count: (\d+)/gi)].map((m) => Number(m[1]));
+    assert.equal(used.length, 2, out.slice(-4000));
+    assert.ok(used[0] <= 1 && used[1] >= 6, `used ${used}`);
+  });
+});
