@@ -4,7 +4,7 @@
 // the same current values.
 
 import type { ScsiCmd } from '../core/command';
-import { CommandDef, DataDir } from '../core/opcodes';
+import { CommandDef, DataDir, F } from '../core/opcodes';
 import type { LogicalUnit } from '../core/logical-unit';
 import { invalidCdbField } from '../core/sense';
 import { lbpResources, thresholdsServed } from './lbp-thresholds';
@@ -94,6 +94,7 @@ export const logCommands: CommandDef[] = [
   {
     // SP (byte 1 bit 0) is refused: nothing is saved. PC and PAGE CODE, SUBPAGE, PARAMETER POINTER, length.
     name: 'LOG SENSE', opcode: 0x4d, usage: [0x4d, 0x00, 0xff, 0xff, 0x00, 0xff, 0xff, 0xff, 0xff, 0x00],
-    dir: DataDir.IN, lengthField: [7, 2], flags: 0, pr: 'allowed', timeout: 30, execute: logSense,
+    // Served during a sanitize, as SBC-4 4.11.2 lists it.
+    dir: DataDir.IN, lengthField: [7, 2], flags: F.SANITIZE_OK, pr: 'allowed', timeout: 30, execute: logSense,
   },
 ];
