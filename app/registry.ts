@@ -27,6 +27,8 @@ import { DiscBackstore, createOptical } from '../backstores/optical';
 import { opticalTable } from '../src/scsi/mmc';
 import { attachOpticalDrive } from '../src/scsi/mmc-drive';
 import type { CommandTable } from '../src/core/opcodes';
+import { storageLost } from '../src/core/engine';
+import { watchThresholds } from '../src/scsi/lbp-thresholds';
 import { iscsiFabric } from '../fabrics/iscsi';
 import { vhostFabric } from '../fabrics/vhost/vhost';
 import { specs } from './config/specs';
@@ -87,6 +89,10 @@ export async function buildStorageObject(
   const so = new StorageObject(spec.name, spec.plugin, attributes, backstore, table, spec.serial, spec.compat);
   // Shared storage can grow under us (another gateway, `rbd resize`): the unit tells its initiators.
   backstore.watchCapacity?.(() => so.lu.capacityChanged());
+  // A deleted backing file: the unit answers NOT READY instead of writing where nothing will keep it.
+  backstore.watchHealth?.((why) => storageLost(so.lu, why));
+  // A thin unit on a store that knows its space: THIN PROVISIONING SOFT THRESHOLD REACHED before it fills.
+  watchThresholds(so.lu);
   // A pass-through device keeps its own persistent reservations (as LIO's pscsi).
   if (!backstore.passthrough) attachPrStore(so.lu, stateDir);
   try {

@@ -18,16 +18,21 @@ interface QueueInfo {
   rotational?: boolean;
 }
 
+/** The device's /sys/dev/block/MAJ:MIN: present as long as the kernel has the device. */
+function sysfsNode(fd: number): string {
+  const rdev = fs.fstatSync(fd, { bigint: true }).rdev;
+  // glibc's dev_t layout (gnu_dev_major/gnu_dev_minor).
+  const major = ((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn);
+  const minor = (rdev & 0xffn) | ((rdev >> 12n) & ~0xffn);
+  return `/sys/dev/block/${major}:${minor}`;
+}
+
 /**
  * Reads /sys/dev/block/MAJ:MIN/queue (a partition's queue is its disk's,
  * one level up). Sync: it runs once, at open.
  */
 function queueInfo(fd: number): QueueInfo {
-  const rdev = fs.fstatSync(fd, { bigint: true }).rdev;
-  // glibc's dev_t layout (gnu_dev_major/gnu_dev_minor).
-  const major = ((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn);
-  const minor = (rdev & 0xffn) | ((rdev >> 12n) & ~0xffn);
-  const base = `/sys/dev/block/${major}:${minor}`;
+  const base = sysfsNode(fd);
   const read = (name: string): string | undefined => {
     for (const dir of [`${base}/queue`, `${base}/../queue`]) {
       try {
@@ -56,6 +61,8 @@ class BlockBackstore implements Backstore {
     readonly blockSize: number,
     readonly physicalBlockSize: number,
     queue: QueueInfo,
+    private readonly path: string,
+    private readonly sysfs: string,
   ) {
     // UNMAP must leave zeros (the core reports LBPRZ): a plain discard (BLKDISCARD) is only advice a device
     // may ignore or answer with stale data, so a device that cannot zero-and-deallocate is not thin here.
@@ -119,6 +126,11 @@ class BlockBackstore implements Backstore {
     await this.io.flush();
   }
 
+  /** A device removed from under us (hot unplug, a deleted SCSI disk) answers EIO; its sysfs node is gone. */
+  lost(): string | undefined {
+    return fs.existsSync(this.sysfs) ? undefined : `the device ${this.path} was removed`;
+  }
+
   close(): Promise<void> {
     return this.io.close();
   }
@@ -166,8 +178,8 @@ export async function createBlock(opts: BackstoreOptions): Promise<Backstore> {
     const physical = Math.max(info.physicalBlockSize, blockSize);
     // The O_DSYNC twin is not O_EXCL: our own claim would refuse it.
     if (!readonly) dsyncFd = reopen(fd, O_RDWR | O_DSYNC | (direct ? O_DIRECT : 0));
-    const io = new FdIo({ fd, dsyncFd, direct, align: Math.max(lbs, DIRECT_IO_ALIGN), what: `block ${path}`, readonly, ring: threadRing() });
-    return new BlockBackstore(io, size, blockSize, physical, queueInfo(fd));
+    const io = new FdIo({ fd, dsyncFd, direct, align: Math.max(lbs, DIRECT_IO_ALIGN), unit: lbs, what: `block ${path}`, readonly, device: true, ring: threadRing() });
+    return new BlockBackstore(io, size, blockSize, physical, queueInfo(fd), path, sysfsNode(fd));
   } catch (e) {
     if (dsyncFd !== undefined) fs.closeSync(dsyncFd);
     fs.closeSync(fd);

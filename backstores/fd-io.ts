@@ -69,8 +69,10 @@ function advance(bufs: Buffer[], n: number): Buffer[] {
  * (IOV_MAX segments per call, the 2 GiB syscall cap), so callers loop; at end
  * of file (n = 0) the rest reads as zeros, as an unwritten block would.
  */
-function afterRead(bufs: Buffer[], n: number): Buffer[] {
+function afterRead(bufs: Buffer[], n: number, what?: string): Buffer[] {
   if (n > 0) return advance(bufs, n);
+  // A device has no unwritten tail: its end moved under us (a deleted disk reads as size 0), never zeros.
+  if (what !== undefined) throw errnoError('ENXIO', 'preadv', `${what}: nothing to read there (the device shrank or was removed)`);
   for (const b of bufs) b.fill(0);
   return [];
 }
@@ -83,9 +85,9 @@ function afterWrite(bufs: Buffer[], n: number): Buffer[] {
 
 type VectorIo = (fd: number, bufs: Buffer[], position: number) => Promise<number>;
 
-/** Fills bufs from position, through the pool (or the given preadv). */
-export async function readFull(fd: number, bufs: Buffer[], position: number, pv: VectorIo = preadv): Promise<void> {
-  for (let n = 0; bufs.length > 0; position += n) bufs = afterRead(bufs, (n = await pv(fd, bufs, position)));
+/** Fills bufs from position, through the pool (or the given preadv). device: end of file is an error (its name), not zeros. */
+export async function readFull(fd: number, bufs: Buffer[], position: number, device?: string, pv: VectorIo = preadv): Promise<void> {
+  for (let n = 0; bufs.length > 0; position += n) bufs = afterRead(bufs, (n = await pv(fd, bufs, position)), device);
 }
 
 /** Writes all of bufs at position, through the pool (or the given pwritev). */
@@ -146,11 +148,18 @@ export interface FdIoOptions {
   direct: boolean;
   /** Alignment O_DIRECT needs (memory address and segment length). */
   align: number;
+  /**
+   * The smallest length O_DIRECT reads (a device's logical block); default align. A bounced read rounds up
+   * only to it, so it never reaches blocks (perhaps failing ones) that nobody asked for.
+   */
+  unit?: number;
   /** For error messages. */
   what: string;
   readonly: boolean;
   /** This thread's io_uring (threadRing()); absent: libuv's pool. Not used for files on tmpfs (memory, served on the loop). */
   ring?: RingQueue;
+  /** A block device: a read past its end means it shrank or went away (an error), not an unwritten tail. */
+  device?: boolean;
 }
 
 /** Read/write/overwrite over one block-addressed descriptor. */
@@ -161,6 +170,9 @@ export class FdIo {
   readonly align: number;
   readonly readonly: boolean;
   private readonly what: string;
+  /** Set for a device: readFull's end-of-file is then an error naming it. */
+  private readonly eofError: string | undefined;
+  private readonly unit: number;
   private readonly pool: BouncePool;
   private closed = false;
   /**
@@ -192,6 +204,8 @@ export class FdIo {
     this.align = o.align;
     this.readonly = o.readonly;
     this.what = o.what;
+    this.eofError = o.device ? o.what : undefined;
+    this.unit = o.unit ?? o.align;
     this.pool = new BouncePool(IO_CHUNK, Math.max(o.align, DIRECT_IO_ALIGN));
     this.inMemory = !o.direct && onTmpfs(o.fd);
     this.ring = this.inMemory ? undefined : o.ring;
@@ -275,17 +289,17 @@ export class FdIo {
     if (this.nowaitRead) {
       const n = this.nowait(false, bufs, offset);
       if (n === length) return;
-      if (n > 0) return readFull(this.fd, advance(bufs, n), offset + n);
+      if (n > 0) return readFull(this.fd, advance(bufs, n), offset + n, this.eofError);
     }
-    if (!this.direct || this.directOk(bufs)) return readFull(this.fd, bufs, offset, this.readv);
+    if (!this.direct || this.directOk(bufs)) return readFull(this.fd, bufs, offset, this.eofError, this.readv);
     const b = this.pool.acquire(length);
     try {
       for (let done = 0; done < length; ) {
         const n = Math.min(b.length, length - done);
         // O_DIRECT reads whole aligned units: a read the initiator cut short
         // (a smaller expected length) still reads them, and hands on only n bytes.
-        const whole = Math.min(b.length, Math.ceil(n / this.align) * this.align);
-        await readFull(this.fd, [b.subarray(0, whole)], offset + done, this.readv);
+        const whole = Math.min(b.length, Math.ceil(n / this.unit) * this.unit);
+        await readFull(this.fd, [b.subarray(0, whole)], offset + done, this.eofError, this.readv);
         sglCopyIn(bufs, done, b.subarray(0, n));
         done += n;
       }

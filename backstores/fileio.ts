@@ -34,6 +34,7 @@ class FileioBackstore implements Backstore {
   /** The file system frees ranges (FALLOC_FL_PUNCH_HOLE); learnt at open, corrected on first EOPNOTSUPP. */
   private canPunch: boolean;
   private canZeroRange = true;
+  private watcher: fs.FSWatcher | undefined;
 
   constructor(
     private readonly io: FdIo,
@@ -133,7 +134,48 @@ class FileioBackstore implements Backstore {
     this._size = size;
   }
 
+  /**
+   * A deleted backing file still reads and writes through our descriptor, but whatever is written then is
+   * gone once the store closes: the unit stops serving it (inotify sees the link count change; no cost per command).
+   */
+  watchHealth(onLost: (why: string) => void): void {
+    try {
+      this.watcher = fs.watch(this.path, { persistent: false }, () => {
+        let links: number;
+        try {
+          links = fs.fstatSync(this.io.fd).nlink;
+        } catch {
+          return; // closed meanwhile
+        }
+        if (links !== 0) return;
+        this.watcher?.close();
+        onLost(`the backing file ${this.path} was deleted`);
+      });
+      this.watcher.on('error', () => undefined);
+    } catch {
+      // No inotify here (or no watches left): a deleted file then goes unnoticed, as before.
+    }
+  }
+
+  /** The file's allocated bytes, and what its file system still gives an unprivileged writer. */
+  async space(): Promise<{ used: number; free: number }> {
+    this.io.checkOpen('fstatfs');
+    const at = `/proc/self/fd/${this.io.fd}`;
+    const [st, sfs] = await Promise.all([fs.promises.stat(at), fs.promises.statfs(at)]);
+    return { used: st.blocks * 512, free: sfs.bavail * sfs.bsize };
+  }
+
+  /** After an EIO: a deleted file is gone even where inotify did not tell. */
+  lost(): string | undefined {
+    try {
+      return fs.fstatSync(this.io.fd).nlink === 0 ? `the backing file ${this.path} was deleted` : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
   close(): Promise<void> {
+    this.watcher?.close();
     return this.io.close();
   }
 

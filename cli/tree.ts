@@ -12,7 +12,9 @@ export type NodeKind =
 export interface TreeData {
   config: Pick<TsioConfig, 'storage_objects' | 'targets' | 'fabric_modules'>;
   runtime: {
-    storage_objects: Record<string, { size: number; block_size: number; serial: string; used_by: string[]; stats: StatsView }>;
+    storage_objects: Record<string, {
+      size: number; block_size: number; serial: string; used_by: string[]; health?: string; stats: StatsView;
+    }>;
     tpgs: Record<string, { sessions: number; served: boolean }>;
   };
   dirty: boolean;

@@ -16,7 +16,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
-import { runGuest } from './util/guest';
+import { projectShare, runGuest } from './util/guest';
 import { losetup } from './util/losetup';
 import { RESULT_MARK } from './util/pscsi-guest';
 import { createRoot } from '../app/registry';
@@ -170,15 +170,13 @@ describe('pscsi pass-through to a disk, a tape and a CD in a guest', { timeout: 
       script: [
         'set -e',
         'modprobe scsi_debug dev_size_mb=8 dsense=1',
-        // The project as the host sees it (CI may clone it under /tmp, which the guest covers with a tmpfs).
-        `mkdir -p '${PROJECT}'`,
-        `mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=262144 tsioproj '${PROJECT}'`,
+        ...projectShare(PROJECT).script,
         'for i in $(seq 50); do [ -e /sys/class/scsi_generic/sg2 ] && break; sleep 0.1; done',
         `node '${DRIVER}' --run`,
         kernelInitiatorScript(),
       ].join('\n'),
       qemuArgs: [
-        '-virtfs', `local,path=${PROJECT},mount_tag=tsioproj,security_model=none,readonly=on,multidevs=remap`,
+        ...projectShare(PROJECT).qemuArgs,
         '-device', 'virtio-scsi-pci,id=scsi0',
         '-drive', `driver=iscsi,transport=tcp,portal=127.0.0.1:${tape.port},target=${TAPE_IQN},lun=1,if=none,id=tape0`,
         '-device', 'scsi-generic,bus=scsi0.0,scsi-id=1,drive=tape0',

@@ -211,6 +211,7 @@ test('max_sanitize_rate bounds OVERWRITE: SANITIZE IN PROGRESS with a moving pro
   // Only INQUIRY, LOG SENSE, REPORT LUNS and REQUEST SENSE are served during a sanitize (SBC-4 4.11.2).
   checkSense(await n.command(SLOW, [0x1a, 0, 0x3f, 0, 255, 0]), IN_PROGRESS, 'MODE SENSE');
   checkSense(await n.command(SLOW, [0x1b, 0, 0, 0, 1, 0]), IN_PROGRESS, 'START STOP UNIT');
+  good(await n.command(SLOW, [0x4d, 0, 0x40, 0, 0, 0, 0, 0, 64, 0]), 'LOG SENSE');
   const rs = await n.command(SLOW, [0x03, 0, 0, 0, 18, 0]);
   assert.deepEqual([rs.status, rs.data[12], rs.data[13]], [Status.GOOD, 0x04, 0x1b], 'REQUEST SENSE reports the sanitize');
   const seen = await waitReady(SLOW);

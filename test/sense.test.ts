@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  encodeSense, decodeSense, invalidCdbField, invalidParamField, miscompare, lbaOutOfRange, ScsiError, SenseKey, Asc,
+  encodeSense, decodeSense, invalidCdbField, invalidParamField, miscompare, lbaOutOfRange, ScsiError, SenseKey, Asc, fromIoError,
 } from '../src/core/sense';
 
 test('fixed format: INVALID FIELD IN CDB with a bit pointer', () => {
@@ -43,4 +43,29 @@ test('decode reads back what encode wrote, in both formats', () => {
     assert.deepEqual([d.key, d.asc, d.ascq, d.descriptor], [5, 0x24, 0, desc]);
     assert.deepEqual(d.field, { inCdb: true, byte: 1, bit: 4 });
   }
+});
+
+test('an errno from a store maps to one sense condition, whichever I/O path it came from', () => {
+  const err = (code: string, syscall: string): NodeJS.ErrnoException => Object.assign(new Error(code), { code, syscall });
+  const cases: [NodeJS.ErrnoException, boolean, number, number][] = [
+    [err('EIO', 'read'), false, SenseKey.MEDIUM_ERROR, Asc.READ_ERROR],
+    [err('EIO', 'write'), true, SenseKey.MEDIUM_ERROR, Asc.WRITE_ERROR],
+    // A failed flush is a write that did not reach the medium, whichever command asked (SYNCHRONIZE CACHE).
+    [err('EIO', 'fdatasync'), false, SenseKey.MEDIUM_ERROR, Asc.WRITE_ERROR],
+    [err('EILSEQ', 'preadv'), false, SenseKey.MEDIUM_ERROR, Asc.READ_ERROR],
+    [err('ENOSPC', 'pwritev'), true, SenseKey.DATA_PROTECT, Asc.SPACE_ALLOCATION_FAILED_WRITE_PROTECT],
+    [err('EDQUOT', 'pwritev'), true, SenseKey.DATA_PROTECT, Asc.SPACE_ALLOCATION_FAILED_WRITE_PROTECT],
+    [err('ENXIO', 'preadv'), false, SenseKey.NOT_READY, Asc.LUN_NOT_READY_MANUAL_INTERVENTION],
+    [err('ENODEV', 'pwritev'), true, SenseKey.NOT_READY, Asc.LUN_NOT_READY_MANUAL_INTERVENTION],
+    [err('EROFS', 'pwritev'), true, SenseKey.DATA_PROTECT, Asc.WRITE_PROTECTED],
+    [err('EBADF', 'fallocate'), true, SenseKey.HARDWARE_ERROR, Asc.INTERNAL_TARGET_FAILURE],
+  ];
+  for (const [e, write, key, asc] of cases) {
+    const s = fromIoError(e, write, 77);
+    assert.deepEqual([s.key, s.asc], [key, asc], `${e.code} from ${e.syscall}`);
+    // Only a medium error names its block.
+    assert.equal(s.opts.info, key === SenseKey.MEDIUM_ERROR ? 77 : undefined, `${e.code}: INFORMATION`);
+  }
+  const d = decodeSense(encodeSense(fromIoError(err('EIO', 'read'), false, 4096), false));
+  assert.deepEqual([d.key, d.asc, d.ascq, d.info], [3, 0x11, 0, 4096n]);
 });

@@ -17,7 +17,12 @@ export function storageObjectsRuntime(live: Live): Obj {
     for (const t of root.targets.values()) {
       for (const tpg of t.tpgs.values()) for (const l of tpg.luns.values()) if (l.so === so) users.push(`${t.fabric}/${t.wwn}/tpg${tpg.tag}/lun${l.index}`);
     }
-    storage[k] = { size: so.backstore.size, block_size: so.backstore.blockSize, serial: so.serial, used_by: users, stats: so.lu.stats.snapshot() };
+    storage[k] = {
+      size: so.backstore.size, block_size: so.backstore.blockSize, serial: so.serial, used_by: users,
+      // 'ok', or why the storage under it is gone (commands then fail NOT READY).
+      health: so.lu.fault === undefined ? 'ok' : `storage lost: ${so.lu.fault}`,
+      stats: so.lu.stats.snapshot(),
+    };
   }
   return storage;
 }

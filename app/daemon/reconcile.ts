@@ -302,7 +302,7 @@ async function createStorageObject(root: Root, so: StorageObjectConfig): Promise
 // Attributes the mode pages report: a change is MODE PARAMETERS CHANGED; the rest show in VPD pages.
 const MODE_ATTRIBUTES: ReadonlySet<string> = new Set(['emulate_write_cache', 'emulate_tas', 'emulate_ua_intlck_ctrl', 'emulate_fua_write', 'readonly']);
 // Attributes nothing an initiator reads reports: a change raises no unit attention.
-const UNSEEN_ATTRIBUTES: ReadonlySet<string> = new Set(['max_sanitize_rate']);
+const UNSEEN_ATTRIBUTES: ReadonlySet<string> = new Set(['max_sanitize_rate', 'tp_soft_threshold', 'tp_allocation_limit']);
 
 function updateAttributes(so: StorageObject, cur: StorageAttributes, next: StorageAttributes): string[] {
   const changed = (Object.keys(next) as (keyof StorageAttributes)[]).filter((k) => cur[k] !== next[k]);

@@ -54,6 +54,7 @@ const info = infoCommand((ctx, n) => {
   const so = n.so!;
   const lines = [`plugin: ${so.plugin}`, `size: ${formatSize(rt.size)} (${rt.size} bytes), block size ${rt.block_size}`, `serial: ${rt.serial}`];
   if (so.dev) lines.push(`dev: ${so.dev}`);
+  if (rt.health !== undefined) lines.push(`health: ${rt.health}`);
   lines.push(`used by: ${rt.used_by.length ? rt.used_by.join(', ') : 'nothing'}`, ...fmtStats(rt.stats));
   return { lines, json: { config: so, runtime: rt } };
 });

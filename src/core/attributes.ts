@@ -44,6 +44,10 @@ export interface StorageAttributes {
   removable: boolean;
   /** SANITIZE OVERWRITE's rate bound in MiB/s; 0: unlimited. Not LIO's: tsio's own. */
   max_sanitize_rate: number;
+  /** Percent of the provisioning resource in use that raises THIN PROVISIONING SOFT THRESHOLD REACHED; 0: none. tsio's own. */
+  tp_soft_threshold: number;
+  /** MiB the unit may hold allocated, for the threshold and the available count; 0: the file system's free space only. */
+  tp_allocation_limit: number;
 }
 
 export const ATTRIBUTE_NAMES: readonly (keyof StorageAttributes)[] = [
@@ -51,5 +55,5 @@ export const ATTRIBUTE_NAMES: readonly (keyof StorageAttributes)[] = [
   'emulate_fua_write', 'emulate_tas', 'emulate_ua_intlck_ctrl', 'emulate_model_alias', 'is_nonrot',
   'unmap_zeroes_data', 'max_unmap_lba_count', 'max_unmap_block_desc_count', 'unmap_granularity',
   'unmap_granularity_alignment', 'max_write_same_len', 'hw_max_sectors', 'optimal_sectors', 'queue_depth',
-  'readonly', 'removable', 'max_sanitize_rate',
+  'readonly', 'removable', 'max_sanitize_rate', 'tp_soft_threshold', 'tp_allocation_limit',
 ];

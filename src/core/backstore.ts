@@ -105,6 +105,21 @@ export interface Backstore {
    * outside (another client of shared storage grew it), once size reads the new value.
    */
   watchCapacity?(onChange: () => void): void;
+  /**
+   * Called once by the unit's owner: the store calls onLost when it learns, outside any command, that its
+   * storage is gone (the backing file was deleted), with why. Errors of commands tell the rest (ENXIO...).
+   */
+  watchHealth?(onLost: (why: string) => void): void;
+  /**
+   * Asked after a command failed with an errno: whether the storage itself is gone (a removed device
+   * reports EIO or ENOSPC too), and why; undefined when it is still there.
+   */
+  lost?(): string | undefined;
+  /**
+   * Thin stores that know their space (fileio: the file's blocks and its file system's free space): bytes
+   * the store holds allocated, and bytes it could still allocate. The provisioning thresholds read it.
+   */
+  space?(): Promise<{ used: number; free: number }>;
   /** Flushes what is cached and releases the store. */
   close(): Promise<void>;
   /** pscsi: the device itself; the unit then uses a pass-through command table for its type. */

@@ -61,6 +61,12 @@ export interface TableEntry<Cmd = TableCommand, Unit = TableUnit> {
    * is refused as unknown and REPORT SUPPORTED OPERATION CODES does not list it. Absent: always served.
    */
   served?(lu: Unit): boolean;
+  /**
+   * After the medium failed under the command (an EIO from its store), finds the first block that fails by
+   * redoing parts of its I/O, and resolves with the error to report (its INFORMATION that block). Only on
+   * the error path, under the command's range lock.
+   */
+  locate?(cmd: Cmd, e: unknown): Promise<unknown>;
   /** Filled by CommandTable: the CDB bytes whose usage mask is not 0xff, the only ones firstInvalidBit must read. */
   restricted?: readonly number[];
 }
@@ -71,7 +77,7 @@ export interface TableEntry<Cmd = TableCommand, Unit = TableUnit> {
 const ENTRY_LAYOUT: { [K in keyof Required<TableEntry>]: undefined } = {
   name: undefined, opcode: undefined, serviceAction: undefined, usage: undefined, dir: undefined,
   lengthField: undefined, lbaField: undefined, blocksField: undefined, decode: undefined, flags: undefined,
-  pr: undefined, timeout: undefined, execute: undefined, served: undefined, restricted: undefined,
+  pr: undefined, timeout: undefined, execute: undefined, served: undefined, locate: undefined, restricted: undefined,
 };
 
 function entry(d: TableEntry): TableEntry {

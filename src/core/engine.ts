@@ -6,10 +6,11 @@ import { CommandRequest, CompletionCallback, ScsiCmd } from './command';
 import type { CommandTable, TableEntry } from './command-table';
 import { F, firstInvalidBit, readField } from './opcodes';
 import {
-  Asc, DeviceSense, ScsiError, SenseKey, Status, encodeSense, fromIoError, internalFailure, invalidCdbField, invalidOpcode,
-  lbaOutOfRange, lunNotSupported, mediumNotPresent, paramListLengthError, reservationConflict, taskSetFull, unitAttention, writeProtected,
+  Asc, DeviceSense, ScsiError, SenseKey, Status, encodeSense, fromIoError, invalidCdbField, invalidOpcode,
+  isMediumFailure, lbaOutOfRange, lunNotSupported, mediumNotPresent, paramListLengthError, reservationConflict, storageGone,
+  taskSetFull, unitAttention, writeProtected,
 } from './sense';
-import type { ItNexus, TaskRunner } from './logical-unit';
+import type { ItNexus, LogicalUnit, TaskRunner } from './logical-unit';
 import { sglLength, type Sgl } from './sgl';
 import type { RangeHold } from './range-lock';
 import { log } from './log';
@@ -178,7 +179,26 @@ function runHandler(cmd: ScsiCmd): void {
   }
   if (r === undefined) return complete(cmd);
   track(cmd);
-  r.then(() => complete(cmd), (e) => fail(cmd, e));
+  r.then(() => complete(cmd), (e) => failLocated(cmd, e, undefined));
+}
+
+/** Fails a command whose handler rejected; a medium failure is first located (def.locate), lock still held. */
+function failLocated(cmd: ScsiCmd, e: unknown, h: RangeHold | undefined): void {
+  const lu = cmd.lu; // undefined for a command to a LUN the nexus has no mapping for
+  const done = (err: unknown): void => {
+    if (h !== undefined) lu.rangeLock.release(h);
+    fail(cmd, err);
+  };
+  if (lu === undefined || e instanceof ScsiError) return done(e);
+  // A removed device fails as EIO, ENOSPC (a write past its new end) or ENXIO: the store tells which it is.
+  const gone = lu.backstore.lost?.();
+  if (gone !== undefined) {
+    storageLost(lu, gone);
+    return done(storageGone());
+  }
+  const locate = cmd.def.locate;
+  if (locate === undefined || cmd.blocks <= 1 || !isMediumFailure(e)) return done(e);
+  locate(cmd, e).then(done, done);
 }
 
 /** Runs a command under its range lock; held undefined: not taken yet, and free for a shared hold. */
@@ -203,10 +223,7 @@ function runLocked(cmd: ScsiCmd, held: RangeHold | undefined): void {
       lock.release(h);
       complete(cmd);
     },
-    (e) => {
-      lock.release(h);
-      fail(cmd, e);
-    },
+    (e) => failLocated(cmd, e, h),
   );
 }
 
@@ -221,14 +238,28 @@ function setError(cmd: ScsiCmd, e: unknown): void {
     err = e;
   } else {
     const write = cmd.def !== undefined && (cmd.def.flags & F.WRITE) !== 0;
-    err = fromIoError(e, write);
-    if (err.asc === internalFailure().asc) log.warn(`command ${cmd.def?.name ?? cmd.cdb[0]} failed`, e);
+    // A one-block command failed at its block; a longer one's block is known only once located (def.locate).
+    err = fromIoError(e, write, cmd.blocks === 1 && cmd.dir !== DataDir.NONE ? cmd.lba : undefined);
+    if (err.asc === Asc.INTERNAL_TARGET_FAILURE) log.warn(`command ${cmd.def?.name ?? cmd.cdb[0]} failed`, e);
+    else if (err.asc === Asc.LUN_NOT_READY_MANUAL_INTERVENTION && cmd.lu !== undefined) storageLost(cmd.lu, e);
   }
   cmd.status = err.status;
   cmd.sense = err.status === Status.CHECK_CONDITION ? encodeSense(err, senseFormatDescriptor(cmd)) : undefined;
   // A pass-through device, or an emulated tape, may return data along with its sense (ILI, filemark).
   const moved = err instanceof DeviceSense ? err.dataInLength : (err.opts.dataIn ?? 0);
   cmd.dataInLength = Math.min(moved, cmd.dataInLength);
+}
+
+/**
+ * The storage under lu is gone (its store said so, or a command's errno did: ENXIO, ENODEV...): from now on
+ * medium commands fail with LOGICAL UNIT NOT READY, MANUAL INTERVENTION REQUIRED without reaching the store,
+ * and REQUEST SENSE reports it; INQUIRY, REPORT LUNS and every other unit go on as before.
+ */
+export function storageLost(lu: LogicalUnit, why: unknown): void {
+  if (lu.fault !== undefined) return;
+  lu.fault = why instanceof Error ? why.message : String(why);
+  log.warn(`${lu.so.path}: storage lost: ${lu.fault}`);
+  lu.notReady = (def) => (def === undefined || (def.flags & F.MEDIUM) !== 0 ? storageGone() : undefined);
 }
 
 function fail(cmd: ScsiCmd, e: unknown): void {

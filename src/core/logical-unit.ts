@@ -181,6 +181,12 @@ export class LogicalUnit {
    * given none, the condition itself (what REQUEST SENSE reports).
    */
   notReady: ((def?: TableEntry) => ScsiError | undefined) | undefined = undefined;
+  /**
+   * Why the storage under the unit is gone (a removed device, a deleted backing file), once it is: every
+   * medium command then fails NOT READY until the storage object is made again (engine.ts storageLost).
+   * Shown as the unit's health.
+   */
+  fault: string | undefined = undefined;
   /** Its storage object is deleted or the daemon stops: work that outlives commands (a sanitize) ends. */
   closed = false;
   /** Persistent reservations (src/scsi/pr.ts); set only while registrations exist. */

@@ -73,6 +73,8 @@ export const Asc = {
   REPORTED_LUNS_DATA_CHANGED: 0x3f0e,
   INQUIRY_DATA_CHANGED: 0x3f03,
   INTERNAL_TARGET_FAILURE: 0x4400,
+  SPACE_ALLOCATION_FAILED_WRITE_PROTECT: 0x2707,
+  THIN_PROVISIONING_SOFT_THRESHOLD_REACHED: 0x3807,
   LU_COMMUNICATION_FAILURE: 0x0800,
   LU_COMMUNICATION_TIMEOUT: 0x0801,
   INVALID_MESSAGE_ERROR: 0x4900,
@@ -174,13 +176,44 @@ export const savingNotSupported = (byte = 1, bit = 0): ScsiError =>
 /** NO SENSE: what REQUEST SENSE reports when nothing is pending. */
 export const noSense = (): ScsiError => new ScsiError(SenseKey.NO_SENSE, Asc.NO_ADDITIONAL_SENSE);
 
-/** Maps an I/O failure from a backstore (errno) to a sense condition. */
-export function fromIoError(e: unknown, write: boolean): ScsiError {
+/** The storage under the unit is gone (device removed, backing file deleted): it needs someone to act. */
+export const storageGone = (): ScsiError => new ScsiError(SenseKey.NOT_READY, Asc.LUN_NOT_READY_MANUAL_INTERVENTION);
+/** The store could not allocate a block for a write (full file system, quota, allocation limit: SBC-4 4.7.3.7). */
+export const spaceAllocationFailed = (): ScsiError =>
+  new ScsiError(SenseKey.DATA_PROTECT, Asc.SPACE_ALLOCATION_FAILED_WRITE_PROTECT);
+/** UNRECOVERED READ ERROR or WRITE ERROR; lba: the first block that failed (INFORMATION, VALID set). */
+export const mediumError = (write: boolean, lba?: number | bigint): ScsiError =>
+  new ScsiError(SenseKey.MEDIUM_ERROR, write ? Asc.WRITE_ERROR : Asc.READ_ERROR, lba === undefined ? {} : { info: lba });
+
+/**
+ * Errnos of a store that is no longer there: a removed device, a stale handle. (Not EBADF: the kernel keeps
+ * a descriptor valid whatever happens below it, so that one is ours, an internal failure.)
+ */
+const GONE = new Set(['ENXIO', 'ENODEV', 'ESTALE', 'ENOMEDIUM']);
+/** Errnos of a store that could not allocate: a full file system, a quota. */
+const NO_SPACE = new Set(['ENOSPC', 'EDQUOT']);
+/** Errnos of data the device could not move: a failed sector, a checksum the integrity layer refused (EILSEQ). */
+const MEDIUM = new Set(['EIO', 'EILSEQ', 'EREMOTEIO']);
+/** Syscalls that write (a failed fdatasync is a write that did not reach the medium, whoever asked). */
+const WRITING = /write|sync|fallocate|truncate|ioctl/;
+
+/** Whether an error from a store is a failed read or write of the medium (the kind worth locating by LBA). */
+export function isMediumFailure(e: unknown): boolean {
+  return !(e instanceof ScsiError) && MEDIUM.has((e as NodeJS.ErrnoException | undefined)?.code ?? '');
+}
+
+/**
+ * Maps an I/O failure from a backstore (an errno, from whichever I/O path) to a sense condition: the one
+ * place that does. write: the command writes; lba: the block the failure is known to be at.
+ */
+export function fromIoError(e: unknown, write: boolean, lba?: number | bigint): ScsiError {
   if (e instanceof ScsiError) return e;
-  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  const err = e as NodeJS.ErrnoException | undefined;
+  const code = err?.code ?? '';
   if (code === 'EROFS' || code === 'EPERM' || code === 'EACCES') return writeProtected();
-  if (code === 'ENOSPC') return new ScsiError(SenseKey.DATA_PROTECT, 0x2707); // SPACE ALLOCATION FAILED WRITE PROTECT
-  if (code === 'EIO') return new ScsiError(SenseKey.MEDIUM_ERROR, write ? Asc.WRITE_ERROR : Asc.READ_ERROR);
+  if (NO_SPACE.has(code)) return spaceAllocationFailed();
+  if (MEDIUM.has(code)) return mediumError(write || WRITING.test(err?.syscall ?? ''), lba);
+  if (GONE.has(code)) return storageGone();
   return internalFailure();
 }
 

@@ -8,10 +8,11 @@ import { sbcCommands } from './sbc';
 import { prCommands } from './pr';
 import { mediumCommands } from './medium';
 import { xcopyCommands } from './xcopy';
+import { logCommands } from './log-pages';
 
 export const DEVICE_TYPE_DISK = 0x00;
 
 export const diskTable = new CommandTable(DEVICE_TYPE_DISK, [...spcCommands, ...sbcCommands, ...prCommands, ...mediumCommands,
-  ...xcopyCommands]);
+  ...xcopyCommands, ...logCommands]);
 
 unmappedLun.table = diskTable;

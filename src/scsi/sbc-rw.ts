@@ -4,8 +4,11 @@
 // Plain reads and writes hand the command's own buffers to the backstore.
 
 import type { ScsiCmd } from '../core/command';
-import { Asc, ScsiError, SenseKey, invalidCdbField, lbaOutOfRange, miscompare } from '../core/sense';
+import {
+  Asc, ScsiError, SenseKey, invalidCdbField, isMediumFailure, lbaOutOfRange, mediumError, miscompare,
+} from '../core/sense';
 import { sglCompare, sglFlatten, sglSlice } from '../core/sgl';
+import type { MaybePromise } from '../core/types';
 
 /** Most blocks COMPARE AND WRITE takes (VPD B0 MAXIMUM COMPARE AND WRITE LENGTH), as LIO. */
 export const MAX_COMPARE_AND_WRITE_BLOCKS = 1;
@@ -139,6 +142,49 @@ export function write(cmd: ScsiCmd): void | Promise<void> {
 export function write6(cmd: ScsiCmd): void | Promise<void> {
   if (cmd.blocks === 0) return;
   return cmd.lu.backstore.write(cmd.byteOffset, cmd.blocks * cmd.lu.blockSize, cmd.out(), !cmd.lu.mode.wce);
+}
+
+// ---- locating a medium failure (the table entries' locate: only after the store failed with EIO)
+
+/**
+ * The first of `blocks` blocks whose I/O fails, by halving: io(first, n) redoes n blocks from block first of
+ * the command. log2(blocks) I/Os. A range whose halves both pass (a fault that came and went) ends at its
+ * last block; an error other than a medium failure (the device went away meanwhile) is thrown as it is.
+ */
+async function firstFailing(blocks: number, io: (first: number, n: number) => MaybePromise<void>): Promise<number> {
+  let lo = 0;
+  let n = blocks;
+  while (n > 1) {
+    const half = n >>> 1;
+    try {
+      await io(lo, half);
+      lo += half;
+      n -= half;
+    } catch (e) {
+      if (!isMediumFailure(e)) throw e;
+      n = half;
+    }
+  }
+  return lo;
+}
+
+/** READ: UNRECOVERED READ ERROR at the first block that does not read. */
+export async function locateRead(cmd: ScsiCmd): Promise<unknown> {
+  const bs = cmd.lu.blockSize;
+  const scratch = Buffer.allocUnsafe(Math.ceil(cmd.blocks / 2) * bs);
+  const at = await firstFailing(cmd.blocks, (b, n) =>
+    cmd.lu.backstore.read(cmd.byteOffset + b * bs, n * bs, [scratch.subarray(0, n * bs)]));
+  return mediumError(false, cmd.lba + at);
+}
+
+/** WRITE: WRITE ERROR at the first block that does not write (rewriting the command's own data is harmless). */
+export async function locateWrite(cmd: ScsiCmd): Promise<unknown> {
+  const bs = cmd.lu.blockSize;
+  const out = cmd.out();
+  const fua = cmd.def.opcode === 0x0a ? !cmd.lu.mode.wce : writeThrough(cmd);
+  const at = await firstFailing(cmd.blocks, (b, n) =>
+    cmd.lu.backstore.write(cmd.byteOffset + b * bs, n * bs, sglSlice(out, b * bs, n * bs), fua));
+  return mediumError(true, cmd.lba + at);
 }
 
 /**

@@ -46,14 +46,14 @@ const CONTROL = 0x00;
 function readDef(name: string, usage: number[], lbaField: [number, number], blocksField: [number, number]): CommandDef {
   return {
     name, opcode: usage[0], usage, dir: DataDir.IN, lbaField, blocksField, flags: MEDIUM_READ, pr: 'read',
-    timeout: T_IO, decode: rw.decodeRw, execute: rw.read,
+    timeout: T_IO, decode: rw.decodeRw, execute: rw.read, locate: rw.locateRead,
   };
 }
 
 function writeDef(name: string, usage: number[], lbaField: [number, number], blocksField: [number, number]): CommandDef {
   return {
     name, opcode: usage[0], usage, dir: DataDir.OUT, lbaField, blocksField, flags: BLOCK_WRITE, pr: 'write',
-    timeout: T_IO, decode: rw.decodeRw, execute: rw.write,
+    timeout: T_IO, decode: rw.decodeRw, execute: rw.write, locate: rw.locateWrite,
   };
 }
 
@@ -73,12 +73,12 @@ export const sbcCommands: CommandDef[] = [
   {
     name: 'READ(6)', opcode: 0x08, usage: [0x08, 0x1f, 0xff, 0xff, 0xff, CONTROL], dir: DataDir.IN,
     lbaField: [1, 3], blocksField: [4, 1], flags: MEDIUM_READ, pr: 'read', timeout: T_IO,
-    decode: rw.decode6, execute: rw.read,
+    decode: rw.decode6, execute: rw.read, locate: rw.locateRead,
   },
   {
     name: 'WRITE(6)', opcode: 0x0a, usage: [0x0a, 0x1f, 0xff, 0xff, 0xff, CONTROL], dir: DataDir.OUT,
     lbaField: [1, 3], blocksField: [4, 1], flags: BLOCK_WRITE, pr: 'write', timeout: T_IO,
-    decode: rw.decode6, execute: rw.write6,
+    decode: rw.decode6, execute: rw.write6, locate: rw.locateWrite,
   },
   readDef('READ(10)', [0x28, DPO_FUA, ...ff(4), GROUP, 0xff, 0xff, CONTROL], [2, 4], [7, 2]),
   readDef('READ(12)', [0xa8, DPO_FUA, ...ff(4), ...ff(4), GROUP, CONTROL], [2, 4], [6, 4]),

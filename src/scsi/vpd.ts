@@ -4,6 +4,7 @@ import type { ScsiCmd } from '../core/command';
 import type { LogicalUnit, TargetPort } from '../core/logical-unit';
 import { PERIPHERAL_NO_LUN, productId, putAscii, servesCompareAndWrite, transportOf } from './inquiry-fields';
 import { provisioning } from './provisioning';
+import { thresholdExponent } from './lbp-thresholds';
 import { servesBlockErase } from './sbc-sanitize';
 import { TARGET_PORT_GROUP_ID } from './alua';
 import { ATOMIC_ALIGNMENT, ATOMIC_GRANULARITY, MAX_ATOMIC_BLOCKS, MAX_COMPARE_AND_WRITE_BLOCKS, WSNZ } from './sbc';
@@ -128,7 +129,7 @@ function blockCharacteristics(lu: LogicalUnit): Buffer {
 function logicalBlockProvisioning(lu: LogicalUnit): Buffer {
   const p = provisioning(lu);
   const body = Buffer.alloc(4);
-  body[0] = 0; // THRESHOLD EXPONENT: no thresholds
+  body[0] = thresholdExponent(lu); // 0: no thresholds (a store that cannot tell its space)
   if (p.unmap) body[1] |= 0x80; // LBPU
   if (p.writeSameUnmap) body[1] |= 0x60; // LBPWS, LBPWS10
   if (p.readsZeros) body[1] |= 0x04; // LBPRZ 001b

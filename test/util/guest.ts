@@ -298,3 +298,17 @@ export function startGuest(opts: GuestOptions): Guest {
 export function runGuest(opts: GuestOptions): Promise<GuestResult> {
   return startGuest(opts).done;
 }
+
+/**
+ * The project's tree inside the guest at the path the host has it, over a 9p share of its own (CI may clone
+ * it under /tmp, which the guest covers with a tmpfs): the script lines that mount it, and QEMU's arguments.
+ */
+export function projectShare(project: string): { script: string[]; qemuArgs: string[] } {
+  return {
+    script: [
+      `mkdir -p '${project}'`,
+      `mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=262144 tsioproj '${project}'`,
+    ],
+    qemuArgs: ['-virtfs', `local,path=${project},mount_tag=tsioproj,security_model=none,readonly=on,multidevs=remap`],
+  };
+}
