@@ -87,9 +87,9 @@ export async function buildStorageObject(
   const so = new StorageObject(spec.name, spec.plugin, attributes, backstore, table, spec.serial, spec.compat);
   // Shared storage can grow under us (another gateway, `rbd resize`): the unit tells its initiators.
   backstore.watchCapacity?.(() => so.lu.capacityChanged());
-  // A pass-through device keeps its own persistent reservations (as LIO's pscsi).
-  if (!backstore.passthrough) attachPrStore(so.lu, stateDir);
   try {
+    // A pass-through device keeps its own persistent reservations (as LIO's pscsi); shared storage's are in its cluster.
+    if (!backstore.passthrough) await attachPrStore(so.lu, stateDir);
     await type?.attach(so, lookup);
   } catch (e) {
     await backstore.close();

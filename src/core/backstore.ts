@@ -54,6 +54,29 @@ export interface ScsiDevice {
   execute(cdb: Buffer, dir: DataDir, sgl: Sgl | undefined, length: number): Promise<PassthroughResult>;
 }
 
+/**
+ * A small record every gateway serving one shared store (an rbd image exported by several tsiod
+ * processes) keeps in the store's cluster: the unit's persistent reservations, its ALUA state.
+ * Every change is a compare-and-swap on the record's version, and a notify reaches every gateway
+ * before the change counts as done.
+ */
+export interface SharedRecord {
+  /** The record and its version (version 0, data undefined: there is none yet). */
+  read(): Promise<{ version: number; data: Buffer | undefined }>;
+  /** Replaces the record if it is still at version (0: none yet); the new version, or undefined when another writer came first. */
+  swap(version: number, data: Buffer): Promise<number | undefined>;
+  /**
+   * Hands msg to every other gateway's listener and resolves once each has handled it; a
+   * gateway that does not answer in time is fenced (cut off from the cluster) first.
+   */
+  notify(msg: Buffer): Promise<void>;
+  /**
+   * Starts listening: onMessage runs for each other gateway's notify (the notifier waits for the
+   * promise); onResync when messages may have been missed (the watch was lost and set up again).
+   */
+  listen(onMessage: (msg: Buffer) => Promise<void>, onResync: () => void): Promise<void>;
+}
+
 export interface Backstore {
   readonly plugin: string;
   /** Capacity in bytes (a multiple of blockSize). */
@@ -105,6 +128,11 @@ export interface Backstore {
    * outside (another client of shared storage grew it), once size reads the new value.
    */
   watchCapacity?(onChange: () => void): void;
+  /**
+   * Shared storage served by several gateways: the record `name` (pr, alua) of this store, kept in
+   * its cluster. Absent: the store has one server, and its state stays in this process.
+   */
+  shared?(name: string): SharedRecord;
   /** Flushes what is cached and releases the store. */
   close(): Promise<void>;
   /** pscsi: the device itself; the unit then uses a pass-through command table for its type. */

@@ -45,9 +45,10 @@ function abortAll(cmds: Iterable<Task>, by: (c: Task) => 'self' | 'other'): Prom
 /**
  * Aborts tasks as CLEAR TASK SET does (also PREEMPT AND ABORT): the issuer's
  * end quietly; other nexuses' get TASK ABORTED when TAS is set, otherwise
- * they learn it from COMMANDS CLEARED BY ANOTHER INITIATOR.
+ * they learn it from COMMANDS CLEARED BY ANOTHER INITIATOR. issuer undefined: an
+ * initiator on another gateway (every victim is another nexus).
  */
-export function abortClearing(lu: LogicalUnit, victims: Task[], issuer: ItNexus): Promise<unknown> {
+export function abortClearing(lu: LogicalUnit, victims: Task[], issuer: ItNexus | undefined): Promise<unknown> {
   const done = abortAll(victims, (c) => (c.session === issuer ? 'self' : 'other'));
   if (!lu.mode.tas) {
     const hit = new Set(victims.filter((c) => c.session !== issuer).map((c) => c.itl));
