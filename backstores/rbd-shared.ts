@@ -148,26 +148,30 @@ class RadosRecord implements SharedRecord {
     return d.version;
   }
 
-  async notify(msg: Buffer): Promise<void> {
-    const d = await this.set.op((o, id) => o.notify(id, this.oid, msg, NOTIFY_TIMEOUT_MS));
-    if (d.result === -ENOENT) return; // nobody watches a record that does not exist
-    if (d.result < 0 && d.result !== -ETIMEDOUT) throw this.error(d.result, 'notify');
-    const reply = d.data as { acks: string[]; timeouts: string[] } | undefined;
-    const self = String(this.set.cluster.instanceId());
-    const silent = (reply?.timeouts ?? []).filter((g) => g !== self);
-    for (const gid of silent) await this.fence(gid);
+  get self(): string {
+    return String(this.set.cluster.instanceId());
   }
 
-  /** Blocklists the gateway client.<gid> that did not acknowledge (its address from gw.<gid>). */
-  private async fence(gid: string): Promise<void> {
+  async notify(msg: Buffer): Promise<string[]> {
+    const d = await this.set.op((o, id) => o.notify(id, this.oid, msg, NOTIFY_TIMEOUT_MS));
+    if (d.result === -ENOENT) return []; // nobody watches a record that does not exist
+    if (d.result < 0 && d.result !== -ETIMEDOUT) throw this.error(d.result, 'notify');
+    const reply = d.data as { acks: string[]; timeouts: string[] } | undefined;
+    const silent = (reply?.timeouts ?? []).filter((g) => g !== this.self);
+    for (const gid of silent) await this.fence(gid);
+    return reply?.acks ?? [];
+  }
+
+  /** Blocklists the gateway client.<gid> (its address from gw.<gid>). */
+  async fence(gid: string): Promise<void> {
     const d = await this.set.op((o, id) => o.getXattr(id, this.oid, `gw.${gid}`));
     if (d.result === -ENODATA || d.result === -ENOENT) {
-      log.warn(`rbd ${this.set.what}: gateway client.${gid} did not acknowledge ${this.oid} and published no address to fence`);
+      log.warn(`rbd ${this.set.what}: gateway client.${gid} published no address on ${this.oid} to fence`);
       return;
     }
     if (d.result < 0) throw this.error(d.result, `read gw.${gid}`);
-    const addr = String(d.data);
-    log.warn(`rbd ${this.set.what}: gateway client.${gid} (${addr}) did not acknowledge ${this.oid}: fencing it`);
+    const addr = (d.data as Buffer).toString();
+    log.warn(`rbd ${this.set.what}: fencing gateway client.${gid} (${addr}), silent on ${this.oid}`);
     await this.set.cluster.blocklistAdd(addr, FENCE_SECONDS);
   }
 
@@ -199,7 +203,7 @@ class RadosRecord implements SharedRecord {
         log.warn(`rbd ${this.set.what}: acknowledging a notify on ${this.oid} failed`, e);
       }
     };
-    if (notifier === String(this.set.cluster.instanceId()) || this.onMessage === undefined) return ack();
+    if (notifier === this.self || this.onMessage === undefined) return ack();
     this.onMessage(data).then(ack, (e) => {
       log.error(`rbd ${this.set.what}: handling a notify on ${this.oid} failed`, e);
       ack();

@@ -172,6 +172,7 @@ class RbdBackstore implements Backstore {
     private readonly cluster: ClusterParams,
     private readonly what: string,
     private _size: number,
+    readonly gatewayGroup: number | undefined,
     readonly blockSize: number,
     readonly physicalBlockSize: number,
     fastDiff: boolean,
@@ -368,7 +369,8 @@ export async function createRbd(opts: BackstoreOptions): Promise<Backstore> {
     // Both bits sit in the low 32 bits, where JS bitwise operators work.
     const fastDiff = (st.features & RBD_FEATURE_FAST_DIFF) !== 0 && (st.flags & RBD_FLAG_FAST_DIFF_INVALID) === 0;
     const shares = new RadosRecords(connected, pool, namespace, image, what);
-    return new RbdBackstore(new ImageIo(img, what), shares, cluster, what, size, blockSize, physicalBlockSize, fastDiff);
+    const group = param(opts, 'gateway_group');
+    return new RbdBackstore(new ImageIo(img, what), shares, cluster, what, size, group === undefined ? undefined : Number(group), blockSize, physicalBlockSize, fastDiff);
   } catch (e) {
     if (img !== undefined) await img.close().catch(() => undefined);
     await releaseCluster(cluster);

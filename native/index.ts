@@ -160,7 +160,7 @@ export interface RbdImage {
  * Small RADOS objects in one pool/namespace (native/rados.cc), all aio: calls submit and return at
  * once. Watch `fd`, then poll() reports up to ids.length finished operations in ids/results
  * (-errno, or bytes for a read)/versions (the object's version after it; a watch's cookie);
- * take(id) hands over a read's Buffer, a getXattr's string, a notify's acks and timeouts (client
+ * take(id) hands over a read's or getXattr's Buffer, a notify's acks and timeouts (client
  * gids). events() gives the notifications the watches received, and watch errors.
  */
 export interface RadosObjects {
@@ -178,7 +178,7 @@ export interface RadosObjects {
   notify(id: number, oid: string, data: Buffer, timeoutMs: number): void;
   ack(oid: string, notifyId: bigint, cookie: number): void;
   poll(): number;
-  take(id: number): Buffer | string | { acks: string[]; timeouts: string[] } | undefined;
+  take(id: number): Buffer | { acks: string[]; timeouts: string[] } | undefined;
   events(): ({ cookie: number; notifyId: bigint; notifier: string; data: Buffer } | { cookie: number; error: number })[];
   /** Unwatch and poll everything first (else EBUSY). */
   close(): Promise<void>;

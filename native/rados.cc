@@ -308,7 +308,8 @@ class Objects : public Napi::ObjectWrap<Objects> {
           }
           break;
         case Kind::GetXattr:
-          if (r >= 0) taken_[op->id] = Napi::Persistent(Napi::String::New(env, op->buf.data(), static_cast<size_t>(r)).As<Napi::Value>());
+          // A Buffer, not a string: a reference to a primitive is refused (napi_invalid_arg).
+          if (r >= 0) taken_[op->id] = Napi::Persistent(Napi::Buffer<uint8_t>::Copy(env, reinterpret_cast<uint8_t*>(op->buf.data()), static_cast<size_t>(r)).As<Napi::Value>());
           break;
         case Kind::Watch:
           versions[i] = static_cast<double>(op->cookie);
@@ -340,7 +341,7 @@ class Objects : public Napi::ObjectWrap<Objects> {
     return Napi::Number::New(env, static_cast<double>(ops.size()));
   }
 
-  // take(id): the data of a finished read (Buffer), getXattr (string) or notify (object); once.
+  // take(id): the data of a finished read or getXattr (Buffer) or notify (object); once.
   Napi::Value Take(const Napi::CallbackInfo& info) {
     uint32_t id = static_cast<uint32_t>(ArgInt64(info, 0, "id"));
     auto it = taken_.find(id);

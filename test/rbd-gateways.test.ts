@@ -1,6 +1,7 @@
 // Two tsiod gateways (two processes, two RADOS clients) exporting one rbd image of the shared test
 // cluster under one target name, TPG 1 on gateway A and TPG 2 on B: persistent reservations made
-// through one gateway hold through the other (the state is a RADOS object every gateway watches).
+// through one gateway hold through the other (the state is a RADOS object every gateway watches),
+// and REPORT TARGET PORT GROUPS answers the same through both, before and after gateway A is killed.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -10,6 +11,7 @@ import { startTsiod, type Daemon } from './util/tsiod';
 import { RawInitiator } from './util/iscsi-initiator';
 import { cdb10, cdb16 } from './util/cdb';
 import { SA, TYPES, prOutCdb } from './util/pr';
+import { gatewayConfig, type GatewayUnit } from './util/gateways';
 
 const IQN = 'iqn.2026-12.org.tsio:gateways';
 const SERIAL = 'tsio-gateways-test-0001';
@@ -23,27 +25,15 @@ let c: Ceph;
 let image: string;
 const gw: Daemon[] = [];
 
-/** A gateway's config: the image as one unit, in TPG `tag` of the shared target name. */
-export function gatewayConfig(c: Ceph, image: string, tag: number, port: number): string {
-  return `storage_objects:
-  - { name: shared, plugin: rbd, image: ${image}, conf: ${c.conf}, size: ${SIZE}, wwn: ${SERIAL},
-      attributes: { max_write_same_len: 1048576 } }
-targets:
-  - fabric: iscsi
-    wwn: ${IQN}
-    tpgs:
-      - tag: ${tag}
-        attributes: { generate_node_acls: true, authentication: false, demo_mode_write_protect: false }
-        portals: [ { ip_address: 127.0.0.1, port: ${port} } ]
-        luns: [ { index: 0, storage_object: /backstores/rbd/shared } ]
-`;
-}
+let unit: GatewayUnit;
+const config = (tag: number) => (port: number) => gatewayConfig(c, unit, tag, port);
 
 before(async () => {
   c = ceph();
   image = c.imageName('gateways');
-  gw.push(await startTsiod((port) => gatewayConfig(c, image, 1, port)));
-  gw.push(await startTsiod((port) => gatewayConfig(c, image, 2, port)));
+  unit = { iqn: IQN, serial: SERIAL, image, size: SIZE, attributes: 'max_write_same_len: 1048576' };
+  gw.push(await startTsiod(config(1)));
+  gw.push(await startTsiod(config(2)));
 });
 
 after(async () => {
@@ -167,5 +157,83 @@ test('concurrent PR OUTs through both gateways: every one is a compare-and-swap,
     assert.deepEqual((await readKeys(hosts[2])).keys, []);
   } finally {
     for (const h of hosts) h.close();
+  }
+});
+
+interface PortGroup {
+  id: number;
+  state: number;
+  ports: number[];
+}
+
+/** REPORT TARGET PORT GROUPS (extended header) through an initiator's path. */
+async function rtpg(ini: RawInitiator): Promise<{ groups: PortGroup[]; transitionTime: number }> {
+  for (let i = 0; ; i++) {
+    const r = await ini.command([0xa3, 0x0a | (1 << 5), 0, 0, 0, 0, 0, 0, 4, 0, 0, 0], { read: 1024 });
+    if (r.status === STATUS.CHECK && (r.sense[2] & 0xf) === 6 && i < 8) continue; // unit attentions first
+    assert.equal(r.status, STATUS.GOOD, `RTPG: sense ${r.sense.toString('hex')}`);
+    const groups: PortGroup[] = [];
+    for (let d = 8; d < 4 + r.data.readUInt32BE(0);) {
+      const n = r.data[d + 7];
+      const ports = Array.from({ length: n }, (_, k) => r.data.readUInt16BE(d + 8 + 4 * k + 2));
+      groups.push({ id: r.data.readUInt16BE(d + 2), state: r.data[d] & 0x0f, ports });
+      d += 8 + 4 * n;
+    }
+    return { groups, transitionTime: r.data[5] };
+  }
+}
+
+/** Polls RTPG through ini until pred holds (up to ms); returns what it saw last and when. */
+async function rtpgUntil(ini: RawInitiator, pred: (g: PortGroup[]) => boolean, ms = 30_000): Promise<{ groups: PortGroup[]; ms: number }> {
+  const t = Date.now();
+  let g = (await rtpg(ini)).groups;
+  while (!pred(g) && Date.now() - t < ms) {
+    await new Promise((r) => setTimeout(r, 200));
+    g = (await rtpg(ini)).groups;
+  }
+  return { groups: g, ms: Date.now() - t };
+}
+
+const AO = 0;
+const ANO = 1;
+const UNAVAILABLE = 3;
+
+test('ALUA: one target port group per gateway, the same answer through both, before and after gateway A is killed', { timeout: 300_000 }, async () => {
+  const [a, b] = gw;
+  let x = await host(a, `${X}-alua`);
+  const y = await host(b, `${Y}-alua`);
+  try {
+    // A came first: it owns the image (active/optimized); B is active/non-optimized. Each group lists its ports
+    // once its gateway has seen a nexus (within a ping).
+    const before = [{ id: 1, state: AO, ports: [1] }, { id: 2, state: ANO, ports: [2] }];
+    assert.deepEqual((await rtpgUntil(y, (g) => JSON.stringify(g) === JSON.stringify(before))).groups, before, 'through B');
+    assert.deepEqual((await rtpgUntil(x, (g) => JSON.stringify(g) === JSON.stringify(before))).groups, before, 'through A');
+    assert.equal((await rtpg(x)).transitionTime, 10, 'IMPLICIT TRANSITION TIME: seconds, not 45');
+
+    // SIGKILL gateway A: B notices within seconds, fences A, takes ownership, and says so on its nexuses.
+    const t = Date.now();
+    a.proc.kill('SIGKILL');
+    const after = [{ id: 1, state: UNAVAILABLE, ports: [1] }, { id: 2, state: AO, ports: [2] }];
+    const seen = await rtpgUntil(y, (g) => JSON.stringify(g) === JSON.stringify(after));
+    if (JSON.stringify(seen.groups) !== JSON.stringify(after)) console.log(b.log().slice(-4000));
+    assert.deepEqual(seen.groups, after, 'through B after A died');
+    console.log(`failover: B reported itself active/optimized ${Date.now() - t} ms after A was killed`);
+    assert.match(c.ceph('osd', 'blocklist', 'ls'), /127\.0\.0\.1/, 'A was fenced (blocklisted)');
+
+    // A comes back (a new process, a new client): it joins as non-optimized; ownership stays with B.
+    x.close();
+    await a.stop();
+    const a2 = await startTsiod(config(1));
+    gw[0] = a2;
+    x = await host(a2, `${X}-alua`);
+    const back = [{ id: 1, state: ANO, ports: [1] }, { id: 2, state: AO, ports: [2] }];
+    assert.deepEqual((await rtpgUntil(x, (g) => JSON.stringify(g) === JSON.stringify(back))).groups, back, 'through the restarted A');
+    assert.deepEqual((await rtpgUntil(y, (g) => JSON.stringify(g) === JSON.stringify(back))).groups, back, 'through B');
+    // Data still flows through both paths.
+    assert.equal((await write(x, 8)).status, STATUS.GOOD);
+    assert.equal((await read(y, 8)).status, STATUS.GOOD);
+  } finally {
+    x.close();
+    y.close();
   }
 });

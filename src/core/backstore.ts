@@ -61,15 +61,20 @@ export interface ScsiDevice {
  * before the change counts as done.
  */
 export interface SharedRecord {
+  /** This gateway's id among those sharing the record (what notify() lists). */
+  readonly self: string;
   /** The record and its version (version 0, data undefined: there is none yet). */
   read(): Promise<{ version: number; data: Buffer | undefined }>;
   /** Replaces the record if it is still at version (0: none yet); the new version, or undefined when another writer came first. */
   swap(version: number, data: Buffer): Promise<number | undefined>;
   /**
-   * Hands msg to every other gateway's listener and resolves once each has handled it; a
-   * gateway that does not answer in time is fenced (cut off from the cluster) first.
+   * Hands msg to every other gateway's listener and resolves once each has handled it, with the
+   * ids of the gateways that did (this one included); a gateway that does not answer in time is
+   * fenced (cut off from the cluster) first.
    */
-  notify(msg: Buffer): Promise<void>;
+  notify(msg: Buffer): Promise<string[]>;
+  /** Fences a gateway (by its id) that is gone or cut off: it can no longer reach the store. */
+  fence(gateway: string): Promise<void>;
   /**
    * Starts listening: onMessage runs for each other gateway's notify (the notifier waits for the
    * promise); onResync when messages may have been missed (the watch was lost and set up again).
@@ -133,6 +138,8 @@ export interface Backstore {
    * its cluster. Absent: the store has one server, and its state stays in this process.
    */
   shared?(name: string): SharedRecord;
+  /** Shared storage: the ALUA target port group this gateway is for the unit (configured); absent: one group. */
+  readonly gatewayGroup?: number;
   /** Flushes what is cached and releases the store. */
   close(): Promise<void>;
   /** pscsi: the device itself; the unit then uses a pass-through command table for its type. */
