@@ -57,6 +57,19 @@ export function abortClearing(lu: LogicalUnit, victims: Task[], issuer: ItNexus 
   return done;
 }
 
+/**
+ * LOGICAL UNIT RESET's effect on a unit: every task aborted (the issuer's quietly), the SPC-2
+ * reservation and medium removal prevention released, BUS DEVICE RESET to every nexus. issuer
+ * undefined: the reset came through another gateway.
+ */
+export function resetUnit(lu: LogicalUnit, issuer: ItNexus | undefined): Promise<unknown> {
+  const done = abortAll(tasksOf(lu), (c) => (c.session === issuer ? 'self' : 'other'));
+  lu.reservation = undefined;
+  lu.medium?.preventers.clear();
+  lu.raiseUa(Asc.BUS_DEVICE_RESET_OCCURRED);
+  return done;
+}
+
 /** Every task on a logical unit, from every nexus. */
 function tasksOf(lu: LogicalUnit): Task[] {
   const all: Task[] = [];
@@ -84,11 +97,9 @@ export async function taskManagement(session: ItNexus, fn: TmfFunction, lun: num
       if (!itl) return 'no-lun';
       const lu = itl.lu;
       if (fn === 'lun-reset') {
-        const done = abortAll(tasksOf(lu), (c) => (c.session === session ? 'self' : 'other'));
-        lu.reservation = undefined;
-        lu.medium?.preventers.clear();
-        lu.raiseUa(Asc.BUS_DEVICE_RESET_OCCURRED);
-        await done;
+        await resetUnit(lu, session);
+        // A unit other gateways serve too resets there as well before the reset completes.
+        await lu.onReset?.();
       } else {
         await abortClearing(lu, tasksOf(lu), session);
       }

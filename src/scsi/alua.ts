@@ -13,12 +13,15 @@
 // compare-and-swap. Any change of states raises ASYMMETRIC ACCESS STATE
 // CHANGED on every nexus of the unit, on every gateway. Ownership moves only
 // when its owner is gone: I/O on a non-optimized path never moves it.
+// The same record carries LOGICAL UNIT RESET to the other gateways: the unit
+// is one, whichever path the reset came through.
 
 import type { SharedRecord } from '../core/backstore';
 import type { ScsiCmd } from '../core/command';
 import type { LogicalUnit } from '../core/logical-unit';
 import { log } from '../core/log';
 import { Asc, invalidCdbField } from '../core/sense';
+import { resetUnit } from '../core/tmr';
 
 /** The one target port group of a unit on one server, numbered as LIO's default_tg_pt_gp. */
 export const TARGET_PORT_GROUP_ID = 0;
@@ -67,11 +70,13 @@ class SharedAlua {
 
   async start(): Promise<void> {
     await this.record.listen(async (msg) => {
-      const m = JSON.parse(msg.toString()) as { version?: number; state?: AluaState };
+      const m = JSON.parse(msg.toString()) as { version?: number; state?: AluaState; reset?: boolean };
+      if (m.reset) await resetUnit(this.lu, undefined);
       if (m.state !== undefined && m.version !== undefined && m.version > this.version) this.take(m.state, m.version);
     }, () => {
       this.reload().catch((e) => log.warn(`ALUA state of ${this.lu.so.path}: reading it again failed`, e));
     });
+    this.lu.onReset = () => this.record.notify(Buffer.from(JSON.stringify({ reset: true })));
     await this.reload();
     // Who answers now is alive; the first gateway of the unit owns it.
     await this.tick(await this.record.notify(Buffer.from('{}')));
