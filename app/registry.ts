@@ -12,6 +12,7 @@ import type { StorageAttributes } from '../src/core/attributes';
 import { diskTable } from '../src/scsi/disk';
 import { passthroughTable } from '../src/scsi/passthrough';
 import { attachPrStore } from '../src/scsi/pr';
+import { attachAlua } from '../src/scsi/alua';
 import { createRdMcp } from '../backstores/rd-mcp';
 import { createFileio } from '../backstores/fileio';
 import { createBlock } from '../backstores/block';
@@ -93,9 +94,10 @@ export async function buildStorageObject(
   backstore.watchHealth?.((why) => storageLost(so.lu, why));
   // A thin unit on a store that knows its space: THIN PROVISIONING SOFT THRESHOLD REACHED before it fills.
   watchThresholds(so.lu);
-  // A pass-through device keeps its own persistent reservations (as LIO's pscsi).
-  if (!backstore.passthrough) attachPrStore(so.lu, stateDir);
   try {
+    // A pass-through device keeps its own persistent reservations (as LIO's pscsi); shared storage's are in its cluster.
+    if (!backstore.passthrough) await attachPrStore(so.lu, stateDir);
+    await attachAlua(so.lu);
     await type?.attach(so, lookup);
   } catch (e) {
     await backstore.close();

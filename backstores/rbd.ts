@@ -9,12 +9,13 @@
 
 import os from 'node:os';
 
-import type { Backstore, BackstoreCaps, BackstoreOptions, LbaExtent } from '../src/core/backstore';
+import type { Backstore, BackstoreCaps, BackstoreOptions, LbaExtent, SharedRecord } from '../src/core/backstore';
 import { Asc, ScsiError, SenseKey } from '../src/core/sense';
 import { sglLength, sglSlice, type Sgl } from '../src/core/sgl';
 import { log } from '../src/core/log';
 import { FdWatcher, errnoError, eventfdRead, rbdConstants, type RadosCluster, type RbdImage } from '../native';
 import { acquireCluster, releaseCluster, type ClusterParams } from './rbd-cluster';
+import { RadosRecords } from './rbd-shared';
 
 const DEFAULT_BLOCK_SIZE = 512;
 /** Seconds an operation waits on the cluster (an OSD or mon that is down) before it fails. */
@@ -162,12 +163,16 @@ class RbdBackstore implements Backstore {
   private closed = false;
   /** Pool work on the image (stat, walks, resize): close() waits for it, so rbd_close never races it. */
   private readonly busy = new Set<Promise<unknown>>();
+  private readonly records = new Map<string, SharedRecord>();
 
   constructor(
     private readonly io: ImageIo,
+    /** What every gateway of this image shares: its persistent reservations, its ALUA state. */
+    private readonly shares: RadosRecords,
     private readonly cluster: ClusterParams,
     private readonly what: string,
     private _size: number,
+    readonly gatewayGroup: number | undefined,
     readonly blockSize: number,
     readonly physicalBlockSize: number,
     fastDiff: boolean,
@@ -263,6 +268,12 @@ class RbdBackstore implements Backstore {
     this._size = size;
   }
 
+  shared(name: string): SharedRecord {
+    let r = this.records.get(name);
+    if (r === undefined) this.records.set(name, (r = this.shares.record(name)));
+    return r;
+  }
+
   watchCapacity(onChange: () => void): void {
     this.capacityListener = onChange;
   }
@@ -286,6 +297,7 @@ class RbdBackstore implements Backstore {
     if (this.closed) return;
     this.closed = true;
     this.updates.stop();
+    await this.shares.close().catch((e) => log.warn(`rbd ${this.what}: closing the shared records failed`, e));
     await Promise.allSettled([...this.busy]);
     await this.io.settled();
     this.io.stop();
@@ -356,7 +368,9 @@ export async function createRbd(opts: BackstoreOptions): Promise<Backstore> {
     const { RBD_FEATURE_FAST_DIFF, RBD_FLAG_FAST_DIFF_INVALID } = rbdConstants;
     // Both bits sit in the low 32 bits, where JS bitwise operators work.
     const fastDiff = (st.features & RBD_FEATURE_FAST_DIFF) !== 0 && (st.flags & RBD_FLAG_FAST_DIFF_INVALID) === 0;
-    return new RbdBackstore(new ImageIo(img, what), cluster, what, size, blockSize, physicalBlockSize, fastDiff);
+    const shares = new RadosRecords(connected, pool, namespace, image, what);
+    const group = param(opts, 'gateway_group');
+    return new RbdBackstore(new ImageIo(img, what), shares, cluster, what, size, group === undefined ? undefined : Number(group), blockSize, physicalBlockSize, fastDiff);
   } catch (e) {
     if (img !== undefined) await img.close().catch(() => undefined);
     await releaseCluster(cluster);

@@ -84,6 +84,7 @@ interface Addon {
   FdWatcher: new (fd: number, onReadable: (status: number) => void) => FdWatcher;
   rbdConnect(opts: RadosConnectOptions): Promise<RadosCluster>;
   rbdConstants: RbdConstants;
+  radosObjects(cluster: RadosCluster, pool: string, namespace: string): Promise<RadosObjects>;
   Ring: new (entries: number, onCompletions: () => void) => Ring;
   uringReapBatch: number;
 }
@@ -181,6 +182,34 @@ export interface RbdImage {
   lockOwners(): Promise<string[]>;
   lockBreak(owner: string): Promise<void>;
   /** Closes the image; every operation must have been polled first (else EBUSY). */
+  close(): Promise<void>;
+}
+
+/**
+ * Small RADOS objects in one pool/namespace (native/rados.cc), all aio: calls submit and return at
+ * once. Watch `fd`, then poll() reports up to ids.length finished operations in ids/results
+ * (-errno, or bytes for a read)/versions (the object's version after it; a watch's cookie);
+ * take(id) hands over a read's or getXattr's Buffer, a notify's acks and timeouts (client
+ * gids). events() gives the notifications the watches received, and watch errors.
+ */
+export interface RadosObjects {
+  readonly fd: number;
+  readonly ids: Uint32Array;
+  readonly results: Float64Array;
+  readonly versions: Float64Array;
+  read(id: number, oid: string): void;
+  /** Replaces the object if still at version (0: if it does not exist); stale: ERANGE, EOVERFLOW or EEXIST. */
+  swap(id: number, oid: string, version: number, data: Buffer): void;
+  setXattr(id: number, oid: string, name: string, value: string): void;
+  getXattr(id: number, oid: string, name: string): void;
+  watch(id: number, oid: string, timeoutSeconds: number): void;
+  unwatch(id: number, oid: string, cookie: number): void;
+  notify(id: number, oid: string, data: Buffer, timeoutMs: number): void;
+  ack(oid: string, notifyId: bigint, cookie: number): void;
+  poll(): number;
+  take(id: number): Buffer | { acks: string[]; timeouts: string[] } | undefined;
+  events(): ({ cookie: number; notifyId: bigint; notifier: string; data: Buffer } | { cookie: number; error: number })[];
+  /** Unwatch and poll everything first (else EBUSY). */
   close(): Promise<void>;
 }
 
@@ -303,6 +332,8 @@ export const uringReapBatch: number = addon.uringReapBatch;
 /** Connects to a Ceph cluster off the loop. */
 export const rbdConnect: Addon['rbdConnect'] = addon.rbdConnect;
 export const rbdConstants: Readonly<RbdConstants> = Object.freeze({ ...addon.rbdConstants });
+/** An ioctx of its own on pool/namespace for shared gateway state (made off the loop). */
+export const radosObjects: Addon['radosObjects'] = addon.radosObjects;
 
 /** An fs-style error for a condition found in JS (e.g. EROFS on a read-only store). */
 export function errnoError(code: keyof typeof os.constants.errno, syscall: string, detail?: string): NodeJS.ErrnoException {

@@ -717,6 +717,7 @@ void InitRbd(Napi::Env env, Napi::Object exports) {
   ctors->image = Napi::Persistent(rbd::Image::Define(env));
   env.SetInstanceData<rbd::Ctors>(ctors);
   exports.Set("rbdConnect", Napi::Function::New(env, rbd::Connect, "rbdConnect"));
+  rbd::InitRados(env, exports);
   Napi::Object c = Napi::Object::New(env);
   c.Set("RBD_FEATURE_OBJECT_MAP", static_cast<double>(RBD_FEATURE_OBJECT_MAP));
   c.Set("RBD_FEATURE_FAST_DIFF", static_cast<double>(RBD_FEATURE_FAST_DIFF));

@@ -1,5 +1,5 @@
 // Ceph RADOS and RBD for the addon: the pieces other concerns of the addon
-// (a future rados object store for shared gateway state) build on.
+// (rados.cc, the objects gateways share state through) build on.
 #pragma once
 
 #include <rados/librados.h>
@@ -23,6 +23,9 @@ Napi::Promise Run(Napi::Env env, const char* what, Work work, Done done);
 
 // The rados_t behind a cluster object made by rbdConnect (JS holds it).
 rados_t ClusterHandle(Napi::Value cluster);
+
+// Shared gateway state in RADOS objects (native/rados.cc): radosObjects().
+void InitRados(Napi::Env env, Napi::Object exports);
 
 }  // namespace rbd
 }  // namespace tsio

@@ -54,6 +54,34 @@ export interface ScsiDevice {
   execute(cdb: Buffer, dir: DataDir, sgl: Sgl | undefined, length: number): Promise<PassthroughResult>;
 }
 
+/**
+ * A small record every gateway serving one shared store (an rbd image exported by several tsiod
+ * processes) keeps in the store's cluster: the unit's persistent reservations, its ALUA state.
+ * Every change is a compare-and-swap on the record's version, and a notify reaches every gateway
+ * before the change counts as done.
+ */
+export interface SharedRecord {
+  /** This gateway's id among those sharing the record (what notify() lists). */
+  readonly self: string;
+  /** The record and its version (version 0, data undefined: there is none yet). */
+  read(): Promise<{ version: number; data: Buffer | undefined }>;
+  /** Replaces the record if it is still at version (0: none yet); the new version, or undefined when another writer came first. */
+  swap(version: number, data: Buffer): Promise<number | undefined>;
+  /**
+   * Hands msg to every other gateway's listener and resolves once each has handled it, with the
+   * ids of the gateways that did (this one included); a gateway that does not answer in time is
+   * fenced (cut off from the cluster) first.
+   */
+  notify(msg: Buffer): Promise<string[]>;
+  /** Fences a gateway (by its id) that is gone or cut off: it can no longer reach the store. */
+  fence(gateway: string): Promise<void>;
+  /**
+   * Starts listening: onMessage runs for each other gateway's notify (the notifier waits for the
+   * promise); onResync when messages may have been missed (the watch was lost and set up again).
+   */
+  listen(onMessage: (msg: Buffer) => Promise<void>, onResync: () => void): Promise<void>;
+}
+
 export interface Backstore {
   readonly plugin: string;
   /** Capacity in bytes (a multiple of blockSize). */
@@ -120,6 +148,13 @@ export interface Backstore {
    * the store holds allocated, and bytes it could still allocate. The provisioning thresholds read it.
    */
   space?(): Promise<{ used: number; free: number }>;
+  /**
+   * Shared storage served by several gateways: the record `name` (pr, alua) of this store, kept in
+   * its cluster. Absent: the store has one server, and its state stays in this process.
+   */
+  shared?(name: string): SharedRecord;
+  /** Shared storage: the ALUA target port group this gateway is for the unit (configured); absent: one group. */
+  readonly gatewayGroup?: number;
   /** Flushes what is cached and releases the store. */
   close(): Promise<void>;
   /** pscsi: the device itself; the unit then uses a pass-through command table for its type. */

@@ -189,6 +189,8 @@ export class LogicalUnit {
   fault: string | undefined = undefined;
   /** Its storage object is deleted or the daemon stops: work that outlives commands (a sanitize) ends. */
   closed = false;
+  /** Called after a LOGICAL UNIT RESET through this unit's nexuses (a unit shared by gateways resets on the others). */
+  onReset: (() => Promise<unknown>) | undefined = undefined;
   /** Persistent reservations (src/scsi/pr.ts); set only while registrations exist. */
   pr: { check(cmd: Task): boolean } | undefined = undefined;
 

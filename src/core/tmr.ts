@@ -45,14 +45,28 @@ function abortAll(cmds: Iterable<Task>, by: (c: Task) => 'self' | 'other'): Prom
 /**
  * Aborts tasks as CLEAR TASK SET does (also PREEMPT AND ABORT): the issuer's
  * end quietly; other nexuses' get TASK ABORTED when TAS is set, otherwise
- * they learn it from COMMANDS CLEARED BY ANOTHER INITIATOR.
+ * they learn it from COMMANDS CLEARED BY ANOTHER INITIATOR. issuer undefined: an
+ * initiator on another gateway (every victim is another nexus).
  */
-export function abortClearing(lu: LogicalUnit, victims: Task[], issuer: ItNexus): Promise<unknown> {
+export function abortClearing(lu: LogicalUnit, victims: Task[], issuer: ItNexus | undefined): Promise<unknown> {
   const done = abortAll(victims, (c) => (c.session === issuer ? 'self' : 'other'));
   if (!lu.mode.tas) {
     const hit = new Set(victims.filter((c) => c.session !== issuer).map((c) => c.itl));
     for (const other of hit) other.addUa(Asc.COMMANDS_CLEARED_BY_ANOTHER_INITIATOR);
   }
+  return done;
+}
+
+/**
+ * LOGICAL UNIT RESET's effect on a unit: every task aborted (the issuer's quietly), the SPC-2
+ * reservation and medium removal prevention released, BUS DEVICE RESET to every nexus. issuer
+ * undefined: the reset came through another gateway.
+ */
+export function resetUnit(lu: LogicalUnit, issuer: ItNexus | undefined): Promise<unknown> {
+  const done = abortAll(tasksOf(lu), (c) => (c.session === issuer ? 'self' : 'other'));
+  lu.reservation = undefined;
+  lu.medium?.preventers.clear();
+  lu.raiseUa(Asc.BUS_DEVICE_RESET_OCCURRED);
   return done;
 }
 
@@ -83,11 +97,9 @@ export async function taskManagement(session: ItNexus, fn: TmfFunction, lun: num
       if (!itl) return 'no-lun';
       const lu = itl.lu;
       if (fn === 'lun-reset') {
-        const done = abortAll(tasksOf(lu), (c) => (c.session === session ? 'self' : 'other'));
-        lu.reservation = undefined;
-        lu.medium?.preventers.clear();
-        lu.raiseUa(Asc.BUS_DEVICE_RESET_OCCURRED);
-        await done;
+        await resetUnit(lu, session);
+        // A unit other gateways serve too resets there as well before the reset completes.
+        await lu.onReset?.();
       } else {
         await abortClearing(lu, tasksOf(lu), session);
       }

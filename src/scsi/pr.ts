@@ -7,9 +7,19 @@
 // when the fabric has one) and a target port (a TPG), or every target port
 // (ALL_TG_PT). It outlives sessions: a re-login of the same initiator port is
 // the same registrant. Only APTPL state outlives a restart (pr-store.ts).
+//
+// A unit on shared storage served by several gateways (the backstore's
+// SharedRecord 'pr') keeps its state in the cluster instead: every PR OUT
+// reads the record, applies its service action, and writes it back as a
+// compare-and-swap (again from the top when another gateway wrote first);
+// then it notifies every gateway, which takes the new state into its cache
+// and carries out the action's unit attentions and aborts on its own nexuses
+// before it acknowledges. Only then does the PR OUT complete. The access
+// check on each command reads the local cache.
 
+import type { SharedRecord } from '../core/backstore';
 import type { ScsiCmd } from '../core/command';
-import type { ItNexus, ItlNexus, LogicalUnit, Task } from '../core/logical-unit';
+import type { ItNexus, LogicalUnit, Task } from '../core/logical-unit';
 import { CommandDef, DataDir, PrAccess } from '../core/opcodes';
 import {
   Asc, ScsiError, SenseKey, invalidCdbField, invalidOpcode, invalidParamField, paramListLengthError, reservationConflict,
@@ -66,7 +76,27 @@ export interface Reservation {
 
 const sameName = (a: string, b: string): boolean => a.toLowerCase() === b.toLowerCase();
 
-function matches(r: Registration, s: ItNexus): boolean {
+/** An I_T nexus (or the ports a registration covers) as events name it across gateways. */
+interface PortRef {
+  name: string;
+  isid?: string;
+  /** undefined: every target port. */
+  tport?: string;
+}
+
+/**
+ * What a PR OUT does beyond its state change, as data every gateway can carry out on its own
+ * nexuses: unit attentions to the nexuses some registrations cover, or to every registered one,
+ * and PREEMPT AND ABORT's aborts. The issuer's nexus is always left out.
+ */
+type PrEvent = { ua: number; to: PortRef[] } | { ua: number; registrants: true } | { abort: PortRef[] };
+
+const portRef = (r: PortRef): PortRef => ({ name: r.name, isid: r.isid, tport: r.tport });
+const nexusRef = (s: ItNexus): PortRef => ({ name: s.initiator.name, isid: s.initiator.isid?.toLowerCase(), tport: s.tpg.portName });
+const isNexus = (ref: PortRef | undefined, s: ItNexus): boolean => ref !== undefined && sameName(ref.name, s.initiator.name) &&
+  ref.isid === s.initiator.isid?.toLowerCase() && ref.tport === s.tpg.portName;
+
+function matches(r: PortRef, s: ItNexus): boolean {
   return sameName(r.name, s.initiator.name) && (r.isid === undefined || r.isid === s.initiator.isid?.toLowerCase()) &&
     (r.tport === undefined || r.tport === s.tpg.portName);
 }
@@ -92,11 +122,39 @@ export class PrState {
   private cache = new WeakMap<ItNexus, Registration | null>();
   /** PR OUT commands run one at a time per unit (they may wait for the disk). */
   private queue: Promise<void> = Promise.resolve();
+  /** Version of the shared record the state was last read from or written as. */
+  version = 0;
 
   constructor(
     readonly lu: LogicalUnit,
     readonly store: PrStore | undefined,
+    /** Shared storage: the state lives in this record of the cluster (every gateway's). */
+    readonly shared?: SharedRecord,
   ) {}
+
+  /** There is somewhere to persist to: APTPL is offered (PTPL_C). */
+  get persistent(): boolean {
+    return this.store !== undefined || this.shared !== undefined;
+  }
+
+  /** The state as the shared record holds it. */
+  encode(): Buffer {
+    return Buffer.from(JSON.stringify({ ...this.snapshot(), aptpl: this.aptpl }));
+  }
+
+  /** Takes the shared record's state (empty: none) as this unit's. */
+  decode(data: Buffer | undefined, version: number): void {
+    const s = data !== undefined && data.length !== 0 ? (JSON.parse(data.toString()) as SavedPrState & { aptpl: boolean }) : undefined;
+    this.restore(s ?? { generation: 0, registrations: [] });
+    this.aptpl = s?.aptpl ?? false;
+    this.version = version;
+  }
+
+  /** Reads the shared record again; takes it when it is newer than the cache. */
+  async reload(): Promise<void> {
+    const r = await this.shared!.read();
+    this.decode(r.data, r.version);
+  }
 
   registrationOf(s: ItNexus): Registration | undefined {
     let r = this.cache.get(s);
@@ -176,20 +234,30 @@ export class PrState {
     return this.store.save(this.aptpl && this.registrations.length !== 0 ? this.snapshot() : undefined);
   }
 
-  /** Unit attention to every live I_T_L nexus of this unit that the registration covers. */
-  uaTo(reg: Registration, asc: number, except?: ItNexus): void {
-    for (const itl of this.lu.nexuses) if (itl.session !== except && matches(reg, itl.session)) itl.addUa(asc);
-  }
-
-  /** Unit attention to every registered nexus but the issuer. */
-  uaToRegistrants(asc: number, issuer: ItNexus): void {
-    for (const itl of this.lu.nexuses) {
-      if (itl.session !== issuer && this.registrationOf(itl.session) !== undefined) itl.addUa(asc);
+  /**
+   * Carries out events on this gateway's nexuses of the unit; issuer: the nexus that caused them
+   * (left out), undefined for an administrator's change. Resolves once aborted tasks have ended.
+   */
+  apply(events: readonly PrEvent[], issuer: PortRef | undefined, issuerSession?: ItNexus): Promise<unknown> {
+    const waits: Promise<unknown>[] = [];
+    for (const ev of events) {
+      const others = [...this.lu.nexuses].filter((i) => !isNexus(issuer, i.session));
+      if ('abort' in ev) {
+        const hit = others.filter((i) => ev.abort.some((r) => matches(r, i.session)));
+        const cmds = hit.flatMap((i) => [...i.tasks.values()]);
+        // PREEMPT AND ABORT: the preempted nexuses' tasks end as if cleared by another initiator.
+        if (cmds.length !== 0) waits.push(abortClearing(this.lu, cmds, issuerSession));
+      } else if ('to' in ev) {
+        for (const itl of others) if (ev.to.some((r) => matches(r, itl.session))) itl.addUa(ev.ua);
+      } else {
+        for (const itl of others) if (this.registrationOf(itl.session) !== undefined) itl.addUa(ev.ua);
+      }
     }
+    return Promise.all(waits);
   }
 
   /** Removes a registration; releases the reservation it held (SPC-5 5.14.11.2.2). */
-  unregister(reg: Registration, issuer: ItNexus): void {
+  unregister(reg: Registration, events: PrEvent[]): void {
     this.registrations = this.registrations.filter((r) => r !== reg);
     const res = this.reservation;
     if (!res) return;
@@ -202,7 +270,7 @@ export class PrState {
     if (res.holder !== reg) return;
     this.reservation = undefined;
     this.changed();
-    if (registrantsHaveAccess(res.type)) this.uaToRegistrants(Asc.RESERVATIONS_RELEASED, issuer);
+    if (registrantsHaveAccess(res.type)) events.push({ ua: Asc.RESERVATIONS_RELEASED, registrants: true });
   }
 }
 
@@ -222,11 +290,37 @@ export function prState(lu: LogicalUnit): PrState {
  * Gives a unit its APTPL store and restores what it holds (at creation of
  * the storage object). Without a store, APTPL is not offered (PTPL_C = 0).
  */
-export function attachPrStore(lu: LogicalUnit, stateDir: string | undefined): void {
+export function attachPrStore(lu: LogicalUnit, stateDir: string | undefined): void | Promise<void> {
+  const shared = lu.backstore.shared?.('pr');
+  if (shared) return attachShared(lu, shared);
   const s = new PrState(lu, stateDir === undefined ? undefined : new PrStore(stateDir, lu.so.serial));
   states.set(lu, s);
   const saved = s.store?.load();
   if (saved) s.restore(saved);
+}
+
+/** What a gateway tells the others after it changed the shared state. */
+interface PrNotice {
+  version: number;
+  state: string;
+  events: PrEvent[];
+  issuer?: PortRef;
+}
+
+/** Shared storage: the state is the cluster's record, kept current by every gateway's notices. */
+async function attachShared(lu: LogicalUnit, shared: SharedRecord): Promise<void> {
+  const s = new PrState(lu, undefined, shared);
+  states.set(lu, s);
+  const onMessage = async (msg: Buffer) => {
+    const n = JSON.parse(msg.toString()) as PrNotice;
+    if (n.version > s.version) s.decode(Buffer.from(n.state), n.version);
+    await s.apply(n.events, n.issuer);
+  };
+  const onResync = () => {
+    s.reload().catch((e) => log.warn(`PR state of ${lu.so.path}: reading it again failed`, e));
+  };
+  await shared.listen(onMessage, onResync);
+  await s.reload();
 }
 
 // ---------------------------------------------------------------- admin
@@ -270,17 +364,85 @@ export function prView(lu: LogicalUnit): PrView {
 export function prAdminClear(lu: LogicalUnit): Promise<number> {
   const st = prState(lu);
   return st.serialize(async () => {
-    const regs = st.registrations;
-    if (regs.length === 0 && !st.store) return 0;
-    st.registrations = [];
-    st.reservation = undefined;
-    st.aptpl = false;
-    if (regs.length !== 0) st.generation = (st.generation + 1) >>> 0;
-    st.changed();
-    await st.persist();
-    for (const r of regs) st.uaTo(r, Asc.RESERVATIONS_PREEMPTED);
-    return regs.length;
+    let cleared = 0;
+    await change(st, undefined, undefined, (events) => {
+      const regs = st.registrations;
+      cleared = regs.length;
+      if (regs.length === 0 && !st.persistent) return false;
+      st.registrations = [];
+      st.reservation = undefined;
+      st.aptpl = false;
+      if (regs.length !== 0) st.generation = (st.generation + 1) >>> 0;
+      if (regs.length !== 0) events.push({ ua: Asc.RESERVATIONS_PREEMPTED, to: regs.map(portRef) });
+      return true;
+    });
+    return cleared;
   });
+}
+
+/**
+ * Applies a change to the unit's state and makes it last: fn changes the state (true when it did,
+ * pushing what else happens as events; a ScsiError leaves it unchanged). Then the state is saved
+ * (APTPL file) or swapped into the shared record and announced to every gateway, and the events
+ * are carried out here. Runs inside st.serialize().
+ */
+async function change(st: PrState, issuer: PortRef | undefined, issuerSession: ItNexus | undefined,
+  fn: (events: PrEvent[]) => boolean): Promise<void> {
+  const shared = st.shared;
+  if (shared === undefined) {
+    const before = st.snapshot();
+    const beforeAptpl = st.aptpl;
+    const events: PrEvent[] = [];
+    try {
+      if (fn(events)) await st.persist();
+    } catch (e) {
+      if (!(e instanceof ScsiError)) {
+        // The saved state could not be written: the change did not happen.
+        log.warn(`PR state of ${st.lu.so.path} not saved`, e);
+        st.restore(before);
+        st.aptpl = beforeAptpl;
+        throw new ScsiError(SenseKey.ILLEGAL_REQUEST, Asc.INSUFFICIENT_REGISTRATION_RESOURCES);
+      }
+      throw e;
+    } finally {
+      st.changed();
+    }
+    await st.apply(events, issuer, issuerSession);
+    return;
+  }
+  for (;;) {
+    const events: PrEvent[] = [];
+    let version: number | undefined;
+    try {
+      await st.reload();
+      const base = st.encode();
+      try {
+        if (!fn(events)) return;
+      } catch (e) {
+        st.decode(base, st.version);
+        throw e;
+      }
+      const next = st.encode();
+      version = await shared.swap(st.version, next);
+      if (version === undefined) continue; // another gateway wrote first: from the top on its state
+      st.version = version;
+      const notice: PrNotice = { version, state: next.toString(), events, issuer };
+      await shared.notify(Buffer.from(JSON.stringify(notice)));
+    } catch (e) {
+      if (e instanceof ScsiError) throw e;
+      log.warn(`PR state of ${st.lu.so.path}: the shared record failed`, e);
+      if (version === undefined) {
+        // Nothing was written: the cluster did not answer. The initiator may retry.
+        await st.reload().catch(() => undefined);
+        throw new ScsiError(SenseKey.ABORTED_COMMAND, Asc.LU_COMMUNICATION_FAILURE);
+      }
+      // Written but not announced: the other gateways learn it when their watch comes back.
+    } finally {
+      st.changed();
+    }
+    await st.apply(events, issuer, issuerSession);
+    return;
+  }
 }
 
 // ---------------------------------------------------------------- PR IN
@@ -314,7 +476,7 @@ function prIn(cmd: ScsiCmd): void {
       const b = Buffer.alloc(8);
       b.writeUInt16BE(8, 0);
       // CRH 0, SIP_C, ATP_C, PTPL_C when there is somewhere to persist to.
-      b[2] = 0x08 | 0x04 | (st.store ? 0x01 : 0);
+      b[2] = 0x08 | 0x04 | (st.persistent ? 0x01 : 0);
       // TMV, ALLOW COMMANDS 001b, PTPL_A.
       b[3] = 0x80 | 0x10 | (st.aptpl ? 0x01 : 0);
       b[4] = 0x80 | 0x40 | 0x20 | 0x08 | 0x02; // WR_EX_AR, EX_AC_RO, WR_EX_RO, EX_AC, WR_EX
@@ -372,9 +534,6 @@ function outParams(cmd: ScsiCmd, sa: number): OutParams {
     aptpl: (data[20] & 0x01) !== 0, data };
 }
 
-/** Side effects kept until the new state is safe on disk: unit attentions, aborts. */
-type Effect = () => void | Promise<unknown>;
-
 function prOut(cmd: ScsiCmd): Promise<void> {
   if (!cmd.lu.so.attributes.emulate_pr) throw invalidOpcode();
   if (cmd.lu.reservation !== undefined) throw reservationConflict(); // SPC-2 reservation held (as LIO)
@@ -383,7 +542,7 @@ function prOut(cmd: ScsiCmd): Promise<void> {
   const type = cmd.cdb[2] & 0x0f;
   const p = outParams(cmd, sa);
   const st = prState(cmd.lu);
-  if (p.aptpl && !st.store) throw invalidParamField(sa === PrOutAction.REGISTER_AND_MOVE ? 17 : 20, 0);
+  if (p.aptpl && !st.persistent) throw invalidParamField(sa === PrOutAction.REGISTER_AND_MOVE ? 17 : 20, 0);
   if (p.allTgPt && sa !== PrOutAction.REGISTER && sa !== PrOutAction.REGISTER_AND_IGNORE) throw invalidParamField(20, 2);
   if (p.specIpt && sa !== PrOutAction.REGISTER) throw invalidParamField(20, 3);
   if (sa === PrOutAction.RESERVE || sa === PrOutAction.RELEASE || sa === PrOutAction.PREEMPT ||
@@ -391,32 +550,11 @@ function prOut(cmd: ScsiCmd): Promise<void> {
     if (scope !== 0) throw invalidCdbField(2, 4);
     if (!VALID_TYPES.has(type)) throw invalidCdbField(2, 0);
   }
-  return st.serialize(async () => {
-    const before = st.snapshot();
-    const beforeAptpl = st.aptpl;
-    const effects: Effect[] = [];
-    try {
-      if (service(cmd, st, sa, type, scope, p, effects)) {
-        await st.persist();
-      }
-    } catch (e) {
-      if (!(e instanceof ScsiError)) {
-        // The saved state could not be written: the change did not happen.
-        log.warn(`PR state of ${cmd.lu.so.path} not saved`, e);
-        st.restore(before);
-        st.aptpl = beforeAptpl;
-        throw new ScsiError(SenseKey.ILLEGAL_REQUEST, Asc.INSUFFICIENT_REGISTRATION_RESOURCES);
-      }
-      throw e;
-    } finally {
-      st.changed();
-    }
-    for (const f of effects) await f();
-  });
+  return st.serialize(() => change(st, nexusRef(cmd.session), cmd.session, (events) => service(cmd, st, sa, type, scope, p, events)));
 }
 
 /** Carries out a service action on the state; true when the state changed (and must be saved). */
-function service(cmd: ScsiCmd, st: PrState, sa: number, type: number, scope: number, p: OutParams, effects: Effect[]): boolean {
+function service(cmd: ScsiCmd, st: PrState, sa: number, type: number, scope: number, p: OutParams, events: PrEvent[]): boolean {
   const s = cmd.session;
   const reg = st.registrationOf(s);
   const bump = () => (st.generation = (st.generation + 1) >>> 0);
@@ -433,7 +571,7 @@ function service(cmd: ScsiCmd, st: PrState, sa: number, type: number, scope: num
       } else {
         if (!ignore && p.key !== reg.key) throw reservationConflict();
         if (p.specIpt) throw invalidParamField(20, 3);
-        if (p.saKey === 0n) st.unregister(reg, s);
+        if (p.saKey === 0n) st.unregister(reg, events);
         else reg.key = p.saKey;
       }
       st.aptpl = p.aptpl;
@@ -458,14 +596,14 @@ function service(cmd: ScsiCmd, st: PrState, sa: number, type: number, scope: num
       if (res.type !== type || res.scope !== scope) throw new ScsiError(SenseKey.ILLEGAL_REQUEST, INVALID_RELEASE_OF_PR);
       st.reservation = undefined;
       if (res.type !== PrType.WRITE_EXCLUSIVE && res.type !== PrType.EXCLUSIVE_ACCESS) {
-        effects.push(() => st.uaToRegistrants(Asc.RESERVATIONS_RELEASED, s));
+        events.push({ ua: Asc.RESERVATIONS_RELEASED, registrants: true });
       }
       return true;
     }
     case PrOutAction.CLEAR: {
       if (!reg || reg.key !== p.key) throw reservationConflict();
       const others = st.registrations.filter((r) => r !== reg);
-      for (const r of others) effects.push(() => st.uaTo(r, Asc.RESERVATIONS_PREEMPTED, s));
+      if (others.length !== 0) events.push({ ua: Asc.RESERVATIONS_PREEMPTED, to: others.map(portRef) });
       st.registrations = [];
       st.reservation = undefined;
       bump();
@@ -474,7 +612,7 @@ function service(cmd: ScsiCmd, st: PrState, sa: number, type: number, scope: num
     case PrOutAction.PREEMPT:
     case PrOutAction.PREEMPT_AND_ABORT:
       if (!reg || reg.key !== p.key) throw reservationConflict();
-      preempt(cmd, st, reg, type, scope, p.saKey, sa === PrOutAction.PREEMPT_AND_ABORT, effects);
+      preempt(st, reg, type, scope, p.saKey, sa === PrOutAction.PREEMPT_AND_ABORT, events);
       bump();
       return true;
     case PrOutAction.REGISTER_AND_MOVE:
@@ -530,11 +668,11 @@ function specifiedPorts(cmd: ScsiCmd, st: PrState, p: OutParams): Registration[]
   return out;
 }
 
-function preempt(cmd: ScsiCmd, st: PrState, reg: Registration, type: number, scope: number, saKey: bigint, abort: boolean,
-  effects: Effect[]): void {
-  const s = cmd.session;
+function preempt(st: PrState, reg: Registration, type: number, scope: number, saKey: bigint, abort: boolean,
+  events: PrEvent[]): void {
   const res = st.reservation;
   let victims: Registration[];
+  let changedType = false;
   if (res && isAllRegistrants(res.type) && saKey === 0n) {
     // All-registrants reservation, key zero: every other registration goes, the issuer reserves anew.
     victims = st.registrations.filter((r) => r !== reg);
@@ -542,13 +680,8 @@ function preempt(cmd: ScsiCmd, st: PrState, reg: Registration, type: number, sco
   } else if (res && !isAllRegistrants(res.type) && res.holder.key === saKey) {
     // The holder is preempted: its reservation goes to the issuer.
     victims = st.registrations.filter((r) => r.key === saKey && r !== reg);
-    const changedType = res.type !== type || res.scope !== scope;
+    changedType = res.type !== type || res.scope !== scope;
     st.reservation = { holder: reg, type, scope };
-    if (changedType) {
-      effects.push(() => {
-        for (const r of st.registrations) if (r !== reg) st.uaTo(r, Asc.RESERVATIONS_RELEASED, s);
-      });
-    }
   } else {
     // No reservation, or another key than the holder's: only registrations are removed.
     if (saKey === 0n) throw invalidParamField(8);
@@ -558,17 +691,13 @@ function preempt(cmd: ScsiCmd, st: PrState, reg: Registration, type: number, sco
   const gone = new Set(victims);
   st.registrations = st.registrations.filter((r) => !gone.has(r));
   if (st.reservation && !st.registrations.includes(st.reservation.holder)) st.reservation = undefined;
-  effects.push(() => {
-    for (const r of victims) st.uaTo(r, Asc.REGISTRATIONS_PREEMPTED, s);
-  });
-  if (abort && victims.length !== 0) {
-    // PREEMPT AND ABORT: the preempted nexuses' tasks on this unit end as if cleared by another initiator.
-    const hit = (i: ItlNexus) => i.session !== s && victims.some((r) => matches(r, i.session));
-    effects.push(() => {
-      const cmds = [...st.lu.nexuses].filter(hit).flatMap((i) => [...i.tasks.values()]).filter((c) => c !== cmd);
-      return abortClearing(st.lu, cmds, s);
-    });
+  if (changedType) {
+    const rest = st.registrations.filter((r) => r !== reg);
+    if (rest.length !== 0) events.push({ ua: Asc.RESERVATIONS_RELEASED, to: rest.map(portRef) });
   }
+  if (victims.length !== 0) events.push({ ua: Asc.REGISTRATIONS_PREEMPTED, to: victims.map(portRef) });
+  // PREEMPT AND ABORT: the preempted nexuses' tasks on this unit end as if cleared by another initiator.
+  if (abort && victims.length !== 0) events.push({ abort: victims.map(portRef) });
 }
 
 function registerAndMove(cmd: ScsiCmd, st: PrState, reg: Registration | undefined, p: OutParams): void {

@@ -6,7 +6,7 @@ import { PERIPHERAL_NO_LUN, productId, putAscii, servesCompareAndWrite, transpor
 import { provisioning } from './provisioning';
 import { thresholdExponent } from './lbp-thresholds';
 import { servesBlockErase } from './sbc-sanitize';
-import { TARGET_PORT_GROUP_ID } from './alua';
+import { targetPortGroupId } from './alua';
 import { ATOMIC_ALIGNMENT, ATOMIC_GRANULARITY, MAX_ATOMIC_BLOCKS, MAX_COMPARE_AND_WRITE_BLOCKS, WSNZ } from './sbc';
 
 const WRITE_ATOMIC_16 = 0x9c;
@@ -60,7 +60,7 @@ function deviceIdentification(lu: LogicalUnit, tpg: TargetPort): Buffer {
   const rtpi = Buffer.alloc(4);
   rtpi.writeUInt16BE(tpg.relativePortId, 2);
   const tpgId = Buffer.alloc(4);
-  tpgId.writeUInt16BE(TARGET_PORT_GROUP_ID, 2);
+  tpgId.writeUInt16BE(targetPortGroupId(lu), 2);
   const common = [
     designator(CodeSet.BINARY, false, Assoc.LU, Designator.NAA, proto, so.naa),
     designator(CodeSet.ASCII, false, Assoc.LU, Designator.T10, proto, t10),

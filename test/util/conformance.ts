@@ -102,8 +102,12 @@ function runSuite(suite: string, port: number, login: Login): Promise<string> {
   }
   const cred = login.chap ? `${login.chap.userid}%${login.chap.password}@` : '';
   const url = (host: string) => `iscsi://${cred}${host}:${port}/${IQN}/${lun}`;
-  const args = ['-d', '-S', '-i', INITIATOR, '-I', `${INITIATOR}-2`, '-t', tests, url('127.0.0.1')];
-  if (MULTIPATH.has(suite)) args.push(url('[::1]'));
+  return runTestCu(tests, MULTIPATH.has(suite) ? [url('127.0.0.1'), url('[::1]')] : [url('127.0.0.1')]);
+}
+
+/** Runs iscsi-test-cu -d -S on tests (ALL.<suite>[.<test>],...) against urls (a second one: the multipath path). */
+export function runTestCu(tests: string, urls: string[]): Promise<string> {
+  const args = ['-d', '-S', '-i', INITIATOR, '-I', `${INITIATOR}-2`, '-t', tests, ...urls];
   return new Promise((resolve, reject) => {
     const p = spawn('iscsi-test-cu', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';

@@ -1,0 +1,239 @@
+// Two tsiod gateways (two processes, two RADOS clients) exporting one rbd image of the shared test
+// cluster under one target name, TPG 1 on gateway A and TPG 2 on B: persistent reservations made
+// through one gateway hold through the other (the state is a RADOS object every gateway watches),
+// and REPORT TARGET PORT GROUPS answers the same through both, before and after gateway A is killed.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+
+import { ceph, type Ceph } from './util/ceph';
+import { startTsiod, type Daemon } from './util/tsiod';
+import { RawInitiator } from './util/iscsi-initiator';
+import { cdb10, cdb16 } from './util/cdb';
+import { SA, TYPES, prOutCdb } from './util/pr';
+import { gatewayConfig, type GatewayUnit } from './util/gateways';
+
+const IQN = 'iqn.2026-12.org.tsio:gateways';
+const SERIAL = 'tsio-gateways-test-0001';
+const X = 'iqn.2026-12.org.tsio:host-x';
+const Y = 'iqn.2026-12.org.tsio:host-y';
+const MiB = 1024 * 1024;
+const SIZE = 256 * MiB;
+const STATUS = { GOOD: 0, CHECK: 2, CONFLICT: 0x18, TASK_ABORTED: 0x40 };
+
+let c: Ceph;
+let image: string;
+const gw: Daemon[] = [];
+
+let unit: GatewayUnit;
+const config = (tag: number) => (port: number) => gatewayConfig(c, unit, tag, port);
+
+before(async () => {
+  c = ceph();
+  image = c.imageName('gateways');
+  unit = { iqn: IQN, serial: SERIAL, image, size: SIZE, attributes: 'max_write_same_len: 1048576' };
+  gw.push(await startTsiod(config(1)));
+  gw.push(await startTsiod(config(2)));
+});
+
+after(async () => {
+  for (const d of gw) await d.stop();
+  c.rbd('rm', '--no-progress', `rbd/${image}`);
+  // The gateways' shared records outlive the image (they are its state, not its data).
+  for (const rec of ['pr', 'alua']) {
+    try {
+      execFileSync('rados', ['-c', c.conf, '-p', 'rbd', 'rm', `tsio.${rec}.${image}`], { stdio: 'ignore' });
+    } catch {
+      /* never made */
+    }
+  }
+  c.ceph('osd', 'blocklist', 'clear');
+});
+
+/** An initiator logged in to a gateway, its power-on unit attention taken. */
+async function host(d: Daemon, name: string): Promise<RawInitiator> {
+  const ini = await RawInitiator.connect(d.port);
+  await ini.login(IQN, {}, name);
+  for (let i = 0; i < 4 && (await ini.command([0, 0, 0, 0, 0, 0])).status !== 0; i++);
+  return ini;
+}
+
+function prOut(ini: RawInitiator, sa: number, type: number, key: bigint, saKey: bigint) {
+  const p = Buffer.alloc(24);
+  p.writeBigUInt64BE(key, 0);
+  p.writeBigUInt64BE(saKey, 8);
+  return ini.command(prOutCdb(sa, type, 24), { write: p, immediate: 24 });
+}
+
+async function readKeys(ini: RawInitiator): Promise<{ generation: number; keys: bigint[] }> {
+  const r = await ini.command([0x5e, 0, 0, 0, 0, 0, 0, 4, 0, 0], { read: 1024 });
+  assert.equal(r.status, STATUS.GOOD, `READ KEYS: sense ${r.sense.toString('hex')}`);
+  const keys: bigint[] = [];
+  for (let i = 0; i < r.data.readUInt32BE(4); i += 8) keys.push(r.data.readBigUInt64BE(8 + i));
+  return { generation: r.data.readUInt32BE(0), keys };
+}
+
+async function readReservation(ini: RawInitiator): Promise<{ key: bigint; type: number } | undefined> {
+  const r = await ini.command([0x5e, 1, 0, 0, 0, 0, 0, 4, 0, 0], { read: 1024 });
+  assert.equal(r.status, STATUS.GOOD, 'READ RESERVATION');
+  if (r.data.readUInt32BE(4) === 0) return undefined;
+  return { key: r.data.readBigUInt64BE(8), type: r.data[21] & 0x0f };
+}
+
+const write = (ini: RawInitiator, lba: number) => ini.command(cdb10(0x2a, lba, 1), { write: Buffer.alloc(512, 0x5a), immediate: 512 });
+const read = (ini: RawInitiator, lba: number) => ini.command(cdb10(0x28, lba, 1), { read: 512 });
+const asc = (r: { sense: Buffer }) => (r.sense[12] << 8) | r.sense[13];
+
+test('reservations made through gateway A hold through gateway B; PREEMPT AND ABORT through B aborts on A', { timeout: 300_000 }, async () => {
+  const [a, b] = gw;
+  const x = await host(a, X);
+  const y = await host(b, Y);
+  try {
+    // X registers and reserves WRITE EXCLUSIVE through A.
+    assert.equal((await prOut(x, SA.REGISTER, 0, 0n, 0xaan)).status, STATUS.GOOD);
+    assert.equal((await prOut(x, SA.RESERVE, TYPES.WE, 0xaan, 0n)).status, STATUS.GOOD);
+
+    // B sees them at once: READ KEYS and READ RESERVATION from its cache, kept current by A's notify.
+    assert.deepEqual(await readKeys(y), { generation: 1, keys: [0xaan] });
+    assert.deepEqual(await readReservation(y), { key: 0xaan, type: TYPES.WE });
+
+    // Y (unregistered) through B: reads are allowed under WRITE EXCLUSIVE, writes conflict; X writes through A.
+    assert.equal((await read(y, 0)).status, STATUS.GOOD);
+    assert.equal((await write(y, 0)).status, STATUS.CONFLICT, 'a write through B conflicts with the reservation made through A');
+    assert.equal((await write(x, 0)).status, STATUS.GOOD);
+    // Y may not reserve over X's reservation.
+    assert.equal((await prOut(y, SA.REGISTER, 0, 0n, 0xbbn)).status, STATUS.GOOD);
+    assert.equal((await prOut(y, SA.RESERVE, TYPES.EA, 0xbbn, 0n)).status, STATUS.CONFLICT, 'RESERVE through B conflicts');
+    // A sees Y's registration.
+    assert.deepEqual(await readKeys(x), { generation: 2, keys: [0xaan, 0xbbn] });
+
+    // A long WRITE SAME from X through A (the whole 256 MiB image), then Y preempts and aborts X through B.
+    const block = Buffer.alloc(512, 0x77);
+    const long = x.command(cdb16(0x93, 0, SIZE / 512), { write: block, immediate: 512 });
+    await new Promise((r) => setTimeout(r, 100));
+    const t = Date.now();
+    const pa = await prOut(y, SA.PREEMPT_AND_ABORT, TYPES.EA, 0xbbn, 0xaan);
+    assert.equal(pa.status, STATUS.GOOD, 'PREEMPT AND ABORT through B');
+    const ls = await long;
+    console.log(`PREEMPT AND ABORT took ${Date.now() - t} ms; X's WRITE SAME ended with status 0x${ls.status.toString(16)}`);
+    assert.equal(ls.status, STATUS.TASK_ABORTED, "X's command on gateway A ended as aborted by another initiator");
+
+    // The new state through both gateways; X's nexus on A learns it was preempted.
+    assert.deepEqual(await readReservation(y), { key: 0xbbn, type: TYPES.EA });
+    const ua = await read(x, 0);
+    assert.equal(ua.status, STATUS.CHECK);
+    assert.equal(asc(ua), 0x2a05, 'REGISTRATIONS PREEMPTED on X through A');
+    assert.deepEqual(await readKeys(x), { generation: 3, keys: [0xbbn] });
+    assert.deepEqual(await readReservation(x), { key: 0xbbn, type: TYPES.EA });
+    const denied = await read(x, 0);
+    assert.equal(denied.status, STATUS.CONFLICT, 'X through A may not even read under EXCLUSIVE ACCESS held through B');
+    assert.equal((await write(y, 0)).status, STATUS.GOOD);
+
+    // Y releases through B; X (registering again) reserves through A.
+    assert.equal((await prOut(y, SA.RELEASE, TYPES.EA, 0xbbn, 0n)).status, STATUS.GOOD);
+    assert.equal(await readReservation(x), undefined);
+    assert.equal((await prOut(x, SA.REGISTER, 0, 0n, 0xacn)).status, STATUS.GOOD);
+    assert.equal((await prOut(x, SA.CLEAR, 0, 0xacn, 0n)).status, STATUS.GOOD);
+    const cleared = await read(y, 0);
+    assert.equal(asc(cleared), 0x2a03, 'RESERVATIONS PREEMPTED on Y through B after the CLEAR through A');
+    assert.deepEqual((await readKeys(y)).keys, []);
+  } finally {
+    x.close();
+    y.close();
+  }
+});
+
+test('concurrent PR OUTs through both gateways: every one is a compare-and-swap, none is lost', { timeout: 300_000 }, async () => {
+  const [a, b] = gw;
+  const hosts = await Promise.all([host(a, `${X}-1`), host(b, `${Y}-1`), host(a, `${X}-2`), host(b, `${Y}-2`)]);
+  try {
+    const rs = await Promise.all(hosts.map((h, i) => prOut(h, SA.REGISTER, 0, 0n, BigInt(0x100 + i))));
+    assert.deepEqual(rs.map((r) => r.status), [0, 0, 0, 0]);
+    const k = await readKeys(hosts[0]);
+    assert.deepEqual([...k.keys].sort(), [0x100n, 0x101n, 0x102n, 0x103n]);
+    assert.deepEqual(await readKeys(hosts[1]), k);
+    assert.equal((await prOut(hosts[1], SA.CLEAR, 0, 0x101n, 0n)).status, STATUS.GOOD);
+    for (const h of [hosts[0], hosts[2], hosts[3]]) assert.equal(asc(await read(h, 0)), 0x2a03, 'RESERVATIONS PREEMPTED on every other registrant, on both gateways');
+    assert.deepEqual((await readKeys(hosts[2])).keys, []);
+  } finally {
+    for (const h of hosts) h.close();
+  }
+});
+
+interface PortGroup {
+  id: number;
+  state: number;
+  ports: number[];
+}
+
+/** REPORT TARGET PORT GROUPS (extended header) through an initiator's path. */
+async function rtpg(ini: RawInitiator): Promise<{ groups: PortGroup[]; transitionTime: number }> {
+  for (let i = 0; ; i++) {
+    const r = await ini.command([0xa3, 0x0a | (1 << 5), 0, 0, 0, 0, 0, 0, 4, 0, 0, 0], { read: 1024 });
+    if (r.status === STATUS.CHECK && (r.sense[2] & 0xf) === 6 && i < 8) continue; // unit attentions first
+    assert.equal(r.status, STATUS.GOOD, `RTPG: sense ${r.sense.toString('hex')}`);
+    const groups: PortGroup[] = [];
+    for (let d = 8; d < 4 + r.data.readUInt32BE(0);) {
+      const n = r.data[d + 7];
+      const ports = Array.from({ length: n }, (_, k) => r.data.readUInt16BE(d + 8 + 4 * k + 2));
+      groups.push({ id: r.data.readUInt16BE(d + 2), state: r.data[d] & 0x0f, ports });
+      d += 8 + 4 * n;
+    }
+    return { groups, transitionTime: r.data[5] };
+  }
+}
+
+/** Polls RTPG through ini until pred holds (up to ms); returns what it saw last and when. */
+async function rtpgUntil(ini: RawInitiator, pred: (g: PortGroup[]) => boolean, ms = 30_000): Promise<{ groups: PortGroup[]; ms: number }> {
+  const t = Date.now();
+  let g = (await rtpg(ini)).groups;
+  while (!pred(g) && Date.now() - t < ms) {
+    await new Promise((r) => setTimeout(r, 200));
+    g = (await rtpg(ini)).groups;
+  }
+  return { groups: g, ms: Date.now() - t };
+}
+
+const AO = 0;
+const ANO = 1;
+const UNAVAILABLE = 3;
+
+test('ALUA: one target port group per gateway, the same answer through both, before and after gateway A is killed', { timeout: 300_000 }, async () => {
+  const [a, b] = gw;
+  let x = await host(a, `${X}-alua`);
+  const y = await host(b, `${Y}-alua`);
+  try {
+    // A came first: it owns the image (active/optimized); B is active/non-optimized. Each group lists its ports
+    // once its gateway has seen a nexus (within a ping).
+    const before = [{ id: 1, state: AO, ports: [1] }, { id: 2, state: ANO, ports: [2] }];
+    assert.deepEqual((await rtpgUntil(y, (g) => JSON.stringify(g) === JSON.stringify(before))).groups, before, 'through B');
+    assert.deepEqual((await rtpgUntil(x, (g) => JSON.stringify(g) === JSON.stringify(before))).groups, before, 'through A');
+    assert.equal((await rtpg(x)).transitionTime, 10, 'IMPLICIT TRANSITION TIME: seconds, not 45');
+
+    // SIGKILL gateway A: B notices within seconds, fences A, takes ownership, and says so on its nexuses.
+    const t = Date.now();
+    a.proc.kill('SIGKILL');
+    const after = [{ id: 1, state: UNAVAILABLE, ports: [1] }, { id: 2, state: AO, ports: [2] }];
+    const seen = await rtpgUntil(y, (g) => JSON.stringify(g) === JSON.stringify(after));
+    if (JSON.stringify(seen.groups) !== JSON.stringify(after)) console.log(b.log().slice(-4000));
+    assert.deepEqual(seen.groups, after, 'through B after A died');
+    console.log(`failover: B reported itself active/optimized ${Date.now() - t} ms after A was killed`);
+    assert.match(c.ceph('osd', 'blocklist', 'ls'), /127\.0\.0\.1/, 'A was fenced (blocklisted)');
+
+    // A comes back (a new process, a new client): it joins as non-optimized; ownership stays with B.
+    x.close();
+    await a.stop();
+    const a2 = await startTsiod(config(1));
+    gw[0] = a2;
+    x = await host(a2, `${X}-alua`);
+    const back = [{ id: 1, state: ANO, ports: [1] }, { id: 2, state: AO, ports: [2] }];
+    assert.deepEqual((await rtpgUntil(x, (g) => JSON.stringify(g) === JSON.stringify(back))).groups, back, 'through the restarted A');
+    assert.deepEqual((await rtpgUntil(y, (g) => JSON.stringify(g) === JSON.stringify(back))).groups, back, 'through B');
+    // Data still flows through both paths.
+    assert.equal((await write(x, 8)).status, STATUS.GOOD);
+    assert.equal((await read(y, 8)).status, STATUS.GOOD);
+  } finally {
+    x.close();
+    y.close();
+  }
+});

@@ -1,0 +1,30 @@
+// Gateways for the multi-gateway tests: tsiod processes that export one rbd image of the shared test
+// cluster under one target name and unit serial, each in a TPG (and ALUA group) of its own.
+import type { Ceph } from './ceph';
+
+export interface GatewayUnit {
+  iqn: string;
+  /** The unit serial every gateway reports (VPD 80h, and the NAA derived from it). */
+  serial: string;
+  image: string;
+  /** Bytes. */
+  size: number;
+  /** More storage object attributes, as YAML flow entries. */
+  attributes?: string;
+}
+
+/** One gateway's config: the image as LUN 0 of TPG `tag`, which is also its ALUA group. */
+export function gatewayConfig(c: Ceph, u: GatewayUnit, tag: number, port: number): string {
+  return `storage_objects:
+  - { name: shared, plugin: rbd, image: ${u.image}, conf: ${c.conf}, size: ${u.size}, wwn: ${u.serial}, gateway_group: ${tag},
+      attributes: { ${u.attributes ?? ''} } }
+targets:
+  - fabric: iscsi
+    wwn: ${u.iqn}
+    tpgs:
+      - tag: ${tag}
+        attributes: { generate_node_acls: true, authentication: false, demo_mode_write_protect: false }
+        portals: [ { ip_address: 127.0.0.1, port: ${port} } ]
+        luns: [ { index: 0, storage_object: /backstores/rbd/shared } ]
+`;
+}
