@@ -10,8 +10,8 @@ import { FdWatcher, eventfdRead, recvMessage, sendMessage } from '../../native';
 import { GuestMemory, MappedRegion, unmapRegions } from './guest-memory';
 import { Chain, ChainError, DeviceQueue } from './virtqueue';
 import {
-  Feature, Flag, Hdr, MAX_MEM_SLOTS, MemRegMsg, MemTable, ProtoFeature, Region, Req, U64, VRING_IDX_MASK,
-  VRING_NOFD_MASK, VringAddr, VringState, bit, message, reqName, u64, u64Payload,
+  Feature, Flag, Hdr, MAX_MEM_SLOTS, MemRegMsg, MemTable, ProtoFeature, Region, Req, SlaveReq, U64, VRING_IDX_MASK,
+  VRING_NOFD_MASK, VhostConfig, VringAddr, VringState, bit, message, reqName, u64, u64Payload,
 } from './vhost-user-proto';
 
 /** The ring features every device gets: only what we serve (QEMU uses every bit offered). */
@@ -27,6 +27,14 @@ export const PROTOCOL_FEATURES =
 export interface VirtioDevice {
   /** The device type's own feature bits; the back end offers them with RING_FEATURES. */
   readonly features: bigint;
+  /**
+   * Protocol features beyond PROTOCOL_FEATURES: CONFIG (with config()) and
+   * SLAVE_REQ (configChanged()) for a device whose config space is its own
+   * (virtio-blk; QEMU synthesizes virtio-scsi's and warns when offered CONFIG).
+   */
+  readonly protocolFeatures?: bigint;
+  /** GET_CONFIG: the config space's bytes [offset, offset + size). */
+  config?(offset: number, size: number): Buffer;
   /** Queues the device has (GET_QUEUE_NUM). */
   readonly queueCount: number;
   /**
@@ -44,6 +52,8 @@ export interface VirtioDevice {
 }
 
 class ProtocolError extends Error {}
+/** A front-end asking for more queues than the device has: the connection ends. */
+class QueueLimit extends ProtocolError {}
 
 let nextConnection = 1;
 
@@ -60,6 +70,8 @@ export class VhostUserBackend {
   /** Regions taken out of the table while requests still used them. */
   private retired: MappedRegion[] = [];
   private flushScheduled = false;
+  /** The front-end's channel for our requests (SET_SLAVE_REQ_FD), or -1. */
+  private slaveFd = -1;
   private inKick = false;
   private closed = false;
   /** Resolved when the connection has ended. */
@@ -78,6 +90,26 @@ export class VhostUserBackend {
     this.device = device;
     this.watcher = new FdWatcher(this.fd, () => this.onReadable());
     log.info(`vhost ${this.name}: front-end connected (connection ${this.id})`);
+  }
+
+  private get offeredProtocolFeatures(): bigint {
+    return PROTOCOL_FEATURES | (this.device.protocolFeatures ?? 0n);
+  }
+
+  /**
+   * Tells the front-end the config space changed (virtio-blk's capacity): it
+   * reads it again with GET_CONFIG and interrupts the guest. False when the
+   * front-end gave no channel for it.
+   */
+  configChanged(): boolean {
+    if (this.slaveFd < 0 || this.closed) return false;
+    try {
+      sendMessage(this.slaveFd, message(SlaveReq.CONFIG_CHANGE_MSG, Flag.VERSION));
+      return true;
+    } catch (e) {
+      log.warn(`vhost ${this.name}: config change notice failed: ${(e as Error).message}`);
+      return false;
+    }
   }
 
   /** The virtio features the front-end acked (SET_FEATURES). */
@@ -155,6 +187,11 @@ export class VhostUserBackend {
           /* already taken */
         }
       }
+      if (e instanceof QueueLimit) {
+        log.error(`vhost ${this.name}: ${e.message}; dropping the connection`);
+        void this.close();
+        return;
+      }
       log.warn(`vhost ${this.name}: ${reqName[request] ?? request} refused: ${(e as Error).message}`);
       if (ack) this.reply(request, u64Payload(1));
       else if (e instanceof ProtocolError) throw e;
@@ -169,8 +206,12 @@ export class VhostUserBackend {
   }
 
   private queue(index: number): DeviceQueue {
-    // QEMU 7.2's vhost-user-scsi does not hold its num_queues to GET_QUEUE_NUM: serve what it sets up.
-    if (index > VRING_IDX_MASK) throw new RangeError(`queue ${index} does not exist`);
+    // QEMU 7.2's vhost-user-scsi does not hold its num_queues to GET_QUEUE_NUM (the guest's config space is
+    // QEMU's): a ring beyond what we offer ends the connection, so that QEMU fails to start instead of giving
+    // the guest queues the device was told not to serve. QEMU names every ring at connect (SET_VRING_CALL).
+    if (index >= this.device.queueCount) {
+      throw new QueueLimit(`the front-end sets up queue ${index}, but the device has ${this.device.queueCount} (num_queues); configure the front-end with fewer`);
+    }
     let q = this.queues[index];
     if (!q) q = this.queues[index] = new DeviceQueue(index);
     return q;
@@ -189,10 +230,33 @@ export class VhostUserBackend {
         return;
       }
       case Req.GET_PROTOCOL_FEATURES:
-        return this.reply(request, u64Payload(PROTOCOL_FEATURES));
+        return this.reply(request, u64Payload(this.offeredProtocolFeatures));
       case Req.SET_PROTOCOL_FEATURES:
         this.payload(p, U64.LENGTH, 'SET_PROTOCOL_FEATURES');
-        this.protocolFeatures = p.readBigUInt64LE(U64.VALUE) & PROTOCOL_FEATURES;
+        this.protocolFeatures = p.readBigUInt64LE(U64.VALUE) & this.offeredProtocolFeatures;
+        return;
+      case Req.GET_CONFIG: {
+        this.payload(p, VhostConfig.PAYLOAD, 'GET_CONFIG');
+        const offset = p.readUInt32LE(VhostConfig.OFFSET);
+        const size = p.readUInt32LE(VhostConfig.SIZE);
+        const b = Buffer.alloc(VhostConfig.PAYLOAD + Math.min(size, VhostConfig.MAX));
+        b.writeUInt32LE(offset, VhostConfig.OFFSET);
+        // A size of 0 in the reply is how the front-end hears of a refusal.
+        if (this.device.config === undefined || size > VhostConfig.MAX || offset + size > VhostConfig.MAX) {
+          log.warn(`vhost ${this.name}: GET_CONFIG of ${size} bytes at ${offset} refused`);
+          return this.reply(request, b.subarray(0, VhostConfig.PAYLOAD));
+        }
+        b.writeUInt32LE(size, VhostConfig.SIZE);
+        this.device.config(offset, size).copy(b, VhostConfig.PAYLOAD);
+        return this.reply(request, b);
+      }
+      case Req.SET_CONFIG:
+        // Nothing in our config spaces is writable (virtio-blk's writeback needs CONFIG_WCE, not offered).
+        throw new RangeError('the config space is read-only');
+      case Req.SET_SLAVE_REQ_FD:
+        if (fds.length !== 1) throw new ProtocolError(`SET_SLAVE_REQ_FD with ${fds.length} fds`);
+        if (this.slaveFd >= 0) closeSync(this.slaveFd);
+        this.slaveFd = fds[0];
         return;
       case Req.GET_QUEUE_NUM:
         return this.reply(request, u64Payload(this.device.queueCount));
@@ -438,6 +502,8 @@ export class VhostUserBackend {
     for (const q of this.queues) if (q) q.stopWatching();
     await this.device?.close();
     for (const q of this.queues) if (q) q.closeFds();
+    if (this.slaveFd >= 0) closeSync(this.slaveFd);
+    this.slaveFd = -1;
     unmapRegions([...this.retired, ...this.mem.clear()]);
     this.retired = [];
     try {
@@ -451,7 +517,7 @@ export class VhostUserBackend {
 
 /** Messages that are answered with their own reply, never a REPLY_ACK. */
 const HAS_OWN_REPLY = new Set<number>([
-  Req.GET_FEATURES, Req.GET_PROTOCOL_FEATURES, Req.GET_QUEUE_NUM, Req.GET_VRING_BASE, Req.GET_MAX_MEM_SLOTS,
+  Req.GET_FEATURES, Req.GET_PROTOCOL_FEATURES, Req.GET_QUEUE_NUM, Req.GET_VRING_BASE, Req.GET_MAX_MEM_SLOTS, Req.GET_CONFIG,
 ]);
 
 function readRegion(p: Buffer, off: number) {

@@ -48,6 +48,9 @@ export const Req = {
   REM_MEM_REG: 38,
 } as const;
 
+/** Back-end to front-end requests, on the channel SET_SLAVE_REQ_FD gives. */
+export const SlaveReq = { IOTLB_MSG: 1, CONFIG_CHANGE_MSG: 2 } as const;
+
 export const reqName: Record<number, string> = Object.fromEntries(Object.entries(Req).map(([k, v]) => [v, k]));
 
 /** Virtio feature bits (64-bit: kept as bigint). */
