@@ -45,7 +45,8 @@ interface BlkRequest {
 
 export class VirtioBlkDevice implements VirtioDevice {
   readonly features: bigint;
-  readonly protocolFeatures = bit(ProtoFeature.CONFIG) | bit(ProtoFeature.SLAVE_REQ);
+  /** CONFIG and SLAVE_REQ for the config space and its change; INFLIGHT_SHMFD so a QEMU that reconnects after a restart loses nothing. */
+  readonly protocolFeatures = bit(ProtoFeature.CONFIG) | bit(ProtoFeature.SLAVE_REQ) | bit(ProtoFeature.INFLIGHT_SHMFD);
   readonly queueCount: number;
   private session: Session | undefined;
   private readonly lun: number;
@@ -209,7 +210,7 @@ export class VirtioBlkDevice implements VirtioDevice {
    */
   private submit(r: BlkRequest, cdb: Buffer, dataOut: Buffer[] | undefined, dataIn: Buffer[] | undefined, inLen: number, then?: () => void): void {
     const session = this.session;
-    if (session === undefined || this.closed) return this.finish(r, BlkStatus.IOERR, 0);
+    if (session === undefined) return this.finish(r, BlkStatus.IOERR, 0);
     this.inflight++;
     session.submit(
       {
@@ -262,14 +263,21 @@ export class VirtioBlkDevice implements VirtioDevice {
     if (!this.backend.configChanged()) log.warn(`vhost ${this.name}: capacity changed, but the front-end gave no channel to say so`);
   }
 
+  /**
+   * Connection end (a stopping tsiod too): the back end pops nothing more, and
+   * what was popped finishes before the nexus closes, so every request the
+   * guest posted is either in the used ring or still unpopped. A QEMU that
+   * reconnects (vhost-user-blk, reconnect=N) restarts the ring at the used
+   * index and loses nothing; aborting them instead would fail them in the guest.
+   */
   async close(): Promise<void> {
     this.closed = true;
     this.lu.capacityListeners.delete(this.onCapacity);
+    const deadline = Date.now() + 10_000;
+    while (this.inflight > 0 && Date.now() < deadline) await new Promise<void>((res) => setTimeout(res, 1));
     const s = this.session;
     this.session = undefined;
     if (s) await s.close();
-    const deadline = Date.now() + 5000;
-    while (this.inflight > 0 && Date.now() < deadline) await new Promise<void>((res) => setTimeout(res, 1));
   }
 }
 
