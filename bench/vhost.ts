@@ -1,9 +1,10 @@
-// tsio's vhost-user-scsi back-end against qemu-storage-daemon's
-// vhost-user-blk export, both driven by the project's own vhost-user
-// front-end (tools/vhost-frontend/cli.ts bench()) from this process: 4 KiB random reads
-// and writes at queue depth 32 on one queue, a 1 GiB RAM LUN (tsio: rd_mcp;
-// qsd: a file on /dev/shm). Runs alternate; each reports IOPS and IOPS per
-// CPU-second of the back-end process.
+// tsio's vhost-user-blk and vhost-user-scsi back-ends against
+// qemu-storage-daemon's vhost-user-blk export, all driven by the project's own
+// vhost-user front-end (tools/vhost-frontend/cli.ts bench()) from this process:
+// 4 KiB random reads and writes at queue depth 32 on one queue, a 1 GiB RAM LUN
+// (tsio: rd_mcp; qsd: a file on /dev/shm). tsio-blk against qsd is like for
+// like (same protocol, same client); tsio-scsi is shown beside them. Runs
+// alternate; each reports IOPS and IOPS per CPU-second of the back-end process.
 
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
@@ -48,11 +49,11 @@ export async function waitFor(path: string, what: string, log: () => string, exi
   }
 }
 
-const HEADER = ['case', 'tsio IOPS', 'qsd IOPS', 'ratio', 'tsio IOPS/cpu-s', 'qsd IOPS/cpu-s', 'ratio'];
+const HEADER = ['case', 'tsio-blk IOPS', 'qsd IOPS', 'ratio', 'tsio-scsi IOPS', 'tsio-blk IOPS/cpu-s', 'qsd IOPS/cpu-s', 'ratio', 'tsio-scsi IOPS/cpu-s'];
 
 export const vhostScenario: Scenario = {
   name: 'vhost',
-  description: 'tsio vhost-user-scsi vs qemu-storage-daemon vhost-user-blk, the project front-end, 4 KiB QD 32',
+  description: 'tsio vhost-user-blk (and vhost-user-scsi) vs qemu-storage-daemon vhost-user-blk, the project front-end, 4 KiB QD 32',
   byDefault: false,
   async run(args) {
     requireTools([['qemu-storage-daemon', 'qemu-system-common (qemu-system-x86)']]);
@@ -67,6 +68,7 @@ export const vhostScenario: Scenario = {
     let tsiod: Daemon | undefined;
     try {
       const tsioSock = join(dir, 'tsio.sock');
+      const tsioBlkSock = join(dir, 'tsio-blk.sock');
       tsiod = await startTsiod(`storage_objects:
   - { name: ram0, plugin: rd_mcp, size: ${LUN_BYTES} }
 targets:
@@ -74,6 +76,10 @@ targets:
     wwn: naa.5001405000000b01
     tpgs:
       - { tag: 1, socket: ${tsioSock}, num_queues: 1, luns: [ { index: 0, storage_object: /backstores/rd_mcp/ram0 } ] }
+  - fabric: vhost
+    wwn: naa.5001405000000b02
+    tpgs:
+      - { tag: 1, socket: ${tsioBlkSock}, device: blk, num_queues: 1, luns: [ { index: 0, storage_object: /backstores/rd_mcp/ram0 } ] }
 `, { dir });
 
       writeFileSync(shm, '');
@@ -89,9 +95,11 @@ targets:
       qsd.stderr!.on('data', (b) => (qlog += b));
       await waitFor(qsdSock, 'qemu-storage-daemon', () => qlog, () => qsd.exitCode !== null);
 
+      // tsio-blk first and qsd second: the ratios compare those two.
       const devices: Backend[] = [
-        { name: 'tsio', pid: tsiod.proc.pid!, socket: tsioSock, blk: false },
+        { name: 'tsio-blk', pid: tsiod.proc.pid!, socket: tsioBlkSock, blk: true },
         { name: 'qsd', pid: qsd.pid!, socket: qsdSock, blk: true },
+        { name: 'tsio-scsi', pid: tsiod.proc.pid!, socket: tsioSock, blk: false },
       ];
       const rows: string[][] = [];
       for (const c of CASES) {
@@ -101,13 +109,13 @@ targets:
         for (let r = 0; r < rounds; r++) for (const [i, d] of devices.entries()) runs[i].push(await drive(d, c, seconds));
         const iops = runs.map((rs) => stats(rs.map((x) => x.ops / x.seconds)).median);
         const perCpu = runs.map((rs) => stats(rs.map((x) => x.ops / Math.max(x.targetCpu, 0.01))).median);
-        const row = [c.name, k(iops[0]), k(iops[1]), (iops[0] / iops[1]).toFixed(2), k(perCpu[0]), k(perCpu[1]),
-          (perCpu[0] / perCpu[1]).toFixed(2)];
+        const row = [c.name, k(iops[0]), k(iops[1]), (iops[0] / iops[1]).toFixed(2), k(iops[2]), k(perCpu[0]), k(perCpu[1]),
+          (perCpu[0] / perCpu[1]).toFixed(2), k(perCpu[2])];
         rows.push(row);
         console.log(table(HEADER, [row]).split('\n')[1]);
       }
       console.log('\n' + table(HEADER, rows));
-      console.log('\nmedians over rounds; ratio = tsio / qsd; IOPS/cpu-s: requests per CPU-second of the back-end process');
+      console.log('\nmedians over rounds; ratio = tsio-blk / qsd (both vhost-user-blk); IOPS/cpu-s: requests per CPU-second of the back-end process');
     } finally {
       await tsiod?.stop();
       for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');

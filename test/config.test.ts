@@ -315,7 +315,8 @@ fabric_modules:
 
   const vhost = cfg.targets[1].tpgs[0];
   assert.deepEqual(vhost.attributes, { generate_node_acls: true, demo_mode_write_protect: false });
-  assert.equal(vhost.num_queues, 1);
+  assert.equal(vhost.num_queues, undefined, "absent: as many as the front-end sets up");
+  assert.equal(vhost.target, 0);
   assert.equal(vhost.parameters, undefined);
   assert.equal(vhost.auth, undefined);
   assert.deepEqual(cfg.fabric_modules, [{ name: 'iscsi', discovery_auth: { enable: false, userid: '', password: '', mutual_userid: '', mutual_password: '' } }]);
@@ -570,6 +571,11 @@ test('sense checks: write_back contradicting its attribute, size vs block size, 
     '    tpgs:', //                                                                                  16
     '      - { tag: 1, socket: /run/v.sock }', //                                                    17
     '      - { tag: 2, socket: /run/v.sock }', //                                                    18
+    '      - { tag: 3, socket: /run/v.sock, target: 1, num_queues: 2 }', //                         19
+    '      - { tag: 4, socket: /run/v.sock, target: 255 }', //                                       20
+    '  - fabric: vhost', //                                                                          21
+    '    wwn: naa.5001405000000002', //                                                              22
+    '    tpgs: [ { tag: 1, socket: /run/v.sock, target: 7 } ]', //                                 23
   ].join('\n');
   assert.deepEqual(errorsOf(text), [
     { line: 2, path: 'storage_objects[0].write_back', message: "write_back: false contradicts attributes.emulate_write_cache: true (write_back only sets that attribute's default)" },
@@ -580,7 +586,9 @@ test('sense checks: write_back contradicting its attribute, size vs block size, 
     { line: 12, path: 'targets[0].tpgs[0].parameters.FirstBurstLength', message: 'FirstBurstLength 524288 is above MaxBurstLength 262144 (RFC 7143 13.14)' },
     { line: 13, path: 'targets[0].tpgs[0].portals[1]', message: 'duplicate portal [::1]:3260 (first at targets[0].tpgs[0].portals[0])' },
     { line: 13, path: 'targets[0].tpgs[0].portals[2].ip_address', message: "'300.1.1.1' is not an IP address" },
-    { line: 18, path: 'targets[1].tpgs[1].socket', message: 'duplicate vhost socket /run/v.sock (first at line 17)' },
+    { line: 18, path: 'targets[1].tpgs[1].socket', message: 'duplicate virtio target 0 on socket /run/v.sock (first at line 17)' },
+    { line: 19, path: 'targets[1].tpgs[2].num_queues', message: 'num_queues differs from the other TPG on socket /run/v.sock (line 17): one controller has one num_queues' },
+    { line: 23, path: 'targets[2].tpgs[0].socket', message: 'vhost socket /run/v.sock belongs to another target (line 17)' },
   ]);
 });
 

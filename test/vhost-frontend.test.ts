@@ -16,11 +16,15 @@ import { SCSI_FEATURES } from '../fabrics/vhost/virtio-scsi-device';
 import { Resp } from '../fabrics/vhost/virtio-scsi';
 import { DescFlag } from '../fabrics/vhost/virtio-ring';
 import { bench } from '../tools/vhost-frontend/cli';
+import { BlkSlot } from '../tools/vhost-frontend/frontend';
+import { BLK_ID_BYTES, BlkConfig, BlkFeature, BlkSegment, BlkStatus, BlkType, SECTOR_SIZE } from '../fabrics/vhost/virtio-blk';
 import { startTsiod, type Daemon } from './util/tsiod';
 
 const dir = mkdtempSync(join(tmpdir(), 'tsio-vhost-fe-'));
 const sockA = join(dir, 'a.sock');
 const sockB = join(dir, 'b.sock');
+const sockBlk = join(dir, 'blk.sock');
+const BLK_SERIAL = '5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f70819';
 let d: Daemon | undefined;
 
 before(async () => {
@@ -29,6 +33,7 @@ before(async () => {
       'storage_objects:',
       '  - { name: r0, plugin: rd_mcp, size: 16MiB }',
       '  - { name: r1, plugin: rd_mcp, size: 16MiB }',
+      `  - { name: thin, plugin: rd_mcp, size: 8MiB, wwn: ${BLK_SERIAL}, attributes: { emulate_tpu: true, emulate_tpws: true, emulate_write_cache: true } }`,
       `  - { name: f0, plugin: fileio, dev: ${join(dir, 'f0.img')}, size: 16MiB }`,
       'targets:',
       '  - fabric: vhost',
@@ -39,6 +44,10 @@ before(async () => {
       '    wwn: naa.5001405000000052',
       '    tpgs:',
       `      - { tag: 1, socket: ${sockB}, luns: [ { index: 3, storage_object: /backstores/rd_mcp/r1 } ] }`,
+      '  - fabric: vhost',
+      '    wwn: naa.5001405000000053',
+      '    tpgs:',
+      `      - { tag: 1, socket: ${sockBlk}, device: blk, num_queues: 2, luns: [ { index: 0, storage_object: /backstores/rd_mcp/thin } ] }`,
       '',
     ].join('\n'),
     { dir },
@@ -399,5 +408,76 @@ test('a call fd replaced mid-run (QEMU masking MSI-X) is signalled at once: a co
   } finally {
     fe.close();
     closeSync(fresh);
+  }
+});
+
+function blk(q: DriverQueue, slot: BlkSlot, type: number, sector: number, len: number): Promise<number> {
+  return new Promise((resolve) => {
+    slot.post(q, type, sector, len, resolve);
+    q.kick();
+  });
+}
+
+test('vhost-user-blk: config space from the unit; IN, OUT, FLUSH, GET_ID, DISCARD and WRITE_ZEROES through the engine', async () => {
+  const fe = new VhostUserFrontend(sockBlk, { memory: 32 * 1024 * 1024 });
+  try {
+    fe.negotiate(2);
+    assert.equal(fe.queueNum, 2, 'GET_QUEUE_NUM is num_queues (no fixed queues)');
+    for (const f of [BlkFeature.SEG_MAX, BlkFeature.BLK_SIZE, BlkFeature.FLUSH, BlkFeature.MQ, BlkFeature.DISCARD, BlkFeature.WRITE_ZEROES]) {
+      assert.equal(fe.features & (1n << f), 1n << f, `feature ${f}`);
+    }
+    assert.equal(fe.features & (1n << BlkFeature.RO), 0n);
+    const cfg = fe.getConfig(BlkConfig.LENGTH);
+    assert.equal(cfg.readBigUInt64LE(BlkConfig.CAPACITY), BigInt((8 << 20) / SECTOR_SIZE));
+    assert.equal(cfg.readUInt32LE(BlkConfig.BLK_SIZE), 512);
+    assert.equal(cfg.readUInt16LE(BlkConfig.NUM_QUEUES), 2);
+    assert.ok(cfg.readUInt32LE(BlkConfig.MAX_DISCARD_SECTORS) > 0);
+    assert.equal(cfg[BlkConfig.WRITE_ZEROES_MAY_UNMAP], 1);
+    fe.start(64);
+    for (const q of fe.queues) q.watch();
+    const q = fe.queues[1];
+    const slot = new BlkSlot(fe.ram, 64 * 1024);
+    slot.data.fill(0x5a);
+    assert.equal(await blk(q, slot, BlkType.OUT, 16, 64 * 1024), BlkStatus.OK);
+    slot.data.fill(0);
+    assert.equal(await blk(q, slot, BlkType.IN, 16, 64 * 1024), BlkStatus.OK);
+    assert.ok(slot.data.every((b) => b === 0x5a), 'read back what was written');
+    assert.equal(await blk(q, slot, BlkType.FLUSH, 0, 0), BlkStatus.OK);
+    assert.equal(await blk(q, slot, BlkType.GET_ID, 0, BLK_ID_BYTES), BlkStatus.OK);
+    assert.equal(slot.data.subarray(0, BLK_ID_BYTES).toString('latin1'), BLK_SERIAL.slice(0, BLK_ID_BYTES));
+    // DISCARD sectors 16..47, then WRITE_ZEROES 48..143: both read back as zeros.
+    const seg = (sector: number, n: number, flags: number) => {
+      slot.data.fill(0, 0, BlkSegment.LENGTH);
+      slot.data.writeBigUInt64LE(BigInt(sector), BlkSegment.SECTOR);
+      slot.data.writeUInt32LE(n, BlkSegment.NUM_SECTORS);
+      slot.data.writeUInt32LE(flags, BlkSegment.FLAGS);
+    };
+    seg(16, 32, 0);
+    assert.equal(await blk(q, slot, BlkType.DISCARD, 0, BlkSegment.LENGTH), BlkStatus.OK);
+    seg(48, 96, 1);
+    assert.equal(await blk(q, slot, BlkType.WRITE_ZEROES, 0, BlkSegment.LENGTH), BlkStatus.OK);
+    slot.data.fill(0xff);
+    assert.equal(await blk(q, slot, BlkType.IN, 16, 64 * 1024), BlkStatus.OK);
+    const nz = slot.data.findIndex((b) => b !== 0);
+    assert.equal(nz, -1, 'discarded and zeroed sectors read as zeros');
+    // Beyond the end, and a type virtio-blk has but tsio does not serve.
+    assert.equal(await blk(q, slot, BlkType.IN, (8 << 20) / SECTOR_SIZE, 4096), BlkStatus.IOERR);
+    assert.equal(await blk(q, slot, BlkType.SECURE_ERASE, 0, 0), BlkStatus.UNSUPP);
+  } finally {
+    fe.close();
+  }
+});
+
+test('vhost-user-blk: a front-end setting up more queues than num_queues is dropped', async () => {
+  const fe = new VhostUserFrontend(sockBlk);
+  try {
+    assert.throws(() => {
+      fe.negotiate(3);
+      fe.getConfig(BlkConfig.LENGTH);
+    }, /closed the connection|EPIPE|ECONNRESET/);
+    for (let i = 0; i < 200 && !/sets up queue 2, but the device has 2/.test(d!.log()); i++) await new Promise((r) => setTimeout(r, 10));
+    assert.match(d!.log(), /sets up queue 2, but the device has 2 \(num_queues\)/);
+  } finally {
+    fe.close();
   }
 });

@@ -121,8 +121,12 @@ export interface TpgConfig {
   socket_mode?: string;
   /** vhost: the socket's group, a name or number; absent: the daemon's group. */
   socket_group?: string;
-  /** vhost: request virtqueues. */
+  /** vhost: most request virtqueues; absent, as many as the front-end sets up. */
   num_queues?: number;
+  /** vhost: the virtio-scsi target of this TPG on its socket's controller. */
+  target?: number;
+  /** vhost: scsi (a virtio-scsi controller) or blk (the one LUN as a virtio-blk disk). */
+  device?: 'scsi' | 'blk';
   /** vhost, loopback: initiator port WWN of the nexus, when given. */
   nexus?: string;
 }
@@ -293,6 +297,7 @@ class SenseChecker {
   private targetChecks(items: unknown[]): void {
     const wwns = new Map<string, YamlPath>();
     const sockets = new Map<string, YamlPath>();
+    const controllers = new Map<string, { target: number; tpg: Record<string, unknown>; at: YamlPath }>();
     items.forEach((item, i) => {
       if (!isObject(item)) return;
       const at: YamlPath = ['targets', i];
@@ -304,7 +309,7 @@ class SenseChecker {
         if (!isObject(tpg)) return;
         const tpgAt: YamlPath = [...at, 'tpgs', j];
         if (typeof tpg.tag === 'number') this.unique(tags, String(tpg.tag), [...tpgAt, 'tag'], `TPG tag ${tpg.tag}`);
-        if (typeof tpg.socket === 'string') this.unique(sockets, tpg.socket, [...tpgAt, 'socket'], `vhost socket ${tpg.socket}`);
+        if (typeof tpg.socket === 'string') this.controllerChecks(controllers, sockets, i, tpg, tpgAt);
         if (f?.tpgFields.some((x) => x.name === 'socket_group')) this.socketChecks(tpg, tpgAt);
         this.tpgChecks(tpg, tpgAt, f);
       });
@@ -369,6 +374,41 @@ class SenseChecker {
         }
       });
     });
+  }
+
+  /**
+   * vhost: a socket is one controller. TPGs of one target may share it as its
+   * virtio targets (distinct `target`, the same controller settings); another
+   * target may not use it.
+   */
+  private controllerChecks(
+    controllers: Map<string, { target: number; tpg: Record<string, unknown>; at: YamlPath }>,
+    targets: Map<string, YamlPath>,
+    target: number,
+    tpg: Record<string, unknown>,
+    at: YamlPath,
+  ): void {
+    const path = tpg.socket as string;
+    const first = controllers.get(path);
+    if (tpg.device === 'blk' && Array.isArray(tpg.luns) && tpg.luns.length > 1) {
+      this.error([...at, 'luns'], `a virtio-blk TPG serves one LUN, not ${tpg.luns.length}`);
+    }
+    if (!first) {
+      controllers.set(path, { target, tpg, at });
+    } else if (first.target !== target) {
+      this.error([...at, 'socket'], `vhost socket ${path} belongs to another target (line ${this.line(first.at)})`);
+      return;
+    } else {
+      if (tpg.device === 'blk' || first.tpg.device === 'blk') {
+        this.error([...at, 'socket'], `vhost socket ${path} is a virtio-blk disk's (line ${this.line(first.at)}); it has one TPG`);
+        return;
+      }
+      for (const k of ['socket_mode', 'socket_group', 'num_queues']) {
+        if (tpg[k] !== first.tpg[k]) this.error([...at, k], `${k} differs from the other TPG on socket ${path} (line ${this.line(first.at)}): one controller has one ${k}`);
+      }
+    }
+    const vt = typeof tpg.target === 'number' ? tpg.target : 0;
+    this.unique(targets, `${path} ${vt}`, [...at, typeof tpg.target === 'number' ? 'target' : 'socket'], `virtio target ${vt} on socket ${path}`);
   }
 
   /** vhost socket ownership: what the schema cannot see. */

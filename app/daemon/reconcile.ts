@@ -328,6 +328,8 @@ function updateTpg(tpg: Tpg, cur: TpgConfig | undefined, next: TpgConfig): boole
   if (next.socket !== undefined) attributes.socket_mode = next.socket_mode ?? vhostSocketModeDefault();
   if (next.socket_group !== undefined) attributes.socket_group = next.socket_group;
   if (next.num_queues !== undefined) attributes.num_queues = next.num_queues;
+  if (next.target !== undefined) attributes.target = next.target;
+  if (next.device !== undefined) attributes.device = next.device;
   if (next.nexus !== undefined) attributes.nexus = next.nexus;
   const before = JSON.stringify([tpg.attributes, tpg.parameters, tpg.auth, tpg.enabled, tpg.portals]);
   Object.keys(tpg.attributes).forEach((k) => attributes[k] === undefined && delete tpg.attributes[k]);

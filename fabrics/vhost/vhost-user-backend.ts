@@ -6,12 +6,12 @@
 
 import { closeSync } from 'node:fs';
 import { log } from '../../src/core/log';
-import { FdWatcher, eventfdRead, recvMessage, sendMessage } from '../../native';
+import { FdWatcher, eventfdRead, memfdCreate, mmapFd, recvMessage, sendMessage, unmap } from '../../native';
 import { GuestMemory, MappedRegion, unmapRegions } from './guest-memory';
-import { Chain, ChainError, DeviceQueue } from './virtqueue';
+import { Chain, ChainError, DeviceQueue, inflightRegionSize } from './virtqueue';
 import {
-  Feature, Flag, Hdr, MAX_MEM_SLOTS, MemRegMsg, MemTable, ProtoFeature, Region, Req, U64, VRING_IDX_MASK,
-  VRING_NOFD_MASK, VringAddr, VringState, bit, message, reqName, u64, u64Payload,
+  Feature, Flag, Hdr, InflightMsg, MAX_MEM_SLOTS, MemRegMsg, MemTable, ProtoFeature, Region, Req, SlaveReq, U64, VRING_IDX_MASK,
+  VRING_NOFD_MASK, VhostConfig, VringAddr, VringState, bit, message, reqName, u64, u64Payload,
 } from './vhost-user-proto';
 
 /** The ring features every device gets: only what we serve (QEMU uses every bit offered). */
@@ -27,6 +27,14 @@ export const PROTOCOL_FEATURES =
 export interface VirtioDevice {
   /** The device type's own feature bits; the back end offers them with RING_FEATURES. */
   readonly features: bigint;
+  /**
+   * Protocol features beyond PROTOCOL_FEATURES: CONFIG (with config()) and
+   * SLAVE_REQ (configChanged()) for a device whose config space is its own
+   * (virtio-blk; QEMU synthesizes virtio-scsi's and warns when offered CONFIG).
+   */
+  readonly protocolFeatures?: bigint;
+  /** GET_CONFIG: the config space's bytes [offset, offset + size). */
+  config?(offset: number, size: number): Buffer;
   /** Queues the device has (GET_QUEUE_NUM). */
   readonly queueCount: number;
   /**
@@ -44,6 +52,8 @@ export interface VirtioDevice {
 }
 
 class ProtocolError extends Error {}
+/** A front-end asking for more queues than the device has: the connection ends. */
+class QueueLimit extends ProtocolError {}
 
 let nextConnection = 1;
 
@@ -60,6 +70,12 @@ export class VhostUserBackend {
   /** Regions taken out of the table while requests still used them. */
   private retired: MappedRegion[] = [];
   private flushScheduled = false;
+  /** The front-end's channel for our requests (SET_SLAVE_REQ_FD), or -1. */
+  private slaveFd = -1;
+  /** The in-flight records (SET_INFLIGHT_FD), mapped whole, and each queue's share. */
+  private inflightMap: Buffer | undefined;
+  /** Heads a previous back end left in flight, per queue, served again once the queue runs. */
+  private readonly resubmit = new Map<DeviceQueue, number[]>();
   private inKick = false;
   private closed = false;
   /** Resolved when the connection has ended. */
@@ -78,6 +94,26 @@ export class VhostUserBackend {
     this.device = device;
     this.watcher = new FdWatcher(this.fd, () => this.onReadable());
     log.info(`vhost ${this.name}: front-end connected (connection ${this.id})`);
+  }
+
+  private get offeredProtocolFeatures(): bigint {
+    return PROTOCOL_FEATURES | (this.device.protocolFeatures ?? 0n);
+  }
+
+  /**
+   * Tells the front-end the config space changed (virtio-blk's capacity): it
+   * reads it again with GET_CONFIG and interrupts the guest. False when the
+   * front-end gave no channel for it.
+   */
+  configChanged(): boolean {
+    if (this.slaveFd < 0 || this.closed) return false;
+    try {
+      sendMessage(this.slaveFd, message(SlaveReq.CONFIG_CHANGE_MSG, Flag.VERSION));
+      return true;
+    } catch (e) {
+      log.warn(`vhost ${this.name}: config change notice failed: ${(e as Error).message}`);
+      return false;
+    }
   }
 
   /** The virtio features the front-end acked (SET_FEATURES). */
@@ -155,6 +191,11 @@ export class VhostUserBackend {
           /* already taken */
         }
       }
+      if (e instanceof QueueLimit) {
+        log.error(`vhost ${this.name}: ${e.message}; dropping the connection`);
+        void this.close();
+        return;
+      }
       log.warn(`vhost ${this.name}: ${reqName[request] ?? request} refused: ${(e as Error).message}`);
       if (ack) this.reply(request, u64Payload(1));
       else if (e instanceof ProtocolError) throw e;
@@ -169,8 +210,12 @@ export class VhostUserBackend {
   }
 
   private queue(index: number): DeviceQueue {
-    // QEMU 7.2's vhost-user-scsi does not hold its num_queues to GET_QUEUE_NUM: serve what it sets up.
-    if (index > VRING_IDX_MASK) throw new RangeError(`queue ${index} does not exist`);
+    // QEMU 7.2's vhost-user-scsi does not hold its num_queues to GET_QUEUE_NUM (the guest's config space is
+    // QEMU's): a ring beyond what we offer ends the connection, so that QEMU fails to start instead of giving
+    // the guest queues the device was told not to serve. QEMU names every ring at connect (SET_VRING_CALL).
+    if (index >= this.device.queueCount) {
+      throw new QueueLimit(`the front-end sets up queue ${index}, but the device has ${this.device.queueCount} (num_queues); configure the front-end with fewer`);
+    }
     let q = this.queues[index];
     if (!q) q = this.queues[index] = new DeviceQueue(index);
     return q;
@@ -189,10 +234,73 @@ export class VhostUserBackend {
         return;
       }
       case Req.GET_PROTOCOL_FEATURES:
-        return this.reply(request, u64Payload(PROTOCOL_FEATURES));
+        return this.reply(request, u64Payload(this.offeredProtocolFeatures));
       case Req.SET_PROTOCOL_FEATURES:
         this.payload(p, U64.LENGTH, 'SET_PROTOCOL_FEATURES');
-        this.protocolFeatures = p.readBigUInt64LE(U64.VALUE) & PROTOCOL_FEATURES;
+        this.protocolFeatures = p.readBigUInt64LE(U64.VALUE) & this.offeredProtocolFeatures;
+        return;
+      case Req.GET_CONFIG: {
+        this.payload(p, VhostConfig.PAYLOAD, 'GET_CONFIG');
+        const offset = p.readUInt32LE(VhostConfig.OFFSET);
+        const size = p.readUInt32LE(VhostConfig.SIZE);
+        const b = Buffer.alloc(VhostConfig.PAYLOAD + Math.min(size, VhostConfig.MAX));
+        b.writeUInt32LE(offset, VhostConfig.OFFSET);
+        // A size of 0 in the reply is how the front-end hears of a refusal.
+        if (this.device.config === undefined || size > VhostConfig.MAX || offset + size > VhostConfig.MAX) {
+          log.warn(`vhost ${this.name}: GET_CONFIG of ${size} bytes at ${offset} refused`);
+          return this.reply(request, b.subarray(0, VhostConfig.PAYLOAD));
+        }
+        b.writeUInt32LE(size, VhostConfig.SIZE);
+        this.device.config(offset, size).copy(b, VhostConfig.PAYLOAD);
+        return this.reply(request, b);
+      }
+      case Req.SET_CONFIG:
+        // Nothing in our config spaces is writable (virtio-blk's writeback needs CONFIG_WCE, not offered).
+        throw new RangeError('the config space is read-only');
+      case Req.GET_INFLIGHT_FD: {
+        // Fresh, zeroed records for the front-end to keep and hand back to whoever serves it next.
+        this.payload(p, InflightMsg.LENGTH, 'GET_INFLIGHT_FD');
+        const nq = p.readUInt16LE(InflightMsg.NUM_QUEUES);
+        const size = p.readUInt16LE(InflightMsg.QUEUE_SIZE);
+        if (nq === 0 || nq > this.device.queueCount || size === 0 || size > 32768) throw new RangeError(`GET_INFLIGHT_FD for ${nq} queues of ${size}`);
+        const bytes = inflightRegionSize(size) * nq;
+        const fd = memfdCreate('tsio-vhost-inflight', bytes);
+        try {
+          const b = Buffer.alloc(InflightMsg.LENGTH);
+          b.writeBigUInt64LE(BigInt(bytes), InflightMsg.MMAP_SIZE);
+          b.writeBigUInt64LE(0n, InflightMsg.MMAP_OFFSET);
+          b.writeUInt16LE(nq, InflightMsg.NUM_QUEUES);
+          b.writeUInt16LE(size, InflightMsg.QUEUE_SIZE);
+          sendMessage(this.fd, message(request, Flag.VERSION | Flag.REPLY, b), [fd]);
+        } finally {
+          closeSync(fd);
+        }
+        return;
+      }
+      case Req.SET_INFLIGHT_FD: {
+        this.payload(p, InflightMsg.LENGTH, 'SET_INFLIGHT_FD');
+        if (fds.length !== 1) throw new ProtocolError(`SET_INFLIGHT_FD with ${fds.length} fds`);
+        const size = u64(p, InflightMsg.MMAP_SIZE);
+        const offset = u64(p, InflightMsg.MMAP_OFFSET);
+        const nq = p.readUInt16LE(InflightMsg.NUM_QUEUES);
+        const qsize = p.readUInt16LE(InflightMsg.QUEUE_SIZE);
+        const per = inflightRegionSize(qsize);
+        if (nq > this.device.queueCount || per * nq > size) throw new RangeError(`SET_INFLIGHT_FD: ${size} bytes for ${nq} queues of ${qsize}`);
+        let map: Buffer;
+        try {
+          map = mmapFd(fds[0], offset + size);
+        } finally {
+          closeSync(fds[0]);
+        }
+        this.dropInflight();
+        this.inflightMap = map;
+        for (let i = 0; i < nq; i++) this.queue(i).inflightRegion = map.subarray(offset + i * per, offset + (i + 1) * per);
+        return;
+      }
+      case Req.SET_SLAVE_REQ_FD:
+        if (fds.length !== 1) throw new ProtocolError(`SET_SLAVE_REQ_FD with ${fds.length} fds`);
+        if (this.slaveFd >= 0) closeSync(this.slaveFd);
+        this.slaveFd = fds[0];
         return;
       case Req.GET_QUEUE_NUM:
         return this.reply(request, u64Payload(this.device.queueCount));
@@ -282,6 +390,12 @@ export class VhostUserBackend {
           // Without F_PROTOCOL_FEATURES a ring runs as soon as it is kicked; with it, on SET_VRING_ENABLE.
           if ((this.acked & bit(Feature.PROTOCOL_FEATURES)) === 0n) q.enabled = true;
           q.kickWatcher = new FdWatcher(fd, () => this.onKick(q));
+          // A ring a previous back end served: what it left in flight is served first (INFLIGHT_SHMFD).
+          const heads = q.takeInflight();
+          if (heads.length > 0) {
+            log.info(`vhost ${this.name}: queue ${q.index}: ${heads.length} requests left in flight by the last back end, served again`);
+            this.resubmit.set(q, heads);
+          }
           this.onKick(q);
         }
         return;
@@ -349,6 +463,13 @@ export class VhostUserBackend {
     this.releaseRetired();
   }
 
+  private dropInflight(): void {
+    for (const q of this.queues) if (q) q.inflightRegion = undefined;
+    if (this.inflightMap) unmap(this.inflightMap);
+    this.inflightMap = undefined;
+    this.resubmit.clear();
+  }
+
   private resetDevice(): void {
     for (const q of this.queues) {
       if (!q) continue;
@@ -358,6 +479,7 @@ export class VhostUserBackend {
       q.setBase(0);
     }
     this.device.reset();
+    this.dropInflight();
     this.acked = 0n;
   }
 
@@ -370,6 +492,21 @@ export class VhostUserBackend {
     this.inKick = true;
     try {
       if (device.ownKick(q)) return;
+      const again = this.resubmit.get(q);
+      if (again !== undefined) {
+        this.resubmit.delete(q);
+        for (const head of again) {
+          let chain: Chain;
+          try {
+            chain = q.readChain(this.mem, head);
+          } catch (e) {
+            log.warn(`vhost ${this.name}: ${(e as Error).message}; request failed`);
+            q.push(head, 0);
+            continue;
+          }
+          device.request(q, chain);
+        }
+      }
       do {
         let chain: Chain | undefined;
         while ((chain = this.pop(q)) !== undefined) {
@@ -437,7 +574,12 @@ export class VhostUserBackend {
     this.watcher = undefined;
     for (const q of this.queues) if (q) q.stopWatching();
     await this.device?.close();
+    // Requests finished while closing are in the used rings: tell the driver before the call fds go.
+    this.flush();
     for (const q of this.queues) if (q) q.closeFds();
+    if (this.slaveFd >= 0) closeSync(this.slaveFd);
+    this.slaveFd = -1;
+    this.dropInflight();
     unmapRegions([...this.retired, ...this.mem.clear()]);
     this.retired = [];
     try {
@@ -451,7 +593,8 @@ export class VhostUserBackend {
 
 /** Messages that are answered with their own reply, never a REPLY_ACK. */
 const HAS_OWN_REPLY = new Set<number>([
-  Req.GET_FEATURES, Req.GET_PROTOCOL_FEATURES, Req.GET_QUEUE_NUM, Req.GET_VRING_BASE, Req.GET_MAX_MEM_SLOTS,
+  Req.GET_FEATURES, Req.GET_PROTOCOL_FEATURES, Req.GET_QUEUE_NUM, Req.GET_VRING_BASE, Req.GET_MAX_MEM_SLOTS, Req.GET_CONFIG,
+  Req.GET_INFLIGHT_FD,
 ]);
 
 function readRegion(p: Buffer, off: number) {

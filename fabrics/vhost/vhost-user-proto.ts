@@ -48,6 +48,9 @@ export const Req = {
   REM_MEM_REG: 38,
 } as const;
 
+/** Back-end to front-end requests, on the channel SET_SLAVE_REQ_FD gives. */
+export const SlaveReq = { IOTLB_MSG: 1, CONFIG_CHANGE_MSG: 2 } as const;
+
 export const reqName: Record<number, string> = Object.fromEntries(Object.entries(Req).map(([k, v]) => [v, k]));
 
 /** Virtio feature bits (64-bit: kept as bigint). */
@@ -100,6 +103,9 @@ export const MemTable = { NREGIONS: 0, REGIONS: 8, MAX_REGIONS: 8 } as const;
 
 /** ADD_MEM_REG / REM_MEM_REG: {u64 padding, region}. */
 export const MemRegMsg = { REGION: 8, LENGTH: 8 + Region.LENGTH } as const;
+
+/** GET_INFLIGHT_FD / SET_INFLIGHT_FD: {u64 mmap_size, u64 mmap_offset, u16 num_queues, u16 queue_size}. */
+export const InflightMsg = { MMAP_SIZE: 0, MMAP_OFFSET: 8, NUM_QUEUES: 16, QUEUE_SIZE: 18, LENGTH: 24 } as const;
 
 /** Slots offered with CONFIGURE_MEM_SLOTS (QEMU caps it at 512). */
 export const MAX_MEM_SLOTS = 32;

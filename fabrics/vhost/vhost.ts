@@ -1,36 +1,48 @@
-// The vhost fabric: each TPG with a `socket` attribute listens there for
-// vhost-user-scsi front-ends (tpg-listener.ts). On refresh() a new TPG starts
-// listening, a removed one stops, and the others apply their socket ownership
-// and tell their guests what changed in their LUNs.
+// The vhost fabric: each socket named by a target's TPGs listens there for
+// vhost-user front-ends (tpg-listener.ts); the TPGs naming one socket are the
+// virtio targets of that controller. On refresh() a new socket starts
+// listening, one no TPG names any more stops, and the others apply their socket
+// ownership and tell their guests what changed in their targets and LUNs.
 
 import type { FabricModule, FabricService } from '../../src/core/fabric';
 import type { Target, Tpg } from '../../src/model/target';
 import { TpgListener } from './tpg-listener';
 
+/** The target's TPGs by the socket they name, lowest tag first. */
+function bySocket(target: Target): Map<string, Tpg[]> {
+  const m = new Map<string, Tpg[]>();
+  for (const tpg of [...target.tpgs.values()].sort((a, b) => a.tag - b.tag)) {
+    const path = tpg.attributes.socket;
+    if (typeof path !== 'string') continue;
+    const list = m.get(path);
+    if (list) list.push(tpg);
+    else m.set(path, [tpg]);
+  }
+  return m;
+}
+
 export const vhostFabric: FabricModule = {
   name: 'vhost',
   async serve(target: Target): Promise<FabricService> {
-    const listeners = new Map<Tpg, TpgListener>();
-    const sync = (): void => {
-      for (const tpg of target.tpgs.values()) {
-        const path = tpg.attributes.socket;
-        if (typeof path !== 'string' || listeners.has(tpg)) continue;
-        listeners.set(tpg, new TpgListener(tpg, path));
+    const listeners = new Map<string, TpgListener>();
+    const sync = async (): Promise<void> => {
+      const want = bySocket(target);
+      for (const [path, l] of listeners) {
+        if (want.has(path)) continue;
+        listeners.delete(path);
+        await l.close();
+      }
+      for (const [path, tpgs] of want) {
+        const l = listeners.get(path);
+        if (l) {
+          l.tpgs = tpgs;
+          l.refresh();
+        } else listeners.set(path, new TpgListener(tpgs, path));
       }
     };
-    sync();
+    await sync();
     return {
-      async refresh() {
-        sync();
-        for (const [tpg, l] of listeners) {
-          if (!target.tpgs.has(tpg.tag) || target.tpgs.get(tpg.tag) !== tpg) {
-            listeners.delete(tpg);
-            await l.close();
-          } else {
-            l.refresh();
-          }
-        }
-      },
+      refresh: sync,
       async close() {
         await Promise.all([...listeners.values()].map((l) => l.close()));
         listeners.clear();

@@ -1,8 +1,9 @@
 // The virtio-scsi device behind one vhost-user connection: one virtio-scsi HBA
-// and one I_T nexus on the TPG. Its request queues hand guest memory views
-// straight to the core; the control queue carries task management, the event
-// queue hot-plug and capacity changes. Its config space is QEMU's to
-// synthesize (vhost-user-scsi takes no GET_CONFIG).
+// whose targets are the TPGs on its socket, with one I_T nexus per target. Its
+// request queues hand guest memory views straight to the core; the control
+// queue carries task management, the event queue hot-plug and capacity
+// changes. Its config space is QEMU's to synthesize (vhost-user-scsi takes no
+// GET_CONFIG), so the queue count is held at the rings the front-end sets up.
 
 import type { Tpg } from '../../src/model/target';
 import type { Session } from '../../src/core/session';
@@ -22,8 +23,13 @@ import {
 /** virtio-scsi's own feature bits we serve. */
 export const SCSI_FEATURES = bit(ScsiFeature.HOTPLUG) | bit(ScsiFeature.CHANGE);
 
-/** Events kept while the guest has no event buffer posted; beyond that they are reported as missed. */
-const MAX_PENDING_EVENTS = 64;
+/**
+ * Events kept while the guest has no event buffer posted (Linux posts 8 and
+ * re-posts each after handling it). Beyond that the next event delivered
+ * carries EVENTS_MISSED and the guest rescans the whole controller, which is
+ * faster than waiting out a long backlog one buffer at a time.
+ */
+export const MAX_PENDING_EVENTS = 16;
 
 const TMF_FUNCTIONS: Record<number, TmfFunction> = {
   [TmfSubtype.ABORT_TASK]: 'abort-task',
@@ -50,9 +56,25 @@ interface Inflight {
   chain: Chain;
   idLo: number;
   idHi: number;
+  target: number;
   lun: number;
   tag: number;
   dataIn: Buffer[] | undefined;
+}
+
+/** What a device reads of its controller (the socket): the TPGs by virtio target. */
+export interface Controller {
+  readonly path: string;
+  /** Enabled TPGs by virtio target. */
+  targets(): Map<number, Tpg>;
+}
+
+/** One virtio target: its TPG, the I_T nexus on it, and the LUNs the guest was last told about. */
+interface Nexus {
+  tpg: Tpg;
+  session: Session;
+  /** LUN -> the unit and its capacity when the guest last heard of it (hot-plug, PARAM_CHANGE). */
+  known: Map<number, { lu: LogicalUnit; blocks: number }>;
 }
 
 const DEBUG = process.env.TSIO_LOG === 'debug';
@@ -60,22 +82,21 @@ const DEBUG = process.env.TSIO_LOG === 'debug';
 export class VirtioScsiDevice implements VirtioDevice {
   readonly features = SCSI_FEATURES;
   readonly queueCount: number;
-  private session: Session | undefined;
+  /** Nexuses by virtio target. */
+  private readonly nexuses = new Map<number, Nexus>();
   private readonly inflight = new Map<number, Inflight>();
-  /** LUNs the guest was last told about, and their capacities (hot-plug, PARAM_CHANGE). */
-  private knownLuns = new Map<number, number>();
   private pendingEvents: Buffer[] = [];
   private eventsMissed = false;
   private closed = false;
 
   constructor(
     readonly backend: VhostUserBackend,
-    readonly tpg: Tpg,
+    readonly controller: Controller,
     numQueues: number,
   ) {
     this.queueCount = VQ.REQUEST0 + numQueues;
-    this.session = tpg.openSession({ name: tpg.attributes.nexus !== undefined ? String(tpg.attributes.nexus) : tpg.target.wwn });
-    this.rememberLuns();
+    this.syncTargets(false);
+    if (this.nexuses.size === 0) throw new Error('no target admits this controller\'s nexus');
   }
 
   private get name(): string {
@@ -108,9 +129,9 @@ export class VirtioScsiDevice implements VirtioDevice {
     }
     const hdr = chain.readable[0].length >= CmdReq.LENGTH ? chain.readable[0] : sglFlatten(chain.readable, 0, CmdReq.LENGTH);
     const addr = decodeLun(hdr, CmdReq.LUN);
-    const session = this.session;
     if (DEBUG) log.debug(`vhost ${this.name}: q${q.index} head ${chain.head} lun ${hdr.subarray(0, 8).toString('hex')} cdb ${hdr.subarray(CmdReq.CDB, CmdReq.CDB + 16).toString('hex')} out ${chain.readLen} in ${chain.writeLen}`);
-    if (addr === undefined || addr.target !== 0 || session === undefined) {
+    const session = addr === undefined || this.closed ? undefined : this.nexuses.get(addr.target)?.session;
+    if (addr === undefined || session === undefined) {
       return this.failRequest(q, chain, Resp.BAD_TARGET);
     }
     const outLen = chain.readLen - CmdReq.LENGTH;
@@ -120,7 +141,7 @@ export class VirtioScsiDevice implements VirtioDevice {
     const cdb = Buffer.from(hdr.subarray(CmdReq.CDB, CmdReq.CDB + cdbLen)); // the guest may rewrite its copy
     const tag = (q.index << 16) | chain.head;
     const dataIn = inLen > 0 ? sglSlice(chain.writable, CmdResp.LENGTH, inLen) : undefined;
-    const f: Inflight = { q, chain, idLo: hdr.readUInt32LE(CmdReq.ID), idHi: hdr.readUInt32LE(CmdReq.ID + 4), lun: addr.lun, tag, dataIn };
+    const f: Inflight = { q, chain, idLo: hdr.readUInt32LE(CmdReq.ID), idHi: hdr.readUInt32LE(CmdReq.ID + 4), target: addr.target, lun: addr.lun, tag, dataIn };
     this.inflight.set(tag, f);
     session.submit(
       {
@@ -199,7 +220,8 @@ export class VirtioScsiDevice implements VirtioDevice {
     const addr = decodeLun(req, TmfReq.LUN);
     let response: number;
     const fn = TMF_FUNCTIONS[subtype];
-    if (addr === undefined || addr.target !== 0 || this.session === undefined) response = Resp.BAD_TARGET;
+    const session = addr === undefined || this.closed ? undefined : this.nexuses.get(addr.target)?.session;
+    if (addr === undefined || session === undefined) response = Resp.BAD_TARGET;
     else if (fn === undefined) response = Resp.FUNCTION_REJECTED;
     else {
       let tag: number | undefined;
@@ -207,13 +229,13 @@ export class VirtioScsiDevice implements VirtioDevice {
         const lo = req.readUInt32LE(TmfReq.ID);
         const hi = req.readUInt32LE(TmfReq.ID + 4);
         for (const f of this.inflight.values()) {
-          if (f.idLo === lo && f.idHi === hi && f.lun === addr.lun) tag = f.tag;
+          if (f.idLo === lo && f.idHi === hi && f.target === addr.target && f.lun === addr.lun) tag = f.tag;
         }
         if (tag === undefined) tag = -1;
       }
-      const r = await this.session.taskManagement(fn, addr.lun, tag);
+      const r = await session.taskManagement(fn, addr.lun, tag);
       response = TMF_RESPONSE[r];
-      if (fn === 'lun-reset' || fn === 'it-nexus-reset' || fn === 'clear-task-set') log.info(`vhost ${this.name}: ${fn} on LUN ${addr.lun}: ${r}`);
+      if (fn === 'lun-reset' || fn === 'it-nexus-reset' || fn === 'clear-task-set') log.info(`vhost ${this.name}: ${fn} on target ${addr.target} LUN ${addr.lun}: ${r}`);
     }
     sglCopyIn(chain.writable, 0, Buffer.from([response]));
     this.backend.complete(q, chain.head, TmfResp.LENGTH);
@@ -224,83 +246,112 @@ export class VirtioScsiDevice implements VirtioDevice {
   /**
    * Event buffers stay in the avail ring until there is an event for them, so
    * a stopped ring never holds any (GET_VRING_BASE needs nothing in flight).
+   * While events wait, the ring asks for a kick when the driver posts a buffer
+   * (with EVENT_IDX it otherwise never hears of re-posted buffers).
    */
   private deliverEvents(): void {
     const q = this.backend.queues[VQ.EVENT];
     if (!q || !q.ready) return;
-    while (this.pendingEvents.length > 0) {
-      const chain = this.backend.pop(q);
-      if (chain === undefined) break;
-      if (chain.writeLen < Event.LENGTH) {
-        log.warn(`vhost ${this.name}: event buffer ${chain.head} shorter than an event`);
-        q.push(chain.head, 0);
-        continue;
+    do {
+      while (this.pendingEvents.length > 0) {
+        const chain = this.backend.pop(q);
+        if (chain === undefined) break;
+        if (chain.writeLen < Event.LENGTH) {
+          log.warn(`vhost ${this.name}: event buffer ${chain.head} shorter than an event`);
+          q.push(chain.head, 0);
+          continue;
+        }
+        const ev = this.pendingEvents.shift()!;
+        if (this.eventsMissed) {
+          ev.writeUInt32LE((ev.readUInt32LE(Event.EVENT) | EVENTS_MISSED) >>> 0, Event.EVENT);
+          this.eventsMissed = false;
+        }
+        sglCopyIn(chain.writable, 0, ev);
+        q.push(chain.head, Event.LENGTH);
       }
-      const ev = this.pendingEvents.shift()!;
-      if (this.eventsMissed) {
-        ev.writeUInt32LE(ev.readUInt32LE(Event.EVENT) | EVENTS_MISSED, Event.EVENT);
-        this.eventsMissed = false;
-      }
-      sglCopyIn(chain.writable, 0, ev);
-      q.push(chain.head, Event.LENGTH);
-    }
+    } while (this.pendingEvents.length > 0 && q.ready && q.armKick());
     this.backend.flush();
   }
 
-  private postEvent(event: number, lun: number, reason: number): void {
+  private postEvent(event: number, target: number, lun: number, reason: number): void {
     if (this.pendingEvents.length >= MAX_PENDING_EVENTS) {
       this.eventsMissed = true;
       return;
     }
     const ev = Buffer.alloc(Event.LENGTH);
     ev.writeUInt32LE(event, Event.EVENT);
-    encodeLun(ev, Event.LUN, 0, lun);
+    encodeLun(ev, Event.LUN, target, lun);
     ev.writeUInt32LE(reason, Event.REASON);
     this.pendingEvents.push(ev);
   }
 
-  private rememberLuns(): void {
-    this.knownLuns.clear();
-    if (!this.session || this.closed) return this.unwatchCapacity();
-    const lus = new Set<LogicalUnit>();
-    for (const [n, itl] of this.session.itls) {
-      this.knownLuns.set(n, itl.lu.blocks);
-      lus.add(itl.lu);
+  /**
+   * Opens a nexus on each new target, closes those of targets gone, and (when
+   * tell) posts what the guest must hear: LUNs appeared or removed, capacity
+   * changed. A target appearing or leaving is its LUNs appearing or leaving.
+   */
+  private syncTargets(tell: boolean): void {
+    const want = this.closed ? new Map<number, Tpg>() : this.controller.targets();
+    const features = this.backend.features;
+    const hotplug = tell && (features & bit(ScsiFeature.HOTPLUG)) !== 0n;
+    const change = tell && (features & bit(ScsiFeature.CHANGE)) !== 0n;
+    for (const [t, nx] of this.nexuses) {
+      if (want.get(t) === nx.tpg && !nx.session.closed) continue;
+      this.nexuses.delete(t);
+      void nx.session.close();
+      if (hotplug) for (const n of nx.known.keys()) this.postEvent(EventType.TRANSPORT_RESET, t, n, ResetReason.REMOVED);
     }
+    for (const [t, tpg] of want) {
+      let nx = this.nexuses.get(t);
+      if (!nx) {
+        let session: Session;
+        try {
+          session = tpg.openSession({ name: tpg.attributes.nexus !== undefined ? String(tpg.attributes.nexus) : tpg.target.wwn });
+        } catch (e) {
+          log.warn(`vhost ${this.name}: target ${t} (${tpg.portName}): ${(e as Error).message}`);
+          continue;
+        }
+        nx = { tpg, session, known: new Map() };
+        this.nexuses.set(t, nx);
+      }
+      const s = nx.session;
+      for (const [n, k] of nx.known) {
+        const itl = s.itls.get(n);
+        if (!itl || itl.lu !== k.lu) {
+          if (hotplug) this.postEvent(EventType.TRANSPORT_RESET, t, n, ResetReason.REMOVED);
+          nx.known.delete(n);
+        } else if (itl.lu.blocks !== k.blocks) {
+          // reason = ASC | ASCQ << 8: CAPACITY DATA HAS CHANGED (2Ah/09h)
+          if (change) this.postEvent(EventType.PARAM_CHANGE, t, n, 0x2a | (0x09 << 8));
+          k.blocks = itl.lu.blocks;
+        }
+      }
+      for (const [n, itl] of s.itls) {
+        if (nx.known.has(n)) continue;
+        if (hotplug) this.postEvent(EventType.TRANSPORT_RESET, t, n, ResetReason.RESCAN);
+        nx.known.set(n, { lu: itl.lu, blocks: itl.lu.blocks });
+      }
+    }
+    this.watchCapacity();
+  }
+
+  private readonly watchedLus = new Set<LogicalUnit>();
+  private readonly onCapacity = (): void => this.refresh();
+
+  /** Listens for capacity changes of exactly the units the guest sees. */
+  private watchCapacity(): void {
+    const lus = new Set<LogicalUnit>();
+    for (const nx of this.nexuses.values()) for (const k of nx.known.values()) lus.add(k.lu);
     for (const lu of this.watchedLus) if (!lus.has(lu)) lu.capacityListeners.delete(this.onCapacity);
     for (const lu of lus) lu.capacityListeners.add(this.onCapacity);
     this.watchedLus.clear();
     for (const lu of lus) this.watchedLus.add(lu);
   }
 
-  private readonly watchedLus = new Set<LogicalUnit>();
-  private readonly onCapacity = (): void => this.refresh();
-
-  private unwatchCapacity(): void {
-    for (const lu of this.watchedLus) lu.capacityListeners.delete(this.onCapacity);
-    this.watchedLus.clear();
-  }
-
-  /** The TPG's LUNs or their sizes changed: tell the guest (rescan, removed, capacity changed). */
+  /** The controller's targets, their LUNs or their sizes changed: tell the guest (rescan, removed, capacity changed). */
   refresh(): void {
-    const s = this.session;
-    if (!s || this.closed) return;
-    const features = this.backend.features;
-    const hotplug = (features & bit(ScsiFeature.HOTPLUG)) !== 0n;
-    const change = (features & bit(ScsiFeature.CHANGE)) !== 0n;
-    for (const [n, blocks] of this.knownLuns) {
-      const itl = s.itls.get(n);
-      if (!itl) {
-        if (hotplug) this.postEvent(EventType.TRANSPORT_RESET, n, ResetReason.REMOVED);
-      } else if (itl.lu.blocks !== blocks && change) {
-        // reason = ASC | ASCQ << 8: CAPACITY DATA HAS CHANGED (2Ah/09h)
-        this.postEvent(EventType.PARAM_CHANGE, n, 0x2a | (0x09 << 8));
-      }
-    }
-    for (const n of s.itls.keys()) {
-      if (!this.knownLuns.has(n) && hotplug) this.postEvent(EventType.TRANSPORT_RESET, n, ResetReason.RESCAN);
-    }
-    this.rememberLuns();
+    if (this.closed) return;
+    this.syncTargets(true);
     this.deliverEvents();
   }
 
@@ -308,11 +359,11 @@ export class VirtioScsiDevice implements VirtioDevice {
 
   async close(): Promise<void> {
     this.closed = true;
-    this.unwatchCapacity();
-    const s = this.session;
-    this.session = undefined;
+    const sessions = [...this.nexuses.values()].map((nx) => nx.session);
+    this.nexuses.clear();
+    this.watchCapacity();
     // Requests still running finish into guest memory before the back end unmaps it.
-    if (s) await s.close();
+    await Promise.all(sessions.map((s) => s.close()));
     const deadline = Date.now() + 5000;
     while (this.inflight.size > 0 && Date.now() < deadline) await new Promise<void>((r) => setTimeout(r, 1));
   }

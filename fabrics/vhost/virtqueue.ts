@@ -33,6 +33,16 @@ export interface Chain {
   writeLen: number;
 }
 
+/**
+ * The in-flight record of one split queue, in memory the front-end keeps across
+ * our restarts (INFLIGHT_SHMFD; libvhost-user's layout): {u64 features, u16
+ * version, u16 desc_num, u16 last_batch_head, u16 used_idx}, then per
+ * descriptor head {u8 inflight, u8 pad[5], u16 next, u64 counter}.
+ */
+export const InflightRegion = { VERSION: 8, DESC_NUM: 10, LAST_BATCH_HEAD: 12, USED_IDX: 14, DESC: 16, ENTRY: 16, INFLIGHT: 0, COUNTER: 8 } as const;
+/** Bytes of one queue's in-flight record, rounded up as libvhost-user does. */
+export const inflightRegionSize = (num: number): number => Math.ceil((InflightRegion.DESC + InflightRegion.ENTRY * num) / 64) * 64;
+
 /** Most bytes one chain may describe; larger is a hostile or broken driver (max_sectors is 32 MiB). */
 const MAX_CHAIN_BYTES = 64 * 1024 * 1024;
 
@@ -65,6 +75,9 @@ export class DeviceQueue {
   inflight = 0;
   /** Used entries pushed since the last notification decision. */
   pending = 0;
+  /** This queue's in-flight record (INFLIGHT_SHMFD), when the front-end keeps one. */
+  inflightRegion: Buffer | undefined;
+  private counter = 0;
 
   constructor(readonly index: number) {}
 
@@ -129,6 +142,51 @@ export class DeviceQueue {
     this.lastAvail = (this.lastAvail + 1) & 0xffff;
     if (head >= this.num) throw new ChainError(`queue ${this.index}: head ${head} out of a ring of ${this.num}`, true);
     this.inflight++;
+    const r = this.inflightRegion;
+    if (r !== undefined && r.length > 0) {
+      const o = InflightRegion.DESC + InflightRegion.ENTRY * head;
+      r.writeBigUInt64LE(BigInt(++this.counter), o + InflightRegion.COUNTER);
+      r[o + InflightRegion.INFLIGHT] = 1;
+    }
+    return this.readChain(mem, head);
+  }
+
+  /**
+   * After a restart, the heads the last back end popped and never returned,
+   * oldest first; the ring continues after them (libvhost-user's
+   * vu_check_queue_inflights). They count as in flight: the caller reads and
+   * serves them again.
+   */
+  takeInflight(): number[] {
+    const r = this.inflightRegion;
+    if (r === undefined || r.length === 0 || this.used === undefined) return [];
+    if (r.readUInt16LE(InflightRegion.DESC_NUM) !== this.num) {
+      r.fill(0);
+      r.writeUInt16LE(1, InflightRegion.VERSION);
+      r.writeUInt16LE(this.num, InflightRegion.DESC_NUM);
+    }
+    const usedIdx = this.used.readUInt16LE(Used.IDX);
+    // A push interrupted between its used entry and its record: that head is done.
+    if (r.readUInt16LE(InflightRegion.USED_IDX) !== usedIdx) {
+      const last = r.readUInt16LE(InflightRegion.LAST_BATCH_HEAD);
+      if (last < this.num) r[InflightRegion.DESC + InflightRegion.ENTRY * last + InflightRegion.INFLIGHT] = 0;
+      r.writeUInt16LE(usedIdx, InflightRegion.USED_IDX);
+    }
+    const heads: { head: number; counter: bigint }[] = [];
+    for (let h = 0; h < this.num; h++) {
+      const o = InflightRegion.DESC + InflightRegion.ENTRY * h;
+      if (r[o + InflightRegion.INFLIGHT] === 1) heads.push({ head: h, counter: r.readBigUInt64LE(o + InflightRegion.COUNTER) });
+    }
+    heads.sort((a, b) => (a.counter < b.counter ? -1 : a.counter > b.counter ? 1 : 0));
+    if (heads.length > 0) this.counter = Number(heads[heads.length - 1].counter);
+    this.usedIdx = usedIdx;
+    this.lastAvail = (usedIdx + heads.length) & 0xffff;
+    this.inflight += heads.length;
+    return heads.map((x) => x.head);
+  }
+
+  /** The chain starting at head (popped, or taken back with takeInflight()). Throws ChainError as pop() does. */
+  readChain(mem: GuestMemory, head: number): Chain {
     const chain: Chain = { head, readable: [], readLen: 0, writable: [], writeLen: 0 };
     let table = this.desc!;
     let size = this.num;
@@ -196,12 +254,18 @@ export class DeviceQueue {
     const used = this.used;
     this.inflight--;
     if (used === undefined || used.length === 0) return; // rings gone (memory unmapped): nothing to tell
+    const r = this.inflightRegion !== undefined && this.inflightRegion.length > 0 ? this.inflightRegion : undefined;
+    if (r !== undefined) r.writeUInt16LE(head, InflightRegion.LAST_BATCH_HEAD);
     const o = Used.RING + Used.ENTRY * (this.usedIdx % this.num);
     used.writeUInt32LE(head, o + Used.ID);
     used.writeUInt32LE(len, o + Used.LEN);
     // x86 keeps stores in order: the entry is visible before the index.
     this.usedIdx = (this.usedIdx + 1) & 0xffff;
     used.writeUInt16LE(this.usedIdx, Used.IDX);
+    if (r !== undefined && head < this.num) {
+      r[InflightRegion.DESC + InflightRegion.ENTRY * head + InflightRegion.INFLIGHT] = 0;
+      r.writeUInt16LE(this.usedIdx, InflightRegion.USED_IDX);
+    }
     this.pending++;
   }
 

@@ -17,6 +17,8 @@ export interface GuestOptions {
   qemuArgs?: string[];
   /** Guest RAM; default 1024. */
   memoryMiB?: number;
+  /** Guest vCPUs; default 1 (multiqueue devices give one queue per vCPU). */
+  cpus?: number;
   /** Back guest RAM with a shared memfd (vhost-user backends must map it). */
   sharedMemory?: boolean;
   /** Whole run, boot included; default 240 s. */
@@ -226,7 +228,7 @@ export function startGuest(opts: GuestOptions): Guest {
   writeFileSync(join(job, 'script.sh'), opts.script);
   const mem = opts.memoryMiB ?? 1024;
   const args = [
-    '-accel', 'tcg', '-cpu', 'max', '-smp', '1', '-m', String(mem),
+    '-accel', 'tcg', '-cpu', 'max', '-smp', String(opts.cpus ?? 1), '-m', String(mem),
     '-nodefaults', '-display', 'none', '-serial', 'stdio', '-monitor', 'none', '-nic', 'none',
     '-kernel', vmlinuz, '-initrd', initrd,
     '-append', `console=ttyS0 loglevel=4 panic=-1 rdinit=/init ${opts.systemd ? 'tsio.systemd=1 systemd.show_status=0 ' : ''}${opts.append ?? ''}`.trim(),

@@ -493,7 +493,9 @@ export class BlkSlot {
     this.status[0] = 0xff;
     const out: [number, number][] = [[this.hdrGpa, BlkReq.LENGTH]];
     const inb: [number, number][] = [];
-    if (len > 0) (type === BlkType.OUT ? out : inb).push([this.dataGpa, len]);
+    // Data the device reads: OUT's blocks, DISCARD's and WRITE_ZEROES's segments; the rest it writes.
+    const readable = type === BlkType.OUT || type === BlkType.DISCARD || type === BlkType.WRITE_ZEROES;
+    if (len > 0) (readable ? out : inb).push([this.dataGpa, len]);
     inb.push([this.statusGpa, 1]);
     q.add(out, inb, () => done(this.status[0]));
   }
