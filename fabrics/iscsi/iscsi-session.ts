@@ -131,6 +131,11 @@ export class IscsiSession implements SessionLink, InOrder, TmfSession, ControlSe
     }
   }
 
+  /** Shutdown: no new command runs; resolves once those in flight have ended. */
+  quiesce(): Promise<void> {
+    return this.commands.quiesce();
+  }
+
   /** Asks the initiator to log out (shutdown); resolves when it did or time ran out. */
   requestLogout(seconds: number): Promise<void> {
     if (this.closing) return Promise.resolve();

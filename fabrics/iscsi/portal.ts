@@ -14,6 +14,8 @@ export class Portal implements LoginPortal {
   readonly tpgs = new Set<Tpg>();
   readonly connections = new Set<Connection>();
   private readonly server: Server;
+  /** Set once it stops accepting: resolves when the listener is closed (its connections gone too). */
+  private closed: Promise<void> | undefined;
   private readonly forget = (c: Connection): void => {
     this.connections.delete(c);
   };
@@ -60,8 +62,18 @@ export class Portal implements LoginPortal {
     return this.root.fabricSettings.get('iscsi')?.discovery_auth ?? {};
   }
 
+  /**
+   * Stops accepting connections and ends those still logging in; sessions in
+   * full feature phase keep theirs (a shutdown lets them drain first).
+   */
+  stop(): void {
+    this.closed ??= this.server.listening ? new Promise<void>((resolve) => this.server.close(() => resolve())) : Promise.resolve();
+    for (const c of [...this.connections]) if (!c.ffp) c.destroy();
+  }
+
   async close(): Promise<void> {
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.stop();
     for (const c of [...this.connections]) c.destroy();
+    await this.closed;
   }
 }
