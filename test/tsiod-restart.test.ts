@@ -12,9 +12,11 @@ import { mkdtempSync, openSync, readSync, closeSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RawInitiator } from './util/iscsi-initiator';
-import { startTsiod, type Daemon } from './util/tsiod';
+import { freePort, startTsiod, type Daemon } from './util/tsiod';
+import { VerifyingClient } from './util/verify-client';
 
 const IQN = 'iqn.2026-12.org.tsio:restart';
+const SOAK = process.env.TSIO_SOAK === '1';
 
 const config = (tpgParams = '') => (port: number, dir: string) => `storage_objects:
   - { name: disk, plugin: fileio, dev: ${join(dir, 'disk.img')}, size: 16MiB }
@@ -120,6 +122,68 @@ test('SIGTERM: no new login or command, the write in flight completes, stalled i
     assert.ok(readBlocks(disk, 100, 8).equals(Buffer.alloc(4096)), 'the stalled write did not run');
   } finally {
     await d?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+const PR_KEY = 0x7e57n;
+
+/** PERSISTENT RESERVE OUT through a raw session. */
+async function prOut(i: RawInitiator, sa: number, type: number, key: bigint, saKey: bigint, aptpl = false) {
+  const p = Buffer.alloc(24);
+  p.writeBigUInt64BE(key, 0);
+  p.writeBigUInt64BE(saKey, 8);
+  p[20] = aptpl ? 1 : 0;
+  return i.command([0x5f, sa, type, 0, 0, 0, 0, 0, 24, 0], { write: p, immediate: 24 });
+}
+
+test(`a verifying client with reconnect runs across ${SOAK ? 50 : 10} restarts of tsiod: nothing lost, no error, the APTPL reservation kept`, async () => {
+  const restarts = SOAK ? 50 : 10;
+  const dir = mkdtempSync(join(tmpdir(), 'tsiod-restart-'));
+  const port = await freePort();
+  const cfg = config();
+  let d: Daemon = await startTsiod(cfg, { dir, port });
+  const holder = 'iqn.2026-12.org.tsio:verifier';
+  const client = new VerifyingClient({ port, target: IQN, initiator: holder, blocks: 8192, workers: 4, seed: 16 });
+  try {
+    // The holder registers with APTPL and reserves WRITE EXCLUSIVE: others may read, not write.
+    const setup = await RawInitiator.connect(port);
+    Buffer.from([0x80, 0x5e, 0, 0, 0, 1]).copy(setup.isid); // the client's ISID: the same I_T nexus
+    await setup.login(IQN, {}, holder);
+    await setup.command([0, 0, 0, 0, 0, 0]);
+    assert.equal((await prOut(setup, 0, 0, 0n, PR_KEY, true)).status, 0, 'REGISTER with APTPL');
+    assert.equal((await prOut(setup, 1, 1, PR_KEY, 0n)).status, 0, 'RESERVE WRITE EXCLUSIVE');
+    assert.equal(await setup.logout(), 0);
+    setup.close();
+
+    client.start();
+    for (let k = 0; k < restarts; k++) {
+      const before = client.completed;
+      await waitFor('commands before the restart', () => client.completed >= before + 200 || client.stats.errors.length > 0, 60_000);
+      assert.deepEqual(client.stats.errors, []);
+      assert.equal(await d.stop(), 0, `restart ${k}: tsiod exits 0:\n${d.log()}`);
+      d = await startTsiod(cfg, { dir, port });
+      // Another initiator sees the reservation as it was: RESERVATION CONFLICT on a write.
+      const other = await session(port, 'iqn.2026-12.org.tsio:other');
+      const w = await other.command(write10(9000, 1), { write: Buffer.alloc(512), immediate: 512 });
+      assert.equal(w.status, 0x18, `restart ${k}: the reservation survived`);
+      other.close();
+    }
+    await waitFor('commands after the last restart', () => client.completed > 0 && client.stats.reconnects >= restarts, 60_000);
+    const stats = await client.stop();
+    await client.verifyAll();
+    const uas = Object.fromEntries(stats.unitAttentions);
+    console.log(`restarts ${restarts}: writes ${stats.writes}, reads ${stats.reads}, blocks verified ${stats.blocksVerified}, reconnects ${stats.reconnects}, ` +
+      `reissued ${stats.reissued}, logout requests ${stats.logoutRequests}, unit attentions ${JSON.stringify(uas)}`);
+    assert.deepEqual(stats.errors, []);
+    assert.deepEqual(stats.verifyFailures, []);
+    assert.ok(stats.reconnects >= restarts, `a new session after each restart (${stats.reconnects})`);
+    assert.ok(stats.logoutRequests >= restarts, `each shutdown asked for a logout (${stats.logoutRequests})`);
+    // Each new nexus starts with POWER ON, RESET, OR BUS DEVICE RESET OCCURRED (SAM-5), once per session.
+    assert.ok((stats.unitAttentions.get('2900') ?? 0) >= restarts, JSON.stringify(uas));
+  } finally {
+    await client.stop().catch(() => undefined);
+    await d.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 });
