@@ -19,6 +19,12 @@ const LOGOUT_GRACE_S = 2;
 /** Seconds a shutdown waits for commands in flight (a write whose initiator stalls its data) before the logout request. */
 const DRAIN_S = 3;
 
+/**
+ * Milliseconds a closing portal leaves its connections to end before dropping them: the last Logout Response
+ * leaves, and on a portal several targets share, the other targets' sessions drain and log out.
+ */
+const FLUSH_MS = (DRAIN_S + LOGOUT_GRACE_S + 1) * 1000;
+
 /** Resolves when p does or after `seconds`, whichever is first. */
 const bounded = (p: Promise<unknown>, seconds: number): Promise<unknown> =>
   Promise.race([p, new Promise((r) => setTimeout(r, seconds * 1000).unref())]);
@@ -56,7 +62,8 @@ async function serve(target: Target, root: Root): Promise<FabricService> {
       await bounded(Promise.all(normal.map((s) => s.quiesce())), DRAIN_S);
       await bounded(Promise.all(normal.map((s) => s.requestLogout(LOGOUT_GRACE_S))), LOGOUT_GRACE_S + 0.5);
       for (const s of mine) s.close('target shut down');
-      for (const p of stopped) await p?.close();
+      // A portal other targets listed too is closed by the last of them: its connections are theirs to end first.
+      for (const p of stopped) await p?.close(FLUSH_MS);
     },
   };
 }
