@@ -182,7 +182,7 @@ test(`a verifying client with reconnect runs across ${SOAK ? 50 : 10} restarts o
     // Each new nexus starts with POWER ON, RESET, OR BUS DEVICE RESET OCCURRED (SAM-5), once per session.
     assert.ok((stats.unitAttentions.get('2900') ?? 0) >= restarts, JSON.stringify(uas));
   } finally {
-    await client.stop().catch(() => undefined);
+    await client.close();
     await d.stop();
     rmSync(dir, { recursive: true, force: true });
   }

@@ -1,13 +1,2 @@
-// A small seeded generator for tests that pick ranges and operations.
-
-/** mulberry32: small, seeded, good enough to pick ranges and ops. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// A small seeded generator for tests that pick ranges and operations: the fault relay's.
+export { rng } from '../../tools/fault-relay/relay';

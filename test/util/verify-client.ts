@@ -39,6 +39,8 @@ export interface VerifyStats {
   errors: string[];
   /** Blocks that read back other than as last acknowledged. */
   verifyFailures: string[];
+  /** Responses to a command that had already completed (its ITT answered twice on one session). */
+  duplicates: number;
 }
 
 export interface VerifyOptions {
@@ -56,6 +58,8 @@ export interface VerifyOptions {
   commandTimeoutMs?: number;
   /** How long reconnecting may go on before it counts as an error (default 60 s). */
   reconnectLimitMs?: number;
+  /** More login keys (digests, ErrorRecoveryLevel). */
+  loginKeys?: Record<string, string>;
   /** Runs once on each new session before the workers use it. */
   onSession?: (i: RawInitiator) => Promise<void>;
 }
@@ -67,7 +71,7 @@ const cdb10 = (op: number, lba: number, n: number): Buffer =>
 
 export class VerifyingClient {
   readonly stats: VerifyStats = {
-    writes: 0, reads: 0, blocksVerified: 0, reconnects: 0, reissued: 0, logoutRequests: 0, unitAttentions: new Map(), errors: [], verifyFailures: [],
+    writes: 0, reads: 0, blocksVerified: 0, reconnects: 0, reissued: 0, logoutRequests: 0, unitAttentions: new Map(), errors: [], verifyFailures: [], duplicates: 0,
   };
   /** Acknowledged version of each block. */
   readonly versions: Uint32Array;
@@ -77,6 +81,8 @@ export class VerifyingClient {
   private workers: Promise<void>[] = [];
   private readonly isid = Buffer.from([0x80, 0x5e, 0x00, 0x00, 0x00, 0x01]);
   private logins = 0;
+  /** ITTs each session completed, to find a second response to one. */
+  private readonly answered = new WeakMap<RawInitiator, Set<number>>();
   /** Completed commands (progress). */
   completed = 0;
 
@@ -91,26 +97,27 @@ export class VerifyingClient {
     for (let w = 0; w < n; w++) this.workers.push(this.worker(w * per, per, rng((this.o.seed ?? 1) * 1000 + w)));
   }
 
-  /** Stops the workers after their current command; logs out. */
+  /** Stops the workers after their current command (the session stays: verifyAll(), then close()). */
   async stop(): Promise<VerifyStats> {
     this.running = false;
     await Promise.all(this.workers);
+    return this.stats;
+  }
+
+  /** Logs out. */
+  async close(): Promise<void> {
+    this.running = false;
     const i = this.session;
+    this.session = undefined;
     if (i && !i.closed) {
       await i.logout().catch(() => undefined);
       i.close();
     }
-    return this.stats;
   }
 
   /** Reads every block and checks it against what was acknowledged (after stop()). */
   async verifyAll(): Promise<void> {
     for (let off = 0; off < this.o.blocks; off += 128) await this.readCheck(off, Math.min(128, this.o.blocks - off));
-    const i = this.session;
-    if (i && !i.closed) {
-      await i.logout().catch(() => undefined);
-      i.close();
-    }
   }
 
   private async worker(from: number, count: number, r: () => number): Promise<void> {
@@ -169,6 +176,7 @@ export class VerifyingClient {
       }
       if (reissue) this.stats.reissued++;
       let r;
+      const itt = i.itt; // the ITT command() takes (synchronously)
       try {
         r = await this.withTimeout(i, i.command(cdb, opts));
       } catch {
@@ -180,6 +188,8 @@ export class VerifyingClient {
         reissue = true;
         continue;
       }
+      this.answered.get(i)?.add(itt);
+      this.countDuplicates(i);
       if (r.status === 0) {
         this.completed++;
         return r.data;
@@ -193,6 +203,20 @@ export class VerifyingClient {
       }
       this.stats.errors.push(`${cdb[0].toString(16)} at LBA ${cdb.readUInt32BE(2)}: status 0x${r.status.toString(16)} sense key ${key} ASC/ASCQ ${name}`);
       return undefined;
+    }
+  }
+
+  /** Responses queued for a command the session already completed. */
+  private countDuplicates(i: RawInitiator): void {
+    const done = this.answered.get(i);
+    if (!done) return;
+    for (let k = i.pdus.length - 1; k >= 0; k--) {
+      const p = i.pdus[k];
+      const status = p.opcode === 0x21 || (p.opcode === 0x25 && (p.flags & 0x01) !== 0);
+      if (status && done.has(p.itt)) {
+        this.stats.duplicates++;
+        i.pdus.splice(k, 1);
+      }
     }
   }
 
@@ -225,7 +249,7 @@ export class VerifyingClient {
         const i = await RawInitiator.connect(this.o.port);
         this.isid.copy(i.isid);
         try {
-          await i.login(this.o.target, {}, this.o.initiator);
+          await i.login(this.o.target, this.o.loginKeys ?? {}, this.o.initiator);
           await this.o.onSession?.(i);
         } catch (e) {
           i.close();
@@ -233,6 +257,8 @@ export class VerifyingClient {
         }
         if (this.logins++ > 0) this.stats.reconnects++;
         this.session = i;
+        this.answered.set(i, new Set());
+        i.socket.once('close', () => this.countDuplicates(i));
         void this.watchLogoutRequest(i);
         return i;
       } catch (e) {
