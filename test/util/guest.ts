@@ -298,3 +298,23 @@ export function startGuest(opts: GuestOptions): Guest {
 export function runGuest(opts: GuestOptions): Promise<GuestResult> {
   return startGuest(opts).done;
 }
+
+/**
+ * Guest script lines: the Linux initiator (iscsid) with `conf` added to
+ * node.startup = manual in iscsid.conf, discovery of and login to `target`
+ * on 127.0.0.1:3260 (the guest's own loopback), then waiting for /dev/sda.
+ */
+export function iscsiLoginScript(initiator: string, target: string, conf: string): string {
+  return `modprobe iscsi_tcp
+mkdir -p /etc/iscsi /var/lib/iscsi /run/lock/iscsi
+echo "InitiatorName=${initiator}" > /etc/iscsi/initiatorname.iscsi
+cat > /etc/iscsi/iscsid.conf <<'EOF'
+node.startup = manual
+${conf}EOF
+iscsid
+sleep 1
+iscsiadm -m discovery -t sendtargets -p 127.0.0.1:3260
+iscsiadm -m node -T ${target} -p 127.0.0.1:3260 --login
+for i in $(seq 1 60); do [ -b /dev/sda ] && break; sleep 0.5; done
+`;
+}
