@@ -302,9 +302,12 @@ export function runGuest(opts: GuestOptions): Promise<GuestResult> {
 /**
  * Guest script lines: the Linux initiator (iscsid) with `conf` added to
  * node.startup = manual in iscsid.conf, discovery of and login to `target`
- * on 127.0.0.1:3260 (the guest's own loopback), then waiting for /dev/sda.
+ * on `portal` (default 127.0.0.1:3260, the guest's own loopback), then
+ * waiting for /dev/sda. `discover: false` makes the node record by hand
+ * (a relay's portal, which SendTargets does not name).
  */
-export function iscsiLoginScript(initiator: string, target: string, conf: string): string {
+export function iscsiLoginScript(initiator: string, target: string, conf: string, opts: { portal?: string; discover?: boolean } = {}): string {
+  const portal = opts.portal ?? '127.0.0.1:3260';
   return `modprobe iscsi_tcp
 mkdir -p /etc/iscsi /var/lib/iscsi /run/lock/iscsi
 echo "InitiatorName=${initiator}" > /etc/iscsi/initiatorname.iscsi
@@ -313,8 +316,8 @@ node.startup = manual
 ${conf}EOF
 iscsid
 sleep 1
-iscsiadm -m discovery -t sendtargets -p 127.0.0.1:3260
-iscsiadm -m node -T ${target} -p 127.0.0.1:3260 --login
+${opts.discover === false ? `iscsiadm -m node -o new -T ${target} -p ${portal}` : `iscsiadm -m discovery -t sendtargets -p ${portal}`}
+iscsiadm -m node -T ${target} -p ${portal} --login
 for i in $(seq 1 60); do [ -b /dev/sda ] && break; sleep 0.5; done
 `;
 }
