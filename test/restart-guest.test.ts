@@ -6,7 +6,7 @@
 // log an I/O error. 3 restarts in npm test, 10 in npm run soak.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { iscsiLoginScript, runGuest } from './util/guest';
+import { guestTsiodScript, iscsiLoginScript, runGuest } from './util/guest';
 import { TSIOD } from './util/tsiod';
 
 const IQN = 'iqn.2026-12.org.tsio:restart-guest';
@@ -16,30 +16,8 @@ const RESTARTS = process.env.TSIO_SOAK === '1' ? 10 : 3;
 const PERIOD_S = 6;
 
 test(`Linux initiator in a guest: fio with verify across ${RESTARTS} restarts of tsiod, no error, no verify failure`, { timeout: 1_800_000 }, async () => {
-  const config = `storage_objects:
-  - { name: disk, plugin: fileio, dev: /tmp/tsio/disk.img, size: 64MiB }
-targets:
-  - fabric: iscsi
-    wwn: ${IQN}
-    tpgs:
-      - tag: 1
-        attributes: { generate_node_acls: true, authentication: false, demo_mode_write_protect: false }
-        portals: [ { ip_address: 127.0.0.1, port: 3260 } ]
-        luns: [ { index: 0, storage_object: /backstores/fileio/disk } ]
-`;
   const script = `set -e
-ip link set lo up
-mkdir -p /tmp/tsio
-cat > /tmp/tsio/c.yaml <<'EOF'
-${config}EOF
-start_tsiod() {
-  node ${TSIOD} --config /tmp/tsio/c.yaml --control none --state-dir /tmp/tsio/state --saveconfig /tmp/tsio/save.json > /tmp/tsio/log 2>&1 &
-  TSIOD_PID=$!
-  for i in $(seq 1 240); do grep -q ready: /tmp/tsio/log && return 0; sleep 0.5; done
-  cat /tmp/tsio/log; return 1
-}
-start_tsiod
-${iscsiLoginScript(INIT, IQN, `node.session.auth.authmethod = None
+${guestTsiodScript(TSIOD, IQN)}${iscsiLoginScript(INIT, IQN, `node.session.auth.authmethod = None
 node.session.timeo.replacement_timeout = 300
 `)}RUNTIME=$(( (${RESTARTS} + 1) * ${PERIOD_S} + 60 ))
 fio --name=restart --filename=/dev/sda --ioengine=libaio --direct=1 --rw=randwrite --bs=4k --iodepth=8 --size=32M \\
