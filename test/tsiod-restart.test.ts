@@ -223,6 +223,7 @@ test(`libiscsi (qemu-io, patterns written and read back) across ${SOAK ? 50 : 10
         // A run that starts while tsiod is down cannot open its disk (no reconnect before a first login): again.
         if (r.code !== 0 && !/^wrote /m.test(r.out) && /connect/i.test(r.out)) {
           refused++;
+          await new Promise((r) => setTimeout(r, 200));
           continue;
         }
         runs++;
