@@ -19,6 +19,7 @@ import type { StorageObjectSpec } from '../src/model/root';
 import { Status } from '../src/core/sense';
 import { cdb10, cdb16, good, pattern } from './util/cdb';
 import { losetup, readFileRange } from './util/losetup';
+import { rng } from './util/rng';
 
 const BS = 512;
 const SIZE = 8 << 20;
@@ -40,19 +41,6 @@ after(() => {
   for (const dev of loops) losetup(['--detach', dev]);
   fs.rmSync(dir, { recursive: true, force: true });
 });
-
-/** mulberry32: small, seeded, good enough to pick ranges and ops. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 
 interface Op {
   lba: number;

@@ -5,7 +5,7 @@
 // written and read back with matching checksums, fsck clean.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { runGuest } from './util/guest';
+import { iscsiLoginScript, runGuest } from './util/guest';
 import { TSIOD, startTsiod } from './util/tsiod';
 
 const IQN = 'iqn.2026-11.org.tsio:guest';
@@ -84,12 +84,7 @@ ${config}EOF
 node ${TSIOD} --config /tmp/tsio/c.yaml --control none --state-dir /tmp/tsio/state --saveconfig /tmp/tsio/save.json > /tmp/tsio/log 2>&1 &
 for i in $(seq 1 120); do grep -q ready: /tmp/tsio/log && break; sleep 0.5; done
 cat /tmp/tsio/log
-modprobe iscsi_tcp
-mkdir -p /etc/iscsi /var/lib/iscsi /run/lock/iscsi
-echo "InitiatorName=${INIT}" > /etc/iscsi/initiatorname.iscsi
-cat > /etc/iscsi/iscsid.conf <<'EOF'
-node.startup = manual
-node.session.auth.authmethod = CHAP
+${iscsiLoginScript(INIT, IQN, `node.session.auth.authmethod = CHAP
 node.session.auth.username = linux
 node.session.auth.password = linux-secret-1
 node.session.auth.username_in = tsio
@@ -97,13 +92,7 @@ node.session.auth.password_in = tsio-secret-12
 node.conn[0].iscsi.HeaderDigest = CRC32C
 node.conn[0].iscsi.DataDigest = CRC32C
 node.session.timeo.replacement_timeout = 30
-EOF
-iscsid
-sleep 1
-iscsiadm -m discovery -t sendtargets -p 127.0.0.1:3260
-iscsiadm -m node -T ${IQN} -p 127.0.0.1:3260 --login
-for i in $(seq 1 60); do [ -b /dev/sda ] && break; sleep 0.5; done
-iscsiadm -m session -P 2 | grep -E "HeaderDigest|DataDigest|Target:"
+`)}iscsiadm -m session -P 2 | grep -E "HeaderDigest|DataDigest|Target:"
 ${FS_SCRIPT('/dev/sda')}
 iscsiadm -m node -T ${IQN} -p 127.0.0.1:3260 --logout && echo LOGOUT-OK
 `;

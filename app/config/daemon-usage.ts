@@ -13,6 +13,8 @@ export const TSIOD_USAGE = `usage: tsiod [--config FILE.yaml] [--check] [--state
   --state-dir DIR    where state that outlives a restart is kept (APTPL reservations; default /var/lib/tsio)
   --log-level LEVEL  the least severe messages logged (default info; TSIO_LOG sets it too)
   --version          print the version and exit
-Signals: SIGTERM, SIGINT: close sessions, flush every store, exit. SIGHUP: apply the saved configuration live.
+Signals: SIGTERM, SIGINT: no new login or command; commands in flight end (3 s at most), initiators are asked to
+  log out (2 s), sessions close, every store is flushed, exit (20 s at most, else status 1); initiators reconnect
+  and reissue to the restarted daemon. SIGHUP: apply the saved configuration live.
 Environment: TSIO_IO_URING=off sends fileio and block I/O through the thread pool instead of io_uring (as where the
   kernel has no io_uring or forbids it: kernel.io_uring_disabled, seccomp; the log says which, once).`;

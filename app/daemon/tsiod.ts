@@ -26,6 +26,9 @@ import { TSIOD_USAGE as USAGE } from '../config/daemon-usage';
 
 
 
+/** Seconds a shutdown may take at most (sessions drain, then stores flush): past it, tsiod exits anyway, status 1. */
+const STOP_LIMIT_S = 20;
+
 interface Args {
   config?: string;
   check: boolean;
@@ -189,6 +192,11 @@ async function main(): Promise<void> {
     stopping = true;
     sdNotify('STOPPING=1', `STATUS=${sig}: closing sessions, flushing stores`);
     log.info(`${sig}: shutting down`);
+    // Bounded whatever initiators or stores do: the fabrics bound their part, a store's flush could still hang.
+    setTimeout(() => {
+      log.error(`${sig}: shutdown not done after ${STOP_LIMIT_S} s; exiting without waiting further`);
+      process.exit(1);
+    }, STOP_LIMIT_S * 1000).unref();
     controlServer?.close();
     await Promise.all([...live.services.values()].map((s) => s.close()));
     await root.close();

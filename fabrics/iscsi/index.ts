@@ -1,6 +1,7 @@
 // The iSCSI fabric module: serves a target on every portal of its TPGs,
-// pings idle initiators, on shutdown asks every initiator to log out, and
-// reports its buffer pools to the daemon's metrics.
+// pings idle initiators, shuts down so that initiators just reconnect (no new
+// login or command, those in flight end, then a logout request), and reports
+// its buffer pools to the daemon's metrics.
 
 import type { FabricModule, FabricService, MetricSample } from '../../src/core/fabric';
 import type { Root } from '../../src/model/root';
@@ -15,6 +16,18 @@ import { loginCounts, REFUSAL_REASONS } from './login-counts';
 
 /** Seconds the Async logout request gives initiators before their connections are dropped. */
 const LOGOUT_GRACE_S = 2;
+/** Seconds a shutdown waits for commands in flight (a write whose initiator stalls its data) before the logout request. */
+const DRAIN_S = 3;
+
+/**
+ * Milliseconds a closing portal leaves its connections to end before dropping them: the last Logout Response
+ * leaves, and on a portal several targets share, the other targets' sessions drain and log out.
+ */
+const FLUSH_MS = (DRAIN_S + LOGOUT_GRACE_S + 1) * 1000;
+
+/** Resolves when p does or after `seconds`, whichever is first. */
+const bounded = (p: Promise<unknown>, seconds: number): Promise<unknown> =>
+  Promise.race([p, new Promise((r) => setTimeout(r, seconds * 1000).unref())]);
 
 async function serve(target: Target, root: Root): Promise<FabricService> {
   const refresh = async (): Promise<void> => {
@@ -39,12 +52,18 @@ async function serve(target: Target, root: Root): Promise<FabricService> {
   ensurePinger();
   return {
     refresh,
+    // Bounded whatever initiators do: DRAIN_S, then LOGOUT_GRACE_S, then connections are dropped.
     async close() {
+      // No new connection or login (initiators retry theirs until the target is back), no new command.
+      const stopped = portalRegistry.attached(target).map(([tpg, p]) => portalRegistry.release(tpg, p));
       const mine = [...sessionRegistry.values()].filter((s) => s.tpg.target === target);
-      const waits = mine.filter((s) => !s.discovery).map((s) => s.requestLogout(LOGOUT_GRACE_S));
-      await Promise.race([Promise.all(waits), new Promise((r) => setTimeout(r, LOGOUT_GRACE_S * 1000 + 500).unref())]);
+      for (const s of mine) if (s.discovery) s.close('target shut down');
+      const normal = mine.filter((s) => !s.discovery);
+      await bounded(Promise.all(normal.map((s) => s.quiesce())), DRAIN_S);
+      await bounded(Promise.all(normal.map((s) => s.requestLogout(LOGOUT_GRACE_S))), LOGOUT_GRACE_S + 0.5);
       for (const s of mine) s.close('target shut down');
-      for (const [tpg, p] of portalRegistry.attached(target)) await portalRegistry.detach(tpg, p);
+      // A portal other targets listed too is closed by the last of them: its connections are theirs to end first.
+      for (const p of stopped) await p?.close(FLUSH_MS);
     },
   };
 }

@@ -47,6 +47,8 @@ export class IscsiSession implements SessionLink, InOrder, TmfSession, ControlSe
   private closing = false;
   /** Resolves when the last connection is gone (shutdown waits for logouts). */
   private endWaiters: (() => void)[] = [];
+  /** Set by close(): resolves once every task of the session has ended (the nexus is closed). */
+  private closed: Promise<void> | undefined;
 
   constructor(
     private readonly registry: SessionList,
@@ -111,10 +113,15 @@ export class IscsiSession implements SessionLink, InOrder, TmfSession, ControlSe
     const done = this.core ? this.core.close() : Promise.resolve();
     this.commands.sessionClosed();
     this.window.clear();
-    void done.then(() => {
+    this.closed = done.then(() => {
       for (const w of this.endWaiters) w();
       this.endWaiters = [];
     });
+  }
+
+  /** After close(): resolves once its tasks have all ended (a reinstating login waits for it). */
+  ended(): Promise<void> {
+    return (this.closed ?? Promise.resolve()).catch(() => undefined);
   }
 
   /**
@@ -129,6 +136,11 @@ export class IscsiSession implements SessionLink, InOrder, TmfSession, ControlSe
       this.commands.unpin(c, old);
       this.window.unpin(c, old);
     }
+  }
+
+  /** Shutdown: no new command runs; resolves once those in flight have ended. */
+  quiesce(): Promise<void> {
+    return this.commands.quiesce();
   }
 
   /** Asks the initiator to log out (shutdown); resolves when it did or time ran out. */

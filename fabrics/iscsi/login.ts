@@ -271,21 +271,42 @@ export class LoginMachine implements LoginPhase {
     return undefined;
   }
 
-  /** The last login response: the connection enters full feature phase in its session. */
+  /**
+   * The last login response: the connection enters full feature phase in its
+   * session. Session reinstatement (RFC 7143 6.3.5): the old session with
+   * this initiator port ends first, and the new one starts only once its
+   * tasks have all ended: a write of the old session still in a backstore
+   * cannot land after a write of the new one to the same blocks.
+   */
   private finish(csg: number, reply: KeyPairs): void {
+    const old = this.joining ? [] : this.sameInitiatorPort();
+    if (old.length === 0) return this.enter(csg, reply);
+    for (const o of old) o.close('reinstated');
+    void Promise.all(old.map((o) => o.ended())).then(() => {
+      if (this.conn.closed) return;
+      try {
+        this.enter(csg, reply);
+      } catch (e) {
+        log.warn(`iscsi: login on connection ${this.conn.id}: ${(e as Error).stack ?? e}`);
+        this.conn.destroy();
+      }
+    });
+  }
+
+  /** Normal sessions of this TPG with this login's initiator name and ISID. */
+  private sameInitiatorPort(): IscsiSession[] {
+    if (this.discovery) return [];
+    return [...sessionRegistry.values()].filter((o) => o.tpg === this.tpg && !o.discovery && o.initiatorName === this.initiatorName && o.isid === this.isid);
+  }
+
+  private enter(csg: number, reply: KeyPairs): void {
     const conn = this.conn;
     const params = this.negotiation!.result();
     let s = this.joining;
     if (s === undefined) {
       const tpg = this.tpg!;
-      // Session reinstatement (RFC 7143 6.3.5): the old session with this initiator port ends.
-      if (!this.discovery) {
-        for (const old of sessionRegistry.values()) {
-          if (old.tpg === tpg && !old.discovery && old.initiatorName === this.initiatorName && old.isid === this.isid) {
-            old.close('reinstated');
-          }
-        }
-      }
+      // Another reinstating login of this initiator port that entered while this one waited gives way at once.
+      for (const o of this.sameInitiatorPort()) o.close('reinstated');
       let core;
       if (!this.discovery) {
         try {

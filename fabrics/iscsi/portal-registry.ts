@@ -30,11 +30,19 @@ export class PortalRegistry {
 
   /** tpg no longer listens on p; a portal no TPG lists closes. */
   async detach(tpg: Tpg, p: Portal): Promise<void> {
+    await this.release(tpg, p)?.close();
+  }
+
+  /**
+   * tpg no longer listens on p (no login finds it there); a portal no TPG
+   * lists stops accepting at once and is returned, for the caller to close.
+   */
+  release(tpg: Tpg, p: Portal): Portal | undefined {
     p.tpgs.delete(tpg);
-    if (p.tpgs.size === 0) {
-      this.byKey.delete(portalKey(p.ip, p.port));
-      await p.close();
-    }
+    if (p.tpgs.size !== 0 || this.byKey.get(portalKey(p.ip, p.port)) !== p) return undefined;
+    this.byKey.delete(portalKey(p.ip, p.port));
+    p.stop();
+    return p;
   }
 
   /** Portals a target is attached to, per TPG. */

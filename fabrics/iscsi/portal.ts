@@ -13,7 +13,12 @@ import { LoginMachine, type LoginPortal } from './login';
 export class Portal implements LoginPortal {
   readonly tpgs = new Set<Tpg>();
   readonly connections = new Set<Connection>();
+  /** Every connection's socket not yet closed: one that ended (logged out) may still be flushing its last PDUs. */
+  private readonly sockets = new Set<Socket>();
+  private drained: (() => void) | undefined;
   private readonly server: Server;
+  /** Set once it stops accepting: resolves when the listener is closed (its connections gone too). */
+  private closed: Promise<void> | undefined;
   private readonly forget = (c: Connection): void => {
     this.connections.delete(c);
   };
@@ -51,6 +56,12 @@ export class Portal implements LoginPortal {
       return;
     }
     const c = new Connection(s, this.forget);
+    // The connection's socket (slabSocket moved the handle to it: the server no longer counts it).
+    this.sockets.add(c.socket);
+    c.socket.once('close', () => {
+      this.sockets.delete(c.socket);
+      if (this.sockets.size === 0) this.drained?.();
+    });
     c.login = new LoginMachine(c, this);
     this.connections.add(c);
   }
@@ -60,8 +71,34 @@ export class Portal implements LoginPortal {
     return this.root.fabricSettings.get('iscsi')?.discovery_auth ?? {};
   }
 
-  async close(): Promise<void> {
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  /**
+   * Stops accepting connections and ends those still logging in; sessions in
+   * full feature phase keep theirs (a shutdown lets them drain first).
+   */
+  stop(): void {
+    this.closed ??= this.server.listening ? new Promise<void>((resolve) => this.server.close(() => resolve())) : Promise.resolve();
+    for (const c of [...this.connections]) if (!c.ffp) c.destroy();
+  }
+
+  /**
+   * Stops accepting, then waits for the connections to end (their sessions
+   * end them; a logged-out one flushes its Logout Response) for `flushMs` at
+   * most; those left then are dropped.
+   */
+  async close(flushMs = 0): Promise<void> {
+    this.stop();
+    if (flushMs > 0 && this.sockets.size > 0) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, flushMs);
+        t.unref();
+        this.drained = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+    }
     for (const c of [...this.connections]) c.destroy();
+    for (const s of this.sockets) s.destroy();
+    await this.closed;
   }
 }

@@ -33,6 +33,9 @@ export class ScsiCommands {
   /** Negotiated ErrorRecoveryLevel: 1 keeps what SNACKs may ask for again (recovery.ts). */
   private readonly erl: number;
   private readonly onComplete = (c: Completion): void => this.complete(c);
+  /** Shutting down (quiesce()): new commands are not run; told when the last one in flight ends. */
+  private quiescing = false;
+  private idle: (() => void) | undefined;
 
   constructor(
     /** The nexus; undefined in a discovery session, which takes no SCSI commands. */
@@ -51,6 +54,8 @@ export class ScsiCommands {
     const core = this.core;
     if (core === undefined) return c.reject(h, RejectReason.PROTOCOL_ERROR); // discovery session
     if (core.closed) return; // access revoked: the logout request is out, the connections drop soon
+    // Shutting down: not run and not answered; the initiator reissues it to the restarted target (its unsolicited data is dropped).
+    if (this.quiescing) return;
     const flags = h[H.FLAGS];
     const itt = h.readUInt32BE(H.ITT);
     const edtl = h.readUInt32BE(H.W20);
@@ -303,6 +308,7 @@ export class ScsiCommands {
     if (task === undefined) return cmp.release?.();
     this.tasks.delete(cmp.tag);
     task.done = true;
+    if (this.idle !== undefined && this.tasks.size === 0) this.idle();
     if (task.slabs.length > 0) rxPool.releaseAll(task.slabs);
     if (task.windowed) this.window.ended();
     if (cmp.release !== undefined) {
@@ -433,6 +439,18 @@ export class ScsiCommands {
   /** c logged out alone: none of its tasks waits for data that cannot come. */
   connectionGone(c: Connection): void {
     for (const t of this.tasks.values()) if (t.conn === c && !t.done) t.abandon('connection logged out');
+  }
+
+  /** Runs no new command from now on; resolves once none is in flight (the caller bounds the wait). */
+  quiesce(): Promise<void> {
+    this.quiescing = true;
+    if (this.tasks.size === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      this.idle = () => {
+        this.idle = undefined;
+        resolve();
+      };
+    });
   }
 
   /** The session closed. Tasks stay listed until the core completes them: their data-out is in use until then (complete()). */

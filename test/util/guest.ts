@@ -314,3 +314,57 @@ export function projectShare(project: string): { script: string[]; qemuArgs: str
     qemuArgs: ['-virtfs', `local,path=${project},mount_tag=tsioproj,security_model=none,readonly=on,multidevs=remap`],
   };
 }
+
+/**
+ * Guest script lines: the Linux initiator (iscsid) with `conf` added to
+ * node.startup = manual in iscsid.conf, discovery of and login to `target`
+ * on `portal` (default 127.0.0.1:3260, the guest's own loopback), then
+ * waiting for /dev/sda. `discover: false` makes the node record by hand
+ * (a relay's portal, which SendTargets does not name).
+ */
+export function iscsiLoginScript(initiator: string, target: string, conf: string, opts: { portal?: string; discover?: boolean } = {}): string {
+  const portal = opts.portal ?? '127.0.0.1:3260';
+  return `modprobe iscsi_tcp
+mkdir -p /etc/iscsi /var/lib/iscsi /run/lock/iscsi
+echo "InitiatorName=${initiator}" > /etc/iscsi/initiatorname.iscsi
+cat > /etc/iscsi/iscsid.conf <<'EOF'
+node.startup = manual
+${conf}EOF
+iscsid
+sleep 1
+${opts.discover === false ? `iscsiadm -m node -o new -T ${target} -p ${portal}` : `iscsiadm -m discovery -t sendtargets -p ${portal}`}
+iscsiadm -m node -T ${target} -p ${portal} --login
+for i in $(seq 1 60); do [ -b /dev/sda ] && break; sleep 0.5; done
+`;
+}
+
+/**
+ * Guest script lines: the loopback up, and start_tsiod, a shell function
+ * that starts tsiod (host binaries, `args` added) in the background on a
+ * 64 MiB fileio LU in the guest's /tmp, demo mode, portal 127.0.0.1:3260,
+ * sets TSIOD_PID and waits for it to be ready; called once.
+ */
+export function guestTsiodScript(tsiod: string, iqn: string, args = ''): string {
+  return `ip link set lo up
+mkdir -p /tmp/tsio
+cat > /tmp/tsio/c.yaml <<'EOF'
+storage_objects:
+  - { name: disk, plugin: fileio, dev: /tmp/tsio/disk.img, size: 64MiB }
+targets:
+  - fabric: iscsi
+    wwn: ${iqn}
+    tpgs:
+      - tag: 1
+        attributes: { generate_node_acls: true, authentication: false, demo_mode_write_protect: false }
+        portals: [ { ip_address: 127.0.0.1, port: 3260 } ]
+        luns: [ { index: 0, storage_object: /backstores/fileio/disk } ]
+EOF
+start_tsiod() {
+  node ${tsiod} --config /tmp/tsio/c.yaml --control none --state-dir /tmp/tsio/state --saveconfig /tmp/tsio/save.json ${args} > /tmp/tsio/log 2>&1 &
+  TSIOD_PID=$!
+  for i in $(seq 1 240); do grep -q ready: /tmp/tsio/log && return 0; sleep 0.5; done
+  cat /tmp/tsio/log; return 1
+}
+start_tsiod
+`;
+}
