@@ -147,8 +147,9 @@ test('an OSD stopped for 10 s under writes: every write waits, completes once it
 test('an OSD down for longer than the timeout: that unit fails with a clear sense, tsiod and its other units keep serving, the unit recovers', { timeout: 300_000 }, async () => {
   const ini = await RawInitiator.connect(d.port);
   await ini.login(IQN);
-  const read = (lun: number) => ini.command(cdb16(0x88, 0, 8), { read: 4096, lun });
-  const write = (lun: number, data: Buffer) => ini.command(cdb16(0x8a, 0, data.length / 512), { write: data, lun });
+  // An rbd unit's command may wait out its timeout (3 s), and a loaded machine adds to that.
+  const read = (lun: number) => ini.command(cdb16(0x88, 0, 8), { read: 4096, lun, wait: 30_000 });
+  const write = (lun: number, data: Buffer) => ini.command(cdb16(0x8a, 0, data.length / 512), { write: data, lun, wait: 30_000 });
   // Power-on unit attentions out of the way.
   for (const lun of [0, 1, 2]) for (let i = 0; i < 4 && (await read(lun)).status !== 0; i++);
   assert.equal((await write(2, Buffer.alloc(4096, 0x42))).status, 0);

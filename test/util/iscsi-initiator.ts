@@ -258,7 +258,8 @@ export class RawInitiator {
    * most FirstBurstLength), the rest answered to R2Ts; Data-Out PDUs carry at
    * most `segment` bytes (8192). Returns status, sense, data-in and residual.
    */
-  async command(cdb: number[] | Buffer, opts: { read?: number; write?: Buffer; immediate?: number; unsolicited?: number; segment?: number; lun?: number; attr?: number } = {}): Promise<{
+  /** opts.wait: ms to wait for each PDU of the answer (default 5 s; more for a command that may take long). */
+  async command(cdb: number[] | Buffer, opts: { read?: number; write?: Buffer; immediate?: number; unsolicited?: number; segment?: number; lun?: number; attr?: number; wait?: number } = {}): Promise<{
     status: number; sense: Buffer; data: Buffer; residual: number; flags: number; r2ts: number;
   }> {
     const write = opts.write;
@@ -274,7 +275,7 @@ export class RawInitiator {
     const chunks: Buffer[] = [];
     let r2ts = 0;
     for (;;) {
-      const p = await this.next((x) => x.itt === itt);
+      const p = await this.next((x) => x.itt === itt, opts.wait);
       if (p.opcode === 0x31) {
         r2ts++;
         dataOut(p.bhs.readUInt32BE(20), p.bhs.readUInt32BE(40), p.bhs.readUInt32BE(44));

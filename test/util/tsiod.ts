@@ -86,7 +86,8 @@ export async function startTsiod(config: TsiodConfig, opts: TsiodOptions = {}): 
   const stop = async (): Promise<number | null> => {
     if (proc.exitCode === null && proc.signalCode === null) {
       proc.kill('SIGTERM');
-      const t = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+      // Past tsiod's own bound on a shutdown (20 s, then it exits 1): a kill here is a hang, seen as exit null.
+      const t = setTimeout(() => proc.kill('SIGKILL'), 25_000);
       await closed;
       clearTimeout(t);
     } else await closed;
