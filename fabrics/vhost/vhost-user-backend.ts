@@ -295,6 +295,7 @@ export class VhostUserBackend {
         this.dropInflight();
         this.inflightMap = map;
         for (let i = 0; i < nq; i++) this.queue(i).inflightRegion = map.subarray(offset + i * per, offset + (i + 1) * per);
+        log.info(`vhost ${this.name}: front-end keeps in-flight records (${nq} queues of ${qsize})`);
         return;
       }
       case Req.SET_SLAVE_REQ_FD:

@@ -14,7 +14,7 @@ import { log } from '../../src/core/log';
 import { sglCopyIn, sglFlatten, sglSlice } from '../../src/core/sgl';
 import type { VhostUserBackend, VirtioDevice } from './vhost-user-backend';
 import type { Chain, DeviceQueue } from './virtqueue';
-import { bit } from './vhost-user-proto';
+import { bit, ProtoFeature } from './vhost-user-proto';
 import {
   AnReq, AnResp, CmdReq, CmdResp, CtrlType, Event, EventType, EVENTS_MISSED, ResetReason, Resp, ScsiFeature,
   TmfReq, TmfResp, TmfSubtype, VQ, decodeLun, encodeLun,
@@ -81,6 +81,12 @@ const DEBUG = process.env.TSIO_LOG === 'debug';
 
 export class VirtioScsiDevice implements VirtioDevice {
   readonly features = SCSI_FEATURES;
+  /**
+   * INFLIGHT_SHMFD: a QEMU that reconnects vhost-user-scsi (8.2 and later) keeps in-flight records, so requests a
+   * killed tsiod had popped are served again by the next one instead of timing out in the guest. Not CONFIG:
+   * QEMU synthesizes virtio-scsi's config space.
+   */
+  readonly protocolFeatures = bit(ProtoFeature.INFLIGHT_SHMFD);
   readonly queueCount: number;
   /** Nexuses by virtio target. */
   private readonly nexuses = new Map<number, Nexus>();
@@ -362,9 +368,16 @@ export class VirtioScsiDevice implements VirtioDevice {
     const sessions = [...this.nexuses.values()].map((nx) => nx.session);
     this.nexuses.clear();
     this.watchCapacity();
-    // Requests still running finish into guest memory before the back end unmaps it.
+    // Requests still running finish into guest memory before the back end unmaps it, and before their nexus goes:
+    // closing it first would abort them (I_T nexus loss), and a guest whose front-end reconnects to the next
+    // tsiod would see those as ABORTED, I/O errors, instead of done.
+    await this.drain(10_000);
     await Promise.all(sessions.map((s) => s.close()));
-    const deadline = Date.now() + 5000;
+    await this.drain(5000);
+  }
+
+  private async drain(ms: number): Promise<void> {
+    const deadline = Date.now() + ms;
     while (this.inflight.size > 0 && Date.now() < deadline) await new Promise<void>((r) => setTimeout(r, 1));
   }
 }

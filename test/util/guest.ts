@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, chmodSync, renameSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { qemu10 } from './qemu10';
 
 export interface GuestOptions {
   /** Bash script run as root in the chroot; its exit code is the guest's. */
@@ -33,6 +34,8 @@ export interface GuestOptions {
    * /lib/systemd are there), and the guest powers off when it ends.
    */
   systemd?: boolean;
+  /** Run bookworm-backports' QEMU 10 (test/util/qemu10.ts) instead of the system's. */
+  qemu10?: boolean;
 }
 
 export interface GuestResult {
@@ -240,7 +243,8 @@ export function startGuest(opts: GuestOptions): Guest {
     args.push('-object', `memory-backend-memfd,id=mem,size=${mem}M,share=on`, '-machine', 'pc,memory-backend=mem');
   }
   args.push(...(opts.qemuArgs ?? []));
-  const child: ChildProcess = spawn(qemuBinary(), args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const build = opts.qemu10 ? qemu10() : { binary: qemuBinary(), args: [], env: {} };
+  const child: ChildProcess = spawn(build.binary, [...build.args, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...build.env } });
   let out = '';
   const watchers: { re: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
   const onData = (d: Buffer) => {
