@@ -55,7 +55,7 @@ describe('block LUs over failing devices (dm error, dm flakey, a deleted SCSI di
           `dmsetup create flaky --table "0 ${SECTORS} flakey $L3 0 1 1"`,
           'dmsetup mknodes', // no udev in the guest
           'for i in $(seq 50); do [ -b /dev/sda ] && break; sleep 0.1; done',
-          `node '${DRIVER}' /dev/mapper/bad1 /dev/mapper/bad2 /dev/mapper/flaky /dev/sda`,
+          `node '${DRIVER}' --run /dev/mapper/bad1 /dev/mapper/bad2 /dev/mapper/flaky /dev/sda`,
         ].join('\n'),
         qemuArgs: [
           ...projectShare(PROJECT).qemuArgs,

@@ -42,7 +42,7 @@ const write16 = (n: LoopbackNexus, lun: number, lba: number, blocks: number) =>
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function main(): Promise<void> {
-  const [bufDev, directDev, flakyDev, scsiDisk] = process.argv.slice(2);
+  const [bufDev, directDev, flakyDev, scsiDisk] = process.argv.slice(3);
   const out: Record<string, unknown> = {};
   const r = await rig([
     { plugin: 'block', dev: bufDev, attributes: { emulate_write_cache: true } },
@@ -101,4 +101,5 @@ async function main(): Promise<void> {
   console.log(`${RESULT_MARK} ${JSON.stringify(out)}`);
 }
 
-if (process.argv[1]?.endsWith('faults-guest.js')) void main();
+// Only when the guest runs it with --run: the test runner, given the whole of dist/test, loads this file too.
+if (require.main === module && process.argv[2] === '--run') void main();
