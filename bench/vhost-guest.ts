@@ -26,6 +26,7 @@ import { startTsiod, type Daemon } from '../test/util/tsiod';
 const LUNS = 32;
 const LUN_MIB = 64;
 const BLK_MIB = 1024;
+const IDLE_SECONDS = 10;
 /** Raw files in QEMU and qemu-storage-daemon alike: page cache on tmpfs (O_DIRECT is not there), io_uring. */
 const FILE_OPTS = 'cache.direct=off,aio=io_uring';
 
@@ -171,6 +172,9 @@ ${luns.join('\n')}
       for (let r = 0; r < rounds; r++) for (const rw of RWS) for (const p of paths) runs.push({ path: p.name, rw });
       const script = ['set -e', GUEST_HELPERS];
       for (const p of paths) script.push(`waitdevs ${p.slot} ${p.luns}`, `echo "DEVS ${p.name}: $(devs ${p.slot})"`);
+      // An idle window: what each back end burns with its devices attached and no I/O (the run windows
+      // below also hold fio's start and exit, longer with 32 jobs than with one).
+      script.push('echo "@@IDLE0@@"', `sleep ${IDLE_SECONDS}`, 'echo "@@IDLE1@@"');
       for (const [n, r] of runs.entries()) {
         const p = paths.find((x) => x.name === r.path)!;
         const qd = p.luns > 1 ? qdLun : qdBlk;
@@ -196,6 +200,17 @@ ${luns.join('\n')}
         };
       }
       for (const p of paths) console.log((await guest.waitFor(new RegExp(`DEVS ${p.name}: [^\n]*\n`), 240_000))[0].trim());
+      await guest.waitFor(/@@IDLE0@@/);
+      begin = threadCpu(qemuPid, qemuThreads);
+      const idle0 = paths.map((p) => (p.name === 'qemu-scsi' ? 0 : p.cpu()));
+      const t0 = Date.now();
+      await guest.waitFor(/@@IDLE1@@/);
+      const idleS = (Date.now() - t0) / 1000;
+      const idle = [...new Set(paths.map((p) => (p.name === 'tsio-blk' ? 'tsio-scsi' : p.name)))].map((name) => {
+        const i = paths.findIndex((p) => p.name === name);
+        return `${name === 'tsio-scsi' ? 'tsiod' : name} ${(((paths[i].cpu() - idle0[i]) / idleS) * 100).toFixed(1)}%`;
+      });
+      console.log(`idle back-end CPU over ${idleS.toFixed(1)} s with no I/O: ${idle.join(', ')}`);
 
       interface Row { path: string; rw: string; mbs: number; iops: number; ios: number; cpu: number }
       const results: Row[] = [];
@@ -205,6 +220,7 @@ ${luns.join('\n')}
         begin = threadCpu(qemuPid, qemuThreads);
         const allBegin = threadCpu(qemuPid, /./);
         const c0 = p.name === 'qemu-scsi' ? 0 : p.cpu();
+        const w0 = Date.now();
         const m = await guest.waitFor(new RegExp(`@@E${n}@@ ([^\n]*)\n`));
         const cpu = p.cpu() - c0;
         // Where QEMU's own time went during the run (vCPU, main loop, iothread, workers): which of its threads
@@ -222,7 +238,7 @@ ${luns.join('\n')}
         const [kb, bw, iops] = r.rw === 'randread' ? [f[1], f[2], f[3]] : [f[5], f[6], f[7]];
         const row: Row = { path: p.name, rw: r.rw, mbs: (bw * 1024) / 1e6, iops, ios: kb / 4, cpu };
         results.push(row);
-        console.log(`${p.name} ${r.rw}: ${row.mbs.toFixed(1)} MB/s, ${row.iops} IOPS, ${row.ios} I/Os, ${cpu.toFixed(2)} backend cpu-s`);
+        console.log(`${p.name} ${r.rw}: ${row.mbs.toFixed(1)} MB/s, ${row.iops} IOPS, ${row.ios} I/Os, ${cpu.toFixed(2)} backend cpu-s in a ${((Date.now() - w0) / 1000).toFixed(1)} s window`);
       }
       const done = await guest.done;
       if (!/ALL-DONE/.test(done.output)) throw new Error(`guest did not finish:\n${done.output.slice(-3000)}`);
