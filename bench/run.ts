@@ -5,13 +5,14 @@
 import { engineScenario } from './engine';
 import { iscsiScenario } from './iscsi';
 import { vhostScenario } from './vhost';
+import { vhostGuestScenario } from './vhost-guest';
 import { rbdScenario } from './rbd';
 import { tapeScenario } from './tape';
 import { instructionsScenario } from './instructions';
 import { fileScenario } from './file';
 import type { Scenario } from './common';
 
-const scenarios: Scenario[] = [engineScenario, iscsiScenario, vhostScenario, rbdScenario, tapeScenario, instructionsScenario, fileScenario];
+const scenarios: Scenario[] = [engineScenario, iscsiScenario, vhostScenario, vhostGuestScenario, rbdScenario, tapeScenario, instructionsScenario, fileScenario];
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);

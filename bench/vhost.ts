@@ -6,7 +6,7 @@
 // like (same protocol, same client); tsio-scsi is shown beside them. Runs
 // alternate; each reports IOPS and IOPS per CPU-second of the back-end process.
 
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -49,6 +49,23 @@ export async function waitFor(path: string, what: string, log: () => string, exi
   }
 }
 
+/**
+ * qemu-storage-daemon exporting `file` (a raw `driver=file` node with `fileOpts`) as vhost-user-blk on `sock`,
+ * one queue; added to `procs` (the caller kills it) and returned once it listens.
+ */
+export async function startQsdBlk(file: string, fileOpts: string, sock: string, procs: ChildProcess[]): Promise<ChildProcess> {
+  let log = '';
+  const qsd = spawn('qemu-storage-daemon', [
+    '--blockdev', `driver=file,node-name=file0,filename=${file},${fileOpts}`,
+    '--export', `type=vhost-user-blk,id=exp0,node-name=file0,addr.type=unix,addr.path=${sock},writable=on,num-queues=1`,
+  ], { stdio: ['ignore', 'pipe', 'pipe'] });
+  procs.push(qsd);
+  qsd.stdout!.on('data', (b) => (log += b));
+  qsd.stderr!.on('data', (b) => (log += b));
+  await waitFor(sock, 'qemu-storage-daemon', () => log, () => qsd.exitCode !== null);
+  return qsd;
+}
+
 const HEADER = ['case', 'tsio-blk IOPS', 'qsd IOPS', 'ratio', 'tsio-scsi IOPS', 'tsio-blk IOPS/cpu-s', 'qsd IOPS/cpu-s', 'ratio', 'tsio-scsi IOPS/cpu-s'];
 
 export const vhostScenario: Scenario = {
@@ -64,7 +81,7 @@ export const vhostScenario: Scenario = {
     console.log(`${rounds} rounds per case, each run ${seconds} s, tsio and qsd alternating; one request queue\n`);
     const dir = mkdtempSync(join(tmpdir(), 'tsio-bench-vhost-'));
     const shm = `/dev/shm/tsio-bench-qsd-${process.pid}.img`;
-    const procs: ReturnType<typeof spawn>[] = [];
+    const procs: ChildProcess[] = [];
     let tsiod: Daemon | undefined;
     try {
       const tsioSock = join(dir, 'tsio.sock');
@@ -85,15 +102,7 @@ targets:
       writeFileSync(shm, '');
       truncateSync(shm, LUN_BYTES);
       const qsdSock = join(dir, 'qsd.sock');
-      let qlog = '';
-      const qsd = spawn('qemu-storage-daemon', [
-        '--blockdev', `driver=file,node-name=file0,filename=${shm},cache.direct=off,aio=threads`,
-        '--export', `type=vhost-user-blk,id=exp0,node-name=file0,addr.type=unix,addr.path=${qsdSock},writable=on,num-queues=1`,
-      ], { stdio: ['ignore', 'pipe', 'pipe'] });
-      procs.push(qsd);
-      qsd.stdout!.on('data', (b) => (qlog += b));
-      qsd.stderr!.on('data', (b) => (qlog += b));
-      await waitFor(qsdSock, 'qemu-storage-daemon', () => qlog, () => qsd.exitCode !== null);
+      const qsd = await startQsdBlk(shm, 'cache.direct=off,aio=threads', qsdSock, procs);
 
       // tsio-blk first and qsd second: the ratios compare those two.
       const devices: Backend[] = [

@@ -1,0 +1,288 @@
+// The seed's guest benchmark (issue 17): one TCG guest (the test kernel, 1 vCPU,
+// shared memfd RAM) with four storage paths attached at once, each on RAM:
+//   tsio-scsi   tsiod vhost-user-scsi, one controller, 32 fileio LUNs on /dev/shm files
+//   qemu-scsi   QEMU's built-in virtio-scsi-pci with an iothread, 32 scsi-hd on the same kind of files
+//   qsd-blk     qemu-storage-daemon's vhost-user-blk export of one such file
+//   tsio-blk    tsiod vhost-user-blk (TPG `device: blk`) of one such file
+// The guest runs the same fio jobs on each in turn (4 KiB random read, then
+// write; libaio, direct; one job per device, group_reporting) and marks each run
+// on its console; the host reads the back end's CPU time around it: the whole
+// process for tsiod and qemu-storage-daemon, for QEMU's built-in path its
+// iothread (`-object iothread,id=iot0`, comm "IO iot0" with debug-threads=on)
+// plus the io_uring and thread-pool workers QEMU runs beside it. Under TCG the
+// guest's one vCPU is the bottleneck, so MB/s and IOPS mostly measure the guest;
+// back-end CPU per I/O is the figure that compares the back ends.
+
+import { spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Scenario, caseFilter, k, machineLine, numOpt, table } from './common';
+import { cpuSeconds, requireTools } from './peers';
+import { startQsdBlk } from './vhost';
+import { startGuest } from '../test/util/guest';
+import { startTsiod, type Daemon } from '../test/util/tsiod';
+
+const LUNS = 32;
+const LUN_MIB = 64;
+const BLK_MIB = 1024;
+const IDLE_SECONDS = 10;
+/** Raw files in QEMU and qemu-storage-daemon alike: page cache on tmpfs (O_DIRECT is not there), io_uring. */
+const FILE_OPTS = 'cache.direct=off,aio=io_uring';
+
+interface Path {
+  name: string;
+  /** PCI slot of its controller in the guest. */
+  slot: string;
+  luns: number;
+  /** Back-end CPU seconds so far. */
+  cpu(): number;
+}
+
+const RWS = ['randread', 'randwrite'] as const;
+
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+
+/** CPU seconds per thread of pid whose comm matches re (with names, when given a map to fill). */
+function threadCpu(pid: number, re: RegExp, names?: Map<number, string>): Map<number, number> {
+  const m = new Map<number, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      if (!re.test(comm)) continue;
+      names?.set(Number(tid), comm);
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      m.set(Number(tid), (Number(f[11]) + Number(f[12])) / CLK_TCK);
+    } catch {
+      // the thread ended between listing and reading
+    }
+  }
+  return m;
+}
+
+function touch(file: string, mib: number): void {
+  rmSync(file, { force: true });
+  // Allocated, not sparse: reads and writes alike hit real pages from the first I/O.
+  const r = spawnSync('fallocate', ['-l', `${mib}M`, file], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`fallocate ${file}: ${r.stderr}`);
+}
+
+/** Guest shell: `devs SLOT` lists the block devices under PCI slot SLOT ("0000:00:10.0"); `waitdevs SLOT N` waits for N. */
+const GUEST_HELPERS = `
+devs() {
+  local out=""
+  for b in /sys/block/*; do case "$(readlink -f "$b")" in */$1/*) out="$out /dev/$(basename "$b")";; esac; done
+  echo $out
+}
+waitdevs() {
+  for i in $(seq 600); do [ "$(devs "$1" | wc -w)" -ge "$2" ] && return 0; sleep 0.1; done
+  echo "only $(devs "$1" | wc -w) of $2 devices under $1"; return 1
+}
+`;
+
+const HEADER = ['case', 'fio', 'MB/s', 'IOPS', 'backend cpu-s', 'backend us/IO', 'IO/cpu-s'];
+
+export const vhostGuestScenario: Scenario = {
+  name: 'vhost-guest',
+  description: 'a TCG guest: tsio vhost-user-scsi (32 LUNs) vs QEMU virtio-scsi+iothread, tsio vs qsd vhost-user-blk; fio 4 KiB random',
+  byDefault: false,
+  async run(args) {
+    requireTools([
+      ['qemu-storage-daemon', 'qemu-system-common (qemu-system-x86)'],
+      ['qemu-system-x86_64', 'qemu-system-x86'],
+      ['fio', 'fio'],
+      ['fallocate', 'util-linux'],
+    ]);
+    const seconds = numOpt(args, '--seconds', 15);
+    const rounds = numOpt(args, '--rounds', 1);
+    const qdLun = numOpt(args, '--iodepth', 4);
+    const qdBlk = numOpt(args, '--blk-iodepth', 16);
+    const want = caseFilter(args, 'vhost-guest');
+    console.log(machineLine());
+    console.log(`load average ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
+    console.log(`fio in a 1-vCPU TCG guest: bs=4k ioengine=libaio direct=1, ${seconds} s per run, ${rounds} round(s); ` +
+      `32-LUN cases: one job per LUN at iodepth ${qdLun}, group_reporting; blk cases: one job at iodepth ${qdBlk}\n`);
+
+    const dir = mkdtempSync(join(tmpdir(), 'tsio-bench-vguest-'));
+    const shm = mkdtempSync('/dev/shm/tsio-bench-vguest-');
+    const procs: ChildProcess[] = [];
+    let tsiod: Daemon | undefined;
+    let guest: ReturnType<typeof startGuest> | undefined;
+    try {
+      for (let i = 0; i < LUNS; i++) {
+        touch(join(shm, `tsio-${i}.img`), LUN_MIB);
+        touch(join(shm, `qemu-${i}.img`), LUN_MIB);
+      }
+      touch(join(shm, 'tsio-blk.img'), BLK_MIB);
+      touch(join(shm, 'qsd-blk.img'), BLK_MIB);
+
+      const scsiSock = join(dir, 'tsio-scsi.sock');
+      const blkSock = join(dir, 'tsio-blk.sock');
+      const sos = [...Array(LUNS).keys()].map((i) => `  - { name: l${i}, plugin: fileio, dev: ${join(shm, `tsio-${i}.img`)}, size: ${LUN_MIB}MiB }`);
+      const luns = [...Array(LUNS).keys()].map((i) => `          - { index: ${i}, storage_object: /backstores/fileio/l${i} }`);
+      tsiod = await startTsiod(`storage_objects:
+${sos.join('\n')}
+  - { name: blk, plugin: fileio, dev: ${join(shm, 'tsio-blk.img')}, size: ${BLK_MIB}MiB }
+targets:
+  - fabric: vhost
+    wwn: naa.5001405000000c01
+    tpgs:
+      - tag: 1
+        socket: ${scsiSock}
+        num_queues: 1
+        luns:
+${luns.join('\n')}
+  - fabric: vhost
+    wwn: naa.5001405000000c02
+    tpgs:
+      - { tag: 1, socket: ${blkSock}, device: blk, num_queues: 1, luns: [ { index: 0, storage_object: /backstores/fileio/blk } ] }
+`, { dir });
+      const tsiodPid = tsiod.proc.pid!;
+
+      const qsd = await startQsdBlk(join(shm, 'qsd-blk.img'), FILE_OPTS, join(dir, 'qsd.sock'), procs);
+
+      const builtin: string[] = ['-object', 'iothread,id=iot0', '-device', 'virtio-scsi-pci,id=vs0,iothread=iot0,num_queues=1,addr=0x11'];
+      for (let i = 0; i < LUNS; i++) {
+        builtin.push('-blockdev', `driver=file,node-name=q${i},filename=${join(shm, `qemu-${i}.img`)},${FILE_OPTS}`,
+          '-device', `scsi-hd,drive=q${i},bus=vs0.0,channel=0,scsi-id=0,lun=${i}`);
+      }
+      const qemuArgs = [
+        '-name', 'tsio-bench,debug-threads=on',
+        '-chardev', `socket,path=${scsiSock},id=tscsi`, '-device', 'vhost-user-scsi-pci,chardev=tscsi,num_queues=1,addr=0x10',
+        ...builtin,
+        '-chardev', `socket,path=${join(dir, 'qsd.sock')},id=qblk`, '-device', 'vhost-user-blk-pci,chardev=qblk,num-queues=1,addr=0x12',
+        '-chardev', `socket,path=${blkSock},id=tblk`, '-device', 'vhost-user-blk-pci,chardev=tblk,num-queues=1,addr=0x13',
+      ];
+
+      let qemuPid = 0;
+      const paths: Path[] = [
+        { name: 'tsio-scsi', slot: '0000:00:10.0', luns: LUNS, cpu: () => cpuSeconds(tsiodPid) },
+        { name: 'qemu-scsi', slot: '0000:00:11.0', luns: LUNS, cpu: () => 0 },
+        { name: 'qsd-blk', slot: '0000:00:12.0', luns: 1, cpu: () => cpuSeconds(qsd.pid!) },
+        { name: 'tsio-blk', slot: '0000:00:13.0', luns: 1, cpu: () => cpuSeconds(tsiodPid) },
+      ].filter((p) => want(p.name));
+      // QEMU's threads that do the built-in path's I/O: the iothread and the workers it hands requests to.
+      // A worker that ends inside a run takes its CPU time with it (none did in the recorded runs: I/O never pauses).
+      const qemuThreads = /^(IO iot0|iou-wrk-\d+|worker)$/;
+      let begin = new Map<number, number>();
+      const qemuSplit: string[] = [];
+
+      const runs: { path: string; rw: string }[] = [];
+      for (let r = 0; r < rounds; r++) for (const rw of RWS) for (const p of paths) runs.push({ path: p.name, rw });
+      const script = ['set -e', GUEST_HELPERS];
+      for (const p of paths) script.push(`waitdevs ${p.slot} ${p.luns}`, `echo "DEVS ${p.name}: $(devs ${p.slot})"`);
+      // An idle window: what each back end burns with its devices attached and no I/O (the run windows
+      // below also hold fio's start and exit, longer with 32 jobs than with one).
+      script.push('echo "@@IDLE0@@"', `sleep ${IDLE_SECONDS}`, 'echo "@@IDLE1@@"');
+      for (const [n, r] of runs.entries()) {
+        const p = paths.find((x) => x.name === r.path)!;
+        const qd = p.luns > 1 ? qdLun : qdBlk;
+        script.push(
+          `J=""; for d in $(devs ${p.slot}); do J="$J --name=$(basename $d) --filename=$d"; done`,
+          `echo "@@B${n}@@"`,
+          `fio --ioengine=libaio --direct=1 --bs=4k --rw=${r.rw} --iodepth=${qd} --time_based --runtime=${seconds} ` +
+            `--group_reporting --output-format=terse --terse-version=3 $J > /tmp/fio.out`,
+          `echo "@@E${n}@@ $(cut -d';' -f5-9,47-50 /tmp/fio.out)"`,
+        );
+      }
+      script.push('echo ALL-DONE');
+
+      guest = startGuest({ sharedMemory: true, memoryMiB: 1024, qemuArgs, script: script.join('\n'),
+        timeoutMs: 300_000 + runs.length * (seconds + 90) * 1000 });
+      qemuPid = guest.pid!;
+      const builtinPath = paths.find((p) => p.name === 'qemu-scsi');
+      if (builtinPath) {
+        builtinPath.cpu = () => {
+          let s = 0;
+          for (const [tid, c] of threadCpu(qemuPid, qemuThreads)) s += c - (begin.get(tid) ?? 0);
+          return s;
+        };
+      }
+      for (const p of paths) console.log((await guest.waitFor(new RegExp(`DEVS ${p.name}: [^\n]*\n`), 240_000))[0].trim());
+      await guest.waitFor(/@@IDLE0@@/);
+      begin = threadCpu(qemuPid, qemuThreads);
+      const idle0 = paths.map((p) => (p.name === 'qemu-scsi' ? 0 : p.cpu()));
+      const t0 = Date.now();
+      await guest.waitFor(/@@IDLE1@@/);
+      const idleS = (Date.now() - t0) / 1000;
+      const idle = [...new Set(paths.map((p) => (p.name === 'tsio-blk' ? 'tsio-scsi' : p.name)))].map((name) => {
+        const i = paths.findIndex((p) => p.name === name);
+        return `${name === 'tsio-scsi' ? 'tsiod' : name} ${(((paths[i].cpu() - idle0[i]) / idleS) * 100).toFixed(1)}%`;
+      });
+      console.log(`idle back-end CPU over ${idleS.toFixed(1)} s with no I/O: ${idle.join(', ')}`);
+
+      interface Row { path: string; rw: string; mbs: number; iops: number; ios: number; cpu: number }
+      const results: Row[] = [];
+      for (const [n, r] of runs.entries()) {
+        const p = paths.find((x) => x.name === r.path)!;
+        await guest.waitFor(new RegExp(`@@B${n}@@`));
+        begin = threadCpu(qemuPid, qemuThreads);
+        const allBegin = threadCpu(qemuPid, /./);
+        const c0 = p.name === 'qemu-scsi' ? 0 : p.cpu();
+        const w0 = Date.now();
+        const m = await guest.waitFor(new RegExp(`@@E${n}@@ ([^\n]*)\n`));
+        const cpu = p.cpu() - c0;
+        // Where QEMU's own time went during the run (vCPU, main loop, iothread, workers): which of its threads
+        // carried the built-in path, and that vhost-user runs leave the iothread idle.
+        const names = new Map<number, string>();
+        const byComm = new Map<string, number>();
+        for (const [tid, c] of threadCpu(qemuPid, /./, names)) {
+          const comm = names.get(tid)!.replace(/^(iou-wrk)-\d+$/, '$1');
+          byComm.set(comm, (byComm.get(comm) ?? 0) + c - (allBegin.get(tid) ?? 0));
+        }
+        qemuSplit.push(`${p.name} ${r.rw}: ` + [...byComm].filter(([, c]) => c >= 0.01).map(([n, c]) => `${n} ${c.toFixed(2)}`).join(', '));
+        const f = m[1].trim().split(';').map(Number);
+        // error; read kB, KiB/s, IOPS, ms; write kB, KiB/s, IOPS, ms
+        if (f.length < 9 || f[0] !== 0) throw new Error(`fio failed on ${p.name} ${r.rw}: ${m[1]}\n${guest.output().slice(-3000)}`);
+        const [kb, bw, iops] = r.rw === 'randread' ? [f[1], f[2], f[3]] : [f[5], f[6], f[7]];
+        const row: Row = { path: p.name, rw: r.rw, mbs: (bw * 1024) / 1e6, iops, ios: kb / 4, cpu };
+        results.push(row);
+        console.log(`${p.name} ${r.rw}: ${row.mbs.toFixed(1)} MB/s, ${row.iops} IOPS, ${row.ios} I/Os, ${cpu.toFixed(2)} backend cpu-s in a ${((Date.now() - w0) / 1000).toFixed(1)} s window`);
+      }
+      const done = await guest.done;
+      if (!/ALL-DONE/.test(done.output)) throw new Error(`guest did not finish:\n${done.output.slice(-3000)}`);
+      const warnings = done.output.split('\n').filter((l) => /qemu-system|iothread|dataplane|ioeventfd/i.test(l));
+      if (warnings.length) console.log(`\nQEMU said:\n${warnings.join('\n')}`);
+      console.log(`\nQEMU's threads, CPU seconds per run:\n${qemuSplit.join('\n')}`);
+
+      // Sums over rounds: MB/s and IOPS averaged, CPU per I/O from the totals.
+      const agg = (path: string, rw: string) => {
+        const rs = results.filter((x) => x.path === path && x.rw === rw);
+        if (rs.length === 0) return undefined;
+        const ios = rs.reduce((s, x) => s + x.ios, 0);
+        const cpu = rs.reduce((s, x) => s + x.cpu, 0);
+        return { mbs: rs.reduce((s, x) => s + x.mbs, 0) / rs.length, iops: rs.reduce((s, x) => s + x.iops, 0) / rs.length, usPerIo: (cpu / ios) * 1e6, cpu, ios };
+      };
+      const rows: string[][] = [];
+      for (const rw of RWS) {
+        for (const p of paths) {
+          const a = agg(p.name, rw)!;
+          const qd = p.luns > 1 ? `${p.luns} jobs x QD${qdLun}` : `1 job x QD${qdBlk}`;
+          rows.push([p.name, `${rw} ${qd}`, a.mbs.toFixed(1), k(a.iops), a.cpu.toFixed(2), a.usPerIo.toFixed(1), k(a.ios / Math.max(a.cpu, 0.01))]);
+        }
+      }
+      console.log('\n' + table(HEADER, rows));
+      const ratioRows: string[][] = [];
+      for (const rw of RWS) {
+        for (const [a, b] of [['tsio-scsi', 'qemu-scsi'], ['tsio-blk', 'qsd-blk']]) {
+          const x = agg(a, rw);
+          const y = agg(b, rw);
+          if (!x || !y) continue;
+          ratioRows.push([`${a} / ${b}`, rw, (x.mbs / y.mbs).toFixed(2), (x.iops / y.iops).toFixed(2), (x.usPerIo / y.usPerIo).toFixed(2)]);
+        }
+      }
+      if (ratioRows.length) console.log('\n' + table(['ratio', 'fio', 'MB/s', 'IOPS', 'backend CPU per I/O'], ratioRows));
+      console.log('\nUnder TCG the guest (one emulated vCPU) is the bottleneck: MB/s and IOPS mostly measure the guest, and');
+      console.log('backend CPU per I/O (lower is better) is the meaningful comparison of the back ends. Backend CPU: tsiod and');
+      console.log('qemu-storage-daemon whole process; QEMU built-in: its iothread plus io_uring/thread-pool workers.');
+    } finally {
+      guest?.kill();
+      await guest?.done;
+      await tsiod?.stop();
+      for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+      rmSync(shm, { recursive: true, force: true });
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+};
