@@ -15,7 +15,7 @@ import type { Session } from '../../src/core/session';
 import type { LogicalUnit } from '../../src/core/logical-unit';
 import type { Completion } from '../../src/core/command';
 import { log } from '../../src/core/log';
-import { SenseKey, Status } from '../../src/core/sense';
+import { SenseKey, Status, decodeSense } from '../../src/core/sense';
 import { sglCopyIn, sglFlatten, sglSlice } from '../../src/core/sgl';
 import type { VhostUserBackend, VirtioDevice } from './vhost-user-backend';
 import type { Chain, DeviceQueue } from './virtqueue';
@@ -237,7 +237,7 @@ export class VirtioBlkDevice implements VirtioDevice {
           return this.finish(r, BlkStatus.OK, c.dataInLength);
         }
         c.release?.();
-        if (c.status === Status.CHECK_CONDITION && senseKey(c.sense) === SenseKey.UNIT_ATTENTION && r.tries++ < UA_RETRIES) {
+        if (c.status === Status.CHECK_CONDITION && c.sense !== undefined && decodeSense(c.sense).key === SenseKey.UNIT_ATTENTION && r.tries++ < UA_RETRIES) {
           return this.submit(r, cdb, dataOut, dataIn, inLen, then);
         }
         log.debug(`vhost ${this.name}: opcode ${cdb[0].toString(16)} status ${c.status}${c.sense ? ' sense ' + c.sense.subarray(0, 18).toString('hex') : ''}`);
@@ -290,9 +290,3 @@ function rw16(op: number, lba: number, blocks: number): Buffer {
   return cdb;
 }
 
-/** The sense key of fixed (70h/71h) or descriptor (72h/73h) sense data. */
-function senseKey(sense: Buffer | undefined): number | undefined {
-  if (!sense || sense.length < 3) return undefined;
-  const code = sense[0] & 0x7f;
-  return code >= 0x72 ? sense[1] & 0x0f : sense[2] & 0x0f;
-}

@@ -5,6 +5,7 @@
 import fs from 'node:fs';
 
 import { rig } from './loopback-setup';
+import { cdb16 } from './cdb';
 import type { LoopbackNexus, LoopbackResult } from '../../fabrics/loopback/loopback';
 import { storageObjectsRuntime } from '../../app/control/views';
 import type { Live } from '../../app/daemon/reconcile';
@@ -28,13 +29,6 @@ function brief(r: LoopbackResult): Brief {
   return { status: r.status, key: r.senseKey, asc: r.asc, ascq: r.ascq, info: r.info?.toString(), code: r.sense?.[0] };
 }
 
-function cdb16(op: number, lba: number, blocks: number): Buffer {
-  const c = Buffer.alloc(16);
-  c[0] = op;
-  c.writeBigUInt64BE(BigInt(lba), 2);
-  c.writeUInt32BE(blocks, 10);
-  return c;
-}
 
 const read16 = (n: LoopbackNexus, lun: number, lba: number, blocks: number) => n.command(lun, cdb16(0x88, lba, blocks));
 const write16 = (n: LoopbackNexus, lun: number, lba: number, blocks: number) =>
