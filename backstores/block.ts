@@ -79,11 +79,11 @@ class BlockBackstore implements Backstore {
     };
   }
 
-  read(offset: number, length: number, sgl: Sgl): Promise<void> {
+  read(offset: number, length: number, sgl: Sgl): void | Promise<void> {
     return this.io.read(offset, length, sgl);
   }
 
-  write(offset: number, length: number, sgl: Sgl, fua: boolean): Promise<void> {
+  write(offset: number, length: number, sgl: Sgl, fua: boolean): void | Promise<void> {
     return this.io.write(offset, length, sgl, fua);
   }
 

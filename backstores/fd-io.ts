@@ -15,7 +15,7 @@ import fs from 'node:fs';
 import type { Sgl } from '../src/core/sgl';
 import { sglCopyIn, sglCopyOut, sglSlice } from '../src/core/sgl';
 import { NOWAIT_UNSUPPORTED, allocAligned, errnoError, fallocate, isAligned, preadNowait, pwriteNowait } from '../native';
-import type { RingQueue } from './ring-io';
+import { type RingQueue, transferError } from './ring-io';
 
 /** Chunk size for bounce buffers and whole-store overwrites: big enough to stream, small enough to interleave. */
 export const IO_CHUNK = 1 << 20;
@@ -278,7 +278,19 @@ export class FdIo {
     return true;
   }
 
-  async read(offset: number, length: number, sgl: Sgl): Promise<void> {
+  /**
+   * Reads length bytes at offset into sgl. Finishes synchronously (undefined) when the page cache had
+   * them; else a promise, which on the ring is settled from the completion itself (one per command).
+   */
+  read(offset: number, length: number, sgl: Sgl): void | Promise<void> {
+    try {
+      return this.readNow(offset, length, sgl);
+    } catch (e) {
+      return Promise.reject(e); // a store fails by rejecting, as it did when this was async
+    }
+  }
+
+  private readNow(offset: number, length: number, sgl: Sgl): void | Promise<void> {
     this.checkOpen('preadv');
     if (length === 0) return;
     const bufs = this.segments(sgl, length);
@@ -291,6 +303,13 @@ export class FdIo {
       if (n === length) return;
       if (n > 0) return readFull(this.fd, advance(bufs, n), offset + n, this.eofError);
     }
+    if (this.ring !== undefined && (!this.direct || length <= this.pool.chunk || this.directOk(bufs))) {
+      return this.ringTransfer(false, this.fd, bufs, offset, length, false);
+    }
+    return this.readPool(bufs, offset, length);
+  }
+
+  private async readPool(bufs: Buffer[], offset: number, length: number): Promise<void> {
     if (!this.direct || this.directOk(bufs)) return readFull(this.fd, bufs, offset, this.eofError, this.readv);
     const b = this.pool.acquire(length);
     try {
@@ -308,12 +327,60 @@ export class FdIo {
     }
   }
 
-  async write(offset: number, length: number, sgl: Sgl, fua: boolean): Promise<void> {
-    this.checkWritable('pwritev');
-    if (length === 0) {
-      if (fua) await this.fdatasync();
-      return;
+  /**
+   * One command's read or write of at most a bounce chunk through the ring, driven by its completions:
+   * short transfers resubmit the rest, O_DIRECT bounces when the command's buffers are not aligned,
+   * sync adds an fdatasync after the write (FUA without the O_DSYNC twin).
+   */
+  private ringTransfer(write: boolean, fd: number, bufs: Buffer[], offset: number, length: number, sync: boolean): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const t = new RingTransfer(this, write, fd, bufs, offset, length, sync, resolve, reject);
+      if (this.direct && !this.directOk(bufs)) {
+        const b = this.pool.acquire(length);
+        t.bounce = b;
+        if (write) {
+          sglCopyOut(bufs, 0, b, 0, length);
+          t.bufs = [b.subarray(0, length)];
+        } else {
+          // O_DIRECT reads whole aligned units: a read the initiator cut short still reads them.
+          t.left = Math.min(b.length, Math.ceil(length / this.unit) * this.unit);
+          t.bufs = [b.subarray(0, t.left)];
+        }
+      }
+      t.submit();
+    });
+  }
+
+  /** @internal For RingTransfer: the ring (set whenever a transfer runs) and what it needs of the store. */
+  get transferRing(): RingQueue {
+    return this.ring!;
+  }
+
+  /** @internal */
+  get transferEof(): string | undefined {
+    return this.eofError;
+  }
+
+  /** @internal */
+  releaseBounce(b: Buffer): void {
+    this.pool.release(b);
+  }
+
+  /**
+   * Writes length bytes of sgl at offset (fua: on the medium before it settles). Synchronous (undefined)
+   * when the page cache took it all on the loop; else a promise, settled from the ring's completions.
+   */
+  write(offset: number, length: number, sgl: Sgl, fua: boolean): void | Promise<void> {
+    try {
+      return this.writeNow(offset, length, sgl, fua);
+    } catch (e) {
+      return Promise.reject(e);
     }
+  }
+
+  private writeNow(offset: number, length: number, sgl: Sgl, fua: boolean): void | Promise<void> {
+    this.checkWritable('pwritev');
+    if (length === 0) return fua ? this.fdatasync() : undefined;
     const bufs = this.segments(sgl, length);
     // FUA goes through the O_DSYNC twin: only this write waits for the medium,
     // not every dirty page of the store as an fdatasync would.
@@ -327,9 +394,16 @@ export class FdIo {
     } else if (this.nowaitWrite && loopOk) {
       loopDone = this.nowait(true, bufs, offset);
     }
-    if (loopDone === length) {
-      // all in the page cache already
-    } else if (this.inMemory) {
+    const sync = fua && fd === this.fd;
+    if (loopDone === length) return sync ? this.fdatasync() : undefined;
+    if (loopDone === 0 && this.ring !== undefined && (!this.direct || length <= this.pool.chunk || this.directOk(bufs))) {
+      return this.ringTransfer(true, fd, bufs, offset, length, sync);
+    }
+    return this.writePool(fd, bufs, offset, length, loopDone, sync);
+  }
+
+  private async writePool(fd: number, bufs: Buffer[], offset: number, length: number, loopDone: number, sync: boolean): Promise<void> {
+    if (this.inMemory) {
       await this.holdingInode(() => writeFull(fd, bufs, offset));
     } else if (loopDone > 0) {
       await writeFull(fd, advance(bufs, loopDone), offset + loopDone);
@@ -348,7 +422,7 @@ export class FdIo {
         this.pool.release(b);
       }
     }
-    if (fua && fd === this.fd) await this.fdatasync();
+    if (sync) await this.fdatasync();
   }
 
   async flush(): Promise<void> {
@@ -393,6 +467,80 @@ export class FdIo {
       await closeFd(this.fd);
     }
   }
+}
+
+/**
+ * A command's transfer on the ring: one record per command, its completions
+ * handled by plain functions (no promise or closure per step).
+ */
+class RingTransfer {
+  /** What is left to move, and where (the bounce buffer's view when bouncing). */
+  bufs: Buffer[];
+  left: number;
+  /** O_DIRECT bounce buffer (pooled), when the command's buffers are not aligned. */
+  bounce: Buffer | undefined = undefined;
+
+  constructor(
+    readonly io: FdIo,
+    readonly write: boolean,
+    readonly fd: number,
+    /** The command's own buffers (a bounced read copies into them at the end). */
+    readonly dest: Buffer[],
+    public offset: number,
+    readonly length: number,
+    readonly sync: boolean,
+    readonly resolve: () => void,
+    readonly reject: (e: Error) => void,
+  ) {
+    this.bufs = dest;
+    this.left = length;
+  }
+
+  submit(): void {
+    const ring = this.io.transferRing;
+    if (this.write) ring.writevCb(this.fd, this.bufs, this.offset, transferDone, this);
+    else ring.readvCb(this.fd, this.bufs, this.offset, transferDone, this);
+  }
+
+  fail(e: Error): void {
+    if (this.bounce !== undefined) this.io.releaseBounce(this.bounce);
+    this.bounce = undefined;
+    this.reject(e);
+  }
+
+  finish(): void {
+    const b = this.bounce;
+    if (b !== undefined) {
+      if (!this.write) sglCopyIn(this.dest, 0, b.subarray(0, this.length));
+      this.io.releaseBounce(b);
+      this.bounce = undefined;
+    }
+    if (this.sync) this.io.transferRing.fdatasyncCb(this.fd, syncDone, this);
+    else this.resolve();
+  }
+}
+
+function transferDone(t: RingTransfer, res: number): void {
+  if (res < 0) return t.fail(transferError(res, t.write ? 'write' : 'read'));
+  if (res === 0) {
+    if (t.write) return t.fail(errnoError('EIO', 'pwritev', 'device accepted no bytes'));
+    const what = t.io.transferEof;
+    // A device has no unwritten tail: its end moved under us (a deleted disk reads as size 0), never zeros.
+    if (what !== undefined) return t.fail(errnoError('ENXIO', 'preadv', `${what}: nothing to read there (the device shrank or was removed)`));
+    for (const b of t.bufs) b.fill(0);
+    return t.finish();
+  }
+  if (res >= t.left) return t.finish();
+  // Short (IOV_MAX segments, the 2 GiB cap, a signal): the rest from where it stopped.
+  t.bufs = advance(t.bufs, res);
+  t.offset += res;
+  t.left -= res;
+  t.submit();
+}
+
+function syncDone(t: RingTransfer, res: number): void {
+  if (res < 0) t.reject(transferError(res, 'sync'));
+  else t.resolve();
 }
 
 /** Fills buf (a whole number of blocks) with pattern repeated from each block's start. */

@@ -60,11 +60,11 @@ class FileioBackstore implements Backstore {
     return this._size;
   }
 
-  read(offset: number, length: number, sgl: Sgl): Promise<void> {
+  read(offset: number, length: number, sgl: Sgl): void | Promise<void> {
     return this.io.read(offset, length, sgl);
   }
 
-  write(offset: number, length: number, sgl: Sgl, fua: boolean): Promise<void> {
+  write(offset: number, length: number, sgl: Sgl, fua: boolean): void | Promise<void> {
     return this.io.write(offset, length, sgl, fua);
   }
 

@@ -3,7 +3,7 @@
 // prepared at once and sent together by one io_uring_enter from a
 // setImmediate (the check phase, after every socket of the pass was read);
 // what the kernel finished inside that call (cached pages) is reaped right
-// away, the rest when the ring's eventfd wakes the loop, a batch per wake-up.
+// away, the rest when the ring's descriptor wakes the loop, a batch per wake-up.
 // Module state is per thread in Node (each worker has its own), so a later
 // I/O thread gets its own ring by calling threadRing() there.
 // Where io_uring is missing or disabled (ENOSYS, EPERM from
@@ -30,17 +30,37 @@ const enum Kind {
   Fallocate,
 }
 
-interface Op {
-  kind: Kind;
-  fd: number;
-  bufs: Buffer[] | undefined;
+/**
+ * What an operation calls when it ends: res is its result (bytes moved; 0 for
+ * fsync and fallocate) or -errno. A plain function and its context instead of
+ * a closure, so that callers can keep one record per command.
+ */
+export type RingDone<T> = (ctx: T, res: number) => void;
+
+/** One operation while the ring has it; kept per slot and reused. */
+class Op {
+  kind: Kind = Kind.Read;
+  fd = -1;
+  bufs: Buffer[] | undefined = undefined;
   /** Offset (read, write, fallocate) or datasync as 1/0 (fsync). */
-  a: number;
+  a = 0;
   /** fallocate: mode and length. */
-  b: number;
-  c: number;
+  b = 0;
+  c = 0;
+  done: RingDone<any> | undefined = undefined;
+  ctx: unknown = undefined;
+}
+
+/** The promise-shaped callers' context: how to settle, and which syscall failed. */
+interface Settle {
   resolve(n: number): void;
   reject(e: Error): void;
+  kind: Kind;
+}
+
+function settlePromise(s: Settle, res: number): void {
+  if (res < 0) s.reject(ringError(-res, s.kind));
+  else s.resolve(res);
 }
 
 const SYSCALLS = ['preadv', 'pwritev', 'fsync', 'fallocate'];
@@ -50,9 +70,14 @@ function ringError(errno: number, kind: Kind): Error {
   return errnoError(ERRNO_NAMES.get(errno) ?? 'EIO', SYSCALLS[kind], 'io_uring');
 }
 
+/** The error of a failed readv, writev or fdatasync whose result was res (-errno), as the promise callers get it. */
+export function transferError(res: number, op: 'read' | 'write' | 'sync'): Error {
+  return ringError(-res, op === 'read' ? Kind.Read : op === 'write' ? Kind.Write : Kind.Fsync);
+}
+
 export class RingQueue {
-  /** Operations by id (the slot index), while the kernel has them. */
-  private readonly slots: (Op | undefined)[];
+  /** Operations by id (the slot index); a slot's record is reused, done set while the kernel has it. */
+  private readonly slots: Op[];
   private readonly free: number[] = [];
   /** Asked for while every slot was taken; prepared as completions free slots. */
   private readonly backlog: Op[] = [];
@@ -66,65 +91,107 @@ export class RingQueue {
   enters = 0;
 
   constructor(private readonly ring: Ring) {
-    this.slots = new Array<Op | undefined>(ring.cqEntries).fill(undefined);
+    this.slots = [];
+    for (let i = 0; i < ring.cqEntries; i++) this.slots.push(new Op());
     for (let i = ring.cqEntries - 1; i >= 0; i--) this.free.push(i);
   }
 
   readv(fd: number, bufs: Buffer[], offset: number): Promise<number> {
-    return this.start(Kind.Read, fd, bufs, offset, 0, 0);
+    return this.promised(Kind.Read, fd, bufs, offset, 0, 0);
   }
 
   writev(fd: number, bufs: Buffer[], offset: number): Promise<number> {
-    return this.start(Kind.Write, fd, bufs, offset, 0, 0);
+    return this.promised(Kind.Write, fd, bufs, offset, 0, 0);
   }
 
   async fdatasync(fd: number): Promise<void> {
-    await this.start(Kind.Fsync, fd, undefined, 1, 0, 0);
+    await this.promised(Kind.Fsync, fd, undefined, 1, 0, 0);
   }
 
   async fallocate(fd: number, mode: number, offset: number, length: number): Promise<void> {
-    await this.start(Kind.Fallocate, fd, undefined, offset, mode, length);
+    await this.promised(Kind.Fallocate, fd, undefined, offset, mode, length);
   }
 
-  private start(kind: Kind, fd: number, bufs: Buffer[] | undefined, a: number, b: number, c: number): Promise<number> {
-    if (this.broken) return Promise.reject(ringError(os.constants.errno.EIO, kind));
-    return new Promise<number>((resolve, reject) => {
-      const op: Op = { kind, fd, bufs, a, b, c, resolve, reject };
-      if (this.free.length === 0) this.backlog.push(op);
-      else this.prepare(op);
-    });
+  /** readv into bufs at offset; done(ctx, bytes or -errno) runs from the loop pass that reaps it, never inside this call. */
+  readvCb<T>(fd: number, bufs: Buffer[], offset: number, done: RingDone<T>, ctx: T): void {
+    this.start(Kind.Read, fd, bufs, offset, 0, 0, done, ctx);
   }
 
-  private prepare(op: Op): void {
+  /** writev of bufs at offset; done as readvCb's. */
+  writevCb<T>(fd: number, bufs: Buffer[], offset: number, done: RingDone<T>, ctx: T): void {
+    this.start(Kind.Write, fd, bufs, offset, 0, 0, done, ctx);
+  }
+
+  /** fdatasync; done(ctx, 0 or -errno). */
+  fdatasyncCb<T>(fd: number, done: RingDone<T>, ctx: T): void {
+    this.start(Kind.Fsync, fd, undefined, 1, 0, 0, done, ctx);
+  }
+
+  private promised(kind: Kind, fd: number, bufs: Buffer[] | undefined, a: number, b: number, c: number): Promise<number> {
+    return new Promise<number>((resolve, reject) => this.start(kind, fd, bufs, a, b, c, settlePromise, { resolve, reject, kind }));
+  }
+
+  private start(kind: Kind, fd: number, bufs: Buffer[] | undefined, a: number, b: number, c: number, done: RingDone<any>, ctx: unknown): void {
+    if (this.broken) {
+      // Never inside the caller's call: it may still be setting up what done reads.
+      queueMicrotask(() => done(ctx, -os.constants.errno.EIO));
+      return;
+    }
+    if (this.free.length === 0) {
+      this.defer(kind, fd, bufs, a, b, c, done, ctx);
+      return;
+    }
+    this.prepare(kind, fd, bufs, a, b, c, done, ctx);
+  }
+
+  /** Queues an operation while every slot is taken (its own record: the slots' are busy). */
+  private defer(kind: Kind, fd: number, bufs: Buffer[] | undefined, a: number, b: number, c: number, done: RingDone<any>, ctx: unknown): void {
+    const op = new Op();
+    op.kind = kind;
+    op.fd = fd;
+    op.bufs = bufs;
+    op.a = a;
+    op.b = b;
+    op.c = c;
+    op.done = done;
+    op.ctx = ctx;
+    this.backlog.push(op);
+  }
+
+  private prepare(kind: Kind, fd: number, bufs: Buffer[] | undefined, a: number, b: number, c: number, done: RingDone<any>, ctx: unknown): void {
     const ring = this.ring;
     if (ring.pending >= ring.sqEntries) this.flush();
     // That flush's completions may have let waiting operations take every free slot.
     if (this.free.length === 0) {
-      this.backlog.push(op);
+      this.defer(kind, fd, bufs, a, b, c, done, ctx);
       return;
     }
     const id = this.free.pop()!;
     try {
-      switch (op.kind) {
+      switch (kind) {
         case Kind.Read:
-          ring.readv(id, op.fd, op.bufs!, op.a);
+          ring.readv(id, fd, bufs!, a);
           break;
         case Kind.Write:
-          ring.writev(id, op.fd, op.bufs!, op.a);
+          ring.writev(id, fd, bufs!, a);
           break;
         case Kind.Fsync:
-          ring.fsync(id, op.fd, op.a === 1);
+          ring.fsync(id, fd, a === 1);
           break;
         case Kind.Fallocate:
-          ring.fallocate(id, op.fd, op.b, op.a, op.c);
+          ring.fallocate(id, fd, b, a, c);
           break;
       }
     } catch (e) {
       this.free.push(id);
-      op.reject(e as Error);
+      const errno = (e as NodeJS.ErrnoException).errno;
+      queueMicrotask(() => done(ctx, typeof errno === 'number' ? (errno < 0 ? errno : -errno) : -os.constants.errno.EINVAL));
       return;
     }
-    this.slots[id] = op;
+    const op = this.slots[id];
+    op.kind = kind;
+    op.done = done;
+    op.ctx = ctx;
     if (this.inflight++ === 0) ring.hold(true);
     if (!this.scheduled) {
       this.scheduled = true;
@@ -142,7 +209,7 @@ export class RingQueue {
       // The ring itself failed (never seen): fail what it holds rather than leave commands hanging.
       log.error('io_uring submit failed; fileio and block I/O on this thread now fail with EIO', e);
       this.broken = true;
-      for (const op of this.backlog.splice(0)) op.reject(ringError(os.constants.errno.EIO, op.kind));
+      for (const op of this.backlog.splice(0)) op.done!(op.ctx, -os.constants.errno.EIO);
       for (let id = 0; id < this.slots.length; id++) this.settle(id, -os.constants.errno.EIO);
       return;
     }
@@ -156,11 +223,9 @@ export class RingQueue {
       this.scheduled = true;
       setImmediate(this.flushNow);
     }
-    // Everything came back inside the call: take the eventfd's count now, not from a wake-up.
-    if (this.inflight === 0) this.ring.clearSignal();
   }
 
-  /** Settles every completion the ring holds (called from the eventfd's watcher too). */
+  /** Settles every completion the ring holds (called from the ring descriptor's watcher too). */
   readonly drain = (): void => {
     const ring = this.ring;
     const ids = ring.ids;
@@ -170,17 +235,22 @@ export class RingQueue {
       n = ring.reap();
       for (let i = 0; i < n; i++) this.settle(ids[i], results[i]);
     } while (n === uringReapBatch);
-    while (this.backlog.length > 0 && this.free.length > 0) this.prepare(this.backlog.shift()!);
+    while (this.backlog.length > 0 && this.free.length > 0) {
+      const op = this.backlog.shift()!;
+      this.prepare(op.kind, op.fd, op.bufs, op.a, op.b, op.c, op.done!, op.ctx);
+    }
   };
 
   private settle(id: number, res: number): void {
     const op = this.slots[id];
-    if (op === undefined) return;
-    this.slots[id] = undefined;
+    const done = op.done;
+    if (done === undefined) return;
+    const ctx = op.ctx;
+    op.done = undefined;
+    op.ctx = undefined;
     this.free.push(id);
     if (--this.inflight === 0) this.ring.hold(false);
-    if (res < 0) op.reject(ringError(-res, op.kind));
-    else op.resolve(res);
+    done(ctx, res);
   }
 }
 

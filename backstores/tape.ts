@@ -204,10 +204,10 @@ export class FileCartridge implements Cartridge {
     return -1;
   }
 
-  read(i: number, length: number, sgl: Sgl, sglOffset: number): Promise<void> {
+  async read(i: number, length: number, sgl: Sgl, sglOffset: number): Promise<void> {
     const e = this.entry(i);
     const at = this.offs[e] + ENTRY + (i - this.firsts[e]) * this.lens[e];
-    return this.io.read(at, length, sglSlice(sgl, sglOffset, length));
+    await this.io.read(at, length, sglSlice(sgl, sglOffset, length));
   }
 
   /** Drops every object from `at` on from the index; returns the file offset where the next entry goes. */

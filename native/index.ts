@@ -110,8 +110,6 @@ export interface Ring {
   fallocate(id: number, fd: number, mode: number, offset: number, length: number): void;
   submit(): number;
   reap(): number;
-  /** Takes the completion eventfd's count (after reaping everything in flight, to spare a wake-up). */
-  clearSignal(): void;
   hold(on: boolean): void;
   close(): void;
 }
@@ -324,7 +322,7 @@ export const eventfdRead: Addon['eventfdRead'] = addon.eventfdRead;
 /** A full memory barrier (shared-memory rings). */
 export const fence: Addon['fence'] = addon.fence;
 export const FdWatcher: Addon['FdWatcher'] = addon.FdWatcher;
-/** An io_uring with its completion eventfd watched on this thread's loop; throws (ENOSYS, EPERM...) where there is none. */
+/** An io_uring whose descriptor this thread's loop watches for completions; throws (ENOSYS, EPERM...) where there is none. */
 export const Ring: Addon['Ring'] = addon.Ring;
 /** Most completions one Ring.reap() returns. */
 export const uringReapBatch: number = addon.uringReapBatch;

@@ -1,12 +1,13 @@
 // io_uring for the fd-backed stores (fileio, block), with raw syscalls: one
 // Ring per thread that does I/O. JS prepares entries (readv/writev straight
 // into the command's buffers, fsync, fallocate) during a loop pass and sends
-// them with one submit() (one io_uring_enter); completions raise an eventfd
-// the loop watches (uv_poll), and reap() drains them in batches into two
-// typed arrays (ids, results), so one JS callback serves a whole batch.
+// them with one submit() (one io_uring_enter); the loop watches the ring's
+// own descriptor (uv_poll: readable while completions wait in the CQ, as
+// libuv does with its ring; no eventfd to write and read back), and reap()
+// drains them in batches into two typed arrays (ids, results), so one JS
+// callback serves a whole batch.
 // Nothing here is global: a second thread makes its own Ring.
 #include <linux/io_uring.h>
-#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -33,17 +34,14 @@ int SysSetup(unsigned entries, io_uring_params* p) {
 int SysEnter(int fd, unsigned toSubmit, unsigned minComplete, unsigned flags) {
   return static_cast<int>(syscall(__NR_io_uring_enter, fd, toSubmit, minComplete, flags, nullptr, 0));
 }
-int SysRegister(int fd, unsigned op, const void* arg, unsigned n) {
-  return static_cast<int>(syscall(__NR_io_uring_register, fd, op, arg, n));
-}
 
 template <typename T>
 T LoadAcquire(const T* p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 template <typename T>
 void StoreRelease(T* p, T v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 
-// new Ring(entries, onCompletions): io_uring_setup + the three mmaps, an
-// eventfd registered for completions and a uv_poll on it. Throws an fs-style
+// new Ring(entries, onCompletions): io_uring_setup + the three mmaps and a
+// uv_poll on the ring's descriptor. Throws an fs-style
 // error (ENOSYS, EPERM when kernel.io_uring_disabled or a seccomp filter says
 // no) so the caller can fall back.
 class Ring : public Napi::ObjectWrap<Ring> {
@@ -56,7 +54,6 @@ class Ring : public Napi::ObjectWrap<Ring> {
       InstanceMethod("fallocate", &Ring::Fallocate),
       InstanceMethod("submit", &Ring::Submit),
       InstanceMethod("reap", &Ring::Reap),
-      InstanceMethod("clearSignal", &Ring::ClearSignal),
       InstanceMethod("hold", &Ring::Hold),
       InstanceMethod("close", &Ring::CloseJs),
       InstanceAccessor("sqEntries", &Ring::SqEntries, nullptr),
@@ -84,9 +81,6 @@ class Ring : public Napi::ObjectWrap<Ring> {
     if (ringFd_ < 0) throw ErrnoError(env, errno, "io_uring_setup");
     try {
       Map(env, p);
-      evFd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-      if (evFd_ < 0) throw ErrnoError(env, errno, "eventfd");
-      if (SysRegister(ringFd_, IORING_REGISTER_EVENTFD, &evFd_, 1) < 0) throw ErrnoError(env, errno, "io_uring_register");
       iovs_.resize(sqEntries_);
       ids_ = Napi::Persistent(Napi::Uint32Array::New(env, kReapBatch));
       results_ = Napi::Persistent(Napi::Float64Array::New(env, kReapBatch));
@@ -97,7 +91,7 @@ class Ring : public Napi::ObjectWrap<Ring> {
       napi_get_uv_event_loop(env, &loop);
       poll_ = new uv_poll_t;
       poll_->data = this;
-      int r = uv_poll_init(loop, poll_, evFd_);
+      int r = uv_poll_init(loop, poll_, ringFd_);
       if (r < 0) {
         delete poll_;
         poll_ = nullptr;
@@ -165,9 +159,8 @@ class Ring : public Napi::ObjectWrap<Ring> {
     if (sqMap_ != nullptr) munmap(sqMap_, sqLen_);
     sqes_ = nullptr;
     sqMap_ = cqMap_ = nullptr;
-    if (evFd_ >= 0) close(evFd_);
     if (ringFd_ >= 0) close(ringFd_);
-    evFd_ = ringFd_ = -1;
+    ringFd_ = -1;
   }
 
   void CheckOpen(Napi::Env env) {
@@ -290,12 +283,6 @@ class Ring : public Napi::ObjectWrap<Ring> {
     return Napi::Number::New(env, n);
   }
 
-  // clearSignal(): takes the eventfd's count, so a batch already reaped costs no loop wake-up.
-  Napi::Value ClearSignal(const Napi::CallbackInfo& info) {
-    uint64_t v;
-    if (evFd_ >= 0) (void)!read(evFd_, &v, sizeof v);
-    return info.Env().Undefined();
-  }
 
   // hold(true): keeps the loop alive (I/O in flight); hold(false): lets the process exit.
   Napi::Value Hold(const Napi::CallbackInfo& info) {
@@ -321,12 +308,10 @@ class Ring : public Napi::ObjectWrap<Ring> {
   Napi::Value Ids(const Napi::CallbackInfo&) { return ids_.Value(); }
   Napi::Value Results(const Napi::CallbackInfo&) { return results_.Value(); }
 
-  // The eventfd is readable: take its count (completions posted before this read are visible in
-  // the CQ after it), then let JS reap.
+  // The ring's descriptor is readable: completions wait in the CQ; JS reaps them all (the poll is
+  // level-triggered, so what it left would wake the loop again).
   static void OnReadable(uv_poll_t* h, int, int) {
     auto* self = static_cast<Ring*>(h->data);
-    uint64_t v;
-    (void)!read(self->evFd_, &v, sizeof v);
     Napi::Env env = self->Env();
     Napi::HandleScope scope(env);
     try {
@@ -337,7 +322,6 @@ class Ring : public Napi::ObjectWrap<Ring> {
   }
 
   int ringFd_ = -1;
-  int evFd_ = -1;
   void* sqMap_ = nullptr;
   void* cqMap_ = nullptr;
   size_t sqLen_ = 0, cqLen_ = 0, sqesLen_ = 0;
