@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import type { Backstore, BackstoreCaps, BackstoreOptions, LbaExtent } from '../src/core/backstore';
 import type { Sgl } from '../src/core/sgl';
 import {
+  AttrWatch,
   FALLOC_PUNCH_HOLE,
   FALLOC_ZERO_RANGE,
   constants,
@@ -34,7 +35,9 @@ class FileioBackstore implements Backstore {
   /** The file system frees ranges (FALLOC_FL_PUNCH_HOLE); learnt at open, corrected on first EOPNOTSUPP. */
   private canPunch: boolean;
   private canZeroRange = true;
-  private watcher: fs.FSWatcher | undefined;
+  private watcher: { close(): void } | undefined;
+  /** Times the health watch woke the loop (tests read it: writes must not). */
+  healthWakeups = 0;
 
   constructor(
     private readonly io: FdIo,
@@ -136,11 +139,14 @@ class FileioBackstore implements Backstore {
 
   /**
    * A deleted backing file still reads and writes through our descriptor, but whatever is written then is
-   * gone once the store closes: the unit stops serving it (inotify sees the link count change; no cost per command).
+   * gone once the store closes: the unit stops serving it (inotify sees the link count change, IN_ATTRIB;
+   * writes raise no event, so no cost per command).
    */
   watchHealth(onLost: (why: string) => void): void {
     try {
-      this.watcher = fs.watch(this.path, { persistent: false }, () => {
+      // Not fs.watch: it always asks for IN_MODIFY, a wake-up, an inotify read and an fstat for every write.
+      this.watcher = new AttrWatch(this.path, () => {
+        this.healthWakeups++;
         let links: number;
         try {
           links = fs.fstatSync(this.io.fd).nlink;
@@ -151,7 +157,6 @@ class FileioBackstore implements Backstore {
         this.watcher?.close();
         onLost(`the backing file ${this.path} was deleted`);
       });
-      this.watcher.on('error', () => undefined);
     } catch {
       // No inotify here (or no watches left): a deleted file then goes unnoticed, as before.
     }

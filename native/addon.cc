@@ -11,6 +11,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   tsio::InitSocket(env, exports);
   tsio::InitRbd(env, exports);
   tsio::InitUring(env, exports);
+  tsio::InitInotify(env, exports);
   return exports;
 }
 

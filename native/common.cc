@@ -8,6 +8,15 @@
 
 namespace tsio {
 
+void CallFromLoop(Napi::Env env, Napi::FunctionReference& cb) {
+  Napi::HandleScope scope(env);
+  try {
+    cb.MakeCallback(env.Global(), {});
+  } catch (const Napi::Error& e) {
+    napi_fatal_exception(env, e.Value());
+  }
+}
+
 Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall) {
   // libuv's names match Node's fs errors, except that Linux's single errno 95
   // is ENOTSUP to libuv; the man pages of fallocate and BLKDISCARD call it

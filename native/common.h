@@ -12,6 +12,8 @@ namespace tsio {
 
 // An Error shaped like Node's fs errors: .code 'EIO', .errno -5, .syscall.
 Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall);
+// Calls cb with no arguments from a libuv callback (a handle scope of its own; a throw is the process's uncaught exception).
+void CallFromLoop(Napi::Env env, Napi::FunctionReference& cb);
 
 // Argument readers: they throw TypeError/RangeError naming the argument.
 int ArgFd(const Napi::CallbackInfo& info, size_t i);
@@ -39,5 +41,6 @@ void InitVhostUser(Napi::Env env, Napi::Object exports);
 void InitSocket(Napi::Env env, Napi::Object exports);
 void InitRbd(Napi::Env env, Napi::Object exports);
 void InitUring(Napi::Env env, Napi::Object exports);
+void InitInotify(Napi::Env env, Napi::Object exports);
 
 }  // namespace tsio

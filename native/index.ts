@@ -87,6 +87,7 @@ interface Addon {
   radosObjects(cluster: RadosCluster, pool: string, namespace: string): Promise<RadosObjects>;
   Ring: new (entries: number, onCompletions: () => void) => Ring;
   uringReapBatch: number;
+  AttrWatch: new (path: string, onEvent: () => void) => { close(): void };
 }
 
 /**
@@ -326,6 +327,11 @@ export const FdWatcher: Addon['FdWatcher'] = addon.FdWatcher;
 export const Ring: Addon['Ring'] = addon.Ring;
 /** Most completions one Ring.reap() returns. */
 export const uringReapBatch: number = addon.uringReapBatch;
+/**
+ * inotify on one file's metadata (IN_ATTRIB: link count; IN_DELETE_SELF, IN_MOVE_SELF), not its writes:
+ * onEvent runs on the loop, which it does not keep alive. Throws where inotify is missing or out of watches.
+ */
+export const AttrWatch: Addon['AttrWatch'] = addon.AttrWatch;
 // Ceph (native/rbd.cc): librados connections and librbd images.
 /** Connects to a Ceph cluster off the loop. */
 export const rbdConnect: Addon['rbdConnect'] = addon.rbdConnect;

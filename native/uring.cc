@@ -312,13 +312,7 @@ class Ring : public Napi::ObjectWrap<Ring> {
   // level-triggered, so what it left would wake the loop again).
   static void OnReadable(uv_poll_t* h, int, int) {
     auto* self = static_cast<Ring*>(h->data);
-    Napi::Env env = self->Env();
-    Napi::HandleScope scope(env);
-    try {
-      self->callback_.MakeCallback(env.Global(), {});
-    } catch (const Napi::Error& e) {
-      napi_fatal_exception(env, e.Value());
-    }
+    CallFromLoop(self->Env(), self->callback_);
   }
 
   int ringFd_ = -1;

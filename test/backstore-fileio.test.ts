@@ -478,6 +478,27 @@ test('a closed store refuses I/O instead of reaching a recycled descriptor', asy
   await assert.rejects(async () => store.write(0, 512, [Buffer.alloc(512)], false), (e: NodeJS.ErrnoException) => e.code === 'EBADF');
 });
 
+test('the health watch wakes the loop when the file is deleted, never for writes to it', async () => {
+  const p = newPath();
+  const store = (await createFileio({ name: 'watched', dev: p, size: MiB })) as Backstore & { healthWakeups: number };
+  try {
+    let lost: string | undefined;
+    store.watchHealth!((why) => (lost = why));
+    const b = Buffer.alloc(4096, 9);
+    for (let i = 0; i < 32; i++) await store.write(i * 4096, 4096, [b], i % 8 === 0);
+    // Let any inotify event reach the loop (a few turns of it, with I/O polled in each).
+    for (let i = 0; i < 5; i++) await new Promise((res) => setTimeout(res, 5));
+    assert.equal(store.healthWakeups, 0, 'writes raise no event (fs.watch asked for IN_MODIFY: one per write)');
+    assert.equal(lost, undefined);
+    fs.unlinkSync(p);
+    for (let i = 0; i < 200 && lost === undefined; i++) await new Promise((res) => setTimeout(res, 5));
+    assert.match(lost ?? '', /was deleted/);
+    assert.ok(store.healthWakeups >= 1);
+  } finally {
+    await store.close();
+  }
+});
+
 test('native errors carry .code, .errno and .syscall like fs errors', async () => {
   const p = newPath();
   fs.writeFileSync(p, Buffer.alloc(8192, 9));
