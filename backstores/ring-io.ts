@@ -89,11 +89,28 @@ export class RingQueue {
   /** Operations sent and io_uring_enter calls made (tests and benches read them). */
   ops = 0;
   enters = 0;
+  /** Busy-polls: how many found completions, and how many gave up (tests and benches read them). */
+  pollHits = 0;
+  pollMisses = 0;
+  /** Longest busy-poll after a submit, in ns (0: never poll); the current window adapts below it. */
+  private pollMaxNs = 0;
+  private pollNs = 0;
 
   constructor(private readonly ring: Ring) {
     this.slots = [];
     for (let i = 0; i < ring.cqEntries; i++) this.slots.push(new Op());
     for (let i = ring.cqEntries - 1; i >= 0; i--) this.free.push(i);
+  }
+
+  /**
+   * Adaptive polling of completions (as QEMU's iothread poll-max-ns): after a submit that left I/O in
+   * flight, spin on the completion queue for up to a window before going back to the loop (which would
+   * sleep in epoll until the ring's descriptor wakes it). The window doubles (to maxNs) when a poll finds
+   * completions and halves when it gives up, so I/O slower than maxNs costs little spinning. 0: off.
+   */
+  setPollNs(maxNs: number): void {
+    this.pollMaxNs = Math.max(0, Math.floor(maxNs));
+    this.pollNs = this.pollMaxNs;
   }
 
   readv(fd: number, bufs: Buffer[], offset: number): Promise<number> {
@@ -218,11 +235,33 @@ export class RingQueue {
       this.enters++;
     }
     this.drain();
+    if (this.inflight > 0 && this.pollMaxNs > 0) this.poll();
     if (r < 0 && !this.scheduled) {
       // EAGAIN/EBUSY: the kernel is short of memory or completions; try again next pass.
       this.scheduled = true;
       setImmediate(this.flushNow);
     }
+  }
+
+  /** Spins on the completion queue for the current window; settles what arrives, adapts the window. */
+  private poll(): void {
+    const window = this.pollNs;
+    if (window === 0) {
+      // Given up entirely after misses: try again now and then, in case the I/O got faster.
+      if ((++this.pollMisses & 63) === 0) this.pollNs = Math.min(this.pollMaxNs, 1000);
+      return;
+    }
+    const until = performance.now() + window / 1e6;
+    do {
+      if (this.ring.ready > 0) {
+        this.pollHits++;
+        this.pollNs = Math.min(this.pollMaxNs, window * 2);
+        this.drain();
+        return;
+      }
+    } while (performance.now() < until);
+    this.pollMisses++;
+    this.pollNs = window < 1000 ? 0 : window >> 1;
   }
 
   /** Settles every completion the ring holds (called from the ring descriptor's watcher too). */
@@ -276,6 +315,9 @@ function openRing(): RingQueue | null {
   try {
     const ring: Ring = new Ring(RING_ENTRIES, () => queue!.drain());
     queue = new RingQueue(ring);
+    // For benches until the daemon's setting is wired: TSIO_URING_POLL_NS, the busy-poll's longest window.
+    const poll = Number(process.env.TSIO_URING_POLL_NS ?? 0);
+    if (poll > 0) queue.setPollNs(poll);
     return queue;
   } catch (e) {
     const err = e as NodeJS.ErrnoException;

@@ -154,13 +154,16 @@ export const fileScenario: Scenario = {
     const seconds = numOpt(args, '--seconds', 3);
     const gib = numOpt(args, '--gib', 1);
     const doStrace = args.includes('--strace');
+    // The ring's busy-poll window for the io_uring tsiod (ring-io setPollNs; 0, the default: off).
+    const pollNs = numOpt(args, '--poll-ns', 0);
     const want = caseFilter(args, 'file');
     const modeArg = args.indexOf('--modes');
     const modes = modeArg < 0 ? MODES : MODES.filter((m) => args[modeArg + 1].split(',').includes(m.name));
     const fabricArg = args.indexOf('--fabrics');
     const fabrics = fabricArg < 0 ? ['iscsi', 'vhost'] : args[fabricArg + 1].split(',');
     console.log(machineLine());
-    console.log(`${rounds} rounds per case, each run ${seconds} s, targets alternating; a ${gib} GiB file on ext4 (/var/tmp), 512-byte blocks\n`);
+    console.log(`${rounds} rounds per case, each run ${seconds} s, targets alternating; a ${gib} GiB file on ext4 (/var/tmp), 512-byte blocks` +
+      `${pollNs > 0 ? `; io_uring busy-poll up to ${pollNs} ns` : ''}\n`);
 
     // /var/tmp: the disk's ext4, never tmpfs.
     const dir = mkdtempSync('/var/tmp/tsio-bench-file-');
@@ -185,7 +188,7 @@ export const fileScenario: Scenario = {
           const tsioSock = join(dir, `tsio-${m.name}.sock`);
           const poolSock = join(dir, `pool-${m.name}.sock`);
           for (const d of ['ring', 'pool']) mkdirSync(join(dir, m.name, d), { recursive: true });
-          const ring: Daemon = await startTsiod(tsiodConfig(m, devRing, tsioSock), { dir: join(dir, m.name, 'ring'), env: { TSIO_IO_URING: 'on' } });
+          const ring: Daemon = await startTsiod(tsiodConfig(m, devRing, tsioSock), { dir: join(dir, m.name, 'ring'), env: { TSIO_IO_URING: 'on', TSIO_URING_POLL_NS: String(pollNs) } });
           started.push(ring);
           const pool: Daemon = await startTsiod(tsiodConfig(m, devPool, poolSock), { dir: join(dir, m.name, 'pool'), env: { TSIO_IO_URING: 'off' } });
           started.push(pool);

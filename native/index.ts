@@ -103,6 +103,8 @@ export interface Ring {
   readonly cqEntries: number;
   /** Prepared entries the kernel has not taken yet. */
   readonly pending: number;
+  /** Completions waiting in the completion queue. */
+  readonly ready: number;
   readonly ids: Uint32Array;
   readonly results: Float64Array;
   readv(id: number, fd: number, bufs: readonly Buffer[], offset: number): void;

@@ -59,6 +59,7 @@ class Ring : public Napi::ObjectWrap<Ring> {
       InstanceAccessor("sqEntries", &Ring::SqEntries, nullptr),
       InstanceAccessor("cqEntries", &Ring::CqEntries, nullptr),
       InstanceAccessor("pending", &Ring::PendingJs, nullptr),
+      InstanceAccessor("ready", &Ring::ReadyJs, nullptr),
       InstanceAccessor("ids", &Ring::Ids, nullptr),
       InstanceAccessor("results", &Ring::Results, nullptr),
     });
@@ -263,6 +264,12 @@ class Ring : public Napi::ObjectWrap<Ring> {
   Napi::Value PendingJs(const Napi::CallbackInfo& info) {
     if (ringFd_ < 0) return Napi::Number::New(info.Env(), 0);
     return Napi::Number::New(info.Env(), localTail_ - LoadAcquire(sqHead_));
+  }
+
+  // Completions waiting in the CQ (what a busy-poll looks at).
+  Napi::Value ReadyJs(const Napi::CallbackInfo& info) {
+    if (ringFd_ < 0) return Napi::Number::New(info.Env(), 0);
+    return Napi::Number::New(info.Env(), LoadAcquire(cqTail_) - *cqHead_);
   }
 
   // reap(): moves up to kReapBatch completions into ids/results (res: bytes, or -errno); returns how many.

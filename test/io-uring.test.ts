@@ -173,6 +173,31 @@ test('a ring needs no eventfd: the loop watches its own descriptor, and an async
   }
 });
 
+test('setPollNs: completions that come within the window are reaped by the busy-poll; 0 never polls', async () => {
+  const r = ring();
+  const store = await createFileio({ name: 'poll', dev: path.join(dir, 'poll.img'), size: 1 << 20, direct: true, blockSize: 4096 });
+  try {
+    const data = Buffer.alloc(4096, 0x77);
+    await store.write(0, 4096, [data], false);
+    const [hits0, misses0] = [r.pollHits, r.pollMisses];
+    for (let i = 0; i < 4; i++) await store.read(0, 4096, [Buffer.alloc(4096)]);
+    assert.deepEqual([r.pollHits, r.pollMisses], [hits0, misses0], 'off by default: no polling');
+    r.setPollNs(200e6); // far longer than a 4 KiB read takes, so every poll finds its completion
+    try {
+      for (let i = 0; i < 4; i++) {
+        const b = Buffer.alloc(4096);
+        await store.read(0, 4096, [b]);
+        assert.deepEqual(b, data);
+      }
+      assert.ok(r.pollHits - hits0 >= 1, `the busy-poll reaped completions (${r.pollHits - hits0} hits, ${r.pollMisses - misses0} misses)`);
+    } finally {
+      r.setPollNs(0);
+    }
+  } finally {
+    await store.close();
+  }
+});
+
 // Without the runner's NODE_TEST_CONTEXT, a child `node --test` runs its files instead of refusing to nest.
 const { NODE_TEST_CONTEXT: _ctx, ...parentEnv } = process.env;
 const OFF = { ...parentEnv, TSIO_IO_URING: 'off' };
