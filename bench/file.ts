@@ -181,8 +181,6 @@ export const fileScenario: Scenario = {
         if (m.block && loops.length === 0) for (let i = 0; i < 2; i++) loops.push(losetup(['--find', '--show', file]));
         const devRing = m.block ? loops[0] : file;
         const devPool = m.block ? loops[1] : file;
-        // Buffered modes are served from the page cache, as a warm server's would be.
-        if (!m.direct) for (const d of new Set([devRing, devPool])) spawnSync('dd', [`if=${d}`, 'of=/dev/null', 'bs=1M', 'status=none']);
         const started: { stop(): unknown }[] = [];
         try {
           const tsioSock = join(dir, `tsio-${m.name}.sock`);
@@ -209,6 +207,10 @@ export const fileScenario: Scenario = {
           qsd.stdout!.on('data', (b) => (qlog += b));
           qsd.stderr!.on('data', (b) => (qlog += b));
           await waitFor(qsdSock, 'qemu-storage-daemon', () => qlog, () => qsd.exitCode !== null);
+
+          // Buffered modes are served from the page cache, as a warm server's would be. Read once the targets
+          // hold the devices open: the last close of a block device drops its page cache.
+          if (!m.direct) for (const d of new Set([devRing, devPool])) spawnSync('dd', [`if=${d}`, 'of=/dev/null', 'bs=1M', 'status=none']);
 
           const pairs: Target[][] = [];
           if (fabrics.includes('iscsi')) {
