@@ -18,7 +18,7 @@ import { DescFlag } from '../fabrics/vhost/virtio-ring';
 import { bench } from '../tools/vhost-frontend/cli';
 import { BlkSlot } from '../tools/vhost-frontend/frontend';
 import { BLK_ID_BYTES, BlkConfig, BlkFeature, BlkSegment, BlkStatus, BlkType, SECTOR_SIZE } from '../fabrics/vhost/virtio-blk';
-import { startTsiod, type Daemon } from './util/tsiod';
+import { startTsiod, tcli, type Daemon } from './util/tsiod';
 
 const dir = mkdtempSync(join(tmpdir(), 'tsio-vhost-fe-'));
 const sockA = join(dir, 'a.sock');
@@ -479,5 +479,63 @@ test('vhost-user-blk: a front-end setting up more queues than num_queues is drop
     assert.match(d!.log(), /sets up queue 2, but the device has 2 \(num_queues\)/);
   } finally {
     fe.close();
+  }
+});
+
+const STOP_WARNING = /closing under a connected front-end that keeps no in-flight records .*: it cannot reconnect, and the guest's I\/O on this device will hang until the VM restarts/;
+
+test('stop warning: a front-end keeping no in-flight records (QEMU 7.2 vhost-user-scsi) is warned of by socket when its controller is removed live and when tsiod stops; one that keeps them (vhost-user-blk) is not', async () => {
+  const sdir = mkdtempSync(join(tmpdir(), 'tsio-vhost-stop-'));
+  const s1 = join(sdir, 'scsi1.sock');
+  const s2 = join(sdir, 'scsi2.sock');
+  const s3 = join(sdir, 'blk.sock');
+  const daemon = await startTsiod(
+    [
+      'storage_objects:',
+      '  - { name: r0, plugin: rd_mcp, size: 4MiB }',
+      'targets:',
+      '  - fabric: vhost',
+      '    wwn: naa.5001405000000061',
+      `    tpgs: [ { tag: 1, socket: ${s1}, num_queues: 1, luns: [ { index: 0, storage_object: /backstores/rd_mcp/r0 } ] } ]`,
+      '  - fabric: vhost',
+      '    wwn: naa.5001405000000062',
+      `    tpgs: [ { tag: 1, socket: ${s2}, num_queues: 1, luns: [ { index: 0, storage_object: /backstores/rd_mcp/r0 } ] } ]`,
+      '  - fabric: vhost',
+      '    wwn: naa.5001405000000063',
+      `    tpgs: [ { tag: 1, socket: ${s3}, device: blk, num_queues: 1, luns: [ { index: 0, storage_object: /backstores/rd_mcp/r0 } ] } ]`,
+      '',
+    ].join('\n'),
+    { dir: sdir },
+  );
+  const fes: VhostUserFrontend[] = [];
+  const open = (path: string, queues: number, inflight: 'acked' | 'kept') => {
+    const fe = new VhostUserFrontend(path, { memory: 8 * 1024 * 1024, inflight });
+    fes.push(fe);
+    fe.negotiate(queues);
+    fe.start(64);
+    return fe;
+  };
+  try {
+    const scsi1 = open(s1, 3, 'acked');
+    open(s2, 3, 'acked');
+    const blk1 = open(s3, 1, 'kept');
+    assert.ok(scsi1.protocolFeatures & (1n << 12n), 'QEMU 7.2 vhost-user-scsi acks INFLIGHT_SHMFD');
+    assert.ok(blk1.inflightFd >= 0, 'the blk front-end holds in-flight records');
+    const del = tcli(daemon.sock, ['/vhost', 'delete', 'naa.5001405000000062']);
+    assert.equal(del.status, 0, del.stderr);
+    for (let i = 0; i < 200 && !STOP_WARNING.test(daemon.log()); i++) await new Promise((r) => setTimeout(r, 10));
+    const live = daemon.log().split('\n').filter((l) => STOP_WARNING.test(l));
+    assert.equal(live.length, 1, daemon.log());
+    assert.ok(live[0].includes(s2), 'the warning names the socket');
+    assert.match(live[0], /acked INFLIGHT_SHMFD but sent no GET_INFLIGHT_FD/);
+    assert.equal(await daemon.stop(), 0);
+    const all = daemon.log().split('\n').filter((l) => STOP_WARNING.test(l));
+    assert.equal(all.length, 2, daemon.log());
+    assert.ok(all[1].includes(s1), 'SIGTERM: the scsi front-end is warned of');
+    assert.ok(!all.some((l) => l.includes(s3)), 'the blk front-end keeps in-flight records and can reconnect: no warning');
+  } finally {
+    for (const fe of fes) fe.close();
+    await daemon.stop();
+    rmSync(sdir, { recursive: true, force: true });
   }
 });

@@ -78,6 +78,10 @@ export class VhostUserBackend {
   private readonly resubmit = new Map<DeviceQueue, number[]>();
   private inKick = false;
   private closed = false;
+  /** The front-end hung up (not us): it knows the connection is gone and warns nobody needs. */
+  private hungUp = false;
+  /** When the front-end connected (ms since the epoch). */
+  readonly since = Date.now();
   /** Resolved when the connection has ended. */
   readonly done: Promise<void>;
   private resolveDone!: () => void;
@@ -121,6 +125,27 @@ export class VhostUserBackend {
     return this.acked;
   }
 
+  /**
+   * The front-end hands us in-flight records (GET_INFLIGHT_FD, then SET_INFLIGHT_FD): what the next back end
+   * needs to serve it across a restart, and what only a front-end that reconnects asks for. QEMU 7.2's
+   * vhost-user-scsi acks INFLIGHT_SHMFD yet never asks (it cannot reconnect); its vhost-user-blk does.
+   */
+  get keepsInflight(): boolean {
+    return this.inflightMap !== undefined;
+  }
+
+  /** What the front-end negotiated, for the control API. */
+  frontend(): FrontendInfo {
+    return {
+      connection: this.id,
+      since: new Date(this.since).toISOString(),
+      protocol_features: namedBits(this.protocolFeatures, ProtoFeature),
+      features: namedBits(this.acked, Feature),
+      queues: this.queues.filter((q) => q?.started).length,
+      inflight: this.keepsInflight,
+    };
+  }
+
   // ---------- messages ----------
 
   private onReadable(): void {
@@ -137,6 +162,7 @@ export class VhostUserBackend {
       if (m === null) return;
       if (m.data.length === 0) {
         log.info(`vhost ${this.name}: front-end disconnected (connection ${this.id})`);
+        this.hungUp = true;
         void this.close();
         return;
       }
@@ -571,6 +597,14 @@ export class VhostUserBackend {
   async close(): Promise<void> {
     if (this.closed) return this.done;
     this.closed = true;
+    if (!this.hungUp && !this.keepsInflight && this.acked !== 0n) {
+      const negotiated = (this.protocolFeatures & bit(ProtoFeature.INFLIGHT_SHMFD)) !== 0n ? 'acked INFLIGHT_SHMFD but sent no GET_INFLIGHT_FD' : 'did not negotiate INFLIGHT_SHMFD';
+      log.warn(
+        `vhost ${this.name}: closing under a connected front-end that keeps no in-flight records (it ${negotiated}): ` +
+          "it cannot reconnect, and the guest's I/O on this device will hang until the VM restarts " +
+          '(QEMU 7.2 cannot reconnect vhost-user-scsi; QEMU 8.2 and later can)',
+      );
+    }
     this.watcher?.stop();
     this.watcher = undefined;
     for (const q of this.queues) if (q) q.stopWatching();
@@ -590,6 +624,31 @@ export class VhostUserBackend {
     }
     this.resolveDone();
   }
+}
+
+/** A connected front-end as the control API shows it. */
+export interface FrontendInfo {
+  connection: number;
+  since: string;
+  /** Protocol features it acked (SET_PROTOCOL_FEATURES), by name. */
+  protocol_features: string[];
+  /** Virtio features it acked (SET_FEATURES): the ring's by name, a device type's as bit numbers. */
+  features: string[];
+  /** Rings running. */
+  queues: number;
+  /** It keeps in-flight records: it can reconnect to the next tsiod. */
+  inflight: boolean;
+}
+
+/** The names of the bits set in v (a table of bit numbers), others as their numbers. */
+function namedBits(v: bigint, table: Record<string, bigint>): string[] {
+  const out: string[] = [];
+  for (let b = 0n; b < 64n; b++) {
+    if ((v & (1n << b)) === 0n) continue;
+    const name = Object.entries(table).find(([, n]) => n === b)?.[0];
+    out.push(name ?? String(b));
+  }
+  return out;
 }
 
 /** Messages that are answered with their own reply, never a REPLY_ACK. */

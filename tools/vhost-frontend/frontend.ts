@@ -9,7 +9,7 @@ import {
   FdWatcher, eventfd, eventfdRead, eventfdWrite, fence, memfdCreate, mmapFd, recvMessage, sendMessage, unixConnect, unmap,
 } from '../../native';
 import {
-  Feature, Flag, Hdr, MemRegMsg, VhostConfig, MemTable, ProtoFeature, Region, Req, U64, VringAddr, VringState, bit, message, reqName,
+  Feature, Flag, Hdr, InflightMsg, MemRegMsg, VhostConfig, MemTable, ProtoFeature, Region, Req, U64, VringAddr, VringState, bit, message, reqName,
   u64Payload,
 } from '../../fabrics/vhost/vhost-user-proto';
 import {
@@ -27,6 +27,12 @@ export interface FrontendOptions {
   memSlots?: boolean;
   /** Virtio features to ask for beyond VERSION_1 (e.g. EVENT_IDX, INDIRECT_DESC); default: what is offered. */
   features?: bigint;
+  /**
+   * In-flight records (INFLIGHT_SHMFD), as QEMU 7.2 negotiates them: 'acked', its vhost-user-scsi (acks the
+   * bit, never asks for records: it cannot reconnect); 'kept', its vhost-user-blk (GET_INFLIGHT_FD and
+   * SET_INFLIGHT_FD before the rings start). Default: the bit is not acked.
+   */
+  inflight?: 'acked' | 'kept';
 }
 
 /** A descriptor as posted raw: guest physical address, length, flags, next. */
@@ -271,6 +277,10 @@ export class VhostUserFrontend {
   readonly sent: string[] = [];
   /** Ring positions GET_VRING_BASE returned, for the next start. */
   private bases: number[] = [];
+  /** The fds of the last reply (GET_INFLIGHT_FD's). */
+  private replyFds: number[] = [];
+  /** The in-flight records' fd, kept for the life of the connection as QEMU keeps it, or -1. */
+  inflightFd = -1;
 
   constructor(
     readonly socketPath: string,
@@ -289,6 +299,7 @@ export class VhostUserFrontend {
     if (!opts.reply && !ack) return undefined;
     const m = recvMessage(this.fd);
     if (m === null || m.data.length === 0) throw new Error(`back-end closed the connection after ${reqName[req]}`);
+    this.replyFds = m.fds;
     const r = m.data.readUInt32LE(Hdr.REQUEST);
     const f = m.data.readUInt32LE(Hdr.FLAGS);
     if (r !== req || f !== (Flag.VERSION | Flag.REPLY)) throw new Error(`bad reply to ${reqName[req]}: request ${r} flags ${f}`);
@@ -308,7 +319,7 @@ export class VhostUserFrontend {
       const offered = this.u64(Req.GET_PROTOCOL_FEATURES);
       const want = bit(ProtoFeature.MQ) | bit(ProtoFeature.REPLY_ACK) | bit(ProtoFeature.CONFIGURE_MEM_SLOTS) |
         bit(ProtoFeature.RESET_DEVICE) | bit(ProtoFeature.CONFIG) | bit(ProtoFeature.INFLIGHT_SHMFD);
-      this.protocolFeatures = offered & want & ~bit(ProtoFeature.INFLIGHT_SHMFD);
+      this.protocolFeatures = offered & want & (this.opts.inflight ? ~0n : ~bit(ProtoFeature.INFLIGHT_SHMFD));
       this.request(Req.SET_PROTOCOL_FEATURES, u64Payload(this.protocolFeatures));
       if ((this.protocolFeatures & bit(ProtoFeature.MQ)) !== 0n) this.queueNum = Number(this.u64(Req.GET_QUEUE_NUM));
       if ((this.protocolFeatures & bit(ProtoFeature.CONFIGURE_MEM_SLOTS)) !== 0n) this.u64(Req.GET_MAX_MEM_SLOTS);
@@ -324,6 +335,16 @@ export class VhostUserFrontend {
 
   /** Start sequence of QEMU 7.2 (vhost_dev_start): features, memory, rings, enable. */
   start(queueSize = 128): void {
+    if (this.opts.inflight === 'kept' && this.inflightFd < 0 && (this.protocolFeatures & bit(ProtoFeature.INFLIGHT_SHMFD)) !== 0n) {
+      // vhost_user_blk_start: the records come before the device starts, and are kept across back ends.
+      const p = Buffer.alloc(InflightMsg.LENGTH);
+      p.writeUInt16LE(this.queues.length, InflightMsg.NUM_QUEUES);
+      p.writeUInt16LE(queueSize, InflightMsg.QUEUE_SIZE);
+      const r = Buffer.from(this.request(Req.GET_INFLIGHT_FD, p, undefined, { reply: true })!);
+      if (this.replyFds.length !== 1) throw new Error(`GET_INFLIGHT_FD answered with ${this.replyFds.length} fds`);
+      this.inflightFd = this.replyFds[0];
+      this.request(Req.SET_INFLIGHT_FD, r, [this.inflightFd]);
+    }
     const want = this.opts.features ?? this.features;
     const acked = (want & this.features) | bit(Feature.VERSION_1);
     this.request(Req.SET_FEATURES, u64Payload(acked));
@@ -405,6 +426,8 @@ export class VhostUserFrontend {
   }
 
   close(): void {
+    if (this.inflightFd >= 0) closeSync(this.inflightFd);
+    this.inflightFd = -1;
     for (const q of this.queues) q.close();
     closeSync(this.fd);
     this.ram.close();
