@@ -5,29 +5,31 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { closeSync, mkdtempSync, rmSync, writeFileSync, existsSync, truncateSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync, truncateSync } from 'node:fs';
 import { eventfd, eventfdRead } from '../native';
 import { Req, u64Payload } from '../fabrics/vhost/vhost-user-proto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ScsiSlot, VhostUserFrontend, type DriverQueue, type ScsiResult } from '../tools/vhost-frontend/frontend';
+import { ScsiEvents, ScsiSlot, VhostUserFrontend, type DriverQueue, type ScsiResult } from '../tools/vhost-frontend/frontend';
 import { PROTOCOL_FEATURES, RING_FEATURES } from '../fabrics/vhost/vhost-user-backend';
 import { SCSI_FEATURES } from '../fabrics/vhost/virtio-scsi-device';
-import { Resp } from '../fabrics/vhost/virtio-scsi';
+import { AnClass, CtrlType, EventType, Resp } from '../fabrics/vhost/virtio-scsi';
 import { DescFlag } from '../fabrics/vhost/virtio-ring';
 import { bench } from '../tools/vhost-frontend/cli';
 import { BlkSlot } from '../tools/vhost-frontend/frontend';
 import { BLK_ID_BYTES, BlkConfig, BlkFeature, BlkSegment, BlkStatus, BlkType, SECTOR_SIZE } from '../fabrics/vhost/virtio-blk';
-import { startTsiod, tcli, type Daemon } from './util/tsiod';
+import { controlRpc, startTsiod, tcli, type Daemon } from './util/tsiod';
 
 const dir = mkdtempSync(join(tmpdir(), 'tsio-vhost-fe-'));
 const sockA = join(dir, 'a.sock');
 const sockB = join(dir, 'b.sock');
 const sockBlk = join(dir, 'blk.sock');
+const sockMedia = join(dir, 'media.sock');
 const BLK_SERIAL = '5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f70819';
 let d: Daemon | undefined;
 
 before(async () => {
+  mkdirSync(join(dir, 'tapes'));
   d = await startTsiod(
     [
       'storage_objects:',
@@ -35,6 +37,8 @@ before(async () => {
       '  - { name: r1, plugin: rd_mcp, size: 16MiB }',
       `  - { name: thin, plugin: rd_mcp, size: 8MiB, wwn: ${BLK_SERIAL}, attributes: { emulate_tpu: true, emulate_tpws: true, emulate_write_cache: true } }`,
       `  - { name: f0, plugin: fileio, dev: ${join(dir, 'f0.img')}, size: 16MiB }`,
+      '  - { name: cd, plugin: optical }',
+      `  - { name: tp, plugin: tape, dev: ${join(dir, 'tapes')} }`,
       'targets:',
       '  - fabric: vhost',
       '    wwn: naa.5001405000000051',
@@ -48,6 +52,10 @@ before(async () => {
       '    wwn: naa.5001405000000053',
       '    tpgs:',
       `      - { tag: 1, socket: ${sockBlk}, device: blk, num_queues: 2, luns: [ { index: 0, storage_object: /backstores/rd_mcp/thin } ] }`,
+      '  - fabric: vhost',
+      '    wwn: naa.5001405000000054',
+      '    tpgs:',
+      `      - { tag: 1, socket: ${sockMedia}, num_queues: 1, luns: [ { index: 0, storage_object: /backstores/optical/cd }, { index: 1, storage_object: /backstores/tape/tp }, { index: 2, storage_object: /backstores/rd_mcp/r1 } ] }`,
       '',
     ].join('\n'),
     { dir },
@@ -537,5 +545,52 @@ test('stop warning: a front-end keeping no in-flight records (QEMU 7.2 vhost-use
     for (const fe of fes) fe.close();
     await daemon.stop();
     rmSync(sdir, { recursive: true, force: true });
+  }
+});
+
+test('asynchronous notification: removable LUNs report the media class; after AN_SUBSCRIBE an eject, an insert, a cartridge loaded and unloaded post ASYNC_NOTIFY on the event queue', async () => {
+  const call = async (method: string, params: object) => {
+    const r = await controlRpc(d!.sock, method, params);
+    if (r.error) throw new Error(`${method}: ${r.error.message}`);
+    return r.result;
+  };
+  const iso = join(dir, 'disc.iso');
+  writeFileSync(iso, Buffer.alloc(32 * 2048, 0x41));
+  const fe = connect(sockMedia, 3);
+  const ALL = 0x7e;
+  try {
+    const ev = new ScsiEvents(fe, 8);
+    const media = () => ev.events.filter((e) => e.event === EventType.ASYNC_NOTIFY);
+    // Query: the media class for the CD/DVD drive and the tape drive, nothing for a disk; wrong addresses refused.
+    assert.deepEqual(await ev.an(CtrlType.AN_QUERY, 0, 0, ALL), { actual: AnClass.MEDIA_CHANGE, response: Resp.OK }, 'CD/DVD');
+    assert.deepEqual(await ev.an(CtrlType.AN_QUERY, 0, 1, ALL), { actual: AnClass.MEDIA_CHANGE, response: Resp.OK }, 'tape');
+    assert.deepEqual(await ev.an(CtrlType.AN_QUERY, 0, 2, ALL), { actual: 0, response: Resp.OK }, 'a fixed disk');
+    assert.equal((await ev.an(CtrlType.AN_QUERY, 0, 9, ALL)).response, Resp.INCORRECT_LUN);
+    assert.equal((await ev.an(CtrlType.AN_QUERY, 5, 0, ALL)).response, Resp.BAD_TARGET);
+    // Not subscribed yet: a disc put in posts nothing.
+    await call('optical.insert', { path: '/backstores/optical/cd', image: iso });
+    assert.deepEqual(await ev.an(CtrlType.AN_SUBSCRIBE, 0, 0, AnClass.MEDIA_CHANGE | AnClass.POWER_MGMT), { actual: AnClass.MEDIA_CHANGE, response: Resp.OK });
+    assert.deepEqual(await ev.an(CtrlType.AN_SUBSCRIBE, 0, 1, AnClass.MEDIA_CHANGE), { actual: AnClass.MEDIA_CHANGE, response: Resp.OK });
+    assert.deepEqual(await ev.an(CtrlType.AN_SUBSCRIBE, 0, 2, AnClass.MEDIA_CHANGE), { actual: 0, response: Resp.OK }, 'a fixed disk has no media events');
+    assert.deepEqual(media(), [], 'nothing before the subscription');
+    await call('optical.eject', { path: '/backstores/optical/cd' });
+    await ev.wait(1);
+    assert.deepEqual(media(), [{ event: EventType.ASYNC_NOTIFY, target: 0, lun: 0, reason: AnClass.MEDIA_CHANGE }], 'eject');
+    await call('optical.insert', { path: '/backstores/optical/cd', image: iso });
+    await call('cartridges.create', { path: '/backstores/tape/tp', barcode: 'AN0001', capacity: '1MiB' });
+    await call('tape.load', { path: '/backstores/tape/tp', barcode: 'AN0001' });
+    const until = async (n: number) => {
+      for (let i = 0; i < 500 && media().length < n; i++) await new Promise((r) => setTimeout(r, 10));
+      return media();
+    };
+    assert.deepEqual((await until(3)).map((e) => [e.lun, e.reason]), [[0, 16], [0, 16], [1, 16]], 'insert on LUN 0, a cartridge loaded on LUN 1');
+    // Unsubscribed (no class asked): the disc changes unheard; the tape's subscription stays.
+    assert.deepEqual(await ev.an(CtrlType.AN_SUBSCRIBE, 0, 0, 0), { actual: 0, response: Resp.OK });
+    await call('optical.eject', { path: '/backstores/optical/cd' });
+    await call('tape.unload', { path: '/backstores/tape/tp' });
+    assert.deepEqual((await until(4)).map((e) => [e.lun, e.reason]), [[0, 16], [0, 16], [1, 16], [1, 16]]);
+    assert.ok(ev.events.every((e) => e.event === EventType.ASYNC_NOTIFY || e.event === EventType.PARAM_CHANGE), JSON.stringify(ev.events));
+  } finally {
+    fe.close();
   }
 });

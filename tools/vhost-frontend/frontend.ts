@@ -15,7 +15,7 @@ import {
 import {
   AVAIL_F_NO_INTERRUPT, Avail, Desc, DescFlag, USED_F_NO_NOTIFY, Used, availSize, needEvent, usedSize,
 } from '../../fabrics/vhost/virtio-ring';
-import { CmdReq, CmdResp } from '../../fabrics/vhost/virtio-scsi';
+import { AnReq, AnResp, CmdReq, Event, VQ, CmdResp, decodeLun, encodeLun } from '../../fabrics/vhost/virtio-scsi';
 import { BlkReq, BlkType } from '../../fabrics/vhost/virtio-blk';
 
 export interface FrontendOptions {
@@ -521,5 +521,80 @@ export class BlkSlot {
     if (len > 0) (readable ? out : inb).push([this.dataGpa, len]);
     inb.push([this.statusGpa, 1]);
     q.add(out, inb, () => done(this.status[0]));
+  }
+}
+
+/** An event the device returned on virtio-scsi's event queue. */
+export interface ScsiEvent {
+  event: number;
+  target: number;
+  lun: number;
+  reason: number;
+}
+
+/**
+ * virtio-scsi's control and event queues from the driver's side: asynchronous notification requests
+ * (which Linux never sends), and event buffers kept posted as a driver keeps them (re-posted once read).
+ */
+export class ScsiEvents {
+  readonly events: ScsiEvent[] = [];
+  private readonly reqGpa: number;
+  private readonly respGpa: number;
+  private waiter: (() => void) | undefined;
+
+  constructor(
+    readonly fe: VhostUserFrontend,
+    buffers: number,
+  ) {
+    this.reqGpa = fe.ram.alloc(AnReq.LENGTH);
+    this.respGpa = fe.ram.alloc(8);
+    const q = fe.queues[VQ.EVENT];
+    for (let i = 0; i < buffers; i++) this.post(fe.ram.alloc(Event.LENGTH));
+    q.kick();
+  }
+
+  private post(gpa: number): void {
+    const q = this.fe.queues[VQ.EVENT];
+    q.add([], [[gpa, Event.LENGTH]], (len) => {
+      const b = this.fe.ram.view(gpa, Event.LENGTH);
+      if (len >= Event.LENGTH) {
+        const addr = decodeLun(b, Event.LUN);
+        this.events.push({ event: b.readUInt32LE(Event.EVENT), target: addr?.target ?? -1, lun: addr?.lun ?? -1, reason: b.readUInt32LE(Event.REASON) });
+      }
+      this.post(gpa);
+      q.kick();
+      this.waiter?.();
+    });
+  }
+
+  /** Resolves once n events have come back (or rejects after ms). */
+  async wait(n: number, ms = 5000): Promise<ScsiEvent[]> {
+    const deadline = Date.now() + ms;
+    while (this.events.length < n) {
+      if (Date.now() > deadline) throw new Error(`${this.events.length} events of ${n} after ${ms} ms: ${JSON.stringify(this.events)}`);
+      await new Promise<void>((r) => {
+        this.waiter = r;
+        setTimeout(r, 50);
+      });
+    }
+    return this.events.slice(0, n);
+  }
+
+  /** AN_QUERY (1) or AN_SUBSCRIBE (2) of the given classes for target:lun on the control queue. */
+  an(type: number, target: number, lun: number, requested: number): Promise<{ actual: number; response: number }> {
+    const req = this.fe.ram.view(this.reqGpa, AnReq.LENGTH);
+    const resp = this.fe.ram.view(this.respGpa, AnResp.LENGTH);
+    req.fill(0);
+    req.writeUInt32LE(type, AnReq.TYPE);
+    encodeLun(req, AnReq.LUN, target, lun);
+    req.writeUInt32LE(requested, AnReq.EVENT_REQUESTED);
+    resp.fill(0xee);
+    const ctl = this.fe.queues[VQ.CONTROL];
+    return new Promise((resolve) => {
+      ctl.add([[this.reqGpa, AnReq.LENGTH]], [[this.respGpa, AnResp.LENGTH]], () =>
+        resolve({ actual: resp.readUInt32LE(AnResp.EVENT_ACTUAL), response: resp[AnResp.RESPONSE] }),
+      );
+      ctl.kick();
+    });
   }
 }
