@@ -38,6 +38,7 @@ before(async () => {
       `  - { name: thin, plugin: rd_mcp, size: 8MiB, wwn: ${BLK_SERIAL}, attributes: { emulate_tpu: true, emulate_tpws: true, emulate_write_cache: true } }`,
       `  - { name: f0, plugin: fileio, dev: ${join(dir, 'f0.img')}, size: 16MiB }`,
       '  - { name: cd, plugin: optical }',
+      '  - { name: grow, plugin: rd_mcp, size: 4MiB }',
       `  - { name: tp, plugin: tape, dev: ${join(dir, 'tapes')} }`,
       'targets:',
       '  - fabric: vhost',
@@ -55,7 +56,7 @@ before(async () => {
       '  - fabric: vhost',
       '    wwn: naa.5001405000000054',
       '    tpgs:',
-      `      - { tag: 1, socket: ${sockMedia}, num_queues: 1, luns: [ { index: 0, storage_object: /backstores/optical/cd }, { index: 1, storage_object: /backstores/tape/tp }, { index: 2, storage_object: /backstores/rd_mcp/r1 } ] }`,
+      `      - { tag: 1, socket: ${sockMedia}, num_queues: 1, luns: [ { index: 0, storage_object: /backstores/optical/cd }, { index: 1, storage_object: /backstores/tape/tp }, { index: 2, storage_object: /backstores/rd_mcp/r1 }, { index: 3, storage_object: /backstores/rd_mcp/grow } ] }`,
       '',
     ].join('\n'),
     { dir },
@@ -590,6 +591,25 @@ test('asynchronous notification: removable LUNs report the media class; after AN
     await call('tape.unload', { path: '/backstores/tape/tp' });
     assert.deepEqual((await until(4)).map((e) => [e.lun, e.reason]), [[0, 16], [0, 16], [1, 16], [1, 16]]);
     assert.ok(ev.events.every((e) => e.event === EventType.ASYNC_NOTIFY || e.event === EventType.PARAM_CHANGE), JSON.stringify(ev.events));
+  } finally {
+    fe.close();
+  }
+});
+
+test('a resize through the control API posts PARAM_CHANGE with CAPACITY DATA HAS CHANGED (2Ah/09h) for the LUN, and READ CAPACITY gives the new size', async () => {
+  const fe = connect(sockMedia, 3);
+  try {
+    const ev = new ScsiEvents(fe, 4);
+    const r = await controlRpc(d!.sock, 'storage_objects.set', { path: '/backstores/rd_mcp/grow', fields: { size: '8MiB' } });
+    assert.equal(r.error, undefined, JSON.stringify(r.error));
+    const [e] = await ev.wait(1);
+    assert.deepEqual(e, { event: EventType.PARAM_CHANGE, target: 0, lun: 3, reason: 0x2a | (0x09 << 8) });
+    const slot = new ScsiSlot(fe.ram, 512);
+    // Unit attentions first (power on, then the resize's CAPACITY DATA HAS CHANGED).
+    let rc: ScsiResult = await scsi(fe.queues[2], slot, 3, [0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0], 8);
+    for (let i = 0; i < 3 && rc.status === 2; i++) rc = await scsi(fe.queues[2], slot, 3, [0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0], 8);
+    assert.equal(rc.status, 0);
+    assert.equal(rc.data.readUInt32BE(0) + 1, (8 << 20) / 512, 'READ CAPACITY(10): 8 MiB');
   } finally {
     fe.close();
   }
