@@ -40,6 +40,8 @@ before(async () => {
       '  - { name: cd, plugin: optical }',
       '  - { name: grow, plugin: rd_mcp, size: 4MiB }',
       `  - { name: tp, plugin: tape, dev: ${join(dir, 'tapes')} }`,
+      `  - { name: lib, plugin: changer, dev: ${join(dir, 'tapes')}, drives: t2, slots: 2 }`,
+      `  - { name: t2, plugin: tape, dev: ${join(dir, 'tapes')} }`,
       'targets:',
       '  - fabric: vhost',
       '    wwn: naa.5001405000000051',
@@ -56,7 +58,7 @@ before(async () => {
       '  - fabric: vhost',
       '    wwn: naa.5001405000000054',
       '    tpgs:',
-      `      - { tag: 1, socket: ${sockMedia}, num_queues: 1, luns: [ { index: 0, storage_object: /backstores/optical/cd }, { index: 1, storage_object: /backstores/tape/tp }, { index: 2, storage_object: /backstores/rd_mcp/r1 }, { index: 3, storage_object: /backstores/rd_mcp/grow } ] }`,
+      `      - { tag: 1, socket: ${sockMedia}, num_queues: 1, luns: [ { index: 0, storage_object: /backstores/optical/cd }, { index: 1, storage_object: /backstores/tape/tp }, { index: 2, storage_object: /backstores/rd_mcp/r1 }, { index: 3, storage_object: /backstores/rd_mcp/grow }, { index: 4, storage_object: /backstores/changer/lib } ] }`,
       '',
     ].join('\n'),
     { dir },
@@ -549,7 +551,7 @@ test('stop warning: a front-end keeping no in-flight records (QEMU 7.2 vhost-use
   }
 });
 
-test('asynchronous notification: removable LUNs report the media class; after AN_SUBSCRIBE an eject, an insert, a cartridge loaded and unloaded post ASYNC_NOTIFY on the event queue', async () => {
+test('asynchronous notification: removable LUNs and changers report the media class; after AN_SUBSCRIBE an eject, an insert, a cartridge loaded, unloaded or imported post ASYNC_NOTIFY on the event queue', async () => {
   const call = async (method: string, params: object) => {
     const r = await controlRpc(d!.sock, method, params);
     if (r.error) throw new Error(`${method}: ${r.error.message}`);
@@ -590,6 +592,11 @@ test('asynchronous notification: removable LUNs report the media class; after AN
     await call('optical.eject', { path: '/backstores/optical/cd' });
     await call('tape.unload', { path: '/backstores/tape/tp' });
     assert.deepEqual((await until(4)).map((e) => [e.lun, e.reason]), [[0, 16], [0, 16], [1, 16], [1, 16]]);
+    // A media changer: cartridges through its import/export slot.
+    assert.deepEqual(await ev.an(CtrlType.AN_SUBSCRIBE, 0, 4, ALL), { actual: AnClass.MEDIA_CHANGE, response: Resp.OK }, 'changer');
+    await call('cartridges.create', { path: '/backstores/changer/lib', barcode: 'AN0002', capacity: '1MiB' });
+    await call('changer.import', { path: '/backstores/changer/lib', barcodes: 'AN0002' });
+    assert.deepEqual((await until(5)).map((e) => [e.lun, e.reason]).slice(4), [[4, 16]], 'import');
     assert.ok(ev.events.every((e) => e.event === EventType.ASYNC_NOTIFY || e.event === EventType.PARAM_CHANGE), JSON.stringify(ev.events));
   } finally {
     fe.close();

@@ -12,6 +12,7 @@ import type { LogicalUnit } from '../../src/core/logical-unit';
 import type { Completion } from '../../src/core/command';
 import type { TmfFunction, TmfResult } from '../../src/core/tmr';
 import { log } from '../../src/core/log';
+import { DEVICE_TYPE_CHANGER } from '../../src/scsi/smc';
 import { sglCopyIn, sglFlatten, sglSlice } from '../../src/core/sgl';
 import type { VhostUserBackend, VirtioDevice } from './vhost-user-backend';
 import type { Chain, DeviceQueue } from './virtqueue';
@@ -80,9 +81,12 @@ interface Nexus {
   subscribed: Map<number, number>;
 }
 
-/** The notification classes a unit reports: media for removable ones (CD/DVD, tape, changer, RMB disks). */
+/**
+ * The notification classes a unit reports: media for removable ones (CD/DVD, tape, RMB disks) and for media
+ * changers (not removable themselves, their import/export slots take cartridges in and out).
+ */
 export function anClasses(lu: LogicalUnit): number {
-  return lu.so.attributes.removable ? AnClass.MEDIA_CHANGE : 0;
+  return lu.so.attributes.removable || lu.deviceType === DEVICE_TYPE_CHANGER ? AnClass.MEDIA_CHANGE : 0;
 }
 
 const DEBUG = process.env.TSIO_LOG === 'debug';
