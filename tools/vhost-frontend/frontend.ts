@@ -4,7 +4,7 @@
 // virtio-scsi and virtio-blk requests on them. It can also post malformed
 // descriptors on purpose (hostile-guest tests).
 
-import { closeSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import {
   FdWatcher, eventfd, eventfdRead, eventfdWrite, fence, memfdCreate, mmapFd, recvMessage, sendMessage, unixConnect, unmap,
 } from '../../native';
@@ -28,11 +28,16 @@ export interface FrontendOptions {
   /** Virtio features to ask for beyond VERSION_1 (e.g. EVENT_IDX, INDIRECT_DESC); default: what is offered. */
   features?: bigint;
   /**
-   * In-flight records (INFLIGHT_SHMFD), as QEMU 7.2 negotiates them: 'acked', its vhost-user-scsi (acks the
-   * bit, never asks for records: it cannot reconnect); 'kept', its vhost-user-blk (GET_INFLIGHT_FD and
+   * In-flight records (INFLIGHT_SHMFD): 'acked', the bit acked but no records asked for (a front-end that
+   * cannot reconnect); 'kept', as QEMU 7.2's vhost-user-blk and vhost-user-scsi (GET_INFLIGHT_FD and
    * SET_INFLIGHT_FD before the rings start). Default: the bit is not acked.
    */
   inflight?: 'acked' | 'kept';
+  /**
+   * With inflight 'kept': the records an earlier connection kept, handed to this back end with SET_INFLIGHT_FD
+   * and no GET_INFLIGHT_FD, as QEMU does when it reconnects.
+   */
+  handOver?: { fd: number; msg: Buffer };
 }
 
 /** A descriptor as posted raw: guest physical address, length, flags, next. */
@@ -281,6 +286,8 @@ export class VhostUserFrontend {
   private replyFds: number[] = [];
   /** The in-flight records' fd, kept for the life of the connection as QEMU keeps it, or -1. */
   inflightFd = -1;
+  /** GET_INFLIGHT_FD's answer (size, offset, queues), what SET_INFLIGHT_FD sends again. */
+  inflightMsg: Buffer | undefined;
 
   constructor(
     readonly socketPath: string,
@@ -337,13 +344,19 @@ export class VhostUserFrontend {
   start(queueSize = 128): void {
     if (this.opts.inflight === 'kept' && this.inflightFd < 0 && (this.protocolFeatures & bit(ProtoFeature.INFLIGHT_SHMFD)) !== 0n) {
       // vhost_user_blk_start: the records come before the device starts, and are kept across back ends.
-      const p = Buffer.alloc(InflightMsg.LENGTH);
-      p.writeUInt16LE(this.queues.length, InflightMsg.NUM_QUEUES);
-      p.writeUInt16LE(queueSize, InflightMsg.QUEUE_SIZE);
-      const r = Buffer.from(this.request(Req.GET_INFLIGHT_FD, p, undefined, { reply: true })!);
-      if (this.replyFds.length !== 1) throw new Error(`GET_INFLIGHT_FD answered with ${this.replyFds.length} fds`);
-      this.inflightFd = this.replyFds[0];
-      this.request(Req.SET_INFLIGHT_FD, r, [this.inflightFd]);
+      const h = this.opts.handOver;
+      if (h) {
+        this.inflightFd = openSync(`/proc/self/fd/${h.fd}`, 'r+');
+        this.inflightMsg = h.msg;
+      } else {
+        const p = Buffer.alloc(InflightMsg.LENGTH);
+        p.writeUInt16LE(this.queues.length, InflightMsg.NUM_QUEUES);
+        p.writeUInt16LE(queueSize, InflightMsg.QUEUE_SIZE);
+        this.inflightMsg = Buffer.from(this.request(Req.GET_INFLIGHT_FD, p, undefined, { reply: true })!);
+        if (this.replyFds.length !== 1) throw new Error(`GET_INFLIGHT_FD answered with ${this.replyFds.length} fds`);
+        this.inflightFd = this.replyFds[0];
+      }
+      this.request(Req.SET_INFLIGHT_FD, this.inflightMsg, [this.inflightFd]);
     }
     const want = this.opts.features ?? this.features;
     const acked = (want & this.features) | bit(Feature.VERSION_1);
