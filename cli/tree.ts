@@ -104,7 +104,10 @@ export function buildTree(data: TreeData): Node {
           if (sockets.length > 1) bits.push(tpg.socket);
           const fes = rt?.fabric?.frontends ?? [];
           if (fes.length === 0) bits.push('no front-end');
-          else bits.push(`front-end${fes.length > 1 ? `s: ${fes.length}` : ''} ${fes.every((x) => x.inflight) ? 'can' : 'cannot'} reconnect`);
+          else {
+            const can = fes.some((x) => x.reconnects === 'no') ? 'cannot' : fes.every((x) => x.reconnects === 'yes') ? 'can' : 'may not';
+            bits.push(`front-end${fes.length > 1 ? `s: ${fes.length}` : ''} ${can} reconnect`);
+          }
         }
         if (!tpg.enable) bits.push('disabled');
         bits.push(`sessions: ${rt?.sessions ?? 0}`);

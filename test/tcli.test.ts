@@ -205,11 +205,12 @@ test('vhost: ls shows a WWN as one controller (its socket), each TPG a virtio ta
     assert.match(info.stdout, /num_queues: 1\n/);
     assert.match(info.stdout, /front-ends: 1\n +connection \d+ since [0-9T:.-]+Z: 3 queues running/);
     assert.match(info.stdout, /protocol features: MQ, REPLY_ACK, INFLIGHT_SHMFD, RESET_DEVICE, CONFIGURE_MEM_SLOTS\n/);
-    assert.match(info.stdout, /inflight: no \(cannot reconnect/);
+    assert.match(info.stdout, /inflight: no, cannot reconnect \(if tsiod stops/);
     const j = JSON.parse(tcli(d.sock, ['--json', `/vhost/${WWN}/tpg1`, 'info']).stdout);
     assert.equal(j.vhost.target, 0);
     assert.equal(j.vhost.serving, true);
     assert.equal(j.vhost.frontends[0].inflight, false);
+    assert.equal(j.vhost.frontends[0].reconnects, 'no');
   } finally {
     fe.close();
   }
@@ -221,7 +222,8 @@ test('vhost: ls shows a WWN as one controller (its socket), each TPG a virtio ta
     const info = tcli(d.sock, ['/vhost/naa.5001405000000072/tpg1', 'info']);
     assert.match(info.stdout, /device: blk\n/);
     assert.match(info.stdout, /num_queues: 2\n/);
-    assert.match(info.stdout, /inflight: yes \(can reconnect/);
+    assert.match(info.stdout, /inflight: yes, can reconnect \(survives/);
+    assert.match(tcli(d.sock, ['ls', '/vhost/naa.5001405000000072']).stdout, /o- tpg1 \.+ \[gen-acls, virtio-blk, front-end can reconnect, sessions: 1\]/);
     assert.doesNotMatch(info.stdout, /^target:/m, 'a virtio-blk disk has no target');
   } finally {
     blk.close();

@@ -47,6 +47,12 @@ const info = infoCommand(async (ctx, n) => {
   return { lines, json: { tpg: n.tpg, sessions, ...(n.vhost ? { vhost: n.vhost } : {}) } };
 });
 
+const RECONNECTS = {
+  yes: 'can reconnect (survives a tsiod restart)',
+  no: "cannot reconnect (if tsiod stops, the guest's I/O hangs until the VM restarts)",
+  unknown: "may not reconnect (it has not yet; QEMU 7.2's vhost-user-scsi cannot, and its guest's I/O would hang until the VM restarts)",
+} as const;
+
 /** A vhost TPG: its controller, its target there, and the front-ends connected with what they negotiated. */
 function vhostLines(v: VhostTpgState): string[] {
   const lines = [
@@ -59,7 +65,7 @@ function vhostLines(v: VhostTpgState): string[] {
   for (const fe of v.frontends) {
     lines.push(`  connection ${fe.connection} since ${fe.since}: ${fe.queues} queues running`);
     lines.push(`    protocol features: ${fe.protocol_features.join(', ') || 'none'}`);
-    lines.push(`    inflight: ${fe.inflight ? 'yes (can reconnect: survives a tsiod restart)' : "no (cannot reconnect: if tsiod stops, the guest's I/O hangs until the VM restarts)"}`);
+    lines.push(`    inflight: ${fe.inflight ? 'yes' : 'no'}, ${RECONNECTS[fe.reconnects]}`);
   }
   return lines;
 }
