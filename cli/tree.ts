@@ -2,7 +2,7 @@
 // (/backstores/<plugin>/<name>, /<fabric>/<wwn>/tpg<N>/{luns,acls,portals}),
 // built from one `tree` call, with a one-line summary per node.
 
-import type { StorageObjectConfig, TargetConfig, TpgConfig, NodeAclConfig, TsioConfig, IoStatsSnapshot } from '../app/control/wire';
+import type { StorageObjectConfig, TargetConfig, TpgConfig, NodeAclConfig, TsioConfig, IoStatsSnapshot, VhostTpgState } from '../app/control/wire';
 import { specs, type FabricSpec } from '../app/config/specs';
 import { formatSizeHuman } from '../app/config/size';
 
@@ -15,7 +15,8 @@ export interface TreeData {
     storage_objects: Record<string, {
       size: number; block_size: number; serial: string; used_by: string[]; health?: string; stats: StatsView;
     }>;
-    tpgs: Record<string, { sessions: number; served: boolean }>;
+    /** fabric: what the fabric shows of the TPG (vhost: VhostTpgState). */
+    tpgs: Record<string, { sessions: number; served: boolean; fabric?: VhostTpgState }>;
   };
   dirty: boolean;
 }
@@ -40,6 +41,8 @@ export interface Node {
   acl?: NodeAclConfig;
   mappedIndex?: number;
   portal?: { ip_address: string; port: number };
+  /** A vhost TPG's controller, target and front-ends (runtime). */
+  vhost?: VhostTpgState;
 }
 
 export const FABRICS = ['iscsi', 'vhost', 'loopback'] as const;
@@ -82,9 +85,13 @@ export function buildTree(data: TreeData): Node {
     const targets = data.config.targets.filter((t) => t.fabric === fname);
     const fn = node(root, fname, 'fabric', `Targets: ${targets.length}`, { fabric: f });
     for (const t of targets) {
-      const tn = node(fn, t.wwn, 'target', `TPGs: ${t.tpgs.length}`, { fabric: f, target: t });
+      // vhost: a socket is one controller, its TPGs the controller's virtio targets.
+      const sockets = [...new Set(t.tpgs.map((x) => x.socket).filter((x) => x !== undefined))];
+      const controllers = sockets.length === 0 ? '' : sockets.length === 1 ? `, controller ${sockets[0]}` : `, controllers: ${sockets.join(' ')}`;
+      const tn = node(fn, t.wwn, 'target', `TPGs: ${t.tpgs.length}${controllers}`, { fabric: f, target: t });
       for (const tpg of t.tpgs) {
         const rt = data.runtime.tpgs[`${t.wwn}/${tpg.tag}`];
+        const blk = tpg.device === 'blk';
         const bits: string[] = [];
         if (tpg.attributes.generate_node_acls === true) bits.push('gen-acls');
         else if (f.hasFeature('acls')) bits.push('no-gen-acls');
@@ -92,15 +99,26 @@ export function buildTree(data: TreeData): Node {
           const tpgAuth = tpg.auth?.userid ? 'tpg-auth' : tpg.attributes.authentication === false ? 'no-auth' : 'auth per-acl';
           bits.push(tpgAuth);
         }
-        if (tpg.socket !== undefined) bits.push(tpg.socket);
+        if (tpg.socket !== undefined) {
+          bits.push(blk ? 'virtio-blk' : `target ${tpg.target ?? 0}`);
+          if (sockets.length > 1) bits.push(tpg.socket);
+          const fes = rt?.fabric?.frontends ?? [];
+          if (fes.length === 0) bits.push('no front-end');
+          else {
+            const can = fes.some((x) => x.reconnects === 'no') ? 'cannot' : fes.every((x) => x.reconnects === 'yes') ? 'can' : 'may not';
+            bits.push(`front-end${fes.length > 1 ? `s: ${fes.length}` : ''} ${can} reconnect`);
+          }
+        }
         if (!tpg.enable) bits.push('disabled');
         bits.push(`sessions: ${rt?.sessions ?? 0}`);
-        const tp = node(tn, `tpg${tpg.tag}`, 'tpg', bits.join(', '), { fabric: f, target: t, tpg, ok: tpg.enable && (rt?.served ?? false) });
+        const tp = node(tn, `tpg${tpg.tag}`, 'tpg', bits.join(', '), { fabric: f, target: t, tpg, ok: tpg.enable && (rt?.served ?? false), vhost: rt?.fabric });
         const luns = node(tp, 'luns', 'luns', `LUNs: ${tpg.luns.length}`, { fabric: f, target: t, tpg });
         for (const l of tpg.luns) {
           const so = data.config.storage_objects.find((x) => `/backstores/${x.plugin}/${x.name}` === l.storage_object);
           const where = so?.dev !== undefined ? ` (${so.dev})` : '';
-          node(luns, `lun${l.index}`, 'lun', `${l.storage_object.replace('/backstores/', '')}${where}${l.alias ? ` alias ${l.alias}` : ''}`, { fabric: f, target: t, tpg, lunIndex: l.index, ok: so !== undefined });
+          // vhost: where the guest finds it (H, the guest's SCSI host number, is the guest's to choose).
+          const at = tpg.socket === undefined ? '' : blk ? 'virtio-blk disk ' : `H:0:${tpg.target ?? 0}:${l.index} `;
+          node(luns, `lun${l.index}`, 'lun', `${at}${l.storage_object.replace('/backstores/', '')}${where}${l.alias ? ` alias ${l.alias}` : ''}`, { fabric: f, target: t, tpg, lunIndex: l.index, ok: so !== undefined });
         }
         luns.children.sort(natural);
         if (f.hasFeature('acls')) {

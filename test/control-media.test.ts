@@ -4,30 +4,13 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { connect } from 'node:net';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startTsiod } from './util/tsiod';
+import { controlRpc, startTsiod } from './util/tsiod';
 
 const dir = mkdtempSync(join(tmpdir(), 'tsio-ctl-media-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
-
-function rpc(sock: string, method: string, params: object): Promise<{ result?: any; error?: { code: number; message: string } }> {
-  return new Promise((resolve, reject) => {
-    const c = connect(sock);
-    let buf = '';
-    c.on('data', (d) => {
-      buf += d;
-      if (buf.includes('\n')) {
-        c.end();
-        resolve(JSON.parse(buf.slice(0, buf.indexOf('\n'))));
-      }
-    });
-    c.on('error', reject);
-    c.write(`${JSON.stringify({ jsonrpc: '2.0', id: 1, method, params })}\n`);
-  });
-}
 
 test('media methods: cartridges, a drive, a library, a disc', async () => {
   mkdirSync(join(dir, 'tapes'));
@@ -41,7 +24,7 @@ test('media methods: cartridges, a drive, a library, a disc', async () => {
   - { name: cd, plugin: optical }
 `);
   const call = async (m: string, p: object) => {
-    const r = await rpc(d.sock, m, p);
+    const r = await controlRpc(d.sock, m, p);
     if (r.error) throw new Error(r.error.message);
     return r.result;
   };
@@ -77,7 +60,7 @@ test('media methods: cartridges, a drive, a library, a disc', async () => {
     await assert.rejects(call('optical.eject', { path: t0 }), /is not a CD\/DVD drive/);
     await assert.rejects(call('tape.load', { path: cd, barcode: 'NEW001' }), /is not a tape drive/);
     await assert.rejects(call('media.status', { path: '/backstores/tape/nope' }), /no storage object/);
-    assert.equal((await rpc(d.sock, 'status', {})).result.storage_objects, 4, 'still serving');
+    assert.equal((await controlRpc(d.sock, 'status', {})).result.storage_objects, 4, 'still serving');
   } finally {
     assert.equal(await d.stop(), 0);
   }

@@ -10,12 +10,11 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { connect } from 'node:net';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startGuest } from './util/guest';
-import { freePort, startTsiod, type Daemon } from './util/tsiod';
+import { controlRpc, freePort, startTsiod, type Daemon } from './util/tsiod';
 import { startTgtd, tgtLibrary, type Tgtd } from './util/tgtd';
 
 const IQN = 'iqn.2026-12.org.tsio:vtl';
@@ -183,24 +182,6 @@ res sr-insert $ok
 echo CHECKS-DONE
 `;
 
-/** One JSON-RPC call on tsiod's control socket. */
-function rpc(sock: string, method: string, params: object): Promise<{ result?: unknown; error?: { message: string } }> {
-  return new Promise((resolve, reject) => {
-    const c = connect(sock);
-    let buf = '';
-    c.on('data', (d) => {
-      buf += d;
-      const nl = buf.indexOf('\n');
-      if (nl >= 0) {
-        c.end();
-        resolve(JSON.parse(buf.slice(0, nl)));
-      }
-    });
-    c.on('error', reject);
-    c.write(`${JSON.stringify({ jsonrpc: '2.0', id: 1, method, params })}\n`);
-  });
-}
-
 interface Media {
   eject(): Promise<void>;
   insert(): Promise<void>;
@@ -272,7 +253,7 @@ async function tsiod(name: string): Promise<{ d: Daemon; sock: string; media: Me
   const sock = join(home, 'vhost.sock');
   const d = await startTsiod((port) => tsiodConfig(port, sock, join(home, 'tapes')), { dir: home });
   const call = async (method: string, params: object) => {
-    const r = await rpc(d.sock, method, params);
+    const r = await controlRpc(d.sock, method, params);
     if (r.error) throw new Error(r.error.message);
   };
   const path = '/backstores/optical/cd';

@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync, readFileSync, statSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startTsiod, tcli, type Daemon } from './util/tsiod';
+import { VhostUserFrontend } from '../tools/vhost-frontend/frontend';
 
 const IQN = 'iqn.2026-11.org.tsio:batch';
 const INIT = 'iqn.2026-11.org.example:host1';
@@ -155,4 +156,76 @@ test('tcli help prints the manual, its parameter texts from the spec files; --js
   assert.match(info.stdout, /latency µs: avg 0, p50 0/);
   const h = tcli(d.sock, ['/backstores/rd_mcp/ram0', 'help', 'attribute']);
   assert.match(h.stdout, /queue_depth +int \[1\.\.65535\] default 128/);
+});
+
+test('vhost: ls shows a WWN as one controller (its socket), each TPG a virtio target, LUNs at H:0:T:L; info shows socket, target, device, num_queues and the front-end with what it negotiated', async () => {
+  const dir = tmp();
+  const sock = join(dir, 'vm.sock');
+  const blkSock = join(dir, 'blk.sock');
+  const WWN = 'naa.5001405000000071';
+  const d = await startTsiod(
+    [
+      'storage_objects:',
+      '  - { name: a, plugin: rd_mcp, size: 4MiB }',
+      '  - { name: b, plugin: rd_mcp, size: 4MiB }',
+      'targets:',
+      '  - fabric: vhost',
+      `    wwn: ${WWN}`,
+      '    tpgs:',
+      `      - { tag: 1, socket: ${sock}, num_queues: 1, luns: [ { index: 0, storage_object: /backstores/rd_mcp/a } ] }`,
+      `      - { tag: 2, socket: ${sock}, num_queues: 1, target: 3, luns: [ { index: 5, storage_object: /backstores/rd_mcp/b } ] }`,
+      '  - fabric: vhost',
+      '    wwn: naa.5001405000000072',
+      `    tpgs: [ { tag: 1, socket: ${blkSock}, device: blk, num_queues: 2, luns: [ { index: 0, storage_object: /backstores/rd_mcp/a } ] } ]`,
+      '',
+    ].join('\n'),
+    { dir },
+  );
+  daemons.push(d);
+  const before = tcli(d.sock, ['ls', `/vhost/${WWN}`]);
+  assert.equal(before.status, 0, before.stderr);
+  assert.match(before.stdout, new RegExp(`o- ${WWN} \\.+ \\[TPGs: 2, controller ${sock.replace(/[.]/g, '\\.')}\\]`));
+  assert.match(before.stdout, /o- tpg1 \.+ \[gen-acls, target 0, no front-end, sessions: 0\]/);
+  assert.match(before.stdout, /o- tpg2 \.+ \[gen-acls, target 3, no front-end, sessions: 0\]/);
+  assert.match(before.stdout, /o- lun0 \.+ \[H:0:0:0 rd_mcp\/a\]/);
+  assert.match(before.stdout, /o- lun5 \.+ \[H:0:3:5 rd_mcp\/b\]/);
+  assert.match(tcli(d.sock, ['ls', '/vhost/naa.5001405000000072']).stdout, /o- lun0 \.+ \[virtio-blk disk rd_mcp\/a\]/);
+  // A front-end negotiating as QEMU 7.2's vhost-user-scsi: INFLIGHT_SHMFD acked, no records kept.
+  const fe = new VhostUserFrontend(sock, { memory: 8 * 1024 * 1024, inflight: 'acked' });
+  try {
+    fe.negotiate(3);
+    fe.start(64);
+    const ls = tcli(d.sock, ['ls', `/vhost/${WWN}`]);
+    assert.match(ls.stdout, /o- tpg2 \.+ \[gen-acls, target 3, front-end cannot reconnect, sessions: 1\]/);
+    const info = tcli(d.sock, [`/vhost/${WWN}/tpg2`, 'info']);
+    assert.equal(info.status, 0, info.stderr);
+    assert.match(info.stdout, new RegExp(`socket: ${sock.replace(/[.]/g, '\\.')} \\(one virtio-scsi controller\\)`));
+    assert.match(info.stdout, /target: 3 \(the guest's H:0:3:LUN\)\n/);
+    assert.match(info.stdout, /device: scsi\n/);
+    assert.match(info.stdout, /num_queues: 1\n/);
+    assert.match(info.stdout, /front-ends: 1\n +connection \d+ since [0-9T:.-]+Z: 3 queues running/);
+    assert.match(info.stdout, /protocol features: MQ, REPLY_ACK, INFLIGHT_SHMFD, RESET_DEVICE, CONFIGURE_MEM_SLOTS\n/);
+    assert.match(info.stdout, /inflight: no, cannot reconnect \(if tsiod stops/);
+    const j = JSON.parse(tcli(d.sock, ['--json', `/vhost/${WWN}/tpg1`, 'info']).stdout);
+    assert.equal(j.vhost.target, 0);
+    assert.equal(j.vhost.serving, true);
+    assert.equal(j.vhost.frontends[0].inflight, false);
+    assert.equal(j.vhost.frontends[0].reconnects, 'no');
+  } finally {
+    fe.close();
+  }
+  // A front-end keeping in-flight records (QEMU 7.2's vhost-user-blk) can reconnect.
+  const blk = new VhostUserFrontend(blkSock, { memory: 8 * 1024 * 1024, inflight: 'kept' });
+  try {
+    blk.negotiate(2);
+    blk.start(64);
+    const info = tcli(d.sock, ['/vhost/naa.5001405000000072/tpg1', 'info']);
+    assert.match(info.stdout, /device: blk\n/);
+    assert.match(info.stdout, /num_queues: 2\n/);
+    assert.match(info.stdout, /inflight: yes, can reconnect \(survives/);
+    assert.match(tcli(d.sock, ['ls', '/vhost/naa.5001405000000072']).stdout, /o- tpg1 \.+ \[gen-acls, virtio-blk, front-end can reconnect, sessions: 1\]/);
+    assert.doesNotMatch(info.stdout, /^target:/m, 'a virtio-blk disk has no target');
+  } finally {
+    blk.close();
+  }
 });

@@ -11,5 +11,7 @@ export const RpcCode = { PARSE: -32700, INVALID_REQUEST: -32600, METHOD: -32601,
 export type { PrView } from '../../src/scsi/pr';
 /** Statistics in sessions.list and storage_objects.info. */
 export type { IoStatsSnapshot } from '../../src/core/stats';
+/** tree and tpgs.get: a vhost TPG's controller, target and connected front-ends. */
+export type { VhostTpgState } from '../../fabrics/vhost/vhost';
 /** config.get: the running configuration. */
 export type { StorageObjectConfig, TargetConfig, TpgConfig, NodeAclConfig, TsioConfig } from '../config/config';

@@ -6,6 +6,7 @@ import { demoWriteProtectAdvice, demoWriteProtected } from '../../app/config/adv
 import type { Command, NodeType, Settings } from '../command';
 import type { Node } from '../tree';
 import { infoCommand } from './info';
+import type { VhostTpgState } from '../../app/control/wire';
 
 /** The key of tpgs.set and acls.set for a settings group. */
 export const GROUP_KEYS: Record<string, string> = { attribute: 'attributes', parameter: 'parameters', auth: 'auth' };
@@ -42,7 +43,31 @@ const info = infoCommand(async (ctx, n) => {
   const lines = [`enabled: ${n.tpg!.enable}`, `sessions: ${sessions.length}`];
   if (demoWriteProtected(n.tpg!)) lines.push(`warning: ${demoWriteProtectAdvice(n.target!, n.tpg!)}`);
   for (const s of sessions) lines.push(`  session ${s.id}: ${s.initiator_port} LUNs ${(s.luns as number[]).join(',')}`);
-  return { lines, json: { tpg: n.tpg, sessions } };
+  if (n.vhost) lines.push(...vhostLines(n.vhost));
+  return { lines, json: { tpg: n.tpg, sessions, ...(n.vhost ? { vhost: n.vhost } : {}) } };
 });
+
+const RECONNECTS = {
+  yes: 'can reconnect (survives a tsiod restart)',
+  no: "cannot reconnect (if tsiod stops, the guest's I/O hangs until the VM restarts)",
+  unknown: "may not reconnect (it has not yet; QEMU 7.2's vhost-user-scsi cannot, and its guest's I/O would hang until the VM restarts)",
+} as const;
+
+/** A vhost TPG: its controller, its target there, and the front-ends connected with what they negotiated. */
+function vhostLines(v: VhostTpgState): string[] {
+  const lines = [
+    `socket: ${v.socket} (one ${v.device === 'blk' ? 'virtio-blk disk' : 'virtio-scsi controller'})`,
+    ...(v.device === 'blk' ? [] : [`target: ${v.target} (the guest's H:0:${v.target}:LUN)${v.serving ? '' : ', not served: disabled, or another TPG on the socket has this target'}`]),
+    `device: ${v.device}`,
+    `num_queues: ${v.num_queues}`,
+    `front-ends: ${v.frontends.length}`,
+  ];
+  for (const fe of v.frontends) {
+    lines.push(`  connection ${fe.connection} since ${fe.since}: ${fe.queues} queues running`);
+    lines.push(`    protocol features: ${fe.protocol_features.join(', ') || 'none'}`);
+    lines.push(`    inflight: ${fe.inflight ? 'yes' : 'no'}, ${RECONNECTS[fe.reconnects]}`);
+  }
+  return lines;
+}
 
 export const tpgNode: NodeType = { commands: [enable, disable, info], settings };

@@ -95,7 +95,7 @@ export class TpgListener implements Controller {
   }
 
   /** Request queues a front-end may set up. */
-  private get numQueues(): number {
+  get numQueues(): number {
     const v = this.first.attributes.num_queues;
     const n = Number(v);
     return v !== undefined && Number.isInteger(n) && n >= 1 && n <= MAX_REQUEST_QUEUES ? n : MAX_REQUEST_QUEUES;

@@ -35,6 +35,11 @@ export interface VirtioDevice {
   readonly protocolFeatures?: bigint;
   /** GET_CONFIG: the config space's bytes [offset, offset + size). */
   config?(offset: number, size: number): Buffer;
+  /**
+   * A front-end asking for in-flight records reconnects: true for virtio-blk (QEMU's vhost-user-blk got both
+   * together); absent for virtio-scsi, whose QEMU 7.2 front-end asks for them yet cannot reconnect (8.2 can).
+   */
+  readonly recordsMeanReconnect?: boolean;
   /** Queues the device has (GET_QUEUE_NUM). */
   readonly queueCount: number;
   /**
@@ -78,6 +83,14 @@ export class VhostUserBackend {
   private readonly resubmit = new Map<DeviceQueue, number[]>();
   private inKick = false;
   private closed = false;
+  /** The front-end hung up (not us): it knows the connection is gone and warns nobody needs. */
+  private hungUp = false;
+  /** When the front-end connected (ms since the epoch). */
+  readonly since = Date.now();
+  /** This connection's front-end asked for fresh in-flight records (GET_INFLIGHT_FD). */
+  private askedInflight = false;
+  /** Records a previous back end filled came with SET_INFLIGHT_FD (no GET): the front-end has reconnected. */
+  private handedOver = false;
   /** Resolved when the connection has ended. */
   readonly done: Promise<void>;
   private resolveDone!: () => void;
@@ -121,6 +134,35 @@ export class VhostUserBackend {
     return this.acked;
   }
 
+  /** The front-end keeps in-flight records (SET_INFLIGHT_FD): what the next back end needs to serve it across a restart. */
+  get keepsInflight(): boolean {
+    return this.inflightMap !== undefined;
+  }
+
+  /**
+   * Whether the front-end reconnects to the next tsiod, from what it did on this connection: 'no' without
+   * in-flight records; 'yes' with records a previous back end filled (it has reconnected), or fresh ones for
+   * a device whose front-ends ask for them only to reconnect (virtio-blk); else 'unknown' (virtio-scsi:
+   * QEMU 7.2 asks for records too, and cannot reconnect).
+   */
+  get reconnects(): 'yes' | 'no' | 'unknown' {
+    if (!this.keepsInflight) return 'no';
+    return this.handedOver || this.device.recordsMeanReconnect === true ? 'yes' : 'unknown';
+  }
+
+  /** What the front-end negotiated, for the control API. */
+  frontend(): FrontendInfo {
+    return {
+      connection: this.id,
+      since: new Date(this.since).toISOString(),
+      protocol_features: namedBits(this.protocolFeatures, ProtoFeature),
+      features: namedBits(this.acked, Feature),
+      queues: this.queues.filter((q) => q?.started).length,
+      inflight: this.keepsInflight,
+      reconnects: this.reconnects,
+    };
+  }
+
   // ---------- messages ----------
 
   private onReadable(): void {
@@ -137,6 +179,7 @@ export class VhostUserBackend {
       if (m === null) return;
       if (m.data.length === 0) {
         log.info(`vhost ${this.name}: front-end disconnected (connection ${this.id})`);
+        this.hungUp = true;
         void this.close();
         return;
       }
@@ -259,6 +302,7 @@ export class VhostUserBackend {
         throw new RangeError('the config space is read-only');
       case Req.GET_INFLIGHT_FD: {
         // Fresh, zeroed records for the front-end to keep and hand back to whoever serves it next.
+        this.askedInflight = true;
         this.payload(p, InflightMsg.LENGTH, 'GET_INFLIGHT_FD');
         const nq = p.readUInt16LE(InflightMsg.NUM_QUEUES);
         const size = p.readUInt16LE(InflightMsg.QUEUE_SIZE);
@@ -294,6 +338,7 @@ export class VhostUserBackend {
         }
         this.dropInflight();
         this.inflightMap = map;
+        this.handedOver = !this.askedInflight;
         for (let i = 0; i < nq; i++) this.queue(i).inflightRegion = map.subarray(offset + i * per, offset + (i + 1) * per);
         log.info(`vhost ${this.name}: front-end keeps in-flight records (${nq} queues of ${qsize})`);
         return;
@@ -571,6 +616,14 @@ export class VhostUserBackend {
   async close(): Promise<void> {
     if (this.closed) return this.done;
     this.closed = true;
+    const reconnects = this.reconnects;
+    if (!this.hungUp && reconnects !== 'yes' && this.acked !== 0n) {
+      const acked = (this.protocolFeatures & bit(ProtoFeature.INFLIGHT_SHMFD)) !== 0n;
+      const why = reconnects === 'no'
+        ? `keeps no in-flight records (it ${acked ? 'acked INFLIGHT_SHMFD but sent no SET_INFLIGHT_FD' : 'did not negotiate INFLIGHT_SHMFD'}): it cannot reconnect, and`
+        : 'keeps in-flight records but has not reconnected before: if it cannot reconnect (QEMU 7.2\'s vhost-user-scsi cannot; 8.2 and later with reconnect-ms can),';
+      log.warn(`vhost ${this.name}: closing under a connected front-end that ${why} the guest's I/O on this device will hang until the VM restarts`);
+    }
     this.watcher?.stop();
     this.watcher = undefined;
     for (const q of this.queues) if (q) q.stopWatching();
@@ -590,6 +643,33 @@ export class VhostUserBackend {
     }
     this.resolveDone();
   }
+}
+
+/** A connected front-end as the control API shows it. */
+export interface FrontendInfo {
+  connection: number;
+  since: string;
+  /** Protocol features it acked (SET_PROTOCOL_FEATURES), by name. */
+  protocol_features: string[];
+  /** Virtio features it acked (SET_FEATURES): the ring's by name, a device type's as bit numbers. */
+  features: string[];
+  /** Rings running. */
+  queues: number;
+  /** It keeps in-flight records, which a front-end needs to reconnect to the next tsiod losing nothing. */
+  inflight: boolean;
+  /** Whether it reconnects, from what it did (VhostUserBackend.reconnects). */
+  reconnects: 'yes' | 'no' | 'unknown';
+}
+
+/** The names of the bits set in v (a table of bit numbers), others as their numbers. */
+function namedBits(v: bigint, table: Record<string, bigint>): string[] {
+  const out: string[] = [];
+  for (let b = 0n; b < 64n; b++) {
+    if ((v & (1n << b)) === 0n) continue;
+    const name = Object.entries(table).find(([, n]) => n === b)?.[0];
+    out.push(name ?? String(b));
+  }
+  return out;
 }
 
 /** Messages that are answered with their own reply, never a REPLY_ACK. */

@@ -6,7 +6,35 @@
 
 import type { FabricModule, FabricService } from '../../src/core/fabric';
 import type { Target, Tpg } from '../../src/model/target';
-import { TpgListener } from './tpg-listener';
+import type { FrontendInfo } from './vhost-user-backend';
+import { TpgListener, virtioTarget } from './tpg-listener';
+
+/** A vhost TPG as the control API shows it: the controller it is a target of, and who is connected. */
+export interface VhostTpgState {
+  /** The controller's socket. */
+  socket: string;
+  /** Its virtio-scsi target on that controller (the guest's H:0:T:L). */
+  target: number;
+  /** The guest sees this TPG there (enabled, and no TPG before it on the socket claims the same target). */
+  serving: boolean;
+  device: 'scsi' | 'blk';
+  /** Most request queues a front-end may set up. */
+  num_queues: number;
+  /** Front-ends connected to the controller now. */
+  frontends: FrontendInfo[];
+}
+
+function describe(l: TpgListener, tpg: Tpg): VhostTpgState {
+  const blk = l.tpgs[0].attributes.device === 'blk';
+  return {
+    socket: l.path,
+    target: virtioTarget(tpg),
+    serving: blk ? l.tpgs[0] === tpg && tpg.enabled : l.targets().get(virtioTarget(tpg)) === tpg,
+    device: blk ? 'blk' : 'scsi',
+    num_queues: l.numQueues,
+    frontends: [...l.devices].map((d) => d.backend.frontend()),
+  };
+}
 
 /** The target's TPGs by the socket they name, lowest tag first. */
 function bySocket(target: Target): Map<string, Tpg[]> {
@@ -46,6 +74,10 @@ export const vhostFabric: FabricModule = {
       async close() {
         await Promise.all([...listeners.values()].map((l) => l.close()));
         listeners.clear();
+      },
+      describe(tpg: Tpg): VhostTpgState | undefined {
+        for (const l of listeners.values()) if (l.tpgs.includes(tpg)) return describe(l, tpg);
+        return undefined;
       },
     };
   },

@@ -47,6 +47,7 @@ export class VirtioBlkDevice implements VirtioDevice {
   readonly features: bigint;
   /** CONFIG and SLAVE_REQ for the config space and its change; INFLIGHT_SHMFD so a QEMU that reconnects after a restart loses nothing. */
   readonly protocolFeatures = bit(ProtoFeature.CONFIG) | bit(ProtoFeature.SLAVE_REQ) | bit(ProtoFeature.INFLIGHT_SHMFD);
+  readonly recordsMeanReconnect = true;
   readonly queueCount: number;
   private session: Session | undefined;
   private readonly lun: number;

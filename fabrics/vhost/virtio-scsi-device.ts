@@ -1,8 +1,9 @@
 // The virtio-scsi device behind one vhost-user connection: one virtio-scsi HBA
 // whose targets are the TPGs on its socket, with one I_T nexus per target. Its
 // request queues hand guest memory views straight to the core; the control
-// queue carries task management, the event queue hot-plug and capacity
-// changes. Its config space is QEMU's to synthesize (vhost-user-scsi takes no
+// queue carries task management and asynchronous notification requests, the
+// event queue hot-plug, capacity changes and the media events a driver
+// subscribed to. Its config space is QEMU's to synthesize (vhost-user-scsi takes no
 // GET_CONFIG), so the queue count is held at the rings the front-end sets up.
 
 import type { Tpg } from '../../src/model/target';
@@ -11,12 +12,13 @@ import type { LogicalUnit } from '../../src/core/logical-unit';
 import type { Completion } from '../../src/core/command';
 import type { TmfFunction, TmfResult } from '../../src/core/tmr';
 import { log } from '../../src/core/log';
+import { DEVICE_TYPE_CHANGER } from '../../src/scsi/smc';
 import { sglCopyIn, sglFlatten, sglSlice } from '../../src/core/sgl';
 import type { VhostUserBackend, VirtioDevice } from './vhost-user-backend';
 import type { Chain, DeviceQueue } from './virtqueue';
 import { bit, ProtoFeature } from './vhost-user-proto';
 import {
-  AnReq, AnResp, CmdReq, CmdResp, CtrlType, Event, EventType, EVENTS_MISSED, ResetReason, Resp, ScsiFeature,
+  AnClass, AnReq, AnResp, CmdReq, CmdResp, CtrlType, Event, EventType, EVENTS_MISSED, ResetReason, Resp, ScsiFeature,
   TmfReq, TmfResp, TmfSubtype, VQ, decodeLun, encodeLun,
 } from './virtio-scsi';
 
@@ -75,6 +77,16 @@ interface Nexus {
   session: Session;
   /** LUN -> the unit and its capacity when the guest last heard of it (hot-plug, PARAM_CHANGE). */
   known: Map<number, { lu: LogicalUnit; blocks: number }>;
+  /** LUN -> the asynchronous notification classes the driver subscribed to (AN_SUBSCRIBE), none absent. */
+  subscribed: Map<number, number>;
+}
+
+/**
+ * The notification classes a unit reports: media for removable ones (CD/DVD, tape, RMB disks) and for media
+ * changers (not removable themselves, their import/export slots take cartridges in and out).
+ */
+export function anClasses(lu: LogicalUnit): number {
+  return lu.so.attributes.removable || lu.deviceType === DEVICE_TYPE_CHANGER ? AnClass.MEDIA_CHANGE : 0;
 }
 
 const DEBUG = process.env.TSIO_LOG === 'debug';
@@ -123,6 +135,8 @@ export class VirtioScsiDevice implements VirtioDevice {
   reset(): void {
     this.pendingEvents = [];
     this.eventsMissed = false;
+    for (const nx of this.nexuses.values()) nx.subscribed.clear();
+    this.watchUnits();
   }
 
   // ---------- requests ----------
@@ -210,15 +224,36 @@ export class VirtioScsiDevice implements VirtioDevice {
       return;
     }
     if ((type === CtrlType.AN_QUERY || type === CtrlType.AN_SUBSCRIBE) && chain.readLen >= AnReq.LENGTH && chain.writeLen >= AnResp.LENGTH) {
-      // No asynchronous notification classes are supported: event_actual 0.
-      const resp = Buffer.alloc(AnResp.LENGTH);
-      resp[AnResp.RESPONSE] = Resp.OK;
-      sglCopyIn(chain.writable, 0, resp);
+      sglCopyIn(chain.writable, 0, this.asyncNotification(type, req!));
       return this.backend.complete(q, chain.head, AnResp.LENGTH);
     }
     log.warn(`vhost ${this.name}: control request ${chain.head} of type ${type} malformed or unknown`);
     if (chain.writeLen >= 1) sglCopyIn(chain.writable, 0, Buffer.from([Resp.FAILURE]));
     this.backend.complete(q, chain.head, chain.writeLen >= 1 ? 1 : 0);
+  }
+
+  /**
+   * AN_QUERY: the classes the LUN reports, of those asked for; AN_SUBSCRIBE: the same, and from now on an
+   * ASYNC_NOTIFY event for each (virtio 1.2 5.6.6.2; a subscription replaces the last, 0 ends it).
+   */
+  private asyncNotification(type: number, req: Buffer): Buffer {
+    const resp = Buffer.alloc(AnResp.LENGTH);
+    const addr = decodeLun(req, AnReq.LUN);
+    const nx = addr === undefined || this.closed ? undefined : this.nexuses.get(addr.target);
+    const k = nx?.known.get(addr!.lun);
+    if (nx === undefined || k === undefined) {
+      resp[AnResp.RESPONSE] = nx === undefined ? Resp.BAD_TARGET : Resp.INCORRECT_LUN;
+      return resp;
+    }
+    const actual = req.readUInt32LE(AnReq.EVENT_REQUESTED) & anClasses(k.lu);
+    if (type === CtrlType.AN_SUBSCRIBE) {
+      if (actual === 0) nx.subscribed.delete(addr!.lun);
+      else nx.subscribed.set(addr!.lun, actual);
+      this.watchUnits();
+    }
+    resp.writeUInt32LE(actual, AnResp.EVENT_ACTUAL);
+    resp[AnResp.RESPONSE] = Resp.OK;
+    return resp;
   }
 
   private async tmf(q: DeviceQueue, chain: Chain, req: Buffer): Promise<void> {
@@ -247,7 +282,7 @@ export class VirtioScsiDevice implements VirtioDevice {
     this.backend.complete(q, chain.head, TmfResp.LENGTH);
   }
 
-  // ---------- events (hot-plug, capacity change) ----------
+  // ---------- events (hot-plug, capacity change, media) ----------
 
   /**
    * Event buffers stay in the avail ring until there is an event for them, so
@@ -317,7 +352,7 @@ export class VirtioScsiDevice implements VirtioDevice {
           log.warn(`vhost ${this.name}: target ${t} (${tpg.portName}): ${(e as Error).message}`);
           continue;
         }
-        nx = { tpg, session, known: new Map() };
+        nx = { tpg, session, known: new Map(), subscribed: new Map() };
         this.nexuses.set(t, nx);
       }
       const s = nx.session;
@@ -326,6 +361,7 @@ export class VirtioScsiDevice implements VirtioDevice {
         if (!itl || itl.lu !== k.lu) {
           if (hotplug) this.postEvent(EventType.TRANSPORT_RESET, t, n, ResetReason.REMOVED);
           nx.known.delete(n);
+          nx.subscribed.delete(n);
         } else if (itl.lu.blocks !== k.blocks) {
           // reason = ASC | ASCQ << 8: CAPACITY DATA HAS CHANGED (2Ah/09h)
           if (change) this.postEvent(EventType.PARAM_CHANGE, t, n, 0x2a | (0x09 << 8));
@@ -338,20 +374,47 @@ export class VirtioScsiDevice implements VirtioDevice {
         nx.known.set(n, { lu: itl.lu, blocks: itl.lu.blocks });
       }
     }
-    this.watchCapacity();
+    this.watchUnits();
   }
 
   private readonly watchedLus = new Set<LogicalUnit>();
   private readonly onCapacity = (): void => this.refresh();
+  private readonly watchedMedia = new Map<LogicalUnit, () => void>();
 
-  /** Listens for capacity changes of exactly the units the guest sees. */
-  private watchCapacity(): void {
+  /** Listens for capacity changes of exactly the units the guest sees, and medium changes of those it subscribed to. */
+  private watchUnits(): void {
     const lus = new Set<LogicalUnit>();
-    for (const nx of this.nexuses.values()) for (const k of nx.known.values()) lus.add(k.lu);
+    const media = new Set<LogicalUnit>();
+    for (const nx of this.nexuses.values()) {
+      for (const k of nx.known.values()) lus.add(k.lu);
+      for (const n of nx.subscribed.keys()) media.add(nx.known.get(n)!.lu);
+    }
     for (const lu of this.watchedLus) if (!lus.has(lu)) lu.capacityListeners.delete(this.onCapacity);
     for (const lu of lus) lu.capacityListeners.add(this.onCapacity);
     this.watchedLus.clear();
     for (const lu of lus) this.watchedLus.add(lu);
+    for (const [lu, l] of this.watchedMedia) {
+      if (media.has(lu)) continue;
+      lu.mediumListeners.delete(l);
+      this.watchedMedia.delete(lu);
+    }
+    for (const lu of media) {
+      if (this.watchedMedia.has(lu)) continue;
+      const l = (): void => this.mediumChanged(lu);
+      lu.mediumListeners.add(l);
+      this.watchedMedia.set(lu, l);
+    }
+  }
+
+  /** A subscribed unit's medium changed: an ASYNC_NOTIFY event on every LUN of it subscribed to the media class. */
+  private mediumChanged(lu: LogicalUnit): void {
+    if (this.closed) return;
+    for (const [t, nx] of this.nexuses) {
+      for (const [n, classes] of nx.subscribed) {
+        if (nx.known.get(n)?.lu === lu && (classes & AnClass.MEDIA_CHANGE) !== 0) this.postEvent(EventType.ASYNC_NOTIFY, t, n, AnClass.MEDIA_CHANGE);
+      }
+    }
+    this.deliverEvents();
   }
 
   /** The controller's targets, their LUNs or their sizes changed: tell the guest (rescan, removed, capacity changed). */
@@ -367,7 +430,7 @@ export class VirtioScsiDevice implements VirtioDevice {
     this.closed = true;
     const sessions = [...this.nexuses.values()].map((nx) => nx.session);
     this.nexuses.clear();
-    this.watchCapacity();
+    this.watchUnits();
     // Requests still running finish into guest memory before the back end unmaps it, and before their nexus goes:
     // closing it first would abort them (I_T nexus loss), and a guest whose front-end reconnects to the next
     // tsiod would see those as ABORTED, I/O errors, instead of done.

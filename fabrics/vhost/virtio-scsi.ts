@@ -67,6 +67,11 @@ export const AnResp = { EVENT_ACTUAL: 0, RESPONSE: 4, LENGTH: 5 } as const;
 /** Event: {le32 event, lun[8], le32 reason}. */
 export const Event = { EVENT: 0, LUN: 4, REASON: 12, LENGTH: 16 } as const;
 export const EventType = { NO_EVENT: 0, TRANSPORT_RESET: 1, ASYNC_NOTIFY: 2, PARAM_CHANGE: 3 } as const;
+/**
+ * Asynchronous notification classes (AN_QUERY, AN_SUBSCRIBE, and an ASYNC_NOTIFY event's reason): the
+ * bits of MMC-6's GET EVENT STATUS NOTIFICATION notification classes.
+ */
+export const AnClass = { OPERATIONAL_CHANGE: 2, POWER_MGMT: 4, EXTERNAL_REQUEST: 8, MEDIA_CHANGE: 16, MULTI_HOST: 32, DEVICE_BUSY: 64 } as const;
 export const EVENTS_MISSED = 0x8000_0000;
 export const ResetReason = { HARD: 0, RESCAN: 1, REMOVED: 2 } as const;
 

@@ -4,7 +4,7 @@
 // request and completion); the application starts and refreshes services.
 
 import type { Root } from '../model/root';
-import type { Target } from '../model/target';
+import type { Target, Tpg } from '../model/target';
 
 /** A target being served by its fabric. */
 export interface FabricService {
@@ -12,6 +12,8 @@ export interface FabricService {
   refresh?(): Promise<void>;
   /** Stops listening and closes every session (logout requested where the protocol can). */
   close(): Promise<void>;
+  /** What the fabric shows of one of its TPGs beyond config and sessions, for the control API (vhost: controller, front-ends). */
+  describe?(tpg: Tpg): object | undefined;
 }
 
 /** One sample of a fabric's own state for the daemon's metrics (Prometheus text exposition). */

@@ -310,6 +310,14 @@ export class LogicalUnit {
 
   /** Told after capacityChanged(): fabrics that announce it themselves (vhost's PARAM_CHANGE event). */
   readonly capacityListeners = new Set<() => void>();
+
+  /** A removable unit's medium came or went (a disc, a cartridge, the changer's import/export slots). */
+  mediumChanged(): void {
+    for (const l of [...this.mediumListeners]) l();
+  }
+
+  /** Told by mediumChanged(): fabrics that announce it themselves (virtio-scsi's asynchronous notification). */
+  readonly mediumListeners = new Set<() => void>();
 }
 
 // The reset-class unit attentions are reported before any other (SAM-5 5.14).

@@ -43,6 +43,7 @@ export class OpticalDrive {
   private note(event: number): void {
     this.event = event;
     for (const l of [...this.listeners]) l(event);
+    this.lu.mediumChanged();
   }
 
   /** The initiator opened the tray (START STOP UNIT with LoEj). */

@@ -155,6 +155,7 @@ export class MediaLibrary {
     for (const b of insert) slots.find((e) => e.barcode === undefined)!.barcode = b;
     this.save();
     this.lu.raiseUa(IMPORT_EXPORT_ACCESSED);
+    this.lu.mediumChanged();
     return { removed, inserted: insert };
   }
 

@@ -81,6 +81,7 @@ export class TapeDrive {
       this.blockLength = 0;
       this.load();
       this.lu.raiseUa(Asc.NOT_READY_TO_READY_CHANGE);
+      this.lu.mediumChanged();
     });
   }
 
@@ -93,6 +94,7 @@ export class TapeDrive {
       await this.unload();
       this.cartridge = undefined;
       await this.shelf.close(c);
+      this.lu.mediumChanged();
       return c.barcode;
     });
   }

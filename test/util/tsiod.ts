@@ -4,7 +4,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -113,4 +113,22 @@ export interface TcliResult {
 export function tcli(sock: string, args: string[], opts: { input?: string; env?: Record<string, string> } = {}): TcliResult {
   const p = spawnSync(process.execPath, [TCLI, '--control', sock, ...args], { encoding: 'utf8', input: opts.input ?? '', env: { ...process.env, NO_COLOR: '1', ...opts.env }, timeout: 30_000 });
   return { status: p.status, stdout: p.stdout, stderr: p.stderr };
+}
+
+/** One JSON-RPC call on tsiod's control socket: its result, or its error. */
+export function controlRpc(sock: string, method: string, params: object): Promise<{ result?: any; error?: { code: number; message: string } }> {
+  return new Promise((resolve, reject) => {
+    const c = connect(sock);
+    let buf = '';
+    c.on('data', (d) => {
+      buf += d;
+      const nl = buf.indexOf('\n');
+      if (nl >= 0) {
+        c.end();
+        resolve(JSON.parse(buf.slice(0, nl)));
+      }
+    });
+    c.on('error', reject);
+    c.write(`${JSON.stringify({ jsonrpc: '2.0', id: 1, method, params })}\n`);
+  });
 }

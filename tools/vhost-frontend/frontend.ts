@@ -4,18 +4,18 @@
 // virtio-scsi and virtio-blk requests on them. It can also post malformed
 // descriptors on purpose (hostile-guest tests).
 
-import { closeSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import {
   FdWatcher, eventfd, eventfdRead, eventfdWrite, fence, memfdCreate, mmapFd, recvMessage, sendMessage, unixConnect, unmap,
 } from '../../native';
 import {
-  Feature, Flag, Hdr, MemRegMsg, VhostConfig, MemTable, ProtoFeature, Region, Req, U64, VringAddr, VringState, bit, message, reqName,
+  Feature, Flag, Hdr, InflightMsg, MemRegMsg, VhostConfig, MemTable, ProtoFeature, Region, Req, U64, VringAddr, VringState, bit, message, reqName,
   u64Payload,
 } from '../../fabrics/vhost/vhost-user-proto';
 import {
   AVAIL_F_NO_INTERRUPT, Avail, Desc, DescFlag, USED_F_NO_NOTIFY, Used, availSize, needEvent, usedSize,
 } from '../../fabrics/vhost/virtio-ring';
-import { CmdReq, CmdResp } from '../../fabrics/vhost/virtio-scsi';
+import { AnReq, AnResp, CmdReq, Event, VQ, CmdResp, decodeLun, encodeLun } from '../../fabrics/vhost/virtio-scsi';
 import { BlkReq, BlkType } from '../../fabrics/vhost/virtio-blk';
 
 export interface FrontendOptions {
@@ -27,6 +27,17 @@ export interface FrontendOptions {
   memSlots?: boolean;
   /** Virtio features to ask for beyond VERSION_1 (e.g. EVENT_IDX, INDIRECT_DESC); default: what is offered. */
   features?: bigint;
+  /**
+   * In-flight records (INFLIGHT_SHMFD): 'acked', the bit acked but no records asked for (a front-end that
+   * cannot reconnect); 'kept', as QEMU 7.2's vhost-user-blk and vhost-user-scsi (GET_INFLIGHT_FD and
+   * SET_INFLIGHT_FD before the rings start). Default: the bit is not acked.
+   */
+  inflight?: 'acked' | 'kept';
+  /**
+   * With inflight 'kept': the records an earlier connection kept, handed to this back end with SET_INFLIGHT_FD
+   * and no GET_INFLIGHT_FD, as QEMU does when it reconnects.
+   */
+  handOver?: { fd: number; msg: Buffer };
 }
 
 /** A descriptor as posted raw: guest physical address, length, flags, next. */
@@ -271,6 +282,12 @@ export class VhostUserFrontend {
   readonly sent: string[] = [];
   /** Ring positions GET_VRING_BASE returned, for the next start. */
   private bases: number[] = [];
+  /** The fds of the last reply (GET_INFLIGHT_FD's). */
+  private replyFds: number[] = [];
+  /** The in-flight records' fd, kept for the life of the connection as QEMU keeps it, or -1. */
+  inflightFd = -1;
+  /** GET_INFLIGHT_FD's answer (size, offset, queues), what SET_INFLIGHT_FD sends again. */
+  inflightMsg: Buffer | undefined;
 
   constructor(
     readonly socketPath: string,
@@ -289,6 +306,7 @@ export class VhostUserFrontend {
     if (!opts.reply && !ack) return undefined;
     const m = recvMessage(this.fd);
     if (m === null || m.data.length === 0) throw new Error(`back-end closed the connection after ${reqName[req]}`);
+    this.replyFds = m.fds;
     const r = m.data.readUInt32LE(Hdr.REQUEST);
     const f = m.data.readUInt32LE(Hdr.FLAGS);
     if (r !== req || f !== (Flag.VERSION | Flag.REPLY)) throw new Error(`bad reply to ${reqName[req]}: request ${r} flags ${f}`);
@@ -308,7 +326,7 @@ export class VhostUserFrontend {
       const offered = this.u64(Req.GET_PROTOCOL_FEATURES);
       const want = bit(ProtoFeature.MQ) | bit(ProtoFeature.REPLY_ACK) | bit(ProtoFeature.CONFIGURE_MEM_SLOTS) |
         bit(ProtoFeature.RESET_DEVICE) | bit(ProtoFeature.CONFIG) | bit(ProtoFeature.INFLIGHT_SHMFD);
-      this.protocolFeatures = offered & want & ~bit(ProtoFeature.INFLIGHT_SHMFD);
+      this.protocolFeatures = offered & want & (this.opts.inflight ? ~0n : ~bit(ProtoFeature.INFLIGHT_SHMFD));
       this.request(Req.SET_PROTOCOL_FEATURES, u64Payload(this.protocolFeatures));
       if ((this.protocolFeatures & bit(ProtoFeature.MQ)) !== 0n) this.queueNum = Number(this.u64(Req.GET_QUEUE_NUM));
       if ((this.protocolFeatures & bit(ProtoFeature.CONFIGURE_MEM_SLOTS)) !== 0n) this.u64(Req.GET_MAX_MEM_SLOTS);
@@ -324,6 +342,22 @@ export class VhostUserFrontend {
 
   /** Start sequence of QEMU 7.2 (vhost_dev_start): features, memory, rings, enable. */
   start(queueSize = 128): void {
+    if (this.opts.inflight === 'kept' && this.inflightFd < 0 && (this.protocolFeatures & bit(ProtoFeature.INFLIGHT_SHMFD)) !== 0n) {
+      // vhost_user_blk_start: the records come before the device starts, and are kept across back ends.
+      const h = this.opts.handOver;
+      if (h) {
+        this.inflightFd = openSync(`/proc/self/fd/${h.fd}`, 'r+');
+        this.inflightMsg = h.msg;
+      } else {
+        const p = Buffer.alloc(InflightMsg.LENGTH);
+        p.writeUInt16LE(this.queues.length, InflightMsg.NUM_QUEUES);
+        p.writeUInt16LE(queueSize, InflightMsg.QUEUE_SIZE);
+        this.inflightMsg = Buffer.from(this.request(Req.GET_INFLIGHT_FD, p, undefined, { reply: true })!);
+        if (this.replyFds.length !== 1) throw new Error(`GET_INFLIGHT_FD answered with ${this.replyFds.length} fds`);
+        this.inflightFd = this.replyFds[0];
+      }
+      this.request(Req.SET_INFLIGHT_FD, this.inflightMsg, [this.inflightFd]);
+    }
     const want = this.opts.features ?? this.features;
     const acked = (want & this.features) | bit(Feature.VERSION_1);
     this.request(Req.SET_FEATURES, u64Payload(acked));
@@ -405,6 +439,8 @@ export class VhostUserFrontend {
   }
 
   close(): void {
+    if (this.inflightFd >= 0) closeSync(this.inflightFd);
+    this.inflightFd = -1;
     for (const q of this.queues) q.close();
     closeSync(this.fd);
     this.ram.close();
@@ -498,5 +534,80 @@ export class BlkSlot {
     if (len > 0) (readable ? out : inb).push([this.dataGpa, len]);
     inb.push([this.statusGpa, 1]);
     q.add(out, inb, () => done(this.status[0]));
+  }
+}
+
+/** An event the device returned on virtio-scsi's event queue. */
+export interface ScsiEvent {
+  event: number;
+  target: number;
+  lun: number;
+  reason: number;
+}
+
+/**
+ * virtio-scsi's control and event queues from the driver's side: asynchronous notification requests
+ * (which Linux never sends), and event buffers kept posted as a driver keeps them (re-posted once read).
+ */
+export class ScsiEvents {
+  readonly events: ScsiEvent[] = [];
+  private readonly reqGpa: number;
+  private readonly respGpa: number;
+  private waiter: (() => void) | undefined;
+
+  constructor(
+    readonly fe: VhostUserFrontend,
+    buffers: number,
+  ) {
+    this.reqGpa = fe.ram.alloc(AnReq.LENGTH);
+    this.respGpa = fe.ram.alloc(8);
+    const q = fe.queues[VQ.EVENT];
+    for (let i = 0; i < buffers; i++) this.post(fe.ram.alloc(Event.LENGTH));
+    q.kick();
+  }
+
+  private post(gpa: number): void {
+    const q = this.fe.queues[VQ.EVENT];
+    q.add([], [[gpa, Event.LENGTH]], (len) => {
+      const b = this.fe.ram.view(gpa, Event.LENGTH);
+      if (len >= Event.LENGTH) {
+        const addr = decodeLun(b, Event.LUN);
+        this.events.push({ event: b.readUInt32LE(Event.EVENT), target: addr?.target ?? -1, lun: addr?.lun ?? -1, reason: b.readUInt32LE(Event.REASON) });
+      }
+      this.post(gpa);
+      q.kick();
+      this.waiter?.();
+    });
+  }
+
+  /** Resolves once n events have come back (or rejects after ms). */
+  async wait(n: number, ms = 5000): Promise<ScsiEvent[]> {
+    const deadline = Date.now() + ms;
+    while (this.events.length < n) {
+      if (Date.now() > deadline) throw new Error(`${this.events.length} events of ${n} after ${ms} ms: ${JSON.stringify(this.events)}`);
+      await new Promise<void>((r) => {
+        this.waiter = r;
+        setTimeout(r, 50);
+      });
+    }
+    return this.events.slice(0, n);
+  }
+
+  /** AN_QUERY (1) or AN_SUBSCRIBE (2) of the given classes for target:lun on the control queue. */
+  an(type: number, target: number, lun: number, requested: number): Promise<{ actual: number; response: number }> {
+    const req = this.fe.ram.view(this.reqGpa, AnReq.LENGTH);
+    const resp = this.fe.ram.view(this.respGpa, AnResp.LENGTH);
+    req.fill(0);
+    req.writeUInt32LE(type, AnReq.TYPE);
+    encodeLun(req, AnReq.LUN, target, lun);
+    req.writeUInt32LE(requested, AnReq.EVENT_REQUESTED);
+    resp.fill(0xee);
+    const ctl = this.fe.queues[VQ.CONTROL];
+    return new Promise((resolve) => {
+      ctl.add([[this.reqGpa, AnReq.LENGTH]], [[this.respGpa, AnResp.LENGTH]], () =>
+        resolve({ actual: resp.readUInt32LE(AnResp.EVENT_ACTUAL), response: resp[AnResp.RESPONSE] }),
+      );
+      ctl.kick();
+    });
   }
 }

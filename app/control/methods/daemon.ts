@@ -35,7 +35,10 @@ export const daemonMethods: MethodTable = {
       const { root, config } = c.live;
       const tpgs: Obj = {};
       for (const t of root.targets.values()) {
-        for (const tpg of t.tpgs.values()) tpgs[`${t.wwn}/${tpg.tag}`] = { sessions: tpg.sessions.size, served: c.live.services.has(t.wwn) };
+        for (const tpg of t.tpgs.values()) {
+          const fabric = c.live.services.get(t.wwn)?.describe?.(tpg);
+          tpgs[`${t.wwn}/${tpg.tag}`] = { sessions: tpg.sessions.size, served: c.live.services.has(t.wwn), ...(fabric ? { fabric } : {}) };
+        }
       }
       return { config: { storage_objects: config.storage_objects, targets: config.targets, fabric_modules: config.fabric_modules }, runtime: { storage_objects: storageObjectsRuntime(c.live), tpgs }, dirty: c.dirty };
     },

@@ -18,12 +18,14 @@ export const tpgMethods: MethodTable = {
       }),
   },
   'tpgs.get': {
-    doc: 'One TPG, complete, with its session count.',
+    doc: 'One TPG, complete, with its session count and what its fabric shows of it (fabric_state; vhost: controller socket, target, front-ends).',
     params: TPG,
     run: (p, c) => {
       const t = liveTarget(c.live, p.wwn);
       const tpg = liveTpg(t, p.tag);
-      return { ...tpg, sessions: c.live.root.targets.get(t.wwn)?.tpgs.get(tpg.tag)?.sessions.size ?? 0 };
+      const running = c.live.root.targets.get(t.wwn)?.tpgs.get(tpg.tag);
+      const fabric = running ? c.live.services.get(t.wwn)?.describe?.(running) : undefined;
+      return { ...tpg, sessions: running?.sessions.size ?? 0, ...(fabric ? { fabric_state: fabric } : {}) };
     },
   },
   'tpgs.set': {
