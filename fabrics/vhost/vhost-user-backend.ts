@@ -59,6 +59,8 @@ export interface VirtioDevice {
 export const vhostPolling = { maxNs: 0 };
 /** The first poll window, as QEMU's (4 µs). */
 const POLL_START_NS = 4000;
+/** Microtask turns a poll yields for requests in flight before it yields a loop turn. */
+const MICRO_YIELDS = 8;
 
 class ProtocolError extends Error {}
 /** A front-end asking for more queues than the device has: the connection ends. */
@@ -91,6 +93,8 @@ export class VhostUserBackend {
   private pollNs = 0;
   private polling = false;
   private pollUntil = 0;
+  /** Microtask turns yielded in a row while polling (MICRO_YIELDS). */
+  private microYields = 0;
   /** When the loop last went to sleep on the kicks (performance.now()), 0 when unknown. */
   private sleptAt = 0;
   /** Poll windows opened, and turns of them that found requests. */
@@ -626,9 +630,16 @@ export class VhostUserBackend {
       }
       if (now >= this.pollUntil || this.pollNs <= 0) break;
       if (inflight) {
-        setImmediate(() => this.pollTurn());
+        // Completions the engine delivers in promise jobs come in a few microtask turns, without a trip
+        // through the loop (an epoll_wait); those that need the loop (thread pool, io_uring) get one after.
+        if (this.microYields++ < MICRO_YIELDS) queueMicrotask(() => this.pollTurn());
+        else {
+          this.microYields = 0;
+          setImmediate(() => this.pollTurn());
+        }
         return;
       }
+      this.microYields = 0;
     }
     this.polling = false;
     let more = false;
