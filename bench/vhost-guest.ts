@@ -99,10 +99,13 @@ export const vhostGuestScenario: Scenario = {
     const qdLun = numOpt(args, '--iodepth', 4);
     const qdBlk = numOpt(args, '--blk-iodepth', 16);
     const want = caseFilter(args, 'vhost-guest');
+    // tsiod's ring polling (off by default): the same run with and without shows what it does.
+    const pollNs = numOpt(args, '--poll-max-ns', 0);
     console.log(machineLine());
     console.log(`load average ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
     console.log(`fio in a 1-vCPU TCG guest: bs=4k ioengine=libaio direct=1, ${seconds} s per run, ${rounds} round(s); ` +
-      `32-LUN cases: one job per LUN at iodepth ${qdLun}, group_reporting; blk cases: one job at iodepth ${qdBlk}\n`);
+      `32-LUN cases: one job per LUN at iodepth ${qdLun}, group_reporting; blk cases: one job at iodepth ${qdBlk}; ` +
+      `tsiod --poll-max-ns ${pollNs}\n`);
 
     const dir = mkdtempSync(join(tmpdir(), 'tsio-bench-vguest-'));
     const shm = mkdtempSync('/dev/shm/tsio-bench-vguest-');
@@ -137,7 +140,7 @@ ${luns.join('\n')}
     wwn: naa.5001405000000c02
     tpgs:
       - { tag: 1, socket: ${blkSock}, device: blk, num_queues: 1, luns: [ { index: 0, storage_object: /backstores/fileio/blk } ] }
-`, { dir });
+`, { dir, args: ['--poll-max-ns', String(pollNs)] });
       const tsiodPid = tsiod.proc.pid!;
 
       const qsd = await startQsdBlk(join(shm, 'qsd-blk.img'), FILE_OPTS, join(dir, 'qsd.sock'), procs);

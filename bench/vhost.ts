@@ -77,8 +77,9 @@ export const vhostScenario: Scenario = {
     const rounds = numOpt(args, '--rounds', 3);
     const seconds = numOpt(args, '--seconds', 5);
     const want = caseFilter(args, 'vhost');
+    const pollNs = numOpt(args, '--poll-max-ns', 0);
     console.log(machineLine());
-    console.log(`${rounds} rounds per case, each run ${seconds} s, tsio and qsd alternating; one request queue\n`);
+    console.log(`${rounds} rounds per case, each run ${seconds} s, tsio and qsd alternating; one request queue; tsiod --poll-max-ns ${pollNs}\n`);
     const dir = mkdtempSync(join(tmpdir(), 'tsio-bench-vhost-'));
     const shm = `/dev/shm/tsio-bench-qsd-${process.pid}.img`;
     const procs: ChildProcess[] = [];
@@ -97,7 +98,7 @@ targets:
     wwn: naa.5001405000000b02
     tpgs:
       - { tag: 1, socket: ${tsioBlkSock}, device: blk, num_queues: 1, luns: [ { index: 0, storage_object: /backstores/rd_mcp/ram0 } ] }
-`, { dir });
+`, { dir, args: ['--poll-max-ns', String(pollNs)] });
 
       writeFileSync(shm, '');
       truncateSync(shm, LUN_BYTES);

@@ -23,6 +23,7 @@ import { DEFAULT_CONTROL_PATH } from '../control/wire';
 import { listenMetrics, parseListen } from './metrics';
 import { monotonicUsec, sdNotify, stderrIsJournal } from './systemd';
 import { TSIOD_USAGE as USAGE } from '../config/daemon-usage';
+import { MAX_POLL_NS, setVhostPollMaxNs } from '../../fabrics/vhost/vhost';
 
 
 
@@ -36,6 +37,7 @@ interface Args {
   control?: string;
   saveconfig?: string;
   metrics?: string;
+  pollMaxNs?: number;
 }
 
 /** A command-line mistake: the usage, exit 2. */
@@ -62,6 +64,11 @@ function parseArgs(argv: string[]): Args {
     else if (opt === '--saveconfig') a.saveconfig = arg();
     else if (opt === '--metrics') a.metrics = arg();
     else if (opt === '--state-dir') a.stateDir = arg();
+    else if (opt === '--poll-max-ns') {
+      const n = Number(arg());
+      if (!Number.isInteger(n) || n < 0 || n > MAX_POLL_NS) usageError(`--poll-max-ns: an integer from 0 to ${MAX_POLL_NS}`);
+      a.pollMaxNs = n;
+    }
     else if (opt === '--log-level') {
       const level = arg();
       try {
@@ -134,6 +141,7 @@ async function daemonIssues(args: Args): Promise<string[]> {
 async function main(): Promise<void> {
   if (stderrIsJournal()) log.setPriorityPrefix(true);
   const args = parseArgs(process.argv.slice(2));
+  if (args.pollMaxNs !== undefined) setVhostPollMaxNs(args.pollMaxNs);
   let loaded: Loaded;
   try {
     loaded = loadConfig(args.config);

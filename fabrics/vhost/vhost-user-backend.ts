@@ -56,6 +56,17 @@ export interface VirtioDevice {
   close(): Promise<void>;
 }
 
+/**
+ * The daemon's polling setting (tsiod --poll-max-ns): how long, at most, a
+ * connection polls its rings after a pass before sleeping on its kick
+ * eventfds; 0 (default) never polls.
+ */
+export const vhostPolling = { maxNs: 0 };
+/** The first poll window, as QEMU's (4 µs). */
+const POLL_START_NS = 4000;
+/** Microtask turns a poll yields for requests in flight before it yields a loop turn. */
+const MICRO_YIELDS = 8;
+
 class ProtocolError extends Error {}
 /** A front-end asking for more queues than the device has: the connection ends. */
 class QueueLimit extends ProtocolError {}
@@ -91,6 +102,16 @@ export class VhostUserBackend {
   private askedInflight = false;
   /** Records a previous back end filled came with SET_INFLIGHT_FD (no GET): the front-end has reconnected. */
   private handedOver = false;
+  /** The current poll window (adaptive, at most vhostPolling.maxNs); 0: sleep at once. */
+  private pollNs = 0;
+  private polling = false;
+  private pollUntil = 0;
+  /** Microtask turns yielded in a row while polling (MICRO_YIELDS). */
+  private microYields = 0;
+  /** When the loop last went to sleep on the kicks (performance.now()), 0 when unknown. */
+  private sleptAt = 0;
+  /** Poll windows opened, and turns of them that found requests. */
+  readonly pollStats = { windows: 0, hits: 0 };
   /** Resolved when the connection has ended. */
   readonly done: Promise<void>;
   private resolveDone!: () => void;
@@ -535,35 +556,147 @@ export class VhostUserBackend {
     if (q.kickFd >= 0) eventfdRead(q.kickFd);
     if (!q.ready || this.closed) return;
     const device = this.device;
+    if (this.sleptAt > 0) this.adaptPoll(performance.now() - this.sleptAt);
     this.inKick = true;
     try {
-      if (device.ownKick(q)) return;
-      const again = this.resubmit.get(q);
-      if (again !== undefined) {
-        this.resubmit.delete(q);
-        for (const head of again) {
-          let chain: Chain;
-          try {
-            chain = q.readChain(this.mem, head);
-          } catch (e) {
-            log.warn(`vhost ${this.name}: ${(e as Error).message}; request failed`);
-            q.push(head, 0);
-            continue;
-          }
-          device.request(q, chain);
-        }
+      if (device.ownKick(q)) {
+        q.deviceOwned = true;
+        return;
       }
-      do {
-        let chain: Chain | undefined;
-        while ((chain = this.pop(q)) !== undefined) {
-          device.request(q, chain);
-          if (!q.ready) break;
-        }
-      } while (q.ready && q.armKick());
+      this.drain(q);
     } finally {
       this.inKick = false;
     }
     this.flush();
+    this.idle();
+  }
+
+  /** Serves what q holds: requests a previous back end left in flight, then the ring until it stays empty. */
+  private drain(q: DeviceQueue): void {
+    const device = this.device;
+    const again = this.resubmit.get(q);
+    if (again !== undefined) {
+      this.resubmit.delete(q);
+      for (const head of again) {
+        let chain: Chain;
+        try {
+          chain = q.readChain(this.mem, head);
+        } catch (e) {
+          log.warn(`vhost ${this.name}: ${(e as Error).message}; request failed`);
+          q.push(head, 0);
+          continue;
+        }
+        device.request(q, chain);
+      }
+    }
+    do {
+      let chain: Chain | undefined;
+      while ((chain = this.pop(q)) !== undefined) {
+        device.request(q, chain);
+        if (!q.ready) break;
+      }
+      // While polling, kicks stay off: the poll finds what the driver posts.
+    } while (q.ready && !this.polling && q.armKick());
+  }
+
+  // ---------- polling (vhostPolling.maxNs; QEMU's iothread poll-max-ns) ----------
+
+  /**
+   * Adapts the poll window to how long the loop slept before this kick, as
+   * QEMU's aio_poll does: a wake-up a poll of at most maxNs would have caught
+   * grows the window (from 4 µs, doubling), a longer sleep halves it.
+   */
+  private adaptPoll(sleptMs: number): void {
+    this.sleptAt = 0;
+    const max = vhostPolling.maxNs;
+    if (max <= 0) return;
+    const slept = sleptMs * 1e6;
+    if (slept <= this.pollNs) return;
+    if (slept > max) this.pollNs = this.pollNs < POLL_START_NS ? 0 : Math.floor(this.pollNs / 2);
+    else if (this.pollNs < max) this.pollNs = Math.min(max, this.pollNs === 0 ? POLL_START_NS : this.pollNs * 2);
+  }
+
+  /** The queues the back end pops (the device's own, such as virtio-scsi's event queue, excluded). */
+  private polled(q: DeviceQueue | undefined): q is DeviceQueue {
+    return q !== undefined && q.ready && !q.deviceOwned;
+  }
+
+  /**
+   * After a pass: polls the rings for up to the poll window (kicks off
+   * meanwhile) when polling is on, then goes to sleep on the kick eventfds.
+   */
+  private idle(): void {
+    if (this.polling || this.closed) return;
+    if (vhostPolling.maxNs <= 0 || this.pollNs <= 0) {
+      this.sleptAt = vhostPolling.maxNs > 0 ? performance.now() : 0;
+      return;
+    }
+    this.polling = true;
+    this.pollStats.windows++;
+    for (const q of this.queues) if (this.polled(q)) q.suppressKicks();
+    this.pollUntil = performance.now() + this.pollNs / 1e6;
+    this.pollTurn();
+  }
+
+  /**
+   * One stretch of polling: spins on the avail indexes while nothing is in
+   * flight (nothing can complete without the loop), else yields one loop turn
+   * at a time (setImmediate) so completions come in. At the deadline, kicks are
+   * asked for again and the rings re-checked (no lost wake-up).
+   */
+  private pollTurn(): void {
+    // Completions that came in since the last turn (their own flush may be queued behind this turn) are told first.
+    this.flush();
+    for (;;) {
+      if (this.closed) {
+        this.polling = false;
+        return;
+      }
+      let found = false;
+      let inflight = false;
+      for (const q of this.queues) {
+        if (!this.polled(q)) continue;
+        if (q.hasAvail()) {
+          found = true;
+          this.inKick = true;
+          try {
+            this.drain(q);
+          } finally {
+            this.inKick = false;
+          }
+        }
+        if (q.inflight > 0) inflight = true;
+      }
+      const now = performance.now();
+      if (found) {
+        this.pollStats.hits++;
+        this.flush();
+        this.pollUntil = now + this.pollNs / 1e6;
+      }
+      if (now >= this.pollUntil || this.pollNs <= 0) break;
+      if (inflight) {
+        // Completions the engine delivers in promise jobs come in a few microtask turns, without a trip
+        // through the loop (an epoll_wait); those that need the loop (thread pool, io_uring) get one after.
+        if (this.microYields++ < MICRO_YIELDS) queueMicrotask(() => this.pollTurn());
+        else {
+          this.microYields = 0;
+          setImmediate(() => this.pollTurn());
+        }
+        return;
+      }
+      this.microYields = 0;
+    }
+    this.polling = false;
+    let more = false;
+    for (const q of this.queues) if (this.polled(q) && q.armKick()) more = true;
+    if (more) {
+      // The driver posted while kicks were being turned back on: serve it, and poll on (it is busy).
+      for (const q of this.queues) if (this.polled(q) && q.hasAvail()) this.drain(q);
+      this.flush();
+      this.idle();
+      return;
+    }
+    this.sleptAt = performance.now();
   }
 
   /**
@@ -624,6 +757,7 @@ export class VhostUserBackend {
         : 'keeps in-flight records but has not reconnected before: if it cannot reconnect (QEMU 7.2\'s vhost-user-scsi cannot; 8.2 and later with reconnect-ms can),';
       log.warn(`vhost ${this.name}: closing under a connected front-end that ${why} the guest's I/O on this device will hang until the VM restarts`);
     }
+    if (vhostPolling.maxNs > 0) log.info(`vhost ${this.name}: polling: ${this.pollStats.windows} windows, ${this.pollStats.hits} found requests; window ${this.pollNs} ns at the end`);
     this.watcher?.stop();
     this.watcher = undefined;
     for (const q of this.queues) if (q) q.stopWatching();

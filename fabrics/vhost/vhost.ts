@@ -6,7 +6,7 @@
 
 import type { FabricModule, FabricService } from '../../src/core/fabric';
 import type { Target, Tpg } from '../../src/model/target';
-import type { FrontendInfo } from './vhost-user-backend';
+import { vhostPolling, type FrontendInfo } from './vhost-user-backend';
 import { TpgListener, virtioTarget } from './tpg-listener';
 
 /** A vhost TPG as the control API shows it: the controller it is a target of, and who is connected. */
@@ -35,6 +35,14 @@ function describe(l: TpgListener, tpg: Tpg): VhostTpgState {
     frontends: [...l.devices].map((d) => d.backend.frontend()),
   };
 }
+
+/** Longest poll of a connection's rings before it sleeps on its kicks, in ns (0: never poll); see vhostPolling. */
+export function setVhostPollMaxNs(ns: number): void {
+  if (!Number.isInteger(ns) || ns < 0 || ns > MAX_POLL_NS) throw new RangeError(`poll_max_ns ${ns}: an integer from 0 to ${MAX_POLL_NS}`);
+  vhostPolling.maxNs = ns;
+}
+/** 10 ms: a poll longer than that is a busy loop, not a poll. */
+export const MAX_POLL_NS = 10_000_000;
 
 /** The target's TPGs by the socket they name, lowest tag first. */
 function bySocket(target: Target): Map<string, Tpg[]> {

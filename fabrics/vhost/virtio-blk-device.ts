@@ -55,6 +55,8 @@ export class VirtioBlkDevice implements VirtioDevice {
   private lastCapacity: number;
   private inflight = 0;
   private closed = false;
+  /** Per queue, a CDB slot per descriptor head (cdbSlot()). */
+  private readonly cdbSlots: Buffer[][] = [];
   private readonly onCapacity = (): void => this.refresh();
 
   constructor(
@@ -120,6 +122,17 @@ export class VirtioBlkDevice implements VirtioDevice {
 
   // ---------- requests ----------
 
+  /**
+   * The CDB of the request at head on q: one 16-byte slot per descriptor head,
+   * made once, reused by the next request on that head (a head is not posted
+   * again before it is pushed back, and the engine is done with a CDB by then).
+   */
+  private cdbSlot(q: DeviceQueue, head: number): Buffer {
+    let slots = this.cdbSlots[q.index];
+    if (slots === undefined || slots.length !== q.num) slots = this.cdbSlots[q.index] = new Array<Buffer>(q.num);
+    return (slots[head] ??= Buffer.alloc(16));
+  }
+
   ownKick(): boolean {
     return false;
   }
@@ -143,12 +156,12 @@ export class VirtioBlkDevice implements VirtioDevice {
         const len = type === BlkType.IN ? chain.writeLen - 1 : chain.readLen - BlkReq.LENGTH;
         const byteOff = sector * SECTOR_SIZE;
         if (sector < 0 || len % bs !== 0 || byteOff % bs !== 0) return this.finish(r, BlkStatus.IOERR, 0);
-        const cdb = rw16(type === BlkType.IN ? Op.READ_16 : Op.WRITE_16, byteOff / bs, len / bs);
+        const cdb = rw16(type === BlkType.IN ? Op.READ_16 : Op.WRITE_16, byteOff / bs, len / bs, this.cdbSlot(q, chain.head));
         if (type === BlkType.IN) return this.submit(r, cdb, undefined, len > 0 ? sglSlice(chain.writable, 0, len) : undefined, len);
         return this.submit(r, cdb, len > 0 ? sglSlice(chain.readable, BlkReq.LENGTH, len) : undefined, undefined, 0);
       }
       case BlkType.FLUSH:
-        return this.submit(r, rw16(Op.SYNCHRONIZE_CACHE_16, 0, 0), undefined, undefined, 0);
+        return this.submit(r, rw16(Op.SYNCHRONIZE_CACHE_16, 0, 0, this.cdbSlot(q, chain.head)), undefined, undefined, 0);
       case BlkType.GET_ID: {
         const id = Buffer.alloc(BLK_ID_BYTES);
         id.write(this.lu.so.serial.slice(0, BLK_ID_BYTES), 'latin1');
@@ -198,7 +211,7 @@ export class VirtioBlkDevice implements VirtioDevice {
     const next = (i: number): void => {
       if (i === segs.length) return this.finish(r, BlkStatus.OK, 0);
       const s = segs[i];
-      const cdb = rw16(Op.WRITE_SAME_16, s.lba, s.blocks);
+      const cdb = rw16(Op.WRITE_SAME_16, s.lba, s.blocks, this.cdbSlot(r.q, r.chain.head));
       cdb[1] = WRITE_SAME_NDOB | (s.unmap && tpws ? WRITE_SAME_UNMAP : 0);
       this.submit(r, cdb, undefined, undefined, 0, () => next(i + 1));
     };
@@ -249,7 +262,8 @@ export class VirtioBlkDevice implements VirtioDevice {
 
   /** Writes the status byte after `written` bytes of data and returns the chain. */
   private finish(r: BlkRequest, status: number, written: number): void {
-    sglCopyIn(r.chain.writable, r.statusAt, Buffer.from([status]));
+    STATUS[0] = status;
+    sglCopyIn(r.chain.writable, r.statusAt, STATUS);
     this.backend.complete(r.q, r.chain.head, written + 1);
   }
 
@@ -282,12 +296,19 @@ export class VirtioBlkDevice implements VirtioDevice {
   }
 }
 
-/** A 16-byte CDB with a 64-bit LBA at byte 2 and a 32-bit length at byte 10 (READ, WRITE, SYNCHRONIZE CACHE, WRITE SAME). */
-function rw16(op: number, lba: number, blocks: number): Buffer {
-  const cdb = Buffer.alloc(16);
+/** A status byte on its way into guest memory (copied at once). */
+const STATUS = Buffer.alloc(1);
+
+/**
+ * A 16-byte CDB with a 64-bit LBA at byte 2 and a 32-bit length at byte 10
+ * (READ, WRITE, SYNCHRONIZE CACHE, WRITE SAME), written into cdb. The LBA is
+ * below 2^53 (a Number), written as two 32-bit halves.
+ */
+function rw16(op: number, lba: number, blocks: number, cdb: Buffer): Buffer {
+  cdb.fill(0);
   cdb[0] = op;
-  cdb.writeBigUInt64BE(BigInt(lba), 2);
+  cdb.writeUInt32BE(Math.floor(lba / 0x1_0000_0000), 2);
+  cdb.writeUInt32BE(lba >>> 0, 6);
   cdb.writeUInt32BE(blocks, 10);
   return cdb;
 }
-

@@ -8,7 +8,7 @@ import { closeSync } from 'node:fs';
 import { eventfdWrite, fence, type FdWatcher } from '../../native';
 import type { GuestMemory } from './guest-memory';
 import {
-  AVAIL_F_NO_INTERRUPT, Avail, Desc, DescFlag, MAX_QUEUE_SIZE, Used, availSize, needEvent, usedSize,
+  AVAIL_F_NO_INTERRUPT, Avail, Desc, DescFlag, MAX_QUEUE_SIZE, USED_F_NO_NOTIFY, Used, availSize, needEvent, usedSize,
 } from './virtio-ring';
 
 /** A malformed chain. `fatal`: the ring itself cannot be trusted any more (loop, bad index). */
@@ -73,6 +73,10 @@ export class DeviceQueue {
   eventIdx = false;
   /** Requests popped and not yet pushed back. */
   inflight = 0;
+  /** suppressKicks() is in force (until armKick()). */
+  kicksOff = false;
+  /** The device fills this queue on its own schedule (VirtioDevice.ownKick): the back end never polls it. */
+  deviceOwned = false;
   /** Used entries pushed since the last notification decision. */
   pending = 0;
   /** This queue's in-flight record (INFLIGHT_SHMFD), when the front-end keeps one. */
@@ -299,10 +303,31 @@ export class DeviceQueue {
    * whether more arrived meanwhile (the re-check that avoids a lost wake-up).
    */
   armKick(): boolean {
-    if (!this.eventIdx || this.used === undefined || this.used.length === 0) return false;
-    this.used.writeUInt16LE(this.lastAvail, usedSize(this.num) - 2);
+    const used = this.used;
+    if (used === undefined || used.length === 0) return false;
+    if (this.eventIdx) used.writeUInt16LE(this.lastAvail, usedSize(this.num) - 2);
+    else {
+      const flags = used.readUInt16LE(Used.FLAGS);
+      if ((flags & USED_F_NO_NOTIFY) === 0) return false;
+      used.writeUInt16LE(flags & ~USED_F_NO_NOTIFY, Used.FLAGS);
+    }
+    this.kicksOff = false;
     fence();
     return this.hasAvail();
+  }
+
+  /**
+   * Asks the driver not to kick (the device polls the ring meanwhile): with
+   * EVENT_IDX avail_event one behind lastAvail, which the driver's avail index
+   * cannot cross again before it wraps; without, VRING_USED_F_NO_NOTIFY.
+   * armKick() asks for kicks again and re-checks the ring.
+   */
+  suppressKicks(): void {
+    const used = this.used;
+    if (used === undefined || used.length === 0) return;
+    if (this.eventIdx) used.writeUInt16LE((this.lastAvail - 1) & 0xffff, usedSize(this.num) - 2);
+    else used.writeUInt16LE(used.readUInt16LE(Used.FLAGS) | USED_F_NO_NOTIFY, Used.FLAGS);
+    this.kicksOff = true;
   }
 
   /** Tells the front-end the ring is broken (SET_VRING_ERR's eventfd). */
