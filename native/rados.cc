@@ -112,7 +112,8 @@ void OnWatchError(void* arg, uint64_t cookie, int err) {
   core->Wake();
 }
 
-Napi::FunctionReference* objectsCtor = nullptr;
+// The constructor is per environment (the main thread and each I/O thread load the addon): instance data, not a global.
+Napi::FunctionReference* ObjectsCtor(Napi::Env env) { return env.GetInstanceData<Napi::FunctionReference>(); }
 
 std::string Str(const Napi::CallbackInfo& info, size_t i, const char* name) {
   if (i >= info.Length() || !info[i].IsString()) throw Napi::TypeError::New(info.Env(), std::string(name) + " must be a string");
@@ -440,7 +441,7 @@ Napi::Value OpenObjects(const Napi::CallbackInfo& info) {
     }
     return r;
   }, [core, keep](Napi::Env env) {
-    Napi::Value o = objectsCtor->New({keep->Value(), Napi::External<Core>::New(env, *core)});
+    Napi::Value o = ObjectsCtor(env)->New({keep->Value(), Napi::External<Core>::New(env, *core)});
     *core = nullptr;
     return o;
   });
@@ -449,7 +450,7 @@ Napi::Value OpenObjects(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void InitRados(Napi::Env env, Napi::Object exports) {
-  objectsCtor = new Napi::FunctionReference(Napi::Persistent(Objects::Define(env)));
+  env.SetInstanceData(new Napi::FunctionReference(Napi::Persistent(Objects::Define(env))));
   exports.Set("radosObjects", Napi::Function::New(env, OpenObjects, "radosObjects"));
 }
 

@@ -12,6 +12,7 @@ export type ConfigDocument = {
   storage_objects: Record<string, unknown>[];
   targets: Record<string, unknown>[];
   fabric_modules?: Record<string, unknown>[];
+  daemon?: Record<string, unknown>;
 };
 
 /** Only the entries that differ from the fields' defaults (all of them for fields without one). */
@@ -83,6 +84,7 @@ export function configToDocument(cfg: TsioConfig): ConfigDocument {
     .map((m) => ({ name: m.name, discovery_auth: nonDefault(s.fabric(m.name).discoveryAuth, m.discovery_auth as unknown as Record<string, unknown>) }))
     .filter((m) => m.discovery_auth !== undefined);
   if (modules.length > 0) doc.fabric_modules = modules;
+  if (cfg.daemon !== undefined && Object.keys(cfg.daemon).length > 0) doc.daemon = { ...cfg.daemon };
   return doc;
 }
 

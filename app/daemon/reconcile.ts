@@ -26,6 +26,24 @@ export interface Live {
   /** Target WWN -> its fabric's service. */
   services: Map<string, FabricService>;
   config: TsioConfig;
+  /** With io_threads > 1: the I/O threads that hold the live objects (root and services here stay empty). */
+  threads?: Dataplane;
+}
+
+/** The I/O threads, as reconcile and the control API reach them (io-threads.ts). */
+export interface Dataplane {
+  /** Brings every thread's part to next, all or nothing. */
+  reconcile(cur: TsioConfig, next: TsioConfig): Promise<ReconcileReport>;
+  /** A control method run on every thread's part. */
+  invoke(method: string, params: Record<string, unknown>): Promise<ThreadAnswer[]>;
+  /** Each thread: its kernel thread id and what it serves. */
+  describe(): { index: number; tid: number; storage_objects: number; targets: string[] }[];
+}
+
+/** One thread's answer to a control method: its result, or its error (code: the RpcError's, if it was one). */
+export interface ThreadAnswer {
+  result?: unknown;
+  error?: { message: string; code?: number };
 }
 
 export interface ReconcileReport {
@@ -86,6 +104,11 @@ export interface ReconcileOptions {
 }
 
 export async function reconcile(live: Live, next: TsioConfig, opts: ReconcileOptions = {}): Promise<ReconcileReport> {
+  if (live.threads) {
+    const r = await live.threads.reconcile(live.config, next);
+    live.config = next;
+    return r;
+  }
   const report: ReconcileReport = { created: [], changed: [], removed: [], warnings: [] };
   const { root } = live;
   const cur = live.config;
