@@ -21,8 +21,6 @@ export type IoRequest =
   /** Run a control method on this thread's part (params decoded on main). */
   | { id: number; kind: 'method'; method: string; params: Record<string, unknown> }
   | { id: number; kind: 'metrics' }
-  /** Serve an iSCSI connection accepted on main: the socket's duplicated fd and the bytes already read. */
-  | { id: number; kind: 'connection'; fd: number; head: Uint8Array; target: string }
   /** Close every service and store (shutdown). */
   | { id: number; kind: 'close' };
 

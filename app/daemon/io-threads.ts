@@ -9,7 +9,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { DaemonConfig, TsioConfig } from '../config/config';
 import { log } from '../../src/core/log';
-import { EMPTY_CONFIG, type Dataplane, type ReconcileReport, type ThreadAnswer } from './reconcile';
+import { EMPTY_CONFIG, soKey, type Dataplane, type ReconcileReport, type ThreadAnswer } from './reconcile';
 import { place, withoutArrivals, type Placement } from './placement';
 import type { IoReady, IoReply, IoRequest, IoThreadData } from './io-protocol';
 import type { MetricPart } from './metrics';
@@ -118,8 +118,8 @@ export class IoThreads implements Dataplane {
   }
 
   /** Which thread serves what: its kernel thread id and its part's storage objects and endpoints. */
-  describe(): { index: number; tid: number; storage_objects: number; targets: string[] }[] {
-    return this.threads.map((t) => ({ index: t.index, tid: t.tid, storage_objects: t.part.storage_objects.length, targets: t.part.targets.flatMap((x) => x.tpgs.map((tpg) => `${x.fabric}/${x.wwn}/tpg${tpg.tag}`)) }));
+  describe(): { index: number; tid: number; storage_objects: string[]; targets: string[] }[] {
+    return this.threads.map((t) => ({ index: t.index, tid: t.tid, storage_objects: t.part.storage_objects.map(soKey), targets: t.part.targets.flatMap((x) => x.tpgs.map((tpg) => `${x.fabric}/${x.wwn}/tpg${tpg.tag}`)) }));
   }
 
   /** Closes every service and store on every thread, then stops them. */

@@ -44,8 +44,6 @@ async function handle(m: IoRequest): Promise<unknown> {
       return await CONTROL_METHODS[m.method].run(m.params, control);
     case 'metrics':
       return metricPart(live.root);
-    case 'connection':
-      throw new Error('connection hand-off is not served by this build');
     case 'close':
       await Promise.all([...live.services.values()].map((s) => s.close()));
       live.services.clear();

@@ -37,7 +37,7 @@ export interface Dataplane {
   /** A control method run on every thread's part. */
   invoke(method: string, params: Record<string, unknown>): Promise<ThreadAnswer[]>;
   /** Each thread: its kernel thread id and what it serves. */
-  describe(): { index: number; tid: number; storage_objects: number; targets: string[] }[];
+  describe(): { index: number; tid: number; storage_objects: string[]; targets: string[] }[];
 }
 
 /** One thread's answer to a control method: its result, or its error (code: the RpcError's, if it was one). */
