@@ -104,12 +104,16 @@ export interface ReconcileOptions {
 }
 
 export async function reconcile(live: Live, next: TsioConfig, opts: ReconcileOptions = {}): Promise<ReconcileReport> {
+  // The threads are started with tsiod: a new count is for its next start.
+  const restartNote = live.config !== EMPTY_CONFIG && !same(live.config.daemon ?? {}, next.daemon ?? {}) ? ['daemon settings (io_threads) take effect when tsiod restarts'] : [];
   if (live.threads) {
     const r = await live.threads.reconcile(live.config, next);
     live.config = next;
+    for (const w of restartNote) log.warn(w);
+    r.warnings.push(...restartNote);
     return r;
   }
-  const report: ReconcileReport = { created: [], changed: [], removed: [], warnings: [] };
+  const report: ReconcileReport = { created: [], changed: [], removed: [], warnings: [...restartNote] };
   const { root } = live;
   const cur = live.config;
   const curSo = new Map(cur.storage_objects.map((so) => [soKey(so), so]));
