@@ -112,8 +112,8 @@ void OnWatchError(void* arg, uint64_t cookie, int err) {
   core->Wake();
 }
 
-// The constructor is per environment (the main thread and each I/O thread load the addon): instance data, not a global.
-Napi::FunctionReference* ObjectsCtor(Napi::Env env) { return env.GetInstanceData<Napi::FunctionReference>(); }
+// Per thread: the main thread and each I/O thread load the addon in their own environment.
+thread_local Napi::FunctionReference* objectsCtor = nullptr;
 
 std::string Str(const Napi::CallbackInfo& info, size_t i, const char* name) {
   if (i >= info.Length() || !info[i].IsString()) throw Napi::TypeError::New(info.Env(), std::string(name) + " must be a string");
@@ -441,7 +441,7 @@ Napi::Value OpenObjects(const Napi::CallbackInfo& info) {
     }
     return r;
   }, [core, keep](Napi::Env env) {
-    Napi::Value o = ObjectsCtor(env)->New({keep->Value(), Napi::External<Core>::New(env, *core)});
+    Napi::Value o = objectsCtor->New({keep->Value(), Napi::External<Core>::New(env, *core)});
     *core = nullptr;
     return o;
   });
@@ -450,7 +450,7 @@ Napi::Value OpenObjects(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void InitRados(Napi::Env env, Napi::Object exports) {
-  env.SetInstanceData(new Napi::FunctionReference(Napi::Persistent(Objects::Define(env))));
+  objectsCtor = new Napi::FunctionReference(Napi::Persistent(Objects::Define(env)));
   exports.Set("radosObjects", Napi::Function::New(env, OpenObjects, "radosObjects"));
 }
 

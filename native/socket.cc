@@ -1,7 +1,6 @@
 // Socket options Node does not expose. SO_RCVLOWAT lets the iSCSI fabric
 // sleep until a burst of solicited data has arrived instead of waking for
 // every segment (see fabrics/iscsi/connection.ts).
-#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -26,14 +25,6 @@ Napi::Value SetRcvLowat(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// dupFd(fd): a close-on-exec duplicate, so a connection accepted on one
-// thread can be handed to another (an I/O thread) while the first closes its own.
-Napi::Value DupFd(const Napi::CallbackInfo& info) {
-  int fd = fcntl(ArgFd(info, 0), F_DUPFD_CLOEXEC, 3);
-  if (fd < 0) throw ErrnoError(info.Env(), errno, "fcntl(F_DUPFD_CLOEXEC)");
-  return Napi::Number::New(info.Env(), fd);
-}
-
 // threadId(): the calling thread's kernel id (/proc/PID/task/TID), so the
 // daemon can say which thread serves what and tests can read its CPU time.
 Napi::Value ThreadId(const Napi::CallbackInfo& info) {
@@ -44,7 +35,6 @@ Napi::Value ThreadId(const Napi::CallbackInfo& info) {
 
 void InitSocket(Napi::Env env, Napi::Object exports) {
   exports.Set("setRcvLowat", Napi::Function::New(env, SetRcvLowat, "setRcvLowat"));
-  exports.Set("dupFd", Napi::Function::New(env, DupFd, "dupFd"));
   exports.Set("threadId", Napi::Function::New(env, ThreadId, "threadId"));
 }
 

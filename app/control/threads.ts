@@ -10,7 +10,7 @@ import { mediaMethods } from './methods/media';
 import { reservationMethods } from './methods/reservations';
 import { RpcError, type Obj, type Params } from './params';
 
-type Merge = (answers: ThreadAnswer[], main: () => Promise<unknown>) => Promise<unknown> | unknown;
+type Merge = ((answers: ThreadAnswer[], main: () => Promise<unknown>) => Promise<unknown> | unknown) & { owned?: boolean };
 
 const results = (a: ThreadAnswer[]): unknown[] => a.filter((x) => x.error === undefined).map((x) => x.result);
 
@@ -26,12 +26,12 @@ const concat = (by: (o: Obj) => number | string): Merge => (a) => {
   return (results(a) as Obj[][]).flat().sort((x, y) => (by(x) < by(y) ? -1 : by(x) > by(y) ? 1 : 0));
 };
 
-/** One object lives on one thread: its answer (or, if none has it, the first thread's refusal). */
-const first: Merge = (a) => {
+/** One object lives on one thread: that thread's answer (asked alone when main knows which), or the first thread's refusal. */
+const first: Merge = Object.assign((a: ThreadAnswer[]) => {
   const ok = a.find((x) => x.error === undefined);
   if (ok) return ok.result;
   raise(a[0].error!);
-};
+}, { owned: true });
 
 const MERGES: Record<string, Merge> = {
   'sessions.list': concat((s) => s.id as number),
@@ -62,5 +62,6 @@ export async function runMethod(method: string, def: MethodDef, p: Params, c: Co
   const merge = MERGES[method];
   const threads = c.live.threads;
   if (!threads || !merge) return def.run(p, c);
-  return merge(await threads.invoke(method, p), async () => def.run(p, c));
+  const only = merge.owned ? threads.owner(p) : undefined;
+  return merge(await threads.invoke(method, p, only), async () => def.run(p, c));
 }

@@ -108,9 +108,22 @@ export class IoThreads implements Dataplane {
   }
 
   /** A control method run on every thread's part, answers in thread order. */
-  async invoke(method: string, params: Record<string, unknown>): Promise<ThreadAnswer[]> {
-    const replies = await Promise.all(this.threads.map((t) => t.ask({ kind: 'method', method, params })));
+  async invoke(method: string, params: Record<string, unknown>, only?: number): Promise<ThreadAnswer[]> {
+    const to = only === undefined ? this.threads : [this.threads[only]];
+    const replies = await Promise.all(to.map((t) => t.ask({ kind: 'method', method, params })));
     return replies.map((r) => (r.error ? { error: r.error } : { result: r.result }));
+  }
+
+  owner(p: Record<string, unknown>): number | undefined {
+    if (typeof p.path === 'string') return this.homes.get(`so ${p.path}`);
+    // Thread i of n hands out session ids i+1, i+1+n, ... (io-worker.ts).
+    if (typeof p.id === 'number' && Number.isInteger(p.id) && p.id > 0) return (p.id - 1) % this.threads.length;
+    if (typeof p.wwn === 'string') {
+      const wwn = p.wwn.toLowerCase();
+      const i = this.threads.findIndex((t) => t.part.targets.some((x) => x.wwn.toLowerCase() === wwn && x.tpgs.some((tpg) => tpg.tag === p.tag)));
+      return i < 0 ? undefined : i;
+    }
+    return undefined;
   }
 
   metrics(): Promise<MetricPart[]> {

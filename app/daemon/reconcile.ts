@@ -34,8 +34,10 @@ export interface Live {
 export interface Dataplane {
   /** Brings every thread's part to next, all or nothing. */
   reconcile(cur: TsioConfig, next: TsioConfig): Promise<ReconcileReport>;
-  /** A control method run on every thread's part. */
-  invoke(method: string, params: Record<string, unknown>): Promise<ThreadAnswer[]>;
+  /** A control method run on every thread's part, or only on thread `only`. */
+  invoke(method: string, params: Record<string, unknown>, only?: number): Promise<ThreadAnswer[]>;
+  /** The thread holding what params name (a storage object path, a target's TPG, a session id), if any does. */
+  owner(params: Record<string, unknown>): number | undefined;
   /** Each thread: its kernel thread id and what it serves. */
   describe(): { index: number; tid: number; storage_objects: string[]; targets: string[] }[];
 }
