@@ -102,8 +102,8 @@ test('the two controllers are homed on two threads, each served there at once', 
     assert.ok(j.ios > 100, r.stdout);
     assert.equal(j.errors, 0, r.stdout);
   }
-  // Each thread did its controller's work: at least a tenth of a second of CPU in the 3 s.
-  for (const [i, u] of used.entries()) assert.ok(u >= 10, `I/O thread ${i} used ${u} ticks (both: ${used.join(', ')})`);
+  // Each thread did its controller's work: CPU of its own in the 3 s (an idle thread has none; a loaded machine gives little).
+  for (const [i, u] of used.entries()) assert.ok(u >= 3, `I/O thread ${i} used ${u} ticks (both: ${used.join(', ')})`);
 
   // The views of live objects come from both threads.
   const stats = await c.call<{ storage_objects: { path: string; stats: { writes: number } }[] }>('statistics');
@@ -128,7 +128,7 @@ test('two iSCSI targets on two portals: their sessions are served on two threads
   const [oa, ob, sessions] = await Promise.all([perf('ia', ports[0]), perf('ib', ports[1]), during]);
   for (const o of [oa, ob]) assert.match(o.stdout, /iops average [1-9]/, o.stdout + o.stderr);
   const used = t.map((x, i) => ticks(x.tid) - before[i]);
-  for (const [i, u] of used.entries()) assert.ok(u >= 10, `I/O thread ${i} used ${u} ticks (both: ${used.join(', ')})`);
+  for (const [i, u] of used.entries()) assert.ok(u >= 3, `I/O thread ${i} used ${u} ticks (both: ${used.join(', ')})`);
   // One session per target, ids unique across the threads.
   assert.deepEqual(sessions.map((s) => s.target).sort(), ['iqn.2026-12.org.tsio:ia', 'iqn.2026-12.org.tsio:ib']);
   assert.equal(new Set(sessions.map((s) => s.id)).size, 2);
