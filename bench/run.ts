@@ -10,9 +10,10 @@ import { rbdScenario } from './rbd';
 import { tapeScenario } from './tape';
 import { instructionsScenario } from './instructions';
 import { fileScenario } from './file';
+import { scalingScenario } from './scaling';
 import type { Scenario } from './common';
 
-const scenarios: Scenario[] = [engineScenario, iscsiScenario, vhostScenario, vhostGuestScenario, rbdScenario, tapeScenario, instructionsScenario, fileScenario];
+const scenarios: Scenario[] = [engineScenario, iscsiScenario, vhostScenario, vhostGuestScenario, rbdScenario, tapeScenario, instructionsScenario, fileScenario, scalingScenario];
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);

@@ -65,6 +65,7 @@ interface Addon {
   crc32c(buf: Uint8Array, prev?: number): number;
   crc32cHardware: boolean;
   setRcvLowat(fd: number, bytes: number): void;
+  threadId(): number;
   unixListen(path: string, mode?: number, gid?: number): number;
   groupId(name: string): number;
   unixConnect(path: string): number;
@@ -291,6 +292,8 @@ export const crc32c: Addon['crc32c'] = addon.crc32c;
 export const crc32cHardware: boolean = addon.crc32cHardware;
 /** setsockopt(SO_RCVLOWAT): the socket polls readable once this many bytes are queued (1: any). */
 export const setRcvLowat: Addon['setRcvLowat'] = addon.setRcvLowat;
+/** gettid(2): the calling thread's kernel id. */
+export const threadId: Addon['threadId'] = addon.threadId;
 // vhost-user (native/vhost_user.cc): unix sockets with fd passing, guest memory, eventfds.
 /**
  * A non-blocking listening unix socket at path (a stale socket file there is replaced); with mode

@@ -112,7 +112,8 @@ void OnWatchError(void* arg, uint64_t cookie, int err) {
   core->Wake();
 }
 
-Napi::FunctionReference* objectsCtor = nullptr;
+// Per thread: the main thread and each I/O thread load the addon in their own environment.
+thread_local Napi::FunctionReference* objectsCtor = nullptr;
 
 std::string Str(const Napi::CallbackInfo& info, size_t i, const char* name) {
   if (i >= info.Length() || !info[i].IsString()) throw Napi::TypeError::New(info.Env(), std::string(name) + " must be a string");

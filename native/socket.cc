@@ -2,6 +2,8 @@
 // sleep until a burst of solicited data has arrived instead of waking for
 // every segment (see fabrics/iscsi/connection.ts).
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdint>
@@ -23,10 +25,17 @@ Napi::Value SetRcvLowat(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// threadId(): the calling thread's kernel id (/proc/PID/task/TID), so the
+// daemon can say which thread serves what and tests can read its CPU time.
+Napi::Value ThreadId(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(syscall(SYS_gettid)));
+}
+
 }  // namespace
 
 void InitSocket(Napi::Env env, Napi::Object exports) {
   exports.Set("setRcvLowat", Napi::Function::New(env, SetRcvLowat, "setRcvLowat"));
+  exports.Set("threadId", Napi::Function::New(env, ThreadId, "threadId"));
 }
 
 }  // namespace tsio

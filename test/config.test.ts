@@ -12,6 +12,8 @@ import { ATTRIBUTE_NAMES } from '../src/core/attributes';
 import { ConfigError, DEFAULT_CONFIG_YAML, defaultConfigText, loadConfigFile, parseConfig, type TsioConfig } from '../app/config/config';
 import { buildConfigSchema, writeConfigSchema } from '../app/config/schema';
 import { formatSize, formatSizeHuman, parseSize, SizeError } from '../app/config/size';
+import { dumpConfig } from '../app/config/dump';
+import { ioThreadCount } from '../app/daemon/io-threads';
 import { checkFieldValue, findField, findSpecsDir, loadSpecs, specs } from '../app/config/specs';
 import { formatPath, parseYaml } from '../app/config/yaml';
 
@@ -252,7 +254,7 @@ storage_objects:
     [true, false],
     [true, true],
   ]);
-  assert.equal(only(errorsOf('y-thin: 1\n')).message, "unknown key 'y-thin' (expected storage_objects, targets, fabric_modules)");
+  assert.equal(only(errorsOf('y-thin: 1\n')).message, "unknown key 'y-thin' (expected storage_objects, targets, fabric_modules, daemon)");
 });
 
 // --- defaults -----------------------------------------------------------
@@ -711,4 +713,15 @@ test('the config JSON Schema is valid draft-07, built from the specs, and can be
 test('parsed configs are plain data (JSON round trip loses nothing)', () => {
   const cfg: TsioConfig = parseConfig(DEFAULT_CONFIG_YAML, 'd');
   assert.deepEqual(JSON.parse(JSON.stringify(cfg)), cfg);
+});
+
+test('daemon: io_threads is 1 and up or auto (the cores, at most io_threads_max); it survives a save', () => {
+  for (const bad of ['0', 'many']) assert.ok(errorsOf(`daemon: { io_threads: ${bad} }\n`).every((e) => e.path === 'daemon.io_threads'), bad);
+  assert.ok(errorsOf('daemon: { io_threads: 0 }\n').length > 0);
+  const cfg = parseConfig('daemon: { io_threads: auto, io_threads_max: 4 }\n', 't.yaml');
+  assert.deepEqual(cfg.daemon, { io_threads: 'auto', io_threads_max: 4 });
+  assert.equal(ioThreadCount(cfg.daemon, 16), 4);
+  assert.equal(ioThreadCount(cfg.daemon, 2), 2);
+  assert.equal(ioThreadCount(parseConfig('', 't.yaml').daemon, 16), 1, 'default: the main loop alone');
+  assert.deepEqual(parseConfig(dumpConfig(cfg), 'saved.yaml').daemon, cfg.daemon);
 });

@@ -142,12 +142,20 @@ export interface FabricModuleConfig {
   discovery_auth: AuthConfig & { enable: boolean };
 }
 
+/** The daemon's own settings (read at start; a change takes effect when tsiod restarts). */
+export interface DaemonConfig {
+  /** Event loops serving the data path: 1 is the main thread alone; 'auto' is the number of cores up to io_threads_max. */
+  io_threads?: number | 'auto';
+  io_threads_max?: number;
+}
+
 export interface TsioConfig {
   /** File name (or the name given to parseConfig). */
   source: string;
   storage_objects: StorageObjectConfig[];
   targets: TargetConfig[];
   fabric_modules: FabricModuleConfig[];
+  daemon?: DaemonConfig;
 }
 
 /** Reads and checks a config file; throws ConfigError listing every problem. */
@@ -451,6 +459,7 @@ interface RawConfig {
   storage_objects?: Raw[];
   targets?: Raw[];
   fabric_modules?: Raw[];
+  daemon?: DaemonConfig;
 }
 
 /** Every field with a value: the given one (sizes in bytes) or the default. */
@@ -474,6 +483,7 @@ function normalize(s: Specs, raw: RawConfig, source: string): TsioConfig {
       name: m.name as FabricName,
       discovery_auth: applyFields(s.fabric(m.name as string).discoveryAuth, m.discovery_auth) as unknown as FabricModuleConfig['discovery_auth'],
     })),
+    ...(raw.daemon !== undefined ? { daemon: { ...raw.daemon } } : {}),
   };
 }
 

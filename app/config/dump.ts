@@ -12,6 +12,7 @@ export type ConfigDocument = {
   storage_objects: Record<string, unknown>[];
   targets: Record<string, unknown>[];
   fabric_modules?: Record<string, unknown>[];
+  daemon?: Record<string, unknown>;
 };
 
 /** Only the entries that differ from the fields' defaults (all of them for fields without one). */
@@ -78,7 +79,9 @@ export function configToDocument(cfg: TsioConfig): ConfigDocument {
       }),
     };
   });
-  const doc: ConfigDocument = { storage_objects, targets };
+  // The daemon's own settings first: what follows is the objects, targets last (as people append them).
+  const daemon = cfg.daemon !== undefined && Object.keys(cfg.daemon).length > 0 ? { daemon: { ...cfg.daemon } } : {};
+  const doc: ConfigDocument = { ...daemon, storage_objects, targets };
   const modules = cfg.fabric_modules
     .map((m) => ({ name: m.name, discovery_auth: nonDefault(s.fabric(m.name).discoveryAuth, m.discovery_auth as unknown as Record<string, unknown>) }))
     .filter((m) => m.discovery_auth !== undefined);

@@ -126,6 +126,15 @@ export function buildConfigSchemaWithHints(s: Specs = loadedSpecs()): BuiltSchem
       storage_objects: { type: 'array', items: storageObject, description: 'Storage objects, referred to by LUNs as /backstores/<plugin>/<name>.' },
       targets: { type: 'array', items: target, description: 'Targets of every fabric.' },
       ...(discoveryFabrics.length > 0 ? { fabric_modules: { type: 'array', items: fabricModule, description: 'Fabric-wide settings.' } } : {}),
+      daemon: {
+        type: 'object',
+        additionalProperties: false,
+        description: 'The daemon\'s own settings, read when tsiod starts.',
+        properties: {
+          io_threads: { oneOf: [{ type: 'integer', minimum: 1, maximum: 256 }, { const: 'auto' }], description: 'Event loops serving the data path (default 1: the main thread alone); auto: the number of cores, at most io_threads_max.' },
+          io_threads_max: { type: 'integer', minimum: 1, maximum: 256, description: 'The most I/O threads auto gives (default 8).' },
+        },
+      },
     },
   };
   return { schema, patternHints: hints };

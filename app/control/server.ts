@@ -18,6 +18,7 @@ import { RpcCode } from './wire';
 import { decodeParams, isObj, RpcError } from './params';
 import { ControlContext, type MethodTable } from './context';
 import { CONTROL_METHODS } from './methods/index';
+import { runMethod } from './threads';
 
 export interface ControlOptions {
   /** Where saveconfig writes and restoreconfig reads by default. */
@@ -91,7 +92,7 @@ export class Control {
         // One change at a time: each sees the config the previous one left.
         const run = this.queue.then(async () => {
           const before = this.live.config;
-          const result = await def.run(p, this.context);
+          const result = await runMethod(msg.method as string, def, p, this.context);
           // Every change of the configuration (and every save) is logged with who asked and what.
           if (this.live.config !== before || def.audit) log.notice(`control: ${who}: ${msg.method}${auditParams(p)}`);
           return result;

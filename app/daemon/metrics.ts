@@ -77,7 +77,14 @@ function processLines(): string[] {
   ];
 }
 
-export function prometheusText(root: Root): string {
+/** What one engine (the main thread's, or an I/O thread's) has to show; plain data, so a thread can send it. */
+export interface MetricPart {
+  families: [string, Family][];
+  sessions: string[];
+  fabric: MetricSample[];
+}
+
+export function metricPart(root: Root): MetricPart {
   const fam = new Map<string, Family>();
   for (const so of root.storageObjects.values()) addStats(fam, 'tsio_lu', 'storage object', { storage_object: so.path }, so.lu.stats);
   const sessions: string[] = [];
@@ -92,17 +99,48 @@ export function prometheusText(root: Root): string {
       for (const [initiator, all] of open) addStats(fam, 'tsio_session', 'initiator on a TPG (all its sessions)', { fabric: t.fabric, target: t.wwn, tpg: tpg.tag, initiator }, summed(tpg.closedStats.get(initiator), all));
     }
   }
+  // What each fabric reports of its own state (FabricModule.metrics).
+  const fabric: MetricSample[] = [];
+  for (const m of fabricModules()) if (m.metrics !== undefined) fabric.push(...m.metrics());
+  return { families: [...fam], sessions, fabric };
+}
+
+/** The exposition of every engine's part: series of one name together, a fabric's samples of one series summed. */
+export function prometheusText(parts: MetricPart | MetricPart[]): string {
+  const all = Array.isArray(parts) ? parts : [parts];
+  const fam = new Map<string, Family>();
+  for (const p of all) {
+    for (const [name, f] of p.families) {
+      const have = fam.get(name);
+      if (have) have.lines.push(...f.lines);
+      else fam.set(name, { ...f, lines: [...f.lines] });
+    }
+  }
   const out: string[] = [
     '# HELP tsio_build_info tsio\'s version and the Node.js running it.',
     '# TYPE tsio_build_info gauge',
     `tsio_build_info${labels({ version: tsioVersion(), node: process.versions.node })} 1`,
   ];
   for (const [name, f] of fam) out.push(`# HELP ${name} ${f.help}`, `# TYPE ${name} ${f.type}`, ...f.lines);
-  out.push('# HELP tsio_tpg_sessions Sessions open on a TPG.', '# TYPE tsio_tpg_sessions gauge', ...sessions);
-  // What each fabric reports of its own state (FabricModule.metrics).
-  for (const m of fabricModules()) if (m.metrics !== undefined) out.push(...sampleLines(m.metrics()));
+  out.push('# HELP tsio_tpg_sessions Sessions open on a TPG.', '# TYPE tsio_tpg_sessions gauge', ...all.flatMap((p) => p.sessions));
+  out.push(...sampleLines(sumSamples(all.map((p) => p.fabric))));
   out.push(...processLines());
   return out.join('\n') + '\n';
+}
+
+/** One list of samples, each name's together in first-seen order; a series several threads report, summed. */
+function sumSamples(lists: MetricSample[][]): MetricSample[] {
+  if (lists.length === 1) return lists[0];
+  const series = new Map<string, MetricSample>();
+  for (const list of lists) {
+    for (const s of list) {
+      const k = `${s.name}${JSON.stringify(s.labels ?? {})}`;
+      const have = series.get(k);
+      series.set(k, have ? { ...have, value: have.value + s.value } : s);
+    }
+  }
+  const names = [...new Set([...series.values()].map((s) => s.name))];
+  return names.flatMap((n) => [...series.values()].filter((s) => s.name === n));
 }
 
 /** Samples as exposition lines: HELP and TYPE before the first sample of each name. */
@@ -128,14 +166,18 @@ export function parseListen(spec: string): { host: string; port: number } {
   return { host, port };
 }
 
-export async function listenMetrics(root: Root, spec: string): Promise<Server> {
+/** Serves the parts the caller gathers: the main thread's root, or every I/O thread's. */
+export async function listenMetrics(parts: () => Promise<MetricPart[]>, spec: string): Promise<Server> {
   const { host, port } = parseListen(spec);
   const server = createServer((req, res) => {
     if (req.method !== 'GET' || (req.url !== '/metrics' && req.url !== '/')) {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('only GET /metrics here\n');
       return;
     }
-    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(prometheusText(root));
+    parts().then(
+      (p) => res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(prometheusText(p)),
+      (e: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${e.message}\n`),
+    );
   });
   await new Promise<void>((res, rej) => {
     server.once('error', rej);

@@ -26,6 +26,26 @@ export interface Live {
   /** Target WWN -> its fabric's service. */
   services: Map<string, FabricService>;
   config: TsioConfig;
+  /** With io_threads > 1: the I/O threads that hold the live objects (root and services here stay empty). */
+  threads?: Dataplane;
+}
+
+/** The I/O threads, as reconcile and the control API reach them (io-threads.ts). */
+export interface Dataplane {
+  /** Brings every thread's part to next, all or nothing. */
+  reconcile(cur: TsioConfig, next: TsioConfig): Promise<ReconcileReport>;
+  /** A control method run on every thread's part, or only on thread `only`. */
+  invoke(method: string, params: Record<string, unknown>, only?: number): Promise<ThreadAnswer[]>;
+  /** The thread holding what params name (a storage object path, a target's TPG, a session id), if any does. */
+  owner(params: Record<string, unknown>): number | undefined;
+  /** Each thread: its kernel thread id and what it serves. */
+  describe(): { index: number; tid: number; storage_objects: string[]; targets: string[] }[];
+}
+
+/** One thread's answer to a control method: its result, or its error (code: the RpcError's, if it was one). */
+export interface ThreadAnswer {
+  result?: unknown;
+  error?: { message: string; code?: number };
 }
 
 export interface ReconcileReport {
@@ -86,7 +106,16 @@ export interface ReconcileOptions {
 }
 
 export async function reconcile(live: Live, next: TsioConfig, opts: ReconcileOptions = {}): Promise<ReconcileReport> {
-  const report: ReconcileReport = { created: [], changed: [], removed: [], warnings: [] };
+  // The threads are started with tsiod: a new count is for its next start.
+  const restartNote = live.config !== EMPTY_CONFIG && !same(live.config.daemon ?? {}, next.daemon ?? {}) ? ['daemon settings (io_threads) take effect when tsiod restarts'] : [];
+  if (live.threads) {
+    const r = await live.threads.reconcile(live.config, next);
+    live.config = next;
+    for (const w of restartNote) log.warn(w);
+    r.warnings.push(...restartNote);
+    return r;
+  }
+  const report: ReconcileReport = { created: [], changed: [], removed: [], warnings: [...restartNote] };
   const { root } = live;
   const cur = live.config;
   const curSo = new Map(cur.storage_objects.map((so) => [soKey(so), so]));

@@ -20,7 +20,8 @@ import type { FabricService } from '../../src/core/fabric';
 import { absolutePaths, EMPTY_CONFIG, reconcile, type Live } from './reconcile';
 import { Control, listenControl } from '../control/server';
 import { DEFAULT_CONTROL_PATH } from '../control/wire';
-import { listenMetrics, parseListen } from './metrics';
+import { listenMetrics, metricPart, parseListen } from './metrics';
+import { IoThreads, ioThreadCount } from './io-threads';
 import { monotonicUsec, sdNotify, stderrIsJournal } from './systemd';
 import { TSIOD_USAGE as USAGE } from '../config/daemon-usage';
 import { MAX_POLL_NS, setVhostPollMaxNs } from '../../fabrics/vhost/vhost';
@@ -164,6 +165,13 @@ async function main(): Promise<void> {
   }
   const root = createRoot({ stateDir: args.stateDir });
   const live: Live = { root, services: new Map<string, FabricService>(), config: EMPTY_CONFIG };
+  // io_threads > 1: the data path on I/O threads, the main thread keeps control and configuration.
+  const count = ioThreadCount(cfg.daemon);
+  const threads = count > 1 ? await IoThreads.start(count, args.stateDir) : undefined;
+  if (threads) {
+    live.threads = threads;
+    log.info(`${count} I/O threads`);
+  }
   try {
     await reconcile(live, cfg);
   } catch (e) {
@@ -186,7 +194,7 @@ async function main(): Promise<void> {
   }
   if (args.metrics !== undefined) {
     try {
-      await listenMetrics(root, args.metrics);
+      await listenMetrics(threads ? () => threads.metrics() : async () => [metricPart(root)], args.metrics);
     } catch (e) {
       refuse('cannot start', [`--metrics ${args.metrics}: ${(e as Error).message}`]);
     }
@@ -208,6 +216,7 @@ async function main(): Promise<void> {
     controlServer?.close();
     await Promise.all([...live.services.values()].map((s) => s.close()));
     await root.close();
+    await threads?.close();
     clearInterval(keepAlive);
     log.info('stopped: every store flushed');
     process.exit(0);

@@ -23,6 +23,13 @@ export const log = {
     if (!(level in LEVELS)) throw new Error(`unknown log level '${level}' (${Object.keys(LEVELS).join(', ')})`);
     threshold = LEVELS[level];
   },
+  /** The level set (an I/O thread starts with its daemon's). */
+  level(): LogLevel {
+    return (Object.keys(LEVELS) as LogLevel[]).find((k) => LEVELS[k] === threshold)!;
+  },
+  priorityPrefix(): boolean {
+    return priorityPrefix;
+  },
   /** Prefix each line with its syslog priority (stderr is the journal). */
   setPriorityPrefix(on: boolean): void {
     priorityPrefix = on;

@@ -16,10 +16,17 @@ export type { InitiatorId, ItlNexus, TargetPort } from './logical-unit';
 export type LunMap = Map<number, { lu: LogicalUnit; writeProtect: boolean }>;
 
 let nextSessionId = 1;
+let sessionIdStep = 1;
+
+/** Session ids from first, step apart: each I/O thread its own residue, so ids stay unique in the daemon. */
+export function sessionIds(first: number, step: number): void {
+  nextSessionId = first;
+  sessionIdStep = step;
+}
 
 /** An I_T nexus; P is the kind of port it is opened on (the model's Tpg for sessions fabrics open). */
 export class Session<P extends TargetPort = TargetPort> implements ItNexus {
-  readonly id = nextSessionId++;
+  readonly id = (nextSessionId += sessionIdStep) - sessionIdStep;
   readonly itls = new Map<number, ItlNexus>();
   /** Tasks addressed to LUNs this nexus has no mapping for (INQUIRY, REPORT LUNS...). */
   readonly unmappedTasks = new Map<number, Task>();

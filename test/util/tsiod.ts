@@ -49,6 +49,16 @@ export async function freePort(): Promise<number> {
   return p;
 }
 
+/**
+ * TSIO_IO_THREADS=N: every YAML config a test starts tsiod with gets `daemon: { io_threads: N }` (one that sets
+ * its own daemon section, or is JSON, is left as it is), so a suite can run against I/O threads.
+ */
+function withIoThreads(text: string): string {
+  const n = process.env.TSIO_IO_THREADS;
+  if (n === undefined || /^daemon:/m.test(text) || text.trimStart().startsWith('{')) return text;
+  return `daemon: { io_threads: ${Number(n)} }\n${text}`;
+}
+
 /** Starts tsiod on DIR/control.sock with DIR/state and DIR/etc/saveconfig.yaml; resolves once it logs ready. */
 export async function startTsiod(config: TsiodConfig, opts: TsiodOptions = {}): Promise<Daemon> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'tsiod-'));
@@ -57,7 +67,7 @@ export async function startTsiod(config: TsiodConfig, opts: TsiodOptions = {}): 
   if (typeof config === 'object') cfg = config.file;
   else {
     cfg = join(dir, 'start.yaml');
-    writeFileSync(cfg, typeof config === 'string' ? config : config(port, dir));
+    writeFileSync(cfg, withIoThreads(typeof config === 'string' ? config : config(port, dir)));
   }
   const sock = join(dir, 'control.sock');
   const args = [TSIOD, '--config', cfg, '--control', sock, '--saveconfig', join(dir, 'etc', 'saveconfig.yaml'), '--state-dir', join(dir, 'state')];

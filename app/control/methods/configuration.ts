@@ -94,5 +94,6 @@ function merge(cur: TsioConfig, incoming: TsioConfig): TsioConfig {
   for (const t of incoming.targets) targets.set(`${t.fabric} ${t.wwn}`, t);
   const mods = new Map(cur.fabric_modules.map((m) => [m.name, m]));
   for (const m of incoming.fabric_modules) mods.set(m.name, m);
-  return { source: incoming.source, storage_objects: [...sos.values()], targets: [...targets.values()], fabric_modules: [...mods.values()] };
+  const daemon = incoming.daemon ?? cur.daemon;
+  return { source: incoming.source, storage_objects: [...sos.values()], targets: [...targets.values()], fabric_modules: [...mods.values()], ...(daemon ? { daemon } : {}) };
 }

@@ -2,6 +2,7 @@
 // (configuration and runtime), and the configuration as a document or YAML.
 
 import { dumpConfig } from '../../config/dump';
+import { soKey } from '../../daemon/reconcile';
 import { tsioVersion } from '../../config/version';
 import type { MethodTable } from '../context';
 import type { Obj } from '../params';
@@ -42,6 +43,11 @@ export const daemonMethods: MethodTable = {
       }
       return { config: { storage_objects: config.storage_objects, targets: config.targets, fabric_modules: config.fabric_modules }, runtime: { storage_objects: storageObjectsRuntime(c.live), tpgs }, dirty: c.dirty };
     },
+  },
+  'threads': {
+    doc: 'The event loops serving the data path: with io_threads > 1, each I/O thread\'s kernel thread id and the TPGs and storage objects homed on it; else the main thread alone.',
+    params: {},
+    run: (_p, c) => c.live.threads?.describe() ?? [{ index: 0, tid: process.pid, storage_objects: c.live.config.storage_objects.map(soKey), targets: c.live.config.targets.flatMap((t) => t.tpgs.map((tpg) => `${t.fabric}/${t.wwn}/tpg${tpg.tag}`)) }],
   },
   'config.get': { doc: 'The live configuration as saveconfig writes it.', params: {}, run: (_p, c) => c.document() },
   'config.dump': { doc: 'The live configuration as YAML text.', params: {}, run: (_p, c) => ({ yaml: dumpConfig(c.live.config) }) },

@@ -1,0 +1,43 @@
+// The messages between the main thread and an I/O thread (io_threads > 1):
+// each request carries an id and gets exactly one reply with it. Structured
+// clones of plain data only; they carry configuration, control views and
+// metrics, never commands (a command is served where its LU lives).
+
+import type { TsioConfig } from '../config/config';
+import type { MetricPart } from './metrics';
+
+/** What an I/O thread starts with (workerData). */
+export interface IoThreadData {
+  index: number;
+  count: number;
+  stateDir: string;
+  logLevel: string;
+  priorityPrefix: boolean;
+}
+
+export type IoRequest =
+  /** Bring this thread's part to config; all or nothing on the thread. */
+  | { id: number; kind: 'reconcile'; config: TsioConfig }
+  /** Run a control method on this thread's part (params decoded on main). */
+  | { id: number; kind: 'method'; method: string; params: Record<string, unknown> }
+  | { id: number; kind: 'metrics' }
+  /** Close every service and store (shutdown). */
+  | { id: number; kind: 'close' };
+
+/** A method's failure as the control API reports it (an RpcError's code, or none for a plain failure). */
+export interface IoError {
+  message: string;
+  code?: number;
+}
+
+export interface IoReply {
+  id: number;
+  result?: unknown;
+  error?: IoError;
+}
+
+/** The first message an I/O thread sends: it runs, and this is its kernel thread id. */
+export interface IoReady {
+  ready: true;
+  tid: number;
+}

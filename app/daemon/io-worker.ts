@@ -1,0 +1,61 @@
+// An I/O thread (io_threads > 1): an engine of its own serving the home
+// groups placed on it (placement.ts): its own Root with their storage objects
+// and targets, their fabric services (vhost sockets, iSCSI portals), its own
+// io_uring ring. The main thread sends it its part of the configuration and
+// asks it for control views and metrics (io-protocol.ts); commands never cross.
+
+import { parentPort, workerData } from 'node:worker_threads';
+import { threadId } from '../../native';
+import { log, type LogLevel } from '../../src/core/log';
+import { sessionIds } from '../../src/core/session';
+import type { FabricService } from '../../src/core/fabric';
+import { createRoot } from '../registry';
+import { ControlContext } from '../control/context';
+import { CONTROL_METHODS } from '../control/methods/index';
+import { RpcError } from '../control/params';
+import { EMPTY_CONFIG, reconcile, type Live } from './reconcile';
+import { metricPart } from './metrics';
+import type { IoReply, IoRequest, IoThreadData } from './io-protocol';
+
+const data = workerData as IoThreadData;
+const port = parentPort!;
+log.setLevel(data.logLevel as LogLevel);
+log.setPriorityPrefix(data.priorityPrefix);
+// Session ids unique in the daemon: thread i of n hands out i+1, i+1+n, ...
+sessionIds(data.index + 1, data.count);
+
+const live: Live = { root: createRoot({ stateDir: data.stateDir }), services: new Map<string, FabricService>(), config: EMPTY_CONFIG };
+// Methods run against this thread's part; saving and editing stay on main.
+const control = new ControlContext(live, '', CONTROL_METHODS);
+
+async function handle(m: IoRequest): Promise<unknown> {
+  switch (m.kind) {
+    case 'reconcile': {
+      const before = live.config;
+      try {
+        return await reconcile(live, m.config);
+      } catch (e) {
+        // All or nothing on this thread; main takes back the other threads' parts.
+        if (live.config !== before) await reconcile(live, before).catch((e2) => log.warn(`I/O thread ${data.index}: could not take back a failed change: ${(e2 as Error).message}`));
+        throw e;
+      }
+    }
+    case 'method':
+      return await CONTROL_METHODS[m.method].run(m.params, control);
+    case 'metrics':
+      return metricPart(live.root);
+    case 'close':
+      await Promise.all([...live.services.values()].map((s) => s.close()));
+      live.services.clear();
+      await live.root.close();
+      return null;
+  }
+}
+
+port.on('message', (m: IoRequest) => {
+  handle(m).then(
+    (result) => port.postMessage({ id: m.id, result } satisfies IoReply),
+    (e: Error) => port.postMessage({ id: m.id, error: { message: e.message ?? String(e), ...(e instanceof RpcError ? { code: e.code } : {}) } } satisfies IoReply),
+  );
+});
+port.postMessage({ ready: true, tid: threadId() });

@@ -1,0 +1,160 @@
+// io_threads: 2: two vhost controllers homed on two I/O threads, driven at
+// once by the project's front-end (no guest), each thread's CPU time read from
+// /proc/PID/task/TID; the control API's views gathered from both threads, live
+// changes placed where their storage lives and refused where they would join
+// two threads' storage, a failed change taking nothing with it.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ControlClient } from '../cli/client';
+import { freePort, startTsiod, type Daemon } from './util/tsiod';
+
+const run = promisify(execFile);
+const FRONTEND = join(__dirname, '..', 'tools', 'vhost-frontend', 'cli.js');
+const dir = mkdtempSync(join(tmpdir(), 'tsio-iothreads-'));
+const sock = (n: string) => join(dir, `${n}.sock`);
+let d: Daemon;
+let c: ControlClient;
+let metricsPort = 0;
+let port2 = 0;
+
+interface ThreadInfo {
+  index: number;
+  tid: number;
+  storage_objects: string[];
+  targets: string[];
+}
+
+before(async () => {
+  metricsPort = await freePort();
+  port2 = await freePort();
+  const iscsi = (n: string, port: number) => [
+    '  - fabric: iscsi',
+    `    wwn: iqn.2026-12.org.tsio:${n}`,
+    '    tpgs:',
+    '      - tag: 1',
+    '        attributes: { generate_node_acls: true, authentication: false, demo_mode_write_protect: false }',
+    `        portals: [ { ip_address: 127.0.0.1, port: ${port} } ]`,
+    `        luns: [ { index: 0, storage_object: /backstores/rd_mcp/${n} } ]`,
+  ];
+  d = await startTsiod((port) =>
+    [
+      'daemon: { io_threads: 2 }',
+      'storage_objects:',
+      '  - { name: a, plugin: rd_mcp, size: 16MiB }',
+      '  - { name: b, plugin: rd_mcp, size: 16MiB }',
+      '  - { name: spare, plugin: rd_mcp, size: 1MiB }',
+      '  - { name: ia, plugin: rd_mcp, size: 16MiB }',
+      '  - { name: ib, plugin: rd_mcp, size: 16MiB }',
+      'targets:',
+      '  - fabric: vhost',
+      '    wwn: naa.5001405000000071',
+      '    tpgs:',
+      `      - { tag: 1, socket: ${sock('a')}, luns: [ { index: 0, storage_object: /backstores/rd_mcp/a } ] }`,
+      '  - fabric: vhost',
+      '    wwn: naa.5001405000000072',
+      '    tpgs:',
+      `      - { tag: 1, socket: ${sock('b')}, luns: [ { index: 0, storage_object: /backstores/rd_mcp/b } ] }`,
+      ...iscsi('ia', port),
+      ...iscsi('ib', port2),
+      '',
+    ].join('\n'),
+    { dir, args: ['--metrics', `127.0.0.1:${metricsPort}`] },
+  );
+  c = await ControlClient.connect(d.sock);
+});
+
+after(async () => {
+  c?.close();
+  assert.equal(await d?.stop(), 0, 'tsiod stops cleanly, its I/O threads with it');
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** utime + stime of one thread of tsiod, in clock ticks. */
+function ticks(tid: number): number {
+  const f = readFileSync(`/proc/${d.proc.pid}/task/${tid}/stat`, 'utf8');
+  const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return Number(rest[11]) + Number(rest[12]);
+}
+
+const threads = () => c.call<ThreadInfo[]>('threads');
+const homeOf = async (what: string) => (await threads()).find((t) => t.targets.some((x) => x.includes(what)))?.index;
+
+test('the two controllers are homed on two threads, each served there at once', async () => {
+  const t = await threads();
+  assert.equal(t.length, 2);
+  assert.notEqual(t[0].tid, t[1].tid);
+  for (const x of t) assert.notEqual(x.tid, d.proc.pid, 'an I/O thread is not the main thread');
+  const ha = await homeOf('naa.5001405000000071');
+  const hb = await homeOf('naa.5001405000000072');
+  assert.ok(ha !== undefined && hb !== undefined && ha !== hb, JSON.stringify(t));
+
+  const before = t.map((x) => ticks(x.tid));
+  const drive = (s: string) => run(process.execPath, [FRONTEND, '--socket', s, '--qd', '8', '--seconds', '3', '--rw', 'randwrite', '--json']);
+  const [ra, rb] = await Promise.all([drive(sock('a')), drive(sock('b'))]);
+  const used = t.map((x, i) => ticks(x.tid) - before[i]);
+  for (const r of [ra, rb]) {
+    const j = JSON.parse(r.stdout) as { ios: number; errors: number };
+    assert.ok(j.ios > 100, r.stdout);
+    assert.equal(j.errors, 0, r.stdout);
+  }
+  // Each thread did its controller's work: CPU of its own in the 3 s (an idle thread has none; a loaded machine gives little).
+  for (const [i, u] of used.entries()) assert.ok(u >= 3, `I/O thread ${i} used ${u} ticks (both: ${used.join(', ')})`);
+
+  // The views of live objects come from both threads.
+  const stats = await c.call<{ storage_objects: { path: string; stats: { writes: number } }[] }>('statistics');
+  for (const p of ['/backstores/rd_mcp/a', '/backstores/rd_mcp/b']) {
+    assert.ok((stats.storage_objects.find((s) => s.path === p)?.stats.writes ?? 0) > 100, `${p}: ${JSON.stringify(stats.storage_objects)}`);
+  }
+  const list = await c.call<{ path: string }[]>('storage_objects.list');
+  assert.deepEqual(list.map((s) => s.path), ['/backstores/rd_mcp/a', '/backstores/rd_mcp/b', '/backstores/rd_mcp/ia', '/backstores/rd_mcp/ib', '/backstores/rd_mcp/spare']);
+  const pr = await c.call<{ generation: number }>('storage_objects.reservations', { path: '/backstores/rd_mcp/b' });
+  assert.equal(pr.generation, 0);
+});
+
+test('two iSCSI targets on two portals: their sessions are served on two threads at once', async () => {
+  const ia = await homeOf('iqn.2026-12.org.tsio:ia');
+  const ib = await homeOf('iqn.2026-12.org.tsio:ib');
+  assert.ok(ia !== undefined && ib !== undefined && ia !== ib, JSON.stringify(await threads()));
+  const t = await threads();
+  const before = t.map((x) => ticks(x.tid));
+  const ports = [d.port, port2];
+  const perf = (n: string, port: number) => run('iscsi-perf', ['-m', '8', '-b', '8', '-r', '-t', '3', `iscsi://127.0.0.1:${port}/iqn.2026-12.org.tsio:${n}/0`]);
+  const during = new Promise((r) => setTimeout(r, 1500)).then(() => c.call<{ id: number; target: string }[]>('sessions.list'));
+  const [oa, ob, sessions] = await Promise.all([perf('ia', ports[0]), perf('ib', ports[1]), during]);
+  for (const o of [oa, ob]) assert.match(o.stdout, /iops average [1-9]/, o.stdout + o.stderr);
+  const used = t.map((x, i) => ticks(x.tid) - before[i]);
+  for (const [i, u] of used.entries()) assert.ok(u >= 3, `I/O thread ${i} used ${u} ticks (both: ${used.join(', ')})`);
+  // One session per target, ids unique across the threads.
+  assert.deepEqual(sessions.map((s) => s.target).sort(), ['iqn.2026-12.org.tsio:ia', 'iqn.2026-12.org.tsio:ib']);
+  assert.equal(new Set(sessions.map((s) => s.id)).size, 2);
+});
+
+test('a storage object exported live joins its endpoint\'s thread; joining two threads\' storage is refused whole', async () => {
+  const hb = await homeOf('naa.5001405000000072');
+  await c.call('luns.create', { wwn: 'naa.5001405000000072', tag: 1, storage_object: '/backstores/rd_mcp/spare' });
+  const t = await threads();
+  assert.ok(t[hb!].storage_objects.includes('/backstores/rd_mcp/spare'), JSON.stringify(t));
+  const doc = await c.call<unknown>('config.get');
+  await assert.rejects(c.call('luns.create', { wwn: 'naa.5001405000000071', tag: 1, storage_object: '/backstores/rd_mcp/b' }), /different I\/O threads/);
+  assert.deepEqual(await c.call('config.get'), doc, 'the refused change left the configuration as it was');
+  // A failure on one thread (the file's directory is missing) takes nothing with it.
+  await assert.rejects(c.call('storage_objects.create', { plugin: 'fileio', name: 'f', fields: { dev: join(dir, 'none', 'f.img'), size: 1 << 20 } }), /does not exist/);
+  assert.deepEqual(await c.call('config.get'), doc);
+  assert.deepEqual(await threads(), t);
+});
+
+test('metrics and status gather every thread', async () => {
+  const st = await c.call<{ storage_objects: number; sessions: number }>('status');
+  assert.equal(st.storage_objects, 5);
+  assert.equal(typeof st.sessions, 'number');
+  const tree = await c.call<{ runtime: { storage_objects: Record<string, unknown> } }>('tree');
+  assert.deepEqual(Object.keys(tree.runtime.storage_objects).sort(), ['/backstores/rd_mcp/a', '/backstores/rd_mcp/b', '/backstores/rd_mcp/ia', '/backstores/rd_mcp/ib', '/backstores/rd_mcp/spare']);
+  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  for (const so of ['a', 'b']) assert.match(text, new RegExp(`^tsio_lu_commands_total\\{storage_object="/backstores/rd_mcp/${so}"\\} [1-9]`, 'm'));
+  assert.equal(text.match(/^# TYPE tsio_lu_commands_total /gm)?.length, 1, 'one family, series from both threads');
+});
