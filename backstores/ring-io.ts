@@ -306,6 +306,15 @@ export function uringForcedOff(): boolean {
   return /^(off|0|no|false)$/i.test(process.env.TSIO_IO_URING ?? '');
 }
 
+/** The busy-poll's longest window for this thread's ring (daemon.poll_max_ns); 0: off. */
+let ringPollNs = 0;
+
+/** Sets this thread's completion polling window, for its ring now or when it opens. */
+export function setRingPollNs(ns: number): void {
+  ringPollNs = ns;
+  shared?.setPollNs(ns);
+}
+
 function openRing(): RingQueue | null {
   if (uringForcedOff()) {
     log.info(`io_uring off (TSIO_IO_URING=${process.env.TSIO_IO_URING}): fileio and block I/O go through the thread pool`);
@@ -315,9 +324,7 @@ function openRing(): RingQueue | null {
   try {
     const ring: Ring = new Ring(RING_ENTRIES, () => queue!.drain());
     queue = new RingQueue(ring);
-    // For benches until the daemon's setting is wired: TSIO_URING_POLL_NS, the busy-poll's longest window.
-    const poll = Number(process.env.TSIO_URING_POLL_NS ?? 0);
-    if (poll > 0) queue.setPollNs(poll);
+    if (ringPollNs > 0) queue.setPollNs(ringPollNs);
     return queue;
   } catch (e) {
     const err = e as NodeJS.ErrnoException;

@@ -186,7 +186,7 @@ export const fileScenario: Scenario = {
           const tsioSock = join(dir, `tsio-${m.name}.sock`);
           const poolSock = join(dir, `pool-${m.name}.sock`);
           for (const d of ['ring', 'pool']) mkdirSync(join(dir, m.name, d), { recursive: true });
-          const ring: Daemon = await startTsiod(tsiodConfig(m, devRing, tsioSock), { dir: join(dir, m.name, 'ring'), env: { TSIO_IO_URING: 'on', TSIO_URING_POLL_NS: String(pollNs) } });
+          const ring: Daemon = await startTsiod(tsiodConfig(m, devRing, tsioSock), { dir: join(dir, m.name, 'ring'), env: { TSIO_IO_URING: 'on' }, args: ['--poll-max-ns', String(pollNs)] });
           started.push(ring);
           const pool: Daemon = await startTsiod(tsiodConfig(m, devPool, poolSock), { dir: join(dir, m.name, 'pool'), env: { TSIO_IO_URING: 'off' } });
           started.push(pool);

@@ -147,6 +147,8 @@ export interface DaemonConfig {
   /** Event loops serving the data path: 1 is the main thread alone; 'auto' is the number of cores up to io_threads_max. */
   io_threads?: number | 'auto';
   io_threads_max?: number;
+  /** Longest busy-poll of vhost rings and io_uring completions before a loop sleeps, in ns; 0 (default): never. */
+  poll_max_ns?: number;
 }
 
 export interface TsioConfig {

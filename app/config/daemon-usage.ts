@@ -10,10 +10,11 @@ export const TSIOD_USAGE = `usage: tsiod [--config FILE.yaml] [--check] [--state
   --control PATH     the control socket tcli talks to (JSON-RPC 2.0, mode 0600; default /run/tsio/control.sock)
   --saveconfig FILE  where saveconfig writes, and SIGHUP reads, by default (default /etc/tsio/saveconfig.yaml)
   --metrics H:P      serve Prometheus metrics at http://H:P/metrics (loopback addresses only; off by default)
-  --poll-max-ns NS   vhost: after serving its rings, a connection polls them up to NS nanoseconds before sleeping on
-                     its kick eventfds, the guest's kicks off meanwhile (QEMU's iothread poll-max-ns); adaptive:
-                     from 4000, doubling while requests come within NS of a pass, halving while they do not.
-                     Trades CPU for fewer wake-ups; 0 (default) never polls; at most 10000000
+  --poll-max-ns NS   busy-poll before sleeping, on every event loop (QEMU's iothread poll-max-ns): a vhost connection
+                     polls its rings up to NS nanoseconds, the guest's kicks off meanwhile, and io_uring completions
+                     are polled likewise; adaptive: from 4000, doubling while work comes within NS, halving while
+                     it does not. Trades CPU for fewer wake-ups; overrides the config's daemon.poll_max_ns;
+                     0 (default) never polls; at most 10000000
   --state-dir DIR    where state that outlives a restart is kept (APTPL reservations; default /var/lib/tsio)
   --log-level LEVEL  the least severe messages logged (default info; TSIO_LOG sets it too)
   --version          print the version and exit

@@ -13,6 +13,8 @@ export interface IoThreadData {
   stateDir: string;
   logLevel: string;
   priorityPrefix: boolean;
+  /** daemon.poll_max_ns as the main thread applied it. */
+  pollMaxNs: number;
 }
 
 export type IoRequest =

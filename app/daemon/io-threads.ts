@@ -65,9 +65,9 @@ export class IoThreads implements Dataplane {
   private constructor(readonly threads: IoThread[]) {}
 
   /** Starts count threads; resolves once each runs. A thread that dies takes the daemon with it (its LUs are gone). */
-  static async start(count: number, stateDir: string): Promise<IoThreads> {
+  static async start(count: number, stateDir: string, pollMaxNs: number): Promise<IoThreads> {
     const threads = await Promise.all(Array.from({ length: count }, (_, index) => {
-      const data: IoThreadData = { index, count, stateDir, logLevel: log.level(), priorityPrefix: log.priorityPrefix() };
+      const data: IoThreadData = { index, count, stateDir, logLevel: log.level(), priorityPrefix: log.priorityPrefix(), pollMaxNs };
       // The addon's fds (sockets, eventfds) are closed with fs.closeSync: fd tracking would warn at each.
       const worker = new Worker(join(__dirname, 'io-worker.js'), { workerData: data, name: `tsio-io${index}`, trackUnmanagedFds: false });
       return new Promise<IoThread>((resolve, reject) => {

@@ -15,6 +15,7 @@ import { CONTROL_METHODS } from '../control/methods/index';
 import { RpcError } from '../control/params';
 import { EMPTY_CONFIG, reconcile, type Live } from './reconcile';
 import { metricPart } from './metrics';
+import { applyPolling } from './polling';
 import type { IoReply, IoRequest, IoThreadData } from './io-protocol';
 
 const data = workerData as IoThreadData;
@@ -23,6 +24,7 @@ log.setLevel(data.logLevel as LogLevel);
 log.setPriorityPrefix(data.priorityPrefix);
 // Session ids unique in the daemon: thread i of n hands out i+1, i+1+n, ...
 sessionIds(data.index + 1, data.count);
+applyPolling(data.pollMaxNs);
 
 const live: Live = { root: createRoot({ stateDir: data.stateDir }), services: new Map<string, FabricService>(), config: EMPTY_CONFIG };
 // Methods run against this thread's part; saving and editing stay on main.

@@ -24,7 +24,7 @@ import { listenMetrics, metricPart, parseListen } from './metrics';
 import { IoThreads, ioThreadCount } from './io-threads';
 import { monotonicUsec, sdNotify, stderrIsJournal } from './systemd';
 import { TSIOD_USAGE as USAGE } from '../config/daemon-usage';
-import { MAX_POLL_NS, setVhostPollMaxNs } from '../../fabrics/vhost/vhost';
+import { applyPolling, MAX_POLL_NS } from './polling';
 
 
 
@@ -142,7 +142,6 @@ async function daemonIssues(args: Args): Promise<string[]> {
 async function main(): Promise<void> {
   if (stderrIsJournal()) log.setPriorityPrefix(true);
   const args = parseArgs(process.argv.slice(2));
-  if (args.pollMaxNs !== undefined) setVhostPollMaxNs(args.pollMaxNs);
   let loaded: Loaded;
   try {
     loaded = loadConfig(args.config);
@@ -166,8 +165,10 @@ async function main(): Promise<void> {
   const root = createRoot({ stateDir: args.stateDir });
   const live: Live = { root, services: new Map<string, FabricService>(), config: EMPTY_CONFIG };
   // io_threads > 1: the data path on I/O threads, the main thread keeps control and configuration.
+  const pollMaxNs = args.pollMaxNs ?? cfg.daemon?.poll_max_ns ?? 0;
+  applyPolling(pollMaxNs);
   const count = ioThreadCount(cfg.daemon);
-  const threads = count > 1 ? await IoThreads.start(count, args.stateDir) : undefined;
+  const threads = count > 1 ? await IoThreads.start(count, args.stateDir, pollMaxNs) : undefined;
   if (threads) {
     live.threads = threads;
     log.info(`${count} I/O threads`);
