@@ -31,13 +31,13 @@ export const daemonMethods: MethodTable = {
   'tree': {
     doc: 'The complete live configuration with runtime data (sizes, users, sessions, statistics).',
     params: {},
-    run: (_p, c) => {
+    run: async (_p, c) => {
       const { root, config } = c.live;
       const tpgs: Obj = {};
       for (const t of root.targets.values()) {
         for (const tpg of t.tpgs.values()) tpgs[`${t.wwn}/${tpg.tag}`] = { sessions: tpg.sessions.size, served: c.live.services.has(t.wwn) };
       }
-      return { config: { storage_objects: config.storage_objects, targets: config.targets, fabric_modules: config.fabric_modules }, runtime: { storage_objects: storageObjectsRuntime(c.live), tpgs }, dirty: c.dirty };
+      return { config: { storage_objects: config.storage_objects, targets: config.targets, fabric_modules: config.fabric_modules }, runtime: { storage_objects: await storageObjectsRuntime(c.live), tpgs }, dirty: c.dirty };
     },
   },
   'config.get': { doc: 'The live configuration as saveconfig writes it.', params: {}, run: (_p, c) => c.document() },
