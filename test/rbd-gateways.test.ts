@@ -190,11 +190,11 @@ async function rtpg(ini: RawInitiator): Promise<{ groups: PortGroup[]; transitio
 }
 
 /** Polls RTPG through ini until pred holds (up to ms); returns what it saw last and when. */
-async function rtpgUntil(ini: RawInitiator, pred: (g: PortGroup[]) => boolean, ms = 30_000): Promise<{ groups: PortGroup[]; ms: number }> {
+async function rtpgUntil(ini: RawInitiator, pred: (g: PortGroup[]) => boolean, ms = 30_000, every = 200): Promise<{ groups: PortGroup[]; ms: number }> {
   const t = Date.now();
   let g = (await rtpg(ini)).groups;
   while (!pred(g) && Date.now() - t < ms) {
-    await new Promise((r) => setTimeout(r, 200));
+    await new Promise((r) => setTimeout(r, every));
     g = (await rtpg(ini)).groups;
   }
   return { groups: g, ms: Date.now() - t };
@@ -309,20 +309,24 @@ test('SET TARGET PORT GROUPS: explicit ALUA across gateways, transitioning while
     // the command finish, both groups are transitioning and B refuses medium commands with NOT READY, 04/0A.
     const logAt = [a.log().length, b.log().length];
     const block = Buffer.alloc(512, 0x33);
-    const long = y.command(cdb16(0x93, 0, SIZE / 512), { write: block, immediate: 512 });
-    await new Promise((r) => setTimeout(r, 100));
+    // Several, on separate connections, so that the drain lasts well beyond a few RTPG polls.
+    const writers = await Promise.all([1, 2, 3].map((i) => host(b, `${Y}-stpg-w${i}`)));
+    const long = Promise.all([y, ...writers].map((w) => w.command(cdb16(0x93, 0, SIZE / 512), { write: block, immediate: 512 })))
+      .then((rs) => rs.find((r) => r.status !== STATUS.GOOD) ?? rs[0])
+      .finally(() => writers.forEach((w) => w.close()));
+    await new Promise((r) => setTimeout(r, 50));
     const t = Date.now();
     const move = stpg(x, [[AO, 1], [ANO, 2]]);
     let moved = 0;
     void move.then(() => (moved = Date.now() - t));
-    const seen = await rtpgUntil(y, (g) => g.every((p) => p.state === TRANSITIONING), 5000);
+    const seen = await rtpgUntil(y, (g) => g.every((p) => p.state === TRANSITIONING), 5000, 10);
     assert.deepEqual(seen.groups.map((g) => g.state), [TRANSITIONING, TRANSITIONING], 'RTPG through B during the move');
     let during = await read(y, 0);
     while (senseOf(during).key === 6) during = await read(y, 0);
     assert.deepEqual([during.status, senseOf(during).key, senseOf(during).asc], [STATUS.CHECK, 2, 0x040a], 'NOT READY, ASYMMETRIC ACCESS STATE TRANSITION');
     assert.equal((await move).status, STATUS.GOOD, 'STPG');
     assert.equal((await long).status, STATUS.GOOD, "B's WRITE SAME finished before B gave up ownership");
-    console.log(`STPG: group 1 active/optimized ${moved} ms after the STPG (B drained a WRITE SAME of ${SIZE / MiB} MiB first)`);
+    console.log(`STPG: group 1 active/optimized ${moved} ms after the STPG (B drained four WRITE SAMEs of ${SIZE / MiB} MiB first, or 3 s)`);
 
     const aOwns = [{ id: 1, state: AO, ports: [1] }, { id: 2, state: ANO, ports: [2] }];
     assert.deepEqual((await rtpg(x)).groups, aOwns, 'through A');
