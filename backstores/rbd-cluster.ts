@@ -22,6 +22,8 @@ interface Entry {
 }
 
 const connections = new Map<string, Entry>();
+/** Fenced connections some storage objects still use (their images not yet moved to a new one): users left. */
+const retired = new Map<RadosCluster, number>();
 
 function keyOf(p: ClusterParams): string {
   return JSON.stringify([p.conf ?? null, p.clientId, p.keyring ?? null, p.timeout]);
@@ -71,8 +73,36 @@ export async function acquireCluster(p: ClusterParams): Promise<RadosCluster> {
   }
 }
 
-/** Drops one use; the last one shuts the connection down (off the loop). */
-export async function releaseCluster(p: ClusterParams): Promise<void> {
+/**
+ * A user of a fenced (blocklisted) connection moves to a new one with the same params: the first
+ * to move makes it (a new client, a new address); the old one is shut down once its last user moved.
+ */
+export async function renewCluster(p: ClusterParams, old: RadosCluster): Promise<RadosCluster> {
+  const key = keyOf(p);
+  const e = connections.get(key);
+  if (e !== undefined && (await e.cluster.catch(() => undefined)) === old) {
+    connections.delete(key);
+    retired.set(old, e.users);
+  }
+  const fresh = await acquireCluster(p);
+  await releaseRetired(old);
+  return fresh;
+}
+
+async function releaseRetired(c: RadosCluster): Promise<boolean> {
+  const n = retired.get(c);
+  if (n === undefined) return false;
+  if (n > 1) retired.set(c, n - 1);
+  else {
+    retired.delete(c);
+    await c.shutdown().catch(() => undefined);
+  }
+  return true;
+}
+
+/** Drops one use (of c, when given: it may be a fenced one); the last one shuts the connection down (off the loop). */
+export async function releaseCluster(p: ClusterParams, c?: RadosCluster): Promise<void> {
+  if (c !== undefined && (await releaseRetired(c))) return;
   const key = keyOf(p);
   const e = connections.get(key);
   if (e === undefined || --e.users > 0) return;

@@ -8,6 +8,9 @@
 // watching) is blocklisted, so it can no longer write for an initiator whose
 // registration it did not hear was preempted. All calls are librados aio,
 // drained in batches from one eventfd on the loop (native/rados.cc).
+// A gateway that finds itself fenced (an operation or watch fails with
+// EBLOCKLISTED) tells its records' listeners and its backstore (onFenced),
+// which makes a new client; reopen() then watches again with it.
 
 import os from 'node:os';
 
@@ -16,6 +19,8 @@ import { log } from '../src/core/log';
 import { FdWatcher, radosObjects, type RadosCluster, type RadosObjects } from '../native';
 
 const { ENOENT, ERANGE, EOVERFLOW, EEXIST, ETIMEDOUT, ENODATA } = os.constants.errno;
+/** Linux ESHUTDOWN, librados' EBLOCKLISTED: this client was fenced. */
+const EBLOCKLISTED = 108;
 /** How long a notify waits for every gateway's acknowledgement before it fences the silent ones. */
 const NOTIFY_TIMEOUT_MS = 5000;
 /** How long the OSD keeps a watch whose client stopped answering (a killed gateway). */
@@ -36,10 +41,15 @@ export class RadosRecords {
   private next = 1;
   private readonly pending = new Map<number, { resolve(d: Done): void }>();
   private readonly listeners = new Map<number, RadosRecord>();
+  private readonly made = new Map<string, RadosRecord>();
   private closed = false;
+  /** This client was fenced: set once, until reopen(). */
+  private fenced = false;
+  /** Called once when this client is found fenced (the backstore makes a new one). */
+  onFenced: (() => void) | undefined;
 
   constructor(
-    readonly cluster: RadosCluster,
+    public cluster: RadosCluster,
     private readonly pool: string,
     private readonly namespace: string,
     private readonly image: string,
@@ -47,7 +57,35 @@ export class RadosRecords {
   ) {}
 
   record(name: string): SharedRecord {
-    return new RadosRecord(this, `tsio.${name}.${this.image}`);
+    const oid = `tsio.${name}.${this.image}`;
+    let r = this.made.get(oid);
+    if (r === undefined) this.made.set(oid, (r = new RadosRecord(this, oid)));
+    return r;
+  }
+
+  /** Gateways (client gids) this client fenced already: a second blocklisting would only cost a mon commit. */
+  readonly fencedGateways = new Set<string>();
+  /** Bumped by reopen(): work begun with an older client stops. */
+  epoch = 0;
+
+  /** An operation or a watch failed with EBLOCKLISTED: tells every record's listener, then the backstore. */
+  noticeFenced(): void {
+    if (this.fenced || this.closed) return;
+    this.fenced = true;
+    log.warn(`rbd ${this.what}: this gateway's client (client.${this.cluster.instanceId()}, ${this.cluster.addresses()}) is fenced (blocklisted)`);
+    for (const r of this.made.values()) r.fencedNow();
+    this.onFenced?.();
+  }
+
+  /** After close(): the same records over a new client, watched again; each listener then reads its record again. */
+  async reopen(cluster: RadosCluster): Promise<void> {
+    this.cluster = cluster;
+    this.objects = undefined;
+    this.watcher = undefined;
+    this.closed = false;
+    this.fenced = false;
+    this.epoch++;
+    for (const r of this.made.values()) await r.relisten();
   }
 
   private open(): Promise<RadosObjects> {
@@ -81,13 +119,15 @@ export class RadosRecords {
           const data = o.take(id);
           if (p === undefined) continue;
           this.pending.delete(id);
+          if (o.results[i] === -EBLOCKLISTED) this.noticeFenced();
           p.resolve({ result: o.results[i], version: o.versions[i], data });
         }
       } while (n === o.ids.length);
       for (const e of o.events()) {
         const rec = this.listeners.get(e.cookie);
         if (rec === undefined) continue;
-        if ('error' in e) rec.lost(e.error);
+        if ('error' in e && e.error === -EBLOCKLISTED) this.noticeFenced();
+        else if ('error' in e) rec.lost(e.error);
         else rec.message(o, e.notifyId, e.cookie, e.notifier, e.data);
       }
     } catch (err) {
@@ -128,6 +168,7 @@ class RadosRecord implements SharedRecord {
   private cookie: number | undefined;
   private onMessage: ((msg: Buffer) => Promise<void>) | undefined;
   private onResync: (() => void) | undefined;
+  private onFenced: (() => void) | undefined;
 
   constructor(
     private readonly set: RadosRecords,
@@ -164,6 +205,7 @@ class RadosRecord implements SharedRecord {
 
   /** Blocklists the gateway client.<gid> (its address from gw.<gid>). */
   async fence(gid: string): Promise<void> {
+    if (this.set.fencedGateways.has(gid)) return;
     const d = await this.set.op((o, id) => o.getXattr(id, this.oid, `gw.${gid}`));
     if (d.result === -ENODATA || d.result === -ENOENT) {
       log.warn(`rbd ${this.set.what}: gateway client.${gid} published no address on ${this.oid} to fence`);
@@ -173,11 +215,29 @@ class RadosRecord implements SharedRecord {
     const addr = (d.data as Buffer).toString();
     log.warn(`rbd ${this.set.what}: fencing gateway client.${gid} (${addr}), silent on ${this.oid}`);
     await this.set.cluster.blocklistAdd(addr, FENCE_SECONDS);
+    this.set.fencedGateways.add(gid);
   }
 
-  async listen(onMessage: (msg: Buffer) => Promise<void>, onResync: () => void): Promise<void> {
+  async listen(onMessage: (msg: Buffer) => Promise<void>, onResync: () => void, onFenced?: () => void): Promise<void> {
     this.onMessage = onMessage;
     this.onResync = onResync;
+    this.onFenced = onFenced;
+    await this.join();
+  }
+
+  fencedNow(): void {
+    this.onFenced?.();
+  }
+
+  /** With the set's new client: listens again as before (a new address published), then the listener reloads. */
+  async relisten(): Promise<void> {
+    if (this.onMessage === undefined) return;
+    this.cookie = undefined;
+    await this.join();
+    this.onResync?.();
+  }
+
+  private async join(): Promise<void> {
     // The object must exist to be watched; the first gateway makes it empty (a racing one finds it made).
     const made = await this.set.op((o, id) => o.swap(id, this.oid, 0, Buffer.alloc(0)));
     if (made.result < 0 && made.result !== -EEXIST) throw this.error(made.result, 'create');
@@ -216,9 +276,10 @@ class RadosRecord implements SharedRecord {
     const old = this.cookie;
     if (old !== undefined) this.set.forget(old);
     this.cookie = undefined;
+    const epoch = this.set.epoch;
     void (async () => {
       if (old !== undefined) await this.set.op((o, id) => o.unwatch(id, this.oid, old)).catch(() => undefined);
-      for (let i = 0; !this.set.isClosed; i++) {
+      for (let i = 0; !this.set.isClosed && this.set.epoch === epoch; i++) {
         try {
           await this.watch();
           break;
@@ -227,7 +288,7 @@ class RadosRecord implements SharedRecord {
           await new Promise((r) => setTimeout(r, 1000));
         }
       }
-      this.onResync?.();
+      if (this.set.epoch === epoch && !this.set.isClosed) this.onResync?.();
     })();
   }
 

@@ -10,11 +10,11 @@
 import os from 'node:os';
 
 import type { Backstore, BackstoreCaps, BackstoreOptions, LbaExtent, SharedRecord } from '../src/core/backstore';
-import { Asc, ScsiError, SenseKey } from '../src/core/sense';
+import { Asc, ScsiError, SenseKey, aluaTransitioning } from '../src/core/sense';
 import { sglLength, sglSlice, type Sgl } from '../src/core/sgl';
 import { log } from '../src/core/log';
 import { FdWatcher, errnoError, eventfdRead, rbdConstants, type RadosCluster, type RbdImage } from '../native';
-import { acquireCluster, releaseCluster, type ClusterParams } from './rbd-cluster';
+import { acquireCluster, releaseCluster, renewCluster, type ClusterParams } from './rbd-cluster';
 import { RadosRecords } from './rbd-shared';
 
 const DEFAULT_BLOCK_SIZE = 512;
@@ -50,14 +50,15 @@ interface Pending {
  * The failure of one librbd operation as the command should see it. A timeout is the cluster
  * not answering (an OSD or mon down for longer than the timeout): ABORTED COMMAND, LOGICAL UNIT
  * COMMUNICATION TIME-OUT, which initiators retry and then fail. ESHUTDOWN is this client fenced
- * (blocklisted): LOGICAL UNIT COMMUNICATION FAILURE. Others keep their errno (EIO: MEDIUM
+ * (blocklisted): the gateway makes a new client and joins again, meanwhile NOT READY, ASYMMETRIC
+ * ACCESS STATE TRANSITION, which initiators retry (or try on another path). Others keep their errno (EIO: MEDIUM
  * ERROR, ENOSPC: out of space, EROFS: write protected) for the core's usual mapping.
  */
 export function rbdError(errno: number, call: string, what: string): Error {
   if (errno === ETIMEDOUT) {
     return new ScsiError(SenseKey.ABORTED_COMMAND, Asc.LU_COMMUNICATION_TIMEOUT);
   }
-  if (errno === ESHUTDOWN) return new ScsiError(SenseKey.ABORTED_COMMAND, Asc.LU_COMMUNICATION_FAILURE);
+  if (errno === ESHUTDOWN) return aluaTransitioning();
   const name = ERRNO_NAMES.get(errno) ?? 'EIO';
   return errnoError(name, call, what);
 }
@@ -68,6 +69,10 @@ class ImageIo {
   private readonly pending = new Map<number, Pending>();
   private readonly watcher: FdWatcher;
   private idle: (() => void) | undefined;
+  /** The client was fenced: nothing more reaches this image (a new ImageIo replaces it). */
+  dead = false;
+  /** An operation failed because this client is fenced. */
+  onFenced: (() => void) | undefined;
 
   constructor(
     readonly image: RbdImage,
@@ -87,6 +92,7 @@ class ImageIo {
   }
 
   private start(call: string, offset: number, keep: unknown, start: (id: number) => void, caw: boolean): Promise<number | void> {
+    if (this.dead) return Promise.reject(aluaTransitioning());
     const id = this.next;
     this.next = id >= 0x7fffffff ? 1 : id + 1;
     return new Promise<number | void>((resolve, reject) => {
@@ -112,6 +118,7 @@ class ImageIo {
           if (p === undefined) continue;
           this.pending.delete(id);
           const r = img.results[i];
+          if (r === -ESHUTDOWN) this.onFenced?.();
           if (p.caw) {
             if (r === -EILSEQ) p.resolve(img.aux[i]);
             else if (r < 0) p.reject(rbdError(-r, p.call, `${this.what} at byte ${p.offset}`));
@@ -159,14 +166,16 @@ class RbdBackstore implements Backstore {
   readonly plugin = 'rbd';
   readonly caps: BackstoreCaps;
   private capacityListener: (() => void) | undefined;
-  private readonly updates: FdWatcher;
+  private updates: FdWatcher;
+  /** Set while this gateway, found fenced, moves to a new client. */
+  private recovering: Promise<void> | undefined;
   private closed = false;
   /** Pool work on the image (stat, walks, resize): close() waits for it, so rbd_close never races it. */
   private readonly busy = new Set<Promise<unknown>>();
   private readonly records = new Map<string, SharedRecord>();
 
   constructor(
-    private readonly io: ImageIo,
+    private io: ImageIo,
     /** What every gateway of this image shares: its persistent reservations, its ALUA state. */
     private readonly shares: RadosRecords,
     private readonly cluster: ClusterParams,
@@ -176,6 +185,8 @@ class RbdBackstore implements Backstore {
     readonly blockSize: number,
     readonly physicalBlockSize: number,
     fastDiff: boolean,
+    /** Opens the image again through a new connection (after a fence). */
+    private readonly reopen: (c: RadosCluster) => Promise<RbdImage>,
   ) {
     this.caps = {
       // Zeroing removes whole objects and zeroes the rest: deallocated ranges read zeros.
@@ -188,10 +199,69 @@ class RbdBackstore implements Backstore {
       persistent: true,
       nonRotational: false,
     };
-    this.updates = new FdWatcher(io.image.updateFd, () => {
-      eventfdRead(io.image.updateFd);
+    this.updates = this.watchUpdates(io.image);
+    io.onFenced = () => this.fenced();
+    shares.onFenced = () => this.fenced();
+  }
+
+  private watchUpdates(img: RbdImage): FdWatcher {
+    return new FdWatcher(img.updateFd, () => {
+      eventfdRead(img.updateFd);
       void this.refreshSize();
     });
+  }
+
+  /**
+   * This gateway's client was fenced (blocklisted: another gateway declared it dead). It serves
+   * nothing more from the old image (commands fail NOT READY, transitioning), closes it, makes a
+   * new client (a new address), opens the image with it and lets its records' listeners join
+   * again (ALUA: as non-optimized).
+   */
+  private fenced(): void {
+    if (this.closed || this.io.dead) return;
+    this.io.dead = true;
+    this.shares.noticeFenced();
+    const t = Date.now();
+    this.recovering = this.recover(t)
+      .catch((e) => log.error(`rbd ${this.what}: joining again after the fence failed`, e))
+      .finally(() => (this.recovering = undefined));
+  }
+
+  private async recover(t: number): Promise<void> {
+    const old = this.io;
+    const oldCluster = this.shares.cluster;
+    log.warn(`rbd ${this.what}: fenced; this gateway serves nothing from the image until it has opened it again with a new client`);
+    this.updates.stop();
+    await this.shares.close().catch((e) => log.warn(`rbd ${this.what}: closing the fenced shared records failed`, e));
+    await Promise.allSettled([...this.busy]);
+    await old.settled();
+    old.stop();
+    await old.image.close().catch((e) => log.warn(`rbd ${this.what}: closing the fenced image failed`, e));
+    let renewed = false;
+    for (let i = 0; !this.closed; i++) {
+      try {
+        // The first try leaves the fenced connection (its last user shuts it down); later ones only connect.
+        const c = renewed ? await acquireCluster(this.cluster) : await renewCluster(this.cluster, oldCluster);
+        renewed = true;
+        let img: RbdImage;
+        try {
+          img = await this.reopen(c);
+        } catch (e) {
+          await releaseCluster(this.cluster, c);
+          throw e;
+        }
+        this.io = new ImageIo(img, this.what);
+        this.io.onFenced = () => this.fenced();
+        this.updates = this.watchUpdates(img);
+        await this.shares.reopen(c);
+        log.info(`rbd ${this.what}: joined again as client.${c.instanceId()} (${c.addresses()}), ${Date.now() - t} ms after the fence was noticed`);
+        void this.refreshSize();
+        return;
+      } catch (e) {
+        if (i % 10 === 0) log.warn(`rbd ${this.what}: a new client after the fence failed; trying again`, e);
+        await new Promise((r) => setTimeout(r, 2000));
+      }
+    }
   }
 
   get size(): number {
@@ -274,6 +344,17 @@ class RbdBackstore implements Backstore {
     return r;
   }
 
+  /** This gateway's client, whether it is connected or fenced (joining again), and the image's exclusive lock. */
+  async clusterStatus(): Promise<Record<string, string | number | boolean>> {
+    const c = this.shares.cluster;
+    const out: Record<string, string | number | boolean> = { client: `client.${c.instanceId()}`, address: c.addresses(), fsid: c.fsid() };
+    if (this.io.dead) return { ...out, connection: 'fenced (blocklisted): joining again with a new client' };
+    out.connection = 'connected';
+    const [owner, holders] = await Promise.all([this.track(this.io.image.isLockOwner()), this.track(this.io.image.lockOwners())]);
+    out.exclusive_lock = owner ? 'held by this gateway' : holders.length === 0 ? 'free' : `held by ${holders.join(', ')}`;
+    return out;
+  }
+
   watchCapacity(onChange: () => void): void {
     this.capacityListener = onChange;
   }
@@ -296,6 +377,7 @@ class RbdBackstore implements Backstore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await this.recovering;
     this.updates.stop();
     await this.shares.close().catch((e) => log.warn(`rbd ${this.what}: closing the shared records failed`, e));
     await Promise.allSettled([...this.busy]);
@@ -304,7 +386,7 @@ class RbdBackstore implements Backstore {
     try {
       await this.io.image.close();
     } finally {
-      await releaseCluster(this.cluster);
+      await releaseCluster(this.cluster, this.shares.cluster);
     }
   }
 
@@ -370,7 +452,8 @@ export async function createRbd(opts: BackstoreOptions): Promise<Backstore> {
     const fastDiff = (st.features & RBD_FEATURE_FAST_DIFF) !== 0 && (st.flags & RBD_FLAG_FAST_DIFF_INVALID) === 0;
     const shares = new RadosRecords(connected, pool, namespace, image, what);
     const group = param(opts, 'gateway_group');
-    return new RbdBackstore(new ImageIo(img, what), shares, cluster, what, size, group === undefined ? undefined : Number(group), blockSize, physicalBlockSize, fastDiff);
+    const reopen = (c: RadosCluster) => openImage(c, pool, namespace, image, 0, readonly, what);
+    return new RbdBackstore(new ImageIo(img, what), shares, cluster, what, size, group === undefined ? undefined : Number(group), blockSize, physicalBlockSize, fastDiff, reopen);
   } catch (e) {
     if (img !== undefined) await img.close().catch(() => undefined);
     await releaseCluster(cluster);

@@ -14,6 +14,9 @@ export interface TreeData {
   runtime: {
     storage_objects: Record<string, {
       size: number; block_size: number; serial: string; used_by: string[]; health?: string; stats: StatsView;
+      /** Shared storage (rbd): this gateway's client and the image's lock; its ALUA state. */
+      cluster?: Record<string, string | number | boolean>;
+      alua?: { group: number; state: string; owner: number; fenced: boolean; moving?: string };
     }>;
     /** fabric: what the fabric shows of the TPG (vhost: VhostTpgState). */
     tpgs: Record<string, { sessions: number; served: boolean; fabric?: VhostTpgState }>;
@@ -46,7 +49,7 @@ export interface Node {
 }
 
 export const FABRICS = ['iscsi', 'vhost', 'loopback'] as const;
-export const PLUGINS = ['rd_mcp', 'fileio', 'block', 'pscsi'] as const;
+export const PLUGINS = ['rd_mcp', 'fileio', 'block', 'pscsi', 'rbd'] as const;
 
 export const formatSize = formatSizeHuman;
 

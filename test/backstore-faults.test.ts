@@ -93,7 +93,7 @@ test('the backing file deleted under a live fileio LU: NOT READY / MANUAL INTERV
     const n = await r.nexus();
     await writeBlocks(n, 0, 0, pattern(4096, 3));
     const live = { root: r.root } as unknown as Live;
-    assert.equal((storageObjectsRuntime(live)['/backstores/fileio/so0'] as { health: string }).health, 'ok');
+    assert.equal(((await storageObjectsRuntime(live))['/backstores/fileio/so0'] as { health: string }).health, 'ok');
     fs.unlinkSync(file);
     // inotify tells the store within a turn or two of the loop.
     for (let i = 0; i < 100 && r.sos[0].lu.fault === undefined; i++) await new Promise((res) => setTimeout(res, 10));
@@ -105,7 +105,7 @@ test('the backing file deleted under a live fileio LU: NOT READY / MANUAL INTERV
     const rs = await n.command(0, [0x03, 0, 0, 0, 18, 0]);
     good(rs, 'REQUEST SENSE');
     assert.deepEqual([rs.data[2] & 0xf, rs.data[12], rs.data[13]], [0x2, 0x04, 0x03]);
-    const health = (storageObjectsRuntime(live)['/backstores/fileio/so0'] as { health: string }).health;
+    const health = ((await storageObjectsRuntime(live))['/backstores/fileio/so0'] as { health: string }).health;
     assert.match(health, /^storage lost: .*gone\.img was deleted/);
     await writeBlocks(n, 1, 0, pattern(4096, 5));
     assert.ok((await readBlocks(n, 1, 0, 8)).equals(pattern(4096, 5)));

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 
 import { ceph, type Ceph } from './util/ceph';
-import { startTsiod, type Daemon } from './util/tsiod';
+import { startTsiod, tcli, type Daemon } from './util/tsiod';
 import { RawInitiator } from './util/iscsi-initiator';
 import { cdb10, cdb16 } from './util/cdb';
 import { SA, TYPES, prOutCdb } from './util/pr';
@@ -166,11 +166,17 @@ interface PortGroup {
   ports: number[];
 }
 
+/** Unit attentions the helpers below took on each path (ASCs), for tests that check them. */
+const uasSeen = new WeakMap<RawInitiator, number[]>();
+
 /** REPORT TARGET PORT GROUPS (extended header) through an initiator's path. */
 async function rtpg(ini: RawInitiator): Promise<{ groups: PortGroup[]; transitionTime: number }> {
   for (let i = 0; ; i++) {
     const r = await ini.command([0xa3, 0x0a | (1 << 5), 0, 0, 0, 0, 0, 0, 4, 0, 0, 0], { read: 1024 });
-    if (r.status === STATUS.CHECK && (r.sense[2] & 0xf) === 6 && i < 8) continue; // unit attentions first
+    if (r.status === STATUS.CHECK && (r.sense[2] & 0xf) === 6 && i < 8) {
+      uasSeen.set(ini, [...(uasSeen.get(ini) ?? []), asc(r)]);
+      continue; // unit attentions first
+    }
     assert.equal(r.status, STATUS.GOOD, `RTPG: sense ${r.sense.toString('hex')}`);
     const groups: PortGroup[] = [];
     for (let d = 8; d < 4 + r.data.readUInt32BE(0);) {
@@ -184,11 +190,11 @@ async function rtpg(ini: RawInitiator): Promise<{ groups: PortGroup[]; transitio
 }
 
 /** Polls RTPG through ini until pred holds (up to ms); returns what it saw last and when. */
-async function rtpgUntil(ini: RawInitiator, pred: (g: PortGroup[]) => boolean, ms = 30_000): Promise<{ groups: PortGroup[]; ms: number }> {
+async function rtpgUntil(ini: RawInitiator, pred: (g: PortGroup[]) => boolean, ms = 30_000, every = 200): Promise<{ groups: PortGroup[]; ms: number }> {
   const t = Date.now();
   let g = (await rtpg(ini)).groups;
   while (!pred(g) && Date.now() - t < ms) {
-    await new Promise((r) => setTimeout(r, 200));
+    await new Promise((r) => setTimeout(r, every));
     g = (await rtpg(ini)).groups;
   }
   return { groups: g, ms: Date.now() - t };
@@ -232,6 +238,188 @@ test('ALUA: one target port group per gateway, the same answer through both, bef
     // Data still flows through both paths.
     assert.equal((await write(x, 8)).status, STATUS.GOOD);
     assert.equal((await read(y, 8)).status, STATUS.GOOD);
+  } finally {
+    x.close();
+    y.close();
+  }
+});
+
+const TRANSITIONING = 0xf;
+const senseOf = (r: { sense: Buffer }) => ({ key: r.sense[2] & 0x0f, asc: asc(r), sksv: (r.sense[15] & 0x80) !== 0, cd: (r.sense[15] & 0x40) !== 0, field: r.sense.readUInt16BE(16) });
+
+/** SET TARGET PORT GROUPS with descriptors [state, group] (len: a parameter list length other than theirs). */
+function stpg(ini: RawInitiator, descs: [number, number][], len?: number) {
+  const p = Buffer.alloc(4 + 4 * descs.length);
+  descs.forEach(([state, id], i) => {
+    p[4 + 4 * i] = state;
+    p.writeUInt16BE(id, 4 + 4 * i + 2);
+  });
+  const n = len ?? p.length;
+  const cdb = [0xa4, 0x0a, 0, 0, 0, 0, (n >> 24) & 0xff, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff, 0, 0];
+  return ini.command(cdb, { write: p.subarray(0, n), immediate: n });
+}
+
+/** Takes pending unit attentions on a path; returns their ASCs. */
+async function takeUas(ini: RawInitiator): Promise<number[]> {
+  const out: number[] = uasSeen.get(ini) ?? [];
+  uasSeen.delete(ini);
+  for (let i = 0; i < 8; i++) {
+    const r = await ini.command([0, 0, 0, 0, 0, 0]);
+    if (r.status === STATUS.GOOD || (r.sense[2] & 0xf) !== 6) break;
+    out.push(asc(r));
+  }
+  return out;
+}
+
+test('SET TARGET PORT GROUPS: explicit ALUA across gateways, transitioning while the owner drains, precise ILLEGAL REQUESTs', { timeout: 300_000 }, async () => {
+  const [a, b] = gw;
+  const x = await host(a, `${X}-stpg`);
+  const y = await host(b, `${Y}-stpg`);
+  try {
+    // After the failover test B owns the unit; A (restarted) is non-optimized.
+    const bOwns = [{ id: 1, state: ANO, ports: [1] }, { id: 2, state: AO, ports: [2] }];
+    assert.deepEqual((await rtpgUntil(x, (g) => JSON.stringify(g) === JSON.stringify(bOwns))).groups, bOwns);
+
+    // INQUIRY TPGS 11b and RSOC listing STPG as supported, on both paths.
+    for (const ini of [x, y]) {
+      const inq = await ini.command([0x12, 0, 0, 0, 96, 0], { read: 96 });
+      assert.equal((inq.data[5] >> 4) & 3, 3, 'TPGS 11b: implicit and explicit');
+      const rsoc = await ini.command([0xa3, 0x0c, 0x02, 0xa4, 0, 0x0a, 0, 0, 0, 64, 0, 0], { read: 64 });
+      assert.equal(rsoc.status, STATUS.GOOD);
+      assert.equal(rsoc.data[1] & 7, 3, 'RSOC: SET TARGET PORT GROUPS supported');
+    }
+
+    // Invalid requests: each its precise ILLEGAL REQUEST, nothing moves.
+    const unknown = senseOf(await stpg(x, [[AO, 9]]));
+    assert.deepEqual(unknown, { key: 5, asc: 0x2600, sksv: true, cd: false, field: 6 }, 'unknown group: INVALID FIELD IN PARAMETER LIST at its id');
+    const standby = senseOf(await stpg(x, [[2, 1]]));
+    assert.deepEqual(standby, { key: 5, asc: 0x2600, sksv: true, cd: false, field: 4 }, 'standby (not configured): INVALID FIELD IN PARAMETER LIST at the state');
+    assert.equal((r => r.sense[15] & 7)(await stpg(x, [[2, 1]])), 3, 'bit pointer: the state field');
+    assert.deepEqual(senseOf(await stpg(x, [[AO, 1], [AO, 2]])).asc, 0x2600, 'two groups active/optimized');
+    assert.deepEqual(senseOf(await stpg(x, [[ANO, 2]])).asc, 0x2600, 'the owner non-optimized with nobody to take over');
+    assert.equal(senseOf(await stpg(x, [[AO, 1]], 6)).asc, 0x1a00, 'a list of 4 + 2 bytes: PARAMETER LIST LENGTH ERROR');
+    assert.equal((await stpg(x, [[AO, 2]])).status, STATUS.GOOD, 'the owner active/optimized: nothing to do');
+    assert.deepEqual((await rtpg(x)).groups, bOwns);
+    await takeUas(x);
+    await takeUas(y);
+    await new Promise((r) => setTimeout(r, 1500)); // a ping: nothing changes
+    assert.deepEqual(await takeUas(y), [], 'no state changed: no unit attention');
+
+    // A long WRITE SAME in flight on the owner B; an STPG through A makes A's group active/optimized. While B lets
+    // the command finish, both groups are transitioning and B refuses medium commands with NOT READY, 04/0A.
+    const logAt = [a.log().length, b.log().length];
+    const block = Buffer.alloc(512, 0x33);
+    // Several, on separate connections, so that the drain lasts well beyond a few RTPG polls.
+    const writers = await Promise.all([1, 2, 3].map((i) => host(b, `${Y}-stpg-w${i}`)));
+    const long = Promise.all([y, ...writers].map((w) => w.command(cdb16(0x93, 0, SIZE / 512), { write: block, immediate: 512 })))
+      .then((rs) => rs.find((r) => r.status !== STATUS.GOOD) ?? rs[0])
+      .finally(() => writers.forEach((w) => w.close()));
+    await new Promise((r) => setTimeout(r, 50));
+    const t = Date.now();
+    const move = stpg(x, [[AO, 1], [ANO, 2]]);
+    let moved = 0;
+    void move.then(() => (moved = Date.now() - t));
+    const seen = await rtpgUntil(y, (g) => g.every((p) => p.state === TRANSITIONING), 5000, 10);
+    assert.deepEqual(seen.groups.map((g) => g.state), [TRANSITIONING, TRANSITIONING], 'RTPG through B during the move');
+    let during = await read(y, 0);
+    while (senseOf(during).key === 6) during = await read(y, 0);
+    assert.deepEqual([during.status, senseOf(during).key, senseOf(during).asc], [STATUS.CHECK, 2, 0x040a], 'NOT READY, ASYMMETRIC ACCESS STATE TRANSITION');
+    assert.equal((await move).status, STATUS.GOOD, 'STPG');
+    assert.equal((await long).status, STATUS.GOOD, "B's WRITE SAME finished before B gave up ownership");
+    console.log(`STPG: group 1 active/optimized ${moved} ms after the STPG (B drained four WRITE SAMEs of ${SIZE / MiB} MiB first, or 3 s)`);
+
+    const aOwns = [{ id: 1, state: AO, ports: [1] }, { id: 2, state: ANO, ports: [2] }];
+    assert.deepEqual((await rtpg(x)).groups, aOwns, 'through A');
+    assert.deepEqual((await rtpgUntil(y, (g) => JSON.stringify(g) === JSON.stringify(aOwns), 5000)).groups, aOwns, 'through B');
+    const status = (await x.command([0xa3, 0x0a | (1 << 5), 0, 0, 0, 0, 0, 0, 4, 0, 0, 0], { read: 1024 })).data[8 + 5];
+    assert.equal(status, 0x01, 'STATUS CODE: altered by SET TARGET PORT GROUPS');
+    assert.ok((await takeUas(x)).includes(0x2a06), 'ASYMMETRIC ACCESS STATE CHANGED through A');
+    assert.ok((await takeUas(y)).includes(0x2a06), 'ASYMMETRIC ACCESS STATE CHANGED through B');
+    // No planned move fences anyone.
+    assert.doesNotMatch(a.log().slice(logAt[0]) + b.log().slice(logAt[1]), /fencing|stopped answering/, 'no gateway was fenced for the move');
+
+    // Stray I/O on the non-optimized path (B) never moves ownership.
+    for (let i = 0; i < 20; i++) assert.equal((await write(y, 16 + i)).status, STATUS.GOOD);
+    await new Promise((r) => setTimeout(r, 2500)); // two pings
+    assert.deepEqual((await rtpg(y)).groups, aOwns, 'writes through B did not move ownership');
+    assert.deepEqual((await rtpg(x)).groups, aOwns);
+
+    // And back through B's own path.
+    const t2 = Date.now();
+    assert.equal((await stpg(y, [[AO, 2]])).status, STATUS.GOOD);
+    console.log(`STPG back: group 2 active/optimized ${Date.now() - t2} ms after the STPG (nothing in flight)`);
+    assert.deepEqual((await rtpgUntil(x, (g) => JSON.stringify(g) === JSON.stringify(bOwns), 5000)).groups, bOwns, 'through A');
+    assert.deepEqual((await rtpg(y)).groups, bOwns, 'through B');
+  } finally {
+    x.close();
+    y.close();
+  }
+});
+
+test('a gateway fenced while stopped (SIGSTOP past the failover, SIGCONT) serves nothing stale, gets a new client and rejoins as non-optimized', { timeout: 300_000 }, async () => {
+  const [a, b] = gw;
+  const x = await host(a, `${X}-fence`);
+  const y = await host(b, `${Y}-fence`);
+  try {
+    // A owns the unit (a planned move), then stops answering.
+    assert.equal((await stpg(y, [[AO, 1]])).status, STATUS.GOOD);
+    const aOwns = [{ id: 1, state: AO, ports: [1] }, { id: 2, state: ANO, ports: [2] }];
+    assert.deepEqual((await rtpgUntil(x, (g) => JSON.stringify(g) === JSON.stringify(aOwns), 5000)).groups, aOwns);
+    assert.equal((await write(x, 100)).status, STATUS.GOOD);
+    const logAt = a.log().length;
+    const info0 = tcli(a.sock, ['info', '/backstores/rbd/shared']);
+    const oldClient = /^cluster: client client\.(\d+)/m.exec(info0.stdout)?.[1];
+    assert.ok(oldClient !== undefined, `info shows the client: ${info0.stdout}${info0.stderr}`);
+    const t = Date.now();
+    a.proc.kill('SIGSTOP');
+    const bOwns = [{ id: 1, state: UNAVAILABLE, ports: [1] }, { id: 2, state: AO, ports: [2] }];
+    const seen = await rtpgUntil(y, (g) => JSON.stringify(g) === JSON.stringify(bOwns));
+    assert.deepEqual(seen.groups, bOwns, 'B fenced the stopped A and owns the unit');
+    console.log(`fence: B active/optimized ${Date.now() - t} ms after A was stopped`);
+    // New data through B while A is stopped.
+    const fresh = Buffer.alloc(512, 0xb7);
+    assert.equal((await y.command(cdb10(0x2a, 100, 1), { write: fresh, immediate: 512 })).status, STATUS.GOOD);
+
+    // A continues: whatever it answers before it has a new client is NOT READY, transitioning (or a unit
+    // attention), never the old data and never a write that lands.
+    a.proc.kill('SIGCONT');
+    const tc = Date.now();
+    const refused = new Set<string>();
+    let r = await x.command(cdb10(0x28, 100, 1), { read: 512 });
+    for (; r.status !== STATUS.GOOD && Date.now() - tc < 60_000; r = await x.command(cdb10(0x28, 100, 1), { read: 512 })) {
+      const s = senseOf(r);
+      assert.ok(s.key === 6 || (s.key === 2 && s.asc === 0x040a), `A while fenced: status ${r.status}, sense ${r.sense.toString('hex')}`);
+      refused.add(`${s.key}/${s.asc.toString(16)}`);
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    assert.equal(r.status, STATUS.GOOD, `A serves again within 60 s:\n${a.log().slice(logAt)}`);
+    console.log(`fenced recovery: A served again ${Date.now() - tc} ms after SIGCONT; meanwhile ${[...refused].join(', ')}`);
+    assert.ok(refused.has('2/40a'), 'A refused with NOT READY, ASYMMETRIC ACCESS STATE TRANSITION while fenced');
+    assert.deepEqual(r.data, fresh, "A reads what B wrote while A was stopped (a new client, no stale data)");
+
+    // Identical RTPG on both paths: A non-optimized, B keeps ownership.
+    const after = [{ id: 1, state: ANO, ports: [1] }, { id: 2, state: AO, ports: [2] }];
+    assert.deepEqual((await rtpgUntil(x, (g) => JSON.stringify(g) === JSON.stringify(after), 10_000)).groups, after, 'through A');
+    assert.deepEqual((await rtpgUntil(y, (g) => JSON.stringify(g) === JSON.stringify(after), 10_000)).groups, after, 'through B');
+    // Writes through A land again.
+    const mark = Buffer.alloc(512, 0xa9);
+    let w = await x.command(cdb10(0x2a, 101, 1), { write: mark, immediate: 512 });
+    while (w.status === STATUS.CHECK && (w.sense[2] & 0xf) === 6) w = await x.command(cdb10(0x2a, 101, 1), { write: mark, immediate: 512 });
+    assert.equal(w.status, STATUS.GOOD);
+    assert.deepEqual((await read(y, 101)).data, mark);
+    const log = a.log().slice(logAt);
+    assert.match(log, /is fenced \(blocklisted\)/, 'A logs that it was fenced');
+    assert.match(log, /joined again as client\.\d+/, 'A logs its new client');
+    assert.match(log, /joined again after its fence as active\/non-optimized/, 'A logs its ALUA state');
+
+    // tcli info on each gateway: its client and connection, the image's lock, its ALUA state and the owner.
+    const infoA = tcli(a.sock, ['info', '/backstores/rbd/shared']);
+    assert.equal(infoA.status, 0, infoA.stderr);
+    assert.match(infoA.stdout, /^cluster: client client\.\d+, address 127\.0\.0\.1:\S+, fsid [0-9a-f-]+, connection connected, exclusive_lock (held by|free)/m);
+    assert.match(infoA.stdout, /^ALUA: group 1 active\/non-optimized, owner group 2$/m);
+    const infoB = tcli(b.sock, ['info', '/backstores/rbd/shared']);
+    assert.match(infoB.stdout, /^ALUA: group 2 active\/optimized, owner group 2$/m);
+    assert.doesNotMatch(infoA.stdout.match(/^cluster: .*$/m)![0], new RegExp(`client\\.${oldClient}\\b`), 'A has a new client');
   } finally {
     x.close();
     y.close();

@@ -5,11 +5,12 @@ import type { Live } from '../daemon/reconcile';
 import type { Session as CoreSession } from '../../src/core/session';
 import type { Tpg } from '../../src/model/target';
 import type { Obj } from './params';
+import { aluaStatus } from '../../src/scsi/alua';
 
 type Session = CoreSession<Tpg>;
 
-/** Storage object path -> size, block size, serial, the LUNs using it, statistics. */
-export function storageObjectsRuntime(live: Live): Obj {
+/** Storage object path -> size, block size, serial, the LUNs using it, statistics; shared storage: cluster and ALUA. */
+export async function storageObjectsRuntime(live: Live): Promise<Obj> {
   const { root } = live;
   const storage: Obj = {};
   for (const [k, so] of root.storageObjects) {
@@ -23,6 +24,10 @@ export function storageObjectsRuntime(live: Live): Obj {
       health: so.lu.fault === undefined ? 'ok' : `storage lost: ${so.lu.fault}`,
       stats: so.lu.stats.snapshot(),
     };
+    const alua = aluaStatus(so.lu);
+    if (alua !== undefined) (storage[k] as Obj).alua = alua;
+    const cluster = await so.backstore.clusterStatus?.().catch((e: Error) => ({ error: e.message }));
+    if (cluster !== undefined) (storage[k] as Obj).cluster = cluster;
   }
   return storage;
 }

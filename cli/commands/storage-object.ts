@@ -55,6 +55,11 @@ const info = infoCommand((ctx, n) => {
   const lines = [`plugin: ${so.plugin}`, `size: ${formatSize(rt.size)} (${rt.size} bytes), block size ${rt.block_size}`, `serial: ${rt.serial}`];
   if (so.dev) lines.push(`dev: ${so.dev}`);
   if (rt.health !== undefined) lines.push(`health: ${rt.health}`);
+  if (rt.cluster !== undefined) lines.push(`cluster: ${Object.entries(rt.cluster).map(([k, v]) => `${k} ${String(v)}`).join(', ')}`);
+  if (rt.alua !== undefined) {
+    const a = rt.alua;
+    lines.push(`ALUA: group ${a.group} ${a.state}, owner group ${a.owner}${a.moving ? `, moving ${a.moving}` : ''}${a.fenced ? ', fenced' : ''}`);
+  }
   lines.push(`used by: ${rt.used_by.length ? rt.used_by.join(', ') : 'nothing'}`, ...fmtStats(rt.stats));
   return { lines, json: { config: so, runtime: rt } };
 });

@@ -77,9 +77,11 @@ export interface SharedRecord {
   fence(gateway: string): Promise<void>;
   /**
    * Starts listening: onMessage runs for each other gateway's notify (the notifier waits for the
-   * promise); onResync when messages may have been missed (the watch was lost and set up again).
+   * promise); onResync when messages may have been missed (the watch was lost and set up again, or
+   * the gateway has a new client after a fence); onFenced when this gateway learns it was fenced
+   * (until the onResync that follows, it must serve nothing from the store).
    */
-  listen(onMessage: (msg: Buffer) => Promise<void>, onResync: () => void): Promise<void>;
+  listen(onMessage: (msg: Buffer) => Promise<void>, onResync: () => void, onFenced?: () => void): Promise<void>;
 }
 
 export interface Backstore {
@@ -153,6 +155,8 @@ export interface Backstore {
    * its cluster. Absent: the store has one server, and its state stays in this process.
    */
   shared?(name: string): SharedRecord;
+  /** Shared storage: this gateway's client, its connection and the image's exclusive lock, as management shows them. */
+  clusterStatus?(): Promise<Record<string, string | number | boolean>>;
   /** Shared storage: the ALUA target port group this gateway is for the unit (configured); absent: one group. */
   readonly gatewayGroup?: number;
   /** Flushes what is cached and releases the store. */

@@ -36,6 +36,7 @@ export const Asc = {
   LUN_NOT_READY_MANUAL_INTERVENTION: 0x0403,
   LUN_NOT_READY_FORMAT_IN_PROGRESS: 0x0404,
   LUN_NOT_READY_SANITIZE_IN_PROGRESS: 0x041b,
+  LUN_NOT_ACCESSIBLE_ASYMMETRIC_ACCESS_STATE_TRANSITION: 0x040a,
   WRITE_ERROR: 0x0c00,
   READ_ERROR: 0x1100,
   MISCOMPARE_DURING_VERIFY: 0x1d00,
@@ -68,6 +69,7 @@ export const Asc = {
   CAPACITY_DATA_CHANGED: 0x2a09,
   COMMANDS_CLEARED_BY_ANOTHER_INITIATOR: 0x2f00,
   COMMANDS_CLEARED_BY_DEVICE_SERVER: 0x2f02,
+  SET_TARGET_PORT_GROUPS_COMMAND_FAILED: 0x670a,
   SAVING_PARAMETERS_NOT_SUPPORTED: 0x3900,
   MEDIUM_NOT_PRESENT: 0x3a00,
   MEDIUM_REMOVAL_PREVENTED: 0x5302,
@@ -179,6 +181,12 @@ export const noSense = (): ScsiError => new ScsiError(SenseKey.NO_SENSE, Asc.NO_
 
 /** The storage under the unit is gone (device removed, backing file deleted): it needs someone to act. */
 export const storageGone = (): ScsiError => new ScsiError(SenseKey.NOT_READY, Asc.LUN_NOT_READY_MANUAL_INTERVENTION);
+/** The path's target port group is in an ALUA transition (ownership moving, a fenced gateway rejoining): retry. */
+export const aluaTransitioning = (): ScsiError =>
+  new ScsiError(SenseKey.NOT_READY, Asc.LUN_NOT_ACCESSIBLE_ASYMMETRIC_ACCESS_STATE_TRANSITION);
+/** A well-formed SET TARGET PORT GROUPS the unit could not carry out (the group's gateway is gone): SPC-5 6.50. */
+export const setTargetPortGroupsFailed = (): ScsiError =>
+  new ScsiError(SenseKey.HARDWARE_ERROR, Asc.SET_TARGET_PORT_GROUPS_COMMAND_FAILED);
 /** The store could not allocate a block for a write (full file system, quota, allocation limit: SBC-4 4.7.3.7). */
 export const spaceAllocationFailed = (): ScsiError =>
   new ScsiError(SenseKey.DATA_PROTECT, Asc.SPACE_ALLOCATION_FAILED_WRITE_PROTECT);

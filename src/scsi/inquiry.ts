@@ -6,6 +6,7 @@ import { PRODUCT_REVISION, VENDOR_ID, type LogicalUnit, type TargetPort } from '
 import { invalidCdbField } from '../core/sense';
 import { PERIPHERAL_NO_LUN, productId, putAscii, servesExtendedCopy, transportOf } from './inquiry-fields';
 import { vpdPage } from './vpd';
+import { tpgsOf } from './alua';
 
 export {
   PERIPHERAL_NO_LUN, ProtocolId, productId, putAscii, servesCompareAndWrite, servesExtendedCopy, transportOf,
@@ -40,7 +41,7 @@ export function standardInquiry(lu: LogicalUnit | undefined, tpg: TargetPort): B
     const a = lu.so.attributes;
     b[0] = lu.deviceType;
     if (a.removable) b[1] = 0x80; // RMB
-    b[5] = 0x10; // TPGS 01b: implicit ALUA only (REPORT TARGET PORT GROUPS)
+    b[5] = tpgsOf(lu) << 4; // TPGS: 01b implicit ALUA only; 11b implicit and explicit (a gateway group)
     if (a.emulate_3pc && servesExtendedCopy(lu)) b[5] |= 0x08; // 3PC
     putAscii(b, 16, 16, productId(lu));
   }

@@ -16,7 +16,7 @@ import {
 import { inquiry } from './inquiry';
 import { modeSelect, modeSense } from './mode';
 import { reportSupportedOpcodes, reportSupportedTmfs } from './rsoc';
-import { reportTargetPortGroups } from './alua';
+import { explicitAlua, reportTargetPortGroups, setTargetPortGroups } from './alua';
 import { release, reserve } from './reserve';
 
 /** Recommended timeout (seconds) RSOC reports for these commands: the usual initiator default. */
@@ -125,6 +125,11 @@ export const spcCommands: CommandDef[] = [
     name: 'REPORT TARGET PORT GROUPS', opcode: 0xa3, serviceAction: 0x0a,
     usage: [0xa3, 0xea, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0],
     dir: DataDir.IN, lengthField: [6, 4], flags: 0, pr: 'allowed', timeout: TIMEOUT, execute: reportTargetPortGroups,
+  },
+  {
+    name: 'SET TARGET PORT GROUPS', opcode: 0xa4, serviceAction: 0x0a,
+    usage: [0xa4, 0x0a, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0],
+    dir: DataDir.OUT, lengthField: [6, 4], flags: 0, pr: 'conflict', timeout: TIMEOUT, execute: setTargetPortGroups, served: explicitAlua,
   },
   {
     name: 'REPORT SUPPORTED OPERATION CODES', opcode: 0xa3, serviceAction: 0x0c,

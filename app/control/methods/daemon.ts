@@ -32,7 +32,7 @@ export const daemonMethods: MethodTable = {
   'tree': {
     doc: 'The complete live configuration with runtime data (sizes, users, sessions, statistics).',
     params: {},
-    run: (_p, c) => {
+    run: async (_p, c) => {
       const { root, config } = c.live;
       const tpgs: Obj = {};
       for (const t of root.targets.values()) {
@@ -41,7 +41,7 @@ export const daemonMethods: MethodTable = {
           tpgs[`${t.wwn}/${tpg.tag}`] = { sessions: tpg.sessions.size, served: c.live.services.has(t.wwn), ...(fabric ? { fabric } : {}) };
         }
       }
-      return { config: { storage_objects: config.storage_objects, targets: config.targets, fabric_modules: config.fabric_modules }, runtime: { storage_objects: storageObjectsRuntime(c.live), tpgs }, dirty: c.dirty };
+      return { config: { storage_objects: config.storage_objects, targets: config.targets, fabric_modules: config.fabric_modules }, runtime: { storage_objects: await storageObjectsRuntime(c.live), tpgs }, dirty: c.dirty };
     },
   },
   'threads': {

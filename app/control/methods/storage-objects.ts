@@ -13,15 +13,15 @@ export const storageObjectMethods: MethodTable = {
   'storage_objects.list': {
     doc: 'Storage objects, with size and users.',
     params: {},
-    run: (_p, c) => Object.entries(storageObjectsRuntime(c.live)).map(([path, r]) => ({ path, ...(r as Obj) })),
+    run: async (_p, c) => Object.entries(await storageObjectsRuntime(c.live)).map(([path, r]) => ({ path, ...(r as Obj) })),
   },
   'storage_objects.get': {
     doc: 'One storage object: its config and runtime.',
     params: { path: str },
-    run: (p, c) => {
+    run: async (p, c) => {
       const so = findStorageObject(c.document(), p.path);
       const full = c.live.config.storage_objects.find((x) => soKey(x) === p.path);
-      return { ...full, config: so, runtime: storageObjectsRuntime(c.live)[p.path as string] };
+      return { ...full, config: so, runtime: (await storageObjectsRuntime(c.live))[p.path as string] };
     },
   },
   'storage_objects.create': {
