@@ -37,12 +37,26 @@ function keyOf(p: ClusterParams): string {
  * The op timeouts bound how long a command waits for an OSD or mon that is
  * down before it fails; they must stay above the OSD heartbeat grace (20 s)
  * for a flapping OSD not to fail commands that would have completed.
+ *
+ * Submission runs on the caller's thread (rbd_non_blocking_aio off): librbd
+ * then goes down to the objecter and the messenger's queue on the event loop
+ * instead of handing every operation to one of its io_context threads first,
+ * which costs a thread wake-up per operation (CPU and, at queue depth 1,
+ * latency). Nothing on that path waits for the cluster (a lock, a refresh or
+ * a down OSD queue the operation and return) except the objecter's throttle
+ * (1024 operations, 100 MiB in flight by default), which would block the
+ * loop and so every LU of the gateway: it is off (0, no limit). What is in
+ * flight is bounded by the fabrics (queue depths, burst lengths), whose
+ * buffers librbd uses in place.
  */
 function settings(p: ClusterParams): [string, string][] {
   const t = String(p.timeout);
   const out: [string, string][] = [
     ['rbd_cache', 'false'],
     ['rbd_disable_zero_copy_writes', 'false'],
+    ['rbd_non_blocking_aio', 'false'],
+    ['objecter_inflight_ops', '0'],
+    ['objecter_inflight_op_bytes', '0'],
     ['rados_osd_op_timeout', t],
     ['rados_mon_op_timeout', t],
     ['client_mount_timeout', t],

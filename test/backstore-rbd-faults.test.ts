@@ -2,11 +2,13 @@
 // one OSD stopped for 10 s while an initiator writes (every write waits, completes once the OSD is
 // back, and reads back), and stopped for longer than a unit's timeout (its commands fail with
 // ABORTED COMMAND / LOGICAL UNIT COMMUNICATION TIME-OUT, tsiod stays up, its RAM unit keeps
-// serving, and the rbd unit serves again once the OSD returns).
+// serving, and the rbd unit serves again once the OSD returns). And, on a backstore directly, more
+// operations in flight to a stopped OSD than librados' objecter lets through by default.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 
+import { createRbd } from '../backstores/rbd';
 import { ceph, type Ceph } from './util/ceph';
 import { startTsiod, type Daemon } from './util/tsiod';
 import { RawInitiator } from './util/iscsi-initiator';
@@ -188,4 +190,43 @@ test('an OSD down for longer than the timeout: that unit fails with a clear sens
   ini.close();
   assert.equal(d.proc.exitCode, null);
   assert.doesNotMatch(d.log(), /uncaught|FATAL|Segmentation/i);
+});
+
+test('with the OSD down, more operations than the objecter admits by default (1024) neither block the loop nor fail: all complete once it is back', { timeout: 300_000 }, async () => {
+  // tsio submits on the event loop (rbd_non_blocking_aio off). Were the objecter's throttle on, the
+  // 1025th submission would block the loop until operations timed out (here after 120 s), and those
+  // would fail; with it off every submission returns at once, and every read waits for the OSD.
+  const name = c.imageName('many');
+  images.push(name);
+  const s = await createRbd({ name: 'many', size: 8 << 20, params: { image: name, conf: c.conf, timeout: 120 } });
+  const N = 1100;
+  let down = false;
+  try {
+    // Both objects of the image exist: a read of one that does not is answered from the object map.
+    await s.write(0, 4096, [Buffer.alloc(4096, 0x5a)], false);
+    await s.write(4 << 20, 4096, [Buffer.alloc(4096, 0x5b)], false);
+    down = true;
+    await c.osdStop();
+    let settled = 0;
+    const ops: Promise<void>[] = [];
+    const bufs = Array.from({ length: N }, () => Buffer.alloc(4096, 0xee));
+    for (let i = 0; i < N; i++) {
+      const p = Promise.resolve(s.read((i % 2048) * 4096, 4096, [bufs[i]]));
+      p.then(() => settled++, () => settled++);
+      ops.push(p);
+    }
+    // The loop is free: a timer runs while all of them wait.
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(settled, 0, 'no read completed with the OSD down');
+    await c.osdStart();
+    down = false;
+    const results = await Promise.allSettled(ops);
+    const failed = results.filter((r) => r.status === 'rejected');
+    assert.equal(failed.length, 0, `${failed.length} of ${N} reads failed: ${(failed[0] as PromiseRejectedResult | undefined)?.reason}`);
+    assert.ok(bufs[0].equals(Buffer.alloc(4096, 0x5a)) && bufs[2048 % N].equals(Buffer.alloc(4096)), 'the reads read the image');
+  } finally {
+    // Not from `ceph osd stat`: the mon may still show the OSD up for a while after it stopped.
+    if (down) await c.osdStart();
+    await s.close();
+  }
 });
