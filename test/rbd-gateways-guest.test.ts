@@ -214,7 +214,7 @@ test('failover under a real initiator: open-iscsi + dm-multipath (ALUA) in a gue
     'ip link set lo up',
     ...share.script,
     ctl.mount,
-    'modprobe virtio_console; modprobe iscsi_tcp; modprobe scsi_dh_alua; modprobe dm_multipath; modprobe dm_round_robin',
+    'modprobe virtio_console; modprobe iscsi_tcp; modprobe scsi_dh_alua; modprobe dm_multipath; for m in dm_round_robin dm_service_time dm_queue_length dm_historical_service_time; do modprobe $m; done',
     // The tunnel: 127.0.0.1:3260 is gateway A, :3261 gateway B.
     `node ${TUNNEL} --guest tsio.tunnel 3260 3261 > /tmp/tunnel.log 2>&1 &`,
     'for i in $(seq 300); do grep -q listening /tmp/tunnel.log && break; sleep 0.2; done; cat /tmp/tunnel.log',
@@ -262,7 +262,9 @@ EOF`,
     'multipathd',
     'for i in $(seq 300); do [ -b /dev/mapper/mpatha ] && break; sleep 0.2; done',
     'multipath -r >/dev/null 2>&1; udevadm settle -t 60; [ -b /dev/mapper/mpatha ] || dmsetup mknodes',
-    step('mpath-before', 'multipath -ll'),
+    // (else fio would write a plain file in /dev/mapper)
+    '[ -b /dev/mapper/mpatha ] || { echo "NO-MPATH"; dmesg | tail -20; multipath -v3 2>&1 | tail -60; exit 1; }',
+    step('mpath-before', 'multipath -ll; dmsetup table'),
     step('rtpg-a-before', 'sg_rtpg -d /dev/$A'),
     step('rtpg-b-before', 'sg_rtpg -d /dev/$B'),
     'echo "B-WRITES-BEFORE $(awk \'{print $5}\' /sys/block/$B/stat)"',
@@ -282,7 +284,8 @@ EOF`,
   const g = startGuest({ script, memoryMiB: 1024, timeoutMs: 840_000, qemuArgs: [...tunnelQemuArgs(tunnelSock), ...share.qemuArgs, ...ctl.qemuArgs] });
   const tunnel = await startTunnelHost(tunnelSock, [a.port, b.port]);
   try {
-    await g.waitFor(/FIO-RUNNING/);
+    await g.waitFor(/FIO-RUNNING|NO-MPATH/);
+    assert.doesNotMatch(g.output(), /NO-MPATH/, `no multipath device:\n${(await g.done).output.slice(-6000)}`);
     // Let fio write through A for a while, then kill A.
     await new Promise((r) => setTimeout(r, 5000));
     const killed = Date.now();
