@@ -277,7 +277,7 @@ EOF`,
     step('fio-json', 'cat /tmp/fio.json'),
     step('verify-again', fio('--verify_only')),
     step('mpath-after', 'multipath -ll'),
-    step('rtpg-b-after', 'for i in 1 2 3; do sg_rtpg -d /dev/$B > /tmp/rtpg 2>&1 && break; done; cat /tmp/rtpg; sg_rtpg -d /dev/$B'),
+    step('rtpg-b-after', 'for i in 1 2 3; do sg_rtpg -d /dev/$B > /tmp/rtpg 2>&1 && break; done; cat /tmp/rtpg'),
     step('rtpg-a-after', 'sg_rtpg -d /dev/$A'),
     'echo 3 > /proc/sys/kernel/printk; dmesg | grep -iE "alua|multipath|iscsi|connection|device-mapper" | tail -40',
   ].join('\n');
