@@ -13,18 +13,36 @@ export interface GatewayUnit {
   attributes?: string;
 }
 
-/** One gateway's config: the image as LUN 0 of TPG `tag`, which is also its ALUA group. */
-export function gatewayConfig(c: Ceph, u: GatewayUnit, tag: number, port: number): string {
-  return `storage_objects:
+const storageObject = (c: Ceph, u: GatewayUnit, tag: number): string => `storage_objects:
   - { name: shared, plugin: rbd, image: ${u.image}, conf: ${c.conf}, size: ${u.size}, wwn: ${u.serial}, gateway_group: ${tag},
       attributes: { ${u.attributes ?? ''} } }
-targets:
+`;
+
+/** One gateway's config: the image as LUN 0 of TPG `tag`, which is also its ALUA group. */
+export function gatewayConfig(c: Ceph, u: GatewayUnit, tag: number, port: number): string {
+  return `${storageObject(c, u, tag)}targets:
   - fabric: iscsi
     wwn: ${u.iqn}
     tpgs:
       - tag: ${tag}
         attributes: { generate_node_acls: true, authentication: false, demo_mode_write_protect: false }
         portals: [ { ip_address: 127.0.0.1, port: ${port} } ]
+        luns: [ { index: 0, storage_object: /backstores/rbd/shared } ]
+`;
+}
+
+/**
+ * One gateway's config for a vhost-user-scsi guest: the image as LUN 0 of TPG `tag` (its ALUA group) of
+ * target u.iqn, on `socket`, the guest's I_T nexus named `nexus`.
+ */
+export function vhostGatewayConfig(c: Ceph, u: GatewayUnit, tag: number, socket: string, nexus: string): string {
+  return `${storageObject(c, u, tag)}targets:
+  - fabric: vhost
+    wwn: ${u.iqn}
+    tpgs:
+      - tag: ${tag}
+        socket: ${socket}
+        nexus: ${nexus}
         luns: [ { index: 0, storage_object: /backstores/rbd/shared } ]
 `;
 }
