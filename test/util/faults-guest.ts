@@ -83,7 +83,7 @@ async function main(): Promise<void> {
     out.scsiAfter = brief(await read16(n, 3, 0, 8));
     out.scsiAgain = brief(await n.command(3, [0, 0, 0, 0, 0, 0]));
     out.scsiWrite = brief(await write16(n, 3, 0, 8));
-    out.health = Object.fromEntries(Object.entries(storageObjectsRuntime(live)).map(([k, v]) => [k, (v as { health: string }).health]));
+    out.health = Object.fromEntries(Object.entries(await storageObjectsRuntime(live)).map(([k, v]) => [k, (v as { health: string }).health]));
     // The RAM LU beside them served all along.
     out.ramWrite = brief(await write16(n, 4, 0, 8));
     out.ramRead = brief(await read16(n, 4, 0, 8));
