@@ -5,19 +5,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { runConformance } from './util/conformance';
+import { RD_MCP_UNITS, runConformance } from './util/conformance';
 
 test('iscsi-test-cu, every suite of ALL, against a tsiod with io_threads 2: zero failures, at least 200 passing', { timeout: 20 * 60_000 }, async () => {
   process.env.TSIO_IO_THREADS = '2';
   try {
     const r = await runConformance({
-      objects: [
-        '{ name: thin, plugin: rd_mcp, size: 1GiB, attributes: { emulate_tpu: true, emulate_tpws: true } }',
-        '{ name: removable, plugin: rd_mcp, size: 64MiB, attributes: { removable: true, emulate_tpu: true, emulate_tpws: true } }',
-        '{ name: ro, plugin: rd_mcp, size: 64MiB, attributes: { readonly: true, emulate_tpu: true, emulate_tpws: true } }',
-        '{ name: slow-sanitize, plugin: rd_mcp, size: 64MiB, attributes: { emulate_tpu: true, emulate_tpws: true, max_sanitize_rate: 4 } }',
-        '{ name: thin-512e, plugin: rd_mcp, size: 64MiB, physical_block_size: 4096, attributes: { emulate_tpu: true, emulate_tpws: true } }',
-      ],
+      objects: RD_MCP_UNITS,
       skipAlone: true,
     });
     assert.deepEqual(r.failures, [], 'tests failing against tsiod with io_threads 2');

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runConformance, type ConformanceResult } from './util/conformance';
+import { RD_MCP_UNITS, runConformance, type ConformanceResult } from './util/conformance';
 
 /**
  * Tests that fail for reasons outside the iSCSI fabric, each with why; the
@@ -26,13 +26,7 @@ test('iscsi-test-cu -d -S, every suite of ALL: zero failures, at least 200 passi
   // All thin: NoMedia and ReadOnly then see UNMAP refused for want of a medium or for write protection (on a
   // unit that is not thin UNMAP is unknown, and they skip).
   const r = await runConformance({
-    objects: [
-      '{ name: thin, plugin: rd_mcp, size: 1GiB, attributes: { emulate_tpu: true, emulate_tpws: true } }',
-      '{ name: removable, plugin: rd_mcp, size: 64MiB, attributes: { removable: true, emulate_tpu: true, emulate_tpws: true } }',
-      '{ name: ro, plugin: rd_mcp, size: 64MiB, attributes: { readonly: true, emulate_tpu: true, emulate_tpws: true } }',
-      '{ name: slow-sanitize, plugin: rd_mcp, size: 64MiB, attributes: { emulate_tpu: true, emulate_tpws: true, max_sanitize_rate: 4 } }',
-      '{ name: thin-512e, plugin: rd_mcp, size: 64MiB, physical_block_size: 4096, attributes: { emulate_tpu: true, emulate_tpws: true } }',
-    ],
+    objects: RD_MCP_UNITS,
   });
   assertConformant(r, 200);
 });

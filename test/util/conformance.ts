@@ -8,6 +8,15 @@ import { spawn, spawnSync } from 'node:child_process';
 import { startTsiod } from './tsiod';
 
 export const IQN = 'iqn.2026-11.org.tsio:conformance';
+
+/** The RAM units the conformance runs serve (all thin: NoMedia and ReadOnly then see UNMAP refused, not unknown). */
+export const RD_MCP_UNITS: string[] = [
+  '{ name: thin, plugin: rd_mcp, size: 1GiB, attributes: { emulate_tpu: true, emulate_tpws: true } }',
+  '{ name: removable, plugin: rd_mcp, size: 64MiB, attributes: { removable: true, emulate_tpu: true, emulate_tpws: true } }',
+  '{ name: ro, plugin: rd_mcp, size: 64MiB, attributes: { readonly: true, emulate_tpu: true, emulate_tpws: true } }',
+  '{ name: slow-sanitize, plugin: rd_mcp, size: 64MiB, attributes: { emulate_tpu: true, emulate_tpws: true, max_sanitize_rate: 4 } }',
+  '{ name: thin-512e, plugin: rd_mcp, size: 64MiB, physical_block_size: 4096, attributes: { emulate_tpu: true, emulate_tpws: true } }',
+];
 const INITIATOR = 'iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test';
 const SUITES = [
   'CompareAndWrite', 'ExtendedCopy', 'GetLBAStatus', 'Inquiry', 'Mandatory', 'ModeSense6', 'NoMedia', 'OrWrite',
