@@ -17,6 +17,27 @@ void CallFromLoop(Napi::Env env, Napi::FunctionReference& cb) {
   }
 }
 
+uv_poll_t* PollReadable(Napi::Env env, int fd, void* data, uv_poll_cb cb) {
+  uv_loop_t* loop;
+  napi_get_uv_event_loop(env, &loop);
+  auto* handle = new uv_poll_t;
+  handle->data = data;
+  int r = uv_poll_init(loop, handle, fd);
+  if (r < 0) {
+    delete handle;
+    throw ErrnoError(env, -r, "uv_poll_init");
+  }
+  uv_poll_start(handle, UV_READABLE, cb);
+  return handle;
+}
+
+void StopPoll(uv_poll_t*& handle) {
+  if (handle == nullptr) return;
+  uv_poll_stop(handle);
+  uv_close(reinterpret_cast<uv_handle_t*>(handle), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+  handle = nullptr;
+}
+
 Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall) {
   // libuv's names match Node's fs errors, except that Linux's single errno 95
   // is ENOTSUP to libuv; the man pages of fallocate and BLKDISCARD call it

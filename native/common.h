@@ -3,6 +3,7 @@
 #pragma once
 
 #include <napi.h>
+#include <uv.h>
 
 #include <cstdint>
 #include <functional>
@@ -14,6 +15,11 @@ namespace tsio {
 Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall);
 // Calls cb with no arguments from a libuv callback (a handle scope of its own; a throw is the process's uncaught exception).
 void CallFromLoop(Napi::Env env, Napi::FunctionReference& cb);
+
+// A uv_poll_t on the env's loop watching fd for reads, data set, cb started; throws ErrnoError (nothing left
+// allocated) when libuv refuses the fd. StopPoll stops and frees one and sets it to nullptr (no-op on nullptr).
+uv_poll_t* PollReadable(Napi::Env env, int fd, void* data, uv_poll_cb cb);
+void StopPoll(uv_poll_t*& handle);
 
 // Argument readers: they throw TypeError/RangeError naming the argument.
 int ArgFd(const Napi::CallbackInfo& info, size_t i);

@@ -37,19 +37,13 @@ class AttrWatch : public Napi::ObjectWrap<AttrWatch> {
       throw ErrnoError(env, e, "inotify_add_watch");
     }
     callback_ = Napi::Persistent(info[1].As<Napi::Function>());
-    uv_loop_t* loop;
-    napi_get_uv_event_loop(env, &loop);
-    poll_ = new uv_poll_t;
-    poll_->data = this;
-    int r = uv_poll_init(loop, poll_, fd_);
-    if (r < 0) {
-      delete poll_;
-      poll_ = nullptr;
+    try {
+      poll_ = PollReadable(env, fd_, this, OnReadable);
+    } catch (...) {
       close(fd_);
       fd_ = -1;
-      throw ErrnoError(env, -r, "uv_poll_init");
+      throw;
     }
-    uv_poll_start(poll_, UV_READABLE, OnReadable);
     uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
     Ref();
   }
@@ -58,11 +52,7 @@ class AttrWatch : public Napi::ObjectWrap<AttrWatch> {
 
  private:
   void Release() {
-    if (poll_ != nullptr) {
-      uv_poll_stop(poll_);
-      uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-      poll_ = nullptr;
-    }
+    StopPoll(poll_);
     if (fd_ >= 0) close(fd_);
     fd_ = -1;
   }

@@ -88,17 +88,7 @@ class Ring : public Napi::ObjectWrap<Ring> {
       idsPtr_ = ids_.Value().Data();
       resultsPtr_ = results_.Value().Data();
       callback_ = Napi::Persistent(info[1].As<Napi::Function>());
-      uv_loop_t* loop;
-      napi_get_uv_event_loop(env, &loop);
-      poll_ = new uv_poll_t;
-      poll_->data = this;
-      int r = uv_poll_init(loop, poll_, ringFd_);
-      if (r < 0) {
-        delete poll_;
-        poll_ = nullptr;
-        throw ErrnoError(env, -r, "uv_poll_init");
-      }
-      uv_poll_start(poll_, UV_READABLE, OnReadable);
+      poll_ = PollReadable(env, ringFd_, this, OnReadable);
       // The loop stays alive only while I/O is in flight (hold(true)).
       uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
       Ref();
@@ -150,11 +140,7 @@ class Ring : public Napi::ObjectWrap<Ring> {
   }
 
   void Release() {
-    if (poll_ != nullptr) {
-      uv_poll_stop(poll_);
-      uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-      poll_ = nullptr;
-    }
+    StopPoll(poll_);
     if (sqes_ != nullptr) munmap(sqes_, sqesLen_);
     if (cqMap_ != nullptr && cqMap_ != sqMap_) munmap(cqMap_, cqLen_);
     if (sqMap_ != nullptr) munmap(sqMap_, sqLen_);

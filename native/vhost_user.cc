@@ -409,17 +409,7 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
     int fd = ArgFd(info, 0);
     if (info.Length() < 2 || !info[1].IsFunction()) throw Napi::TypeError::New(env, "callback must be a function");
     callback_ = Napi::Persistent(info[1].As<Napi::Function>());
-    uv_loop_t* loop;
-    napi_get_uv_event_loop(env, &loop);
-    handle_ = new uv_poll_t;
-    handle_->data = this;
-    int r = uv_poll_init(loop, handle_, fd);
-    if (r < 0) {
-      delete handle_;
-      handle_ = nullptr;
-      throw ErrnoError(env, -r, "uv_poll_init");
-    }
-    uv_poll_start(handle_, UV_READABLE, OnReadable);
+    handle_ = PollReadable(env, fd, this, OnReadable);
     Ref();  // alive while polling, whatever JS holds
   }
 
@@ -438,10 +428,7 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
   }
 
   void Close() {
-    if (handle_ == nullptr) return;
-    uv_poll_stop(handle_);
-    uv_close(reinterpret_cast<uv_handle_t*>(handle_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-    handle_ = nullptr;
+    StopPoll(handle_);
   }
 
   Napi::Value Stop(const Napi::CallbackInfo& info) {
