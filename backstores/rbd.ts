@@ -173,6 +173,8 @@ class RbdBackstore implements Backstore {
   /** Pool work on the image (stat, walks, resize): close() waits for it, so rbd_close never races it. */
   private readonly busy = new Set<Promise<unknown>>();
   private readonly records = new Map<string, SharedRecord>();
+  /** Configured (non_owner_state): this gateway's ALUA group is standby while another owns the image. */
+  nonOwnerStandby = false;
 
   constructor(
     private io: ImageIo,
@@ -453,7 +455,9 @@ export async function createRbd(opts: BackstoreOptions): Promise<Backstore> {
     const shares = new RadosRecords(connected, pool, namespace, image, what);
     const group = param(opts, 'gateway_group');
     const reopen = (c: RadosCluster) => openImage(c, pool, namespace, image, 0, readonly, what);
-    return new RbdBackstore(new ImageIo(img, what), shares, cluster, what, size, group === undefined ? undefined : Number(group), blockSize, physicalBlockSize, fastDiff, reopen);
+    const store = new RbdBackstore(new ImageIo(img, what), shares, cluster, what, size, group === undefined ? undefined : Number(group), blockSize, physicalBlockSize, fastDiff, reopen);
+    store.nonOwnerStandby = param(opts, 'non_owner_state') === 'standby';
+    return store;
   } catch (e) {
     if (img !== undefined) await img.close().catch(() => undefined);
     await releaseCluster(cluster);

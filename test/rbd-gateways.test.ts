@@ -24,6 +24,9 @@ const STATUS = { GOOD: 0, CHECK: 2, CONFLICT: 0x18, TASK_ABORTED: 0x40 };
 let c: Ceph;
 let image: string;
 const gw: Daemon[] = [];
+/** The standby test's own gateways and image (non_owner_state: standby). */
+const sgw: Daemon[] = [];
+let standbyImage: string | undefined;
 
 let unit: GatewayUnit;
 const config = (tag: number) => (port: number) => gatewayConfig(c, unit, tag, port);
@@ -37,14 +40,20 @@ before(async () => {
 });
 
 after(async () => {
-  for (const d of gw) await d.stop();
-  c.rbd('rm', '--no-progress', `rbd/${image}`);
-  // The gateways' shared records outlive the image (they are its state, not its data).
-  for (const rec of ['pr', 'alua']) {
+  for (const d of [...gw, ...sgw]) await d.stop();
+  for (const img of standbyImage === undefined ? [image] : [image, standbyImage]) {
     try {
-      execFileSync('rados', ['-c', c.conf, '-p', 'rbd', 'rm', `tsio.${rec}.${image}`], { stdio: 'ignore' });
-    } catch {
-      /* never made */
+      c.rbd('rm', '--no-progress', `rbd/${img}`);
+    } catch (e) {
+      if (img === image) throw e; // the standby test's image exists only once its gateways started
+    }
+    // The gateways' shared records outlive the image (they are its state, not its data).
+    for (const rec of ['pr', 'alua']) {
+      try {
+        execFileSync('rados', ['-c', c.conf, '-p', 'rbd', 'rm', `tsio.${rec}.${img}`], { stdio: 'ignore' });
+      } catch {
+        /* never made */
+      }
     }
   }
   c.ceph('osd', 'blocklist', 'clear');
@@ -423,5 +432,106 @@ test('a gateway fenced while stopped (SIGSTOP past the failover, SIGCONT) serves
   } finally {
     x.close();
     y.close();
+  }
+});
+
+const STANDBY = 2;
+
+test('ALUA standby (non_owner_state: standby): the same RTPG on both paths, 04/0B but for what SPC-4 allows, STPG to and from standby, failover to the standby gateway', { timeout: 300_000 }, async () => {
+  standbyImage = c.imageName('standby');
+  const su: GatewayUnit = { iqn: IQN, serial: 'tsio-gateways-standby-0001', image: standbyImage, size: 64 * MiB, nonOwnerState: 'standby' };
+  sgw.push(await startTsiod((port) => gatewayConfig(c, su, 1, port)));
+  sgw.push(await startTsiod((port) => gatewayConfig(c, su, 2, port)));
+  const [sc, sd] = sgw;
+  const p = await host(sc, `${X}-standby`);
+  const q = await host(sd, `${Y}-standby`);
+  const same = (want: PortGroup[]) => (g: PortGroup[]) => JSON.stringify(g) === JSON.stringify(want);
+  const both = async (want: PortGroup[], what: string) => {
+    for (const [ini, via] of [[p, 'C'], [q, 'D']] as const) {
+      assert.deepEqual((await rtpgUntil(ini, same(want), 10_000)).groups, want, `${what}, through ${via}`);
+    }
+  };
+  /** A command through a path, unit attentions taken first. */
+  const cmd = async (ini: RawInitiator, cdb: number[] | Buffer, opts: Parameters<RawInitiator['command']>[1] = {}) => {
+    let r = await ini.command(cdb, opts);
+    for (let i = 0; i < 8 && r.status === STATUS.CHECK && (r.sense[2] & 0xf) === 6; i++) r = await ini.command(cdb, opts);
+    return r;
+  };
+  const inStandby = (r: { status: number; sense: Buffer }) => [r.status, r.sense[2] & 0xf, asc(r)];
+  try {
+    // C came first: it owns the unit; D is standby. Both paths say so, and both groups say standby is supported.
+    const cOwns = [{ id: 1, state: AO, ports: [1] }, { id: 2, state: STANDBY, ports: [2] }];
+    await both(cOwns, 'C active/optimized, D standby');
+    for (const ini of [p, q]) {
+      const r = await cmd(ini, [0xa3, 0x0a, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0], { read: 1024 });
+      assert.deepEqual([r.data[4 + 1], r.data[4 + 8 + 4 + 1]], [0x8f, 0x8f], 'supported states: T, U, S, AN, AO for both groups');
+    }
+
+    // Through the standby port: medium access and TEST UNIT READY are NOT READY, TARGET PORT IN STANDBY STATE.
+    const data = Buffer.alloc(4096);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 7 + 3) & 0xff;
+    assert.equal((await cmd(p, cdb10(0x2a, 200, 8), { write: data, immediate: 4096 })).status, STATUS.GOOD, 'WRITE through the owner C');
+    const refused: [string, number[] | Buffer, Parameters<RawInitiator['command']>[1]][] = [
+      ['READ(10)', cdb10(0x28, 200, 8), { read: 4096 }],
+      ['WRITE(10)', cdb10(0x2a, 300, 1), { write: Buffer.alloc(512, 0xee), immediate: 512 }],
+      ['TEST UNIT READY', [0, 0, 0, 0, 0, 0], {}],
+      ['SYNCHRONIZE CACHE(10)', [0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0], {}],
+    ];
+    for (const [name, c0, o] of refused) {
+      assert.deepEqual(inStandby(await cmd(q, c0, o)), [STATUS.CHECK, 2, 0x040b], `${name} through the standby D: NOT READY, 04/0B`);
+    }
+    // What SPC-4 5.15.2.4.4 lets through (and READ CAPACITY, as LIO).
+    const allowed: [string, number[], number][] = [
+      ['INQUIRY', [0x12, 0, 0, 0, 96, 0], 96],
+      ['REPORT LUNS', [0xa0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0], 256],
+      ['REPORT TARGET PORT GROUPS', [0xa3, 0x0a, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0], 1024],
+      ['PERSISTENT RESERVE IN (READ KEYS)', [0x5e, 0, 0, 0, 0, 0, 0, 4, 0, 0], 1024],
+      ['MODE SENSE(6)', [0x1a, 0, 0x3f, 0, 255, 0], 255],
+      ['REQUEST SENSE', [0x03, 0, 0, 0, 18, 0], 18],
+      ['READ CAPACITY(10)', [0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0], 8],
+    ];
+    for (const [name, c0, n] of allowed) assert.equal((await cmd(q, c0, { read: n })).status, STATUS.GOOD, `${name} through the standby D`);
+    // PERSISTENT RESERVE OUT too: a key registered through D is seen through C.
+    assert.equal((await prOut(q, SA.REGISTER, 0, 0n, 0xd0n)).status, STATUS.GOOD, 'PR OUT REGISTER through the standby D');
+    assert.deepEqual((await readKeys(p)).keys, [0xd0n]);
+    assert.equal((await prOut(q, SA.REGISTER, 0, 0xd0n, 0n)).status, STATUS.GOOD, 'unregister through D');
+
+    // STPG: the owner standby with nobody to take over is refused at its state field; D non-optimized, then standby again.
+    assert.deepEqual(senseOf(await stpg(q, [[STANDBY, 1]])), { key: 5, asc: 0x2600, sksv: true, cd: false, field: 4 }, 'the owner standby, nobody to take over');
+    assert.equal((await stpg(q, [[ANO, 2]])).status, STATUS.GOOD, 'STPG: D active/non-optimized');
+    await both([{ id: 1, state: AO, ports: [1] }, { id: 2, state: ANO, ports: [2] }], 'D non-optimized after STPG');
+    assert.equal((await cmd(q, cdb10(0x28, 200, 8), { read: 4096 })).status, STATUS.GOOD, 'READ through the non-optimized D');
+    assert.equal((await stpg(p, [[STANDBY, 2]])).status, STATUS.GOOD, 'STPG through C: D standby');
+    await both(cOwns, 'D standby again');
+    assert.deepEqual(inStandby(await cmd(q, cdb10(0x28, 200, 8), { read: 4096 })), [STATUS.CHECK, 2, 0x040b]);
+    // Ownership to D with C standby in one list, and back.
+    assert.equal((await stpg(q, [[AO, 2], [STANDBY, 1]])).status, STATUS.GOOD, 'STPG: D active/optimized, C standby');
+    await both([{ id: 1, state: STANDBY, ports: [1] }, { id: 2, state: AO, ports: [2] }], 'D owns, C standby');
+    assert.deepEqual(inStandby(await cmd(p, cdb10(0x28, 200, 8), { read: 4096 })), [STATUS.CHECK, 2, 0x040b], 'READ through the standby C');
+    assert.deepEqual((await cmd(q, cdb10(0x28, 200, 8), { read: 4096 })).data, data, 'READ through the owner D');
+    assert.equal((await stpg(p, [[AO, 1]])).status, STATUS.GOOD, 'STPG through the standby C: C active/optimized');
+    await both(cOwns, 'C owns again, D standby');
+    await takeUas(p);
+    await takeUas(q);
+
+    // SIGKILL the owner C: the standby D fences it, takes ownership, says so, and serves what C wrote.
+    const t = Date.now();
+    sc.proc.kill('SIGKILL');
+    const dOwns = [{ id: 1, state: UNAVAILABLE, ports: [1] }, { id: 2, state: AO, ports: [2] }];
+    const seen = await rtpgUntil(q, same(dOwns));
+    if (!same(dOwns)(seen.groups)) console.log(sd.log().slice(-4000));
+    assert.deepEqual(seen.groups, dOwns, 'through D after C died');
+    console.log(`standby failover: D reported itself active/optimized ${Date.now() - t} ms after C was killed`);
+    assert.ok((await takeUas(q)).includes(0x2a06), 'ASYMMETRIC ACCESS STATE CHANGED through D');
+    const r = await cmd(q, cdb10(0x28, 200, 8), { read: 4096 });
+    assert.equal(r.status, STATUS.GOOD);
+    assert.deepEqual(r.data, data, 'D reads what C wrote');
+    const more = Buffer.alloc(512, 0x6b);
+    assert.equal((await cmd(q, cdb10(0x2a, 208, 1), { write: more, immediate: 512 })).status, STATUS.GOOD, 'WRITE through D');
+    assert.deepEqual((await cmd(q, cdb10(0x28, 208, 1), { read: 512 })).data, more);
+    assert.equal((await cmd(q, [0, 0, 0, 0, 0, 0])).status, STATUS.GOOD, 'TEST UNIT READY through D');
+  } finally {
+    p.close();
+    q.close();
   }
 });

@@ -159,6 +159,8 @@ export interface Backstore {
   clusterStatus?(): Promise<Record<string, string | number | boolean>>;
   /** Shared storage: the ALUA target port group this gateway is for the unit (configured); absent: one group. */
   readonly gatewayGroup?: number;
+  /** Shared storage: this gateway's group is standby, not active/non-optimized, while another group owns the unit (configured). */
+  readonly nonOwnerStandby?: boolean;
   /** Flushes what is cached and releases the store. */
   close(): Promise<void>;
   /** pscsi: the device itself; the unit then uses a pass-through command table for its type. */

@@ -48,6 +48,13 @@ export const F = {
   CLIP_TO_EXPECTED: 1 << 8,
   /** Still served while a sanitize runs (SBC-4 4.11.2: INQUIRY, REPORT LUNS, REQUEST SENSE); the rest are NOT READY. */
   SANITIZE_OK: 1 << 9,
+  /**
+   * Served through a target port in the ALUA standby state (SPC-4 5.15.2.4.4: INQUIRY, LOG SENSE/SELECT, MODE
+   * SENSE/SELECT, REPORT LUNS, REPORT/SET TARGET PORT GROUPS, REQUEST SENSE, PERSISTENT RESERVE IN/OUT, diagnostics,
+   * echo buffers; "may support other commands": REPORT SUPPORTED OPERATION CODES / TASK MANAGEMENT FUNCTIONS, and
+   * READ CAPACITY as LIO, so an initiator can size every path); the rest are NOT READY, 04/0B.
+   */
+  STANDBY_OK: 1 << 10,
 } as const;
 
 export type Handler = (cmd: ScsiCmd) => types.MaybePromise<void>;

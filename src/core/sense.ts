@@ -37,6 +37,7 @@ export const Asc = {
   LUN_NOT_READY_FORMAT_IN_PROGRESS: 0x0404,
   LUN_NOT_READY_SANITIZE_IN_PROGRESS: 0x041b,
   LUN_NOT_ACCESSIBLE_ASYMMETRIC_ACCESS_STATE_TRANSITION: 0x040a,
+  LUN_NOT_ACCESSIBLE_TARGET_PORT_IN_STANDBY_STATE: 0x040b,
   WRITE_ERROR: 0x0c00,
   READ_ERROR: 0x1100,
   MISCOMPARE_DURING_VERIFY: 0x1d00,
@@ -184,6 +185,9 @@ export const storageGone = (): ScsiError => new ScsiError(SenseKey.NOT_READY, As
 /** The path's target port group is in an ALUA transition (ownership moving, a fenced gateway rejoining): retry. */
 export const aluaTransitioning = (): ScsiError =>
   new ScsiError(SenseKey.NOT_READY, Asc.LUN_NOT_ACCESSIBLE_ASYMMETRIC_ACCESS_STATE_TRANSITION);
+/** The path's target port group is in the standby state (SPC-4 5.15.2.4.4): the command needs an active path. */
+export const aluaStandby = (): ScsiError =>
+  new ScsiError(SenseKey.NOT_READY, Asc.LUN_NOT_ACCESSIBLE_TARGET_PORT_IN_STANDBY_STATE);
 /** A well-formed SET TARGET PORT GROUPS the unit could not carry out (the group's gateway is gone): SPC-5 6.50. */
 export const setTargetPortGroupsFailed = (): ScsiError =>
   new ScsiError(SenseKey.HARDWARE_ERROR, Asc.SET_TARGET_PORT_GROUPS_COMMAND_FAILED);

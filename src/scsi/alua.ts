@@ -8,8 +8,13 @@
 // gatewayGroup and its SharedRecord 'alua') has one group per gateway, kept
 // in the cluster so that every path answers the same: each gateway's group,
 // its relative port ids, whether it is alive, and which group owns the unit
-// (active/optimized; the others active/non-optimized, a dead one
-// unavailable). Both implicit and explicit ALUA (TPGS 11b).
+// (active/optimized; the others active/non-optimized, or standby where the
+// gateway was configured so (non_owner_state), a dead one unavailable). Both
+// implicit and explicit ALUA (TPGS 11b). Through a standby port only the
+// commands flagged F.STANDBY_OK in the command tables are served; the rest get
+// NOT READY, TARGET PORT IN STANDBY STATE. A standby gateway takes ownership
+// like any other when the owner dies, and SET TARGET PORT GROUPS moves a group
+// that supports it between standby and active/non-optimized.
 // Every gateway pings the others through the record each second; a gateway
 // that stops answering is fenced and marked unavailable, and if it owned the
 // unit a surviving gateway takes ownership with compare-and-swaps: first the
@@ -34,7 +39,7 @@ import type { LogicalUnit } from '../core/logical-unit';
 import { F, type TableEntry } from '../core/opcodes';
 import { log } from '../core/log';
 import {
-  Asc, ScsiError, aluaTransitioning, invalidCdbField, invalidParamField, paramListLengthError, setTargetPortGroupsFailed,
+  Asc, ScsiError, aluaStandby, aluaTransitioning, invalidCdbField, invalidParamField, paramListLengthError, setTargetPortGroupsFailed,
 } from '../core/sense';
 import { sglFlatten } from '../core/sgl';
 import { resetUnit } from '../core/tmr';
@@ -43,8 +48,9 @@ import { resetUnit } from '../core/tmr';
 export const TARGET_PORT_GROUP_ID = 0;
 
 const AAS = { ACTIVE_OPTIMIZED: 0x0, ACTIVE_NON_OPTIMIZED: 0x1, STANDBY: 0x2, UNAVAILABLE: 0x3, TRANSITIONING: 0xf } as const;
-/** Supported states: T_SUP, U_SUP, AN_SUP, AO_SUP (standby is not configurable). */
+/** Supported states: T_SUP, U_SUP, AN_SUP, AO_SUP; S_SUP for a group whose gateway is configured for standby. */
 const SUPPORTED = 0x80 | 0x08 | 0x02 | 0x01;
+const S_SUP = 0x04;
 /** STATUS CODE: the state was changed by SET TARGET PORT GROUPS / by an implicit transition. */
 const EXPLICIT_CHANGE = 0x01;
 const IMPLICIT_CHANGE = 0x02;
@@ -64,6 +70,10 @@ interface Group {
   /** The gateway (SharedRecord.self) serving the group now. */
   gateway: string;
   alive: boolean;
+  /** Its gateway supports standby (configured non_owner_state: standby). */
+  canStandby?: boolean;
+  /** Standby rather than active/non-optimized while another group owns the unit (configured; STPG changes it). */
+  standby?: boolean;
 }
 
 interface AluaState {
@@ -81,7 +91,8 @@ interface AluaState {
 function stateOf(s: AluaState, g: Group): number {
   if (!g.alive) return AAS.UNAVAILABLE;
   if (s.moving !== undefined && (g.id === s.moving.from || g.id === s.moving.to)) return AAS.TRANSITIONING;
-  return g.id === s.owner ? AAS.ACTIVE_OPTIMIZED : AAS.ACTIVE_NON_OPTIMIZED;
+  if (g.id === s.owner) return AAS.ACTIVE_OPTIMIZED;
+  return g.standby === true ? AAS.STANDBY : AAS.ACTIVE_NON_OPTIMIZED;
 }
 const clone = (s: AluaState): AluaState => JSON.parse(JSON.stringify(s)) as AluaState;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -96,11 +107,15 @@ class SharedAlua {
   private stpgs = 0;
   private readonly refuse = (def?: TableEntry): ScsiError | undefined =>
     def === undefined || (def.flags & F.MEDIUM) !== 0 ? aluaTransitioning() : undefined;
+  private readonly refuseStandby = (def?: TableEntry): ScsiError | undefined =>
+    def === undefined || (def.flags & F.STANDBY_OK) === 0 ? aluaStandby() : undefined;
 
   constructor(
     readonly lu: LogicalUnit,
     readonly record: SharedRecord,
     readonly group: number,
+    /** Configured: this gateway's group is standby while another owns the unit. */
+    readonly standby: boolean,
   ) {}
 
   async start(): Promise<void> {
@@ -140,17 +155,21 @@ class SharedAlua {
     return [...ports].sort((a, b) => a - b);
   }
 
-  /** Applies a state (and this gateway's fenced flag): refuses medium commands while its group is in transition. */
+  /**
+   * Applies a state (and this gateway's fenced flag): refuses medium commands while its group is in transition,
+   * all but those standby allows while it is standby.
+   */
   private take(s: AluaState, version: number, fenced = this.fenced): void {
     const before = this.statesKey();
     this.state = s;
     this.version = version;
     this.fenced = fenced;
     const mine = s.groups.find((g) => g.id === this.group);
-    const blocked = mine !== undefined && this.stateOf(mine) === AAS.TRANSITIONING;
+    const state = mine === undefined ? undefined : this.stateOf(mine);
+    const hook = state === AAS.TRANSITIONING ? this.refuse : state === AAS.STANDBY ? this.refuseStandby : undefined;
     // Another cause of not ready (a sanitize, lost storage) keeps its own hook.
-    if (blocked && this.lu.notReady === undefined) this.lu.notReady = this.refuse;
-    else if (!blocked && this.lu.notReady === this.refuse) this.lu.notReady = undefined;
+    const ours = this.lu.notReady === undefined || this.lu.notReady === this.refuse || this.lu.notReady === this.refuseStandby;
+    if (ours) this.lu.notReady = hook;
     if (before !== this.statesKey() && before !== '') this.lu.raiseUa(Asc.ASYMMETRIC_ACCESS_STATE_CHANGED);
   }
 
@@ -221,12 +240,17 @@ class SharedAlua {
       let changed = false;
       const gone: string[] = [];
       let mine = s.groups.find((g) => g.id === this.group);
+      // A gateway (a new process or client) joins with its configured non-owner state; STPG may change it after.
+      const joined = { canStandby: this.standby, standby: this.standby };
       if (mine === undefined) {
-        mine = { id: this.group, ports, gateway: self, alive: true };
+        mine = { id: this.group, ports, gateway: self, alive: true, ...joined };
         s.groups.push(mine);
         s.groups.sort((a, b) => a.id - b.id);
         changed = true;
-      } else if (mine.gateway !== self || !mine.alive || mine.ports.join() !== ports.join()) {
+      } else if (mine.gateway !== self || (mine.canStandby ?? false) !== this.standby) {
+        Object.assign(mine, { ports, gateway: self, alive: true, ...joined });
+        changed = true;
+      } else if (!mine.alive || mine.ports.join() !== ports.join()) {
         Object.assign(mine, { ports, gateway: self, alive: true });
         changed = true;
       }
@@ -336,6 +360,35 @@ class SharedAlua {
       this.stpgs--;
     }
   }
+
+  /**
+   * SET TARGET PORT GROUPS naming groups standby (true) or active/non-optimized (false): their state while
+   * another group owns the unit, written with a compare-and-swap like any change and announced to every gateway.
+   */
+  async setStandby(flags: Map<number, boolean>): Promise<void> {
+    this.stpgs++;
+    try {
+      for (;;) {
+        if (this.fenced) throw aluaTransitioning();
+        const s = clone(this.state);
+        let changed = false;
+        for (const [id, standby] of flags) {
+          const g = s.groups.find((x) => x.id === id);
+          if (g === undefined || !g.alive) throw setTargetPortGroupsFailed();
+          if ((g.standby ?? false) !== standby) {
+            g.standby = standby;
+            changed = true;
+          }
+        }
+        if (!changed) return;
+        s.explicit = true;
+        delete s.implicit;
+        if (await this.publish(s)) return;
+      }
+    } finally {
+      this.stpgs--;
+    }
+  }
 }
 
 function stateName(s: number): string {
@@ -352,7 +405,7 @@ export async function attachAlua(lu: LogicalUnit): Promise<void> {
   const group = lu.backstore.gatewayGroup;
   const record = group === undefined ? undefined : lu.backstore.shared?.('alua');
   if (group === undefined || record === undefined) return;
-  const a = new SharedAlua(lu, record, group);
+  const a = new SharedAlua(lu, record, group, lu.backstore.nonOwnerStandby === true);
   shared.set(lu, a);
   await a.start();
 }
@@ -387,10 +440,11 @@ export function aluaStatus(lu: LogicalUnit): { group: number; state: string; own
 
 /**
  * SET TARGET PORT GROUPS (SPC-5 6.50): descriptors of 4 bytes after a 4-byte header, each an
- * asymmetric access state for a target port group. Only the move of ownership is a change here:
- * a group asked to be active/optimized becomes the owner (at most one per list); a group asked
- * to be active/non-optimized is one already unless it owns the unit and no other group is named
- * to take over. Standby and unavailable are not states an initiator can set here.
+ * asymmetric access state for a target port group. A group asked to be active/optimized becomes
+ * the owner (at most one per list); a group asked to be active/non-optimized or standby (the
+ * latter only where its gateway supports standby) takes that state while another group owns the
+ * unit, and the owner may be named so only when another group is named to take over: the unit
+ * never ends with no active/optimized group. Unavailable is not a state an initiator can set here.
  */
 export async function setTargetPortGroups(cmd: ScsiCmd): Promise<void> {
   const a = shared.get(cmd.lu);
@@ -401,7 +455,7 @@ export async function setTargetPortGroups(cmd: ScsiCmd): Promise<void> {
   const data = sglFlatten(cmd.out(), 0, Math.min(len, cmd.transferLength));
   if (data.length < len) throw paramListLengthError();
   let optimize: number | undefined;
-  const demote: { id: number; at: number }[] = [];
+  const demote: { id: number; at: number; standby: boolean }[] = [];
   for (let d = 4; d < len; d += 4) {
     const state = data[d] & 0x0f;
     const id = data.readUInt16BE(d + 2);
@@ -410,10 +464,10 @@ export async function setTargetPortGroups(cmd: ScsiCmd): Promise<void> {
     if (state === AAS.ACTIVE_OPTIMIZED) {
       if (optimize !== undefined && optimize !== id) throw invalidParamField(d, 3);
       optimize = id;
-    } else if (state === AAS.ACTIVE_NON_OPTIMIZED) {
-      demote.push({ id, at: d });
+    } else if (state === AAS.ACTIVE_NON_OPTIMIZED || (state === AAS.STANDBY && group.canStandby === true)) {
+      demote.push({ id, at: d, standby: state === AAS.STANDBY });
     } else {
-      throw invalidParamField(d, 3); // standby (not configured), unavailable, transitioning, offline, reserved
+      throw invalidParamField(d, 3); // standby (not supported there), unavailable, transitioning, offline, reserved
     }
   }
   for (const g of demote) {
@@ -421,6 +475,9 @@ export async function setTargetPortGroups(cmd: ScsiCmd): Promise<void> {
     if (g.id === a.state.owner && optimize === undefined) throw invalidParamField(g.at, 3);
   }
   if (optimize !== undefined) await a.moveTo(optimize);
+  // Groups that can be standby take the state asked (a demoted owner once the move is done); the others are non-optimized already.
+  const flags = new Map(demote.filter((g) => a.state.groups.find((x) => x.id === g.id)?.canStandby === true).map((g) => [g.id, g.standby]));
+  if (flags.size !== 0) await a.setStandby(flags);
 }
 
 export function reportTargetPortGroups(cmd: ScsiCmd): void {
@@ -430,10 +487,11 @@ export function reportTargetPortGroups(cmd: ScsiCmd): void {
   const here = cmd.session.tpg.relativePortId;
   const status = a?.state.explicit ? EXPLICIT_CHANGE : a?.state.implicit ? IMPLICIT_CHANGE : 0;
   const groups = a === undefined
-    ? [{ id: TARGET_PORT_GROUP_ID, state: AAS.ACTIVE_OPTIMIZED, ports: [here] }]
+    ? [{ id: TARGET_PORT_GROUP_ID, state: AAS.ACTIVE_OPTIMIZED, canStandby: false, ports: [here] }]
     : a.state.groups.map((g) => ({
       id: g.id,
       state: a.stateOf(g),
+      canStandby: g.canStandby === true,
       // This gateway's own ports as it knows them now, the others' as they wrote them.
       ports: g.id === a.group ? [...new Set([...g.ports, here])].sort((x, y) => x - y) : g.ports,
     }));
@@ -447,7 +505,7 @@ export function reportTargetPortGroups(cmd: ScsiCmd): void {
   let d = hdr;
   for (const g of groups) {
     b[d] = g.state; // PREF 0
-    b[d + 1] = a === undefined ? 0x01 : SUPPORTED;
+    b[d + 1] = a === undefined ? 0x01 : SUPPORTED | (g.canStandby ? S_SUP : 0);
     b.writeUInt16BE(g.id, d + 2);
     b[d + 5] = status;
     b[d + 7] = g.ports.length;

@@ -95,6 +95,6 @@ export const logCommands: CommandDef[] = [
     // SP (byte 1 bit 0) is refused: nothing is saved. PC and PAGE CODE, SUBPAGE, PARAMETER POINTER, length.
     name: 'LOG SENSE', opcode: 0x4d, usage: [0x4d, 0x00, 0xff, 0xff, 0x00, 0xff, 0xff, 0xff, 0xff, 0x00],
     // Served during a sanitize, as SBC-4 4.11.2 lists it.
-    dir: DataDir.IN, lengthField: [7, 2], flags: F.SANITIZE_OK, pr: 'allowed', timeout: 30, execute: logSense,
+    dir: DataDir.IN, lengthField: [7, 2], flags: F.SANITIZE_OK | F.STANDBY_OK, pr: 'allowed', timeout: 30, execute: logSense,
   },
 ];

@@ -20,7 +20,7 @@
 import type { SharedRecord } from '../core/backstore';
 import type { ScsiCmd } from '../core/command';
 import type { ItNexus, LogicalUnit, Task } from '../core/logical-unit';
-import { CommandDef, DataDir, PrAccess } from '../core/opcodes';
+import { CommandDef, DataDir, F, PrAccess } from '../core/opcodes';
 import {
   Asc, ScsiError, SenseKey, invalidCdbField, invalidOpcode, invalidParamField, paramListLengthError, reservationConflict,
 } from '../core/sense';
@@ -749,10 +749,10 @@ const PR_OUT_NAMES = ['REGISTER', 'RESERVE', 'RELEASE', 'CLEAR', 'PREEMPT', 'PRE
 export const prCommands: CommandDef[] = [
   ...PR_IN_NAMES.map((n, sa): CommandDef => ({
     name: `PERSISTENT RESERVE IN(${n})`, opcode: 0x5e, serviceAction: sa, usage: prInUsage,
-    dir: DataDir.IN, lengthField: [7, 2], flags: 0, pr: 'allowed', execute: prIn,
+    dir: DataDir.IN, lengthField: [7, 2], flags: F.STANDBY_OK, pr: 'allowed', execute: prIn,
   })),
   ...PR_OUT_NAMES.map((n, sa): CommandDef => ({
     name: `PERSISTENT RESERVE OUT(${n})`, opcode: 0x5f, serviceAction: sa, usage: prOutUsage,
-    dir: DataDir.OUT, lengthField: [5, 4], flags: 0, pr: 'allowed', execute: prOut,
+    dir: DataDir.OUT, lengthField: [5, 4], flags: F.STANDBY_OK, pr: 'allowed', execute: prOut,
   })),
 ];

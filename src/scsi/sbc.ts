@@ -126,12 +126,12 @@ export const sbcCommands: CommandDef[] = [
   {
     // LBA and PMI are obsolete in SBC-4; we accept them as SBC-3 allowed.
     name: 'READ CAPACITY(10)', opcode: 0x25, usage: [0x25, 0, ...ff(4), 0, 0, 0x01, CONTROL], dir: DataDir.IN,
-    flags: F.MEDIUM, pr: 'allowed', timeout: T_IO, decode: info.decodeReadCapacity10, execute: info.readCapacity10,
+    flags: F.MEDIUM | F.STANDBY_OK, pr: 'allowed', timeout: T_IO, decode: info.decodeReadCapacity10, execute: info.readCapacity10,
   },
   {
     name: 'READ CAPACITY(16)', opcode: SERVICE_ACTION_IN_16, serviceAction: 0x10,
     usage: [SERVICE_ACTION_IN_16, 0x1f, ...ff(8), ...ff(4), 0x01, CONTROL], dir: DataDir.IN,
-    flags: F.MEDIUM, pr: 'allowed', timeout: T_IO, decode: info.decodeReadCapacity16, execute: info.readCapacity16,
+    flags: F.MEDIUM | F.STANDBY_OK, pr: 'allowed', timeout: T_IO, decode: info.decodeReadCapacity16, execute: info.readCapacity16,
   },
   {
     name: 'GET LBA STATUS', opcode: SERVICE_ACTION_IN_16, serviceAction: 0x12,

@@ -71,6 +71,7 @@ function reportLuns(cmd: ScsiCmd): void {
 }
 
 const ALLOC_OK = F.NO_UA | F.NO_LUN_OK | F.RESERVE_OK;
+const SB = F.STANDBY_OK;
 
 export const spcCommands: CommandDef[] = [
   {
@@ -79,15 +80,15 @@ export const spcCommands: CommandDef[] = [
   },
   {
     name: 'REQUEST SENSE', opcode: 0x03, usage: [0x03, 0x01, 0, 0, 0xff, 0],
-    dir: DataDir.IN, lengthField: [4, 1], flags: ALLOC_OK | F.SANITIZE_OK, pr: 'allowed', timeout: TIMEOUT, execute: requestSense,
+    dir: DataDir.IN, lengthField: [4, 1], flags: ALLOC_OK | F.SANITIZE_OK | SB, pr: 'allowed', timeout: TIMEOUT, execute: requestSense,
   },
   {
     name: 'INQUIRY', opcode: 0x12, usage: [0x12, 0x01, 0xff, 0xff, 0xff, 0],
-    dir: DataDir.IN, lengthField: [3, 2], flags: ALLOC_OK | F.HEAD | F.SANITIZE_OK, pr: 'allowed', timeout: TIMEOUT, execute: inquiry,
+    dir: DataDir.IN, lengthField: [3, 2], flags: ALLOC_OK | F.HEAD | F.SANITIZE_OK | SB, pr: 'allowed', timeout: TIMEOUT, execute: inquiry,
   },
   {
     name: 'MODE SELECT(6)', opcode: 0x15, usage: [0x15, 0x11, 0, 0, 0xff, 0],
-    dir: DataDir.OUT, lengthField: [4, 1], flags: 0, pr: 'write', timeout: TIMEOUT, execute: modeSelect,
+    dir: DataDir.OUT, lengthField: [4, 1], flags: SB, pr: 'write', timeout: TIMEOUT, execute: modeSelect,
   },
   {
     name: 'RESERVE(6)', opcode: 0x16, usage: [0x16, 0, 0, 0, 0, 0],
@@ -99,11 +100,11 @@ export const spcCommands: CommandDef[] = [
   },
   {
     name: 'MODE SENSE(6)', opcode: 0x1a, usage: [0x1a, 0x08, 0xff, 0xff, 0xff, 0],
-    dir: DataDir.IN, lengthField: [4, 1], flags: 0, pr: 'write', timeout: TIMEOUT, execute: modeSense,
+    dir: DataDir.IN, lengthField: [4, 1], flags: SB, pr: 'write', timeout: TIMEOUT, execute: modeSense,
   },
   {
     name: 'MODE SELECT(10)', opcode: 0x55, usage: [0x55, 0x11, 0, 0, 0, 0, 0, 0xff, 0xff, 0],
-    dir: DataDir.OUT, lengthField: [7, 2], flags: 0, pr: 'write', timeout: TIMEOUT, execute: modeSelect,
+    dir: DataDir.OUT, lengthField: [7, 2], flags: SB, pr: 'write', timeout: TIMEOUT, execute: modeSelect,
   },
   {
     name: 'RESERVE(10)', opcode: 0x56, usage: [0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0],
@@ -115,30 +116,30 @@ export const spcCommands: CommandDef[] = [
   },
   {
     name: 'MODE SENSE(10)', opcode: 0x5a, usage: [0x5a, 0x18, 0xff, 0xff, 0, 0, 0, 0xff, 0xff, 0],
-    dir: DataDir.IN, lengthField: [7, 2], flags: 0, pr: 'write', timeout: TIMEOUT, execute: modeSense,
+    dir: DataDir.IN, lengthField: [7, 2], flags: SB, pr: 'write', timeout: TIMEOUT, execute: modeSense,
   },
   {
     name: 'REPORT LUNS', opcode: 0xa0, usage: [0xa0, 0, 0xff, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0],
-    dir: DataDir.IN, lengthField: [6, 4], flags: ALLOC_OK | F.HEAD | F.SANITIZE_OK, pr: 'allowed', timeout: TIMEOUT, execute: reportLuns,
+    dir: DataDir.IN, lengthField: [6, 4], flags: ALLOC_OK | F.HEAD | F.SANITIZE_OK | SB, pr: 'allowed', timeout: TIMEOUT, execute: reportLuns,
   },
   {
     name: 'REPORT TARGET PORT GROUPS', opcode: 0xa3, serviceAction: 0x0a,
     usage: [0xa3, 0xea, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0],
-    dir: DataDir.IN, lengthField: [6, 4], flags: 0, pr: 'allowed', timeout: TIMEOUT, execute: reportTargetPortGroups,
+    dir: DataDir.IN, lengthField: [6, 4], flags: SB, pr: 'allowed', timeout: TIMEOUT, execute: reportTargetPortGroups,
   },
   {
     name: 'SET TARGET PORT GROUPS', opcode: 0xa4, serviceAction: 0x0a,
     usage: [0xa4, 0x0a, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0],
-    dir: DataDir.OUT, lengthField: [6, 4], flags: 0, pr: 'conflict', timeout: TIMEOUT, execute: setTargetPortGroups, served: explicitAlua,
+    dir: DataDir.OUT, lengthField: [6, 4], flags: SB, pr: 'conflict', timeout: TIMEOUT, execute: setTargetPortGroups, served: explicitAlua,
   },
   {
     name: 'REPORT SUPPORTED OPERATION CODES', opcode: 0xa3, serviceAction: 0x0c,
     usage: [0xa3, 0x0c, 0x87, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0],
-    dir: DataDir.IN, lengthField: [6, 4], flags: 0, pr: 'allowed', timeout: TIMEOUT, execute: reportSupportedOpcodes,
+    dir: DataDir.IN, lengthField: [6, 4], flags: SB, pr: 'allowed', timeout: TIMEOUT, execute: reportSupportedOpcodes,
   },
   {
     name: 'REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS', opcode: 0xa3, serviceAction: 0x0d,
     usage: [0xa3, 0x0d, 0x80, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0],
-    dir: DataDir.IN, lengthField: [6, 4], flags: 0, pr: 'allowed', timeout: TIMEOUT, execute: reportSupportedTmfs,
+    dir: DataDir.IN, lengthField: [6, 4], flags: SB, pr: 'allowed', timeout: TIMEOUT, execute: reportSupportedTmfs,
   },
 ];

@@ -11,10 +11,12 @@ export interface GatewayUnit {
   size: number;
   /** More storage object attributes, as YAML flow entries. */
   attributes?: string;
+  /** The gateways' ALUA state while another owns the image (non_owner_state); absent: the default. */
+  nonOwnerState?: 'non_optimized' | 'standby';
 }
 
 const storageObject = (c: Ceph, u: GatewayUnit, tag: number): string => `storage_objects:
-  - { name: shared, plugin: rbd, image: ${u.image}, conf: ${c.conf}, size: ${u.size}, wwn: ${u.serial}, gateway_group: ${tag},
+  - { name: shared, plugin: rbd, image: ${u.image}, conf: ${c.conf}, size: ${u.size}, wwn: ${u.serial}, gateway_group: ${tag},${u.nonOwnerState === undefined ? '' : ` non_owner_state: ${u.nonOwnerState},`}
       attributes: { ${u.attributes ?? ''} } }
 `;
 
