@@ -271,7 +271,7 @@ export const fileScenario: Scenario = {
       }
       console.log('\n' + table(HEADER, rows));
       console.log('\nmedians over rounds; IOPS/cpu-s: operations per CPU-second of the target process; vs peer: tsio / tgtd (iSCSI) or ' +
-        'tsio / qsd (vhost); vs pool: tsio on io_uring / tsio with TSIO_IO_URING=off; iSCSI latency = QD / IOPS');
+        'tsio-blk (and tsio-scsi) / qsd (vhost-user, both vhost-user-blk but tsio-scsi); vs pool: tsio on io_uring / tsio with TSIO_IO_URING=off; iSCSI latency = QD / IOPS');
       if (straceRows.length) {
         console.log('\n' + table(['mode', 'case', 'fabric', 'target', 'syscalls/IO', 'top syscalls per IO'], straceRows));
       }
