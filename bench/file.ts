@@ -3,9 +3,10 @@
 // (buffered and O_DIRECT). Two pairs, each driven by one client:
 //  - iSCSI on 127.0.0.1: tsiod against tgtd (bstype rdwr for buffered, aio for
 //    O_DIRECT), iscsi-perf reads and qemu-img bench writes (bench/iscsi.ts);
-//  - vhost-user: tsiod's vhost-user-scsi against qemu-storage-daemon's
+//  - vhost-user: tsiod's vhost-user-blk against qemu-storage-daemon's
 //    vhost-user-blk (aio=io_uring buffered, aio=native with cache.direct=on),
-//    the project's front-end in this process (tools/vhost-frontend).
+//    the project's front-end in this process (tools/vhost-frontend); tsiod's
+//    vhost-user-scsi on the same store is an extra row (tsio-scsi).
 // tsiod runs twice: on io_uring (tsio) and with TSIO_IO_URING=off, the thread
 // pool path it had before (tsio-pool). Runs alternate within a round; each
 // reports IOPS, mean latency (vhost: measured; iSCSI: queue depth / IOPS) and
@@ -94,7 +95,7 @@ function vhostTarget(name: string, pid: number, socket: string, blk: boolean): T
   };
 }
 
-function tsiodConfig(m: Mode, dev: string, sock: string) {
+function tsiodConfig(m: Mode, dev: string, sock: string, blkSock: string) {
   const so = m.block
     ? `{ name: d0, plugin: block, dev: ${dev}, direct: ${m.direct}, write_back: true }`
     : `{ name: d0, plugin: fileio, dev: ${dev}, direct: ${m.direct} }`;
@@ -113,6 +114,10 @@ targets:
     wwn: naa.5001405000000f01
     tpgs:
       - { tag: 1, socket: ${sock}, num_queues: 1, luns: [ { index: 0, storage_object: /backstores/${plugin}/d0 } ] }
+  - fabric: vhost
+    wwn: naa.5001405000000f02
+    tpgs:
+      - { tag: 1, socket: ${blkSock}, device: blk, num_queues: 1, luns: [ { index: 0, storage_object: /backstores/${plugin}/d0 } ] }
 `;
 }
 
@@ -185,10 +190,12 @@ export const fileScenario: Scenario = {
         try {
           const tsioSock = join(dir, `tsio-${m.name}.sock`);
           const poolSock = join(dir, `pool-${m.name}.sock`);
+          const tsioBlkSock = join(dir, `tsio-blk-${m.name}.sock`);
+          const poolBlkSock = join(dir, `pool-blk-${m.name}.sock`);
           for (const d of ['ring', 'pool']) mkdirSync(join(dir, m.name, d), { recursive: true });
-          const ring: Daemon = await startTsiod(tsiodConfig(m, devRing, tsioSock), { dir: join(dir, m.name, 'ring'), env: { TSIO_IO_URING: 'on' }, args: ['--poll-max-ns', String(pollNs)] });
+          const ring: Daemon = await startTsiod(tsiodConfig(m, devRing, tsioSock, tsioBlkSock), { dir: join(dir, m.name, 'ring'), env: { TSIO_IO_URING: 'on' }, args: ['--poll-max-ns', String(pollNs)] });
           started.push(ring);
-          const pool: Daemon = await startTsiod(tsiodConfig(m, devPool, poolSock), { dir: join(dir, m.name, 'pool'), env: { TSIO_IO_URING: 'off' } });
+          const pool: Daemon = await startTsiod(tsiodConfig(m, devPool, poolSock, poolBlkSock), { dir: join(dir, m.name, 'pool'), env: { TSIO_IO_URING: 'off' } });
           started.push(pool);
           if (!/io_uring off/.test(pool.log())) throw new Error(`tsiod with TSIO_IO_URING=off did not say it falls back:\n${pool.log()}`);
           if (/io_uring (off|unavailable)/.test(ring.log())) throw new Error(`tsiod has no io_uring:\n${ring.log()}`);
@@ -212,6 +219,7 @@ export const fileScenario: Scenario = {
           // hold the devices open: the last close of a block device drops its page cache.
           if (!m.direct) for (const d of new Set([devRing, devPool])) spawnSync('dd', [`if=${d}`, 'of=/dev/null', 'bs=1M', 'status=none']);
 
+          // Each list: tsio, tsio-pool, the peer (the ratios), then extra rows compared with the same peer.
           const pairs: Target[][] = [];
           if (fabrics.includes('iscsi')) {
             pairs.push([
@@ -221,10 +229,12 @@ export const fileScenario: Scenario = {
             ]);
           }
           if (fabrics.includes('vhost')) {
+            // Like for like: tsio's vhost-user-blk against qsd's; its vhost-user-scsi on the same store as an extra row.
             pairs.push([
-              vhostTarget('tsio', ring.proc.pid!, tsioSock, false),
-              vhostTarget('tsio-pool', pool.proc.pid!, poolSock, false),
+              vhostTarget('tsio-blk', ring.proc.pid!, tsioBlkSock, true),
+              vhostTarget('tsio-pool-blk', pool.proc.pid!, poolBlkSock, true),
               vhostTarget(`qsd-${m.qsdAio.split(',')[0].slice(4)}`, qsd.pid!, qsdSock, true),
+              vhostTarget('tsio-scsi', ring.proc.pid!, tsioSock, false),
             ]);
           }
           for (const c of CASES) {
@@ -241,7 +251,7 @@ export const fileScenario: Scenario = {
               const perCpu = runs.map((rs) => stats(rs.map((x) => x.ops / Math.max(x.targetCpu, 0.01))).median);
               for (const [i, t] of targets.entries()) {
                 const row = [m.name, c.name, t.fabric, t.name, k(iops[i]), lat[i].toFixed(0), k(perCpu[i]),
-                  i === 0 ? (perCpu[0] / perCpu[2]).toFixed(2) : '', i === 0 ? (perCpu[0] / perCpu[1]).toFixed(2) : ''];
+                  i === 0 || i > 2 ? (perCpu[i] / perCpu[2]).toFixed(2) : '', i === 0 ? (perCpu[0] / perCpu[1]).toFixed(2) : ''];
                 rows.push(row);
                 console.log(table(HEADER, [row]).split('\n')[1]);
               }
@@ -261,7 +271,7 @@ export const fileScenario: Scenario = {
       }
       console.log('\n' + table(HEADER, rows));
       console.log('\nmedians over rounds; IOPS/cpu-s: operations per CPU-second of the target process; vs peer: tsio / tgtd (iSCSI) or ' +
-        'tsio / qsd (vhost); vs pool: tsio on io_uring / tsio with TSIO_IO_URING=off; iSCSI latency = QD / IOPS');
+        'tsio-blk (and tsio-scsi) / qsd (vhost-user, both vhost-user-blk but tsio-scsi); vs pool: tsio on io_uring / tsio with TSIO_IO_URING=off; iSCSI latency = QD / IOPS');
       if (straceRows.length) {
         console.log('\n' + table(['mode', 'case', 'fabric', 'target', 'syscalls/IO', 'top syscalls per IO'], straceRows));
       }

@@ -88,6 +88,7 @@ interface Addon {
   radosObjects(cluster: RadosCluster, pool: string, namespace: string): Promise<RadosObjects>;
   Ring: new (entries: number, onCompletions: () => void) => Ring;
   uringReapBatch: number;
+  singlePollWaits(): boolean;
   AttrWatch: new (path: string, onEvent: () => void) => { close(): void };
 }
 
@@ -332,6 +333,11 @@ export const FdWatcher: Addon['FdWatcher'] = addon.FdWatcher;
 export const Ring: Addon['Ring'] = addon.Ring;
 /** Most completions one Ring.reap() returns. */
 export const uringReapBatch: number = addon.uringReapBatch;
+/**
+ * One epoll_pwait per sleep of this thread's loop instead of two: clears libuv's idle-time metrics,
+ * which Node turns on (performance.eventLoopUtilization() then reads no idle time). Returns whether they were on.
+ */
+export const singlePollWaits: Addon['singlePollWaits'] = addon.singlePollWaits;
 /**
  * inotify on one file's metadata (IN_ATTRIB: link count; IN_DELETE_SELF, IN_MOVE_SELF), not its writes:
  * onEvent runs on the loop, which it does not keep alive. Throws where inotify is missing or out of watches.

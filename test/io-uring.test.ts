@@ -173,6 +173,29 @@ test('a ring needs no eventfd: the loop watches its own descriptor, and an async
   }
 });
 
+test('singlePollWaits: each sleep of the loop is one epoll_pwait, not two (Node\'s idle-time metrics off)', () => {
+  // A child sleeps on a timer WAKES times; strace counts its loop's epoll_pwait. With libuv's idle-time
+  // metrics on (Node's default) every sleep first polls with timeout 0, then waits: two per wake-up.
+  const WAKES = 60;
+  const count = (off: boolean): number => {
+    const out = path.join(dir, `epoll-${off}.txt`);
+    const script = `const n = require(${JSON.stringify(path.join(__dirname, '..', 'native'))});
+      if (${off} && n.singlePollWaits() !== true) process.exit(3);
+      let k = 0; const t = setInterval(() => { if (++k === ${WAKES}) clearInterval(t); }, 2);`;
+    const r = spawnSync('strace', ['-f', '-c', '-e', 'trace=epoll_pwait', '-o', out, process.execPath, '-e', script], { encoding: 'utf8' });
+    assert.ok(!r.error, `strace must be installed (scripts/install-deps --test): ${r.error?.message}`);
+    assert.equal(r.status, 0, `child failed (3: the metrics were already off): ${r.stderr}`);
+    // Rows: % time, seconds, usecs/call, calls, [errors,] syscall.
+    const row = fs.readFileSync(out, 'utf8').split('\n').find((l) => /\sepoll_pwait$/.test(l));
+    assert.ok(row, 'strace counted epoll_pwait');
+    return Number(row.trim().split(/\s+/)[3]);
+  };
+  const before = count(false);
+  const after = count(true);
+  assert.ok(before >= 2 * WAKES, `metrics on: two polls per sleep (${before} for ${WAKES} sleeps)`);
+  assert.ok(after <= WAKES + 10, `metrics off: one poll per sleep (${after} for ${WAKES} sleeps)`);
+});
+
 test('setPollNs: completions that come within the window are reaped by the busy-poll; 0 never polls', async () => {
   const r = ring();
   const store = await createFileio({ name: 'poll', dev: path.join(dir, 'poll.img'), size: 1 << 20, direct: true, blockSize: 4096 });

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { RawInitiator, simpleConfig } from './util/iscsi-initiator';
 import { startTsiod, type Daemon } from './util/tsiod';
 import { BufferPool, POOL_MAX, POOL_MIN } from '../fabrics/iscsi/data-in-pool';
+import { isAligned } from '../native';
 
 const IQN = 'iqn.2026-11.org.tsio:data-in';
 const BLOCK = 512;
@@ -128,6 +129,7 @@ test('data-in pool: power-of-two classes, reuse, idle budget', () => {
   assert.equal(a.length, 65536);
   const b = p.take(65537)!;
   assert.equal(b.length, 131072);
+  for (const n of [POOL_MIN, 65536, POOL_MAX]) assert.ok(isAligned(p.take(n)!, 4096), `a ${n}-byte buffer starts on a page (O_DIRECT reads into it without a bounce)`);
   p.give(a);
   assert.equal(p.idleSize, 65536);
   assert.strictEqual(p.take(40000), a, 'the idle 64 KiB buffer serves a 40000-byte read');

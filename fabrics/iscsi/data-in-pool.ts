@@ -5,7 +5,13 @@
 // written its last byte (the write callback), or nothing was sent from it.
 // Buffers that stayed idle through a whole trimming window (TRIM_MS) were not
 // needed: they go back to the garbage collector, down to KEEP_BYTES.
+// Buffers start on a page: an O_DIRECT store (fileio, block with direct)
+// then reads straight into them instead of through a bounce buffer and a copy.
 
+import { allocAligned } from '../../native';
+
+/** What O_DIRECT asks of memory: a page satisfies every device's DMA alignment. */
+const PAGE = 4096;
 /** Smallest and largest pooled sizes: below, Node's own 8 KiB pool serves; above, reads are rare. */
 const MIN_SHIFT = 12;
 const MAX_SHIFT = 22;
@@ -39,7 +45,7 @@ export class BufferPool {
     if (n < POOL_MIN || n > POOL_MAX) return undefined;
     const c = 32 - Math.clz32(n - 1) - MIN_SHIFT;
     const b = this.idle[c].pop();
-    if (b === undefined) return Buffer.allocUnsafeSlow(1 << (c + MIN_SHIFT));
+    if (b === undefined) return allocAligned(1 << (c + MIN_SHIFT), PAGE);
     this.idleBytes -= b.length;
     if (this.idleBytes < this.lowBytes) this.lowBytes = this.idleBytes;
     return b;
