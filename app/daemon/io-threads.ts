@@ -17,9 +17,9 @@ import type { MetricPart } from './metrics';
 /** Most I/O threads io_threads: auto gives when io_threads_max is not set. */
 export const IO_THREADS_MAX_DEFAULT = 8;
 
-/** The number of I/O threads a configuration asks for (1: no I/O thread, the main loop serves everything). */
+/** The number of I/O threads a configuration asks for (default auto; 1: no I/O thread, the main loop serves everything). */
 export function ioThreadCount(d: DaemonConfig | undefined, cores = availableParallelism()): number {
-  const n = d?.io_threads ?? 1;
+  const n = d?.io_threads ?? 'auto';
   return n === 'auto' ? Math.max(1, Math.min(cores, d?.io_threads_max ?? IO_THREADS_MAX_DEFAULT)) : n;
 }
 
