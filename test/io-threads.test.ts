@@ -290,3 +290,27 @@ test('metrics and status gather every thread', async () => {
   for (const so of ['a', 'b']) assert.match(text, new RegExp(`^tsio_lu_commands_total\\{storage_object="/backstores/rd_mcp/${so}"\\} [1-9]`, 'm'));
   assert.equal(text.match(/^# TYPE tsio_lu_commands_total /gm)?.length, 1, 'one family, series from both threads');
 });
+
+test('one portal: when its listening thread lets it go, the other thread listens; a target whose portal is back is reached again', async () => {
+  assert.notEqual(await homeOf(IQN('ic')), await homeOf(IQN('id')));
+  const login = async (n: string) => {
+    const i = await RawInitiator.connect(port3);
+    try {
+      await i.login(IQN(n), {}, `iqn.2026-12.org.tsio:move-${n}`);
+      const r = await i.command([0x12, 0, 0, 0, 36, 0], { read: 36 });
+      assert.equal(r.data.length, 36);
+      assert.equal(await i.logout(), 0);
+    } finally {
+      i.close();
+    }
+  };
+  // Whichever of ic and id listens on the shared portal gives it up: the other one's thread takes the port.
+  for (const [gone, stays] of [['ic', 'id'], ['id', 'ic']]) {
+    await c.call('portals.delete', { wwn: IQN(gone), tag: 1, ip_address: '127.0.0.1', port: port3 });
+    await login(stays);
+    await assert.rejects(login(gone), (e: Error & { status?: number }) => e.status === 0x0203, `${gone} is no longer on the portal`);
+    await c.call('portals.create', { wwn: IQN(gone), tag: 1, ip_address: '127.0.0.1', port: port3 });
+    await login(gone);
+    await login(stays);
+  }
+});
