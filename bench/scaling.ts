@@ -1,6 +1,7 @@
 // io_threads 1 against io_threads 2: two vhost-user-scsi controllers (the
 // project's front-end, each in its own process) and two iSCSI sessions to two
-// targets on two portals (iscsi-perf), all four driven at once, 4 KiB random
+// targets on two portals (iscsi-perf; --one-portal: both on one, each session
+// then handed to its target's thread at login), all four driven at once, 4 KiB random
 // reads from RAM units. Runs alternate between a tsiod with one loop and one
 // with two I/O threads; each reports the aggregate IOPS, tsiod's CPU seconds
 // and how they spread over its threads (/proc/PID/task), and IOPS per tsiod
@@ -88,9 +89,9 @@ async function once(s: Setup, seconds: number, qd: number): Promise<Result> {
   };
 }
 
-async function start(threads: number): Promise<Setup> {
-  const ports = [0, await freePort()];
-  const d = await startTsiod((port, dir) => ((ports[0] = port), config(threads, dir, ports)));
+async function start(threads: number, onePortal: boolean): Promise<Setup> {
+  const ports = [0, onePortal ? 0 : await freePort()];
+  const d = await startTsiod((port, dir) => ((ports[0] = port), onePortal && (ports[1] = port), config(threads, dir, ports)));
   const c = await ControlClient.connect(d.sock);
   const t = await c.call<{ tid: number }[]>('threads');
   c.close();
@@ -106,9 +107,10 @@ export const scalingScenario: Scenario = {
     const rounds = numOpt(args, '--rounds', 3);
     const seconds = numOpt(args, '--seconds', 5);
     const qd = numOpt(args, '--qd', 16);
+    const onePortal = args.includes('--one-portal');
     console.log(machineLine());
-    console.log(`${rounds} rounds, each run ${seconds} s, QD ${qd} per client, io_threads 1 and 2 alternating\n`);
-    const setups = [await start(1), await start(2)];
+    console.log(`${rounds} rounds, each run ${seconds} s, QD ${qd} per client, io_threads 1 and 2 alternating${onePortal ? ', both iSCSI targets on one portal' : ''}\n`);
+    const setups = [await start(1, onePortal), await start(2, onePortal)];
     try {
       const res = new Map<number, Result[]>(setups.map((s) => [s.threads, []]));
       // Warm-up: every unit's pages written once is not needed for reads of RAM units; one short run settles the JIT.

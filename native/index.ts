@@ -66,6 +66,7 @@ interface Addon {
   crc32cHardware: boolean;
   setRcvLowat(fd: number, bytes: number): void;
   threadId(): number;
+  dupFd(fd: number): number;
   unixListen(path: string, mode?: number, gid?: number): number;
   groupId(name: string): number;
   unixConnect(path: string): number;
@@ -295,6 +296,8 @@ export const crc32cHardware: boolean = addon.crc32cHardware;
 export const setRcvLowat: Addon['setRcvLowat'] = addon.setRcvLowat;
 /** gettid(2): the calling thread's kernel id. */
 export const threadId: Addon['threadId'] = addon.threadId;
+/** A close-on-exec duplicate of fd (a socket handed to another thread outlives the handle that accepted it). */
+export const dupFd: Addon['dupFd'] = addon.dupFd;
 // vhost-user (native/vhost_user.cc): unix sockets with fd passing, guest memory, eventfds.
 /**
  * A non-blocking listening unix socket at path (a stale socket file there is replaced); with mode

@@ -722,6 +722,7 @@ test('daemon: io_threads is 1 and up or auto (the cores, at most io_threads_max)
   assert.deepEqual(cfg.daemon, { io_threads: 'auto', io_threads_max: 4 });
   assert.equal(ioThreadCount(cfg.daemon, 16), 4);
   assert.equal(ioThreadCount(cfg.daemon, 2), 2);
-  assert.equal(ioThreadCount(parseConfig('', 't.yaml').daemon, 16), 1, 'default: the main loop alone');
+  assert.equal(ioThreadCount(parseConfig('', 't.yaml').daemon, 16), 8, 'default: auto, the cores up to 8');
+  assert.equal(ioThreadCount(parseConfig('', 't.yaml').daemon, 1), 1, 'one core: the main loop alone');
   assert.deepEqual(parseConfig(dumpConfig(cfg), 'saved.yaml').daemon, cfg.daemon);
 });

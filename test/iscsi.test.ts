@@ -28,15 +28,7 @@ test('discovery: SendTargets=All lists the target with both portals, IPv6 in bra
   const i = await RawInitiator.connect(d.port);
   const keys = await i.login(undefined);
   assert.equal(keys.get('HeaderDigest'), 'None');
-  const h = Buffer.alloc(48);
-  h[0] = 0x04;
-  h[1] = 0x80;
-  h.writeUInt32BE(77, 16);
-  h.writeUInt32BE(0xffffffff, 20);
-  h.writeUInt32BE(i.cmdSN++, 24);
-  i.send(h, Buffer.from('SendTargets=All\0'));
-  const r = await i.next((p) => p.opcode === 0x24);
-  assert.equal(r.itt, 77);
+  const r = await i.textRequest('SendTargets=All\0', 77);
   const text = r.data.toString().split('\0').filter(Boolean);
   assert.deepEqual(text, [`TargetName=${IQN}`, `TargetAddress=127.0.0.1:${d.port},1`, `TargetAddress=[::1]:${d.port},1`]);
   // A SCSI command in a discovery session is refused with a Reject.

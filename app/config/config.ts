@@ -144,7 +144,7 @@ export interface FabricModuleConfig {
 
 /** The daemon's own settings (read at start; a change takes effect when tsiod restarts). */
 export interface DaemonConfig {
-  /** Event loops serving the data path: 1 is the main thread alone; 'auto' is the number of cores up to io_threads_max. */
+  /** Event loops serving the data path: 1 is the main thread alone; 'auto' (default) is the number of cores up to io_threads_max. */
   io_threads?: number | 'auto';
   io_threads_max?: number;
   /** Longest busy-poll of vhost rings and io_uring completions before a loop sleeps, in ns; 0 (default): never. */

@@ -131,7 +131,7 @@ export function buildConfigSchemaWithHints(s: Specs = loadedSpecs()): BuiltSchem
         additionalProperties: false,
         description: 'The daemon\'s own settings, read when tsiod starts.',
         properties: {
-          io_threads: { oneOf: [{ type: 'integer', minimum: 1, maximum: 256 }, { const: 'auto' }], description: 'Event loops serving the data path (default 1: the main thread alone); auto: the number of cores, at most io_threads_max.' },
+          io_threads: { oneOf: [{ type: 'integer', minimum: 1, maximum: 256 }, { const: 'auto' }], description: 'Event loops serving the data path (default auto: the number of cores, at most io_threads_max); 1: the main thread alone.' },
           io_threads_max: { type: 'integer', minimum: 1, maximum: 256, description: 'The most I/O threads auto gives (default 8).' },
           poll_max_ns: { type: 'integer', minimum: 0, maximum: 10_000_000, description: 'Longest busy-poll, in ns, of vhost rings and io_uring completions before an event loop sleeps (adaptive, as QEMU\'s iothread poll-max-ns); 0 (default): never poll. tsiod --poll-max-ns overrides it.' },
         },

@@ -34,7 +34,8 @@ const first: Merge = Object.assign((a: ThreadAnswer[]) => {
 }, { owned: true });
 
 const MERGES: Record<string, Merge> = {
-  'sessions.list': concat((s) => s.id as number),
+  // Each session tagged with the thread serving it (its target's home).
+  'sessions.list': (a, main) => concat((s) => s.id as number)(a.map((x, thread) => (x.error ? x : { result: (x.result as Obj[]).map((s) => ({ ...s, thread })) })), main),
   'storage_objects.list': concat((s) => s.path as string),
   'sessions.get': first,
   'storage_objects.get': first,

@@ -5,6 +5,8 @@
 
 import type { TsioConfig } from '../config/config';
 import type { MetricPart } from './metrics';
+import type { IscsiRoutes } from './placement';
+import type { Handoff } from '../../fabrics/iscsi/handoff';
 
 /** What an I/O thread starts with (workerData). */
 export interface IoThreadData {
@@ -23,6 +25,10 @@ export type IoRequest =
   /** Run a control method on this thread's part (params decoded on main). */
   | { id: number; kind: 'method'; method: string; params: Record<string, unknown> }
   | { id: number; kind: 'metrics' }
+  /** Who listens on each iSCSI portal, where each iSCSI TPG lives; `relisten`: listen (or stop) as they now say. */
+  | { id: number; kind: 'routes'; routes: IscsiRoutes; relisten: boolean }
+  /** An iSCSI connection another thread accepted, for a target served here. */
+  | { id: number; kind: 'adopt'; handoff: Handoff }
   /** Close every service and store (shutdown). */
   | { id: number; kind: 'close' };
 
@@ -42,4 +48,9 @@ export interface IoReply {
 export interface IoReady {
   ready: true;
   tid: number;
+}
+
+/** Sent by an I/O thread unasked: an iSCSI connection for another thread's target (main passes it on). */
+export interface IoHandoff {
+  handoff: Handoff & { to: number };
 }

@@ -10,16 +10,16 @@ import { join } from 'node:path';
 import type { DaemonConfig, TsioConfig } from '../config/config';
 import { log } from '../../src/core/log';
 import { EMPTY_CONFIG, soKey, type Dataplane, type ReconcileReport, type ThreadAnswer } from './reconcile';
-import { place, withoutArrivals, type Placement } from './placement';
-import type { IoReady, IoReply, IoRequest, IoThreadData } from './io-protocol';
+import { iscsiRoutes, place, withoutArrivals, type IscsiRoutes, type Placement } from './placement';
+import type { IoHandoff, IoReady, IoReply, IoRequest, IoThreadData } from './io-protocol';
 import type { MetricPart } from './metrics';
 
 /** Most I/O threads io_threads: auto gives when io_threads_max is not set. */
 export const IO_THREADS_MAX_DEFAULT = 8;
 
-/** The number of I/O threads a configuration asks for (1: no I/O thread, the main loop serves everything). */
+/** The number of I/O threads a configuration asks for (default auto; 1: no I/O thread, the main loop serves everything). */
 export function ioThreadCount(d: DaemonConfig | undefined, cores = availableParallelism()): number {
-  const n = d?.io_threads ?? 1;
+  const n = d?.io_threads ?? 'auto';
   return n === 'auto' ? Math.max(1, Math.min(cores, d?.io_threads_max ?? IO_THREADS_MAX_DEFAULT)) : n;
 }
 
@@ -36,8 +36,10 @@ class IoThread {
     readonly index: number,
     readonly worker: Worker,
     readonly tid: number,
+    onHandoff: (m: IoHandoff) => void,
   ) {
-    worker.on('message', (r: IoReply) => {
+    worker.on('message', (r: IoReply | IoHandoff) => {
+      if ('handoff' in r) return onHandoff(r);
       const w = this.waiting.get(r.id);
       this.waiting.delete(r.id);
       w?.resolve(r);
@@ -61,11 +63,24 @@ class IoThread {
 
 export class IoThreads implements Dataplane {
   private homes = new Map<string, number>();
+  private routes: IscsiRoutes = { owners: {}, tpgs: [] };
 
   private constructor(readonly threads: IoThread[]) {}
 
+  /** An iSCSI connection one thread accepted for a target of another: on to that one (fabrics/iscsi/handoff.ts). */
+  private static forward(threads: IoThread[], { handoff }: IoHandoff): void {
+    const t = threads[handoff.to];
+    t?.call({ kind: 'adopt', handoff }).catch((e) => log.warn(`I/O thread ${handoff.to}: could not take an iSCSI connection: ${(e as Error).message}`));
+  }
+
+  /** Every thread's iSCSI routes; `relisten` once the parts are applied (a portal's listener may change threads). */
+  private sendRoutes(routes: IscsiRoutes, relisten: boolean): Promise<unknown[]> {
+    return all(this.threads.map((t) => t.call({ kind: 'routes', routes, relisten })));
+  }
+
   /** Starts count threads; resolves once each runs. A thread that dies takes the daemon with it (its LUs are gone). */
   static async start(count: number, stateDir: string, pollMaxNs: number): Promise<IoThreads> {
+    const started: IoThread[] = [];
     const threads = await Promise.all(Array.from({ length: count }, (_, index) => {
       const data: IoThreadData = { index, count, stateDir, logLevel: log.level(), priorityPrefix: log.priorityPrefix(), pollMaxNs };
       // The addon's fds (sockets, eventfds) are closed with fs.closeSync: fd tracking would warn at each.
@@ -74,7 +89,7 @@ export class IoThreads implements Dataplane {
         worker.once('error', reject);
         worker.once('message', (m: IoReady) => {
           worker.off('error', reject);
-          const t = new IoThread(index, worker, m.tid);
+          const t = new IoThread(index, worker, m.tid, (h) => IoThreads.forward(started, h));
           worker.on('error', (e) => {
             log.error(`I/O thread ${index} failed: ${e.stack ?? e.message}`);
             process.exit(1);
@@ -88,21 +103,27 @@ export class IoThreads implements Dataplane {
         });
       });
     }));
+    started.push(...threads);
     return new IoThreads(threads);
   }
 
   async reconcile(cur: TsioConfig, next: TsioConfig): Promise<ReconcileReport> {
     const p: Placement = place(next, this.threads.length, this.homes, cur);
     const before = this.threads.map((t) => t.part);
+    const routes = iscsiRoutes(next, p.homes, this.routes.owners);
     const send = (t: IoThread, part: TsioConfig) => (same(t.part, part) ? Promise.resolve(undefined) : t.call({ kind: 'reconcile', config: part }).then((r) => ((t.part = part), r as ReconcileReport)));
     try {
+      await this.sendRoutes(routes, false);
       // Endpoints changing threads are released where they were before their new home takes them.
       if (p.moving.size > 0) await all(this.threads.map((t, i) => send(t, withoutArrivals(p.parts[i], p.moving))));
       const reports = await all(this.threads.map((t, i) => send(t, p.parts[i])));
       this.homes = p.homes;
+      this.routes = routes;
+      await this.sendRoutes(routes, true);
       return mergeReports(reports.filter((r): r is ReconcileReport => r !== undefined));
     } catch (e) {
       await Promise.all(this.threads.map((t, i) => send(t, before[i]).catch((e2) => log.warn(`I/O thread ${i}: could not take back a failed change: ${(e2 as Error).message}`))));
+      await this.sendRoutes(this.routes, true).catch((e2) => log.warn(`I/O threads: could not take back the iSCSI routes: ${(e2 as Error).message}`));
       throw e;
     }
   }

@@ -16,7 +16,10 @@ import { RpcError } from '../control/params';
 import { EMPTY_CONFIG, reconcile, type Live } from './reconcile';
 import { metricPart } from './metrics';
 import { applyPolling } from './polling';
-import type { IoReply, IoRequest, IoThreadData } from './io-protocol';
+import type { IoHandoff, IoReply, IoRequest, IoThreadData } from './io-protocol';
+import type { IscsiRoutes } from './placement';
+import { adopt, setConnectionRouter } from '../../fabrics/iscsi/handoff';
+import { portalKey, portalRegistry } from '../../fabrics/iscsi/portal-registry';
 
 const data = workerData as IoThreadData;
 const port = parentPort!;
@@ -29,6 +32,18 @@ applyPolling(data.pollMaxNs);
 const live: Live = { root: createRoot({ stateDir: data.stateDir }), services: new Map<string, FabricService>(), config: EMPTY_CONFIG };
 // Methods run against this thread's part; saving and editing stay on main.
 const control = new ControlContext(live, '', CONTROL_METHODS);
+
+/** iSCSI connections move to their target's thread at login (fabrics/iscsi/handoff.ts), through main. */
+function route(r: IscsiRoutes): void {
+  const self = data.index;
+  const remote = r.tpgs.filter((t) => t.thread !== self);
+  setConnectionRouter({
+    listens: (ip, p) => (r.owners[portalKey(ip, p)] ?? self) === self,
+    homeOf: (ip, p, wwn) => remote.find((t) => t.wwn === wwn && t.portals.some((x) => x.ip === ip && x.port === p))?.thread,
+    send: (to, h) => port.postMessage({ handoff: { ...h, to } } satisfies IoHandoff),
+    remoteTpgs: () => remote,
+  });
+}
 
 async function handle(m: IoRequest): Promise<unknown> {
   switch (m.kind) {
@@ -46,6 +61,13 @@ async function handle(m: IoRequest): Promise<unknown> {
       return await CONTROL_METHODS[m.method].run(m.params, control);
     case 'metrics':
       return metricPart(live.root);
+    case 'routes':
+      route(m.routes);
+      if (m.relisten) await portalRegistry.relisten();
+      return null;
+    case 'adopt':
+      adopt(m.handoff);
+      return null;
     case 'close':
       await Promise.all([...live.services.values()].map((s) => s.close()));
       live.services.clear();

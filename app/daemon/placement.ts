@@ -2,10 +2,11 @@
 // home group: the endpoints and storage objects closed under sharing. An
 // endpoint is a vhost controller (a target's TPGs naming one socket), an iSCSI
 // TPG, or a loopback TPG; it is joined with every storage object its LUNs use,
-// a changer with its drives, and iSCSI TPGs with every other iSCSI TPG on the
-// same port (a listening socket belongs to one thread). A group is homed on one
-// thread, so a command never crosses threads; the price is that one group's
-// work is at most one core.
+// and a changer with its drives. A group is homed on one thread, so a command
+// never crosses threads; the price is that one group's work is at most one
+// core. iSCSI TPGs sharing a portal may live on different threads: one thread
+// listens on it and hands each connection to its target's thread at login
+// (iscsiRoutes below, fabrics/iscsi/handoff.ts).
 //
 // Placement is sticky: a group keeps the thread its members already run on.
 // A storage object exported now never moves (its state, a RAM disk's pages,
@@ -15,6 +16,8 @@
 
 import type { StorageObjectConfig, TargetConfig, TpgConfig, TsioConfig } from '../config/config';
 import { soKey } from './reconcile';
+import type { RemoteTpg } from '../../fabrics/iscsi/handoff';
+import { portalKey } from '../../fabrics/iscsi/portal-registry';
 
 /** Member key -> thread index, for stickiness across changes. */
 export type Homes = ReadonlyMap<string, number>;
@@ -78,7 +81,6 @@ export function place(next: TsioConfig, threads: number, homes: Homes, cur: Tsio
       if (next.storage_objects.some((x) => x.plugin === 'tape' && x.name === d)) uf.join(soMember(soKey(so)), soMember(`/backstores/tape/${d}`));
     }
   }
-  const byPort = new Map<number, string>();
   for (const t of next.targets) {
     if (t.tpgs.length === 0) uf.add(targetMember(t));
     for (const tpg of t.tpgs) {
@@ -86,12 +88,6 @@ export function place(next: TsioConfig, threads: number, homes: Homes, cur: Tsio
       uf.add(ep);
       weight.set(ep, (weight.get(ep) ?? 0) + tpg.luns.length);
       for (const l of tpg.luns) uf.join(ep, soMember(l.storage_object));
-      if (t.fabric !== 'iscsi') continue;
-      for (const p of tpg.portals) {
-        const other = byPort.get(p.port);
-        if (other !== undefined) uf.join(ep, other);
-        else byPort.set(p.port, ep);
-      }
     }
   }
 
@@ -152,4 +148,34 @@ export function withoutArrivals(part: TsioConfig, moving: Set<string>): TsioConf
     tpgs: t.tpgs.filter((tpg) => !moving.has(endpointKey(t, tpg))).map((tpg) => ({ ...tpg, luns: tpg.luns.filter((l) => here.has(l.storage_object)) })),
   }));
   return { ...part, storage_objects, targets: targets.filter((t, i) => t.tpgs.length > 0 || part.targets[i].tpgs.length === 0) };
+}
+
+/** Who listens on each iSCSI portal and where each iSCSI TPG lives: what every thread's router knows (io-worker.ts). */
+export interface IscsiRoutes {
+  /** Portal (portalKey) -> the thread listening on it. */
+  owners: Record<string, number>;
+  tpgs: (RemoteTpg & { thread: number })[];
+}
+
+/**
+ * A portal is listened on by one of the threads serving a TPG that lists it: the one that did so far while it
+ * still serves one (a listener never moves without need), else the lowest.
+ */
+export function iscsiRoutes(cfg: TsioConfig, homes: ReadonlyMap<string, number>, owners: Readonly<Record<string, number>>): IscsiRoutes {
+  const on = new Map<string, Set<number>>();
+  const tpgs: IscsiRoutes['tpgs'] = [];
+  for (const t of cfg.targets) {
+    if (t.fabric !== 'iscsi') continue;
+    for (const tpg of t.tpgs) {
+      const thread = homes.get(endpointKey(t, tpg));
+      if (thread === undefined) continue;
+      const portals = tpg.portals.map((p) => ({ ip: p.ip_address, port: p.port }));
+      const openDiscovery = tpg.attributes.generate_node_acls === true && tpg.attributes.demo_mode_discovery !== false;
+      tpgs.push({ wwn: t.wwn, tag: tpg.tag, thread, enabled: tpg.enable, acls: tpg.node_acls.map((a) => a.node_wwn), openDiscovery, portals });
+      for (const p of portals) on.set(portalKey(p.ip, p.port), (on.get(portalKey(p.ip, p.port)) ?? new Set()).add(thread));
+    }
+  }
+  const out: Record<string, number> = {};
+  for (const [key, threads] of on) out[key] = threads.has(owners[key]) ? owners[key] : Math.min(...threads);
+  return { owners: out, tpgs };
 }

@@ -3,7 +3,7 @@
 // the login state machine or, in full feature phase, to the session.
 
 import type { Socket } from 'node:net';
-import { crc32c, setRcvLowat } from '../../native';
+import { crc32c, dupFd, setRcvLowat } from '../../native';
 import type { Sgl } from '../../src/core/sgl';
 import { log } from '../../src/core/log';
 import { BHS_LEN, DIGEST_LEN, H, NO_TAG, Op, RejectReason, dataLengthOf, newHeader, opcodeOf, pad4 } from './pdu';
@@ -427,6 +427,25 @@ export class Connection {
   /** Reject PDU carrying the offending header (RFC 7143 11.17). */
   reject(bad: Buffer, reason: number): void {
     this.send(rejectPdu(this, this.session?.window ?? NO_WINDOW, reason), [Buffer.from(bad.subarray(0, BHS_LEN))]);
+  }
+
+  /** Bytes another thread read from this socket before handing it here (handoff.ts): framed before any read of its own. */
+  replay(bytes: Buffer): void {
+    if (bytes.length > 0) this.onData(bytes, undefined);
+  }
+
+  /**
+   * Gives the socket up to another thread (handoff.ts): a duplicate of its fd
+   * and a copy of what was read but not framed yet; this side then closes its
+   * handle, which reads no further. Undefined: a socket without an fd of its own.
+   */
+  handOff(): { fd: number; rest: Buffer } | undefined {
+    if (this.fd < 0 || this.closed) return undefined;
+    const fd = dupFd(this.fd);
+    const rest = Buffer.concat(this.chunks.map((c, i) => (i === 0 ? c.subarray(this.head) : c)));
+    this.socket.destroy();
+    this.onClose();
+    return { fd, rest };
   }
 
   /** Closes gracefully once everything queued is written. */

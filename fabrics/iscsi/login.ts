@@ -13,7 +13,7 @@ import { ChapServer } from './chap';
 import type { Connection, LoginPhase } from './connection';
 import { IscsiSession } from './iscsi-session';
 import { KeyPairs, Negotiation, encodeText, parseText } from './keys';
-import { H, L, Login, LoginStatus, Stage, isidOf } from './pdu';
+import { BHS_LEN, H, L, Login, LoginStatus, Stage, isidOf, pad4 } from './pdu';
 import { loginResponsePdu } from './pdu-builders';
 import { sessionRegistry } from './session-registry';
 
@@ -25,6 +25,12 @@ const LOGIN_TIMEOUT_S = 15;
 /** Login text continued over several PDUs may not grow past this. */
 const MAX_LOGIN_TEXT = 64 * 1024;
 
+/** A login request as it came (no digests before full feature phase): header, data, padding. */
+const pduBytes = (h: Buffer, data: Sgl): Buffer[] => {
+  const len = data.reduce((n, b) => n + b.length, 0);
+  return [h.subarray(0, BHS_LEN + h[H.TOTAL_AHS] * 4), ...data, Buffer.alloc(pad4(len))];
+};
+
 const flatten = (data: Sgl): Buffer => (data.length === 1 ? data[0] : Buffer.concat(data as Buffer[]));
 
 /** The portal a login came in on (portal.ts). */
@@ -34,6 +40,11 @@ export interface LoginPortal {
   readonly root: Root;
   /** Discovery CHAP settings (fabric_modules: iscsi discovery_auth). */
   discoveryAuth(): Auth & { enable?: boolean };
+  /**
+   * Hands the connection to the thread serving targetName when it lives on another one (handoff.ts), with
+   * `pdu`, the login request not answered here; true when it did (the connection is gone from here).
+   */
+  handOff?(conn: Connection, targetName: string, pdu: Buffer[]): boolean;
 }
 
 export class LoginMachine implements LoginPhase {
@@ -54,6 +65,8 @@ export class LoginMachine implements LoginPhase {
   private joining: IscsiSession | undefined;
   /** Text of a request continued over several PDUs (C bit). */
   private partial: Buffer[] = [];
+  /** A login response went out: the login can no longer move to another thread. */
+  private answered = false;
   private timer: NodeJS.Timeout | undefined;
   private readonly startedAt = Date.now();
 
@@ -139,6 +152,10 @@ export class LoginMachine implements LoginPhase {
     if (keys.has('TargetName')) this.targetName = keys.get('TargetName');
     if (this.tpg === undefined) {
       if (!this.initiatorName) return this.fail(h, LoginStatus.MISSING_PARAMETER, 'no InitiatorName');
+      // A target of another thread: the connection goes there before anything is answered, and logs in there.
+      if (!this.discovery && !this.answered && this.targetName && this.portal.handOff?.(this.conn, this.targetName, pduBytes(h, data)) === true) {
+        return this.dispose();
+      }
       const err = this.resolveTarget(reply);
       if (err !== undefined) return this.fail(h, err, this.whyRefused(err));
     }
@@ -344,6 +361,7 @@ export class LoginMachine implements LoginPhase {
     // A session joined (MC/S) reports its window; a new one the window it will open with.
     const window = this.joining?.window ?? { expCmdSN: this.cmdSN >>> 0, maxCmdSN: (this.cmdSN + this.depth() - 1) >>> 0 };
     const text = encodeText(reply);
+    this.answered = true;
     this.conn.send(loginResponsePdu(this.conn, window, flags, this.isid, this.tsih, this.itt, status, text.length), [text]);
   }
 

@@ -1,9 +1,12 @@
 // The listening portals of the process, by address and port: a portal opens
-// when the first TPG lists it and closes when the last one lets it go.
+// when the first TPG lists it and closes when the last one lets it go. With
+// I/O threads only one thread listens on it; the others' portal objects take
+// the connections it hands them (handoff.ts).
 
 import type { Root } from '../../src/model/root';
 import type { Target, Tpg } from '../../src/model/target';
 import { Portal } from './portal';
+import { connectionRouter, setAdopter } from './handoff';
 
 export const portalKey = (ip: string, port: number): string => `${ip}|${port}`;
 
@@ -18,7 +21,7 @@ export class PortalRegistry {
       p = new Portal(ip, port, root);
       this.byKey.set(key, p);
       try {
-        await p.listen();
+        if (connectionRouter()?.listens(ip, port) !== false) await p.listen();
       } catch (e) {
         this.byKey.delete(key);
         throw e;
@@ -45,6 +48,21 @@ export class PortalRegistry {
     return p;
   }
 
+  /** Listens where the router says this thread does now, and no longer elsewhere (a portal changing threads). */
+  async relisten(): Promise<void> {
+    const router = connectionRouter();
+    for (const p of this.byKey.values()) {
+      const want = router?.listens(p.ip, p.port) !== false;
+      if (want && !p.listening) await p.listen(20);
+      else if (!want) p.unlisten();
+    }
+  }
+
+  /** A connection handed to this thread, to its portal here. */
+  portal(ip: string, port: number): Portal | undefined {
+    return this.byKey.get(portalKey(ip, port));
+  }
+
   /** Portals a target is attached to, per TPG. */
   attached(target: Target): [Tpg, Portal][] {
     const out: [Tpg, Portal][] = [];
@@ -55,3 +73,10 @@ export class PortalRegistry {
 
 /** The process's portals. */
 export const portalRegistry = new PortalRegistry();
+
+setAdopter((h, socket) => {
+  const p = portalRegistry.portal(h.ip, h.port);
+  if (p === undefined) return false;
+  p.adopt(socket, h);
+  return true;
+});

@@ -1,7 +1,8 @@
 // A network portal: one TCP listener on an address and port, shared by every
 // TPG (of any target) that lists it (portal-registry.ts). Each connection it
 // accepts starts in login (login.ts), which finds its target among the TPGs
-// the portal serves.
+// the portal serves. With I/O threads, one thread listens and a login naming
+// a target of another thread moves there (handoff.ts).
 
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Root } from '../../src/model/root';
@@ -9,6 +10,7 @@ import type { Auth, Tpg } from '../../src/model/target';
 import { log } from '../../src/core/log';
 import { Connection } from './connection';
 import { LoginMachine, type LoginPortal } from './login';
+import { connectionRouter, type Handoff } from './handoff';
 
 export class Portal implements LoginPortal {
   readonly tpgs = new Set<Tpg>();
@@ -33,7 +35,31 @@ export class Portal implements LoginPortal {
     this.server.on('error', (e) => log.warn(`iscsi: portal ${ip}:${port}: ${e.message}`));
   }
 
-  listen(): Promise<void> {
+  get listening(): boolean {
+    return this.server.listening;
+  }
+
+  /**
+   * Listens; `retries` times 100 ms more while the address is in use (another thread giving the portal
+   * up closes its listener at the same time).
+   */
+  async listen(retries = 0): Promise<void> {
+    for (let i = 0; ; i++) {
+      try {
+        return await this.listenOnce();
+      } catch (e) {
+        if (i >= retries || !/EADDRINUSE/.test((e as Error).message)) throw e;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  }
+
+  /** Stops listening (another thread listens now); connections stay. */
+  unlisten(): void {
+    if (this.server.listening) this.server.close();
+  }
+
+  private listenOnce(): Promise<void> {
     return new Promise((resolve, reject) => {
       const onError = (e: Error) => reject(new Error(`iscsi: cannot listen on ${this.ip}:${this.port}: ${e.message}`));
       this.server.once('error', onError);
@@ -50,10 +76,10 @@ export class Portal implements LoginPortal {
     return a && typeof a === 'object' ? a.port : this.port;
   }
 
-  private accept(s: Socket): void {
+  private accept(s: Socket): Connection | undefined {
     if (this.tpgs.size === 0) {
       s.destroy();
-      return;
+      return undefined;
     }
     const c = new Connection(s, this.forget);
     // The connection's socket (slabSocket moved the handle to it: the server no longer counts it).
@@ -64,6 +90,25 @@ export class Portal implements LoginPortal {
     });
     c.login = new LoginMachine(c, this);
     this.connections.add(c);
+    return c;
+  }
+
+  /** A connection another thread accepted on this portal, for a target served here: its login starts over here. */
+  adopt(s: Socket, h: Handoff): void {
+    // A Buffer crosses threads as a plain Uint8Array.
+    this.accept(s)?.replay(Buffer.from(h.bytes.buffer, h.bytes.byteOffset, h.bytes.byteLength));
+  }
+
+  handOff(conn: Connection, targetName: string, pdu: Buffer[]): boolean {
+    const router = connectionRouter();
+    if (router === undefined || [...this.tpgs].some((t) => t.target.wwn === targetName)) return false;
+    const to = router.homeOf(this.ip, this.port, targetName);
+    if (to === undefined) return false;
+    const first = Buffer.concat(pdu);
+    const given = conn.handOff();
+    if (given === undefined) return false;
+    router.send(to, { ip: this.ip, port: this.port, fd: given.fd, bytes: Buffer.concat([first, given.rest]) });
+    return true;
   }
 
   /** Discovery CHAP settings (fabric_modules: iscsi discovery_auth). */

@@ -300,14 +300,14 @@ export class RawInitiator {
 
   /** A NOP-Out ping (immediate) with data; resolves with the NOP-In. */
   async nop(data: Buffer, itt = this.nextItt()): Promise<Pdu> {
-    const h = Buffer.alloc(48);
-    h[0] = 0x40;
-    h[1] = 0x80;
-    h.writeUInt32BE(itt, 16);
-    h.writeUInt32BE(0xffffffff, 20);
-    h.writeUInt32BE(this.cmdSN, 24);
-    this.send(h, data);
+    this.send(finalRequest(0x40, itt, this.cmdSN), data);
     return this.next((p) => p.opcode === 0x20 && p.itt === itt);
+  }
+
+  /** A final Text request (a new CmdSN) carrying `text`; resolves with the Text Response. */
+  async textRequest(text: string, itt = this.nextItt()): Promise<Pdu> {
+    this.send(finalRequest(0x04, itt, this.cmdSN++), Buffer.from(text));
+    return this.next((p) => p.opcode === 0x24 && p.itt === itt);
   }
 
   /** Logout; reason 0 closes the session, 1 the connection cid. */
@@ -328,6 +328,17 @@ export class RawInitiator {
   close(): void {
     this.socket.destroy();
   }
+}
+
+/** A final request header without a target transfer tag (NOP-Out, Text). */
+function finalRequest(opcode: number, itt: number, cmdSN: number): Buffer {
+  const h = Buffer.alloc(48);
+  h[0] = opcode;
+  h[1] = 0x80;
+  h.writeUInt32BE(itt, 16);
+  h.writeUInt32BE(0xffffffff, 20);
+  h.writeUInt32BE(cmdSN, 24);
+  return h;
 }
 
 export function textOf(keys: Record<string, string>): Buffer {
