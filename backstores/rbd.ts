@@ -374,12 +374,12 @@ class RbdBackstore implements Backstore {
   async clusterStatus(): Promise<Record<string, string | number | boolean>> {
     const c = this.shares.cluster;
     const out: Record<string, string | number | boolean> = { client: `client.${c.instanceId()}`, address: c.addresses(), fsid: c.fsid() };
-    out.reads = this.io.direct ? 'direct from the data objects (RADOS)' : `through librbd (${this.io.why})`;
-    out.direct_reads = this.directReads;
     if (this.io.dead) return { ...out, connection: 'fenced (blocklisted): joining again with a new client' };
     out.connection = 'connected';
     const [owner, holders] = await Promise.all([this.track(this.io.image.isLockOwner()), this.track(this.io.image.lockOwners())]);
     out.exclusive_lock = owner ? 'held by this gateway' : holders.length === 0 ? 'free' : `held by ${holders.join(', ')}`;
+    out.reads = this.io.direct ? 'direct from the data objects (RADOS)' : `through librbd (${this.io.why})`;
+    out.direct_reads = this.directReads;
     return out;
   }
 

@@ -117,8 +117,8 @@ targets:
           abRows.push([cs.name, k(ops[0]), k(ops[1]), k(cpu[0]), k(cpu[1]), (cpu[0] / cpu[1]).toFixed(2),
             ...(cs.qd === 1 ? ops.map((x) => `${(1e6 / x).toFixed(0)} µs`) : ['-', '-'])]);
         }
-        const iops = runs.map((rs) => stats(rs.map((x) => x.ops / x.seconds)).median);
-        const perCpu = runs.map((rs) => stats(rs.map((x) => x.ops / Math.max(x.targetCpu, 0.01))).median);
+        const iops = runs.slice(0, 3).map((rs) => stats(rs.map((x) => x.ops / x.seconds)).median);
+        const perCpu = runs.slice(0, 3).map((rs) => stats(rs.map((x) => x.ops / Math.max(x.targetCpu, 0.01))).median);
         // At queue depth 1 the mean latency is the inverse of the rate.
         const lat = iops.map((x) => (cs.qd === 1 ? `${(1e6 / x).toFixed(0)} µs` : '-'));
         const row = [cs.name, k(iops[0]), k(iops[1]), k(iops[2]), k(perCpu[0]), k(perCpu[1]), (perCpu[0] / perCpu[1]).toFixed(2),
