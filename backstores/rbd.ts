@@ -6,6 +6,10 @@
 // removed: thin), and GET LBA STATUS reads the object map (fast-diff).
 // Cluster faults: an operation waits for a down OSD up to the connection's
 // timeout, then fails with a sense that says the unit lost its storage.
+// Reads bypass librbd where that returns the same bytes (native/rados-read.cc:
+// no parent data, default striping, no journal): RADOS reads of the data
+// objects straight into the command's buffers, completed in the same batches.
+// Everything that changes the image stays on librbd (exclusive lock, object map).
 
 import os from 'node:os';
 
@@ -73,6 +77,10 @@ class ImageIo {
   dead = false;
   /** An operation failed because this client is fenced. */
   onFenced: (() => void) | undefined;
+  /** Reads go to the data objects with RADOS (stat() found the image fit for it and the setting allows it). */
+  direct = false;
+  /** Why reads go through librbd, when they do. */
+  why = 'not checked yet';
 
   constructor(
     readonly image: RbdImage,
@@ -175,6 +183,8 @@ class RbdBackstore implements Backstore {
   private readonly records = new Map<string, SharedRecord>();
   /** Configured (non_owner_state): this gateway's ALUA group is standby while another owns the image. */
   nonOwnerStandby = false;
+  /** Reads served from the data objects directly (statistics; `info` shows it). */
+  private directReads = 0;
 
   constructor(
     private io: ImageIo,
@@ -189,7 +199,12 @@ class RbdBackstore implements Backstore {
     fastDiff: boolean,
     /** Opens the image again through a new connection (after a fence). */
     private readonly reopen: (c: RadosCluster) => Promise<RbdImage>,
+    /** The direct_reads setting: reads may bypass librbd where the image allows it. */
+    private readonly directAllowed: boolean,
+    /** stat().direct at open. */
+    direct: string,
   ) {
+    this.readPath(direct);
     this.caps = {
       // Zeroing removes whole objects and zeroes the rest: deallocated ranges read zeros.
       unmap: true,
@@ -274,8 +289,19 @@ class RbdBackstore implements Backstore {
     if (length === 0) return;
     const img = this.io.image;
     const parts = pieces(sgl, length);
+    if (this.io.direct) {
+      this.directReads++;
+      if (parts.length === 1) return this.io.submit('rados_aio_read', offset, sgl, (id) => img.readDirect(id, parts[0].bufs, offset));
+      return this.all(parts.map((p) => this.io.submit('rados_aio_read', offset + p.at, p.bufs, (id) => img.readDirect(id, p.bufs, offset + p.at))));
+    }
     if (parts.length === 1) return this.io.submit('rbd_aio_readv', offset, sgl, (id) => img.readv(id, parts[0].bufs, offset));
     return this.all(parts.map((p) => this.io.submit('rbd_aio_readv', offset + p.at, p.bufs, (id) => img.readv(id, p.bufs, offset + p.at))));
+  }
+
+  /** Where reads go, from a fresh stat(): the data objects when the image allows it and the setting does. */
+  private readPath(direct: string): void {
+    this.io.direct = this.directAllowed && direct === '';
+    this.io.why = !this.directAllowed ? 'direct_reads off' : direct;
   }
 
   /** With rbd_cache off a write completes once the OSDs have it: FUA needs nothing more. */
@@ -354,6 +380,8 @@ class RbdBackstore implements Backstore {
     out.connection = 'connected';
     const [owner, holders] = await Promise.all([this.track(this.io.image.isLockOwner()), this.track(this.io.image.lockOwners())]);
     out.exclusive_lock = owner ? 'held by this gateway' : holders.length === 0 ? 'free' : `held by ${holders.join(', ')}`;
+    out.reads = this.io.direct ? 'direct from the data objects (RADOS)' : `through librbd (${this.io.why})`;
+    out.direct_reads = this.directReads;
     return out;
   }
 
@@ -366,6 +394,8 @@ class RbdBackstore implements Backstore {
     if (this.closed) return;
     try {
       const st = await this.track(this.io.image.stat());
+      if (this.closed) return;
+      this.readPath(st.direct);
       const size = Math.floor(st.size / this.blockSize) * this.blockSize;
       if (size === this._size || this.closed) return;
       log.info(`rbd ${this.what}: capacity changed from ${this._size} to ${size} bytes`);
@@ -455,7 +485,10 @@ export async function createRbd(opts: BackstoreOptions): Promise<Backstore> {
     const shares = new RadosRecords(connected, pool, namespace, image, what);
     const group = param(opts, 'gateway_group');
     const reopen = (c: RadosCluster) => openImage(c, pool, namespace, image, 0, readonly, what);
-    const store = new RbdBackstore(new ImageIo(img, what), shares, cluster, what, size, group === undefined ? undefined : Number(group), blockSize, physicalBlockSize, fastDiff, reopen);
+    const direct = param(opts, 'direct_reads');
+    const directAllowed = direct !== false && direct !== 'false';
+    const store = new RbdBackstore(new ImageIo(img, what), shares, cluster, what, size, group === undefined ? undefined : Number(group), blockSize, physicalBlockSize, fastDiff, reopen,
+      directAllowed, st.direct);
     store.nonOwnerStandby = param(opts, 'non_owner_state') === 'standby';
     return store;
   } catch (e) {

@@ -7,7 +7,9 @@
 // CPU is its own (librbd in-process), which is what a gateway's librbd costs too. tgtd and fio read
 // a copy of the cluster's ceph.conf with `rbd cache = false`, as tsio runs: with librbd's default
 // cache (writearound in Ceph 16) they would acknowledge writes before the OSDs have them
-// (`--peer-cache` keeps the default, to show that).
+// (`--peer-cache` keeps the default, to show that). `--ab` adds a second tsiod on tsio's image
+// with `direct_reads: false` (every read through librbd) to the read cases, for an A/B of the
+// direct read path in the same rounds.
 
 import { spawnSync } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -60,6 +62,7 @@ export const rbdScenario: Scenario = {
     }
     const rounds = numOpt(args, '--rounds', 3);
     const peerCache = args.includes('--peer-cache');
+    const ab = args.includes('--ab');
     const seconds = numOpt(args, '--seconds', 5);
     const want = caseFilter(args, 'rbd');
     const c = ceph();
@@ -70,8 +73,8 @@ export const rbdScenario: Scenario = {
     writeFileSync(peerConf, readFileSync(c.conf, 'utf8') + (peerCache ? '' : '\n[client]\nrbd cache = false\n'));
     const images = ['tsio', 'tgtd', 'fio'].map((w) => c.imageName(`bench-${w}`));
     for (const i of images) c.rbd('create', `rbd/${i}`, '--size', `${IMAGE_BYTES >> 20}M`);
-    const tsio = await startTsiod((port) => `storage_objects:
-  - { name: img, plugin: rbd, image: ${images[0]}, conf: ${c.conf} }
+    const tsiodConfig = (direct: boolean) => (port: number) => `storage_objects:
+  - { name: img, plugin: rbd, image: ${images[0]}, conf: ${c.conf}, direct_reads: ${direct} }
 targets:
   - fabric: iscsi
     wwn: ${IQN_TSIO}
@@ -80,7 +83,10 @@ targets:
         attributes: { generate_node_acls: true, authentication: false, demo_mode_write_protect: false }
         portals: [ { ip_address: 127.0.0.1, port: ${port} } ]
         luns: [ { index: 0, storage_object: /backstores/rbd/img } ]
-`);
+`;
+    const tsio = await startTsiod(tsiodConfig(true));
+    // Only ever reads (no exclusive lock moves between the two).
+    const librbd = ab ? await startTsiod(tsiodConfig(false)) : undefined;
     let tgtd: { pid: number; stop(): void } | undefined;
     try {
       const tgtPort = await freePort();
@@ -89,6 +95,9 @@ targets:
         { name: 'tsio', url: `iscsi://127.0.0.1:${tsio.port}/${IQN_TSIO}/0`, pid: tsio.proc.pid!, counts: new Map() },
         { name: 'tgtd', url: `iscsi://127.0.0.1:${tgtPort}/${IQN_TGTD}/1`, pid: tgtd.pid, counts: new Map() },
       ];
+      const abTarget: Target | undefined = librbd && { name: 'tsio-librbd', url: `iscsi://127.0.0.1:${librbd.port}/${IQN_TSIO}/0`, pid: librbd.proc.pid!, counts: new Map() };
+      const abRows: string[][] = [];
+      let abOwns = false;
       // Fill every image once, so reads find data everywhere.
       for (const t of targets) await writeRun(t, CASES[0], IMAGE_BYTES / CASES[0].bytes);
       c.rbd('bench', '--io-type', 'write', '--io-size', '4M', '--io-total', `${IMAGE_BYTES}`, '--io-pattern', 'seq', `rbd/${images[2]}`);
@@ -96,14 +105,27 @@ targets:
       const rows: string[][] = [];
       for (const cs of CASES) {
         if (!want(cs.name)) continue;
-        const runs: Run[][] = [[], [], []];
+        const runs: Run[][] = [[], [], [], []];
         for (const t of targets) if (cs.write) await measure(t, cs, 1); // calibrate and warm up
+        if (abTarget && !cs.write && !abOwns) {
+          // A few writes move the image's exclusive lock to the librbd tsiod, as a lone gateway holds it
+          // (librbd's reads may depend on it: the object map); direct reads do not use it.
+          await writeRun(abTarget, CASES[1], 64);
+          abOwns = true;
+        }
         for (let r = 0; r < rounds; r++) {
           for (const [i, t] of targets.entries()) runs[i].push(await measure(t, cs, seconds));
           runs[2].push(await fioRun(peerConf, images[2], cs, seconds));
+          if (abTarget && !cs.write) runs[3].push(await measure(abTarget, cs, seconds));
         }
-        const iops = runs.map((rs) => stats(rs.map((x) => x.ops / x.seconds)).median);
-        const perCpu = runs.map((rs) => stats(rs.map((x) => x.ops / Math.max(x.targetCpu, 0.01))).median);
+        if (runs[3].length > 0) {
+          const ops = [runs[0], runs[3]].map((rs) => stats(rs.map((x) => x.ops / x.seconds)).median);
+          const cpu = [runs[0], runs[3]].map((rs) => stats(rs.map((x) => x.ops / Math.max(x.targetCpu, 0.01))).median);
+          abRows.push([cs.name, k(ops[0]), k(ops[1]), k(cpu[0]), k(cpu[1]), (cpu[0] / cpu[1]).toFixed(2),
+            ...(cs.qd === 1 ? ops.map((x) => `${(1e6 / x).toFixed(0)} µs`) : ['-', '-'])]);
+        }
+        const iops = runs.slice(0, 3).map((rs) => stats(rs.map((x) => x.ops / x.seconds)).median);
+        const perCpu = runs.slice(0, 3).map((rs) => stats(rs.map((x) => x.ops / Math.max(x.targetCpu, 0.01))).median);
         // At queue depth 1 the mean latency is the inverse of the rate.
         const lat = iops.map((x) => (cs.qd === 1 ? `${(1e6 / x).toFixed(0)} µs` : '-'));
         const row = [cs.name, k(iops[0]), k(iops[1]), k(iops[2]), k(perCpu[0]), k(perCpu[1]), (perCpu[0] / perCpu[1]).toFixed(2),
@@ -114,9 +136,14 @@ targets:
       console.log('\n' + table(HEADER, rows));
       console.log('\nmedians over rounds; IOPS/cpu-s: operations per CPU-second of the gateway process (tsiod, tgtd) or of fio ' +
         '(librbd in-process, no iSCSI); ratio = tsio / tgtd; lat: mean latency at queue depth 1');
+      if (abRows.length > 0) {
+        console.log('\nA/B, reads: tsiod with direct_reads (RADOS) against tsiod with every read through librbd, same image, same rounds\n');
+        console.log(table(['case', 'direct IOPS', 'librbd IOPS', 'direct IOPS/cpu-s', 'librbd IOPS/cpu-s', 'ratio', 'direct lat', 'librbd lat'], abRows));
+      }
     } finally {
       tgtd?.stop();
       await tsio.stop();
+      await librbd?.stop();
       for (const i of images) spawnSync('rbd', ['-c', c.conf, 'rm', '--no-progress', `rbd/${i}`]);
       rmSync(peerConf, { force: true });
     }

@@ -167,6 +167,8 @@ export interface RbdImage {
   readonly results: Float64Array;
   readonly aux: Float64Array;
   readv(id: number, bufs: readonly Buffer[], offset: number): void;
+  /** readv from the data objects with RADOS (librbd bypassed); only while stat().direct is "". */
+  readDirect(id: number, bufs: readonly Buffer[], offset: number): void;
   writev(id: number, bufs: readonly Buffer[], offset: number): void;
   discard(id: number, offset: number, length: number): void;
   writeZeroes(id: number, offset: number, length: number): void;
@@ -174,7 +176,8 @@ export interface RbdImage {
   compareAndWrite(id: number, offset: number, compare: Buffer, data: Buffer): void;
   flush(id: number): void;
   poll(): number;
-  stat(): Promise<{ size: number; objectSize: number; features: number; flags: number }>;
+  /** direct: "" when reads may bypass librbd (no parent data, default striping, no journal), else why not. */
+  stat(): Promise<{ size: number; objectSize: number; features: number; flags: number; direct: string }>;
   /** Grows the image (a smaller size is refused with EINVAL). */
   resize(size: number): Promise<void>;
   /** (offset, length) pairs holding data within the range; wholeObject: object granularity from the object map. */

@@ -156,6 +156,96 @@ test('an image grown from outside (rbd resize) shows its new size and tells the 
   await s.close();
 });
 
+/** The backstore's read path and count of reads that bypassed librbd, as `info` shows them. */
+async function readPath(s: Backstore): Promise<{ reads: string; direct: number }> {
+  const st = await s.clusterStatus!();
+  return { reads: String(st.reads), direct: Number(st.direct_reads) };
+}
+
+async function until(what: string, ok: () => Promise<boolean>): Promise<void> {
+  for (const end = Date.now() + 20_000; !(await ok()); ) {
+    if (Date.now() > end) throw new Error(`not within 20 s: ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+test('reads bypass librbd on a plain image: what librbd wrote, across objects, holes and short objects as zeros, after a grow from outside', async () => {
+  const name = c.imageName('direct');
+  const s = await open(name, { size: 16 * MiB });
+  assert.match((await readPath(s)).reads, /direct from the data objects/);
+  // What the image holds, kept beside it: writes go through librbd.
+  const model = Buffer.alloc(16 * MiB);
+  const put = async (at: number, data: Buffer) => {
+    await s.write(at, data.length, [data], false);
+    data.copy(model, at);
+  };
+  await put(OBJECT - 3 * 4096, crypto.randomBytes(6 * 4096)); // across objects 0 and 1
+  await put(2 * OBJECT - 512, crypto.randomBytes(1024 * 1024)); // across 1 and 2; object 2 ends short of its size
+  const before = (await readPath(s)).direct;
+  // One sgl of odd segments over four objects: objects 0 and 1 with data, 2 short, 3 never written.
+  const segs: Buffer[] = [];
+  for (let p = OBJECT - MiB, i = 0; p < 4 * OBJECT; i++) {
+    const n = Math.min(4 * OBJECT - p, i % 3 === 0 ? 4096 + 512 * i : 300 * 1024 + 512);
+    segs.push(Buffer.alloc(n, 0xee));
+    p += n;
+  }
+  await s.read(OBJECT - MiB, 3 * OBJECT + MiB, segs);
+  assert.ok(Buffer.concat(segs).equals(model.subarray(OBJECT - MiB, 4 * OBJECT)), 'segmented read over four objects');
+  // Single buffers: within one object, across a boundary, past a short object's end, a hole.
+  for (const [at, len] of [[OBJECT - 3 * 4096, 4096], [OBJECT - 4096, 8192], [2 * OBJECT + MiB - 4096, 64 * 1024], [3 * OBJECT, 4096]]) {
+    const b = await readBack(s, at, len);
+    assert.ok(b.equals(model.subarray(at, at + len)), `read of ${len} at ${at}`);
+  }
+  // Many at once, each settled by its own completion.
+  const many = await Promise.all(Array.from({ length: 48 }, (_, i) => readBack(s, OBJECT - 3 * 4096 + i * 512, 4096)));
+  many.forEach((b, i) => assert.ok(b.equals(model.subarray(OBJECT - 3 * 4096 + i * 512, OBJECT - 2 * 4096 + i * 512)), `read ${i}`));
+  const after = (await readPath(s)).direct;
+  assert.ok(after >= before + 53, `reads that bypassed librbd: ${before} -> ${after}`);
+
+  // Grown from outside: the new range reads (zeros, then what librbd writes there).
+  const told = new Promise<void>((resolve) => s.watchCapacity!(resolve));
+  c.rbd('resize', `rbd/${name}`, '--size', '40M');
+  await told;
+  assert.equal(s.size, 40 * MiB);
+  assert.ok((await readBack(s, 36 * MiB, 8192)).equals(Buffer.alloc(8192)), 'never-written grown range');
+  const tail = crypto.randomBytes(2 * MiB);
+  await s.write(38 * MiB, tail.length, [tail], false);
+  assert.ok((await readBack(s, 38 * MiB, tail.length)).equals(tail), 'grown range');
+  assert.match((await readPath(s)).reads, /direct/);
+
+  // The switch: direct_reads false reads everything through librbd, and the same bytes.
+  const plain = await open(name, {}, { timeout: 29, direct_reads: 'false' });
+  assert.equal((await readPath(plain)).reads, 'through librbd (direct_reads off)');
+  for (const at of [OBJECT - MiB, 2 * OBJECT]) {
+    const [a, b] = await Promise.all([readBack(s, at, 2 * MiB), readBack(plain, at, 2 * MiB)]);
+    assert.ok(a.equals(b), `librbd and direct agree at ${at}`);
+  }
+  assert.equal((await readPath(plain)).direct, 0);
+  await plain.close();
+  await s.close();
+});
+
+test('a clone reads through librbd (its parent holds data) and sees the parent; flattened, its reads bypass librbd', async () => {
+  const parent = c.imageName('parent');
+  const p = await open(parent, { size: 16 * MiB });
+  const data = crypto.randomBytes(2 * MiB);
+  await p.write(OBJECT - MiB, data.length, [data], false);
+  await p.close();
+  c.rbd('snap', 'create', `rbd/${parent}@base`);
+  c.rbd('snap', 'protect', `rbd/${parent}@base`);
+  const name = c.imageName('clone');
+  c.rbd('clone', `rbd/${parent}@base`, `rbd/${name}`);
+  const s = await open(name);
+  assert.match((await readPath(s)).reads, /^through librbd \(a clone \(parent overlap 16777216 bytes\)\)$/);
+  assert.ok((await readBack(s, OBJECT - MiB, data.length)).equals(data), "the parent's data through the clone");
+  assert.equal((await readPath(s)).direct, 0);
+  c.rbd('flatten', '--no-progress', `rbd/${name}`);
+  await until('the flattened clone reads directly', async () => /direct/.test((await readPath(s)).reads));
+  assert.ok((await readBack(s, OBJECT - MiB, data.length)).equals(data), 'the copied-up data, read directly');
+  assert.ok((await readPath(s)).direct > 0);
+  await s.close();
+});
+
 test('errors name what is wrong and leave nothing open: no image and no size, no pool, no ceph.conf, a bad block size', async () => {
   await assert.rejects(createRbd(opts(c.imageName('missing'))), /no such image and no size was given/);
   await assert.rejects(createRbd(opts(c.imageName('nopool'), { size: MiB }, { pool: 'nosuchpool' })), /no such pool/);
