@@ -21,7 +21,7 @@ import { Scenario, caseFilter, k, machineLine, numOpt, table } from './common';
 import { cpuSeconds, requireTools } from './peers';
 import { startQsdBlk } from './vhost';
 import { startGuest } from '../test/util/guest';
-import { startTsiod, type Daemon } from '../test/util/tsiod';
+import { controlRpc, startTsiod, type Daemon } from '../test/util/tsiod';
 
 const LUNS = 32;
 const LUN_MIB = 64;
@@ -79,9 +79,37 @@ waitdevs() {
   for i in $(seq 600); do [ "$(devs "$1" | wc -w)" -ge "$2" ] && return 0; sleep 0.1; done
   echo "only $(devs "$1" | wc -w) of $2 devices under $1"; return 1
 }
+# Requests completed so far on each device of $DV, into the array C (no forks: a TCG guest forks slowly).
+cnt() { local d f; C=(); for d in $DV; do read -a f < /sys/block/$d/stat; C+=($((f[0] + f[4]))); done; }
+sum() { local t=0 c; for c in "\${C[@]}"; do t=$((t + c)); done; echo $t; }
+# How many devices of $DV completed requests since the counts in array A.
+moved() { local k n=0; for k in "\${!C[@]}"; do if [ "\${C[k]}" != "\${A[k]}" ]; then n=$((n + 1)); fi; done; echo $n; }
+# Waits (at most 60 s) until every device of $DV has completed a request since the counts in A: every fio job runs.
+# Interrupts the guest took from the PCI device $1 (its MSI-X vectors) so far.
+irqs() { local t=0 n c rest; while read -r n c rest; do n=\${n%:}; if [ -e /sys/bus/pci/devices/$1/msi_irqs/$n ]; then t=$((t + c)); fi; done < /proc/interrupts; echo $t; }
+allrunning() { local i; for i in $(seq 120); do cnt; if [ "$(moved)" -eq "\${#C[@]}" ]; then return 0; fi; sleep 0.5; done; }
 `;
 
-const HEADER = ['case', 'fio', 'MB/s', 'IOPS', 'backend cpu-s', 'backend us/IO', 'IO/cpu-s'];
+const HEADER = ['case', 'fio', 'MB/s', 'IOPS', 'steady IOPS', 'backend us/IO', 'guest us/IO', 'guest irqs/IO', 'kicks/IO', 'calls/IO'];
+
+/** tsiod's vhost controllers (WWNs of the config below). */
+const TSIO_WWN: Record<string, string> = { 'tsio-scsi': 'naa.5001405000000c01', 'tsio-blk': 'naa.5001405000000c02' };
+type Counts = { requests: number; kicks: number; calls: number };
+
+/** What tsiod counted on a vhost TPG's connections: requests returned, kicks taken, calls sent (the control API's tree). */
+async function tsioCounts(d: Daemon, path: string): Promise<Counts | undefined> {
+  const wwn = TSIO_WWN[path];
+  if (wwn === undefined) return undefined;
+  const r = await controlRpc(d.sock, 'tree', {});
+  if (r.error) throw new Error(`tree: ${r.error.message}`);
+  const c: Counts = { requests: 0, kicks: 0, calls: 0 };
+  for (const fe of (r.result.runtime.tpgs[`${wwn}/1`]?.fabric?.frontends ?? []) as Counts[]) {
+    c.requests += fe.requests;
+    c.kicks += fe.kicks;
+    c.calls += fe.calls;
+  }
+  return c;
+}
 
 export const vhostGuestScenario: Scenario = {
   name: 'vhost-guest',
@@ -101,6 +129,8 @@ export const vhostGuestScenario: Scenario = {
     const want = caseFilter(args, 'vhost-guest');
     // tsiod's ring polling (off by default): the same run with and without shows what it does.
     const pollNs = numOpt(args, '--poll-max-ns', 0);
+    // CPU per I/O is taken over a window inside each run where every fio job is running.
+    const steadySeconds = Math.max(2, Math.floor(seconds / 3));
     console.log(machineLine());
     console.log(`load average ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
     console.log(`fio in a 1-vCPU TCG guest: bs=4k ioengine=libaio direct=1, ${seconds} s per run, ${rounds} round(s); ` +
@@ -182,10 +212,18 @@ ${luns.join('\n')}
         const p = paths.find((x) => x.name === r.path)!;
         const qd = p.luns > 1 ? qdLun : qdBlk;
         script.push(
-          `J=""; for d in $(devs ${p.slot}); do J="$J --name=$(basename $d) --filename=$d"; done`,
+          `J=""; DV=""; for d in $(devs ${p.slot}); do J="$J --name=$(basename $d) --filename=$d"; DV="$DV $(basename $d)"; done`,
+          'cnt; A=("${C[@]}")',
           `echo "@@B${n}@@"`,
           `fio --ioengine=libaio --direct=1 --bs=4k --rw=${r.rw} --iodepth=${qd} --time_based --runtime=${seconds} ` +
-            `--group_reporting --output-format=terse --terse-version=3 $J > /tmp/fio.out`,
+            `--group_reporting --output-format=terse --terse-version=3 $J > /tmp/fio.out &`,
+          // The steady window: every job running (fio's start and exit, long with 32 jobs under TCG, left out).
+          'allrunning; A=("${C[@]}")',
+          `echo "@@S${n}@@ $(sum) $(irqs ${p.slot}) $EPOCHREALTIME"`,
+          `sleep ${steadySeconds}`,
+          'cnt',
+          `echo "@@T${n}@@ $(sum) $(irqs ${p.slot}) $EPOCHREALTIME $(moved) of \${#C[@]} devices"`,
+          'wait $!',
           `echo "@@E${n}@@ $(cut -d';' -f5-9,47-50 /tmp/fio.out)"`,
         );
       }
@@ -215,8 +253,10 @@ ${luns.join('\n')}
       });
       console.log(`idle back-end CPU over ${idleS.toFixed(1)} s with no I/O: ${idle.join(', ')}`);
 
-      interface Row { path: string; rw: string; mbs: number; iops: number; ios: number; cpu: number }
+      interface Steady { secs: number; ios: number; irqs: number; cpu: number; guest: number; counts?: Counts }
+      interface Row { path: string; rw: string; mbs: number; iops: number; ios: number; cpu: number; guest: number; steady?: Steady }
       const results: Row[] = [];
+      const vcpu = () => [...threadCpu(qemuPid, /^CPU 0\/TCG$/).values()].reduce((a, b) => a + b, 0);
       for (const [n, r] of runs.entries()) {
         const p = paths.find((x) => x.name === r.path)!;
         await guest.waitFor(new RegExp(`@@B${n}@@`));
@@ -224,6 +264,25 @@ ${luns.join('\n')}
         const allBegin = threadCpu(qemuPid, /./);
         const c0 = p.name === 'qemu-scsi' ? 0 : p.cpu();
         const w0 = Date.now();
+        // The steady window (every fio job running), between the guest's marks S and T: the back end's CPU, the
+        // guest's vCPU and tsiod's counts at each mark; the guest's own clock, requests and interrupts in the marks.
+        const s0 = await guest.waitFor(new RegExp(`@@S${n}@@ (\\d+) (\\d+) ([\\d.]+)\n`));
+        const a = { t: Date.now(), cpu: p.cpu(), guest: vcpu(), counts: await tsioCounts(tsiod, p.name) };
+        // The host's snapshots bracket the guest's window only if the host was not behind (a loaded machine).
+        const late = guest.output().includes(`@@T${n}@@`);
+        const s1 = await guest.waitFor(new RegExp(`@@T${n}@@ (\\d+) (\\d+) ([\\d.]+) (\\d+) of (\\d+) devices\n`));
+        const b = { t: Date.now(), cpu: p.cpu(), guest: vcpu(), counts: await tsioCounts(tsiod, p.name) };
+        if (s1[4] !== s1[5]) console.log(`${p.name} ${r.rw}: only ${s1[4]} of ${s1[5]} devices did I/O throughout the steady window`);
+        // The guest's console lags behind it when its vCPU is busy, by more at one mark than the other at times: a
+        // host window much shorter or longer than the guest's did not see the same I/O.
+        const hostS = (b.t - a.t) / 1000;
+        const guestS = Number(s1[3]) - Number(s0[3]);
+        const skewed = Math.abs(hostS / guestS - 1) > 0.1;
+        if (late || skewed) console.log(`${p.name} ${r.rw}: steady window left out: the host saw it ${late ? 'after its end' : `last ${hostS.toFixed(1)} s, the guest ${guestS.toFixed(1)} s`}`);
+        const steady: Steady | undefined = late || skewed ? undefined : {
+          secs: Number(s1[3]) - Number(s0[3]), ios: Number(s1[1]) - Number(s0[1]), irqs: Number(s1[2]) - Number(s0[2]), cpu: b.cpu - a.cpu, guest: b.guest - a.guest,
+          counts: a.counts && b.counts ? { requests: b.counts.requests - a.counts.requests, kicks: b.counts.kicks - a.counts.kicks, calls: b.counts.calls - a.counts.calls } : undefined,
+        };
         const m = await guest.waitFor(new RegExp(`@@E${n}@@ ([^\n]*)\n`));
         const cpu = p.cpu() - c0;
         // Where QEMU's own time went during the run (vCPU, main loop, iothread, workers): which of its threads
@@ -239,9 +298,14 @@ ${luns.join('\n')}
         // error; read kB, KiB/s, IOPS, ms; write kB, KiB/s, IOPS, ms
         if (f.length < 9 || f[0] !== 0) throw new Error(`fio failed on ${p.name} ${r.rw}: ${m[1]}\n${guest.output().slice(-3000)}`);
         const [kb, bw, iops] = r.rw === 'randread' ? [f[1], f[2], f[3]] : [f[5], f[6], f[7]];
-        const row: Row = { path: p.name, rw: r.rw, mbs: (bw * 1024) / 1e6, iops, ios: kb / 4, cpu };
+        // The guest's CPU: its one vCPU thread (the bottleneck under TCG), whatever the back end.
+        const row: Row = { path: p.name, rw: r.rw, mbs: (bw * 1024) / 1e6, iops, ios: kb / 4, cpu, guest: byComm.get('CPU 0/TCG') ?? 0, steady };
         results.push(row);
-        console.log(`${p.name} ${r.rw}: ${row.mbs.toFixed(1)} MB/s, ${row.iops} IOPS, ${row.ios} I/Os, ${cpu.toFixed(2)} backend cpu-s in a ${((Date.now() - w0) / 1000).toFixed(1)} s window`);
+        const c = steady?.counts;
+        const perIo = c && c.requests > 0 ? `, ${(c.kicks / c.requests).toFixed(2)} kicks and ${(c.calls / c.requests).toFixed(2)} calls per request` : '';
+        console.log(`${p.name} ${r.rw}: ${row.mbs.toFixed(1)} MB/s, ${row.iops} IOPS, ${row.ios} I/Os, ${cpu.toFixed(2)} backend cpu-s, ` +
+          `${row.guest.toFixed(2)} guest vCPU s in a ${((Date.now() - w0) / 1000).toFixed(1)} s window` + (steady === undefined ? '' : `; steady ${steady.secs.toFixed(1)} s: ` +
+          `${steady.ios} I/Os, ${steady.irqs} guest interrupts, ${steady.cpu.toFixed(2)} backend cpu-s, ${steady.guest.toFixed(2)} guest vCPU s${perIo}`));
       }
       const done = await guest.done;
       if (!/ALL-DONE/.test(done.output)) throw new Error(`guest did not finish:\n${done.output.slice(-3000)}`);
@@ -251,18 +315,26 @@ ${luns.join('\n')}
 
       // Sums over rounds: MB/s and IOPS averaged, CPU per I/O from the totals.
       const agg = (path: string, rw: string) => {
-        const rs = results.filter((x) => x.path === path && x.rw === rw);
-        if (rs.length === 0) return undefined;
-        const ios = rs.reduce((s, x) => s + x.ios, 0);
-        const cpu = rs.reduce((s, x) => s + x.cpu, 0);
-        return { mbs: rs.reduce((s, x) => s + x.mbs, 0) / rs.length, iops: rs.reduce((s, x) => s + x.iops, 0) / rs.length, usPerIo: (cpu / ios) * 1e6, cpu, ios };
+        const all = results.filter((x) => x.path === path && x.rw === rw);
+        if (all.length === 0) return undefined;
+        // CPU per I/O over the steady windows: fio's start and exit (tens of seconds for 32 jobs under TCG) left out.
+        const rs = all.flatMap((x) => (x.steady ? [x.steady] : []));
+        const total = (f: (x: Steady) => number) => rs.reduce((s, x) => s + f(x), 0);
+        const ios = total((x) => x.ios);
+        const reqs = total((x) => x.counts?.requests ?? 0);
+        const per = (f: (c: Counts) => number) => (reqs > 0 ? (total((x) => (x.counts ? f(x.counts) : 0)) / reqs).toFixed(2) : '-');
+        return {
+          mbs: all.reduce((s, x) => s + x.mbs, 0) / all.length, iops: all.reduce((s, x) => s + x.iops, 0) / all.length,
+          steadyIops: ios / Math.max(total((x) => x.secs), 1e-3), usPerIo: (total((x) => x.cpu) / ios) * 1e6, guestUs: (total((x) => x.guest) / ios) * 1e6,
+          irqs: (total((x) => x.irqs) / ios).toFixed(2), kicks: per((c) => c.kicks), calls: per((c) => c.calls),
+        };
       };
       const rows: string[][] = [];
       for (const rw of RWS) {
         for (const p of paths) {
           const a = agg(p.name, rw)!;
           const qd = p.luns > 1 ? `${p.luns} jobs x QD${qdLun}` : `1 job x QD${qdBlk}`;
-          rows.push([p.name, `${rw} ${qd}`, a.mbs.toFixed(1), k(a.iops), a.cpu.toFixed(2), a.usPerIo.toFixed(1), k(a.ios / Math.max(a.cpu, 0.01))]);
+          rows.push([p.name, `${rw} ${qd}`, a.mbs.toFixed(1), k(a.iops), k(a.steadyIops), a.usPerIo.toFixed(1), a.guestUs.toFixed(1), a.irqs, a.kicks, a.calls]);
         }
       }
       console.log('\n' + table(HEADER, rows));
@@ -272,13 +344,15 @@ ${luns.join('\n')}
           const x = agg(a, rw);
           const y = agg(b, rw);
           if (!x || !y) continue;
-          ratioRows.push([`${a} / ${b}`, rw, (x.mbs / y.mbs).toFixed(2), (x.iops / y.iops).toFixed(2), (x.usPerIo / y.usPerIo).toFixed(2)]);
+          ratioRows.push([`${a} / ${b}`, rw, (x.mbs / y.mbs).toFixed(2), (x.iops / y.iops).toFixed(2), (x.usPerIo / y.usPerIo).toFixed(2), (x.guestUs / y.guestUs).toFixed(2)]);
         }
       }
-      if (ratioRows.length) console.log('\n' + table(['ratio', 'fio', 'MB/s', 'IOPS', 'backend CPU per I/O'], ratioRows));
+      if (ratioRows.length) console.log('\n' + table(['ratio', 'fio', 'MB/s', 'IOPS', 'backend CPU per I/O', 'guest CPU per I/O'], ratioRows));
       console.log('\nUnder TCG the guest (one emulated vCPU) is the bottleneck: MB/s and IOPS mostly measure the guest, and');
       console.log('backend CPU per I/O (lower is better) is the meaningful comparison of the back ends. Backend CPU: tsiod and');
       console.log('qemu-storage-daemon whole process; QEMU built-in: its iothread plus io_uring/thread-pool workers.');
+      console.log('CPU per I/O, steady IOPS and interrupts per I/O are over steady windows (every fio job running); guest CPU is');
+      console.log("QEMU's CPU 0/TCG thread, the cost an I/O puts on the bottleneck. Kicks and calls per I/O: tsiod's own counts.");
     } finally {
       guest?.kill();
       await guest?.done;

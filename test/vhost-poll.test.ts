@@ -15,7 +15,7 @@ import { bench } from '../tools/vhost-frontend/cli';
 import { bit, Feature } from '../fabrics/vhost/vhost-user-proto';
 import { availSize } from '../fabrics/vhost/virtio-ring';
 import { BlkStatus, BlkType } from '../fabrics/vhost/virtio-blk';
-import { startTsiod, type Daemon } from './util/tsiod';
+import { startTsiod, tcli, type Daemon } from './util/tsiod';
 
 const dir = mkdtempSync(join(tmpdir(), 'tsio-vhost-poll-'));
 /** A long enough window that a front-end answering each call always posts inside it, even on a busy machine. */
@@ -61,13 +61,19 @@ async function until(what: string, ok: () => boolean, d: Daemon): Promise<void> 
   }
 }
 
-test('EVENT_IDX: the device does not signal completions the driver\'s used_event says it does not want', async () => {
+/** A virtio-blk front-end on the plain daemon with its one ring running, EVENT_IDX negotiated. */
+function blkFrontend(): { fe: VhostUserFrontend; q: DriverQueue } {
   const fe = new VhostUserFrontend(join(dir, 'plain', 'blk.sock'), { memory: 16 << 20 });
+  fe.negotiate(1);
+  fe.start(128);
+  const q = fe.queues[0];
+  assert.ok(q.eventIdx);
+  return { fe, q };
+}
+
+test('EVENT_IDX: the device does not signal completions the driver\'s used_event says it does not want', async () => {
+  const { fe, q } = blkFrontend();
   try {
-    fe.negotiate(1);
-    fe.start(128);
-    const q = fe.queues[0];
-    assert.ok(q.eventIdx);
     // Polling the used ring, as a guest driver in polling mode: used_event parked far behind.
     q.avail.writeUInt16LE(0xff00, availSize(q.num) - 2);
     const slots = Array.from({ length: 20 }, () => new BlkSlot(fe.ram, 4096));
@@ -85,6 +91,39 @@ test('EVENT_IDX: the device does not signal completions the driver\'s used_event
     assert.ok(calls <= 1, `${calls} calls for 20 completions the driver asked not to hear of`);
     assert.equal(q.reap(), 20);
     assert.deepEqual(status, Array(20).fill(BlkStatus.OK));
+  } finally {
+    fe.close();
+  }
+});
+
+/** What tsiod counted on the blk controller's front-end connection (the control API's TPG info). */
+function counted(d: Daemon): { requests: number; kicks: number; calls: number } {
+  const r = tcli(d.sock, ['--json', '/vhost/naa.5001405000000062/tpg1', 'info']);
+  assert.equal(r.status, 0, r.stderr);
+  const fes = JSON.parse(r.stdout).vhost.frontends;
+  assert.equal(fes.length, 1);
+  return { requests: fes[0].requests, kicks: fes[0].kicks, calls: fes[0].calls };
+}
+
+test('EVENT_IDX: every completion the driver\'s used_event asks for is signalled, once; tsiod counts the kicks and calls the driver saw', async () => {
+  const { fe, q } = blkFrontend();
+  try {
+    const slot = new BlkSlot(fe.ram, 4096);
+    eventfdRead(q.callFd); // the call fd's first signal
+    const N = 30;
+    let ok = 0;
+    for (let i = 0; i < N; i++) {
+      // A driver that has reaped everything asks for a call at the next completion (used_event = its last used index),
+      // as Linux's virtqueue_enable_cb does; the device must signal it, whatever it signalled before.
+      q.avail.writeUInt16LE(i, availSize(q.num) - 2);
+      slot.post(q, i % 2 === 0 ? BlkType.IN : BlkType.OUT, i * 8, 4096, (s) => (ok += s === BlkStatus.OK ? 1 : 0));
+      q.kick();
+      await until(`request ${i} completed`, () => q.used.readUInt16LE(2) === i + 1, plain!);
+      await until(`request ${i} signalled`, () => eventfdRead(q.callFd) === 1, plain!);
+      assert.equal(q.reap(), 1);
+    }
+    assert.equal(ok, N);
+    assert.deepEqual(counted(plain!), { requests: N, kicks: q.kicks, calls: N });
   } finally {
     fe.close();
   }

@@ -181,7 +181,20 @@ export class VhostUserBackend {
       queues: this.queues.filter((q) => q?.started).length,
       inflight: this.keepsInflight,
       reconnects: this.reconnects,
+      ...this.counts(),
     };
+  }
+
+  /** Requests returned, kicks taken and calls sent on every ring of this connection so far. */
+  counts(): { requests: number; kicks: number; calls: number } {
+    const c = { requests: 0, kicks: 0, calls: 0 };
+    for (const q of this.queues) {
+      if (!q) continue;
+      c.requests += q.counts.requests;
+      c.kicks += q.counts.kicks;
+      c.calls += q.counts.calls;
+    }
+    return c;
   }
 
   // ---------- messages ----------
@@ -553,7 +566,7 @@ export class VhostUserBackend {
   // ---------- queues ----------
 
   private onKick(q: DeviceQueue): void {
-    if (q.kickFd >= 0) eventfdRead(q.kickFd);
+    if (q.kickFd >= 0) q.counts.kicks += eventfdRead(q.kickFd);
     if (!q.ready || this.closed) return;
     const device = this.device;
     if (this.sleptAt > 0) this.adaptPoll(performance.now() - this.sleptAt);
@@ -793,6 +806,10 @@ export interface FrontendInfo {
   inflight: boolean;
   /** Whether it reconnects, from what it did (VhostUserBackend.reconnects). */
   reconnects: 'yes' | 'no' | 'unknown';
+  /** Requests returned to it, kicks it sent and calls (interrupts) it got, on all its rings so far. */
+  requests: number;
+  kicks: number;
+  calls: number;
 }
 
 /** The names of the bits set in v (a table of bit numbers), others as their numbers. */

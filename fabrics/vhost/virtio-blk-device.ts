@@ -55,8 +55,6 @@ export class VirtioBlkDevice implements VirtioDevice {
   private lastCapacity: number;
   private inflight = 0;
   private closed = false;
-  /** Per queue, a CDB slot per descriptor head (cdbSlot()). */
-  private readonly cdbSlots: Buffer[][] = [];
   private readonly onCapacity = (): void => this.refresh();
 
   constructor(
@@ -122,17 +120,6 @@ export class VirtioBlkDevice implements VirtioDevice {
 
   // ---------- requests ----------
 
-  /**
-   * The CDB of the request at head on q: one 16-byte slot per descriptor head,
-   * made once, reused by the next request on that head (a head is not posted
-   * again before it is pushed back, and the engine is done with a CDB by then).
-   */
-  private cdbSlot(q: DeviceQueue, head: number): Buffer {
-    let slots = this.cdbSlots[q.index];
-    if (slots === undefined || slots.length !== q.num) slots = this.cdbSlots[q.index] = new Array<Buffer>(q.num);
-    return (slots[head] ??= Buffer.alloc(16));
-  }
-
   ownKick(): boolean {
     return false;
   }
@@ -156,12 +143,12 @@ export class VirtioBlkDevice implements VirtioDevice {
         const len = type === BlkType.IN ? chain.writeLen - 1 : chain.readLen - BlkReq.LENGTH;
         const byteOff = sector * SECTOR_SIZE;
         if (sector < 0 || len % bs !== 0 || byteOff % bs !== 0) return this.finish(r, BlkStatus.IOERR, 0);
-        const cdb = rw16(type === BlkType.IN ? Op.READ_16 : Op.WRITE_16, byteOff / bs, len / bs, this.cdbSlot(q, chain.head));
+        const cdb = rw16(type === BlkType.IN ? Op.READ_16 : Op.WRITE_16, byteOff / bs, len / bs, q.cdbSlot(chain.head, 16));
         if (type === BlkType.IN) return this.submit(r, cdb, undefined, len > 0 ? sglSlice(chain.writable, 0, len) : undefined, len);
         return this.submit(r, cdb, len > 0 ? sglSlice(chain.readable, BlkReq.LENGTH, len) : undefined, undefined, 0);
       }
       case BlkType.FLUSH:
-        return this.submit(r, rw16(Op.SYNCHRONIZE_CACHE_16, 0, 0, this.cdbSlot(q, chain.head)), undefined, undefined, 0);
+        return this.submit(r, rw16(Op.SYNCHRONIZE_CACHE_16, 0, 0, q.cdbSlot(chain.head, 16)), undefined, undefined, 0);
       case BlkType.GET_ID: {
         const id = Buffer.alloc(BLK_ID_BYTES);
         id.write(this.lu.so.serial.slice(0, BLK_ID_BYTES), 'latin1');
@@ -211,7 +198,7 @@ export class VirtioBlkDevice implements VirtioDevice {
     const next = (i: number): void => {
       if (i === segs.length) return this.finish(r, BlkStatus.OK, 0);
       const s = segs[i];
-      const cdb = rw16(Op.WRITE_SAME_16, s.lba, s.blocks, this.cdbSlot(r.q, r.chain.head));
+      const cdb = rw16(Op.WRITE_SAME_16, s.lba, s.blocks, r.q.cdbSlot(r.chain.head, 16));
       cdb[1] = WRITE_SAME_NDOB | (s.unmap && tpws ? WRITE_SAME_UNMAP : 0);
       this.submit(r, cdb, undefined, undefined, 0, () => next(i + 1));
     };

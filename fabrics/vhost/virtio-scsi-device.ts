@@ -158,7 +158,9 @@ export class VirtioScsiDevice implements VirtioDevice {
     const inLen = chain.writeLen - CmdResp.LENGTH;
     if (outLen > 0 && inLen > 0) return this.failRequest(q, chain, Resp.FAILURE); // bidirectional needs INOUT
     const cdbLen = cdbLength(hdr[CmdReq.CDB]);
-    const cdb = Buffer.from(hdr.subarray(CmdReq.CDB, CmdReq.CDB + cdbLen)); // the guest may rewrite its copy
+    // Copied (the guest may rewrite its own) into the head's slot, which the next request on the head reuses.
+    const cdb = q.cdbSlot(chain.head, cdbLen);
+    hdr.copy(cdb, 0, CmdReq.CDB, CmdReq.CDB + cdbLen);
     const tag = (q.index << 16) | chain.head;
     const dataIn = inLen > 0 ? sglSlice(chain.writable, CmdResp.LENGTH, inLen) : undefined;
     const f: Inflight = { q, chain, idLo: hdr.readUInt32LE(CmdReq.ID), idHi: hdr.readUInt32LE(CmdReq.ID + 4), target: addr.target, lun: addr.lun, tag, dataIn };

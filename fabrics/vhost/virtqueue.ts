@@ -43,6 +43,9 @@ export const InflightRegion = { VERSION: 8, DESC_NUM: 10, LAST_BATCH_HEAD: 12, U
 /** Bytes of one queue's in-flight record, rounded up as libvhost-user does. */
 export const inflightRegionSize = (num: number): number => Math.ceil((InflightRegion.DESC + InflightRegion.ENTRY * num) / 64) * 64;
 
+/** Largest CDB a request carries (virtio-scsi's cdb_size). */
+export const CDB_SLOT = 32;
+
 /** Most bytes one chain may describe; larger is a hostile or broken driver (max_sectors is 32 MiB). */
 const MAX_CHAIN_BYTES = 64 * 1024 * 1024;
 
@@ -79,11 +82,27 @@ export class DeviceQueue {
   deviceOwned = false;
   /** Used entries pushed since the last notification decision. */
   pending = 0;
+  /** What this ring carried on this connection: requests returned, kicks taken (eventfd counts), calls sent. */
+  readonly counts = { requests: 0, kicks: 0, calls: 0 };
   /** This queue's in-flight record (INFLIGHT_SHMFD), when the front-end keeps one. */
   inflightRegion: Buffer | undefined;
   private counter = 0;
+  /** Per descriptor head, a CDB's bytes and views of them by length (cdbSlot()). */
+  private cdbSlots: Buffer[][] = [];
 
   constructor(readonly index: number) {}
+
+  /**
+   * Room for the CDB of the request at head, len bytes (at most CDB_SLOT):
+   * made once per head and length, reused by the next request on that head. A
+   * head is not posted again before it is pushed back, and the engine is done
+   * with a command's CDB by then, so a request's CDB costs no allocation.
+   */
+  cdbSlot(head: number, len: number): Buffer {
+    if (this.cdbSlots.length !== this.num) this.cdbSlots = new Array<Buffer[]>(this.num);
+    const views = (this.cdbSlots[head] ??= [Buffer.alloc(CDB_SLOT)]);
+    return (views[len] ??= views[0].subarray(0, len));
+  }
 
   get ready(): boolean {
     return this.started && this.enabled && !this.broken && this.desc !== undefined;
@@ -271,6 +290,7 @@ export class DeviceQueue {
       r.writeUInt16LE(this.usedIdx, InflightRegion.USED_IDX);
     }
     this.pending++;
+    this.counts.requests++;
   }
 
   /** Notifies the driver of what was pushed since last time, if it asked to be told. */
@@ -289,7 +309,10 @@ export class DeviceQueue {
     } else {
       send = (this.avail.readUInt16LE(Avail.FLAGS) & AVAIL_F_NO_INTERRUPT) === 0;
     }
-    if (send) eventfdWrite(this.callFd);
+    if (send) {
+      this.counts.calls++;
+      eventfdWrite(this.callFd);
+    }
   }
 
   /** A new call fd: tell the driver at once and decide afresh on the next notification. */
