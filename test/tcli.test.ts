@@ -206,6 +206,7 @@ test('vhost: ls shows a WWN as one controller (its socket), each TPG a virtio ta
     assert.match(info.stdout, /front-ends: 1\n +connection \d+ since [0-9T:.-]+Z: 3 queues running/);
     assert.match(info.stdout, /protocol features: MQ, REPLY_ACK, INFLIGHT_SHMFD, RESET_DEVICE, CONFIGURE_MEM_SLOTS\n/);
     assert.match(info.stdout, /inflight: no, cannot reconnect \(if tsiod stops/);
+    assert.match(info.stdout, /\n {4}requests: 0, kicks: 0, calls: 0\n/, 'a front-end that sent nothing yet');
     const j = JSON.parse(tcli(d.sock, ['--json', `/vhost/${WWN}/tpg1`, 'info']).stdout);
     assert.equal(j.vhost.target, 0);
     assert.equal(j.vhost.serving, true);

@@ -66,6 +66,8 @@ function vhostLines(v: VhostTpgState): string[] {
     lines.push(`  connection ${fe.connection} since ${fe.since}: ${fe.queues} queues running`);
     lines.push(`    protocol features: ${fe.protocol_features.join(', ') || 'none'}`);
     lines.push(`    inflight: ${fe.inflight ? 'yes' : 'no'}, ${RECONNECTS[fe.reconnects]}`);
+    // Calls per request is what the guest pays in interrupts; kicks, in exits.
+    lines.push(`    requests: ${fe.requests}, kicks: ${fe.kicks}, calls: ${fe.calls}`);
   }
   return lines;
 }
