@@ -10,10 +10,12 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runGuest } from './util/guest';
+import { projectShare, runGuest } from './util/guest';
 
 const ROOT = join(__dirname, '..', '..');
 const DIST = join(ROOT, 'dist');
+// The tree at its host path (a clone under /tmp is under the guest's own tmpfs otherwise).
+const SHARE = projectShare(ROOT);
 const A = 'iqn.2026-11.org.tsio:sysd-a';
 const B = 'iqn.2026-11.org.tsio:sysd-b';
 
@@ -54,6 +56,7 @@ const W = (lba, data) => [0x2a, 0, 0, 0, 0, lba, 0, 0, data.length / 512, 0];
 `;
 
 const SCRIPT = `set -u
+${SHARE.script.join('\n')}
 step() { echo "STEP $1: $2"; }
 for p in tsiod:app/daemon/tsiod.js tcli:cli/tcli.js; do
   printf '#!/bin/sh\\nexec /usr/bin/node ${DIST}/%s "$@"\\n' "\${p#*:}" > /usr/local/bin/\${p%%:*}
@@ -96,7 +99,7 @@ function between(out: string, tag: string): string[] {
 }
 
 test('systemd: start waits for the portal, reload applies the saved file live, stop flushes, the journal filters by priority', { timeout: 420_000 }, async () => {
-  const r = await runGuest({ script: SCRIPT, systemd: true, memoryMiB: 1536, timeoutMs: 400_000 });
+  const r = await runGuest({ script: SCRIPT, qemuArgs: SHARE.qemuArgs, systemd: true, memoryMiB: 1536, timeoutMs: 400_000 });
   const out = r.output;
   if (r.exitCode !== 0) writeFileSync(join(tmpdir(), 'tsio-systemd-guest.log'), out);
   assert.equal(r.exitCode, 0, `guest console (whole: ${join(tmpdir(), 'tsio-systemd-guest.log')}):\n${out.slice(-4000)}`);
