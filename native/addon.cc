@@ -12,6 +12,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   tsio::InitRbd(env, exports);
   tsio::InitUring(env, exports);
   tsio::InitInotify(env, exports);
+  tsio::InitLoop(env, exports);
   return exports;
 }
 

@@ -48,5 +48,6 @@ void InitSocket(Napi::Env env, Napi::Object exports);
 void InitRbd(Napi::Env env, Napi::Object exports);
 void InitUring(Napi::Env env, Napi::Object exports);
 void InitInotify(Napi::Env env, Napi::Object exports);
+void InitLoop(Napi::Env env, Napi::Object exports);
 
 }  // namespace tsio

@@ -327,32 +327,10 @@ class Ring : public Napi::ObjectWrap<Ring> {
   uv_poll_t* poll_ = nullptr;
 };
 
-// singlePollWaits(): Node turns on libuv's idle-time metrics (UV_METRICS_IDLE_TIME, for
-// performance.eventLoopUtilization()), and with them every sleep of the loop costs two epoll_pwait:
-// one with timeout 0 (to tell idle time from work) and, when it finds nothing, the real wait. At
-// queue depth 1 the loop sleeps once or twice per command (the command's socket, the ring), so
-// that is one syscall per sleep for a figure tsio never reads. Clears the flag on the calling
-// thread's loop; returns whether it was set. libuv has no call to unset it: the flags are the first
-// field of the loop's internal fields (libuv 1.39 on, uv-common.h), where uv_loop_configure sets it.
-Napi::Value SinglePollWaits(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  unsigned v = uv_version();
-  if (v < ((1u << 16) | (39u << 8)) || v >= (2u << 16)) return Napi::Boolean::New(env, false);
-  uv_loop_t* loop = nullptr;
-  if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr || loop->internal_fields == nullptr) {
-    return Napi::Boolean::New(env, false);
-  }
-  auto* flags = static_cast<unsigned int*>(loop->internal_fields);
-  bool was = (*flags & UV_METRICS_IDLE_TIME) != 0;
-  *flags &= ~static_cast<unsigned int>(UV_METRICS_IDLE_TIME);
-  return Napi::Boolean::New(env, was);
-}
-
 }  // namespace
 
 void InitUring(Napi::Env env, Napi::Object exports) {
   exports.Set("Ring", Ring::Define(env));
-  exports.Set("singlePollWaits", Napi::Function::New(env, SinglePollWaits, "singlePollWaits"));
   exports.Set("uringReapBatch", Napi::Number::New(env, kReapBatch));
 }
 
