@@ -118,7 +118,7 @@ test('reservations made through gateway A hold through gateway B; PREEMPT AND AB
 
     // A long WRITE SAME from X through A (the whole 256 MiB image), then Y preempts and aborts X through B.
     const block = Buffer.alloc(512, 0x77);
-    const long = x.command(cdb16(0x93, 0, SIZE / 512), { write: block, immediate: 512 });
+    const long = x.command(cdb16(0x93, 0, SIZE / 512), { write: block, immediate: 512, wait: 120_000 });
     await new Promise((r) => setTimeout(r, 100));
     const t = Date.now();
     const pa = await prOut(y, SA.PREEMPT_AND_ABORT, TYPES.EA, 0xbbn, 0xaan);
@@ -257,7 +257,7 @@ const TRANSITIONING = 0xf;
 const senseOf = (r: { sense: Buffer }) => ({ key: r.sense[2] & 0x0f, asc: asc(r), sksv: (r.sense[15] & 0x80) !== 0, cd: (r.sense[15] & 0x40) !== 0, field: r.sense.readUInt16BE(16) });
 
 /** SET TARGET PORT GROUPS with descriptors [state, group] (len: a parameter list length other than theirs). */
-function stpg(ini: RawInitiator, descs: [number, number][], len?: number) {
+function stpg(ini: RawInitiator, descs: [number, number][], len?: number, wait?: number) {
   const p = Buffer.alloc(4 + 4 * descs.length);
   descs.forEach(([state, id], i) => {
     p[4 + 4 * i] = state;
@@ -265,7 +265,7 @@ function stpg(ini: RawInitiator, descs: [number, number][], len?: number) {
   });
   const n = len ?? p.length;
   const cdb = [0xa4, 0x0a, 0, 0, 0, 0, (n >> 24) & 0xff, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff, 0, 0];
-  return ini.command(cdb, { write: p.subarray(0, n), immediate: n });
+  return ini.command(cdb, { write: p.subarray(0, n), immediate: n, wait });
 }
 
 /** Takes pending unit attentions on a path; returns their ASCs. */
@@ -320,12 +320,20 @@ test('SET TARGET PORT GROUPS: explicit ALUA across gateways, transitioning while
     const block = Buffer.alloc(512, 0x33);
     // Several, on separate connections, so that the drain lasts well beyond a few RTPG polls.
     const writers = await Promise.all([1, 2, 3].map((i) => host(b, `${Y}-stpg-w${i}`)));
-    const long = Promise.all([y, ...writers].map((w) => w.command(cdb16(0x93, 0, SIZE / 512), { write: block, immediate: 512 })))
+    // Each answers once the whole image is written: on a loaded machine that takes well over the initiator's usual
+    // 5 s per reply, so these (and the STPG, which waits for them up to the drain's bound) wait longer.
+    const slow = 120_000;
+    let wrote = 0;
+    const t0 = Date.now();
+    const long = Promise.all([y, ...writers].map((w) => w.command(cdb16(0x93, 0, SIZE / 512), { write: block, immediate: 512, wait: slow })))
       .then((rs) => rs.find((r) => r.status !== STATUS.GOOD) ?? rs[0])
-      .finally(() => writers.forEach((w) => w.close()));
+      .finally(() => {
+        wrote = Date.now() - t0;
+        writers.forEach((w) => w.close());
+      });
     await new Promise((r) => setTimeout(r, 50));
     const t = Date.now();
-    const move = stpg(x, [[AO, 1], [ANO, 2]]);
+    const move = stpg(x, [[AO, 1], [ANO, 2]], undefined, slow);
     let moved = 0;
     void move.then(() => (moved = Date.now() - t));
     const seen = await rtpgUntil(y, (g) => g.every((p) => p.state === TRANSITIONING), 5000, 10);
@@ -335,7 +343,7 @@ test('SET TARGET PORT GROUPS: explicit ALUA across gateways, transitioning while
     assert.deepEqual([during.status, senseOf(during).key, senseOf(during).asc], [STATUS.CHECK, 2, 0x040a], 'NOT READY, ASYMMETRIC ACCESS STATE TRANSITION');
     assert.equal((await move).status, STATUS.GOOD, 'STPG');
     assert.equal((await long).status, STATUS.GOOD, "B's WRITE SAME finished before B gave up ownership");
-    console.log(`STPG: group 1 active/optimized ${moved} ms after the STPG (B drained four WRITE SAMEs of ${SIZE / MiB} MiB first, or 3 s)`);
+    console.log(`STPG: group 1 active/optimized ${moved} ms after the STPG (B drained four WRITE SAMEs of ${SIZE / MiB} MiB first, or 3 s; they took ${wrote} ms)`);
 
     const aOwns = [{ id: 1, state: AO, ports: [1] }, { id: 2, state: ANO, ports: [2] }];
     assert.deepEqual((await rtpg(x)).groups, aOwns, 'through A');
