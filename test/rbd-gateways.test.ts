@@ -503,6 +503,16 @@ test('ALUA standby (non_owner_state: standby): the same RTPG on both paths, 04/0
     assert.equal((await prOut(q, SA.REGISTER, 0, 0n, 0xd0n)).status, STATUS.GOOD, 'PR OUT REGISTER through the standby D');
     assert.deepEqual((await readKeys(p)).keys, [0xd0n]);
     assert.equal((await prOut(q, SA.REGISTER, 0, 0xd0n, 0n)).status, STATUS.GOOD, 'unregister through D');
+    // The port's access state comes before reservations (SPC-4 5.15.2.4.4; LIO checks ALUA, then reservations): with
+    // the unit reserved EXCLUSIVE ACCESS through C, what D may not serve is NOT READY, 04/0B, not RESERVATION CONFLICT.
+    assert.equal((await prOut(p, SA.REGISTER, 0, 0n, 0xc0n)).status, STATUS.GOOD, 'PR OUT REGISTER through C');
+    assert.equal((await prOut(p, SA.RESERVE, TYPES.EA, 0xc0n, 0n)).status, STATUS.GOOD, 'RESERVE EXCLUSIVE ACCESS through C');
+    assert.deepEqual(await readReservation(q), { key: 0xc0n, type: TYPES.EA }, 'D sees the reservation made through C');
+    for (const [name, c0, o] of refused) {
+      assert.deepEqual(inStandby(await cmd(q, c0, o)), [STATUS.CHECK, 2, 0x040b], `${name} through the standby D, the unit reserved through C`);
+    }
+    assert.equal((await prOut(p, SA.REGISTER, 0, 0xc0n, 0n)).status, STATUS.GOOD, 'unregister through C: the reservation goes with it');
+    assert.equal(await readReservation(q), undefined);
 
     // STPG: the owner standby with nobody to take over is refused at its state field; D non-optimized, then standby again.
     assert.deepEqual(senseOf(await stpg(q, [[STANDBY, 1]])), { key: 5, asc: 0x2600, sksv: true, cd: false, field: 4 }, 'the owner standby, nobody to take over');

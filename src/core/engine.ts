@@ -48,6 +48,12 @@ export function submit(session: ItNexus, req: CommandRequest, done: CompletionCa
     if (cmd.taskAttr === TaskAttr.ACA) throw invalidCdbField(1); // no NormACA: ACA tasks are refused
     checkCdbBits(cmd.cdb, def);
     if ((def.flags & F.WRITE) !== 0 && (itl.writeProtect || lu.writeProtected)) throw writeProtected();
+    // The path's ALUA access state before reservations (LIO: target_alua_state_check, then target_check_reservation):
+    // through a standby or transitioning port a command is refused for the port, whoever holds the unit.
+    if (lu.aluaAccess !== undefined) {
+      const e = lu.aluaAccess(def);
+      if (e !== undefined) throw e;
+    }
     if (lu.reservation !== undefined && lu.reservation !== session && (def.flags & F.RESERVE_OK) === 0) {
       throw reservationConflict();
     }

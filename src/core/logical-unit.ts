@@ -182,6 +182,12 @@ export class LogicalUnit {
    */
   notReady: ((def?: TableEntry) => ScsiError | undefined) | undefined = undefined;
   /**
+   * While set, the access state of this server's target port group refuses commands (standby, transitioning:
+   * src/scsi/alua.ts): given a command, the error it fails with, or undefined when that state serves it; given
+   * none, the state itself (what REQUEST SENSE reports). Checked before reservations, as LIO does.
+   */
+  aluaAccess: ((def?: TableEntry) => ScsiError | undefined) | undefined = undefined;
+  /**
    * Why the storage under the unit is gone (a removed device, a deleted backing file), once it is: every
    * medium command then fails NOT READY until the storage object is made again (engine.ts storageLost).
    * Shown as the unit's health.

@@ -167,9 +167,7 @@ class SharedAlua {
     const mine = s.groups.find((g) => g.id === this.group);
     const state = mine === undefined ? undefined : this.stateOf(mine);
     const hook = state === AAS.TRANSITIONING ? this.refuse : state === AAS.STANDBY ? this.refuseStandby : undefined;
-    // Another cause of not ready (a sanitize, lost storage) keeps its own hook.
-    const ours = this.lu.notReady === undefined || this.lu.notReady === this.refuse || this.lu.notReady === this.refuseStandby;
-    if (ours) this.lu.notReady = hook;
+    this.lu.aluaAccess = hook;
     if (before !== this.statesKey() && before !== '') this.lu.raiseUa(Asc.ASYMMETRIC_ACCESS_STATE_CHANGED);
   }
 

@@ -34,9 +34,10 @@ function requestSense(cmd: ScsiCmd): void {
   if (itl === undefined) {
     e = lunNotSupported();
   } else {
-    // A pending unit attention first; then a NOT READY condition (sanitize progress, failure mode).
+    // A pending unit attention first; then the path's ALUA state; then a NOT READY condition (sanitize progress,
+    // failure mode).
     const ua = itl.takeUa();
-    e = ua !== undefined ? unitAttention(ua) : (cmd.lu.notReady?.() ?? noSense());
+    e = ua !== undefined ? unitAttention(ua) : (cmd.lu.aluaAccess?.() ?? cmd.lu.notReady?.() ?? noSense());
   }
   cmd.respond(encodeSense(e, desc));
 }
