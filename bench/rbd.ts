@@ -9,10 +9,14 @@
 // cache (writearound in Ceph 16) they would acknowledge writes before the OSDs have them
 // (`--peer-cache` keeps the default, to show that). `--ab` adds a second tsiod on tsio's image
 // with `direct_reads: false` (every read through librbd) to the read cases, for an A/B of the
-// direct read path in the same rounds.
+// direct read path in the same rounds. `--ab-conf key=value,...` instead adds a second tsiod whose
+// client reads those settings from its own copy of ceph.conf ([client] section; direct reads in
+// both): an A/B of librados settings a gateway may choose for its own client (messenger threads,
+// completion threads), in the same rounds. Either prints the second tsiod's per-thread CPU
+// (msgr-worker, io_context_pool, the loop) per operation beside the first's.
 
 import { spawnSync } from 'node:child_process';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { startTsiod, freePort } from '../test/util/tsiod';
 import { ceph } from '../test/util/ceph';
 import { Scenario, caseFilter, k, machineLine, numOpt, stats, table } from './common';
@@ -48,6 +52,36 @@ async function fioRun(conf: string, image: string, c: Case, seconds: number): Pr
   return { ops: iops * seconds, seconds, targetCpu: (r.cpu * seconds) / (seconds + 1) };
 }
 
+/** Thread groups whose CPU the A/B prints per operation: librados' messenger and completion threads, the rest. */
+const THREAD_GROUPS = ['msgr-worker', 'io_context_pool', 'node (loops, V8)', 'other'] as const;
+const CLK_TCK = 100;
+
+/** CPU seconds of a process per thread group (/proc/PID/task/TID/stat: comm, utime, stime). */
+function threadCpu(pid: number): number[] {
+  const out = THREAD_GROUPS.map(() => 0);
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    } catch {
+      continue; // the thread ended
+    }
+    const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const g = comm.startsWith('msgr-worker') ? 0 : comm === 'io_context_pool' ? 1 : comm === 'node' ? 2 : 3;
+    out[g] += (Number(f[11]) + Number(f[12])) / CLK_TCK;
+  }
+  return out;
+}
+
+/** A read run with the target's CPU per thread group per operation (µs). */
+async function measureThreads(t: Target, cs: Case, seconds: number): Promise<Run & { perOp: number[] }> {
+  const before = threadCpu(t.pid);
+  const r = await measure(t, cs, seconds);
+  const after = threadCpu(t.pid);
+  return { ...r, perOp: after.map((x, i) => ((x - before[i]) * 1e6) / Math.max(r.ops, 1)) };
+}
+
 const HEADER = ['case', 'tsio IOPS', 'tgtd IOPS', 'fio-rbd IOPS', 'tsio IOPS/cpu-s', 'tgtd IOPS/cpu-s', 'ratio',
   'fio IOPS/cpu-s', 'tsio lat', 'tgtd lat', 'fio lat', 'tsio/fio lat'];
 
@@ -62,7 +96,10 @@ export const rbdScenario: Scenario = {
     }
     const rounds = numOpt(args, '--rounds', 3);
     const peerCache = args.includes('--peer-cache');
-    const ab = args.includes('--ab');
+    const abConfAt = args.indexOf('--ab-conf');
+    const abConf = abConfAt < 0 ? undefined : (args[abConfAt + 1] ?? '').split(',').filter((kv) => /^\w+=\S+$/.test(kv));
+    if (abConf !== undefined && abConf.length === 0) throw new Error('--ab-conf needs key=value[,key=value...]');
+    const ab = args.includes('--ab') || abConf !== undefined;
     const seconds = numOpt(args, '--seconds', 5);
     const want = caseFilter(args, 'rbd');
     const c = ceph();
@@ -73,8 +110,13 @@ export const rbdScenario: Scenario = {
     writeFileSync(peerConf, readFileSync(c.conf, 'utf8') + (peerCache ? '' : '\n[client]\nrbd cache = false\n'));
     const images = ['tsio', 'tgtd', 'fio'].map((w) => c.imageName(`bench-${w}`));
     for (const i of images) c.rbd('create', `rbd/${i}`, '--size', `${IMAGE_BYTES >> 20}M`);
-    const tsiodConfig = (direct: boolean) => (port: number) => `storage_objects:
-  - { name: img, plugin: rbd, image: ${images[0]}, conf: ${c.conf}, direct_reads: ${direct} }
+    // The A/B tsiod's client settings: the cluster's ceph.conf and a [client] section of its own.
+    const abConfFile = `${c.dir}/bench-ab-${process.pid}.conf`;
+    if (abConf !== undefined) {
+      writeFileSync(abConfFile, `${readFileSync(c.conf, 'utf8')}\n[client]\n${abConf.map((kv) => kv.replace('=', ' = ')).join('\n')}\n`);
+    }
+    const tsiodConfig = (direct: boolean, conf = c.conf) => (port: number) => `storage_objects:
+  - { name: img, plugin: rbd, image: ${images[0]}, conf: ${conf}, direct_reads: ${direct} }
 targets:
   - fabric: iscsi
     wwn: ${IQN_TSIO}
@@ -86,7 +128,8 @@ targets:
 `;
     const tsio = await startTsiod(tsiodConfig(true));
     // Only ever reads (no exclusive lock moves between the two).
-    const librbd = ab ? await startTsiod(tsiodConfig(false)) : undefined;
+    const librbd = !ab ? undefined : await startTsiod(abConf === undefined ? tsiodConfig(false) : tsiodConfig(true, abConfFile));
+    const abName = abConf === undefined ? ['direct', 'librbd'] : ['default', abConf.join(' ')];
     let tgtd: { pid: number; stop(): void } | undefined;
     try {
       const tgtPort = await freePort();
@@ -97,6 +140,8 @@ targets:
       ];
       const abTarget: Target | undefined = librbd && { name: 'tsio-librbd', url: `iscsi://127.0.0.1:${librbd.port}/${IQN_TSIO}/0`, pid: librbd.proc.pid!, counts: new Map() };
       const abRows: string[][] = [];
+      const threadRows: string[][] = [];
+      const threadCols = [...THREAD_GROUPS];
       let abOwns = false;
       // Fill every image once, so reads find data everywhere.
       for (const t of targets) await writeRun(t, CASES[0], IMAGE_BYTES / CASES[0].bytes);
@@ -106,23 +151,36 @@ targets:
       for (const cs of CASES) {
         if (!want(cs.name)) continue;
         const runs: Run[][] = [[], [], [], []];
+        const perOp: number[][][] = [[], []];
         for (const t of targets) if (cs.write) await measure(t, cs, 1); // calibrate and warm up
-        if (abTarget && !cs.write && !abOwns) {
+        if (abTarget && !cs.write && !abOwns && abConf === undefined) {
           // A few writes move the image's exclusive lock to the librbd tsiod, as a lone gateway holds it
           // (librbd's reads may depend on it: the object map); direct reads do not use it.
           await writeRun(abTarget, CASES[1], 64);
           abOwns = true;
         }
         for (let r = 0; r < rounds; r++) {
-          for (const [i, t] of targets.entries()) runs[i].push(await measure(t, cs, seconds));
+          for (const [i, t] of targets.entries()) {
+            if (i === 0 && abTarget && !cs.write) {
+              const r = await measureThreads(t, cs, seconds);
+              runs[0].push(r);
+              perOp[0].push(r.perOp);
+            } else runs[i].push(await measure(t, cs, seconds));
+          }
           runs[2].push(await fioRun(peerConf, images[2], cs, seconds));
-          if (abTarget && !cs.write) runs[3].push(await measure(abTarget, cs, seconds));
+          if (abTarget && !cs.write) {
+            const r = await measureThreads(abTarget, cs, seconds);
+            runs[3].push(r);
+            perOp[1].push(r.perOp);
+          }
         }
         if (runs[3].length > 0) {
           const ops = [runs[0], runs[3]].map((rs) => stats(rs.map((x) => x.ops / x.seconds)).median);
           const cpu = [runs[0], runs[3]].map((rs) => stats(rs.map((x) => x.ops / Math.max(x.targetCpu, 0.01))).median);
           abRows.push([cs.name, k(ops[0]), k(ops[1]), k(cpu[0]), k(cpu[1]), (cpu[0] / cpu[1]).toFixed(2),
             ...(cs.qd === 1 ? ops.map((x) => `${(1e6 / x).toFixed(0)} µs`) : ['-', '-'])]);
+          threadRows.push([cs.name, ...THREAD_GROUPS.map((_, g) =>
+            perOp.map((side) => stats(side.map((x) => x[g])).median.toFixed(1)).join(' / '))]);
         }
         const iops = runs.slice(0, 3).map((rs) => stats(rs.map((x) => x.ops / x.seconds)).median);
         const perCpu = runs.slice(0, 3).map((rs) => stats(rs.map((x) => x.ops / Math.max(x.targetCpu, 0.01))).median);
@@ -137,8 +195,13 @@ targets:
       console.log('\nmedians over rounds; IOPS/cpu-s: operations per CPU-second of the gateway process (tsiod, tgtd) or of fio ' +
         '(librbd in-process, no iSCSI); ratio = tsio / tgtd; lat: mean latency at queue depth 1');
       if (abRows.length > 0) {
-        console.log('\nA/B, reads: tsiod with direct_reads (RADOS) against tsiod with every read through librbd, same image, same rounds\n');
-        console.log(table(['case', 'direct IOPS', 'librbd IOPS', 'direct IOPS/cpu-s', 'librbd IOPS/cpu-s', 'ratio', 'direct lat', 'librbd lat'], abRows));
+        console.log(abConf === undefined
+          ? '\nA/B, reads: tsiod with direct_reads (RADOS) against tsiod with every read through librbd, same image, same rounds\n'
+          : `\nA/B, reads: tsiod with the default client settings (A) against tsiod with ${abName[1]} (B), same image, same rounds\n`);
+        const [a, b] = abConf === undefined ? abName : ['A', 'B'];
+        console.log(table(['case', `${a} IOPS`, `${b} IOPS`, `${a} IOPS/cpu-s`, `${b} IOPS/cpu-s`, 'ratio', `${a} lat`, `${b} lat`], abRows));
+        console.log(`\nper-thread CPU per operation (µs, medians over rounds; ${a} / ${b}):\n`);
+        console.log(table(['case', ...threadCols], threadRows));
       }
     } finally {
       tgtd?.stop();
@@ -146,6 +209,7 @@ targets:
       await librbd?.stop();
       for (const i of images) spawnSync('rbd', ['-c', c.conf, 'rm', '--no-progress', `rbd/${i}`]);
       rmSync(peerConf, { force: true });
+      rmSync(abConfFile, { force: true });
     }
   },
 };
