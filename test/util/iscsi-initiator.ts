@@ -355,10 +355,15 @@ export function parseKeys(b: Buffer): Map<string, string> {
   return m;
 }
 
-/** A config with one demo-mode iSCSI target on 127.0.0.1 (and ::1) with one rd_mcp LUN. */
-export function simpleConfig(opts: { iqn?: string; size?: string; v6?: boolean; tpgExtra?: string; extra?: string } = {}) {
-  return (port: number): string => `storage_objects:
-  - { name: ram0, plugin: rd_mcp, size: ${opts.size ?? '64MiB'}, attributes: { emulate_tpu: true, emulate_tpws: true } }
+/**
+ * A config with one demo-mode iSCSI target on 127.0.0.1 (and ::1) with one LUN: an rd_mcp store, or
+ * `store` (its storage_objects entry and path; dir is tsiod's folder).
+ */
+export function simpleConfig(opts: { iqn?: string; size?: string; v6?: boolean; tpgExtra?: string; extra?: string; store?: (dir: string) => { entry: string; path: string } } = {}) {
+  return (port: number, dir = ''): string => {
+    const so = opts.store?.(dir) ?? { entry: `{ name: ram0, plugin: rd_mcp, size: ${opts.size ?? '64MiB'}, attributes: { emulate_tpu: true, emulate_tpws: true } }`, path: '/backstores/rd_mcp/ram0' };
+    return `storage_objects:
+  - ${so.entry}
 ${opts.extra ?? ''}targets:
   - fabric: iscsi
     wwn: ${opts.iqn ?? 'iqn.2026-11.org.tsio:test'}
@@ -368,6 +373,7 @@ ${opts.extra ?? ''}targets:
 ${opts.tpgExtra ?? ''}        portals:
           - { ip_address: 127.0.0.1, port: ${port} }
 ${opts.v6 ? `          - { ip_address: '::1', port: ${port} }\n` : ''}        luns:
-          - { index: 0, storage_object: /backstores/rd_mcp/ram0 }
+          - { index: 0, storage_object: ${so.path} }
 `;
+  };
 }
