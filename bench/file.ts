@@ -95,7 +95,7 @@ function vhostTarget(name: string, pid: number, socket: string, blk: boolean): T
   };
 }
 
-function tsiodConfig(m: Mode, dev: string, sock: string, blkSock: string) {
+function tsiodConfig(m: Mode, dev: string, sock: string, blkSock: string, mrdsl: number) {
   const so = m.block
     ? `{ name: d0, plugin: block, dev: ${dev}, direct: ${m.direct}, write_back: true }`
     : `{ name: d0, plugin: fileio, dev: ${dev}, direct: ${m.direct} }`;
@@ -107,7 +107,8 @@ targets:
     wwn: ${IQN}
     tpgs:
       - tag: 1
-        attributes: { generate_node_acls: true, authentication: false, demo_mode_write_protect: false }
+        attributes: { generate_node_acls: true, authentication: false, demo_mode_write_protect: false }${mrdsl > 0 ? `
+        parameters: { MaxRecvDataSegmentLength: ${mrdsl} }` : ''}
         portals: [ { ip_address: 127.0.0.1, port: ${port} } ]
         luns: [ { index: 0, storage_object: /backstores/${plugin}/d0 } ]
   - fabric: vhost
@@ -161,6 +162,8 @@ export const fileScenario: Scenario = {
     const doStrace = args.includes('--strace');
     // The ring's busy-poll window for the io_uring tsiod (ring-io setPollNs; 0, the default: off).
     const pollNs = numOpt(args, '--poll-ns', 0);
+    // tsiod's iSCSI MaxRecvDataSegmentLength (0: its default, 8192): the size of the Data-Out PDUs it receives.
+    const mrdsl = numOpt(args, '--mrdsl', 0);
     const want = caseFilter(args, 'file');
     const modeArg = args.indexOf('--modes');
     const modes = modeArg < 0 ? MODES : MODES.filter((m) => args[modeArg + 1].split(',').includes(m.name));
@@ -168,7 +171,7 @@ export const fileScenario: Scenario = {
     const fabrics = fabricArg < 0 ? ['iscsi', 'vhost'] : args[fabricArg + 1].split(',');
     console.log(machineLine());
     console.log(`${rounds} rounds per case, each run ${seconds} s, targets alternating; a ${gib} GiB file on ext4 (/var/tmp), 512-byte blocks` +
-      `${pollNs > 0 ? `; io_uring busy-poll up to ${pollNs} ns` : ''}\n`);
+      `${pollNs > 0 ? `; io_uring busy-poll up to ${pollNs} ns` : ''}${mrdsl > 0 ? `; tsiod's iSCSI MaxRecvDataSegmentLength ${mrdsl}` : ''}\n`);
 
     // /var/tmp: the disk's ext4, never tmpfs.
     const dir = mkdtempSync('/var/tmp/tsio-bench-file-');
@@ -193,9 +196,9 @@ export const fileScenario: Scenario = {
           const tsioBlkSock = join(dir, `tsio-blk-${m.name}.sock`);
           const poolBlkSock = join(dir, `pool-blk-${m.name}.sock`);
           for (const d of ['ring', 'pool']) mkdirSync(join(dir, m.name, d), { recursive: true });
-          const ring: Daemon = await startTsiod(tsiodConfig(m, devRing, tsioSock, tsioBlkSock), { dir: join(dir, m.name, 'ring'), env: { TSIO_IO_URING: 'on' }, args: ['--poll-max-ns', String(pollNs)] });
+          const ring: Daemon = await startTsiod(tsiodConfig(m, devRing, tsioSock, tsioBlkSock, mrdsl), { dir: join(dir, m.name, 'ring'), env: { TSIO_IO_URING: 'on' }, args: ['--poll-max-ns', String(pollNs)] });
           started.push(ring);
-          const pool: Daemon = await startTsiod(tsiodConfig(m, devPool, poolSock, poolBlkSock), { dir: join(dir, m.name, 'pool'), env: { TSIO_IO_URING: 'off' } });
+          const pool: Daemon = await startTsiod(tsiodConfig(m, devPool, poolSock, poolBlkSock, mrdsl), { dir: join(dir, m.name, 'pool'), env: { TSIO_IO_URING: 'off' } });
           started.push(pool);
           if (!/io_uring off/.test(pool.log())) throw new Error(`tsiod with TSIO_IO_URING=off did not say it falls back:\n${pool.log()}`);
           if (/io_uring (off|unavailable)/.test(ring.log())) throw new Error(`tsiod has no io_uring:\n${ring.log()}`);
