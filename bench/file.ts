@@ -122,6 +122,15 @@ targets:
 `;
 }
 
+/** A tsiod's O_DIRECT writes so far, all and bounced, from its metrics (undefined: a tsiod that does not count them). */
+async function directWrites(port: number): Promise<{ all: number; bounced: number } | undefined> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const n = (path: string) => Number(new RegExp(`^tsio_direct_io_commands_total\\{op="write",path="${path}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? NaN);
+  const direct = n('direct');
+  const bounced = n('bounced');
+  return Number.isNaN(direct) ? undefined : { all: direct + bounced, bounced };
+}
+
 /** Syscalls per I/O of one run of c against t, counted by strace -c -f attached to the target. */
 async function syscallsPerIo(t: Target, c: FileCase, seconds: number, out: string): Promise<{ perIo: number; top: string }> {
   const st: ChildProcess = spawn('strace', ['-c', '-f', '-o', out, '-p', String(t.pid)], { stdio: 'ignore' });
@@ -196,9 +205,11 @@ export const fileScenario: Scenario = {
           const tsioBlkSock = join(dir, `tsio-blk-${m.name}.sock`);
           const poolBlkSock = join(dir, `pool-blk-${m.name}.sock`);
           for (const d of ['ring', 'pool']) mkdirSync(join(dir, m.name, d), { recursive: true });
-          const ring: Daemon = await startTsiod(tsiodConfig(m, devRing, tsioSock, tsioBlkSock, mrdsl), { dir: join(dir, m.name, 'ring'), env: { TSIO_IO_URING: 'on' }, args: ['--poll-max-ns', String(pollNs)] });
+          // Metrics: how many O_DIRECT writes bounced (tsio_direct_io_commands_total; absent before it existed).
+          const metricPorts = [await freePort(), await freePort()];
+          const ring: Daemon = await startTsiod(tsiodConfig(m, devRing, tsioSock, tsioBlkSock, mrdsl), { dir: join(dir, m.name, 'ring'), env: { TSIO_IO_URING: 'on' }, args: ['--poll-max-ns', String(pollNs), '--metrics', `127.0.0.1:${metricPorts[0]}`] });
           started.push(ring);
-          const pool: Daemon = await startTsiod(tsiodConfig(m, devPool, poolSock, poolBlkSock, mrdsl), { dir: join(dir, m.name, 'pool'), env: { TSIO_IO_URING: 'off' } });
+          const pool: Daemon = await startTsiod(tsiodConfig(m, devPool, poolSock, poolBlkSock, mrdsl), { dir: join(dir, m.name, 'pool'), env: { TSIO_IO_URING: 'off' }, args: ['--metrics', `127.0.0.1:${metricPorts[1]}`] });
           started.push(pool);
           if (!/io_uring off/.test(pool.log())) throw new Error(`tsiod with TSIO_IO_URING=off did not say it falls back:\n${pool.log()}`);
           if (/io_uring (off|unavailable)/.test(ring.log())) throw new Error(`tsiod has no io_uring:\n${ring.log()}`);
@@ -244,6 +255,7 @@ export const fileScenario: Scenario = {
             if (!want(c.name) || c.bytes * c.qd > size) continue;
             for (const targets of pairs) {
               for (const t of targets) await t.run(c, 1); // warm-up (and qemu-img's count calibration)
+              const bounce0 = await Promise.all(metricPorts.map(directWrites));
               const runs: (Run & { latencyUs: number })[][] = targets.map(() => []);
               for (let r = 0; r < rounds; r++) {
                 const order = r % 2 === 0 ? [...targets.keys()] : [...targets.keys()].reverse();
@@ -252,6 +264,11 @@ export const fileScenario: Scenario = {
               const iops = runs.map((rs) => stats(rs.map((x) => x.ops / x.seconds)).median);
               const lat = runs.map((rs) => stats(rs.map((x) => x.latencyUs)).median);
               const perCpu = runs.map((rs) => stats(rs.map((x) => x.ops / Math.max(x.targetCpu, 0.01))).median);
+              const bounce1 = await Promise.all(metricPorts.map(directWrites));
+              if (c.write && m.direct && bounce0[0] !== undefined) {
+                const share = (i: number) => `${bounce1[i]!.bounced - bounce0[i]!.bounced} of ${bounce1[i]!.all - bounce0[i]!.all}`;
+                console.log(`  O_DIRECT writes bounced (${targets[0].fabric}): tsio ${share(0)}, tsio-pool ${share(1)}`);
+              }
               for (const [i, t] of targets.entries()) {
                 const row = [m.name, c.name, t.fabric, t.name, k(iops[i]), lat[i].toFixed(0), k(perCpu[i]),
                   i === 0 || i > 2 ? (perCpu[i] / perCpu[2]).toFixed(2) : '', i === 0 ? (perCpu[0] / perCpu[1]).toFixed(2) : ''];
