@@ -237,8 +237,9 @@ export class Connection implements ReadPlan {
    * a page: one that begins a PDU (or the rest of its header) starts where the
    * data after a header without AHS falls on the boundary; one that begins a
    * data segment starts on it; one inside a segment continues it. A segment of
-   * LARGE_SEGMENT or more is read to its end and no further, and so is the one
-   * R2Ts will bring next when the connection takes such segments.
+   * LARGE_SEGMENT or more is read to its end and no further; while R2Ts are
+   * owed on a connection that takes such segments, a header is read alone
+   * (two reads per large PDU, none more for small ones otherwise).
    */
   planRead(): void {
     this.lead = -1;
@@ -252,8 +253,9 @@ export class Connection implements ReadPlan {
       const mrdsl = this.maxRecvDataSegmentLength;
       // Room for the largest PDU: its segment, begun in this read, must not continue in another slab.
       this.fit = hlen + mrdsl + (this.dataDigest ? DIGEST_LEN : 0);
-      // Data-Out is owed: most likely a PDU of a whole segment comes next (a shorter one costs only the alignment of the next).
-      if (mrdsl >= LARGE_SEGMENT && this.soliciting.size > 0) this.limit = this.fit;
+      // Large Data-Out is owed: the header alone, so that its segment starts the next read, on a page, whatever
+      // its length (R2Ts of several commands and new commands interleave: the next PDU's length is a guess).
+      if (mrdsl >= LARGE_SEGMENT && this.soliciting.size > 0) this.limit = hlen;
       return;
     }
     if (this.avail === 0) this.lead = 0;
