@@ -25,11 +25,18 @@ export const DIRECT_IO_ALIGN = 4096;
 const BOUNCE_POOL_KEEP = 4;
 /**
  * Small commands (up to this size) bounce through buffers of this size, kept by the SMALL_KEEP: a
- * queue of 4 KiB commands must not cost a 1 MiB mmap and munmap each (iSCSI's buffers are not
- * page-aligned, so every O_DIRECT command of it bounces).
+ * queue of 4 KiB commands must not cost a 1 MiB mmap and munmap each (iSCSI's Data-Out is
+ * page-aligned only where it leads a read, rx-slab.ts: small PDUs that arrive together mostly bounce).
  */
 const SMALL_BOUNCE = 64 << 10;
 const SMALL_KEEP = 64;
+
+/**
+ * O_DIRECT commands of this thread's fd-backed stores, by whether they moved
+ * the command's own memory or bounced through an aligned copy (metrics.ts
+ * shows them): Data-Out the fabric laid out aligned needs no bounce.
+ */
+export const directIoCounts = { readsDirect: 0, readsBounced: 0, writesDirect: 0, writesBounced: 0, bouncedBytes: 0 };
 
 export function preadv(fd: number, bufs: Buffer[], position: number): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -310,7 +317,11 @@ export class FdIo {
   }
 
   private async readPool(bufs: Buffer[], offset: number, length: number): Promise<void> {
-    if (!this.direct || this.directOk(bufs)) return readFull(this.fd, bufs, offset, this.eofError, this.readv);
+    if (!this.direct || this.directOk(bufs)) {
+      if (this.direct) directIoCounts.readsDirect++;
+      return readFull(this.fd, bufs, offset, this.eofError, this.readv);
+    }
+    this.counted(false, length);
     const b = this.pool.acquire(length);
     try {
       for (let done = 0; done < length; ) {
@@ -336,6 +347,7 @@ export class FdIo {
     return new Promise<void>((resolve, reject) => {
       const t = new RingTransfer(this, write, fd, bufs, offset, length, sync, resolve, reject);
       if (this.direct && !this.directOk(bufs)) {
+        this.counted(write, length);
         const b = this.pool.acquire(length);
         t.bounce = b;
         if (write) {
@@ -346,9 +358,19 @@ export class FdIo {
           t.left = Math.min(b.length, Math.ceil(length / this.unit) * this.unit);
           t.bufs = [b.subarray(0, t.left)];
         }
+      } else if (this.direct) {
+        if (write) directIoCounts.writesDirect++;
+        else directIoCounts.readsDirect++;
       }
       t.submit();
     });
+  }
+
+  /** Counts an O_DIRECT command that bounces. */
+  private counted(write: boolean, length: number): void {
+    if (write) directIoCounts.writesBounced++;
+    else directIoCounts.readsBounced++;
+    directIoCounts.bouncedBytes += length;
   }
 
   /** @internal For RingTransfer: the ring (set whenever a transfer runs) and what it needs of the store. */
@@ -408,8 +430,10 @@ export class FdIo {
     } else if (loopDone > 0) {
       await writeFull(fd, advance(bufs, loopDone), offset + loopDone);
     } else if (!this.direct || this.directOk(bufs)) {
+      if (this.direct) directIoCounts.writesDirect++;
       await writeFull(fd, bufs, offset, this.writev);
     } else {
+      this.counted(true, length);
       const b = this.pool.acquire(length);
       try {
         for (let done = 0; done < length; ) {

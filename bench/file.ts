@@ -95,7 +95,7 @@ function vhostTarget(name: string, pid: number, socket: string, blk: boolean): T
   };
 }
 
-function tsiodConfig(m: Mode, dev: string, sock: string, blkSock: string) {
+function tsiodConfig(m: Mode, dev: string, sock: string, blkSock: string, mrdsl: number) {
   const so = m.block
     ? `{ name: d0, plugin: block, dev: ${dev}, direct: ${m.direct}, write_back: true }`
     : `{ name: d0, plugin: fileio, dev: ${dev}, direct: ${m.direct} }`;
@@ -107,7 +107,8 @@ targets:
     wwn: ${IQN}
     tpgs:
       - tag: 1
-        attributes: { generate_node_acls: true, authentication: false, demo_mode_write_protect: false }
+        attributes: { generate_node_acls: true, authentication: false, demo_mode_write_protect: false }${mrdsl > 0 ? `
+        parameters: { MaxRecvDataSegmentLength: ${mrdsl} }` : ''}
         portals: [ { ip_address: 127.0.0.1, port: ${port} } ]
         luns: [ { index: 0, storage_object: /backstores/${plugin}/d0 } ]
   - fabric: vhost
@@ -119,6 +120,15 @@ targets:
     tpgs:
       - { tag: 1, socket: ${blkSock}, device: blk, num_queues: 1, luns: [ { index: 0, storage_object: /backstores/${plugin}/d0 } ] }
 `;
+}
+
+/** A tsiod's O_DIRECT writes so far, all and bounced, from its metrics (undefined: a tsiod that does not count them). */
+async function directWrites(port: number): Promise<{ all: number; bounced: number } | undefined> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const n = (path: string) => Number(new RegExp(`^tsio_direct_io_commands_total\\{op="write",path="${path}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? NaN);
+  const direct = n('direct');
+  const bounced = n('bounced');
+  return Number.isNaN(direct) ? undefined : { all: direct + bounced, bounced };
 }
 
 /** Syscalls per I/O of one run of c against t, counted by strace -c -f attached to the target. */
@@ -161,6 +171,8 @@ export const fileScenario: Scenario = {
     const doStrace = args.includes('--strace');
     // The ring's busy-poll window for the io_uring tsiod (ring-io setPollNs; 0, the default: off).
     const pollNs = numOpt(args, '--poll-ns', 0);
+    // tsiod's iSCSI MaxRecvDataSegmentLength (0: its default, 8192): the size of the Data-Out PDUs it receives.
+    const mrdsl = numOpt(args, '--mrdsl', 0);
     const want = caseFilter(args, 'file');
     const modeArg = args.indexOf('--modes');
     const modes = modeArg < 0 ? MODES : MODES.filter((m) => args[modeArg + 1].split(',').includes(m.name));
@@ -168,7 +180,7 @@ export const fileScenario: Scenario = {
     const fabrics = fabricArg < 0 ? ['iscsi', 'vhost'] : args[fabricArg + 1].split(',');
     console.log(machineLine());
     console.log(`${rounds} rounds per case, each run ${seconds} s, targets alternating; a ${gib} GiB file on ext4 (/var/tmp), 512-byte blocks` +
-      `${pollNs > 0 ? `; io_uring busy-poll up to ${pollNs} ns` : ''}\n`);
+      `${pollNs > 0 ? `; io_uring busy-poll up to ${pollNs} ns` : ''}${mrdsl > 0 ? `; tsiod's iSCSI MaxRecvDataSegmentLength ${mrdsl}` : ''}\n`);
 
     // /var/tmp: the disk's ext4, never tmpfs.
     const dir = mkdtempSync('/var/tmp/tsio-bench-file-');
@@ -193,9 +205,11 @@ export const fileScenario: Scenario = {
           const tsioBlkSock = join(dir, `tsio-blk-${m.name}.sock`);
           const poolBlkSock = join(dir, `pool-blk-${m.name}.sock`);
           for (const d of ['ring', 'pool']) mkdirSync(join(dir, m.name, d), { recursive: true });
-          const ring: Daemon = await startTsiod(tsiodConfig(m, devRing, tsioSock, tsioBlkSock), { dir: join(dir, m.name, 'ring'), env: { TSIO_IO_URING: 'on' }, args: ['--poll-max-ns', String(pollNs)] });
+          // Metrics: how many O_DIRECT writes bounced (tsio_direct_io_commands_total; absent before it existed).
+          const metricPorts = [await freePort(), await freePort()];
+          const ring: Daemon = await startTsiod(tsiodConfig(m, devRing, tsioSock, tsioBlkSock, mrdsl), { dir: join(dir, m.name, 'ring'), env: { TSIO_IO_URING: 'on' }, args: ['--poll-max-ns', String(pollNs), '--metrics', `127.0.0.1:${metricPorts[0]}`] });
           started.push(ring);
-          const pool: Daemon = await startTsiod(tsiodConfig(m, devPool, poolSock, poolBlkSock), { dir: join(dir, m.name, 'pool'), env: { TSIO_IO_URING: 'off' } });
+          const pool: Daemon = await startTsiod(tsiodConfig(m, devPool, poolSock, poolBlkSock, mrdsl), { dir: join(dir, m.name, 'pool'), env: { TSIO_IO_URING: 'off' }, args: ['--metrics', `127.0.0.1:${metricPorts[1]}`] });
           started.push(pool);
           if (!/io_uring off/.test(pool.log())) throw new Error(`tsiod with TSIO_IO_URING=off did not say it falls back:\n${pool.log()}`);
           if (/io_uring (off|unavailable)/.test(ring.log())) throw new Error(`tsiod has no io_uring:\n${ring.log()}`);
@@ -241,6 +255,7 @@ export const fileScenario: Scenario = {
             if (!want(c.name) || c.bytes * c.qd > size) continue;
             for (const targets of pairs) {
               for (const t of targets) await t.run(c, 1); // warm-up (and qemu-img's count calibration)
+              const bounce0 = await Promise.all(metricPorts.map(directWrites));
               const runs: (Run & { latencyUs: number })[][] = targets.map(() => []);
               for (let r = 0; r < rounds; r++) {
                 const order = r % 2 === 0 ? [...targets.keys()] : [...targets.keys()].reverse();
@@ -249,6 +264,11 @@ export const fileScenario: Scenario = {
               const iops = runs.map((rs) => stats(rs.map((x) => x.ops / x.seconds)).median);
               const lat = runs.map((rs) => stats(rs.map((x) => x.latencyUs)).median);
               const perCpu = runs.map((rs) => stats(rs.map((x) => x.ops / Math.max(x.targetCpu, 0.01))).median);
+              const bounce1 = await Promise.all(metricPorts.map(directWrites));
+              if (c.write && m.direct && bounce0[0] !== undefined) {
+                const share = (i: number) => `${bounce1[i]!.bounced - bounce0[i]!.bounced} of ${bounce1[i]!.all - bounce0[i]!.all}`;
+                console.log(`  O_DIRECT writes bounced (${targets[0].fabric}): tsio ${share(0)}, tsio-pool ${share(1)}`);
+              }
               for (const [i, t] of targets.entries()) {
                 const row = [m.name, c.name, t.fabric, t.name, k(iops[i]), lat[i].toFixed(0), k(perCpu[i]),
                   i === 0 || i > 2 ? (perCpu[i] / perCpu[2]).toFixed(2) : '', i === 0 ? (perCpu[0] / perCpu[1]).toFixed(2) : ''];

@@ -291,6 +291,22 @@ test('metrics and status gather every thread', async () => {
   assert.equal(text.match(/^# TYPE tsio_lu_commands_total /gm)?.length, 1, 'one family, series from both threads');
 });
 
+test('one portal: a first login request continued over several PDUs (C bit) reaches a target of either thread', async () => {
+  assert.notEqual(await homeOf(IQN('ic')), await homeOf(IQN('id')));
+  for (const n of ['ic', 'id', 'ic', 'id']) {
+    const i = await RawInitiator.connect(port3);
+    try {
+      // 20-byte PDUs: the target's name arrives only in the third or a later one, after acknowledgements.
+      await i.login(IQN(n), {}, `iqn.2026-12.org.tsio:continued-${n}`, 20);
+      const r = await i.command([0x12, 0, 0, 0, 36, 0], { read: 36 });
+      assert.equal(r.status, 0, `INQUIRY through ${n}`);
+      assert.equal(await i.logout(), 0);
+    } finally {
+      i.close();
+    }
+  }
+});
+
 test('one portal: when its listening thread lets it go, the other thread listens; a target whose portal is back is reached again', async () => {
   assert.notEqual(await homeOf(IQN('ic')), await homeOf(IQN('id')));
   const login = async (n: string) => {

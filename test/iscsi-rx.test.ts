@@ -15,7 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { openSync, readSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { RawInitiator } from './util/iscsi-initiator';
-import { freePort, startTsiod, type Daemon } from './util/tsiod';
+import { freePort, scrapeMetrics, startTsiod, type Daemon } from './util/tsiod';
 
 const IQN = 'iqn.2026-11.org.tsio:rx';
 const LUN_BYTES = 64 << 20;
@@ -59,12 +59,7 @@ after(async () => {
 });
 
 async function slabs(): Promise<{ idle: number; busy: number; trimmed: number; unpinned: number }> {
-  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
-  const metric = (name: string) => {
-    const m = new RegExp(`^${name.replace(/[{}]/g, '\\$&')} (\\d+)$`, 'm').exec(text);
-    assert.ok(m, `metrics carry ${name}`);
-    return Number(m[1]);
-  };
+  const metric = await scrapeMetrics(metricsPort);
   return {
     idle: metric('tsio_iscsi_rx_slabs{state="idle"}'),
     busy: metric('tsio_iscsi_rx_slabs{state="busy"}'),

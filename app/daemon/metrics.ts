@@ -6,6 +6,7 @@ import { createServer, type Server } from 'node:http';
 import type { MetricSample } from '../../src/core/fabric';
 import type { Root } from '../../src/model/root';
 import { fabricModules } from '../registry';
+import { directIoCounts } from '../../backstores/fd-io';
 import { IoStats, LATENCY_BUCKETS, LATENCY_SAMPLE_EVERY } from '../../src/core/stats';
 import { tsioVersion } from '../config/version';
 
@@ -77,6 +78,16 @@ function processLines(): string[] {
   ];
 }
 
+function directIoSamples(): MetricSample[] {
+  const c = directIoCounts;
+  const help = 'O_DIRECT commands of fileio and block stores, by whether they moved the command\'s own memory or bounced through an aligned copy.';
+  const n = (op: string, path: string, value: number): MetricSample => ({ name: 'tsio_direct_io_commands_total', help, type: 'counter', labels: { op, path }, value });
+  return [
+    n('read', 'direct', c.readsDirect), n('read', 'bounced', c.readsBounced), n('write', 'direct', c.writesDirect), n('write', 'bounced', c.writesBounced),
+    { name: 'tsio_direct_io_bounced_bytes_total', help: 'Bytes O_DIRECT commands of fileio and block stores copied through bounce buffers.', type: 'counter', value: c.bouncedBytes },
+  ];
+}
+
 /** What one engine (the main thread's, or an I/O thread's) has to show; plain data, so a thread can send it. */
 export interface MetricPart {
   families: [string, Family][];
@@ -102,6 +113,8 @@ export function metricPart(root: Root): MetricPart {
   // What each fabric reports of its own state (FabricModule.metrics).
   const fabric: MetricSample[] = [];
   for (const m of fabricModules()) if (m.metrics !== undefined) fabric.push(...m.metrics());
+  // The fd-backed stores' O_DIRECT commands (this thread's), summed over threads with the fabrics' samples.
+  fabric.push(...directIoSamples());
   return { families: [...fam], sessions, fabric };
 }
 

@@ -8,7 +8,7 @@ import type { Sgl } from '../../src/core/sgl';
 import { log } from '../../src/core/log';
 import { BHS_LEN, DIGEST_LEN, H, NO_TAG, Op, RejectReason, dataLengthOf, newHeader, opcodeOf, pad4 } from './pdu';
 import { NO_WINDOW, rejectPdu, type SnWindow } from './pdu-builders';
-import { rxPool, slabSocket, type RxSlab } from './rx-slab';
+import { rxPool, slabSocket, type ReadPlan, type RxSlab } from './rx-slab';
 
 const PAD = Buffer.alloc(4);
 /** Login PDUs carry at most this much text (RFC 7143 13.12: the default before negotiation). */
@@ -25,6 +25,8 @@ const LOWAT_MIN = 16 << 10;
  * was aborted), and a PDU behind it must not wait for it.
  */
 const LOWAT_GRACE_MS = 10;
+/** Data segments at least this long are read to their end and no further (ReadPlan in rx-slab.ts): the next PDU then starts aligned. */
+const LARGE_SEGMENT = 64 << 10;
 
 /** What the connection needs to know of a command it sent R2Ts for (scsi-task.ts Task). */
 export interface Soliciting {
@@ -55,7 +57,7 @@ export interface SessionLink {
 
 let nextConnId = 1;
 
-export class Connection {
+export class Connection implements ReadPlan {
   readonly id = nextConnId++;
   /** Connection ID the initiator chose at login. */
   cid = 0;
@@ -73,6 +75,10 @@ export class Connection {
   /** Outstanding target NOP-In ping: its TTT and when it was sent. */
   pingTtt = NO_TAG;
   pingSent = 0;
+  /** Where the next read should land (planRead()). */
+  lead = -1;
+  limit = 0;
+  fit = 0;
   /** Set by whoever accepted the connection, before its first read. */
   login: LoginPhase | undefined;
   readonly connectedAt = Date.now();
@@ -118,7 +124,7 @@ export class Connection {
     /** Called once when it closes (its portal forgets it). */
     private readonly forget: (c: Connection) => void,
   ) {
-    const socket = (this.socket = slabSocket(accepted, (b, slab) => this.onData(b, slab)));
+    const socket = (this.socket = slabSocket(accepted, (b, slab) => this.onData(b, slab), this));
     this.fd = (socket as unknown as { _handle?: { fd?: number } | null })._handle?.fd ?? -1;
     socket.setNoDelay(true);
     socket.on('error', (e) => log.debug(`iscsi: connection ${this.id}: ${e.message}`));
@@ -226,6 +232,36 @@ export class Connection {
     }
   }
 
+  /**
+   * Steers the next read (rx-slab.ts ReadPlan) so that data segments land on
+   * a page: one that begins a PDU (or the rest of its header) starts where the
+   * data after a header without AHS falls on the boundary; one that begins a
+   * data segment starts on it; one inside a segment continues it. A segment of
+   * LARGE_SEGMENT or more is read to its end and no further; while R2Ts are
+   * owed on a connection that takes such segments, a header is read alone
+   * (two reads per large PDU, none more for small ones otherwise).
+   */
+  planRead(): void {
+    this.lead = -1;
+    this.limit = 0;
+    this.fit = 0;
+    if (this.closed || this.skip > 0) return;
+    if (this.hdr === undefined) {
+      if (this.avail >= BHS_LEN) return; // an AHS still to come: its length is unknown
+      const hlen = BHS_LEN + (this.headerDigest ? DIGEST_LEN : 0) - this.avail;
+      this.lead = hlen;
+      const mrdsl = this.maxRecvDataSegmentLength;
+      // Room for the largest PDU: its segment, begun in this read, must not continue in another slab.
+      this.fit = hlen + mrdsl + (this.dataDigest ? DIGEST_LEN : 0);
+      // Large Data-Out is owed: the header alone, so that its segment starts the next read, on a page, whatever
+      // its length (R2Ts of several commands and new commands interleave: the next PDU's length is a guess).
+      if (mrdsl >= LARGE_SEGMENT && this.soliciting.size > 0) this.limit = hlen;
+      return;
+    }
+    if (this.avail === 0) this.lead = 0;
+    if (this.need >= LARGE_SEGMENT) this.limit = this.fit = this.need - this.avail;
+  }
+
   /** Cuts complete PDUs out of what arrived and dispatches them. */
   private frame(): void {
     for (;;) {
@@ -319,13 +355,20 @@ export class Connection {
     return out;
   }
 
-  /** n bytes as views of the received chunks: data segments are never copied. */
+  /**
+   * n bytes as views of the received chunks: data segments are never copied.
+   * Reads that continued a segment in the same slab give one view (O_DIRECT
+   * takes a view whose length is whole blocks, not the pieces reads made of it).
+   */
   private takeSgl(n: number): Buffer[] {
     const out: Buffer[] = [];
     while (n > 0) {
       const c = this.chunks[0];
       const k = Math.min(c.length - this.head, n);
-      out.push(this.head === 0 && k === c.length ? c : c.subarray(this.head, this.head + k));
+      const last = out.length > 0 ? out[out.length - 1] : undefined;
+      if (last !== undefined && last.buffer === c.buffer && last.byteOffset + last.length === c.byteOffset + this.head) {
+        out[out.length - 1] = Buffer.from(last.buffer, last.byteOffset, last.length + k);
+      } else out.push(this.head === 0 && k === c.length ? c : c.subarray(this.head, this.head + k));
       n -= k;
       this.consume(k);
     }

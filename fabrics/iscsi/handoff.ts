@@ -3,7 +3,10 @@
 // naming such a target is not answered here: the connection's socket (a
 // duplicate of its fd) and every byte read from it so far (the login request,
 // and whatever the initiator pipelined behind it) go to the target's thread,
-// which logs it in from the start. So a session, its reinstatement (same
+// which logs it in from the start. A first request continued over several
+// PDUs (C bit) was acknowledged here PDU by PDU before its TargetName came:
+// its PDUs go along, and the receiving thread replays them without answering
+// again what was answered. So a session, its reinstatement (same
 // initiator port) and all its connections stay on the target's thread.
 //
 // The fabric knows nothing of threads: whoever runs it (the daemon's I/O
@@ -23,6 +26,11 @@ export interface Handoff {
   fd: number;
   /** Bytes read from the socket and not acted on: the first login request and what followed it. */
   bytes: Buffer;
+  /**
+   * Login Responses already sent for the first request, which continued over several PDUs (C bit, each
+   * acknowledged with an empty response): the receiving thread numbers them again but does not resend them.
+   */
+  answered?: number;
 }
 
 /** A target of another thread, as SendTargets lists it. */

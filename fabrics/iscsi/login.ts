@@ -42,9 +42,10 @@ export interface LoginPortal {
   discoveryAuth(): Auth & { enable?: boolean };
   /**
    * Hands the connection to the thread serving targetName when it lives on another one (handoff.ts), with
-   * `pdu`, the login request not answered here; true when it did (the connection is gone from here).
+   * `pdu`, the login request (all its PDUs), of which `answered` were acknowledged here (C bit); true when
+   * it did (the connection is gone from here).
    */
-  handOff?(conn: Connection, targetName: string, pdu: Buffer[]): boolean;
+  handOff?(conn: Connection, targetName: string, pdu: Buffer[], answered: number): boolean;
 }
 
 export class LoginMachine implements LoginPhase {
@@ -65,14 +66,19 @@ export class LoginMachine implements LoginPhase {
   private joining: IscsiSession | undefined;
   /** Text of a request continued over several PDUs (C bit). */
   private partial: Buffer[] = [];
-  /** A login response went out: the login can no longer move to another thread. */
-  private answered = false;
+  /**
+   * The first request's PDUs while it continues (C bit) and nothing but their empty acknowledgements went
+   * out: the login may still move to another thread, with them. Undefined once any other response went out.
+   */
+  private firstRequest: Buffer[] | undefined = [];
   private timer: NodeJS.Timeout | undefined;
   private readonly startedAt = Date.now();
 
   constructor(
     private readonly conn: Connection,
     private readonly portal: LoginPortal,
+    /** Responses another thread already sent for this login (handoff.ts): numbered, not sent again. */
+    private answeredElsewhere = 0,
   ) {
     this.armTimer(LOGIN_TIMEOUT_S);
   }
@@ -126,7 +132,9 @@ export class LoginMachine implements LoginPhase {
       if (this.partial.reduce((n, b) => n + b.length, 0) > MAX_LOGIN_TEXT) {
         return this.fail(h, LoginStatus.OUT_OF_RESOURCES, 'login text too long');
       }
-      return this.respond(csg, 0, false, []);
+      const first = this.firstRequest !== undefined && this.tpg === undefined;
+      if (first) this.firstRequest!.push(Buffer.concat(pduBytes(h, data)));
+      return this.respond(csg, 0, false, [], LoginStatus.SUCCESS, first);
     }
     const text = this.partial.length ? Buffer.concat([...this.partial, flatten(data)]) : flatten(data);
     this.partial = [];
@@ -152,8 +160,11 @@ export class LoginMachine implements LoginPhase {
     if (keys.has('TargetName')) this.targetName = keys.get('TargetName');
     if (this.tpg === undefined) {
       if (!this.initiatorName) return this.fail(h, LoginStatus.MISSING_PARAMETER, 'no InitiatorName');
-      // A target of another thread: the connection goes there before anything is answered, and logs in there.
-      if (!this.discovery && !this.answered && this.targetName && this.portal.handOff?.(this.conn, this.targetName, pduBytes(h, data)) === true) {
+      // A target of another thread: the connection goes there before anything but the acknowledgements of
+      // this request's PDUs is answered, and logs in there.
+      const first = this.firstRequest;
+      if (!this.discovery && first !== undefined && this.targetName &&
+        this.portal.handOff?.(this.conn, this.targetName, [...first, ...pduBytes(h, data)], first.length) === true) {
         return this.dispose();
       }
       const err = this.resolveTarget(reply);
@@ -356,12 +367,19 @@ export class LoginMachine implements LoginPhase {
     s.addConnection(conn);
   }
 
-  private respond(csg: number, nsg: number, transit: boolean, reply: KeyPairs, status: number = LoginStatus.SUCCESS): void {
+  /** firstAck: the empty acknowledgement of a PDU of the first request (C bit), which leaves the login movable. */
+  private respond(csg: number, nsg: number, transit: boolean, reply: KeyPairs, status: number = LoginStatus.SUCCESS, firstAck = false): void {
+    if (!firstAck) this.firstRequest = undefined;
+    if (this.answeredElsewhere > 0) {
+      // Sent by the thread that handed the connection over: only its StatSN is taken (the initiator has it).
+      this.answeredElsewhere--;
+      this.conn.statSN = (this.conn.statSN + 1) >>> 0;
+      return;
+    }
     const flags = (transit ? Login.TRANSIT : 0) | (csg << Login.CSG_SHIFT) | (transit ? nsg : 0);
     // A session joined (MC/S) reports its window; a new one the window it will open with.
     const window = this.joining?.window ?? { expCmdSN: this.cmdSN >>> 0, maxCmdSN: (this.cmdSN + this.depth() - 1) >>> 0 };
     const text = encodeText(reply);
-    this.answered = true;
     this.conn.send(loginResponsePdu(this.conn, window, flags, this.isid, this.tsih, this.itt, status, text.length), [text]);
   }
 

@@ -76,7 +76,8 @@ export class Portal implements LoginPortal {
     return a && typeof a === 'object' ? a.port : this.port;
   }
 
-  private accept(s: Socket): Connection | undefined {
+  /** answered: Login Responses another thread already sent on it (handoff.ts). */
+  private accept(s: Socket, answered = 0): Connection | undefined {
     if (this.tpgs.size === 0) {
       s.destroy();
       return undefined;
@@ -88,7 +89,7 @@ export class Portal implements LoginPortal {
       this.sockets.delete(c.socket);
       if (this.sockets.size === 0) this.drained?.();
     });
-    c.login = new LoginMachine(c, this);
+    c.login = new LoginMachine(c, this, answered);
     this.connections.add(c);
     return c;
   }
@@ -96,10 +97,10 @@ export class Portal implements LoginPortal {
   /** A connection another thread accepted on this portal, for a target served here: its login starts over here. */
   adopt(s: Socket, h: Handoff): void {
     // A Buffer crosses threads as a plain Uint8Array.
-    this.accept(s)?.replay(Buffer.from(h.bytes.buffer, h.bytes.byteOffset, h.bytes.byteLength));
+    this.accept(s, h.answered ?? 0)?.replay(Buffer.from(h.bytes.buffer, h.bytes.byteOffset, h.bytes.byteLength));
   }
 
-  handOff(conn: Connection, targetName: string, pdu: Buffer[]): boolean {
+  handOff(conn: Connection, targetName: string, pdu: Buffer[], answered: number): boolean {
     const router = connectionRouter();
     if (router === undefined || [...this.tpgs].some((t) => t.target.wwn === targetName)) return false;
     const to = router.homeOf(this.ip, this.port, targetName);
@@ -107,7 +108,7 @@ export class Portal implements LoginPortal {
     const first = Buffer.concat(pdu);
     const given = conn.handOff();
     if (given === undefined) return false;
-    router.send(to, { ip: this.ip, port: this.port, fd: given.fd, bytes: Buffer.concat([first, given.rest]) });
+    router.send(to, { ip: this.ip, port: this.port, fd: given.fd, bytes: Buffer.concat([first, given.rest]), answered });
     return true;
   }
 

@@ -21,11 +21,22 @@
 // core already has (a command whose data all came with it) stays in place: it
 // waits on the backstore, or behind an ORDERED task. The same sweep gives idle
 // slabs that were not needed for a while back to the garbage collector.
+//
+// Where a read lands is the socket owner's to steer (ReadPlan): a read that
+// begins a PDU starts a little before a page boundary, so that a data segment
+// after a plain header lands on the page and O_DIRECT writes it from the slab
+// as it is (fd-io.ts bounces unaligned memory); a large segment is read to its
+// end and no further, so the next PDU starts a read of its own, aligned again.
+// Small PDUs that arrive together stay in one read (no syscall per PDU): only
+// the first of them is aligned.
 
 import { Socket } from 'node:net';
+import { allocAligned } from '../../native';
 import type { Sgl } from '../../src/core/sgl';
 
 export const SLAB_BYTES = 1 << 20;
+/** Where data segments are steered to start: a page, which every O_DIRECT memory alignment divides. */
+export const RX_ALIGN = 4096;
 /** A slab whose free tail is smaller than this is left for a fresh one, so that reads stay large. */
 const MIN_TAIL = 64 << 10;
 /** Idle slabs the pool keeps; slabs released beyond that are left to the garbage collector. */
@@ -41,7 +52,8 @@ const TRIM_SWEEPS = 8;
 export const POISON = 0xdb;
 
 export class RxSlab {
-  readonly buf = Buffer.allocUnsafeSlow(SLAB_BYTES);
+  /** On a page (V8's own 1 MiB buffers start 16 bytes past one, malloc's header): see ReadPlan. */
+  readonly buf = allocAligned(SLAB_BYTES, RX_ALIGN);
   /** Holders (reader, unconsumed reads, commands). */
   refs = 0;
   /** Bytes of buf read into so far. */
@@ -204,6 +216,20 @@ const readers = new WeakMap<Socket, RxReader>();
 export type ChunkSink = (chunk: Buffer, slab: RxSlab | undefined) => void;
 
 /**
+ * How the next read should land, set by planRead() just before each read
+ * (fields, not a returned object: nothing is allocated per read).
+ */
+export interface ReadPlan {
+  planRead(): void;
+  /** Bytes of the stream before the point that should start on an RX_ALIGN boundary; -1: anywhere (continue where the last read ended). */
+  lead: number;
+  /** Most bytes the read may take (0: as many as the slab holds). */
+  limit: number;
+  /** Bytes the read should find room for in one slab, so that a segment it begins is not split across slabs (0: MIN_TAIL; a read that starts aligned gets at least MIN_TAIL). */
+  fit: number;
+}
+
+/**
  * Makes an accepted socket read into slabs. net.Server cannot pass `onread`
  * to the sockets it accepts, so the server is made with pauseOnConnect (no
  * read has happened yet) and its socket's handle moves to a new Socket that
@@ -211,7 +237,7 @@ export type ChunkSink = (chunk: Buffer, slab: RxSlab | undefined) => void;
  * settles the server's connection count). Without a handle to take over, the
  * socket stays as it is and delivers plain 'data' buffers.
  */
-export function slabSocket(accepted: Socket, sink: ChunkSink): Socket {
+export function slabSocket(accepted: Socket, sink: ChunkSink, plan?: ReadPlan): Socket {
   const handle = (accepted as unknown as { _handle?: object | null })._handle;
   if (handle == null) {
     accepted.on('data', (b: Buffer) => sink(b, undefined));
@@ -223,12 +249,29 @@ export function slabSocket(accepted: Socket, sink: ChunkSink): Socket {
   const reader = new RxReader();
   const buffer = (): Buffer => {
     if (closed) return SPENT;
-    if (cur !== undefined && SLAB_BYTES - cur.used < MIN_TAIL) {
-      rxPool.unref(cur);
-      cur = undefined;
+    let lead = -1;
+    let limit = 0;
+    let fit = MIN_TAIL;
+    if (plan !== undefined) {
+      plan.planRead();
+      lead = plan.lead;
+      limit = plan.limit;
+      if (plan.fit > 0) fit = Math.min(plan.fit, SLAB_BYTES - RX_ALIGN);
+    }
+    if (cur !== undefined) {
+      const tail = SLAB_BYTES - cur.used;
+      // A read that continues (lead -1) stays while the rest of its segment fits, however small the tail: a
+      // fresh slab would split the segment. One that starts aligned needs room for what it is to carry.
+      if (lead < 0 ? tail < Math.min(fit, MIN_TAIL) : tail - padTo(cur.used, lead) < Math.max(fit, MIN_TAIL)) {
+        rxPool.unref(cur);
+        cur = undefined;
+      }
     }
     cur ??= rxPool.take(reader);
-    return cur.buf.subarray(cur.used);
+    // Skipped bytes lie below `used` like read ones: poisoned on release, never handed out.
+    if (lead >= 0) cur.used += padTo(cur.used, lead);
+    const end = limit > 0 ? Math.min(SLAB_BYTES, cur.used + limit) : SLAB_BYTES;
+    return cur.buf.subarray(cur.used, end);
   };
   const callback = (n: number, into: Buffer): void => {
     if (closed || cur === undefined) return;
@@ -253,6 +296,11 @@ export function slabSocket(accepted: Socket, sink: ChunkSink): Socket {
     cur = undefined;
   });
   return socket;
+}
+
+/** Bytes to skip from `used` so that `used + skip + lead` is a multiple of RX_ALIGN. */
+function padTo(used: number, lead: number): number {
+  return (RX_ALIGN - ((used + lead) % RX_ALIGN)) % RX_ALIGN;
 }
 
 /** What a closed socket's last read-buffer request gets: it never reads again. */

@@ -141,8 +141,8 @@ export class RawInitiator {
     this.socket.write(b);
   }
 
-  /** A login PDU; returns the response and its keys. */
-  async loginPdu(flags: number, keys: Record<string, string>): Promise<{ pdu: Pdu; keys: Map<string, string>; status: number }> {
+  /** A login PDU (keys, or their text as it is); returns the response and its keys. */
+  async loginPdu(flags: number, keys: Record<string, string> | Buffer): Promise<{ pdu: Pdu; keys: Map<string, string>; status: number }> {
     const h = Buffer.alloc(48);
     h[0] = 0x43;
     h[1] = flags;
@@ -152,22 +152,30 @@ export class RawInitiator {
     h.writeUInt16BE(this.cid, 20);
     h.writeUInt32BE(this.cmdSN, 24);
     h.writeUInt32BE(this.expStatSN, 28);
-    this.send(h, textOf(keys));
+    this.send(h, Buffer.isBuffer(keys) ? keys : textOf(keys));
     const pdu = await this.next((p) => p.opcode === 0x23);
     this.expStatSN = (pdu.bhs.readUInt32BE(24) + 1) >>> 0;
     this.tsih = pdu.bhs.readUInt16BE(14);
     return { pdu, keys: parseKeys(pdu.data), status: pdu.bhs.readUInt16BE(36) };
   }
 
-  /** Logs in without authentication straight to full feature phase. */
-  async login(target: string | undefined, extra: Record<string, string> = {}, initiator = 'iqn.2026-11.org.tsio:test-initiator'): Promise<Map<string, string>> {
+  /**
+   * Logs in without authentication straight to full feature phase. split: the first request's text goes
+   * in PDUs of at most that many bytes, all but the last with the C bit (each acknowledged by the target).
+   */
+  async login(target: string | undefined, extra: Record<string, string> = {}, initiator = 'iqn.2026-11.org.tsio:test-initiator', split = 0): Promise<Map<string, string>> {
     const keys: Record<string, string> = {
       InitiatorName: initiator,
       SessionType: target ? 'Normal' : 'Discovery',
       ...(target ? { TargetName: target } : {}),
       AuthMethod: 'None',
     };
-    let r = await this.loginPdu(0x81, keys); // CSG 0 -> NSG 1, T
+    let text = textOf(keys);
+    for (; split > 0 && text.length > split; text = text.subarray(split)) {
+      const ack = await this.loginPdu(0x40, text.subarray(0, split)); // C, CSG 0, no T
+      if (ack.status !== 0 || ack.pdu.data.length !== 0) throw new Error(`continued login PDU answered with status 0x${ack.status.toString(16)}, ${ack.pdu.data.length} bytes`);
+    }
+    let r = await this.loginPdu(0x81, text); // CSG 0 -> NSG 1, T
     if (r.status !== 0) throw Object.assign(new Error(`login status 0x${r.status.toString(16)}`), { status: r.status });
     const op: Record<string, string> = {
       HeaderDigest: 'None',
@@ -355,10 +363,15 @@ export function parseKeys(b: Buffer): Map<string, string> {
   return m;
 }
 
-/** A config with one demo-mode iSCSI target on 127.0.0.1 (and ::1) with one rd_mcp LUN. */
-export function simpleConfig(opts: { iqn?: string; size?: string; v6?: boolean; tpgExtra?: string; extra?: string } = {}) {
-  return (port: number): string => `storage_objects:
-  - { name: ram0, plugin: rd_mcp, size: ${opts.size ?? '64MiB'}, attributes: { emulate_tpu: true, emulate_tpws: true } }
+/**
+ * A config with one demo-mode iSCSI target on 127.0.0.1 (and ::1) with one LUN: an rd_mcp store, or
+ * `store` (its storage_objects entry and path; dir is tsiod's folder).
+ */
+export function simpleConfig(opts: { iqn?: string; size?: string; v6?: boolean; tpgExtra?: string; extra?: string; store?: (dir: string) => { entry: string; path: string } } = {}) {
+  return (port: number, dir = ''): string => {
+    const so = opts.store?.(dir) ?? { entry: `{ name: ram0, plugin: rd_mcp, size: ${opts.size ?? '64MiB'}, attributes: { emulate_tpu: true, emulate_tpws: true } }`, path: '/backstores/rd_mcp/ram0' };
+    return `storage_objects:
+  - ${so.entry}
 ${opts.extra ?? ''}targets:
   - fabric: iscsi
     wwn: ${opts.iqn ?? 'iqn.2026-11.org.tsio:test'}
@@ -368,6 +381,7 @@ ${opts.extra ?? ''}targets:
 ${opts.tpgExtra ?? ''}        portals:
           - { ip_address: 127.0.0.1, port: ${port} }
 ${opts.v6 ? `          - { ip_address: '::1', port: ${port} }\n` : ''}        luns:
-          - { index: 0, storage_object: /backstores/rd_mcp/ram0 }
+          - { index: 0, storage_object: ${so.path} }
 `;
+  };
 }

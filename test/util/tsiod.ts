@@ -142,3 +142,13 @@ export function controlRpc(sock: string, method: string, params: object): Promis
     c.write(`${JSON.stringify({ jsonrpc: '2.0', id: 1, method, params })}\n`);
   });
 }
+
+/** A scrape of tsiod's metrics endpoint: the value of a sample by its name and labels (it must be there). */
+export async function scrapeMetrics(port: number): Promise<(sample: string) => number> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  return (sample) => {
+    const m = new RegExp(`^${sample.replace(/[{}]/g, '\\$&')} (\\d+)$`, 'm').exec(text);
+    if (!m) throw new Error(`metrics carry no ${sample}`);
+    return Number(m[1]);
+  };
+}
