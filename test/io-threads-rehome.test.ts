@@ -6,11 +6,14 @@
 // new thread), a persistent reservation survives, and an initiator writing
 // all along is asked to log out (Async Message), logs in again on the new
 // home and carries on, its data verified. A vhost controller with a connected
-// front-end is not moved: the change is refused, naming it.
+// front-end is not moved: the change is refused, naming it. A change that
+// fails on the new home reopens everything where it was, with its state.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
+import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ControlClient } from '../cli/client';
@@ -33,16 +36,19 @@ interface ThreadInfo {
   targets: string[];
 }
 
-/** The whole configuration; `join`: t2 also exports `shared`, `vhostJoin`: the vhost controller also exports heavy1. */
-function config(o: { join?: boolean; vhostJoin?: boolean } = {}): string {
+/**
+ * The whole configuration; `join`: t2 also exports `shared`, `vhostJoin`: the vhost controller also exports heavy1,
+ * `busy`: t2 also lists this portal.
+ */
+function config(o: { join?: boolean; vhostJoin?: boolean; busy?: number } = {}): string {
   const lun = (i: number, so: string) => `          - { index: ${i}, storage_object: /backstores/rd_mcp/${so} }`;
-  const iscsi = (n: string, port: number, luns: string[]) => [
+  const iscsi = (n: string, ports: number[], luns: string[]) => [
     '  - fabric: iscsi',
     `    wwn: ${IQN(n)}`,
     '    tpgs:',
     '      - tag: 1',
     '        attributes: { generate_node_acls: true, authentication: false, demo_mode_write_protect: false }',
-    `        portals: [ { ip_address: 127.0.0.1, port: ${port} } ]`,
+    `        portals: [ ${ports.map((p) => `{ ip_address: 127.0.0.1, port: ${p} }`).join(', ')} ]`,
     '        luns:',
     ...luns.map((so, i) => lun(i, so)),
   ];
@@ -52,8 +58,8 @@ function config(o: { join?: boolean; vhostJoin?: boolean } = {}): string {
     ...['shared', 'heavy1', 'heavy2', 'mine', 'v'].map((n) => `  - { name: ${n}, plugin: rd_mcp, size: 16MiB }`),
     'targets:',
     // t1 is the heavier group (three LUNs): t2's group joins it on its thread.
-    ...iscsi('t1', port1, ['shared', 'heavy1', 'heavy2']),
-    ...iscsi('t2', port2, o.join ? ['mine', 'shared'] : ['mine']),
+    ...iscsi('t1', [port1], ['shared', 'heavy1', 'heavy2']),
+    ...iscsi('t2', o.busy ? [port2, o.busy] : [port2], o.join ? ['mine', 'shared'] : ['mine']),
     '  - fabric: vhost',
     `    wwn: ${VHOST}`,
     '    tpgs:',
@@ -114,6 +120,49 @@ async function loginAgain(port: number, target: string, who: string, isid: Buffe
     }
   }
 }
+
+test('a re-homing change that fails on the new home leaves the old placement serving, data and reservation kept', async () => {
+  const before = await threads();
+  const doc = await c.call<unknown>('config.get');
+  const who = IQN('init-f');
+  const isid = Buffer.from([0x80, 0, 0, 0, 0x44, 4]);
+  const keyF = 0x5151n;
+  const i = await login(port2, IQN('t2'), who, isid);
+  const reg = prOut(0, 0, 0n, keyF);
+  assert.equal((await i.command(reg.cdb, { write: reg.data })).status, 0);
+  const data = Buffer.alloc(8192, 0xc3);
+  assert.equal((await i.command(rw(0x2a, 2000, 16), { write: data })).status, 0);
+  // A port another socket holds: t2 cannot listen on its new home, after its old home let it go.
+  const busy = createServer();
+  busy.listen(0, '127.0.0.1');
+  await once(busy, 'listening');
+  try {
+    const change = c.call('restoreconfig', { text: config({ join: true, busy: (busy.address() as AddressInfo).port }), clear_existing: true });
+    // The session is asked to log out as t2 leaves its thread; it does.
+    const async = await i.next((p) => p.opcode === 0x32, 15_000);
+    assert.equal(async.bhs[36], 1);
+    await i.logout().catch(() => undefined);
+    i.close();
+    await assert.rejects(change, /EADDRINUSE|address already in use|in use/i);
+  } finally {
+    busy.close();
+  }
+  assert.deepEqual(await c.call('config.get'), doc, 'the configuration is as it was');
+  assert.deepEqual(await threads(), before, 'every storage object and target where it was');
+  // t2 serves again on its old thread, with the data and the registration it had.
+  const again = await loginAgain(port2, IQN('t2'), who, isid);
+  const r = await again.command(rw(0x28, 2000, 16), { read: 8192 });
+  assert.equal(r.status, 0);
+  assert.ok(r.data.equals(data), 'the data written before the failed change');
+  const keys = await again.command([0x5e, 0, 0, 0, 0, 0, 0, 1, 0, 0], { read: 256 });
+  assert.equal(keys.data.readUInt32BE(4), 8);
+  assert.equal(keys.data.readBigUInt64BE(8), keyF);
+  // Unregistered again, for the next test.
+  const unreg = prOut(0, 0, keyF, 0n);
+  assert.equal((await again.command(unreg.cdb, { write: unreg.data })).status, 0);
+  assert.equal(await again.logout(), 0);
+  again.close();
+});
 
 test('a restoreconfig joining a RAM LU of two threads re-homes the lighter group: data, reservation and a writing initiator carry on', async () => {
   const h1 = await homeOf(IQN('t1'));
@@ -180,7 +229,7 @@ test('a restoreconfig joining a RAM LU of two threads re-homes the lighter group
   // Every block written through the move reads back, through t2's new home.
   const all = await i2.command(rw(0x28, 0, written), { read: written * 512 });
   assert.equal(all.status, 0);
-  for (let n = 0; n < written; n++) assert.ok(all.data.subarray(n * 512, (n + 1) * 512).equals(block(n)), `block ${n} of ${written}`);
+  for (let n = 0; n < written; n++) assert.ok(all.data.subarray(n * 512, (n + 1) * 512).equals(block(n)), `block ${n} of ${written}: ${all.data.subarray(n * 512, n * 512 + 16).toString("hex")}`);
 
   // The registration and the reservation came along.
   const keys = await i2.command([0x5e, 0, 0, 0, 0, 0, 0, 1, 0, 0], { read: 256 });
