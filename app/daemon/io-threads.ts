@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { DaemonConfig, TsioConfig } from '../config/config';
 import { log } from '../../src/core/log';
 import { EMPTY_CONFIG, soKey, type Dataplane, type ReconcileReport, type ThreadAnswer } from './reconcile';
-import { iscsiRoutes, place, withoutArrivals, type IscsiRoutes, type Placement } from './placement';
+import { iscsiRoutes, place, vhostEndpoint, withoutArrivals, type IscsiRoutes, type Placement } from './placement';
 import type { IoHandoff, IoReady, IoReconciled, IoReply, IoRequest, IoThreadData } from './io-protocol';
 import type { CarriedUnit } from './carry';
 import type { MetricPart } from './metrics';
@@ -149,12 +149,11 @@ export class IoThreads implements Dataplane {
   private async refuseConnectedVhost(p: Placement): Promise<void> {
     for (const key of p.moving) {
       const from = this.homes.get(key);
-      if (!key.startsWith('vhost ') || from === undefined) continue;
+      const v = vhostEndpoint(key);
+      if (!v || from === undefined) continue;
       const [n] = (await this.threads[from].call({ kind: 'frontends', endpoints: [key] })) as number[];
       if (n === 0) continue;
-      const rest = key.slice('vhost '.length);
-      const wwn = rest.slice(0, rest.indexOf(' '));
-      throw new Error(`with io_threads > 1, this change joins the storage of vhost controller ${rest.slice(wwn.length + 1)} (target ${wwn}) with storage served on I/O thread ${p.homes.get(key)}, so the controller would move from I/O thread ${from}; ${n} front-end${n === 1 ? ' is' : 's are'} connected to it and would be cut off: disconnect ${n === 1 ? 'it' : 'them'} first, or restart tsiod with the new configuration`);
+      throw new Error(`with io_threads > 1, this change joins the storage of vhost controller ${v.socket} (target ${v.wwn}) with storage served on I/O thread ${p.homes.get(key)}, so the controller would move from I/O thread ${from}; ${n} front-end${n === 1 ? ' is' : 's are'} connected to it and would be cut off: disconnect ${n === 1 ? 'it' : 'them'} first, or restart tsiod with the new configuration`);
     }
   }
 

@@ -17,7 +17,7 @@ import { EMPTY_CONFIG, reconcile, type Live } from './reconcile';
 import { metricPart } from './metrics';
 import { applyPolling } from './polling';
 import type { IoHandoff, IoReconciled, IoReply, IoRequest, IoThreadData } from './io-protocol';
-import type { IscsiRoutes } from './placement';
+import { vhostEndpoint, type IscsiRoutes } from './placement';
 import { adopt, setConnectionRouter } from '../../fabrics/iscsi/handoff';
 import { portalKey, portalRegistry } from '../../fabrics/iscsi/portal-registry';
 
@@ -47,9 +47,7 @@ function route(r: IscsiRoutes): void {
 
 /** Front-ends connected to a vhost controller served here (endpoint key `vhost WWN SOCKET`, placement.ts). */
 function frontends(endpoint: string): number {
-  const rest = endpoint.slice('vhost '.length);
-  const wwn = rest.slice(0, rest.indexOf(' '));
-  const socket = rest.slice(wwn.length + 1);
+  const { wwn, socket } = vhostEndpoint(endpoint) ?? { wwn: '', socket: '' };
   const target = live.root.targets.get(wwn);
   const tpg = target && [...target.tpgs.values()].find((t) => t.attributes.socket === socket);
   const d = tpg && (live.services.get(wwn)?.describe?.(tpg) as { frontends?: unknown[] } | undefined);

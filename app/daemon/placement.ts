@@ -41,6 +41,14 @@ export function endpointKey(t: TargetConfig, tpg: TpgConfig): string {
   return t.fabric === 'vhost' && tpg.socket !== undefined ? `vhost ${t.wwn} ${tpg.socket}` : `${t.fabric} ${t.wwn} ${tpg.tag}`;
 }
 
+/** The target and socket of a vhost controller's endpoint key; undefined for other endpoints. */
+export function vhostEndpoint(key: string): { wwn: string; socket: string } | undefined {
+  if (!key.startsWith('vhost ')) return undefined;
+  const rest = key.slice('vhost '.length);
+  const wwn = rest.slice(0, rest.indexOf(' '));
+  return { wwn, socket: rest.slice(wwn.length + 1) };
+}
+
 const targetMember = (t: TargetConfig) => `target ${t.fabric} ${t.wwn}`;
 
 class UnionFind {
