@@ -4,9 +4,15 @@
 // views of the pages themselves (lend()): a lent page is pinned, and a write
 // or unmap of it goes to a fresh page instead (copy on write) until the
 // borrower releases it.
+//
+// Page memory is SharedArrayBuffer slabs, so every thread of the process can
+// reach it: with io_threads > 1 a unit re-homed live on another thread
+// (app/daemon/placement.ts) takes its pages along without a copy (handOver(),
+// then the factory's `adopt`). One thread serves the unit at a time.
 
 import type { Backstore, BackstoreCaps, BackstoreOptions, LbaExtent } from '../src/core/backstore';
 import { Sgl, sglIsZero } from '../src/core/sgl';
+import { aliasShared } from '../native';
 
 /** Allocation unit; a multiple of both logical block sizes. */
 export const RD_PAGE_SIZE = 4096;
@@ -16,10 +22,19 @@ export const RD_PAGE_SIZE = 4096;
  * dropped as soon as its last page is unmapped, so freed ranges give memory back.
  */
 const PAGES_PER_SLAB = 16;
+const SLAB_BYTES = PAGES_PER_SLAB * RD_PAGE_SIZE;
+
+/** A unit's pages as another thread adopts them: its slabs' shared memory and its page table (pages: [page, slot] pairs). */
+export interface RamPages {
+  slabs: (SharedArrayBuffer | null)[];
+  pages: Int32Array;
+}
 
 interface Slab {
   readonly id: number;
+  /** The page memory, a plain Buffer over the shared memory `shared` (copies through it are memcpy). */
   buf: Buffer;
+  readonly shared: SharedArrayBuffer;
   free: number[];
   /** Lent views per page; a pinned page is never written, zeroed or given out again. */
   readonly pins: Uint32Array;
@@ -27,8 +42,16 @@ interface Slab {
   orphans: number;
 }
 
+/**
+ * A slab over shared memory. Its pages are read and written through a plain alias of it: V8 copies to and from a
+ * SharedArrayBuffer view with relaxed atomics, three times the cost of the memcpy a RAM read otherwise is.
+ */
+function slab(id: number, shared: SharedArrayBuffer, free: number[]): Slab {
+  return { id, buf: aliasShared(new Uint8Array(shared)), shared, free, pins: new Uint32Array(PAGES_PER_SLAB), orphans: 0 };
+}
+
 /** Zeros lent for pages that have no memory (never written to). */
-const ZEROS = Buffer.alloc(PAGES_PER_SLAB * RD_PAGE_SIZE);
+const ZEROS = Buffer.alloc(SLAB_BYTES);
 
 /** Page memory: slot numbers (slab * PAGES_PER_SLAB + index) for the page map's values. */
 class PagePool {
@@ -51,7 +74,8 @@ class PagePool {
       id = this.emptySlabIds.pop() ?? this.slabs.length;
       const free: number[] = [];
       for (let i = PAGES_PER_SLAB - 1; i >= 0; i--) free.push(i);
-      this.slabs[id] = { id, buf: Buffer.alloc(PAGES_PER_SLAB * RD_PAGE_SIZE), free, pins: new Uint32Array(PAGES_PER_SLAB), orphans: 0 };
+      // Zeroed like Buffer.alloc; shared so another thread may adopt the unit (handOver).
+      this.slabs[id] = slab(id, new SharedArrayBuffer(SLAB_BYTES), free);
       this.withFree.push(id);
     }
     this.pages++;
@@ -107,6 +131,36 @@ class PagePool {
   }
   offset(slot: number): number {
     return (slot % PAGES_PER_SLAB) * RD_PAGE_SIZE;
+  }
+
+  /** Each slab's shared memory (null: none); lent pages still pinned are left to their borrowers. */
+  shared(): (SharedArrayBuffer | null)[] {
+    return this.slabs.map((s) => (s ? s.shared : null));
+  }
+
+  /** Takes slabs handed over from another thread, used: the slots the page table names. */
+  adopt(slabs: (SharedArrayBuffer | null)[], used: Iterable<number>): void {
+    this.clear();
+    const taken = new Map<number, Set<number>>();
+    for (const slot of used) {
+      const id = Math.floor(slot / PAGES_PER_SLAB);
+      if (!slabs[id]) throw new Error(`rd_mcp: adopted page slot ${slot} has no slab`);
+      (taken.get(id) ?? taken.set(id, new Set()).get(id)!).add(slot % PAGES_PER_SLAB);
+    }
+    for (let id = 0; id < slabs.length; id++) {
+      const sab = slabs[id];
+      const t = taken.get(id);
+      if (!sab || !t) {
+        this.slabs[id] = undefined;
+        this.emptySlabIds.push(id);
+        continue;
+      }
+      const free: number[] = [];
+      for (let i = PAGES_PER_SLAB - 1; i >= 0; i--) if (!t.has(i)) free.push(i);
+      this.slabs[id] = slab(id, sab, free);
+      if (free.length) this.withFree.push(id);
+      this.pages += t.size;
+    }
   }
 
   clear(): void {
@@ -180,6 +234,16 @@ class PageTable {
       this.leaves.delete(no);
       this.last = undefined;
     }
+  }
+
+  /** [page, slot] pairs of every page that has memory. */
+  entries(): Int32Array {
+    const out = new Int32Array(this.size * 2);
+    let i = 0;
+    for (const [no, l] of this.leaves) {
+      for (let j = 0; j < LEAF_PAGES; j++) if (l[j] !== 0) (out[i++] = no * LEAF_PAGES + j), (out[i++] = l[j] - 1);
+    }
+    return out;
   }
 
   /** Every page that has memory. */
@@ -437,6 +501,26 @@ export class RamBackstore implements Backstore {
     this.size = size;
   }
 
+  /**
+   * The pages for another thread's instance of this unit (`adopt` of the factory), no byte copied. This
+   * instance is done with them: the caller closes it next, with no command in flight.
+   */
+  handOver(): RamPages {
+    return { slabs: this.pool.shared(), pages: this.pages.entries() };
+  }
+
+  /** Serves the pages another thread's instance handed over (handOver). */
+  adopt(from: RamPages): void {
+    const used: number[] = [];
+    this.pages.clear();
+    for (let i = 0; i < from.pages.length; i += 2) {
+      if (from.pages[i] * RD_PAGE_SIZE >= this.size) throw new Error(`rd_mcp: adopted page ${from.pages[i]} lies beyond the unit's ${this.size} bytes`);
+      this.pages.set(from.pages[i], from.pages[i + 1]);
+      used.push(from.pages[i + 1]);
+    }
+    this.pool.adopt(from.slabs, used);
+  }
+
   async close(): Promise<void> {
     this.pages.clear();
     this.pool.clear();
@@ -452,5 +536,7 @@ export async function createRdMcp(opts: BackstoreOptions): Promise<Backstore> {
   if (physical < blockSize || physical % blockSize !== 0) {
     throw new Error(`rd_mcp ${opts.name}: physical block size ${physical} is not a multiple of block size ${blockSize}`);
   }
-  return new RamBackstore(opts.size, blockSize, opts.nullio ?? false, physical);
+  const store = new RamBackstore(opts.size, blockSize, opts.nullio ?? false, physical);
+  if (opts.adopt !== undefined) store.adopt(opts.adopt as RamPages);
+  return store;
 }

@@ -61,6 +61,8 @@ interface Addon {
   blkZeroOut(fd: number, offset: number, length: number): Promise<void>;
   allocAligned(size: number, alignment: number): Buffer;
   isAligned(buf: Buffer, alignment: number): boolean;
+  /** A Buffer over the same bytes as view (over a SharedArrayBuffer) that copies as plain memory; it keeps view alive. */
+  aliasShared(view: Uint8Array): Buffer;
   sgIo(fd: number, cdb: Buffer, dir: number, sgl: readonly Buffer[] | undefined, length: number, timeoutMs: number): Promise<SgIoResult>;
   crc32c(buf: Uint8Array, prev?: number): number;
   crc32cHardware: boolean;
@@ -283,6 +285,8 @@ export const blkZeroOut: Addon['blkZeroOut'] = addon.blkZeroOut;
 export const allocAligned: Addon['allocAligned'] = addon.allocAligned;
 /** Whether buf's first byte sits on an alignment boundary (its length is the caller's to check). */
 export const isAligned: Addon['isAligned'] = addon.isAligned;
+/** A Buffer over the bytes of a view of a SharedArrayBuffer, copied through as plain memory (rd_mcp's pages). */
+export const aliasShared: Addon['aliasShared'] = addon.aliasShared;
 
 /**
  * SG_IO on an sg or SCSI block device node: sends cdb with dir 0 (none), 1

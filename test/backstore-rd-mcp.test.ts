@@ -156,3 +156,41 @@ test('rd_mcp: rewrites of any offset, length and segmentation over laid-out runs
 });
 
 const sglEnd = (sgl: Buffer[]): number => sgl.reduce((n, b) => n + b.length, 0);
+
+test('rd_mcp handOver: another thread adopts the pages without a copy (data, holes, allocation, LBA status); its writes land in the same memory', async () => {
+  const { Worker } = await import('node:worker_threads');
+  const ram = new RamBackstore(SIZE, 512, false);
+  const a = Buffer.alloc(3 * RD_PAGE_SIZE + 100, 0xa5);
+  ram.write(RD_PAGE_SIZE * 20 + 7, a.length, [a]);
+  ram.write(SIZE - RD_PAGE_SIZE, RD_PAGE_SIZE, [Buffer.alloc(RD_PAGE_SIZE, 0x3c)]);
+  ram.unmap(RD_PAGE_SIZE * 21, RD_PAGE_SIZE);
+  const allocated = ram.allocatedBytes;
+  const pages = ram.handOver();
+  assert.ok(pages.slabs.some((s) => s instanceof SharedArrayBuffer), 'pages live in shared memory');
+  // The other thread adopts them, reads them back, writes one page, and says what it saw.
+  const src = `
+    const { parentPort, workerData } = require('node:worker_threads');
+    const { createRdMcp } = require(${JSON.stringify(require.resolve('../backstores/rd-mcp'))});
+    createRdMcp({ name: 'r', size: ${SIZE}, blockSize: 512, adopt: workerData }).then((ram) => {
+      const out = Buffer.alloc(${SIZE});
+      ram.read(0, ${SIZE}, [out]);
+      const hole = ram.lbaStatus(${RD_PAGE_SIZE * 21}, ${RD_PAGE_SIZE * 4});
+      ram.write(${RD_PAGE_SIZE * 20}, 512, [Buffer.alloc(512, 0x77)]);
+      parentPort.postMessage({ out, allocated: ram.allocatedBytes, hole });
+    });`;
+  const w = new Worker(src, { eval: true, workerData: pages });
+  const r = await new Promise<{ out: Uint8Array; allocated: number; hole: { deallocated: boolean; length: number } }>((res, rej) => w.once('message', res).once('error', rej));
+  await w.terminate();
+  const want = Buffer.alloc(SIZE);
+  a.copy(want, RD_PAGE_SIZE * 20 + 7);
+  want.fill(0, RD_PAGE_SIZE * 21, RD_PAGE_SIZE * 22);
+  want.fill(0x3c, SIZE - RD_PAGE_SIZE);
+  assert.ok(Buffer.from(r.out).equals(want), 'the adopting thread reads what this one wrote');
+  assert.equal(r.allocated, allocated);
+  assert.deepEqual(r.hole, { deallocated: true, length: RD_PAGE_SIZE });
+  // Same memory, not a copy: the other thread's write shows here.
+  const back = Buffer.alloc(512);
+  ram.read(RD_PAGE_SIZE * 20, 512, [back]);
+  assert.ok(back.equals(Buffer.alloc(512, 0x77)));
+  assert.throws(() => new RamBackstore(RD_PAGE_SIZE, 512, false).adopt(pages), /beyond the unit's 4096 bytes/);
+});

@@ -1,7 +1,7 @@
 // io_threads: 2: two vhost controllers homed on two I/O threads, driven at
 // once by the project's front-end (no guest), each thread's CPU time read from
 // /proc/PID/task/TID; the control API's views gathered from both threads, live
-// changes placed where their storage lives and refused where they would join
+// changes placed where their storage lives, one group re-homed where they join
 // two threads' storage, a failed change taking nothing with it. Two iSCSI
 // targets on one portal live on two threads: one listens, and a login naming
 // the other's target moves there with what was read (fabrics/iscsi/handoff.ts).
@@ -266,18 +266,24 @@ test('one portal: a command pipelined right behind the login request is served o
   }
 });
 
-test('a storage object exported live joins its endpoint\'s thread; joining two threads\' storage is refused whole', async () => {
+test('a storage object exported live joins its endpoint\'s thread; joining two threads\' storage re-homes one group; a failed change takes nothing', async () => {
   const hb = await homeOf('naa.5001405000000072');
   await c.call('luns.create', { wwn: 'naa.5001405000000072', tag: 1, storage_object: '/backstores/rd_mcp/spare' });
   const t = await threads();
   assert.ok(t[hb!].storage_objects.includes('/backstores/rd_mcp/spare'), JSON.stringify(t));
+  // ia and ib (no session now) live on two threads: exporting ib through ia moves one group to the other's thread.
+  const ha = await homeOf(IQN('ia'));
+  assert.notEqual(ha, await homeOf(IQN('ib')));
+  await c.call('luns.create', { wwn: IQN('ia'), tag: 1, storage_object: '/backstores/rd_mcp/ib' });
+  const joined = await threads();
+  assert.equal(await homeOf(IQN('ia')), await homeOf(IQN('ib')), JSON.stringify(joined));
+  const on = joined[(await homeOf(IQN('ia')))!].storage_objects;
+  assert.ok(on.includes('/backstores/rd_mcp/ia') && on.includes('/backstores/rd_mcp/ib'), JSON.stringify(joined));
   const doc = await c.call<unknown>('config.get');
-  await assert.rejects(c.call('luns.create', { wwn: 'naa.5001405000000071', tag: 1, storage_object: '/backstores/rd_mcp/b' }), /different I\/O threads/);
-  assert.deepEqual(await c.call('config.get'), doc, 'the refused change left the configuration as it was');
   // A failure on one thread (the file's directory is missing) takes nothing with it.
   await assert.rejects(c.call('storage_objects.create', { plugin: 'fileio', name: 'f', fields: { dev: join(dir, 'none', 'f.img'), size: 1 << 20 } }), /does not exist/);
   assert.deepEqual(await c.call('config.get'), doc);
-  assert.deepEqual(await threads(), t);
+  assert.deepEqual(await threads(), joined);
 });
 
 test('metrics and status gather every thread', async () => {

@@ -5,8 +5,10 @@
 
 import type { TsioConfig } from '../config/config';
 import type { MetricPart } from './metrics';
+import type { ReconcileReport } from './reconcile';
 import type { IscsiRoutes } from './placement';
 import type { Handoff } from '../../fabrics/iscsi/handoff';
+import type { CarriedUnit } from './carry';
 
 /** What an I/O thread starts with (workerData). */
 export interface IoThreadData {
@@ -20,8 +22,13 @@ export interface IoThreadData {
 }
 
 export type IoRequest =
-  /** Bring this thread's part to config; all or nothing on the thread. */
-  | { id: number; kind: 'reconcile'; config: TsioConfig }
+  /**
+   * Bring this thread's part to config; all or nothing on the thread. handOver: storage objects leaving for
+   * another thread, whose state the reply carries (IoReconciled); adopt: that state, for those arriving here.
+   */
+  | { id: number; kind: 'reconcile'; config: TsioConfig; handOver?: string[]; adopt?: Record<string, CarriedUnit> }
+  /** How many front-ends are connected to each of these vhost controllers (placement endpoint keys). */
+  | { id: number; kind: 'frontends'; endpoints: string[] }
   /** Run a control method on this thread's part (params decoded on main). */
   | { id: number; kind: 'method'; method: string; params: Record<string, unknown> }
   | { id: number; kind: 'metrics' }
@@ -42,6 +49,12 @@ export interface IoReply {
   id: number;
   result?: unknown;
   error?: IoError;
+}
+
+/** A reconcile's result: its report, and the state of the units it handed over (shared memory, not copied). */
+export interface IoReconciled {
+  report: ReconcileReport;
+  handedOver: Record<string, CarriedUnit>;
 }
 
 /** The first message an I/O thread sends: it runs, and this is its kernel thread id. */

@@ -10,8 +10,9 @@ import { join } from 'node:path';
 import type { DaemonConfig, TsioConfig } from '../config/config';
 import { log } from '../../src/core/log';
 import { EMPTY_CONFIG, soKey, type Dataplane, type ReconcileReport, type ThreadAnswer } from './reconcile';
-import { iscsiRoutes, place, withoutArrivals, type IscsiRoutes, type Placement } from './placement';
-import type { IoHandoff, IoReady, IoReply, IoRequest, IoThreadData } from './io-protocol';
+import { iscsiRoutes, place, vhostEndpoint, withoutArrivals, type IscsiRoutes, type Placement } from './placement';
+import type { IoHandoff, IoReady, IoReconciled, IoReply, IoRequest, IoThreadData } from './io-protocol';
+import type { CarriedUnit } from './carry';
 import type { MetricPart } from './metrics';
 
 /** Most I/O threads io_threads: auto gives when io_threads_max is not set. */
@@ -107,11 +108,21 @@ export class IoThreads implements Dataplane {
     return new IoThreads(threads);
   }
 
-  async reconcile(cur: TsioConfig, next: TsioConfig): Promise<ReconcileReport> {
-    const p: Placement = place(next, this.threads.length, this.homes, cur);
+  async reconcile(_cur: TsioConfig, next: TsioConfig): Promise<ReconcileReport> {
+    const p: Placement = place(next, this.threads.length, this.homes);
+    await this.refuseConnectedVhost(p);
     const before = this.threads.map((t) => t.part);
     const routes = iscsiRoutes(next, p.homes, this.routes.owners);
-    const send = (t: IoThread, part: TsioConfig) => (same(t.part, part) ? Promise.resolve(undefined) : t.call({ kind: 'reconcile', config: part }).then((r) => ((t.part = part), r as ReconcileReport)));
+    // Storage objects changing threads: their state leaves with them (carry.ts) and comes back on a rollback.
+    const handOver = [...p.moving].filter((m) => m.startsWith('so ')).map((m) => m.slice(3));
+    const carried: Record<string, CarriedUnit> = {};
+    const send = async (t: IoThread, part: TsioConfig): Promise<ReconcileReport | undefined> => {
+      if (same(t.part, part)) return undefined;
+      const r = (await t.call({ kind: 'reconcile', config: part, handOver, adopt: carried })) as IoReconciled;
+      t.part = part;
+      Object.assign(carried, r.handedOver);
+      return r.report;
+    };
     try {
       await this.sendRoutes(routes, false);
       // Endpoints changing threads are released where they were before their new home takes them.
@@ -120,11 +131,29 @@ export class IoThreads implements Dataplane {
       this.homes = p.homes;
       this.routes = routes;
       await this.sendRoutes(routes, true);
+      if (handOver.length > 0) log.info(`I/O threads: re-homed live: ${[...p.moving].map((m) => `${m} -> I/O thread ${p.homes.get(m)}`).join(', ')}`);
       return mergeReports(reports.filter((r): r is ReconcileReport => r !== undefined));
     } catch (e) {
+      // Arrivals are released first, so a unit handed over is reopened where it was with its state.
+      if (p.moving.size > 0) await Promise.all(this.threads.map((t, i) => send(t, withoutArrivals(before[i], new Set([...p.moving].filter((m) => this.homes.get(m) === i)))).catch(() => undefined)));
       await Promise.all(this.threads.map((t, i) => send(t, before[i]).catch((e2) => log.warn(`I/O thread ${i}: could not take back a failed change: ${(e2 as Error).message}`))));
       await this.sendRoutes(this.routes, true).catch((e2) => log.warn(`I/O threads: could not take back the iSCSI routes: ${(e2 as Error).message}`));
       throw e;
+    }
+  }
+
+  /**
+   * A vhost controller a front-end is connected to does not change threads: its socket would close under the
+   * front-end, and a vhost-user front-end (QEMU without reconnect) does not come back. Refused, named.
+   */
+  private async refuseConnectedVhost(p: Placement): Promise<void> {
+    for (const key of p.moving) {
+      const from = this.homes.get(key);
+      const v = vhostEndpoint(key);
+      if (!v || from === undefined) continue;
+      const [n] = (await this.threads[from].call({ kind: 'frontends', endpoints: [key] })) as number[];
+      if (n === 0) continue;
+      throw new Error(`with io_threads > 1, this change joins the storage of vhost controller ${v.socket} (target ${v.wwn}) with storage served on I/O thread ${p.homes.get(key)}, so the controller would move from I/O thread ${from}; ${n} front-end${n === 1 ? ' is' : 's are'} connected to it and would be cut off: disconnect ${n === 1 ? 'it' : 'them'} first, or restart tsiod with the new configuration`);
     }
   }
 

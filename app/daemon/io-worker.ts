@@ -16,8 +16,8 @@ import { RpcError } from '../control/params';
 import { EMPTY_CONFIG, reconcile, type Live } from './reconcile';
 import { metricPart } from './metrics';
 import { applyPolling } from './polling';
-import type { IoHandoff, IoReply, IoRequest, IoThreadData } from './io-protocol';
-import type { IscsiRoutes } from './placement';
+import type { IoHandoff, IoReconciled, IoReply, IoRequest, IoThreadData } from './io-protocol';
+import { vhostEndpoint, type IscsiRoutes } from './placement';
 import { adopt, setConnectionRouter } from '../../fabrics/iscsi/handoff';
 import { portalKey, portalRegistry } from '../../fabrics/iscsi/portal-registry';
 
@@ -45,18 +45,32 @@ function route(r: IscsiRoutes): void {
   });
 }
 
+/** Front-ends connected to a vhost controller served here (endpoint key `vhost WWN SOCKET`, placement.ts). */
+function frontends(endpoint: string): number {
+  const { wwn, socket } = vhostEndpoint(endpoint) ?? { wwn: '', socket: '' };
+  const target = live.root.targets.get(wwn);
+  const tpg = target && [...target.tpgs.values()].find((t) => t.attributes.socket === socket);
+  const d = tpg && (live.services.get(wwn)?.describe?.(tpg) as { frontends?: unknown[] } | undefined);
+  return d?.frontends?.length ?? 0;
+}
+
 async function handle(m: IoRequest): Promise<unknown> {
   switch (m.kind) {
     case 'reconcile': {
       const before = live.config;
+      const carry = { out: new Set(m.handOver ?? []), handedOver: {}, adopt: m.adopt ?? {} };
       try {
-        return await reconcile(live, m.config);
+        const report = await reconcile(live, m.config, { carry });
+        return { report, handedOver: carry.handedOver } satisfies IoReconciled;
       } catch (e) {
-        // All or nothing on this thread; main takes back the other threads' parts.
-        if (live.config !== before) await reconcile(live, before).catch((e2) => log.warn(`I/O thread ${data.index}: could not take back a failed change: ${(e2 as Error).message}`));
+        // All or nothing on this thread (units handed over come back with their state); main takes back the other threads' parts.
+        const back = { out: new Set<string>(), handedOver: {}, adopt: { ...carry.adopt, ...carry.handedOver } };
+        if (live.config !== before) await reconcile(live, before, { carry: back }).catch((e2) => log.warn(`I/O thread ${data.index}: could not take back a failed change: ${(e2 as Error).message}`));
         throw e;
       }
     }
+    case 'frontends':
+      return m.endpoints.map(frontends);
     case 'method':
       return await CONTROL_METHODS[m.method].run(m.params, control);
     case 'metrics':

@@ -9,10 +9,13 @@
 // (iscsiRoutes below, fabrics/iscsi/handoff.ts).
 //
 // Placement is sticky: a group keeps the thread its members already run on.
-// A storage object exported now never moves (its state, a RAM disk's pages,
-// its sessions' nexuses live there): a change that would join storage objects
-// exported on two threads is refused. One no LUN exported may move, reopened
-// on its new thread (a RAM disk then starts empty, as a reopened one does).
+// A change that joins groups running on two threads re-homes the lighter part
+// (by weight: LUN count + 1 per endpoint and storage object) onto the heavier
+// one's thread: its endpoints and storage objects are released there first,
+// then reopened on the new home with what must survive (carry.ts: a RAM
+// disk's shared pages, persistent reservations); its iSCSI sessions are asked
+// to log out and log in again on the new home. io-threads.ts refuses to move
+// a vhost controller a front-end is connected to.
 
 import type { StorageObjectConfig, TargetConfig, TpgConfig, TsioConfig } from '../config/config';
 import { soKey } from './reconcile';
@@ -36,6 +39,14 @@ const soMember = (path: string) => `so ${path}`;
 /** The endpoint a TPG belongs to: its vhost controller, or the TPG itself. */
 export function endpointKey(t: TargetConfig, tpg: TpgConfig): string {
   return t.fabric === 'vhost' && tpg.socket !== undefined ? `vhost ${t.wwn} ${tpg.socket}` : `${t.fabric} ${t.wwn} ${tpg.tag}`;
+}
+
+/** The target and socket of a vhost controller's endpoint key; undefined for other endpoints. */
+export function vhostEndpoint(key: string): { wwn: string; socket: string } | undefined {
+  if (!key.startsWith('vhost ')) return undefined;
+  const rest = key.slice('vhost '.length);
+  const wwn = rest.slice(0, rest.indexOf(' '));
+  return { wwn, socket: rest.slice(wwn.length + 1) };
 }
 
 const targetMember = (t: TargetConfig) => `target ${t.fabric} ${t.wwn}`;
@@ -66,12 +77,7 @@ class UnionFind {
   }
 }
 
-/** Storage objects some LUN exports in a configuration. */
-function exported(cfg: TsioConfig): Set<string> {
-  return new Set(cfg.targets.flatMap((t) => t.tpgs.flatMap((tpg) => tpg.luns.map((l) => soMember(l.storage_object)))));
-}
-
-export function place(next: TsioConfig, threads: number, homes: Homes, cur: TsioConfig): Placement {
+export function place(next: TsioConfig, threads: number, homes: Homes): Placement {
   const uf = new UnionFind();
   const weight = new Map<string, number>();
   for (const so of next.storage_objects) uf.add(soMember(soKey(so)));
@@ -91,22 +97,15 @@ export function place(next: TsioConfig, threads: number, homes: Homes, cur: Tsio
     }
   }
 
-  const wasExported = exported(cur);
   const load = new Array<number>(threads).fill(0);
   const out = new Map<string, number>();
   const moving = new Set<string>();
   const groups = [...uf.groups().values()];
   // Groups already running first, so the load new groups balance against is known.
   const homeOf = (members: string[]): number | undefined => {
-    const fixed = new Set(members.filter((m) => wasExported.has(m) && homes.has(m)).map((m) => homes.get(m)!));
-    if (fixed.size > 1) {
-      const on = members.filter((m) => wasExported.has(m) && homes.has(m)).map((m) => `${m.slice(3)} (I/O thread ${homes.get(m)})`);
-      throw new Error(`with io_threads > 1, storage objects exported on different I/O threads cannot be joined live: ${on.join(', ')}; restart tsiod with the new configuration instead`);
-    }
-    if (fixed.size === 1) return [...fixed][0];
-    // Then where most of its members already are.
+    // Where the heaviest part of it already runs: joined parts from other threads move there.
     const votes = new Map<number, number>();
-    for (const m of members) if (homes.has(m)) votes.set(homes.get(m)!, (votes.get(homes.get(m)!) ?? 0) + 1);
+    for (const m of members) if (homes.has(m)) votes.set(homes.get(m)!, (votes.get(homes.get(m)!) ?? 0) + (weight.get(m) ?? 0) + 1);
     return [...votes].sort((a, b) => b[1] - a[1] || a[0] - b[0])[0]?.[0];
   };
   const chosen = groups.map((members) => ({ members, home: homeOf(members), weight: members.reduce((s, m) => s + (weight.get(m) ?? 0), 0) + 1 }));

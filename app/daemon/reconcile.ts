@@ -19,6 +19,7 @@ import { log } from '../../src/core/log';
 import type { FabricService } from '../../src/core/fabric';
 import { fabricModule } from '../registry';
 import { fieldDefaults, specs } from '../config/specs';
+import { carryIn, carryOut, type CarriedUnit } from './carry';
 
 /** The running configuration: live objects, the services serving targets, and the config they match. */
 export interface Live {
@@ -103,6 +104,11 @@ async function drain(lu: LogicalUnit): Promise<void> {
 export interface ReconcileOptions {
   /** false: build the objects only, leaving fabric services alone (embedding programs, tests). */
   serve?: boolean;
+  /**
+   * io_threads > 1, units re-homed live (carry.ts): `out` names those whose state goes to `handedOver` as they
+   * close here; `adopt` holds what units opened here take over.
+   */
+  carry?: { out: ReadonlySet<string>; handedOver: Record<string, CarriedUnit>; adopt: Readonly<Record<string, CarriedUnit>> };
 }
 
 export async function reconcile(live: Live, next: TsioConfig, opts: ReconcileOptions = {}): Promise<ReconcileReport> {
@@ -138,7 +144,7 @@ export async function reconcile(live: Live, next: TsioConfig, opts: ReconcileOpt
   try {
     for (const [k, n] of nextSo) {
       if (curSo.has(k)) continue;
-      await createStorageObject(root, n);
+      await createStorageObject(root, n, opts.carry?.adopt[k]);
       opened.push(k);
       report.created.push(k);
     }
@@ -197,6 +203,7 @@ export async function reconcile(live: Live, next: TsioConfig, opts: ReconcileOpt
     const so = root.storageObjects.get(k);
     if (!so) continue;
     await drain(so.lu);
+    if (opts.carry?.out.has(k) && !nextSo.has(k)) opts.carry.handedOver[k] = carryOut(so);
     await root.deleteStorageObject(k);
     if (nextSo.has(k)) {
       await createStorageObject(root, nextSo.get(k)!);
@@ -303,8 +310,8 @@ function preflight(so: StorageObjectConfig): void {
   }
 }
 
-async function createStorageObject(root: Root, so: StorageObjectConfig): Promise<StorageObject> {
-  return root.createStorageObject({
+async function createStorageObject(root: Root, so: StorageObjectConfig, carried?: CarriedUnit): Promise<StorageObject> {
+  const created = await root.createStorageObject({
     name: so.name,
     plugin: so.plugin,
     size: so.size,
@@ -325,7 +332,10 @@ async function createStorageObject(root: Root, so: StorageObjectConfig): Promise
     drives: so.drives,
     slots: so.slots,
     import_export: so.import_export,
+    adopt: carried?.store,
   } as StorageObjectSpec);
+  if (carried) carryIn(created, carried);
+  return created;
 }
 
 // Attributes the mode pages report: a change is MODE PARAMETERS CHANGED; the rest show in VPD pages.

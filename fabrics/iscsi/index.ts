@@ -48,7 +48,14 @@ async function serve(target: Target, root: Root): Promise<FabricService> {
       if (!s.tpg.enabled || s.tpg.lunMapFor(s.initiatorName) === undefined) void s.core?.close();
     }
   };
-  await refresh();
+  try {
+    await refresh();
+  } catch (e) {
+    // A portal could not listen (its port in use): the ones attached already let go of this target, whose caller
+    // takes the change back; else a later login there would still find this target's TPG, deleted by then.
+    for (const [tpg, p] of portalRegistry.attached(target)) await portalRegistry.detach(tpg, p);
+    throw e;
+  }
   ensurePinger();
   return {
     refresh,

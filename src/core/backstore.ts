@@ -161,6 +161,12 @@ export interface Backstore {
   readonly gatewayGroup?: number;
   /** Shared storage: this gateway's group is standby, not active/non-optimized, while another group owns the unit (configured). */
   readonly nonOwnerStandby?: boolean;
+  /**
+   * Memory stores (rd_mcp): the contents as structured-cloneable data, shared and not copied, which the same
+   * plugin's factory on another thread takes as `adopt` (a unit re-homed live, io_threads > 1). Called after the
+   * unit drained, right before close(); stores without it are reopened from their device.
+   */
+  handOver?(): unknown;
   /** Flushes what is cached and releases the store. */
   close(): Promise<void>;
   /** pscsi: the device itself; the unit then uses a pass-through command table for its type. */
@@ -185,6 +191,8 @@ export interface BackstoreOptions {
   readonly?: boolean;
   /** The plugin's own fields beyond these, by their spec names (rbd: pool, image, conf...). */
   params?: Readonly<Record<string, string | number | boolean>>;
+  /** What handOver() of this unit's instance on another thread gave: served instead of an empty store. */
+  adopt?: unknown;
 }
 
 export type BackstoreFactory = (opts: BackstoreOptions) => Promise<Backstore>;
