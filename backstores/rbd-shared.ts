@@ -238,13 +238,27 @@ class RadosRecord implements SharedRecord {
   }
 
   private async join(): Promise<void> {
+    await this.announce();
+    await this.watch();
+  }
+
+  /** The client (gid) whose address is published on the record already. */
+  private announced: string | undefined;
+
+  async announce(): Promise<void> {
+    const gid = String(this.set.cluster.instanceId());
+    if (this.announced === gid) return;
     // The object must exist to be watched; the first gateway makes it empty (a racing one finds it made).
     const made = await this.set.op((o, id) => o.swap(id, this.oid, 0, Buffer.alloc(0)));
     if (made.result < 0 && made.result !== -EEXIST) throw this.error(made.result, 'create');
-    const gid = this.set.cluster.instanceId();
     const pub = await this.set.op((o, id) => o.setXattr(id, this.oid, `gw.${gid}`, this.set.cluster.addresses()));
     if (pub.result < 0) throw this.error(pub.result, 'publish the gateway address');
-    await this.watch();
+    this.announced = gid;
+  }
+
+  /** An empty notify is a probe: every watching gateway acknowledges it at once. */
+  async peers(): Promise<string[]> {
+    return (await this.notify(Buffer.alloc(0))).filter((g) => g !== this.self);
   }
 
   private async watch(): Promise<void> {
@@ -263,7 +277,7 @@ class RadosRecord implements SharedRecord {
         log.warn(`rbd ${this.set.what}: acknowledging a notify on ${this.oid} failed`, e);
       }
     };
-    if (notifier === this.self || this.onMessage === undefined) return ack();
+    if (notifier === this.self || this.onMessage === undefined || data.length === 0) return ack();
     this.onMessage(data).then(ack, (e) => {
       log.error(`rbd ${this.set.what}: handling a notify on ${this.oid} failed`, e);
       ack();

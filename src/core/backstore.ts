@@ -82,6 +82,13 @@ export interface SharedRecord {
    * (until the onResync that follows, it must serve nothing from the store).
    */
   listen(onMessage: (msg: Buffer) => Promise<void>, onResync: () => void, onFenced?: () => void): Promise<void>;
+  /**
+   * Makes the record (empty) when missing and announces this gateway on it, before it listens: a
+   * gateway that starts later and writes the record after this one read it makes its swap fail.
+   */
+  announce?(): Promise<void>;
+  /** The other gateways listening now (each answers a probe; a silent one is fenced and not counted). */
+  peers?(): Promise<string[]>;
 }
 
 export interface Backstore {

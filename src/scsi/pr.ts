@@ -15,7 +15,9 @@
 // then it notifies every gateway, which takes the new state into its cache
 // and carries out the action's unit attentions and aborts on its own nexuses
 // before it acknowledges. Only then does the PR OUT complete. The access
-// check on each command reads the local cache.
+// check on each command reads the local cache. State without APTPL ends
+// when the last gateway does: the first gateway to open the record again,
+// with no other gateway listening, clears it (powerOn).
 
 import type { SharedRecord } from '../core/backstore';
 import type { ScsiCmd } from '../core/command';
@@ -319,8 +321,31 @@ async function attachShared(lu: LogicalUnit, shared: SharedRecord): Promise<void
   const onResync = () => {
     s.reload().catch((e) => log.warn(`PR state of ${lu.so.path}: reading it again failed`, e));
   };
+  await powerOn(lu, shared);
   await shared.listen(onMessage, onResync);
   await s.reload();
+}
+
+/**
+ * A gateway opens the unit's record while no other gateway serves the unit: the unit was down
+ * (SPC-5 5.14.5), so state without APTPL is gone, as on a unit of one host (only APTPL state is
+ * saved there). Each try reads the record after this gateway announced itself, then swaps it for
+ * an empty one only if no gateway listens: one that starts at the same time announces itself
+ * (a write) before it listens or reads, so one of the two swaps fails and both take the record.
+ */
+async function powerOn(lu: LogicalUnit, shared: SharedRecord): Promise<void> {
+  if (shared.announce === undefined || shared.peers === undefined) return;
+  await shared.announce();
+  for (let i = 0; i < 5; i++) {
+    const r = await shared.read();
+    if (r.data === undefined || r.data.length === 0) return;
+    if ((JSON.parse(r.data.toString()) as { aptpl?: boolean }).aptpl) return;
+    if ((await shared.peers()).length !== 0) return;
+    if ((await shared.swap(r.version, Buffer.alloc(0))) !== undefined) {
+      log.info(`PR state of ${lu.so.path}: no other gateway serves the unit; registrations without APTPL cleared`);
+      return;
+    }
+  }
 }
 
 // ---------------------------------------------------------------- admin

@@ -1,5 +1,7 @@
 // Gateways for the multi-gateway tests: tsiod processes that export one rbd image of the shared test
 // cluster under one target name and unit serial, each in a TPG (and ALUA group) of its own.
+import { execFileSync } from 'node:child_process';
+
 import type { Ceph } from './ceph';
 
 export interface GatewayUnit {
@@ -47,4 +49,16 @@ export function vhostGatewayConfig(c: Ceph, u: GatewayUnit, tag: number, socket:
         nexus: ${nexus}
         luns: [ { index: 0, storage_object: /backstores/rbd/shared } ]
 `;
+}
+
+/** Removes a gateway test's image and the shared records its gateways made (they outlive the image). */
+export async function removeGatewayImage(c: Ceph, image: string): Promise<void> {
+  await c.rmImage(image);
+  for (const rec of ['pr', 'alua']) {
+    try {
+      execFileSync('rados', ['-c', c.conf, '-p', 'rbd', 'rm', `tsio.${rec}.${image}`], { stdio: 'ignore' });
+    } catch {
+      /* never made */
+    }
+  }
 }
