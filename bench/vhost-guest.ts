@@ -4,6 +4,8 @@
 //   qemu-scsi   QEMU's built-in virtio-scsi-pci with an iothread, 32 scsi-hd on the same kind of files
 //   qsd-blk     qemu-storage-daemon's vhost-user-blk export of one such file
 //   tsio-blk    tsiod vhost-user-blk (TPG `device: blk`) of one such file
+// With --hold-us N, two more in the same guest for an A/B of the TPG attribute call_hold_us:
+//   tsio-scsi-hold, tsio-blk-hold  the same LUNs on controllers with call_hold_us N
 // The guest runs the same fio jobs on each in turn (4 KiB random read, then
 // write; libaio, direct; one job per device, group_reporting) and marks each run
 // on its console; the host reads the back end's CPU time around it: the whole
@@ -11,7 +13,10 @@
 // iothread (`-object iothread,id=iot0`, comm "IO iot0" with debug-threads=on)
 // plus the io_uring and thread-pool workers QEMU runs beside it. Under TCG the
 // guest's one vCPU is the bottleneck, so MB/s and IOPS mostly measure the guest;
-// back-end CPU per I/O is the figure that compares the back ends.
+// back-end CPU per I/O is the figure that compares the back ends. Kicks and
+// interrupts are counted in the guest for every path alike: interrupts on the
+// device's MSI-X vectors (/proc/interrupts), kicks by a kprobe on the virtio
+// driver's notify (vp_notify) with a histogram by virtqueue name.
 
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
@@ -27,11 +32,15 @@ const LUNS = 32;
 const LUN_MIB = 64;
 const BLK_MIB = 1024;
 const IDLE_SECONDS = 10;
+/** How often the host samples CPU times (ms): steady windows are read off these samples at the guest's marks. */
+const SAMPLE_MS = 50;
 /** Raw files in QEMU and qemu-storage-daemon alike: page cache on tmpfs (O_DIRECT is not there), io_uring. */
 const FILE_OPTS = 'cache.direct=off,aio=io_uring';
 
 interface Path {
   name: string;
+  /** Whose CPU it is: paths of one process share it. */
+  proc: string;
   /** PCI slot of its controller in the guest. */
   slot: string;
   luns: number;
@@ -87,14 +96,27 @@ moved() { local k n=0; for k in "\${!C[@]}"; do if [ "\${C[k]}" != "\${A[k]}" ];
 # Waits (at most 60 s) until every device of $DV has completed a request since the counts in A: every fio job runs.
 # Interrupts the guest took from the PCI device $1 (its MSI-X vectors) so far.
 irqs() { local t=0 n c rest; while read -r n c rest; do n=\${n%:}; if [ -e /sys/bus/pci/devices/$1/msi_irqs/$n ]; then t=$((t + c)); fi; done < /proc/interrupts; echo $t; }
+# Kicks the guest's virtio drivers made so far (a kprobe on vp_notify, counted by virtqueue name), those of 9p's
+# "requests" queues left out; -1 when the kprobe could not be set. One path runs at a time, so a window's kicks are its.
+T=/sys/kernel/tracing
+kprobe() {
+  mountpoint -q $T || mount -t tracefs nodev $T || return 1
+  echo 'p:tsiokick vp_notify name=+0(+24(%di)):string' > $T/kprobe_events || return 1
+  echo 'hist:keys=name' > $T/events/kprobes/tsiokick/trigger && echo 1 > $T/events/kprobes/tsiokick/enable
+}
+KP=1; kprobe || KP=0
+kicks() { local t=0 l; if [ $KP = 0 ]; then echo -1; return; fi; while read -r l; do case "$l" in *"name: requests "*) ;; "{ "*hitcount:*) t=$((t + \${l##*hitcount:}));; esac; done < $T/events/kprobes/tsiokick/hist; echo $t; }
 allrunning() { local i; for i in $(seq 120); do cnt; if [ "$(moved)" -eq "\${#C[@]}" ]; then return 0; fi; sleep 0.5; done; }
 `;
 
-const HEADER = ['case', 'fio', 'MB/s', 'IOPS', 'steady IOPS', 'backend us/IO', 'guest us/IO', 'guest irqs/IO', 'kicks/IO', 'calls/IO'];
+const HEADER = ['case', 'fio', 'MB/s', 'IOPS', 'steady IOPS', 'backend us/IO', 'guest us/IO', 'guest irqs/IO', 'guest kicks/IO', 'tsiod kicks/IO', 'calls/IO', 'held/IO'];
 
 /** tsiod's vhost controllers (WWNs of the config below). */
-const TSIO_WWN: Record<string, string> = { 'tsio-scsi': 'naa.5001405000000c01', 'tsio-blk': 'naa.5001405000000c02' };
-type Counts = { requests: number; kicks: number; calls: number };
+const TSIO_WWN: Record<string, string> = {
+  'tsio-scsi': 'naa.5001405000000c01', 'tsio-blk': 'naa.5001405000000c02', 'tsio-scsi-hold': 'naa.5001405000000c03', 'tsio-blk-hold': 'naa.5001405000000c04',
+  'tsio-scsi-vq': 'naa.5001405000000c05',
+};
+type Counts = { requests: number; kicks: number; calls: number; holds: number; hold_hits: number };
 
 /** What tsiod counted on a vhost TPG's connections: requests returned, kicks taken, calls sent (the control API's tree). */
 async function tsioCounts(d: Daemon, path: string): Promise<Counts | undefined> {
@@ -102,11 +124,9 @@ async function tsioCounts(d: Daemon, path: string): Promise<Counts | undefined> 
   if (wwn === undefined) return undefined;
   const r = await controlRpc(d.sock, 'tree', {});
   if (r.error) throw new Error(`tree: ${r.error.message}`);
-  const c: Counts = { requests: 0, kicks: 0, calls: 0 };
+  const c: Counts = { requests: 0, kicks: 0, calls: 0, holds: 0, hold_hits: 0 };
   for (const fe of (r.result.runtime.tpgs[`${wwn}/1`]?.fabric?.frontends ?? []) as Counts[]) {
-    c.requests += fe.requests;
-    c.kicks += fe.kicks;
-    c.calls += fe.calls;
+    for (const k of Object.keys(c) as (keyof Counts)[]) c[k] += fe[k] ?? 0;
   }
   return c;
 }
@@ -129,19 +149,25 @@ export const vhostGuestScenario: Scenario = {
     const want = caseFilter(args, 'vhost-guest');
     // tsiod's ring polling (off by default): the same run with and without shows what it does.
     const pollNs = numOpt(args, '--poll-max-ns', 0);
+    // The TPG attribute call_hold_us, A/B: controllers with it beside those without, the same LUNs, one guest.
+    const holdUs = numOpt(args, '--hold-us', 0);
+    // The guest's virtqueue size for one more vhost-user-scsi controller of the same LUNs (0: none).
+    const vqSize = numOpt(args, '--vq-size', 0);
     // CPU per I/O is taken over a window inside each run where every fio job is running.
     const steadySeconds = Math.max(2, Math.floor(seconds / 3));
     console.log(machineLine());
     console.log(`load average ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
     console.log(`fio in a 1-vCPU TCG guest: bs=4k ioengine=libaio direct=1, ${seconds} s per run, ${rounds} round(s); ` +
       `32-LUN cases: one job per LUN at iodepth ${qdLun}, group_reporting; blk cases: one job at iodepth ${qdBlk}; ` +
-      `tsiod --poll-max-ns ${pollNs}\n`);
+      `tsiod --poll-max-ns ${pollNs}` + (holdUs > 0 ? `; the -hold paths with call_hold_us ${holdUs}` : '') +
+      (vqSize > 0 ? `; tsio-scsi-vq with virtqueue_size ${vqSize}` : '') + '\n');
 
     const dir = mkdtempSync(join(tmpdir(), 'tsio-bench-vguest-'));
     const shm = mkdtempSync('/dev/shm/tsio-bench-vguest-');
     const procs: ChildProcess[] = [];
     let tsiod: Daemon | undefined;
     let guest: ReturnType<typeof startGuest> | undefined;
+    let sampler: NodeJS.Timeout | undefined;
     try {
       for (let i = 0; i < LUNS; i++) {
         touch(join(shm, `tsio-${i}.img`), LUN_MIB);
@@ -150,10 +176,24 @@ export const vhostGuestScenario: Scenario = {
       touch(join(shm, 'tsio-blk.img'), BLK_MIB);
       touch(join(shm, 'qsd-blk.img'), BLK_MIB);
 
-      const scsiSock = join(dir, 'tsio-scsi.sock');
-      const blkSock = join(dir, 'tsio-blk.sock');
       const sos = [...Array(LUNS).keys()].map((i) => `  - { name: l${i}, plugin: fileio, dev: ${join(shm, `tsio-${i}.img`)}, size: ${LUN_MIB}MiB }`);
       const luns = [...Array(LUNS).keys()].map((i) => `          - { index: ${i}, storage_object: /backstores/fileio/l${i} }`);
+      const scsiSock = join(dir, 'tsio-scsi.sock');
+      const blkSock = join(dir, 'tsio-blk.sock');
+      const scsiHoldSock = join(dir, 'tsio-scsi-hold.sock');
+      const blkHoldSock = join(dir, 'tsio-blk-hold.sock');
+      const vqSock = join(dir, 'tsio-scsi-vq.sock');
+      /** One more vhost target for the A/B paths: a 32-LUN scsi controller, or a blk disk, with TPG attributes. */
+      const controller = (wwn: string, sock: string, blk: boolean, attrs: string): string => `
+  - fabric: vhost
+    wwn: ${wwn}
+    tpgs:
+      - { tag: 1, socket: ${sock}, num_queues: 1, attributes: { ${attrs} }, ` +
+        (blk ? 'device: blk, luns: [ { index: 0, storage_object: /backstores/fileio/blk } ] }' : `luns: [ ${[...Array(LUNS).keys()].map((i) => `{ index: ${i}, storage_object: /backstores/fileio/l${i} }`).join(', ')} ] }`);
+      const hold = holdUs > 0
+        ? controller(TSIO_WWN['tsio-scsi-hold'], scsiHoldSock, false, `call_hold_us: ${holdUs}`) + controller(TSIO_WWN['tsio-blk-hold'], blkHoldSock, true, `call_hold_us: ${holdUs}`)
+        : '';
+      const vq = vqSize > 0 ? controller(TSIO_WWN['tsio-scsi-vq'], vqSock, false, '') : '';
       tsiod = await startTsiod(`storage_objects:
 ${sos.join('\n')}
   - { name: blk, plugin: fileio, dev: ${join(shm, 'tsio-blk.img')}, size: ${BLK_MIB}MiB }
@@ -169,7 +209,7 @@ ${luns.join('\n')}
   - fabric: vhost
     wwn: naa.5001405000000c02
     tpgs:
-      - { tag: 1, socket: ${blkSock}, device: blk, num_queues: 1, luns: [ { index: 0, storage_object: /backstores/fileio/blk } ] }
+      - { tag: 1, socket: ${blkSock}, device: blk, num_queues: 1, luns: [ { index: 0, storage_object: /backstores/fileio/blk } ] }${hold}${vq}
 `, { dir, args: ['--poll-max-ns', String(pollNs)] });
       const tsiodPid = tsiod.proc.pid!;
 
@@ -186,14 +226,22 @@ ${luns.join('\n')}
         ...builtin,
         '-chardev', `socket,path=${join(dir, 'qsd.sock')},id=qblk`, '-device', 'vhost-user-blk-pci,chardev=qblk,num-queues=1,addr=0x12',
         '-chardev', `socket,path=${blkSock},id=tblk`, '-device', 'vhost-user-blk-pci,chardev=tblk,num-queues=1,addr=0x13',
+        ...(holdUs > 0 ? [
+          '-chardev', `socket,path=${scsiHoldSock},id=thscsi`, '-device', 'vhost-user-scsi-pci,chardev=thscsi,num_queues=1,addr=0x14',
+          '-chardev', `socket,path=${blkHoldSock},id=thblk`, '-device', 'vhost-user-blk-pci,chardev=thblk,num-queues=1,addr=0x15',
+        ] : []),
+        ...(vqSize > 0 ? ['-chardev', `socket,path=${vqSock},id=tvq`, '-device', `vhost-user-scsi-pci,chardev=tvq,num_queues=1,virtqueue_size=${vqSize},addr=0x16`] : []),
       ];
 
       let qemuPid = 0;
       const paths: Path[] = [
-        { name: 'tsio-scsi', slot: '0000:00:10.0', luns: LUNS, cpu: () => cpuSeconds(tsiodPid) },
-        { name: 'qemu-scsi', slot: '0000:00:11.0', luns: LUNS, cpu: () => 0 },
-        { name: 'qsd-blk', slot: '0000:00:12.0', luns: 1, cpu: () => cpuSeconds(qsd.pid!) },
-        { name: 'tsio-blk', slot: '0000:00:13.0', luns: 1, cpu: () => cpuSeconds(tsiodPid) },
+        { name: 'tsio-scsi', proc: 'tsiod', slot: '0000:00:10.0', luns: LUNS, cpu: () => cpuSeconds(tsiodPid) },
+        ...(holdUs > 0 ? [{ name: 'tsio-scsi-hold', proc: 'tsiod', slot: '0000:00:14.0', luns: LUNS, cpu: () => cpuSeconds(tsiodPid) }] : []),
+        ...(vqSize > 0 ? [{ name: 'tsio-scsi-vq', proc: 'tsiod', slot: '0000:00:16.0', luns: LUNS, cpu: () => cpuSeconds(tsiodPid) }] : []),
+        { name: 'qemu-scsi', proc: 'qemu-scsi', slot: '0000:00:11.0', luns: LUNS, cpu: () => 0 },
+        { name: 'qsd-blk', proc: 'qsd', slot: '0000:00:12.0', luns: 1, cpu: () => cpuSeconds(qsd.pid!) },
+        { name: 'tsio-blk', proc: 'tsiod', slot: '0000:00:13.0', luns: 1, cpu: () => cpuSeconds(tsiodPid) },
+        ...(holdUs > 0 ? [{ name: 'tsio-blk-hold', proc: 'tsiod', slot: '0000:00:15.0', luns: 1, cpu: () => cpuSeconds(tsiodPid) }] : []),
       ].filter((p) => want(p.name));
       // QEMU's threads that do the built-in path's I/O: the iothread and the workers it hands requests to.
       // A worker that ends inside a run takes its CPU time with it (none did in the recorded runs: I/O never pauses).
@@ -219,10 +267,10 @@ ${luns.join('\n')}
             `--group_reporting --output-format=terse --terse-version=3 $J > /tmp/fio.out &`,
           // The steady window: every job running (fio's start and exit, long with 32 jobs under TCG, left out).
           'allrunning; A=("${C[@]}")',
-          `echo "@@S${n}@@ $(sum) $(irqs ${p.slot}) $EPOCHREALTIME"`,
+          `echo "@@S${n}@@ $(sum) $(irqs ${p.slot}) $(kicks) $EPOCHREALTIME"`,
           `sleep ${steadySeconds}`,
           'cnt',
-          `echo "@@T${n}@@ $(sum) $(irqs ${p.slot}) $EPOCHREALTIME $(moved) of \${#C[@]} devices"`,
+          `echo "@@T${n}@@ $(sum) $(irqs ${p.slot}) $(kicks) $EPOCHREALTIME $(moved) of \${#C[@]} devices"`,
           'wait $!',
           `echo "@@E${n}@@ $(cut -d';' -f5-9,47-50 /tmp/fio.out)"`,
         );
@@ -247,16 +295,52 @@ ${luns.join('\n')}
       const t0 = Date.now();
       await guest.waitFor(/@@IDLE1@@/);
       const idleS = (Date.now() - t0) / 1000;
-      const idle = [...new Set(paths.map((p) => (p.name === 'tsio-blk' ? 'tsio-scsi' : p.name)))].map((name) => {
-        const i = paths.findIndex((p) => p.name === name);
-        return `${name === 'tsio-scsi' ? 'tsiod' : name} ${(((paths[i].cpu() - idle0[i]) / idleS) * 100).toFixed(1)}%`;
+      const idle = [...new Set(paths.map((p) => p.proc))].map((proc) => {
+        const i = paths.findIndex((p) => p.proc === proc);
+        return `${proc} ${(((paths[i].cpu() - idle0[i]) / idleS) * 100).toFixed(1)}%`;
       });
       console.log(`idle back-end CPU over ${idleS.toFixed(1)} s with no I/O: ${idle.join(', ')}`);
 
-      interface Steady { secs: number; ios: number; irqs: number; cpu: number; guest: number; counts?: Counts }
+      interface Steady { secs: number; ios: number; irqs: number; kicks: number; cpu: number; guest: number; counts?: Counts }
       interface Row { path: string; rw: string; mbs: number; iops: number; ios: number; cpu: number; guest: number; steady?: Steady }
       const results: Row[] = [];
       const vcpu = () => [...threadCpu(qemuPid, /^CPU 0\/TCG$/).values()].reduce((a, b) => a + b, 0);
+      // The steady windows are the guest's (its marks S and T carry its clock, requests, interrupts and kicks); the
+      // back end's and the vCPU's CPU over them are read off samples the host takes every SAMPLE_MS, at the guest's
+      // times mapped to the host's clock. The guest's serial console lags behind a busy vCPU, so the host cannot
+      // take a snapshot when it sees a mark; the offset between the clocks is the smallest (host saw - guest wrote)
+      // over all marks, each seen within SAMPLE_MS of its arrival.
+      const procCpu: Record<string, () => number> = {
+        tsiod: () => cpuSeconds(tsiodPid),
+        qsd: () => cpuSeconds(qsd.pid!),
+        'qemu-scsi': () => [...threadCpu(qemuPid, qemuThreads).values()].reduce((a, b) => a + b, 0),
+      };
+      const samples: { t: number; cpu: Record<string, number>; vcpu: number }[] = [];
+      const marksSeen = new Map<string, number>();
+      let scanned = 0;
+      const sample = () => {
+        const t = Date.now() / 1000;
+        const cpu: Record<string, number> = {};
+        try {
+          for (const [k, f] of Object.entries(procCpu)) cpu[k] = f();
+          samples.push({ t, cpu, vcpu: vcpu() });
+        } catch {
+          return; // a process gone (the guest ended, or the bench is failing): nothing to sample
+        }
+        const out = guest!.output();
+        for (const m of out.slice(scanned).matchAll(/@@([ST]\d+)@@ [^\n]*?([\d]+\.[\d]+)[^\n]*\n/g)) if (!marksSeen.has(m[1])) marksSeen.set(m[1], t - Number(m[2]));
+        scanned = Math.max(scanned, out.lastIndexOf('\n') + 1);
+      };
+      sampler = setInterval(sample, SAMPLE_MS);
+      /** CPU of proc (or the vCPU, proc undefined) at host time t, interpolated between samples. */
+      const at = (t: number, proc?: string): number | undefined => {
+        const v = (x: (typeof samples)[number]) => (proc === undefined ? x.vcpu : x.cpu[proc]);
+        const i = samples.findIndex((x) => x.t >= t);
+        if (i <= 0) return undefined;
+        const [x, y] = [samples[i - 1], samples[i]];
+        return v(x) + ((v(y) - v(x)) * (t - x.t)) / Math.max(y.t - x.t, 1e-6);
+      };
+      const windows: { row: Row; proc: string; g0: number; g1: number; s0: RegExpMatchArray; s1: RegExpMatchArray; counts?: Counts }[] = [];
       for (const [n, r] of runs.entries()) {
         const p = paths.find((x) => x.name === r.path)!;
         await guest.waitFor(new RegExp(`@@B${n}@@`));
@@ -264,25 +348,13 @@ ${luns.join('\n')}
         const allBegin = threadCpu(qemuPid, /./);
         const c0 = p.name === 'qemu-scsi' ? 0 : p.cpu();
         const w0 = Date.now();
-        // The steady window (every fio job running), between the guest's marks S and T: the back end's CPU, the
-        // guest's vCPU and tsiod's counts at each mark; the guest's own clock, requests and interrupts in the marks.
-        const s0 = await guest.waitFor(new RegExp(`@@S${n}@@ (\\d+) (\\d+) ([\\d.]+)\n`));
-        const a = { t: Date.now(), cpu: p.cpu(), guest: vcpu(), counts: await tsioCounts(tsiod, p.name) };
-        // The host's snapshots bracket the guest's window only if the host was not behind (a loaded machine).
-        const late = guest.output().includes(`@@T${n}@@`);
-        const s1 = await guest.waitFor(new RegExp(`@@T${n}@@ (\\d+) (\\d+) ([\\d.]+) (\\d+) of (\\d+) devices\n`));
-        const b = { t: Date.now(), cpu: p.cpu(), guest: vcpu(), counts: await tsioCounts(tsiod, p.name) };
-        if (s1[4] !== s1[5]) console.log(`${p.name} ${r.rw}: only ${s1[4]} of ${s1[5]} devices did I/O throughout the steady window`);
-        // The guest's console lags behind it when its vCPU is busy, by more at one mark than the other at times: a
-        // host window much shorter or longer than the guest's did not see the same I/O.
-        const hostS = (b.t - a.t) / 1000;
-        const guestS = Number(s1[3]) - Number(s0[3]);
-        const skewed = Math.abs(hostS / guestS - 1) > 0.1;
-        if (late || skewed) console.log(`${p.name} ${r.rw}: steady window left out: the host saw it ${late ? 'after its end' : `last ${hostS.toFixed(1)} s, the guest ${guestS.toFixed(1)} s`}`);
-        const steady: Steady | undefined = late || skewed ? undefined : {
-          secs: Number(s1[3]) - Number(s0[3]), ios: Number(s1[1]) - Number(s0[1]), irqs: Number(s1[2]) - Number(s0[2]), cpu: b.cpu - a.cpu, guest: b.guest - a.guest,
-          counts: a.counts && b.counts ? { requests: b.counts.requests - a.counts.requests, kicks: b.counts.kicks - a.counts.kicks, calls: b.counts.calls - a.counts.calls } : undefined,
-        };
+        // tsiod's counts at the marks as the host sees them: ratios of one interval (requests, kicks, calls, holds).
+        const s0 = await guest.waitFor(new RegExp(`@@S${n}@@ (\\d+) (\\d+) (-?\\d+) ([\\d.]+)\n`));
+        const ca = await tsioCounts(tsiod, p.name);
+        const s1 = await guest.waitFor(new RegExp(`@@T${n}@@ (\\d+) (\\d+) (-?\\d+) ([\\d.]+) (\\d+) of (\\d+) devices\n`));
+        const cb = await tsioCounts(tsiod, p.name);
+        if (s1[5] !== s1[6]) console.log(`${p.name} ${r.rw}: only ${s1[5]} of ${s1[6]} devices did I/O throughout the steady window`);
+        const counts = ca && cb ? (Object.fromEntries(Object.keys(ca).map((k) => [k, cb[k as keyof Counts] - ca[k as keyof Counts]])) as Counts) : undefined;
         const m = await guest.waitFor(new RegExp(`@@E${n}@@ ([^\n]*)\n`));
         const cpu = p.cpu() - c0;
         // Where QEMU's own time went during the run (vCPU, main loop, iothread, workers): which of its threads
@@ -299,13 +371,30 @@ ${luns.join('\n')}
         if (f.length < 9 || f[0] !== 0) throw new Error(`fio failed on ${p.name} ${r.rw}: ${m[1]}\n${guest.output().slice(-3000)}`);
         const [kb, bw, iops] = r.rw === 'randread' ? [f[1], f[2], f[3]] : [f[5], f[6], f[7]];
         // The guest's CPU: its one vCPU thread (the bottleneck under TCG), whatever the back end.
-        const row: Row = { path: p.name, rw: r.rw, mbs: (bw * 1024) / 1e6, iops, ios: kb / 4, cpu, guest: byComm.get('CPU 0/TCG') ?? 0, steady };
+        const row: Row = { path: p.name, rw: r.rw, mbs: (bw * 1024) / 1e6, iops, ios: kb / 4, cpu, guest: byComm.get('CPU 0/TCG') ?? 0 };
         results.push(row);
-        const c = steady?.counts;
-        const perIo = c && c.requests > 0 ? `, ${(c.kicks / c.requests).toFixed(2)} kicks and ${(c.calls / c.requests).toFixed(2)} calls per request` : '';
+        windows.push({ row, proc: p.proc, g0: Number(s0[4]), g1: Number(s1[4]), s0, s1, counts });
         console.log(`${p.name} ${r.rw}: ${row.mbs.toFixed(1)} MB/s, ${row.iops} IOPS, ${row.ios} I/Os, ${cpu.toFixed(2)} backend cpu-s, ` +
-          `${row.guest.toFixed(2)} guest vCPU s in a ${((Date.now() - w0) / 1000).toFixed(1)} s window` + (steady === undefined ? '' : `; steady ${steady.secs.toFixed(1)} s: ` +
-          `${steady.ios} I/Os, ${steady.irqs} guest interrupts, ${steady.cpu.toFixed(2)} backend cpu-s, ${steady.guest.toFixed(2)} guest vCPU s${perIo}`));
+          `${row.guest.toFixed(2)} guest vCPU s in a ${((Date.now() - w0) / 1000).toFixed(1)} s window`);
+      }
+      clearInterval(sampler);
+      sample();
+      const offset = Math.min(...marksSeen.values());
+      console.log(`\nsteady windows (host clock = guest clock + ${offset.toFixed(3)} s, ${samples.length} samples every ${SAMPLE_MS} ms):`);
+      for (const w of windows) {
+        const [h0, h1] = [w.g0 + offset, w.g1 + offset];
+        const [c0, c1, v0, v1] = [at(h0, w.proc), at(h1, w.proc), at(h0), at(h1)];
+        if (c0 === undefined || c1 === undefined || v0 === undefined || v1 === undefined) {
+          console.log(`${w.row.path} ${w.row.rw}: steady window outside the samples, left out`);
+          continue;
+        }
+        const d = (i: number) => Number(w.s1[i]) - Number(w.s0[i]);
+        const st: Steady = { secs: w.g1 - w.g0, ios: d(1), irqs: d(2), kicks: Number(w.s0[3]) < 0 ? NaN : d(3), cpu: c1 - c0, guest: v1 - v0, counts: w.counts };
+        w.row.steady = st;
+        const c = st.counts;
+        const perIo = c && c.requests > 0 ? `; tsiod: ${(c.kicks / c.requests).toFixed(2)} kicks, ${(c.calls / c.requests).toFixed(2)} calls, ${(c.holds / c.requests).toFixed(2)} holds (${c.hold_hits} joined) per request` : '';
+        console.log(`${w.row.path} ${w.row.rw}: ${st.secs.toFixed(1)} s, ${st.ios} I/Os, ${st.irqs} guest interrupts, ${st.kicks} guest kicks, ` +
+          `${st.cpu.toFixed(2)} backend cpu-s, ${st.guest.toFixed(2)} guest vCPU s${perIo}`);
       }
       const done = await guest.done;
       if (!/ALL-DONE/.test(done.output)) throw new Error(`guest did not finish:\n${done.output.slice(-3000)}`);
@@ -326,7 +415,8 @@ ${luns.join('\n')}
         return {
           mbs: all.reduce((s, x) => s + x.mbs, 0) / all.length, iops: all.reduce((s, x) => s + x.iops, 0) / all.length,
           steadyIops: ios / Math.max(total((x) => x.secs), 1e-3), usPerIo: (total((x) => x.cpu) / ios) * 1e6, guestUs: (total((x) => x.guest) / ios) * 1e6,
-          irqs: (total((x) => x.irqs) / ios).toFixed(2), kicks: per((c) => c.kicks), calls: per((c) => c.calls),
+          irqs: (total((x) => x.irqs) / ios).toFixed(2), guestKicks: Number.isNaN(total((x) => x.kicks)) ? '-' : (total((x) => x.kicks) / ios).toFixed(2),
+          kicks: per((c) => c.kicks), calls: per((c) => c.calls), held: per((c) => c.holds),
         };
       };
       const rows: string[][] = [];
@@ -334,13 +424,14 @@ ${luns.join('\n')}
         for (const p of paths) {
           const a = agg(p.name, rw)!;
           const qd = p.luns > 1 ? `${p.luns} jobs x QD${qdLun}` : `1 job x QD${qdBlk}`;
-          rows.push([p.name, `${rw} ${qd}`, a.mbs.toFixed(1), k(a.iops), k(a.steadyIops), a.usPerIo.toFixed(1), a.guestUs.toFixed(1), a.irqs, a.kicks, a.calls]);
+          rows.push([p.name, `${rw} ${qd}`, a.mbs.toFixed(1), k(a.iops), k(a.steadyIops), a.usPerIo.toFixed(1), a.guestUs.toFixed(1), a.irqs, a.guestKicks, a.kicks, a.calls, a.held]);
         }
       }
       console.log('\n' + table(HEADER, rows));
       const ratioRows: string[][] = [];
       for (const rw of RWS) {
-        for (const [a, b] of [['tsio-scsi', 'qemu-scsi'], ['tsio-blk', 'qsd-blk']]) {
+        for (const [a, b] of [['tsio-scsi', 'qemu-scsi'], ['tsio-blk', 'qsd-blk'], ['tsio-scsi-hold', 'tsio-scsi'], ['tsio-scsi-hold', 'qemu-scsi'], ['tsio-scsi-vq', 'tsio-scsi'], ['tsio-scsi-vq', 'qemu-scsi'],
+          ['tsio-blk-hold', 'tsio-blk'], ['tsio-blk-hold', 'qsd-blk']]) {
           const x = agg(a, rw);
           const y = agg(b, rw);
           if (!x || !y) continue;
@@ -352,8 +443,14 @@ ${luns.join('\n')}
       console.log('backend CPU per I/O (lower is better) is the meaningful comparison of the back ends. Backend CPU: tsiod and');
       console.log('qemu-storage-daemon whole process; QEMU built-in: its iothread plus io_uring/thread-pool workers.');
       console.log('CPU per I/O, steady IOPS and interrupts per I/O are over steady windows (every fio job running); guest CPU is');
-      console.log("QEMU's CPU 0/TCG thread, the cost an I/O puts on the bottleneck. Kicks and calls per I/O: tsiod's own counts.");
+      console.log("QEMU's CPU 0/TCG thread, the cost an I/O puts on the bottleneck. Guest interrupts and kicks per I/O: the");
+      console.log("guest's own counts (MSI-X vectors of the device; a kprobe on vp_notify), every path alike; tsiod kicks, calls");
+      console.log('and held calls (call_hold_us) per I/O: what tsiod counted on the connection.');
+    } catch (e) {
+      if (guest) console.log(`guest console, last lines:\n${guest.output().slice(-4000)}`);
+      throw e;
     } finally {
+      clearInterval(sampler);
       guest?.kill();
       await guest?.done;
       await tsiod?.stop();
