@@ -67,9 +67,7 @@ function vhostLines(v: VhostTpgState): string[] {
     lines.push(`    protocol features: ${fe.protocol_features.join(', ') || 'none'}`);
     lines.push(`    inflight: ${fe.inflight ? 'yes' : 'no'}, ${RECONNECTS[fe.reconnects]}`);
     // Calls per request is what the guest pays in interrupts; kicks, in exits.
-    // Calls held for more completions (the TPG's call_hold_us), when any were.
-    const held = fe.holds > 0 ? `, held calls: ${fe.holds} (${fe.hold_hits} joined by more completions)` : '';
-    lines.push(`    requests: ${fe.requests}, kicks: ${fe.kicks}, calls: ${fe.calls}${held}`);
+    lines.push(`    requests: ${fe.requests}, kicks: ${fe.kicks}, calls: ${fe.calls}`);
   }
   return lines;
 }
