@@ -82,8 +82,6 @@ interface Addon {
   eventfd(): number;
   eventfdWrite(fd: number): void;
   eventfdRead(fd: number): number;
-  timerfd(): number;
-  timerfdSet(fd: number, ns: number): void;
   fence(): void;
   FdWatcher: new (fd: number, onReadable: (status: number) => void) => FdWatcher;
   rbdConnect(opts: RadosConnectOptions): Promise<RadosCluster>;
@@ -334,9 +332,6 @@ export const memfdCreate: Addon['memfdCreate'] = addon.memfdCreate;
 export const eventfd: Addon['eventfd'] = addon.eventfd;
 export const eventfdWrite: Addon['eventfdWrite'] = addon.eventfdWrite;
 export const eventfdRead: Addon['eventfdRead'] = addon.eventfdRead;
-/** A non-blocking one-shot timer as an fd (CLOCK_MONOTONIC): timerfdSet(fd, ns) arms it ns from now (0 disarms); read with eventfdRead. */
-export const timerfd: Addon['timerfd'] = addon.timerfd;
-export const timerfdSet: Addon['timerfdSet'] = addon.timerfdSet;
 /** A full memory barrier (shared-memory rings). */
 export const fence: Addon['fence'] = addon.fence;
 export const FdWatcher: Addon['FdWatcher'] = addon.FdWatcher;

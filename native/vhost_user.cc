@@ -16,7 +16,6 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <unistd.h>
 #include <uv.h>
@@ -389,26 +388,6 @@ Napi::Value EventFdRead(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), r < 0 ? 0 : static_cast<double>(v));
 }
 
-// timerfd() -> a non-blocking CLOCK_MONOTONIC timerfd, disarmed. Read it with
-// eventfdRead (the expirations since the last read), watch it with FdWatcher.
-Napi::Value TimerFd(const Napi::CallbackInfo& info) {
-  int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-  if (fd < 0) throw ErrnoError(info.Env(), errno, "timerfd_create");
-  return Napi::Number::New(info.Env(), fd);
-}
-
-// timerfdSet(fd, ns): fires once, ns nanoseconds from now (microsecond
-// resolution, which libuv's timers lack); 0 disarms it.
-Napi::Value TimerFdSet(const Napi::CallbackInfo& info) {
-  int64_t ns = ArgInt64(info, 1, "ns");
-  if (ns < 0) throw Napi::RangeError::New(info.Env(), "ns must not be negative");
-  struct itimerspec t = {};
-  t.it_value.tv_sec = static_cast<time_t>(ns / 1000000000);
-  t.it_value.tv_nsec = static_cast<long>(ns % 1000000000);
-  if (timerfd_settime(ArgFd(info, 0), 0, &t, nullptr) < 0) throw ErrnoError(info.Env(), errno, "timerfd_settime");
-  return info.Env().Undefined();
-}
-
 // fence(): a full barrier. The split ring's EVENT_IDX protocol needs one
 // between publishing avail_event and re-reading avail->idx (store-load).
 Napi::Value Fence(const Napi::CallbackInfo& info) {
@@ -482,8 +461,6 @@ void InitVhostUser(Napi::Env env, Napi::Object exports) {
   exports.Set("eventfd", Napi::Function::New(env, EventFd, "eventfd"));
   exports.Set("eventfdWrite", Napi::Function::New(env, EventFdWrite, "eventfdWrite"));
   exports.Set("eventfdRead", Napi::Function::New(env, EventFdRead, "eventfdRead"));
-  exports.Set("timerfd", Napi::Function::New(env, TimerFd, "timerfd"));
-  exports.Set("timerfdSet", Napi::Function::New(env, TimerFdSet, "timerfdSet"));
   exports.Set("fence", Napi::Function::New(env, Fence, "fence"));
   exports.Set("FdWatcher", FdWatcher::Define(env));
 }

@@ -316,7 +316,7 @@ fabric_modules:
   assert.equal(acl.auth?.userid, '');
 
   const vhost = cfg.targets[1].tpgs[0];
-  assert.deepEqual(vhost.attributes, { generate_node_acls: true, demo_mode_write_protect: false, call_hold_us: 0 });
+  assert.deepEqual(vhost.attributes, { generate_node_acls: true, demo_mode_write_protect: false });
   assert.equal(vhost.num_queues, undefined, "absent: as many as the front-end sets up");
   assert.equal(vhost.target, 0);
   assert.equal(vhost.parameters, undefined);
@@ -574,7 +574,7 @@ test('sense checks: write_back contradicting its attribute, size vs block size, 
     '      - { tag: 1, socket: /run/v.sock }', //                                                    17
     '      - { tag: 2, socket: /run/v.sock }', //                                                    18
     '      - { tag: 3, socket: /run/v.sock, target: 1, num_queues: 2 }', //                         19
-    '      - { tag: 4, socket: /run/v.sock, target: 255, attributes: { call_hold_us: 2000 } }', //   20
+    '      - { tag: 4, socket: /run/v.sock, target: 255 }', //                                       20
     '  - fabric: vhost', //                                                                          21
     '    wwn: naa.5001405000000002', //                                                              22
     '    tpgs: [ { tag: 1, socket: /run/v.sock, target: 7 } ]', //                                 23
@@ -590,8 +590,6 @@ test('sense checks: write_back contradicting its attribute, size vs block size, 
     { line: 13, path: 'targets[0].tpgs[0].portals[2].ip_address', message: "'300.1.1.1' is not an IP address" },
     { line: 18, path: 'targets[1].tpgs[1].socket', message: 'duplicate virtio target 0 on socket /run/v.sock (first at line 17)' },
     { line: 19, path: 'targets[1].tpgs[2].num_queues', message: 'num_queues differs from the other TPG on socket /run/v.sock (line 17): one controller has one num_queues' },
-    { line: 20, path: 'targets[1].tpgs[3].attributes.call_hold_us', message: 'must be between 0 and 1000, not 2000' },
-    { line: 20, path: 'targets[1].tpgs[3].attributes.call_hold_us', message: 'call_hold_us differs from the other TPG on socket /run/v.sock (line 17): one controller has one call_hold_us' },
     { line: 23, path: 'targets[2].tpgs[0].socket', message: 'vhost socket /run/v.sock belongs to another target (line 17)' },
   ]);
 });

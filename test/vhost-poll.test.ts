@@ -3,9 +3,7 @@
 // driver's used_event asks; with daemon.poll_max_ns the device polls its rings
 // after a pass with the driver's kicks turned off (avail_event behind, or
 // VRING_USED_F_NO_NOTIFY without EVENT_IDX), and turns them back on before it
-// sleeps, so a request posted after the poll window is still served. With a
-// TPG's call_hold_us a pass's call may wait for more completions, but never at
-// depth 1, never past the bound, and rarely for a driver that waits for it.
+// sleeps, so a request posted after the poll window is still served.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -22,14 +20,10 @@ import { startTsiod, tcli, type Daemon } from './util/tsiod';
 const dir = mkdtempSync(join(tmpdir(), 'tsio-vhost-poll-'));
 /** A long enough window that a front-end answering each call always posts inside it, even on a busy machine. */
 const POLL_MAX_NS = 5_000_000;
-/** call_hold_us of the holding daemon's TPGs (the most allowed). */
-const HOLD_US = 1000;
 let plain: Daemon | undefined;
 let polling: Daemon | undefined;
-let holding: Daemon | undefined;
 
-function config(sub: string, pollMaxNs = 0, holdUs = 0): string {
-  const hold = holdUs > 0 ? ` attributes: { call_hold_us: ${holdUs} },` : '';
+function config(sub: string, pollMaxNs = 0): string {
   return [
     ...(pollMaxNs > 0 ? ['daemon:', `  poll_max_ns: ${pollMaxNs}`] : []),
     'storage_objects:',
@@ -38,11 +32,11 @@ function config(sub: string, pollMaxNs = 0, holdUs = 0): string {
     '  - fabric: vhost',
     '    wwn: naa.5001405000000061',
     '    tpgs:',
-    `      - { tag: 1, socket: ${join(dir, sub, 'scsi.sock')}, num_queues: 1,${hold} luns: [ { index: 0, storage_object: /backstores/rd_mcp/r0 } ] }`,
+    `      - { tag: 1, socket: ${join(dir, sub, 'scsi.sock')}, num_queues: 1, luns: [ { index: 0, storage_object: /backstores/rd_mcp/r0 } ] }`,
     '  - fabric: vhost',
     '    wwn: naa.5001405000000062',
     '    tpgs:',
-    `      - { tag: 1, socket: ${join(dir, sub, 'blk.sock')}, device: blk, num_queues: 1,${hold} luns: [ { index: 0, storage_object: /backstores/rd_mcp/r0 } ] }`,
+    `      - { tag: 1, socket: ${join(dir, sub, 'blk.sock')}, device: blk, num_queues: 1, luns: [ { index: 0, storage_object: /backstores/rd_mcp/r0 } ] }`,
     '',
   ].join('\n');
 }
@@ -51,13 +45,11 @@ before(async () => {
   plain = await startTsiod(config('plain'));
   // The config's daemon.poll_max_ns (the benches use tsiod --poll-max-ns, which overrides it).
   polling = await startTsiod(config('poll', POLL_MAX_NS));
-  holding = await startTsiod(config('hold', 0, HOLD_US));
 });
 
 after(async () => {
   await plain?.stop();
   await polling?.stop();
-  await holding?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -69,9 +61,9 @@ async function until(what: string, ok: () => boolean, d: Daemon): Promise<void> 
   }
 }
 
-/** A virtio-blk front-end on the plain (or another) daemon with its one ring running, EVENT_IDX negotiated. */
-function blkFrontend(sub = 'plain'): { fe: VhostUserFrontend; q: DriverQueue } {
-  const fe = new VhostUserFrontend(join(dir, sub, 'blk.sock'), { memory: 16 << 20 });
+/** A virtio-blk front-end on the plain daemon with its one ring running, EVENT_IDX negotiated. */
+function blkFrontend(): { fe: VhostUserFrontend; q: DriverQueue } {
+  const fe = new VhostUserFrontend(join(dir, 'plain', 'blk.sock'), { memory: 16 << 20 });
   fe.negotiate(1);
   fe.start(128);
   const q = fe.queues[0];
@@ -106,17 +98,11 @@ test('EVENT_IDX: the device does not signal completions the driver\'s used_event
 
 /** What tsiod counted on the blk controller's front-end connection (the control API's TPG info). */
 function counted(d: Daemon): { requests: number; kicks: number; calls: number } {
-  const c = countedAll(d);
-  return { requests: c.requests, kicks: c.kicks, calls: c.calls };
-}
-
-/** The same with the holds (call_hold_us). */
-function countedAll(d: Daemon): { requests: number; kicks: number; calls: number; holds: number; hold_hits: number } {
   const r = tcli(d.sock, ['--json', '/vhost/naa.5001405000000062/tpg1', 'info']);
   assert.equal(r.status, 0, r.stderr);
   const fes = JSON.parse(r.stdout).vhost.frontends;
   assert.equal(fes.length, 1);
-  return fes[0];
+  return { requests: fes[0].requests, kicks: fes[0].kicks, calls: fes[0].calls };
 }
 
 test('EVENT_IDX: every completion the driver\'s used_event asks for is signalled, once; tsiod counts the kicks and calls the driver saw', async () => {
@@ -189,130 +175,6 @@ test('--poll-max-ns without EVENT_IDX (VRING_USED_F_NO_NOTIFY), virtio-scsi; aft
     await sleep(100);
     await serial(q, slot, 1, polling!);
     assert.equal(q.kicks, k0 + kicks + 1, 'the request after the window was kicked');
-  } finally {
-    fe.close();
-  }
-});
-
-// ---------- call_hold_us ----------
-
-test('call_hold_us: a lone request at depth 1 is never held; every completion the driver asks for is signalled at once', async () => {
-  const { fe, q } = blkFrontend('hold');
-  try {
-    const slot = new BlkSlot(fe.ram, 4096);
-    eventfdRead(q.callFd); // the call fd's first signal
-    const N = 30;
-    for (let i = 0; i < N; i++) {
-      q.avail.writeUInt16LE(i, availSize(q.num) - 2); // the driver reaped everything: it asks for the next call
-      slot.post(q, i % 2 === 0 ? BlkType.IN : BlkType.OUT, i * 8, 4096, () => {});
-      q.kick();
-      await until(`request ${i} signalled`, () => eventfdRead(q.callFd) === 1, holding!);
-      assert.equal(q.reap(), 1);
-    }
-    const c = countedAll(holding!);
-    assert.equal(c.calls, N);
-    assert.equal(c.holds, 0, 'no call waited at depth 1');
-  } finally {
-    fe.close();
-  }
-});
-
-/** Spins (no loop turn) until q's used index reaches idx; false after ms. */
-function spinUsed(q: DriverQueue, idx: number, ms: number): boolean {
-  for (const t0 = performance.now(); performance.now() - t0 < ms; ) if (q.used.readUInt16LE(2) === idx) return true;
-  return false;
-}
-
-test('call_hold_us: two requests of one pass wait for the call at most the bound, and nobody joining backs the holds off', async () => {
-  const { fe, q } = blkFrontend('hold');
-  try {
-    const slots = [new BlkSlot(fe.ram, 4096), new BlkSlot(fe.ram, 4096)];
-    eventfdRead(q.callFd);
-    q.avail.writeUInt16LE(0, availSize(q.num) - 2);
-    const t0 = performance.now();
-    for (const [i, s] of slots.entries()) s.post(q, BlkType.IN, i * 8, 4096, () => {});
-    q.kick();
-    await until('the held call', () => eventfdRead(q.callFd) === 1, holding!);
-    const waited = performance.now() - t0;
-    assert.equal(q.reap(), 2);
-    // Held from the end of the pass, which came after the kick: at least the bound; a loaded machine adds to it.
-    assert.ok(waited >= HOLD_US / 1000, `the call came ${waited.toFixed(2)} ms after the kick, before the ${HOLD_US} us hold ended`);
-    assert.ok(waited < HOLD_US / 1000 + 500, `the call came ${waited.toFixed(0)} ms after the kick`);
-    assert.deepEqual([countedAll(holding!).holds, countedAll(holding!).hold_hits], [1, 0]);
-    // The next pass of two goes at once (the back-off after a hold nobody joined).
-    const t1 = performance.now();
-    q.avail.writeUInt16LE(2, availSize(q.num) - 2);
-    for (const [i, s] of slots.entries()) s.post(q, BlkType.IN, i * 8, 4096, () => {});
-    q.kick();
-    await until('the next call', () => eventfdRead(q.callFd) === 1, holding!);
-    assert.equal(q.reap(), 2);
-    assert.equal(countedAll(holding!).holds, 1, `held again (${(performance.now() - t1).toFixed(2)} ms)`);
-  } finally {
-    fe.close();
-  }
-});
-
-test('call_hold_us: a held call carries the next kick\'s completions with it: one call for both passes', async () => {
-  const { fe, q } = blkFrontend('hold');
-  try {
-    const slots = Array.from({ length: 4 }, () => new BlkSlot(fe.ram, 4096));
-    eventfdRead(q.callFd);
-    let joined = 0;
-    let used = 0;
-    // The driver must post its second pair inside the hold (1 ms): on a loaded machine it may not, so try a few times.
-    for (let i = 0; i < 40 && joined < 3; i++) {
-      q.avail.writeUInt16LE(used, availSize(q.num) - 2);
-      slots[0].post(q, BlkType.IN, 0, 4096, () => {});
-      slots[1].post(q, BlkType.IN, 8, 4096, () => {});
-      q.kick();
-      const inTime = spinUsed(q, (used + 2) & 0xffff, 50) && eventfdRead(q.callFd) === 0;
-      if (inTime) {
-        slots[2].post(q, BlkType.OUT, 16, 4096, () => {});
-        slots[3].post(q, BlkType.OUT, 24, 4096, () => {});
-        q.kick();
-        await until(`the call for four, try ${i}`, () => q.used.readUInt16LE(2) === ((used + 4) & 0xffff), holding!);
-      }
-      await until(`the call, try ${i}`, () => eventfdRead(q.callFd) > 0, holding!);
-      const n = q.reap();
-      assert.equal(n, inTime ? 4 : 2);
-      used = (used + n) & 0xffff;
-      if (inTime) joined++;
-      // One call, read above, for the four: nothing more is signalled for them.
-      await sleep(5);
-      assert.equal(eventfdRead(q.callFd), 0, `a second call for completions already told (try ${i})`);
-    }
-    assert.ok(joined >= 1, 'no try posted its second pair inside the hold');
-    const c = countedAll(holding!);
-    assert.ok(c.hold_hits >= joined, `${c.hold_hits} holds joined, ${joined} seen by the driver`);
-    assert.equal(c.requests, used);
-  } finally {
-    fe.close();
-  }
-});
-
-test('call_hold_us: a driver that posts only when told (depth 4) is rarely held, and loses no request', async () => {
-  const { fe, q } = blkFrontend('hold');
-  try {
-    q.watch(); // interrupt mode: reaps on each call, and the completions post the next requests
-    const N = 600;
-    let posted = 0;
-    let done = 0;
-    let errors = 0;
-    const post = (slot: BlkSlot): void => {
-      const i = posted++;
-      slot.post(q, i % 2 === 0 ? BlkType.IN : BlkType.OUT, (i % 512) * 8, 4096, (st) => {
-        done++;
-        if (st !== BlkStatus.OK) errors++;
-        if (posted < N) post(slot);
-      });
-    };
-    for (let k = 0; k < 4; k++) post(new BlkSlot(fe.ram, 4096));
-    q.kick();
-    await until(`${N} requests done (${done} so far)`, () => done === N, holding!);
-    assert.equal(errors, 0);
-    const c = countedAll(holding!);
-    assert.equal(c.requests, N);
-    assert.ok(c.holds < N / 20, `${c.holds} holds for ${N} requests (${c.hold_hits} joined)`);
   } finally {
     fe.close();
   }

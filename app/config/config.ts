@@ -416,10 +416,6 @@ class SenseChecker {
       for (const k of ['socket_mode', 'socket_group', 'num_queues']) {
         if (tpg[k] !== first.tpg[k]) this.error([...at, k], `${k} differs from the other TPG on socket ${path} (line ${this.line(first.at)}): one controller has one ${k}`);
       }
-      const hold = (t: Record<string, unknown>) => (t.attributes as Record<string, unknown> | undefined)?.call_hold_us ?? 0;
-      if (hold(tpg) !== hold(first.tpg)) {
-        this.error([...at, 'attributes', 'call_hold_us'], `call_hold_us differs from the other TPG on socket ${path} (line ${this.line(first.at)}): one controller has one call_hold_us`);
-      }
     }
     const vt = typeof tpg.target === 'number' ? tpg.target : 0;
     this.unique(targets, `${path} ${vt}`, [...at, typeof tpg.target === 'number' ? 'target' : 'socket'], `virtio target ${vt} on socket ${path}`);

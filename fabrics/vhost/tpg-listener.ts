@@ -12,7 +12,7 @@ import { dirname } from 'node:path';
 import type { Tpg } from '../../src/model/target';
 import { log } from '../../src/core/log';
 import { FdWatcher, groupId, unixAccept, unixListen } from '../../native';
-import { MAX_CALL_HOLD_US, VhostUserBackend } from './vhost-user-backend';
+import { VhostUserBackend } from './vhost-user-backend';
 import { VirtioScsiDevice, type Controller } from './virtio-scsi-device';
 import { VirtioBlkDevice } from './virtio-blk-device';
 import { MAX_TARGETS } from './virtio-scsi';
@@ -101,12 +101,6 @@ export class TpgListener implements Controller {
     return v !== undefined && Number.isInteger(n) && n >= 1 && n <= MAX_REQUEST_QUEUES ? n : MAX_REQUEST_QUEUES;
   }
 
-  /** How long a queue's call may wait for more completions, in ns (the first TPG's call_hold_us; 0: never). */
-  get holdNs(): number {
-    const us = Number(this.first.attributes.call_hold_us ?? 0);
-    return Number.isInteger(us) && us > 0 && us <= MAX_CALL_HOLD_US ? us * 1000 : 0;
-  }
-
   private accept(): void {
     for (;;) {
       let fd: number;
@@ -124,7 +118,6 @@ export class TpgListener implements Controller {
       }
       try {
         const backend = new VhostUserBackend(fd, this.path);
-        backend.holdNs = this.holdNs;
         // device: blk serves the first TPG's one LUN as virtio-blk (vhost-user-blk-pci).
         const d = this.first.attributes.device === 'blk'
           ? new VirtioBlkDevice(backend, this.first, this.numQueues)
@@ -141,10 +134,7 @@ export class TpgListener implements Controller {
 
   refresh(): void {
     this.reown();
-    for (const d of this.devices) {
-      d.backend.holdNs = this.holdNs;
-      d.refresh();
-    }
+    for (const d of this.devices) d.refresh();
   }
 
   async close(): Promise<void> {

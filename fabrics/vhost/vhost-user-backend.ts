@@ -6,7 +6,7 @@
 
 import { closeSync } from 'node:fs';
 import { log } from '../../src/core/log';
-import { FdWatcher, eventfdRead, memfdCreate, mmapFd, recvMessage, sendMessage, timerfd, timerfdSet, unmap } from '../../native';
+import { FdWatcher, eventfdRead, memfdCreate, mmapFd, recvMessage, sendMessage, unmap } from '../../native';
 import { GuestMemory, MappedRegion, unmapRegions } from './guest-memory';
 import { Chain, ChainError, DeviceQueue, inflightRegionSize } from './virtqueue';
 import {
@@ -67,11 +67,6 @@ const POLL_START_NS = 4000;
 /** Microtask turns a poll yields for requests in flight before it yields a loop turn. */
 const MICRO_YIELDS = 8;
 
-/** Most passes told at once after a hold no completion joined (the back-off doubles from 1 to this). */
-const HOLD_BACKOFF_MAX = 64;
-/** Most a call may be held (call_hold_us), in µs: beyond a millisecond it is latency, not batching. */
-export const MAX_CALL_HOLD_US = 1000;
-
 class ProtocolError extends Error {}
 /** A front-end asking for more queues than the device has: the connection ends. */
 class QueueLimit extends ProtocolError {}
@@ -115,15 +110,6 @@ export class VhostUserBackend {
   private microYields = 0;
   /** When the loop last went to sleep on the kicks (performance.now()), 0 when unknown. */
   private sleptAt = 0;
-  /**
-   * The TPG's call_hold_us, in ns: how long a queue's call may wait after a pass for more completions to
-   * carry (the next kick's, or requests still in flight); 0 (default) tells the driver at the end of each pass.
-   */
-  holdNs = 0;
-  /** The hold's timer (a timerfd, made on the first hold) and whether it is armed. */
-  private holdFd = -1;
-  private holdWatcher: FdWatcher | undefined;
-  private holdArmed = false;
   /** Poll windows opened, and turns of them that found requests. */
   readonly pollStats = { windows: 0, hits: 0 };
   /** Resolved when the connection has ended. */
@@ -200,15 +186,13 @@ export class VhostUserBackend {
   }
 
   /** Requests returned, kicks taken and calls sent on every ring of this connection so far. */
-  counts(): { requests: number; kicks: number; calls: number; holds: number; hold_hits: number } {
-    const c = { requests: 0, kicks: 0, calls: 0, holds: 0, hold_hits: 0 };
+  counts(): { requests: number; kicks: number; calls: number } {
+    const c = { requests: 0, kicks: 0, calls: 0 };
     for (const q of this.queues) {
       if (!q) continue;
       c.requests += q.counts.requests;
       c.kicks += q.counts.kicks;
       c.calls += q.counts.calls;
-      c.holds += q.counts.holds;
-      c.hold_hits += q.counts.holdHits;
     }
     return c;
   }
@@ -548,7 +532,7 @@ export class VhostUserBackend {
     q.stopWatching();
     if (q.inflight > 0) log.debug(`vhost ${this.name}: GET_VRING_BASE ${q.index} waits for ${q.inflight} requests`);
     while (q.inflight > 0) await new Promise<void>((r) => setTimeout(r, 1));
-    this.flush(true);
+    this.flush();
     const b = Buffer.alloc(VringState.LENGTH);
     b.writeUInt32LE(q.index, VringState.INDEX);
     b.writeUInt32LE(q.lastAvail, VringState.NUM);
@@ -767,70 +751,10 @@ export class VhostUserBackend {
     });
   }
 
-  /**
-   * Notifies the driver of every queue with used entries it has not heard of, unless call_hold_us holds a
-   * queue's call for more completions; force: every held call goes now.
-   */
-  flush(force = false): void {
-    const now = this.holdNs > 0 ? performance.now() : 0;
-    let held = false;
-    for (const q of this.queues) {
-      if (!q || q.pending === 0) continue;
-      if (this.holdNs > 0 && this.hold(q, now, force)) held = true;
-      else q.notify();
-    }
-    if (this.holdArmed && !held) {
-      this.holdArmed = false;
-      timerfdSet(this.holdFd, 0);
-    }
+  /** Notifies the driver of every queue with used entries it has not heard of. */
+  flush(): void {
+    for (const q of this.queues) if (q && q.pending > 0) q.notify();
     if (this.retired.length > 0) this.releaseRetired();
-  }
-
-  // ---------- holding calls (call_hold_us) ----------
-
-  /**
-   * Whether q's call waits. A pass's completions wait, at most holdNs, when more are on their way: the
-   * pass returned two or more requests (the driver keeps several going, and may post more before it
-   * reaps) or requests of q are still in flight. A lone request with nothing else in flight (depth 1) is
-   * told at once. The held call goes with the next completions once nothing of q is in flight, or at the
-   * bound. A hold no completion joined makes the next passes go at once (1, 2, 4... up to
-   * HOLD_BACKOFF_MAX of them), so a driver that waits for its completions before posting is held rarely.
-   */
-  private hold(q: DeviceQueue, now: number, force: boolean): boolean {
-    if (q.heldSince > 0) {
-      const joined = q.pending > q.heldPending;
-      if (!force && now - q.heldSince < this.holdNs / 1e6 && (!joined || q.inflight > 0)) return true;
-      q.heldSince = 0;
-      if (joined) {
-        q.counts.holdHits++;
-        q.holdBackoff = 0;
-      } else {
-        q.holdBackoff = Math.min(HOLD_BACKOFF_MAX, Math.max(1, q.holdBackoff * 2));
-        q.holdSkip = q.holdBackoff;
-      }
-      return false;
-    }
-    if (force || this.closed || !q.ready || (q.pending < 2 && q.inflight === 0)) return false;
-    if (q.holdSkip > 0) {
-      q.holdSkip--;
-      return false;
-    }
-    q.heldSince = now;
-    q.heldPending = q.pending;
-    q.counts.holds++;
-    if (!this.holdArmed) {
-      if (this.holdFd < 0) {
-        this.holdFd = timerfd();
-        this.holdWatcher = new FdWatcher(this.holdFd, () => {
-          eventfdRead(this.holdFd);
-          this.holdArmed = false;
-          this.flush(true);
-        });
-      }
-      this.holdArmed = true;
-      timerfdSet(this.holdFd, this.holdNs);
-    }
-    return true;
   }
 
   // ---------- end ----------
@@ -852,11 +776,7 @@ export class VhostUserBackend {
     for (const q of this.queues) if (q) q.stopWatching();
     await this.device?.close();
     // Requests finished while closing are in the used rings: tell the driver before the call fds go.
-    this.flush(true);
-    this.holdWatcher?.stop();
-    this.holdWatcher = undefined;
-    if (this.holdFd >= 0) closeSync(this.holdFd);
-    this.holdFd = -1;
+    this.flush();
     for (const q of this.queues) if (q) q.closeFds();
     if (this.slaveFd >= 0) closeSync(this.slaveFd);
     this.slaveFd = -1;
@@ -890,9 +810,6 @@ export interface FrontendInfo {
   requests: number;
   kicks: number;
   calls: number;
-  /** Calls held for more completions (call_hold_us), and how many of those more completions joined. */
-  holds: number;
-  hold_hits: number;
 }
 
 /** The names of the bits set in v (a table of bit numbers), others as their numbers. */

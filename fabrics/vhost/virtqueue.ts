@@ -82,18 +82,8 @@ export class DeviceQueue {
   deviceOwned = false;
   /** Used entries pushed since the last notification decision. */
   pending = 0;
-  /**
-   * What this ring carried on this connection: requests returned, kicks taken (eventfd counts), calls sent;
-   * calls held back for more completions (call_hold_us) and holds that more completions joined.
-   */
-  readonly counts = { requests: 0, kicks: 0, calls: 0, holds: 0, holdHits: 0 };
-  /** call_hold_us: when (performance.now()) this queue's call began to wait, 0 when it does not. */
-  heldSince = 0;
-  /** Used entries the held call already covered when it began to wait. */
-  heldPending = 0;
-  /** Passes still told at once after holds no completion joined, and how many the last such hold earned. */
-  holdSkip = 0;
-  holdBackoff = 0;
+  /** What this ring carried on this connection: requests returned, kicks taken (eventfd counts), calls sent. */
+  readonly counts = { requests: 0, kicks: 0, calls: 0 };
   /** This queue's in-flight record (INFLIGHT_SHMFD), when the front-end keeps one. */
   inflightRegion: Buffer | undefined;
   private counter = 0;
