@@ -4,8 +4,8 @@
 //   qemu-scsi   QEMU's built-in virtio-scsi-pci with an iothread, 32 scsi-hd on the same kind of files
 //   qsd-blk     qemu-storage-daemon's vhost-user-blk export of one such file
 //   tsio-blk    tsiod vhost-user-blk (TPG `device: blk`) of one such file
-// With --hold-us N, two more in the same guest for an A/B of the TPG attribute call_hold_us:
-//   tsio-scsi-hold, tsio-blk-hold  the same LUNs on controllers with call_hold_us N
+// With --vq-size N one more in the same guest: tsio-scsi-vq, the same LUNs on a controller whose virtqueues have
+// N entries (QEMU's vhost-user-scsi-pci virtqueue_size, 128 by default; its built-in virtio-scsi-pci has 256).
 // The guest runs the same fio jobs on each in turn (4 KiB random read, then
 // write; libaio, direct; one job per device, group_reporting) and marks each run
 // on its console; the host reads the back end's CPU time around it: the whole
@@ -109,14 +109,13 @@ kicks() { local t=0 l; if [ $KP = 0 ]; then echo -1; return; fi; while read -r l
 allrunning() { local i; for i in $(seq 120); do cnt; if [ "$(moved)" -eq "\${#C[@]}" ]; then return 0; fi; sleep 0.5; done; }
 `;
 
-const HEADER = ['case', 'fio', 'MB/s', 'IOPS', 'steady IOPS', 'backend us/IO', 'guest us/IO', 'guest irqs/IO', 'guest kicks/IO', 'tsiod kicks/IO', 'calls/IO', 'held/IO'];
+const HEADER = ['case', 'fio', 'MB/s', 'IOPS', 'steady IOPS', 'backend us/IO', 'guest us/IO', 'guest irqs/IO', 'guest kicks/IO', 'tsiod kicks/IO', 'calls/IO'];
 
 /** tsiod's vhost controllers (WWNs of the config below). */
 const TSIO_WWN: Record<string, string> = {
-  'tsio-scsi': 'naa.5001405000000c01', 'tsio-blk': 'naa.5001405000000c02', 'tsio-scsi-hold': 'naa.5001405000000c03', 'tsio-blk-hold': 'naa.5001405000000c04',
-  'tsio-scsi-vq': 'naa.5001405000000c05',
+  'tsio-scsi': 'naa.5001405000000c01', 'tsio-blk': 'naa.5001405000000c02', 'tsio-scsi-vq': 'naa.5001405000000c05',
 };
-type Counts = { requests: number; kicks: number; calls: number; holds: number; hold_hits: number };
+type Counts = { requests: number; kicks: number; calls: number };
 
 /** What tsiod counted on a vhost TPG's connections: requests returned, kicks taken, calls sent (the control API's tree). */
 async function tsioCounts(d: Daemon, path: string): Promise<Counts | undefined> {
@@ -124,7 +123,7 @@ async function tsioCounts(d: Daemon, path: string): Promise<Counts | undefined> 
   if (wwn === undefined) return undefined;
   const r = await controlRpc(d.sock, 'tree', {});
   if (r.error) throw new Error(`tree: ${r.error.message}`);
-  const c: Counts = { requests: 0, kicks: 0, calls: 0, holds: 0, hold_hits: 0 };
+  const c: Counts = { requests: 0, kicks: 0, calls: 0 };
   for (const fe of (r.result.runtime.tpgs[`${wwn}/1`]?.fabric?.frontends ?? []) as Counts[]) {
     for (const k of Object.keys(c) as (keyof Counts)[]) c[k] += fe[k] ?? 0;
   }
@@ -149,8 +148,6 @@ export const vhostGuestScenario: Scenario = {
     const want = caseFilter(args, 'vhost-guest');
     // tsiod's ring polling (off by default): the same run with and without shows what it does.
     const pollNs = numOpt(args, '--poll-max-ns', 0);
-    // The TPG attribute call_hold_us, A/B: controllers with it beside those without, the same LUNs, one guest.
-    const holdUs = numOpt(args, '--hold-us', 0);
     // The guest's virtqueue size for one more vhost-user-scsi controller of the same LUNs (0: none).
     const vqSize = numOpt(args, '--vq-size', 0);
     // CPU per I/O is taken over a window inside each run where every fio job is running.
@@ -159,8 +156,7 @@ export const vhostGuestScenario: Scenario = {
     console.log(`load average ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
     console.log(`fio in a 1-vCPU TCG guest: bs=4k ioengine=libaio direct=1, ${seconds} s per run, ${rounds} round(s); ` +
       `32-LUN cases: one job per LUN at iodepth ${qdLun}, group_reporting; blk cases: one job at iodepth ${qdBlk}; ` +
-      `tsiod --poll-max-ns ${pollNs}` + (holdUs > 0 ? `; the -hold paths with call_hold_us ${holdUs}` : '') +
-      (vqSize > 0 ? `; tsio-scsi-vq with virtqueue_size ${vqSize}` : '') + '\n');
+      `tsiod --poll-max-ns ${pollNs}` + (vqSize > 0 ? `; tsio-scsi-vq with virtqueue_size ${vqSize}` : '') + '\n');
 
     const dir = mkdtempSync(join(tmpdir(), 'tsio-bench-vguest-'));
     const shm = mkdtempSync('/dev/shm/tsio-bench-vguest-');
@@ -180,20 +176,13 @@ export const vhostGuestScenario: Scenario = {
       const luns = [...Array(LUNS).keys()].map((i) => `          - { index: ${i}, storage_object: /backstores/fileio/l${i} }`);
       const scsiSock = join(dir, 'tsio-scsi.sock');
       const blkSock = join(dir, 'tsio-blk.sock');
-      const scsiHoldSock = join(dir, 'tsio-scsi-hold.sock');
-      const blkHoldSock = join(dir, 'tsio-blk-hold.sock');
       const vqSock = join(dir, 'tsio-scsi-vq.sock');
-      /** One more vhost target for the A/B paths: a 32-LUN scsi controller, or a blk disk, with TPG attributes. */
-      const controller = (wwn: string, sock: string, blk: boolean, attrs: string): string => `
+      // The A/B controller: the same 32 LUNs, its own socket (the guest sets its virtqueue size).
+      const vq = vqSize > 0 ? `
   - fabric: vhost
-    wwn: ${wwn}
+    wwn: ${TSIO_WWN['tsio-scsi-vq']}
     tpgs:
-      - { tag: 1, socket: ${sock}, num_queues: 1, attributes: { ${attrs} }, ` +
-        (blk ? 'device: blk, luns: [ { index: 0, storage_object: /backstores/fileio/blk } ] }' : `luns: [ ${[...Array(LUNS).keys()].map((i) => `{ index: ${i}, storage_object: /backstores/fileio/l${i} }`).join(', ')} ] }`);
-      const hold = holdUs > 0
-        ? controller(TSIO_WWN['tsio-scsi-hold'], scsiHoldSock, false, `call_hold_us: ${holdUs}`) + controller(TSIO_WWN['tsio-blk-hold'], blkHoldSock, true, `call_hold_us: ${holdUs}`)
-        : '';
-      const vq = vqSize > 0 ? controller(TSIO_WWN['tsio-scsi-vq'], vqSock, false, '') : '';
+      - { tag: 1, socket: ${vqSock}, num_queues: 1, luns: [ ${[...Array(LUNS).keys()].map((i) => `{ index: ${i}, storage_object: /backstores/fileio/l${i} }`).join(', ')} ] }` : '';
       tsiod = await startTsiod(`storage_objects:
 ${sos.join('\n')}
   - { name: blk, plugin: fileio, dev: ${join(shm, 'tsio-blk.img')}, size: ${BLK_MIB}MiB }
@@ -209,7 +198,7 @@ ${luns.join('\n')}
   - fabric: vhost
     wwn: naa.5001405000000c02
     tpgs:
-      - { tag: 1, socket: ${blkSock}, device: blk, num_queues: 1, luns: [ { index: 0, storage_object: /backstores/fileio/blk } ] }${hold}${vq}
+      - { tag: 1, socket: ${blkSock}, device: blk, num_queues: 1, luns: [ { index: 0, storage_object: /backstores/fileio/blk } ] }${vq}
 `, { dir, args: ['--poll-max-ns', String(pollNs)] });
       const tsiodPid = tsiod.proc.pid!;
 
@@ -226,22 +215,16 @@ ${luns.join('\n')}
         ...builtin,
         '-chardev', `socket,path=${join(dir, 'qsd.sock')},id=qblk`, '-device', 'vhost-user-blk-pci,chardev=qblk,num-queues=1,addr=0x12',
         '-chardev', `socket,path=${blkSock},id=tblk`, '-device', 'vhost-user-blk-pci,chardev=tblk,num-queues=1,addr=0x13',
-        ...(holdUs > 0 ? [
-          '-chardev', `socket,path=${scsiHoldSock},id=thscsi`, '-device', 'vhost-user-scsi-pci,chardev=thscsi,num_queues=1,addr=0x14',
-          '-chardev', `socket,path=${blkHoldSock},id=thblk`, '-device', 'vhost-user-blk-pci,chardev=thblk,num-queues=1,addr=0x15',
-        ] : []),
         ...(vqSize > 0 ? ['-chardev', `socket,path=${vqSock},id=tvq`, '-device', `vhost-user-scsi-pci,chardev=tvq,num_queues=1,virtqueue_size=${vqSize},addr=0x16`] : []),
       ];
 
       let qemuPid = 0;
       const paths: Path[] = [
         { name: 'tsio-scsi', proc: 'tsiod', slot: '0000:00:10.0', luns: LUNS, cpu: () => cpuSeconds(tsiodPid) },
-        ...(holdUs > 0 ? [{ name: 'tsio-scsi-hold', proc: 'tsiod', slot: '0000:00:14.0', luns: LUNS, cpu: () => cpuSeconds(tsiodPid) }] : []),
         ...(vqSize > 0 ? [{ name: 'tsio-scsi-vq', proc: 'tsiod', slot: '0000:00:16.0', luns: LUNS, cpu: () => cpuSeconds(tsiodPid) }] : []),
         { name: 'qemu-scsi', proc: 'qemu-scsi', slot: '0000:00:11.0', luns: LUNS, cpu: () => 0 },
         { name: 'qsd-blk', proc: 'qsd', slot: '0000:00:12.0', luns: 1, cpu: () => cpuSeconds(qsd.pid!) },
         { name: 'tsio-blk', proc: 'tsiod', slot: '0000:00:13.0', luns: 1, cpu: () => cpuSeconds(tsiodPid) },
-        ...(holdUs > 0 ? [{ name: 'tsio-blk-hold', proc: 'tsiod', slot: '0000:00:15.0', luns: 1, cpu: () => cpuSeconds(tsiodPid) }] : []),
       ].filter((p) => want(p.name));
       // QEMU's threads that do the built-in path's I/O: the iothread and the workers it hands requests to.
       // A worker that ends inside a run takes its CPU time with it (none did in the recorded runs: I/O never pauses).
@@ -348,7 +331,7 @@ ${luns.join('\n')}
         const allBegin = threadCpu(qemuPid, /./);
         const c0 = p.name === 'qemu-scsi' ? 0 : p.cpu();
         const w0 = Date.now();
-        // tsiod's counts at the marks as the host sees them: ratios of one interval (requests, kicks, calls, holds).
+        // tsiod's counts at the marks as the host sees them: ratios of one interval (requests, kicks, calls).
         const s0 = await guest.waitFor(new RegExp(`@@S${n}@@ (\\d+) (\\d+) (-?\\d+) ([\\d.]+)\n`));
         const ca = await tsioCounts(tsiod, p.name);
         const s1 = await guest.waitFor(new RegExp(`@@T${n}@@ (\\d+) (\\d+) (-?\\d+) ([\\d.]+) (\\d+) of (\\d+) devices\n`));
@@ -392,7 +375,7 @@ ${luns.join('\n')}
         const st: Steady = { secs: w.g1 - w.g0, ios: d(1), irqs: d(2), kicks: Number(w.s0[3]) < 0 ? NaN : d(3), cpu: c1 - c0, guest: v1 - v0, counts: w.counts };
         w.row.steady = st;
         const c = st.counts;
-        const perIo = c && c.requests > 0 ? `; tsiod: ${(c.kicks / c.requests).toFixed(2)} kicks, ${(c.calls / c.requests).toFixed(2)} calls, ${(c.holds / c.requests).toFixed(2)} holds (${c.hold_hits} joined) per request` : '';
+        const perIo = c && c.requests > 0 ? `; tsiod: ${(c.kicks / c.requests).toFixed(2)} kicks, ${(c.calls / c.requests).toFixed(2)} calls per request` : '';
         console.log(`${w.row.path} ${w.row.rw}: ${st.secs.toFixed(1)} s, ${st.ios} I/Os, ${st.irqs} guest interrupts, ${st.kicks} guest kicks, ` +
           `${st.cpu.toFixed(2)} backend cpu-s, ${st.guest.toFixed(2)} guest vCPU s${perIo}`);
       }
@@ -416,7 +399,7 @@ ${luns.join('\n')}
           mbs: all.reduce((s, x) => s + x.mbs, 0) / all.length, iops: all.reduce((s, x) => s + x.iops, 0) / all.length,
           steadyIops: ios / Math.max(total((x) => x.secs), 1e-3), usPerIo: (total((x) => x.cpu) / ios) * 1e6, guestUs: (total((x) => x.guest) / ios) * 1e6,
           irqs: (total((x) => x.irqs) / ios).toFixed(2), guestKicks: Number.isNaN(total((x) => x.kicks)) ? '-' : (total((x) => x.kicks) / ios).toFixed(2),
-          kicks: per((c) => c.kicks), calls: per((c) => c.calls), held: per((c) => c.holds),
+          kicks: per((c) => c.kicks), calls: per((c) => c.calls),
         };
       };
       const rows: string[][] = [];
@@ -424,14 +407,13 @@ ${luns.join('\n')}
         for (const p of paths) {
           const a = agg(p.name, rw)!;
           const qd = p.luns > 1 ? `${p.luns} jobs x QD${qdLun}` : `1 job x QD${qdBlk}`;
-          rows.push([p.name, `${rw} ${qd}`, a.mbs.toFixed(1), k(a.iops), k(a.steadyIops), a.usPerIo.toFixed(1), a.guestUs.toFixed(1), a.irqs, a.guestKicks, a.kicks, a.calls, a.held]);
+          rows.push([p.name, `${rw} ${qd}`, a.mbs.toFixed(1), k(a.iops), k(a.steadyIops), a.usPerIo.toFixed(1), a.guestUs.toFixed(1), a.irqs, a.guestKicks, a.kicks, a.calls]);
         }
       }
       console.log('\n' + table(HEADER, rows));
       const ratioRows: string[][] = [];
       for (const rw of RWS) {
-        for (const [a, b] of [['tsio-scsi', 'qemu-scsi'], ['tsio-blk', 'qsd-blk'], ['tsio-scsi-hold', 'tsio-scsi'], ['tsio-scsi-hold', 'qemu-scsi'], ['tsio-scsi-vq', 'tsio-scsi'], ['tsio-scsi-vq', 'qemu-scsi'],
-          ['tsio-blk-hold', 'tsio-blk'], ['tsio-blk-hold', 'qsd-blk']]) {
+        for (const [a, b] of [['tsio-scsi', 'qemu-scsi'], ['tsio-blk', 'qsd-blk'], ['tsio-scsi-vq', 'tsio-scsi'], ['tsio-scsi-vq', 'qemu-scsi']]) {
           const x = agg(a, rw);
           const y = agg(b, rw);
           if (!x || !y) continue;
@@ -444,8 +426,8 @@ ${luns.join('\n')}
       console.log('qemu-storage-daemon whole process; QEMU built-in: its iothread plus io_uring/thread-pool workers.');
       console.log('CPU per I/O, steady IOPS and interrupts per I/O are over steady windows (every fio job running); guest CPU is');
       console.log("QEMU's CPU 0/TCG thread, the cost an I/O puts on the bottleneck. Guest interrupts and kicks per I/O: the");
-      console.log("guest's own counts (MSI-X vectors of the device; a kprobe on vp_notify), every path alike; tsiod kicks, calls");
-      console.log('and held calls (call_hold_us) per I/O: what tsiod counted on the connection.');
+      console.log("guest's own counts (MSI-X vectors of the device; a kprobe on vp_notify), every path alike; tsiod kicks and");
+      console.log('calls per I/O: what tsiod counted on the connection.');
     } catch (e) {
       if (guest) console.log(`guest console, last lines:\n${guest.output().slice(-4000)}`);
       throw e;
