@@ -7,7 +7,8 @@
 // With --vq-size N one more in the same guest: tsio-scsi-vq, the same LUNs on a controller whose virtqueues have
 // N entries (QEMU's vhost-user-scsi-pci virtqueue_size, 128 by default; its built-in virtio-scsi-pci has 256).
 // The guest runs the same fio jobs on each in turn (4 KiB random read, then
-// write; libaio, direct; one job per device, group_reporting) and marks each run
+// write, after the seed's sequential reads of 4 to 64 KiB with --seed, or only
+// those with --seed-only; libaio, direct; one job per device, group_reporting) and marks each run
 // on its console; the host reads the back end's CPU time around it: the whole
 // process for tsiod and qemu-storage-daemon, for QEMU's built-in path its
 // iothread (`-object iothread,id=iot0`, comm "IO iot0" with debug-threads=on)
@@ -48,7 +49,10 @@ interface Path {
   cpu(): number;
 }
 
-const RWS = ['randread', 'randwrite'] as const;
+/** fio's cases: 4 KiB random reads and writes; with --seed also the seed's sequential reads of 4 to 64 KiB. */
+const RANDOM = ['randread', 'randwrite'];
+const SEED = 'read';
+const fioShape = (rw: string): string => (rw === SEED ? '--rw=read --bsrange=4k-64k' : `--bs=4k --rw=${rw}`);
 
 const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
 
@@ -146,6 +150,8 @@ export const vhostGuestScenario: Scenario = {
     const qdLun = numOpt(args, '--iodepth', 4);
     const qdBlk = numOpt(args, '--blk-iodepth', 16);
     const want = caseFilter(args, 'vhost-guest');
+    // --seed: the seed's case first, then the random ones; --seed-only: the seed's case alone.
+    const RWS = args.includes('--seed-only') ? [SEED] : args.includes('--seed') ? [SEED, ...RANDOM] : RANDOM;
     // tsiod's ring polling (off by default): the same run with and without shows what it does.
     const pollNs = numOpt(args, '--poll-max-ns', 0);
     // The guest's virtqueue size for one more vhost-user-scsi controller of the same LUNs (0: none).
@@ -154,7 +160,7 @@ export const vhostGuestScenario: Scenario = {
     const steadySeconds = Math.max(2, Math.floor(seconds / 3));
     console.log(machineLine());
     console.log(`load average ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
-    console.log(`fio in a 1-vCPU TCG guest: bs=4k ioengine=libaio direct=1, ${seconds} s per run, ${rounds} round(s); ` +
+    console.log(`fio in a 1-vCPU TCG guest: ${RWS.map((rw) => fioShape(rw).replace(/--/g, '')).join(', then ')}, ioengine=libaio direct=1, ${seconds} s per run, ${rounds} round(s); ` +
       `32-LUN cases: one job per LUN at iodepth ${qdLun}, group_reporting; blk cases: one job at iodepth ${qdBlk}; ` +
       `tsiod --poll-max-ns ${pollNs}` + (vqSize > 0 ? `; tsio-scsi-vq with virtqueue_size ${vqSize}` : '') + '\n');
 
@@ -246,7 +252,7 @@ ${luns.join('\n')}
           `J=""; DV=""; for d in $(devs ${p.slot}); do J="$J --name=$(basename $d) --filename=$d"; DV="$DV $(basename $d)"; done`,
           'cnt; A=("${C[@]}")',
           `echo "@@B${n}@@"`,
-          `fio --ioengine=libaio --direct=1 --bs=4k --rw=${r.rw} --iodepth=${qd} --time_based --runtime=${seconds} ` +
+          `fio --ioengine=libaio --direct=1 ${fioShape(r.rw)} --iodepth=${qd} --time_based --runtime=${seconds} ` +
             `--group_reporting --output-format=terse --terse-version=3 $J > /tmp/fio.out &`,
           // The steady window: every job running (fio's start and exit, long with 32 jobs under TCG, left out).
           'allrunning; A=("${C[@]}")',
@@ -352,9 +358,11 @@ ${luns.join('\n')}
         const f = m[1].trim().split(';').map(Number);
         // error; read kB, KiB/s, IOPS, ms; write kB, KiB/s, IOPS, ms
         if (f.length < 9 || f[0] !== 0) throw new Error(`fio failed on ${p.name} ${r.rw}: ${m[1]}\n${guest.output().slice(-3000)}`);
-        const [kb, bw, iops] = r.rw === 'randread' ? [f[1], f[2], f[3]] : [f[5], f[6], f[7]];
+        const [kb, bw, iops, ms] = r.rw === 'randwrite' ? [f[5], f[6], f[7], f[8]] : [f[1], f[2], f[3], f[4]];
+        // I/Os: 4 KiB each in the random cases; in the seed's (4 to 64 KiB) fio's IOPS over its runtime.
+        const ios = r.rw === SEED ? Math.round((iops * ms) / 1000) : kb / 4;
         // The guest's CPU: its one vCPU thread (the bottleneck under TCG), whatever the back end.
-        const row: Row = { path: p.name, rw: r.rw, mbs: (bw * 1024) / 1e6, iops, ios: kb / 4, cpu, guest: byComm.get('CPU 0/TCG') ?? 0 };
+        const row: Row = { path: p.name, rw: r.rw, mbs: (bw * 1024) / 1e6, iops, ios, cpu, guest: byComm.get('CPU 0/TCG') ?? 0 };
         results.push(row);
         windows.push({ row, proc: p.proc, g0: Number(s0[4]), g1: Number(s1[4]), s0, s1, counts });
         console.log(`${p.name} ${r.rw}: ${row.mbs.toFixed(1)} MB/s, ${row.iops} IOPS, ${row.ios} I/Os, ${cpu.toFixed(2)} backend cpu-s, ` +
